@@ -1,0 +1,155 @@
+"""Database tables: access requests, their approvals, the append-only audit log, and Slack event IDs seen.
+
+SQLAlchemy 2.0 declarative models; Alembic (``migrations/``) creates them on SQLite and PostgreSQL.
+Times are stored as naive UTC and read back as aware UTC (:class:`UTCDateTime`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import (BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Access request kinds
+JOIN = "join"                 # requester joins a group (account created with the group if they have none)
+INVITE = "invite"             # an account (or membership) for someone else
+RESET_PASSWORD = "reset_password"
+KINDS = (JOIN, INVITE, RESET_PASSWORD)
+
+# Access request states
+PENDING, APPROVED, APPLIED, FAILED, DENIED, EXPIRED = "pending", "approved", "applied", "failed", "denied", "expired"
+STATES = (PENDING, APPROVED, APPLIED, FAILED, DENIED, EXPIRED)
+OPEN_STATES = (PENDING, APPROVED)
+
+
+def utcnow() -> dt.datetime:
+    """The current time, aware, in UTC."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores naive UTC; returns aware UTC datetimes (SQLite keeps no time zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use aware UTC")
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else value.replace(tzinfo=dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class AccessRequest(Base):
+    """One access request: who asked (``requester_*``), for whom (``target_*``), what (``kind``, group),
+    why (``reason``), its ``state`` and how it ended. The approval card is ``approval_channel``/``approval_ts``.
+
+    ``claimed_by``/``claimed_until`` is the worker lease while it is being applied; ``write_started_at``
+    is set before a Polaris write that cannot be repeated blindly (a password reset), so a resumed apply
+    checks first.
+    """
+
+    __tablename__ = "access_requests"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    kind: Mapped[str] = mapped_column(String(20))
+    state: Mapped[str] = mapped_column(String(12), default=PENDING)
+    requester_id: Mapped[str] = mapped_column(String(32))
+    requester_email: Mapped[str | None] = mapped_column(String(320))
+    target_email: Mapped[str] = mapped_column(String(320))
+    target_slack_id: Mapped[str | None] = mapped_column(String(32))
+    target_first_name: Mapped[str] = mapped_column(String(200), default="")
+    target_last_name: Mapped[str] = mapped_column(String(200), default="")
+    group_id: Mapped[str | None] = mapped_column(String(64))
+    group_name: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    approvals_required: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(32))
+    decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    approval_channel: Mapped[str | None] = mapped_column(String(32))
+    approval_ts: Mapped[str | None] = mapped_column(String(32))
+    post_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    card_stale: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(80))
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    write_started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    polaris_user_id: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str | None] = mapped_column(Text)
+    applied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_access_requests_requester_state", "requester_id", "state"),
+        Index("ix_access_requests_state_expires", "state", "expires_at"),
+        Index("ix_access_requests_state_next", "state", "next_attempt_at"),
+    )
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+
+class Approval(Base):
+    """One approver's approval of one request (several are needed under a two-person rule)."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("access_requests.id", ondelete="CASCADE"))
+    approver_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("request_id", "approver_id", name="uq_approvals_request_approver"),)
+
+
+class AuditEvent(Base):
+    """One append-only audit row: ``at`` (UTC), ``actor`` (Slack user ID, or ``bot``), ``action``
+    (e.g. ``command``, ``request.created``, ``decision.approve``, ``decision.refused``, ``polaris.call``,
+    ``notify``), ``request_id``, ``target`` (an email or group), ``outcome`` (``ok``, ``refused``,
+    ``error`` …), ``detail`` (a short allow-listed text, never headers or secrets) and, for Polaris calls,
+    ``polaris_method``, ``polaris_path``, ``polaris_status`` and ``duration_ms``."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(40))
+    request_id: Mapped[str | None] = mapped_column(String(36))
+    target: Mapped[str | None] = mapped_column(String(320))
+    outcome: Mapped[str] = mapped_column(String(20), default="ok")
+    detail: Mapped[str | None] = mapped_column(Text)
+    polaris_method: Mapped[str | None] = mapped_column(String(8))
+    polaris_path: Mapped[str | None] = mapped_column(String(300))
+    polaris_status: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_audit_log_actor_at", "actor", "at"),
+        Index("ix_audit_log_request", "request_id"),
+        Index("ix_audit_log_at", "at"),
+    )
+
+
+class SlackEvent(Base):
+    """Events API ``event_id`` values already handled (Slack retries up to 3 times)."""
+
+    __tablename__ = "slack_events"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,521 @@
+"""Client for the Imply Polaris Identity management API.
+
+Follows ``shared/polaris/README.md`` (the fact sheet), the public guide "Manage users and groups through
+API" and the OpenAPI document ``openapi-identity.json``: one :class:`PolarisClient` over one
+``requests.Session`` covers permissions, users (list/get/create/update/delete, effective permissions),
+groups (list/get/create/update/delete) and group members (list/add/remove).
+
+- Authentication is HTTP Basic with the API key, sent as RFC 7617 ``base64("<key>:")`` like the official
+  SDK (``auth_style="raw"`` sends the raw key as the guide's examples do).
+- Every call has a connect and a read timeout (seconds).
+- Success codes are exact (users create and groups create: 201; everything else: 200); any other status
+  raises a :class:`PolarisError` subclass carrying ``status``, ``code`` and ``message`` parsed from either
+  error envelope (bare ``{"code","message"}`` or wrapped ``{"error": {...}}``), or from an empty or non-JSON
+  body.
+- Transient failures (429 honouring ``Retry-After``, 500/502/503/504, timeouts, dropped connections) are
+  retried with exponential backoff and jitter, bounded in attempts and total seconds, through tenacity,
+  for idempotent calls only (GET, PUT, DELETE, and adding members, which is idempotent in effect).
+  ``POST /v1/users`` is never retried here: the caller checks whether it took effect first.
+- The API key never appears in a log line, an exception message or an audit row.
+- :meth:`PolarisClient.update_user` is GET, change, PUT of the whole object: Polaris's PUT replaces the
+  user, so every property the user had is carried over.
+"""
+from __future__ import annotations
+
+import base64
+import copy
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import requests
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential_jitter
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: Properties Polaris generates; they are never sent back on PUT (the OpenAPI schema marks them readOnly).
+READ_ONLY_USER_FIELDS = frozenset({"id", "emailVerified", "identities", "createdOn"})
+PAGE_SIZE = 100
+
+
+# --------------------------------------------------------------------------------------------- errors
+class PolarisError(Exception):
+    """A Polaris call failed.
+
+    Attributes: ``status`` (HTTP status, or ``None`` when no response came), ``code`` (Polaris error code
+    such as ``BadArgument``, ``ObjectNotFound``, ``StateConflict``, ``InvalidAuthentication``, or ours:
+    ``Timeout``, ``ConnectionError``, ``UnexpectedStatus``), ``message`` (Polaris's text), ``method`` and
+    ``path`` of the call, ``retry_after`` (seconds, from a 429/503 ``Retry-After`` header).
+    """
+
+    transient = False
+
+    def __init__(self, status: int | None, code: str, message: str, *, method: str = "", path: str = "",
+                 retry_after: float | None = None):
+        self.status, self.code, self.message = status, code, message
+        self.method, self.path, self.retry_after = method, path, retry_after
+        super().__init__(f"{method} {path} -> {status if status is not None else 'no response'} {code}: {message}")
+
+    def plain(self) -> str:
+        """A sentence for a person (Slack message, audit outcome); no secrets, no traceback."""
+        return _PLAIN.get(type(self), "Polaris answered with an error") + (f": {self.message}" if self.message else "")
+
+
+class PolarisBadRequest(PolarisError):
+    """400: the request was invalid (e.g. a malformed email or an unknown group ID)."""
+
+
+class PolarisAuthError(PolarisError):
+    """401/403: the API key is wrong, expired or lacks ``AdministerUsers``. Never retried."""
+
+
+class PolarisNotFound(PolarisError):
+    """404: the user or group does not exist."""
+
+
+class PolarisConflict(PolarisError):
+    """409: the object already exists (e.g. a user with that username)."""
+
+
+class PolarisUnavailable(PolarisError):
+    """429, 5xx, a timeout or a dropped connection: worth retrying later."""
+
+    transient = True
+
+
+_PLAIN = {
+    PolarisBadRequest: "Polaris rejected the request",
+    PolarisAuthError: "The bot's Polaris API key was refused (wrong key or missing AdministerUsers)",
+    PolarisNotFound: "Polaris could not find it",
+    PolarisConflict: "It already exists in Polaris",
+    PolarisUnavailable: "Polaris is unavailable right now",
+}
+
+
+def _error_for(status: int, method: str, path: str, body: bytes, headers: dict) -> PolarisError:
+    code, message = "UnexpectedStatus", ""
+    try:
+        import json
+
+        data = json.loads(body) if body else None
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        inner = data.get("error") if isinstance(data.get("error"), dict) else data
+        code = str(inner.get("code") or code)
+        message = str(inner.get("message") or "")
+    elif body:
+        message = body[:200].decode("utf-8", "replace").strip()
+    retry_after = _retry_after(headers.get("Retry-After"))
+    if status in (401, 403):
+        cls = PolarisAuthError
+    elif status in TRANSIENT_STATUSES:
+        cls = PolarisUnavailable
+    elif status == 404:
+        cls = PolarisNotFound
+    elif status == 409:
+        cls = PolarisConflict
+    elif status == 400:
+        cls = PolarisBadRequest
+    else:
+        cls = PolarisError
+    return cls(status, code, message, method=method, path=path, retry_after=retry_after)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+# --------------------------------------------------------------------------------------------- models
+@dataclass(frozen=True)
+class Permission:
+    """A permission: ``name``; ``resources`` (e.g. ``("projects/*",)``) for project-scoped ones, empty for
+    organization-level ones such as ``AdministerUsers``."""
+
+    name: str
+    resources: tuple[str, ...] = ()
+    description: str = ""
+
+    @classmethod
+    def parse(cls, data: dict) -> "Permission":
+        return cls(name=str(data.get("name", "")), resources=tuple(data.get("resources") or ()),
+                   description=str(data.get("description") or ""))
+
+
+@dataclass(frozen=True)
+class Group:
+    """A Polaris group (``GroupRepresentation``): ``id``, ``name``, ``read_only`` (predefined groups),
+    ``permissions``, ``user_count``."""
+
+    id: str
+    name: str
+    read_only: bool = False
+    permissions: tuple[Permission, ...] = ()
+    user_count: int | None = None
+
+    @classmethod
+    def parse(cls, data: dict) -> "Group":
+        return cls(id=str(data.get("id", "")), name=str(data.get("name", "")),
+                   read_only=bool(data.get("readOnly", False)),
+                   permissions=tuple(Permission.parse(p) for p in data.get("permissions") or ()),
+                   user_count=data.get("userCount"))
+
+
+@dataclass(frozen=True)
+class User:
+    """A Polaris user (``UserRepresentation``). ``raw`` is the whole object as Polaris sent it, kept so an
+    update can carry over every property, including ones this client does not model."""
+
+    id: str
+    username: str
+    email: str
+    first_name: str = ""
+    last_name: str = ""
+    enabled: bool = True
+    groups: tuple[tuple[str, str], ...] = ()  # (id, name)
+    actions: tuple[str, ...] = ()
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def group_ids(self) -> set[str]:
+        return {gid for gid, _ in self.groups}
+
+    @property
+    def display_name(self) -> str:
+        return " ".join(p for p in (self.first_name, self.last_name) if p) or self.username
+
+    @classmethod
+    def parse(cls, data: dict) -> "User":
+        return cls(id=str(data.get("id", "")), username=str(data.get("username", "")),
+                   email=str(data.get("email") or data.get("username") or ""),
+                   first_name=str(data.get("firstName") or ""), last_name=str(data.get("lastName") or ""),
+                   enabled=bool(data.get("enabled", True)),
+                   groups=tuple((str(g.get("id", "")), str(g.get("name") or "")) for g in data.get("groups") or ()),
+                   actions=tuple(data.get("actions") or ()), raw=copy.deepcopy(data))
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a paged list: ``values`` and ``count`` (the total over all pages)."""
+
+    values: list
+    count: int
+
+
+# --------------------------------------------------------------------------------------------- client
+CallHook = Callable[[str, str, "int | None", float, "str | None"], None]
+
+
+class PolarisClient:
+    """The one way this bot reaches Polaris. Thread-safe (one ``requests.Session`` with a pooled adapter).
+
+    ``base_url``: ``https://ORG.api.imply.io`` (or ``.app.imply.io``, or a sandbox URL).
+    ``timeout``: (connect, read) seconds for each attempt.
+    ``max_attempts``/``retry_seconds``: bound on retries of transient failures for idempotent calls.
+    ``on_call(method, path, status, duration_ms, error_code)``: called after every HTTP attempt (the audit
+    log hooks in here); ``path`` has no query string, ``status`` is ``None`` when no response came.
+    """
+
+    def __init__(self, base_url: str, api_key: str, *, timeout: tuple[float, float] = (3.05, 10.0),
+                 max_attempts: int = 4, retry_seconds: float = 20.0, backoff_initial: float = 0.5,
+                 backoff_max: float = 8.0, on_call: CallHook | None = None, auth_style: str = "rfc7617",
+                 session: requests.Session | None = None, pool_size: int = 16):
+        if not base_url:
+            raise ValueError("Polaris base URL is required")
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.max_attempts = max(1, max_attempts)
+        self.retry_seconds = retry_seconds
+        self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
+        self.on_call = on_call
+        self._session = session or requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        credential = api_key if auth_style == "raw" else base64.b64encode(f"{api_key}:".encode()).decode()
+        self._auth_header = f"Basic {credential}"
+        self._session.headers.update({"Accept": "application/json", "User-Agent": "polaris-access-bot"})
+
+    def __repr__(self) -> str:  # never show the key
+        return f"PolarisClient({self.base_url!r})"
+
+    # ------------------------------------------------------------------------------------ transport
+    def _once(self, method: str, path: str, params: dict | None, body: Any, ok: tuple[int, ...]) -> requests.Response:
+        started = time.monotonic()
+        status: int | None = None
+        error_code: str | None = None
+        try:
+            try:
+                response = self._session.request(
+                    method, self.base_url + path, params=params, json=body, timeout=self.timeout,
+                    headers={"Authorization": self._auth_header, "Content-Type": "application/json"})
+            except requests.Timeout:
+                error_code = "Timeout"
+                raise PolarisUnavailable(None, "Timeout", "no answer in time", method=method, path=path) from None
+            except requests.ConnectionError:
+                error_code = "ConnectionError"
+                raise PolarisUnavailable(None, "ConnectionError", "could not connect or the connection dropped",
+                                         method=method, path=path) from None
+            status = response.status_code
+            if status not in ok:
+                err = _error_for(status, method, path, response.content, response.headers)
+                error_code = err.code
+                raise err
+            return response
+        finally:
+            if self.on_call is not None:
+                try:
+                    self.on_call(method, path, status, (time.monotonic() - started) * 1000.0, error_code)
+                except Exception:  # the hook must never break a call
+                    log.exception("Polaris call hook failed")
+
+    def _wait(self, state) -> float:
+        backoff = wait_exponential_jitter(initial=self.backoff_initial, max=self.backoff_max)(state)
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None) or 0.0
+        return min(max(backoff, retry_after), max(self.retry_seconds, 0.0))
+
+    def request(self, method: str, path: str, *, params: dict | None = None, body: Any = None,
+                ok: tuple[int, ...] = (200,), retry: bool | None = None) -> requests.Response:
+        """Send one logical call, retrying transient failures when ``retry`` (default: GET/PUT/DELETE).
+
+        Raises a :class:`PolarisError` subclass after the last attempt or at once for a non-transient error.
+        """
+        if retry is None:
+            retry = method in ("GET", "PUT", "DELETE")
+        if not retry:
+            return self._once(method, path, params, body, ok)
+        retrying = Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, PolarisUnavailable)),
+            stop=stop_after_attempt(self.max_attempts) | stop_after_delay(self.retry_seconds),
+            wait=self._wait, reraise=True)
+        return retrying(self._once, method, path, params, body, ok)
+
+    def _json(self, method: str, path: str, **kw) -> Any:
+        response = self.request(method, path, **kw)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise PolarisError(response.status_code, "InvalidResponse", "Polaris sent a body that is not JSON",
+                               method=method, path=path) from None
+
+    # ------------------------------------------------------------------------------------ permissions
+    def list_permissions(self) -> list[Permission]:
+        """``GET /v1/permissions`` -> every permission of the organization."""
+        return [Permission.parse(p) for p in (self._json("GET", "/v1/permissions") or {}).get("values", [])]
+
+    # ------------------------------------------------------------------------------------ users
+    def list_users(self, *, top: int = PAGE_SIZE, skip: int = 0, search: str | None = None) -> Page:
+        """``GET /v1/users?top=&skip=&search=`` -> one :class:`Page` of :class:`User` (``top`` 1..100)."""
+        params: dict[str, Any] = {"top": max(1, min(top, PAGE_SIZE)), "skip": max(0, skip)}
+        if search:
+            params["search"] = search
+        data = self._json("GET", "/v1/users", params=params) or {}
+        values = [User.parse(u) for u in data.get("values", [])]
+        return Page(values, int(data.get("count", len(values))))
+
+    def iter_users(self, *, search: str | None = None, limit: int | None = None) -> Iterator[User]:
+        """Every user matching ``search``, page by page (stops after ``limit`` users when given)."""
+        skip, seen = 0, 0
+        while True:
+            page = self.list_users(top=PAGE_SIZE, skip=skip, search=search)
+            for user in page.values:
+                yield user
+                seen += 1
+                if limit is not None and seen >= limit:
+                    return
+            skip += len(page.values)
+            if not page.values or skip >= page.count:
+                return
+
+    def find_user_by_email(self, email: str) -> User | None:
+        """The user whose username (or email) equals ``email`` ignoring case, or ``None``.
+
+        Uses ``search`` and filters exact matches client-side (the search is a substring match); never
+        lists every user.
+        """
+        wanted = email.strip().lower()
+        if not wanted:
+            return None
+        for user in self.iter_users(search=wanted, limit=1000):
+            if user.username.lower() == wanted or user.email.lower() == wanted:
+                return user
+        return None
+
+    def get_user(self, user_id: str) -> User:
+        """``GET /v1/users/{id}``. Raises :class:`PolarisNotFound` for an unknown ID."""
+        return User.parse(self._json("GET", f"/v1/users/{user_id}"))
+
+    def create_user(self, username: str, *, first_name: str = "", last_name: str = "",
+                    group_ids: list[str] | tuple[str, ...] = (), skip_invite: bool = False) -> User:
+        """``POST /v1/users`` (201) with group membership by ID. Not retried (not idempotent).
+
+        Raises :class:`PolarisConflict` when the username exists, :class:`PolarisBadRequest` for an invalid
+        email or unknown group ID.
+        """
+        body: dict[str, Any] = {"username": username, "groups": [{"id": g} for g in group_ids]}
+        if first_name:
+            body["firstName"] = first_name
+        if last_name:
+            body["lastName"] = last_name
+        params = {"skipInvite": "true"} if skip_invite else None
+        return User.parse(self._json("POST", "/v1/users", params=params, body=body, ok=(201,), retry=False))
+
+    @staticmethod
+    def put_body(user: dict) -> dict:
+        """The PUT body that recreates ``user`` (a ``UserRepresentation`` dict) exactly: every property but
+        the read-only ones, groups as ``[{"id"}]``, permissions as ``{name, resources}``."""
+        body = {k: copy.deepcopy(v) for k, v in user.items() if k not in READ_ONLY_USER_FIELDS}
+        body["groups"] = [{"id": g["id"]} for g in user.get("groups") or () if g.get("id")]
+        if "permissions" in body:
+            body["permissions"] = [{k: v for k, v in p.items() if k in ("name", "resources")}
+                                   for p in body["permissions"] or ()]
+        return body
+
+    def replace_user(self, user_id: str, body: dict) -> User:
+        """``PUT /v1/users/{id}`` with ``body`` as is. Prefer :meth:`update_user`, which keeps properties."""
+        return User.parse(self._json("PUT", f"/v1/users/{user_id}", body=body))
+
+    def update_user(self, user_id: str, change: Callable[[dict], None]) -> User:
+        """GET the user, let ``change(body)`` edit the full PUT body in place, PUT it back.
+
+        Nothing the user had is dropped: ``body`` starts as :meth:`put_body` of the current user.
+        Raises :class:`PolarisNotFound` when the user is gone.
+        """
+        current = self._json("GET", f"/v1/users/{user_id}")
+        body = self.put_body(current)
+        change(body)
+        body["username"] = current.get("username", body.get("username"))  # immutable
+        if "email" in current:
+            body["email"] = current["email"]
+        return self.replace_user(user_id, body)
+
+    def request_password_reset(self, user_id: str) -> User:
+        """Adds ``UPDATE_PASSWORD`` to the user's actions (guide, "Reset password"), keeping everything else."""
+
+        def add_action(body: dict) -> None:
+            actions = list(body.get("actions") or [])
+            if "UPDATE_PASSWORD" not in actions:
+                actions.append("UPDATE_PASSWORD")
+            body["actions"] = actions
+
+        return self.update_user(user_id, add_action)
+
+    def delete_user(self, user_id: str) -> None:
+        """``DELETE /v1/users/{id}`` (200)."""
+        self.request("DELETE", f"/v1/users/{user_id}")
+
+    def effective_permissions(self, user_id: str) -> list[Permission]:
+        """``GET /v1/users/{id}/effectivepermissions`` -> the union of the user's groups' permissions."""
+        data = self._json("GET", f"/v1/users/{user_id}/effectivepermissions") or {}
+        return [Permission.parse(p) for p in data.get("values", [])]
+
+    # ------------------------------------------------------------------------------------ groups
+    def list_groups(self) -> list[Group]:
+        """``GET /v1/groups`` -> every group (unpaged)."""
+        return [Group.parse(g) for g in (self._json("GET", "/v1/groups") or {}).get("values", [])]
+
+    def get_group(self, group_id: str) -> Group:
+        """``GET /v1/groups/{id}``. Raises :class:`PolarisNotFound`."""
+        return Group.parse(self._json("GET", f"/v1/groups/{group_id}"))
+
+    def create_group(self, name: str, permissions: list[Permission]) -> Group:
+        """``POST /v1/groups`` (201). Raises :class:`PolarisConflict` when the name is taken."""
+        body = {"name": name, "permissions": [
+            {"name": p.name, **({"resources": list(p.resources)} if p.resources else {})} for p in permissions]}
+        return Group.parse(self._json("POST", "/v1/groups", body=body, ok=(201,), retry=False))
+
+    def delete_group(self, group_id: str) -> None:
+        """``DELETE /v1/groups/{id}`` (200). Predefined groups are read-only (400)."""
+        self.request("DELETE", f"/v1/groups/{group_id}")
+
+    def list_members(self, group_id: str, *, top: int = PAGE_SIZE, skip: int = 0, search: str | None = None) -> Page:
+        """``GET /v1/groups/{id}/members`` -> a :class:`Page` of :class:`User` (id, username, email, names)."""
+        params: dict[str, Any] = {"top": max(1, min(top, PAGE_SIZE)), "skip": max(0, skip)}
+        if search:
+            params["search"] = search
+        data = self._json("GET", f"/v1/groups/{group_id}/members", params=params) or {}
+        values = [User.parse(u) for u in data.get("values", [])]
+        return Page(values, int(data.get("count", len(values))))
+
+    def add_members(self, group_id: str, user_ids: list[str]) -> None:
+        """``POST /v1/groups/{id}/members`` with ``[{"id": ...}]`` (200, empty body). Adding an existing
+        member changes nothing, so this call is retried like an idempotent one."""
+        self.request("POST", f"/v1/groups/{group_id}/members", body=[{"id": u} for u in user_ids], retry=True)
+
+    def remove_members(self, group_id: str, user_ids: list[str]) -> None:
+        """``DELETE /v1/groups/{id}/members`` with a body ``[{"id": ...}]`` (200, empty body)."""
+        self.request("DELETE", f"/v1/groups/{group_id}/members", body=[{"id": u} for u in user_ids])
+
+    def list_projects(self) -> list[dict]:
+        """``GET /v1/projects`` -> the bare JSON array of projects."""
+        return list(self._json("GET", "/v1/projects") or [])
+
+
+class GroupCatalog:
+    """The organization's groups, cached for ``ttl`` seconds (groups change rarely; a lookup per command
+    would be a Polaris call per command). :meth:`invalidate` drops the cache when the bot changes a group.
+    Thread-safe."""
+
+    def __init__(self, client: PolarisClient, ttl: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.client, self.ttl, self.clock = client, ttl, clock
+        self._lock = threading.Lock()
+        self._groups: list[Group] | None = None
+        self._at = 0.0
+
+    def all(self) -> list[Group]:
+        """Every group, from the cache when fresh. Raises :class:`PolarisError` when Polaris fails."""
+        with self._lock:
+            if self._groups is not None and self.clock() - self._at < self.ttl:
+                return self._groups
+        groups = sorted(self.client.list_groups(), key=lambda g: g.name.lower())
+        with self._lock:
+            self._groups, self._at = groups, self.clock()
+        return groups
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._groups = None
+
+    def by_id(self, group_id: str) -> Group | None:
+        return next((g for g in self.all() if g.id == group_id), None)
+
+    def by_name(self, name: str) -> Group | None:
+        """The group named ``name`` ignoring case and surrounding quotes/space, or ``None``."""
+        wanted = normalize_group_name(name)
+        return next((g for g in self.all() if g.name.lower() == wanted), None)
+
+    def nearest(self, name: str, n: int = 3) -> list[str]:
+        """Up to ``n`` group names closest to ``name`` (difflib), for "did you mean" answers."""
+        import difflib
+
+        names = {g.name.lower(): g.name for g in self.all()}
+        wanted = normalize_group_name(name)
+        close = difflib.get_close_matches(wanted, list(names), n=n, cutoff=0.4)
+        contains = [k for k in names if wanted and (wanted in k or k in wanted) and k not in close]
+        return [names[k] for k in (close + contains)[:n]]
+
+
+def normalize_group_name(name: str) -> str:
+    """Lower-case, strip spaces and one pair of straight or curly quotes."""
+    text = name.strip()
+    for left, right in (('"', '"'), ("'", "'"), ("\u201c", "\u201d"), ("\u2018", "\u2019")):
+        if len(text) >= 2 and text[0] == left and text[-1] == right:
+            text = text[1:-1].strip()
+            break
+    return " ".join(text.split()).lower()
