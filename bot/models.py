@@ -55,7 +55,7 @@ class AccessRequest(Base):
     """One access request: who asked (``requester_*``), for whom (``target_*``), what (``kind``, group),
     why (``reason``), its ``state`` and how it ended. The approval card is ``approval_channel``/``approval_ts``.
 
-    ``claimed_by``/``claimed_until`` is the worker lease while it is being applied; ``write_started_at``
+    ``claimed_by`` names the worker applying it (informational; the lock is in :mod:`bot.claims`); ``write_started_at``
     is set before a Polaris write that cannot be repeated blindly (a password reset), so a resumed apply
     checks first.
     """
@@ -87,7 +87,6 @@ class AccessRequest(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     claimed_by: Mapped[str | None] = mapped_column(String(80))
-    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     write_started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     polaris_user_id: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str | None] = mapped_column(Text)

@@ -41,7 +41,6 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer, nullable=False),
         sa.Column("next_attempt_at", sa.DateTime),
         sa.Column("claimed_by", sa.String(80)),
-        sa.Column("claimed_until", sa.DateTime),
         sa.Column("write_started_at", sa.DateTime),
         sa.Column("polaris_user_id", sa.String(64)),
         sa.Column("outcome", sa.Text),

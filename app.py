@@ -1,0 +1,225 @@
+"""polaris-access-bot entry point.
+
+    python app.py serve     # HTTP mode: POST /slack/events, GET /healthz, under gunicorn (Bolt's WSGI adapter)
+    python app.py socket    # Socket Mode (SLACK_APP_TOKEN), for a workspace without a public URL
+    python app.py demo      # the whole job locally: SQLite, the Polaris sandbox and a Slack console
+    python app.py migrate   # alembic upgrade head
+
+Configuration is read from the environment and ``.env`` (see README and ``.env.example``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from bot import redact
+from bot.audit import AuditLog
+from bot.config import ConfigError, Settings, load_settings
+from bot.db import Database
+from bot.polaris import GroupCatalog, PolarisAuthError, PolarisClient, PolarisError
+from bot.slack import SlackGateway
+from bot.worker import Worker
+from bot.workflow import AccessService
+
+log = logging.getLogger("polaris_access_bot")
+
+
+@dataclass
+class Core:
+    """Everything one process needs, wired together."""
+
+    settings: Settings
+    db: Database
+    audit: AuditLog
+    polaris: PolarisClient
+    slack: SlackGateway
+    service: AccessService
+
+
+def build_core(settings: Settings, *, db: Database | None = None) -> Core:
+    """Wire database, audit log, Polaris client, Slack gateway and the access service for ``settings``."""
+    redact.register(settings.secrets())
+    db = db or Database(settings.database_url)
+    audit = AuditLog(db)
+    polaris = PolarisClient(settings.polaris_api_url, settings.polaris_api_key,
+                            timeout=(min(3.05, settings.polaris_timeout), settings.polaris_timeout),
+                            retry_seconds=settings.polaris_retry_seconds, on_call=audit.polaris_hook)
+    slack = SlackGateway(settings.slack_bot_token, base_url=settings.slack_api_url, audit=audit)
+    catalog = GroupCatalog(polaris, ttl=settings.group_cache_ttl)
+    service = AccessService(settings, db, polaris, slack, audit, catalog=catalog)
+    return Core(settings, db, audit, polaris, slack, service)
+
+
+def build_bolt_app(core: Core, *, listener_threads: int = 16):
+    """The Bolt ``App`` with every listener registered. Listeners run after ``ack()`` in a thread pool of
+    ``listener_threads`` (Bolt's default is 5)."""
+    from slack_bolt import App
+
+    import handlers
+
+    app = App(signing_secret=core.settings.slack_signing_secret, client=core.slack.client, token_verification_enabled=False, process_before_response=False,
+              listener_executor=ThreadPoolExecutor(max_workers=listener_threads, thread_name_prefix="listener"))
+    handlers.register_all(app, core.service)
+    return app
+
+
+class Health:
+    """``GET /healthz``: 200 when the database answers (503 when not), with Polaris's state in the body:
+    ``ok``, ``unauthorized`` (the API key was refused) or ``unreachable``. Polaris is probed at most every
+    ``ttl`` seconds. The body never carries a secret."""
+
+    def __init__(self, core: Core, ttl: float = 30.0):
+        self.core, self.ttl = core, ttl
+        self._state, self._at = "unknown", 0.0
+        self._lock = threading.Lock()
+
+    def polaris_state(self) -> str:
+        with self._lock:
+            if time.monotonic() - self._at < self.ttl:
+                return self._state
+        try:
+            self.core.polaris.list_permissions()
+            state = "ok"
+        except PolarisAuthError:
+            state = "unauthorized"
+        except PolarisError:
+            state = "unreachable"
+        with self._lock:
+            self._state, self._at = state, time.monotonic()
+        return state
+
+    def __call__(self) -> tuple[int, dict]:
+        db_ok = self.core.db.ping()
+        body = {"database": "ok" if db_ok else "unreachable", "polaris": self.polaris_state()}
+        return (200 if db_ok else 503), body
+
+
+def make_wsgi(core: Core, bolt_app):
+    """WSGI app: ``/slack/events`` through Bolt's WSGI adapter, ``/healthz`` answered here."""
+    from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+    slack_handler = SlackRequestHandler(bolt_app, path="/slack/events")
+    health = Health(core)
+
+    def application(environ, start_response):
+        if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            status, body = health()
+            payload = json.dumps(body).encode()
+            start_response(f"{status} {'OK' if status == 200 else 'Service Unavailable'}",
+                           [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+            return [payload]
+        return slack_handler(environ, start_response)
+
+    return application
+
+
+def _check_schema(db: Database) -> None:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from bot.db import alembic_config
+
+    head = ScriptDirectory.from_config(alembic_config(db.url)).get_current_head()
+    with db.engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    if current != head:
+        raise ConfigError(f"the database is at migration {current or 'none'}, not {head}: run `python app.py migrate` "
+                          "first (the Procfile's release step does)")
+
+
+# ------------------------------------------------------------------------------------------ commands
+def cmd_migrate(_args) -> int:
+    url = os.environ.get("DATABASE_URL") or Settings.__dataclass_fields__["database_url"].default
+    Database(url).migrate()
+    print("database migrated to head")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    settings = load_settings()
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"{args.host}:{settings.port}")
+            self.cfg.set("workers", int(os.environ.get("WEB_CONCURRENCY", "2")))
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", int(os.environ.get("GUNICORN_THREADS", "8")))
+            self.cfg.set("timeout", 30)
+            self.cfg.set("graceful_timeout", 25)
+            self.cfg.set("accesslog", None)
+            self.cfg.set("worker_exit", lambda _arbiter, _worker: _WORKERS and _WORKERS[0].stop())
+
+        def load(self):
+            return build_serving_app(settings)
+
+    core = build_core(settings)
+    _check_schema(core.db)
+    core.db.dispose()
+    Server().run()
+    return 0
+
+
+_WORKERS: list[Worker] = []
+
+
+def build_serving_app(settings: Settings):
+    """Called in each gunicorn worker process: wire the core, start its background worker, return WSGI."""
+    redact.install()
+    core = build_core(settings)
+    worker = Worker(core.service, interval=settings.worker_interval).start()
+    _WORKERS.append(worker)
+    return make_wsgi(core, build_bolt_app(core))
+
+
+def cmd_socket(_args) -> int:
+    settings = load_settings(require_slack_app_token=True)
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    core = build_core(settings)
+    _check_schema(core.db)
+    worker = Worker(core.service, interval=settings.worker_interval).start()
+    signal.signal(signal.SIGTERM, lambda *_: (worker.stop(), sys.exit(0)))
+    SocketModeHandler(build_bolt_app(core), settings.slack_app_token).start()
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from bot.console import run_demo
+
+    return run_demo(database_url=args.database_url, script=not sys.stdin.isatty())
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dotenv import load_dotenv
+
+    parser = argparse.ArgumentParser(prog="app.py", description="Polaris access bot")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="HTTP mode under gunicorn on $PORT")
+    serve.add_argument("--host", default="0.0.0.0")
+    sub.add_parser("socket", help="Socket Mode")
+    demo = sub.add_parser("demo", help="local demo: SQLite, Polaris sandbox, Slack console")
+    demo.add_argument("--database-url", default=None, help="default: a fresh SQLite file in a temporary folder")
+    sub.add_parser("migrate", help="alembic upgrade head")
+    args = parser.parse_args(argv)
+    if args.command != "demo":
+        load_dotenv()
+    redact.install()
+    handlers = {"serve": cmd_serve, "socket": cmd_socket, "demo": cmd_demo, "migrate": cmd_migrate}
+    try:
+        return handlers[args.command](args)
+    except ConfigError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

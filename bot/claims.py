@@ -1,0 +1,63 @@
+"""Who applies an approved access request: exactly one worker at a time, across processes.
+
+PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock``) on a connection held for the whole
+apply; if the process dies (kill -9, crash), PostgreSQL drops the connection and the lock with it, so the
+request is picked up again by the next worker cycle anywhere. SQLite serves one process, so an in-process
+set of claimed IDs is enough there.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from typing import Iterator
+
+from sqlalchemy import text
+
+from .db import Database
+
+_local_lock = threading.Lock()
+
+
+def _key(request_id: str) -> int:
+    """A signed 64-bit advisory lock key derived from the request UUID."""
+    try:
+        raw = uuid.UUID(request_id).bytes[:8]
+    except ValueError:
+        raw = request_id.encode()[:8].ljust(8, b"\0")
+    return int.from_bytes(raw, "big", signed=True)
+
+
+class Claims:
+    """``with claims.hold(request_id) as got:`` — ``got`` is True when this worker holds the request."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self._held: set[str] = set()
+
+    @contextlib.contextmanager
+    def hold(self, request_id: str) -> Iterator[bool]:
+        if self.db.is_sqlite:
+            with _local_lock:
+                if request_id in self._held:
+                    got = False
+                else:
+                    self._held.add(request_id)
+                    got = True
+            try:
+                yield got
+            finally:
+                if got:
+                    with _local_lock:
+                        self._held.discard(request_id)
+            return
+        key = _key(request_id)
+        with self.db.engine.connect() as conn:
+            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+            conn.commit()
+            try:
+                yield got
+            finally:
+                if got:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()

@@ -1,0 +1,165 @@
+"""Parsing of ``/polaris`` slash command text into a :class:`Command` (pure: no I/O).
+
+Handles Slack's escaped forms in command text (``<@U123|name>`` mentions, ``<mailto:a@b.c|a@b.c>`` emails),
+straight and curly quotes, control characters and length caps. Anything it cannot read raises
+:class:`UsageError` with a sentence for the person who typed it; nothing else is raised, whatever the input.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+from email_validator import EmailNotValidError, validate_email
+
+from .polaris import normalize_group_name
+
+TEXT_MAX = 2000
+REASON_MAX = 500
+GROUP_MAX = 100
+EMAIL_MAX = 254
+
+SUBCOMMANDS = ("help", "whois", "groups", "members", "permissions", "request", "invite", "reset-password",
+               "status", "pending", "policy")
+ALIASES = {"reset": "reset-password", "resetpassword": "reset-password", "reset_password": "reset-password",
+           "group": "groups", "perms": "permissions", "join": "request", "who": "whois", "?": "help"}
+
+_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
+_MAILTO = re.compile(r"^<mailto:([^|>]+)(?:\|[^>]*)?>$")
+_QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019"}
+
+
+class UsageError(ValueError):
+    """The command text cannot be understood; ``str(err)`` is a sentence to show the sender."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Whom a command is about: a Slack user (``user_id``) or an email; both ``None`` means the sender."""
+
+    user_id: str | None = None
+    email: str | None = None
+
+    @property
+    def is_self(self) -> bool:
+        return self.user_id is None and self.email is None
+
+
+@dataclass(frozen=True)
+class Command:
+    """A parsed command: ``name`` (one of :data:`SUBCOMMANDS`), ``target`` for whois/reset-password/invite,
+    ``rest`` (the unparsed ``<group> [reason]`` text for request/invite/members, resolved against the group
+    list by :func:`split_group_and_reason`)."""
+
+    name: str
+    target: Target = field(default_factory=Target)
+    rest: str = ""
+
+
+def clean(text: str | None, limit: int = TEXT_MAX) -> str:
+    """Normalize to NFC, drop control and format characters (keeping spaces), fold whitespace, cap length."""
+    if not text:
+        return ""
+    text = unicodedata.normalize("NFC", str(text))
+    text = "".join(" " if ch in "\t\n\r\u2028\u2029" else ch for ch in text
+                   if ch in "\t\n\r\u2028\u2029" or unicodedata.category(ch)[0] != "C")
+    text = " ".join(text.split())
+    return text[:limit]
+
+
+def parse_email(raw: str) -> str:
+    """A syntactically valid email (lower-cased), from plain text or Slack's ``<mailto:…|…>``.
+    Raises :class:`UsageError`."""
+    m = _MAILTO.match(raw)
+    value = (m.group(1) if m else raw).strip()
+    if len(value) > EMAIL_MAX:
+        raise UsageError("That email address is too long.")
+    try:
+        result = validate_email(value, check_deliverability=False)
+    except EmailNotValidError as e:
+        raise UsageError(f"`{_quote(value)}` is not a valid email address ({e}).") from None
+    return result.normalized.lower()
+
+
+def parse_target(raw: str) -> Target:
+    """``<@U123>``/``<@U123|name>`` -> a Slack user; anything with ``@`` inside -> an email.
+    Raises :class:`UsageError` for a plain ``@name`` (Slack did not turn it into a mention)."""
+    raw = raw.strip()
+    m = _MENTION.match(raw)
+    if m:
+        return Target(user_id=m.group(1))
+    if raw.startswith("@") and "@" not in raw[1:]:
+        raise UsageError(f"I can't tell who `{_quote(raw)}` is: pick the person from Slack's @-menu, or give an email.")
+    return Target(email=parse_email(raw))
+
+
+def _quote(text: str) -> str:
+    return text.replace("`", "'")[:80]
+
+
+def parse(text: str | None) -> Command:
+    """Parse the text after ``/polaris``. Empty text means ``help``. Raises :class:`UsageError` only."""
+    text = clean(text)
+    if not text:
+        return Command("help")
+    head, _, rest = text.partition(" ")
+    name = ALIASES.get(head.lower(), head.lower())
+    rest = rest.strip()
+    if name not in SUBCOMMANDS:
+        raise UsageError(f"I don't know `{_quote(head)}`. Try `/polaris help`.")
+    if name in ("help", "groups", "permissions", "status", "pending", "policy"):
+        return Command(name)
+    if name in ("whois", "reset-password"):
+        if not rest:
+            return Command(name)
+        if " " in rest:
+            raise UsageError(f"`/polaris {name}` takes one email or @mention.")
+        return Command(name, target=parse_target(rest))
+    if name == "members":
+        if not rest:
+            raise UsageError("Which group? `/polaris members <group>`, e.g. `/polaris members Viewer`.")
+        return Command(name, rest=rest)
+    if name == "request":
+        return Command(name, rest=rest)  # empty: the handler opens the request form
+    # invite <email> <group> [reason]
+    email, _, after = rest.partition(" ")
+    if not email or not after.strip():
+        raise UsageError("Usage: `/polaris invite <email> <group> [reason]`.")
+    target = parse_target(email)
+    return Command(name, target=target, rest=after.strip())
+
+
+def split_group_and_reason(rest: str, group_names: list[str]) -> tuple[str, str]:
+    """Split ``<group> [reason]`` into (group name as typed, reason).
+
+    A quoted group name ends at its closing quote; otherwise the longest run of leading words that names a
+    known group (case-insensitive) wins, else the first word. Raises :class:`UsageError` for an empty
+    group or an unterminated quote.
+    """
+    rest = rest.strip()
+    if not rest:
+        raise UsageError("Which group? Try `/polaris groups` to see them.")
+    opening = rest[0]
+    if opening in _QUOTES:
+        end = rest.find(_QUOTES[opening], 1)
+        if end < 0 and opening == "\u201c":
+            end = rest.find('"', 1)
+        if end < 0:
+            raise UsageError("The group name has an opening quote but no closing one.")
+        group, reason = rest[1:end].strip(), rest[end + 1:].strip()
+    else:
+        words = rest.split(" ")
+        known = {normalize_group_name(n) for n in group_names}
+        group, reason = words[0], " ".join(words[1:])
+        for n in range(min(len(words), 8), 0, -1):
+            candidate = " ".join(words[:n])
+            if normalize_group_name(candidate) in known:
+                group, reason = candidate, " ".join(words[n:])
+                break
+    if not group:
+        raise UsageError("The group name is empty.")
+    if len(group) > GROUP_MAX:
+        raise UsageError(f"That group name is longer than {GROUP_MAX} characters.")
+    if len(reason) > REASON_MAX:
+        raise UsageError(f"Please keep the reason under {REASON_MAX} characters (it was {len(reason)}).")
+    return group, reason

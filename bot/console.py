@@ -1,0 +1,280 @@
+"""The local Slack console behind ``python app.py demo``: the whole main job with no account anywhere.
+
+It starts the Polaris sandbox (``bot.sandbox``) and the Slack stand-in (``bot.slack_standin``) on
+127.0.0.1, a SQLite database, the real Bolt app with every listener and the background worker. You type
+slash commands as a chosen Slack user; they are signed like Slack signs them and dispatched into Bolt;
+what the bot posts (approval cards, DMs, ephemeral answers) is printed as text; ``approve``/``deny``
+press the card's buttons. It reads commands from stdin, so a test can script it.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+import time
+import urllib.parse
+from typing import Callable, TextIO
+
+from slack_sdk.signature import SignatureVerifier
+
+from .config import Settings
+from .sandbox import SANDBOX_API_KEY, PolarisSandbox
+from .slack_standin import SlackStandIn
+
+APPROVAL_CHANNEL = "C0APPROVALS"
+PEOPLE = {  # name -> (Slack user ID, email, first, last, role)
+    "alice": ("U0ALICE", "alice@example.com", "Alice", "Ng", "engineer with no Polaris account yet"),
+    "dan": ("U0DAN", "dan@example.com", "Dan", "Okafor", "analyst, Polaris user in Viewer"),
+    "bob": ("U0BOB", "bob@example.com", "Bob", "Silva", "approver, Polaris Organization Admin"),
+    "carol": ("U0CAROL", "carol@example.com", "Carol", "Ito", "admin, Polaris Organization Admin"),
+    "gus": ("U0GUS", "gus@partner.example", "Gus", "Guest", "a guest account"),
+}
+
+HELP = """Commands:
+  as <name>                 act as alice, dan, bob (approver), carol (admin) or gus (guest)
+  /polaris <subcommand>     a slash command as the current user, e.g. /polaris request Viewer dashboards
+  approve [N] | deny [N]    press a button on approval card N (default: the newest) as the current user
+  retry [N]                 press Retry on a failed card
+  cards                     show every approval card
+  audit [N]                 the last N audit rows (default 15)
+  people                    who is who
+  help | quit"""
+
+
+class Console:
+    """A scripted or interactive Slack console bound to a Bolt app's ``dispatch``."""
+
+    def __init__(self, dispatch: Callable, signing_secret: str, slack: SlackStandIn, core, out: TextIO = sys.stdout):
+        self.dispatch, self.slack, self.core, self.out = dispatch, slack, core, out
+        self.verifier = SignatureVerifier(signing_secret)
+        self.user = "alice"
+        self._seen_msgs: dict[tuple[str, str], int] = {}
+        self._seen_responses = 0
+        self._seen_ephemerals = 0
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    # ---------------------------------------------------------------------------- sending
+    def _send(self, body: str, content_type: str = "application/x-www-form-urlencoded") -> int:
+        from slack_bolt.request import BoltRequest
+
+        ts = str(int(time.time()))
+        headers = {"content-type": [content_type], "x-slack-request-timestamp": [ts],
+                   "x-slack-signature": [self.verifier.generate_signature(timestamp=ts, body=body)]}
+        response = self.dispatch(BoltRequest(body=body, headers=headers))
+        return response.status
+
+    def slash(self, text: str) -> None:
+        uid = PEOPLE[self.user][0]
+        form = {"token": "demo", "team_id": "T0STANDIN", "team_domain": "demo", "channel_id": "C0GENERAL",
+                "channel_name": "general", "user_id": uid, "user_name": self.user, "command": "/polaris",
+                "text": text, "api_app_id": "A0DEMO", "response_url": self.slack.response_url(),
+                "trigger_id": f"{int(time.time())}.demo.{secrets.token_hex(4)}"}
+        status = self._send(urllib.parse.urlencode(form))
+        if status != 200:
+            self.say(f"(Slack would show an error: HTTP {status})")
+
+    def click(self, action_id: str, index: int | None) -> None:
+        cards = self.slack.messages_in(APPROVAL_CHANNEL)
+        if not cards:
+            self.say("There are no approval cards yet.")
+            return
+        n = len(cards) if index is None else index
+        if not 1 <= n <= len(cards):
+            self.say(f"Card numbers go from 1 to {len(cards)}.")
+            return
+        card = cards[n - 1]
+        value = None
+        for block in card.get("blocks") or []:
+            for element in block.get("elements") or []:
+                if element.get("action_id") == action_id:
+                    value, block_id = element.get("value"), block.get("block_id")
+        if value is None:
+            self.say(f"Card {n} has no such button now.")
+            return
+        uid = PEOPLE[self.user][0]
+        payload = {"type": "block_actions", "team": {"id": "T0STANDIN"}, "user": {"id": uid, "name": self.user},
+                   "api_app_id": "A0DEMO", "trigger_id": f"{int(time.time())}.demo",
+                   "container": {"type": "message", "channel_id": APPROVAL_CHANNEL, "message_ts": card["ts"]},
+                   "channel": {"id": APPROVAL_CHANNEL}, "message": {"ts": card["ts"], "text": card.get("text")},
+                   "response_url": self.slack.response_url(),
+                   "actions": [{"type": "button", "action_id": action_id, "block_id": block_id, "value": value,
+                                "action_ts": str(time.time())}]}
+        self._send(urllib.parse.urlencode({"payload": json.dumps(payload)}))
+
+    # ---------------------------------------------------------------------------- showing
+    def settle(self, timeout: float = 15.0) -> None:
+        """Wait until the bot has gone quiet (no new Slack calls for a moment, worker idle)."""
+        deadline = time.monotonic() + timeout
+        last, quiet_since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            n = len(self.slack.calls) + len(self.slack.responses)
+            if n != last:
+                last, quiet_since = n, time.monotonic()
+            elif time.monotonic() - quiet_since > 0.5 and self.core.worker.idle.is_set():
+                return
+            time.sleep(0.05)
+
+    def show_new(self) -> None:
+        with self.slack.lock:
+            responses = self.slack.responses[self._seen_responses:]
+            self._seen_responses = len(self.slack.responses)
+            ephemerals = self.slack.ephemerals[self._seen_ephemerals:]
+            self._seen_ephemerals = len(self.slack.ephemerals)
+            changed = []
+            for m in self.slack.messages:
+                key = (m["channel"], m["ts"])
+                version = m.get("updates", 0)
+                if self._seen_msgs.get(key) != version:
+                    self._seen_msgs[key] = version
+                    changed.append(dict(m))
+        for r in responses + ephemerals:
+            self.say(f"[only visible to you] {self.slack.render(r)}")
+        for m in changed:
+            where = self._where(m["channel"])
+            cards = self.slack.messages_in(APPROVAL_CHANNEL)
+            label = ""
+            if m["channel"] == APPROVAL_CHANNEL:
+                label = f" card {[c['ts'] for c in cards].index(m['ts']) + 1}"
+                label += " (updated)" if m.get("updates") else ""
+            self.say(f"--- {where}{label} ---\n{self.slack.render(m)}")
+
+    def _where(self, channel: str) -> str:
+        if channel == APPROVAL_CHANNEL:
+            return "#polaris-approvals"
+        for name, (uid, *_rest) in PEOPLE.items():
+            if channel == self.slack.dm_channel(uid):
+                return f"DM to {name}"
+        return channel
+
+    def show_cards(self) -> None:
+        cards = self.slack.messages_in(APPROVAL_CHANNEL)
+        if not cards:
+            self.say("No approval cards yet.")
+        for i, m in enumerate(cards, 1):
+            self.say(f"--- card {i} ---\n{self.slack.render(m)}")
+
+    def show_audit(self, n: int) -> None:
+        from sqlalchemy import select
+
+        from .models import AuditEvent
+
+        with self.core.db.session() as s:
+            rows = list(s.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(n)))
+        for r in reversed(rows):
+            polaris = f" {r.polaris_method} {r.polaris_path} -> {r.polaris_status}" if r.polaris_method else ""
+            self.say(f"{r.at:%H:%M:%S} {r.actor:<8} {r.action:<18} {r.outcome:<8} "
+                     f"{(r.request_id or '')[:8]:<8} {r.target or ''}{polaris} {r.detail or ''}".rstrip())
+
+    # ---------------------------------------------------------------------------- loop
+    def handle(self, line: str) -> bool:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            return True
+        self.say(f"{self.user}> {line}")
+        word, _, rest = line.partition(" ")
+        word = word.lower()
+        if word in ("quit", "exit"):
+            return False
+        if word == "help":
+            self.say(HELP)
+        elif word == "people":
+            for name, (uid, email, first, last, role) in PEOPLE.items():
+                self.say(f"  {name:<6} {uid:<8} {email:<22} {role}")
+        elif word == "as":
+            name = rest.strip().lower()
+            if name in PEOPLE:
+                self.user = name
+                self.say(f"(you are now {name}: {PEOPLE[name][4]})")
+            else:
+                self.say(f"Nobody called {rest.strip()!r}; try: {', '.join(PEOPLE)}")
+        elif word == "/polaris":
+            self.slash(rest)
+        elif word in ("approve", "deny", "retry"):
+            try:
+                index = int(rest) if rest.strip() else None
+            except ValueError:
+                self.say("Give a card number, e.g. `approve 1`.")
+                return True
+            self.click({"approve": "approve_request", "deny": "deny_request", "retry": "retry_request"}[word], index)
+        elif word == "cards":
+            self.show_cards()
+        elif word == "audit":
+            self.show_audit(int(rest) if rest.strip().isdigit() else 15)
+        else:
+            self.say("Unknown console command; type `help`.")
+        self.settle()
+        self.show_new()
+        return True
+
+    def loop(self, stream: TextIO, interactive: bool) -> None:
+        while True:
+            if interactive:
+                print(f"{self.user}> ", end="", flush=True, file=self.out)
+            line = stream.readline()
+            if not line:
+                break
+            if interactive:
+                line = line.rstrip("\n")
+                if not line.strip():
+                    continue
+            if not self.handle(line):
+                break
+
+
+def seed_people(slack: SlackStandIn, sandbox: PolarisSandbox) -> None:
+    """The demo's Slack users, and the Polaris accounts some of them already have."""
+    for name, (uid, email, first, last, _role) in PEOPLE.items():
+        slack.add_user(uid, name, email, real_name=f"{first} {last}", first_name=first, last_name=last,
+                       is_restricted=(name == "gus"))
+    admin = sandbox.group_by_name("Organization Admin")["id"]
+    viewer = sandbox.group_by_name("Viewer")["id"]
+    for name, groups in (("dan", [viewer]), ("bob", [admin]), ("carol", [admin])):
+        _uid, email, first, last, _ = PEOPLE[name]
+        if sandbox.find_user(email) is None:
+            sandbox.create_user(email, first, last, groups=groups, actions=[])
+
+
+def run_demo(*, database_url: str | None = None, script: bool = False,
+             stream: TextIO | None = None, out: TextIO = sys.stdout) -> int:
+    """Run the demo console until ``quit`` or end of input. Returns an exit code."""
+    import app as entry
+
+    from . import redact
+    from .db import Database
+    from .worker import Worker
+
+    if database_url is None:
+        import tempfile
+
+        database_url = "sqlite:///" + tempfile.mkdtemp(prefix="polaris-demo-") + "/demo.sqlite3"
+    sandbox = PolarisSandbox(seed=True)
+    polaris_server = sandbox.serve()
+    slack = SlackStandIn()
+    slack.serve()
+    seed_people(slack, sandbox)
+    signing_secret = secrets.token_hex(16)
+    settings = Settings(slack_bot_token=slack.bot_token, slack_signing_secret=signing_secret,
+                        slack_api_url=slack.api_url, polaris_api_url=polaris_server.url,
+                        polaris_api_key=SANDBOX_API_KEY, database_url=database_url,
+                        approval_channel=APPROVAL_CHANNEL, approvers=frozenset({"U0BOB"}),
+                        admins=frozenset({"U0CAROL"}), worker_interval=0.5, polaris_retry_seconds=5)
+    redact.install()
+    db = Database(settings.database_url)
+    db.migrate()
+    core = entry.build_core(settings, db=db)
+    core.worker = Worker(core.service, interval=settings.worker_interval).start()
+    bolt = entry.build_bolt_app(core)
+    console = Console(bolt.dispatch, signing_secret, slack, core, out=out)
+    console.say("Polaris access bot demo: Polaris sandbox at " + polaris_server.url + ", Slack console, "
+                + database_url + ". Type `help`.")
+    console.say(HELP)
+    try:
+        console.loop(stream or sys.stdin, interactive=not script)
+    finally:
+        core.worker.stop()
+        slack.shutdown()
+        polaris_server.shutdown()
+        db.dispose()
+    return 0

@@ -1,0 +1,213 @@
+"""The one Slack Web API client of the core (:class:`SlackGateway`), and Slack identities.
+
+Wraps ``slack_sdk.WebClient`` (``base_url`` settable, so tests and the demo point it at the local stand-in
+``bot.slack_standin``) with slack_sdk's retry handlers for rate limits (429, honouring ``Retry-After``),
+connection errors and 5xx. Every notification it sends is audited.
+Follows Slack's docs for ``users.info``, ``chat.postMessage``, ``chat.update``, ``chat.postEphemeral``,
+``conversations.open``, ``usergroups.users.list`` and ``response_url``.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import (ConnectionErrorRetryHandler, RateLimitErrorRetryHandler,
+                                                   ServerErrorRetryHandler)
+from slack_sdk.webhook import WebhookClient
+
+from .audit import AuditLog
+
+log = logging.getLogger(__name__)
+
+
+class SlackError(Exception):
+    """A Slack Web API call failed after its retries; ``error`` is Slack's error code (e.g. ``ratelimited``)."""
+
+    def __init__(self, method: str, error: str):
+        self.method, self.error = method, error
+        super().__init__(f"Slack {method} failed: {error}")
+
+
+@dataclass(frozen=True)
+class SlackIdentity:
+    """What the bot knows of a Slack user from ``users.info``: ``id``, ``email`` (``profile.email``, needs
+    ``users:read.email``; may be ``None``), names, and the flags that bar someone from acting."""
+
+    id: str
+    email: str | None
+    first_name: str = ""
+    last_name: str = ""
+    real_name: str = ""
+    is_bot: bool = False
+    deleted: bool = False
+    is_guest: bool = False
+    exists: bool = True
+
+    @classmethod
+    def from_user(cls, user: dict) -> "SlackIdentity":
+        profile = user.get("profile") or {}
+        real = profile.get("real_name") or user.get("real_name") or ""
+        first = profile.get("first_name") or ""
+        last = profile.get("last_name") or ""
+        if not first and not last and real:
+            first, _, last = real.partition(" ")
+        email = (profile.get("email") or "").strip() or None
+        return cls(id=user.get("id", ""), email=email, first_name=first.strip(), last_name=last.strip(),
+                   real_name=real, is_bot=bool(user.get("is_bot")) or user.get("id") == "USLACKBOT",
+                   deleted=bool(user.get("deleted")),
+                   is_guest=bool(user.get("is_restricted") or user.get("is_ultra_restricted")))
+
+    def refusal(self) -> str | None:
+        """Why this person cannot use the bot for themselves, or ``None`` when they can."""
+        if not self.exists:
+            return "I could not find your Slack profile."
+        if self.deleted:
+            return "This Slack account is deactivated."
+        if self.is_bot:
+            return "Bots cannot request Polaris access."
+        if self.is_guest:
+            return "Guest accounts cannot request Polaris access; ask a full member of the workspace."
+        if not self.email:
+            return ("Your Slack profile has no email address I can read, and your Polaris account is matched by "
+                    "email. Add one to your profile, or ask an admin.")
+        return None
+
+
+class SlackGateway:
+    """Slack Web API calls the core makes. Thread-safe (``WebClient`` is).
+
+    ``token``: bot token; ``base_url``: Web API base (``https://slack.com/api/`` or a stand-in);
+    ``audit``: where notifications are recorded; ``retries``: attempts per retry handler.
+    """
+
+    def __init__(self, token: str, *, base_url: str | None = None, audit: AuditLog | None = None,
+                 retries: int = 2, timeout: int = 10, client: WebClient | None = None):
+        kwargs = {"token": token, "timeout": timeout}
+        if base_url:
+            kwargs["base_url"] = base_url if base_url.endswith("/") else base_url + "/"
+        self.client = client or WebClient(**kwargs)
+        for handler in (RateLimitErrorRetryHandler(max_retry_count=retries),
+                        ConnectionErrorRetryHandler(max_retry_count=retries),
+                        ServerErrorRetryHandler(max_retry_count=retries)):
+            self.client.retry_handlers.append(handler)
+        self.audit = audit
+        self.timeout = timeout
+
+    def _call(self, method: str, **kwargs) -> dict:
+        try:
+            return self.client.api_call(method, json=kwargs).data  # type: ignore[return-value]
+        except SlackApiError as e:
+            raise SlackError(method, str(e.response.get("error") or e.response.status_code)) from None
+        except Exception as e:  # urllib errors after retries
+            raise SlackError(method, type(e).__name__) from None
+
+    def _note(self, action: str, target: str, outcome: str, request_id: str | None, detail: str | None = None):
+        if self.audit is not None:
+            self.audit.record("bot", action, request_id=request_id, target=target, outcome=outcome, detail=detail)
+
+    # ------------------------------------------------------------------------------ people
+    def identity(self, user_id: str) -> SlackIdentity:
+        """``users.info`` -> :class:`SlackIdentity`; an unknown user gives ``exists=False``.
+        Raises :class:`SlackError` when Slack cannot be reached."""
+        try:
+            data = self._call("users.info", user=user_id)
+        except SlackError as e:
+            if e.error in ("user_not_found", "user_not_visible"):
+                return SlackIdentity(id=user_id, email=None, exists=False)
+            raise
+        return SlackIdentity.from_user(data.get("user") or {})
+
+    def user_id_for_email(self, email: str) -> str | None:
+        """``users.lookupByEmail`` -> the Slack user ID, or ``None`` when nobody has that email."""
+        try:
+            return (self._call("users.lookupByEmail", email=email).get("user") or {}).get("id")
+        except SlackError as e:
+            if e.error in ("users_not_found", "user_not_found"):
+                return None
+            raise
+
+    def usergroup_members(self, usergroup_id: str) -> list[str]:
+        """``usergroups.users.list`` -> member user IDs (needs ``usergroups:read``)."""
+        return list(self._call("usergroups.users.list", usergroup=usergroup_id).get("users") or [])
+
+    def profile_field(self, user_id: str, field_id: str) -> str | None:
+        """A custom profile field's value from ``users.profile.get`` (needs ``users.profile:read``)."""
+        fields = (self._call("users.profile.get", user=user_id).get("profile") or {}).get("fields") or {}
+        value = (fields.get(field_id) or {}).get("value")
+        return value or None
+
+    # ------------------------------------------------------------------------------ messages
+    def post(self, channel: str, text: str, blocks: list | None = None, *, request_id: str | None = None,
+             action: str = "notify.post") -> str:
+        """``chat.postMessage``; returns the message ``ts``. Audited. Raises :class:`SlackError`."""
+        try:
+            data = self._call("chat.postMessage", channel=channel, text=text, blocks=blocks or None,
+                              unfurl_links=False, unfurl_media=False)
+        except SlackError as e:
+            self._note(action, channel, "error", request_id, e.error)
+            raise
+        self._note(action, channel, "ok", request_id)
+        return str(data.get("ts"))
+
+    def update(self, channel: str, ts: str, text: str, blocks: list | None = None, *,
+               request_id: str | None = None) -> None:
+        """``chat.update`` of a message the bot posted. Audited. Raises :class:`SlackError`."""
+        try:
+            self._call("chat.update", channel=channel, ts=ts, text=text, blocks=blocks or [])
+        except SlackError as e:
+            self._note("notify.update", channel, "error", request_id, e.error)
+            raise
+        self._note("notify.update", channel, "ok", request_id)
+
+    def dm(self, user_id: str, text: str, blocks: list | None = None, *, request_id: str | None = None) -> bool:
+        """Direct message (``conversations.open`` + ``chat.postMessage``). Audited; returns False on failure
+        instead of raising (a lost DM must not undo a decision)."""
+        try:
+            channel = (self._call("conversations.open", users=user_id).get("channel") or {}).get("id")
+            self._call("chat.postMessage", channel=channel, text=text, blocks=blocks or None,
+                       unfurl_links=False, unfurl_media=False)
+        except SlackError as e:
+            log.warning("DM to %s failed: %s", user_id, e.error)
+            self._note("notify.dm", user_id, "error", request_id, e.error)
+            return False
+        self._note("notify.dm", user_id, "ok", request_id)
+        return True
+
+    def ephemeral(self, channel: str, user_id: str, text: str, blocks: list | None = None) -> bool:
+        """``chat.postEphemeral``; returns False on failure."""
+        try:
+            self._call("chat.postEphemeral", channel=channel, user=user_id, text=text, blocks=blocks or None)
+            return True
+        except SlackError as e:
+            log.warning("ephemeral to %s failed: %s", user_id, e.error)
+            return False
+
+    def respond(self, response_url: str, text: str, blocks: list | None = None, *,
+                replace_original: bool = False) -> bool:
+        """Post to a ``response_url`` (ephemeral by default; at most 5 posts in 30 minutes)."""
+        try:
+            result = WebhookClient(response_url, timeout=self.timeout).send(
+                text=text, blocks=blocks, response_type="ephemeral", replace_original=replace_original)
+            return 200 <= result.status_code < 300
+        except Exception as e:
+            log.warning("response_url post failed: %s", type(e).__name__)
+            return False
+
+    def open_view(self, trigger_id: str, view: dict) -> str | None:
+        """``views.open``; returns the view ID or ``None`` on failure (e.g. an expired ``trigger_id``)."""
+        try:
+            return (self._call("views.open", trigger_id=trigger_id, view=view).get("view") or {}).get("id")
+        except SlackError as e:
+            log.warning("views.open failed: %s", e.error)
+            return None
+
+    def update_view(self, view_id: str, view: dict) -> bool:
+        """``views.update``; returns False on failure."""
+        try:
+            self._call("views.update", view_id=view_id, view=view)
+            return True
+        except SlackError as e:
+            log.warning("views.update failed: %s", e.error)
+            return False

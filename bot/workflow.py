@@ -1,0 +1,667 @@
+"""The access-request workflow: commands, requests, decisions, durable apply, expiry, notifications.
+
+:class:`AccessService` is the core the Slack handlers call after ``ack()``. It reaches Slack only through
+:class:`bot.slack.SlackGateway` and Polaris only through :class:`bot.polaris.PolarisClient`, keeps all state
+in the database (any number of processes may share one PostgreSQL), and audits everything.
+
+Lifecycle of an access request (``access_requests.state``)::
+
+    pending --approve (enough approvals)--> approved --apply ok--> applied
+       |  \\--deny--> denied                    \\--apply fails for good--> failed --Retry--> approved
+       \\--TTL passes--> expired
+
+Decisions are compare-and-set updates on ``state = 'pending'``, so a double click or two approvers at
+once decide once. An approved request is committed before any Polaris call; :meth:`AccessService.run_due`
+(the worker) applies it, idempotently: it finds the user by email before creating one, treats an existing
+membership as done, and never sends a password reset twice for one request.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import socket
+import os
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from . import views
+from .audit import AuditLog, audit_context
+from .claims import Claims
+from .commands import Command, Target, UsageError, clean, parse, split_group_and_reason, REASON_MAX
+from .config import Settings
+from .db import Database
+from .models import (APPLIED, APPROVED, DENIED, EXPIRED, FAILED, INVITE, JOIN, OPEN_STATES, PENDING,
+                     RESET_PASSWORD, AccessRequest, Approval, AuditEvent, utcnow)
+from .polaris import (Group, GroupCatalog, PolarisClient, PolarisConflict, PolarisError, PolarisNotFound,
+                      PolarisUnavailable, User)
+from .slack import SlackError, SlackGateway, SlackIdentity
+
+log = logging.getLogger(__name__)
+
+ORG_ADMIN = "Organization Admin"
+APPLY_BACKOFF_BASE = 5.0       # seconds before the 2nd apply attempt; doubles each time
+APPLY_BACKOFF_MAX = 300.0
+
+
+@dataclass
+class Reply:
+    """An answer for the person who typed a command or clicked: ``text`` (fallback/mrkdwn) and ``blocks``."""
+
+    text: str
+    blocks: list | None = None
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class AccessService:
+    """The bot's core. Thread-safe: every call opens its own database sessions.
+
+    ``settings``: :class:`bot.config.Settings`; ``db``: :class:`bot.db.Database` (migrated);
+    ``polaris``: client; ``slack``: gateway; ``audit``: audit log; ``clock``: returns aware UTC now.
+    """
+
+    def __init__(self, settings: Settings, db: Database, polaris: PolarisClient, slack: SlackGateway,
+                 audit: AuditLog, *, catalog: GroupCatalog | None = None,
+                 clock: Callable[[], dt.datetime] = utcnow):
+        self.settings, self.db, self.polaris, self.slack, self.audit = settings, db, polaris, slack, audit
+        self.catalog = catalog or GroupCatalog(polaris, ttl=settings.group_cache_ttl)
+        self.clock = clock
+        self.claims = Claims(db)
+        self.worker_name = _worker_name()
+        self.wake: Callable[[], None] = lambda: None  # set by the worker: run_due soon
+
+    # =============================================================================== commands
+    def handle_command(self, user_id: str, text: str | None, *, channel_id: str | None = None) -> Reply:
+        """Run one ``/polaris`` command for ``user_id`` and return the ephemeral answer. Never raises:
+        bad input, Polaris and Slack failures become a clear message; unexpected errors are logged."""
+        shown = clean(text, 200)
+        return self.guarded(user_id, shown, lambda: self._run_command(user_id, text, shown, channel_id))
+
+    def submit_form(self, user_id: str, group_id: str, reason: str) -> Reply:
+        """The request form's submission: like ``/polaris request`` with a group chosen by ID."""
+        self.audit.record(user_id, "command", detail=f"request form {group_id[:64]}")
+        return self.guarded(user_id, "request form", lambda: self.request_join(
+            user_id, "", clean(reason, REASON_MAX), group_id=group_id))
+
+    def guarded(self, user_id: str, shown: str, work: Callable[[], Reply]) -> Reply:
+        """Run ``work`` turning every failure into a :class:`Reply` for the person (never raises)."""
+        try:
+            with audit_context(user_id):
+                return work()
+        except UsageError as e:
+            self.audit.record(user_id, "command.invalid", outcome="refused", detail=str(e))
+            return Reply(f":warning: {e}")
+        except PolarisError as e:
+            log.warning("command %r failed in Polaris: %s", shown[:40], e)
+            return Reply(f":warning: {e.plain()}. Nothing was changed.")
+        except SlackError as e:
+            log.warning("command failed in Slack: %s", e)
+            return Reply(":warning: Slack did not answer a lookup I needed; please try again in a moment.")
+        except Exception:
+            ref = uuid.uuid4().hex[:8]
+            log.exception("command failed (ref %s)", ref)
+            return Reply(f":warning: Something went wrong on my side (ref `{ref}`); nothing was changed.")
+
+    def _run_command(self, user_id: str, text: str | None, shown: str, channel_id: str | None) -> Reply:
+        if self._over_command_limit(user_id):
+            self.audit.record(user_id, "command", outcome="refused", detail=f"rate limited: {shown}")
+            return Reply(f"You have sent more than {self.settings.max_commands_per_minute} commands in a "
+                         "minute; please wait a moment.")
+        self.audit.record(user_id, "command", detail=shown)
+        return self._dispatch(user_id, parse(text), channel_id)
+
+    def _over_command_limit(self, user_id: str) -> bool:
+        since = self.clock() - dt.timedelta(seconds=60)
+        with self.db.session() as s:
+            count = s.scalar(select(func.count()).select_from(AuditEvent).where(
+                AuditEvent.actor == user_id, AuditEvent.action == "command", AuditEvent.at >= since))
+        return (count or 0) >= self.settings.max_commands_per_minute
+
+    def _dispatch(self, user_id: str, cmd: Command, channel_id: str | None) -> Reply:
+        if cmd.name == "help":
+            return Reply(*views.help_message())
+        if cmd.name == "whois":
+            return self.cmd_whois(user_id, cmd.target)
+        if cmd.name == "groups":
+            return Reply(*views.group_list(self.catalog.all()))
+        if cmd.name == "members":
+            return self.cmd_members(cmd.rest)
+        if cmd.name == "permissions":
+            return Reply(*views.permission_catalogue(self.polaris.list_permissions()))
+        if cmd.name == "request":
+            if not cmd.rest:
+                return Reply("Usage: `/polaris request <group> [reason]` (or the form, from a slash command).")
+            group_text, reason = split_group_and_reason(cmd.rest, [g.name for g in self.catalog.all()])
+            return self.request_join(user_id, group_text, reason)
+        if cmd.name == "invite":
+            group_text, reason = split_group_and_reason(cmd.rest, [g.name for g in self.catalog.all()])
+            return self.request_invite(user_id, cmd.target, group_text, reason)
+        if cmd.name == "reset-password":
+            return self.request_reset(user_id, cmd.target)
+        if cmd.name == "status":
+            return self.cmd_status(user_id)
+        if cmd.name == "pending":
+            return self.cmd_pending(user_id)
+        if cmd.name == "policy":
+            return self.cmd_policy(user_id)
+        raise UsageError("Try `/polaris help`.")
+
+    # ------------------------------------------------------------------------------- lookups
+    def _email_for(self, user_id: str, target: Target) -> str:
+        if target.email:
+            return target.email
+        who = target.user_id or user_id
+        identity = self.slack.identity(who)
+        if not identity.exists:
+            raise UsageError("I could not find that Slack user.")
+        if not identity.email:
+            raise UsageError(f"{views.mention(who)} has no email on their Slack profile that I can read.")
+        return identity.email.lower()
+
+    def cmd_whois(self, user_id: str, target: Target) -> Reply:
+        """``whois``: 2 Polaris calls (search, effective permissions)."""
+        email = self._email_for(user_id, target)
+        user = self.polaris.find_user_by_email(email)
+        if user is None:
+            return Reply(f"No Polaris user has the email `{views.esc(email)}`.")
+        permissions = self.polaris.effective_permissions(user.id)
+        return Reply(*views.whois(user, permissions, asked_for=email))
+
+    def resolve_group(self, name: str) -> Group:
+        """The group named ``name`` (case-insensitive, quotes ignored). Raises :class:`UsageError` with the
+        nearest names when there is none."""
+        group = self.catalog.by_name(name)
+        if group is not None:
+            return group
+        near = self.catalog.nearest(name)
+        hint = (" Did you mean " + " or ".join(f"*{views.esc(n)}*" for n in near) + "?") if near else ""
+        raise UsageError(f"There is no Polaris group called `{name[:100].replace('`', chr(39))}`.{hint} "
+                         "`/polaris groups` lists them.")
+
+    def cmd_members(self, rest: str) -> Reply:
+        name = rest.strip()
+        group = self.catalog.by_name(name)
+        if group is None:
+            name, _ = split_group_and_reason(rest, [g.name for g in self.catalog.all()])
+            group = self.resolve_group(name)
+        page = self.polaris.list_members(group.id, top=50)
+        return Reply(*views.member_list(group, page.values, page.count))
+
+    def cmd_status(self, user_id: str) -> Reply:
+        since = self.clock() - dt.timedelta(days=30)
+        with self.db.session() as s:
+            rows = list(s.scalars(select(AccessRequest).where(
+                AccessRequest.requester_id == user_id,
+                or_(AccessRequest.state.in_(OPEN_STATES),
+                    and_(AccessRequest.state == FAILED, AccessRequest.updated_at >= since)))
+                .order_by(AccessRequest.created_at.desc()).limit(25)))
+        return Reply(*views.request_list("Your open requests", rows, "You have no open requests."))
+
+    def cmd_pending(self, user_id: str) -> Reply:
+        if user_id not in self.settings.deciders:
+            return Reply("You are not an approver, so nothing is waiting for you. `/polaris status` shows your own requests.")
+        with self.db.session() as s:
+            rows = list(s.scalars(select(AccessRequest).where(
+                AccessRequest.state == PENDING, AccessRequest.requester_id != user_id,
+                AccessRequest.expires_at > self.clock()).order_by(AccessRequest.created_at).limit(25)))
+        return Reply(*views.request_list("Requests awaiting a decision", rows, "Nothing is waiting for your decision."))
+
+    def cmd_policy(self, user_id: str) -> Reply:
+        if user_id not in self.settings.admins:
+            return Reply("Only admins can see the approval policy.")
+        lines = [f"Approvers: {', '.join(views.mention(u) for u in sorted(self.settings.approvers)) or 'none'}",
+                 f"Admins: {', '.join(views.mention(u) for u in sorted(self.settings.admins)) or 'none'}",
+                 f"Requests expire after {self.settings.request_ttl / 3600:g} h.",
+                 f"Adding someone to *{ORG_ADMIN}* needs {self.approvals_required_for(ORG_ADMIN)} approvers who are "
+                 f"themselves {ORG_ADMIN} members in Polaris."]
+        return Reply("Approval policy", [views.section("*Approval policy*\n" + "\n".join(lines))])
+
+    # ------------------------------------------------------------------------------- requests
+    def approvals_required_for(self, group_name: str | None) -> int:
+        """How many distinct approvals a request for ``group_name`` needs (two-person rule for Org Admin)."""
+        return 2 if (group_name or "").lower() == ORG_ADMIN.lower() else 1
+
+    def _requester(self, user_id: str) -> SlackIdentity:
+        identity = self.slack.identity(user_id)
+        refusal = identity.refusal()
+        if refusal:
+            raise UsageError(refusal)
+        return identity
+
+    def _check_open_limit(self, user_id: str) -> None:
+        with self.db.session() as s:
+            n = s.scalar(select(func.count()).select_from(AccessRequest).where(
+                AccessRequest.requester_id == user_id, AccessRequest.state.in_(OPEN_STATES)))
+        if (n or 0) >= self.settings.max_open_requests:
+            raise UsageError(f"You already have {n} open requests; wait for a decision or see `/polaris status`.")
+
+    def _check_duplicate(self, kind: str, email: str, group_id: str | None) -> None:
+        with self.db.session() as s:
+            dup = s.scalar(select(AccessRequest).where(
+                AccessRequest.state.in_(OPEN_STATES), AccessRequest.kind.in_((kind, JOIN, INVITE) if group_id else (kind,)),
+                func.lower(AccessRequest.target_email) == email.lower(),
+                AccessRequest.group_id == group_id if group_id else AccessRequest.group_id.is_(None)).limit(1))
+        if dup is not None:
+            raise UsageError(f"There is already an open request for that (request `{dup.id[:8]}`, "
+                             f"{views.STATE_LABEL.get(dup.state, dup.state).lower()}).")
+
+    def request_join(self, user_id: str, group_text: str, reason: str, *, group_id: str | None = None) -> Reply:
+        """``request <group> [reason]`` (or the request form, which gives ``group_id``): the requester joins
+        the group; their Polaris account is created with it if they have none."""
+        identity = self._requester(user_id)
+        group = self.catalog.by_id(group_id) if group_id else self.resolve_group(group_text)
+        if group is None:
+            raise UsageError("That group no longer exists in Polaris; `/polaris groups` lists the current ones.")
+        email = identity.email.lower()  # type: ignore[union-attr]
+        existing = self.polaris.find_user_by_email(email)
+        if existing is not None and group.id in existing.group_ids:
+            return Reply(f"You are already a member of *{views.esc(group.name)}* in Polaris.")
+        self._check_open_limit(user_id)
+        self._check_duplicate(JOIN, email, group.id)
+        return self._submit(JOIN, identity, email=email, target_slack_id=user_id, first=identity.first_name,
+                            last=identity.last_name, group=group, reason=reason)
+
+    def request_invite(self, user_id: str, target: Target, group_text: str, reason: str) -> Reply:
+        """``invite <email> <group> [reason]``: an account (or membership) for someone else."""
+        identity = self._requester(user_id)
+        email = self._email_for(user_id, target)
+        group = self.resolve_group(group_text)
+        existing = self.polaris.find_user_by_email(email)
+        if existing is not None and group.id in existing.group_ids:
+            return Reply(f"`{views.esc(email)}` is already a member of *{views.esc(group.name)}*.")
+        self._check_open_limit(user_id)
+        self._check_duplicate(INVITE, email, group.id)
+        target_id = target.user_id or self.slack.user_id_for_email(email)
+        first = last = ""
+        if target_id:
+            who = self.slack.identity(target_id)
+            first, last = who.first_name, who.last_name
+        return self._submit(INVITE, identity, email=email, target_slack_id=target_id, first=first, last=last,
+                            group=group, reason=reason)
+
+    def request_reset(self, user_id: str, target: Target) -> Reply:
+        """``reset-password [email | @user]``: yours by default (matched by your Slack email)."""
+        identity = self._requester(user_id)
+        if target.is_self or target.user_id == user_id:
+            email, target_id = identity.email.lower(), user_id  # type: ignore[union-attr]
+        else:
+            email = self._email_for(user_id, target)
+            target_id = target.user_id or self.slack.user_id_for_email(email)
+        user = self.polaris.find_user_by_email(email)
+        if user is None:
+            whose = "You have" if target_id == user_id else f"`{views.esc(email)}` has"
+            return Reply(f"{whose} no Polaris account, so there is no password to reset. "
+                         "`/polaris request <group>` asks for an account.")
+        self._check_open_limit(user_id)
+        self._check_duplicate(RESET_PASSWORD, email, None)
+        reply = self._submit(RESET_PASSWORD, identity, email=email, target_slack_id=target_id,
+                             first=user.first_name, last=user.last_name, group=None, reason="")
+        if target_id and target_id != user_id:
+            self.slack.dm(target_id, f"{views.mention(user_id)} asked for a password reset of your Polaris account "
+                                     f"`{views.esc(email)}`. If you did not expect this, tell an admin.")
+        return reply
+
+    def _submit(self, kind: str, requester: SlackIdentity, *, email: str, target_slack_id: str | None, first: str,
+                last: str, group: Group | None, reason: str) -> Reply:
+        now = self.clock()
+        req = AccessRequest(
+            id=str(uuid.uuid4()), kind=kind, state=PENDING, requester_id=requester.id,
+            requester_email=(requester.email or "").lower() or None, target_email=email,
+            target_slack_id=target_slack_id, target_first_name=clean(first, 200), target_last_name=clean(last, 200),
+            group_id=group.id if group else None, group_name=group.name if group else None,
+            reason=clean(reason, REASON_MAX), approvals_required=self.approvals_required_for(group.name if group else None),
+            created_at=now, updated_at=now, expires_at=now + dt.timedelta(seconds=self.settings.request_ttl),
+            post_attempts=0, card_stale=False, attempts=0)
+        with self.db.session() as s:
+            s.add(req)
+            self.audit.record(requester.id, "request.created", request_id=req.id, target=email, session=s,
+                              detail=f"{kind} {group.name if group else ''}".strip())
+        posted = self.post_card(req.id)
+        what = views.kind_phrase(req)
+        if posted:
+            return Reply(f":inbox_tray: Your request for {what} went to the approvers in <#{self.settings.approval_channel}>. "
+                         f"I'll message you when it is decided (request `{req.id[:8]}`).")
+        self.slack.dm(requester.id, views.requester_update(req), request_id=req.id)
+        return Reply(f":warning: Your request for {what} is saved (request `{req.id[:8]}`), but I could not post it "
+                     "to the approvers yet. I will keep trying and message you.")
+
+    # ------------------------------------------------------------------------------- cards
+    def _card(self, req: AccessRequest, note: str | None = None) -> tuple[str, list]:
+        group = None
+        if req.group_id:
+            try:
+                group = self.catalog.by_id(req.group_id)
+            except PolarisError:
+                group = None
+        with self.db.session() as s:
+            approvals = list(s.scalars(select(Approval.approver_id).where(Approval.request_id == req.id)
+                                       .order_by(Approval.id)))
+        return views.approval_card(req, group=group, approvals=approvals, note=note)
+
+    def post_card(self, request_id: str) -> bool:
+        """Post the approval card of a pending request that has none yet. True when it is posted."""
+        req = self.get(request_id)
+        if req is None or req.approval_ts:
+            return bool(req and req.approval_ts)
+        text, blocks = self._card(req)
+        try:
+            ts = self.slack.post(self.settings.approval_channel, text, blocks, request_id=req.id, action="notify.card")
+        except SlackError as e:
+            log.warning("approval card for %s not posted: %s", req.id, e.error)
+            with self.db.session() as s:
+                s.execute(update(AccessRequest).where(AccessRequest.id == req.id)
+                          .values(post_attempts=AccessRequest.post_attempts + 1))
+            return False
+        with self.db.session() as s:
+            s.execute(update(AccessRequest).where(AccessRequest.id == req.id, AccessRequest.approval_ts.is_(None))
+                      .values(approval_channel=self.settings.approval_channel, approval_ts=ts,
+                              post_attempts=AccessRequest.post_attempts + 1, card_stale=True))
+        # The state may have changed while we posted (an expiry): refresh marks it current.
+        self.refresh_card(req.id)
+        return True
+
+    def refresh_card(self, request_id: str, note: str | None = None) -> bool:
+        """Rewrite the approval card from the request's current state (``chat.update``). On failure the card
+        is marked stale and the worker retries; the decision stands either way."""
+        req = self.get(request_id)
+        if req is None or not req.approval_ts:
+            return False
+        text, blocks = self._card(req, note)
+        try:
+            self.slack.update(req.approval_channel, req.approval_ts, text, blocks, request_id=req.id)
+        except SlackError as e:
+            log.warning("approval card %s not updated: %s", req.id, e.error)
+            self._set(req.id, card_stale=True)
+            return False
+        with self.db.session() as s:
+            s.execute(update(AccessRequest).where(AccessRequest.id == req.id, AccessRequest.updated_at == req.updated_at)
+                      .values(card_stale=False))
+        return True
+
+    def notify_requester(self, req: AccessRequest) -> None:
+        self.slack.dm(req.requester_id, views.requester_update(req), request_id=req.id)
+        if req.target_slack_id and req.target_slack_id != req.requester_id and req.state in (APPLIED, DENIED):
+            self.slack.dm(req.target_slack_id, f"For your information: {views.requester_update(req)}", request_id=req.id)
+
+    # ------------------------------------------------------------------------------- decisions
+    def get(self, request_id: str) -> AccessRequest | None:
+        with self.db.session() as s:
+            return s.get(AccessRequest, request_id)
+
+    def _set(self, request_id: str, **values) -> None:
+        with self.db.session() as s:
+            s.execute(update(AccessRequest).where(AccessRequest.id == request_id).values(**values))
+
+    def _refuse(self, actor: str, request_id: str | None, why: str, detail: str) -> str:
+        self.audit.record(actor, "decision.refused", request_id=request_id, outcome="refused", detail=detail)
+        return why
+
+    def authority(self, actor_id: str, req: AccessRequest) -> str | None:
+        """Why ``actor_id`` may not decide ``req`` now, or ``None``. Checked at click time: an approver or
+        admin per configuration, never the requester or the person it is for, an active full member of the
+        workspace (not a guest, bot or deactivated account), and, for Organization Admin, a member of
+        Organization Admin in Polaris themselves."""
+        if actor_id == req.requester_id:
+            return "You cannot decide your own request."
+        if req.target_slack_id and actor_id == req.target_slack_id:
+            return "You cannot decide a request that is for you."
+        if actor_id not in self.settings.deciders:
+            return "Only approvers can decide access requests."
+        identity = self.slack.identity(actor_id)
+        if not identity.exists or identity.deleted or identity.is_bot or identity.is_guest:
+            return "Your Slack account cannot decide access requests (deactivated, guest or bot)."
+        if (req.group_name or "").lower() == ORG_ADMIN.lower():
+            if not identity.email:
+                return f"Only {ORG_ADMIN} members in Polaris can approve this, and your Slack profile has no email."
+            with audit_context(actor_id, req.id):
+                mine = self.polaris.find_user_by_email(identity.email)
+            if mine is None or not mine.enabled or req.group_id not in mine.group_ids:
+                return f"Only members of {ORG_ADMIN} in Polaris can approve adding someone to it."
+        return None
+
+    def decide(self, request_id: str, actor_id: str, approve: bool) -> str | None:
+        """Record ``actor_id``'s decision on a pending request. Returns a message for the clicker (shown
+        ephemerally) or ``None`` when the card update says it all. Never raises for bad clicks."""
+        verb = "approve" if approve else "deny"
+        req = self.get(request_id)
+        if req is None:
+            return self._refuse(actor_id, None, "That request no longer exists.", f"unknown request {request_id[:40]}")
+        if req.state != PENDING:
+            return self._refuse(actor_id, req.id, self._already(req), f"{verb} on {req.state} request")
+        now = self.clock()
+        if req.expires_at <= now:
+            self.expire(req.id)
+            return self._refuse(actor_id, req.id, "This request has expired; the requester can ask again.",
+                                f"{verb} on expired request")
+        try:
+            why = self.authority(actor_id, req)
+        except (PolarisError, SlackError) as e:
+            why = f"I could not check your authority right now ({getattr(e, 'plain', lambda: str(e))()}); try again."
+        if why:
+            return self._refuse(actor_id, req.id, why, f"{verb}: {why}")
+        message: str | None = None
+        with self.db.session() as s:
+            # Take the row (a write lock on both databases) and check it is still pending and not expired.
+            touched = s.execute(update(AccessRequest).where(
+                AccessRequest.id == req.id, AccessRequest.state == PENDING, AccessRequest.expires_at > now)
+                .values(updated_at=now)).rowcount
+            if not touched:
+                s.rollback()
+                current = self.get(req.id)
+                return self._refuse(actor_id, req.id, self._already(current), f"{verb} lost the race")
+            if not approve:
+                s.execute(update(AccessRequest).where(AccessRequest.id == req.id)
+                          .values(state=DENIED, decided_by=actor_id, decided_at=now, updated_at=now))
+                self.audit.record(actor_id, "decision.deny", request_id=req.id, target=req.target_email, session=s)
+            else:
+                already = s.scalar(select(Approval.id).where(Approval.request_id == req.id,
+                                                             Approval.approver_id == actor_id))
+                if already is not None:
+                    s.rollback()
+                    return self._refuse(actor_id, req.id, "You already approved this request; it needs another approver.",
+                                        "second approval by the same person")
+                s.add(Approval(request_id=req.id, approver_id=actor_id, created_at=now))
+                s.flush()
+                count = s.scalar(select(func.count()).select_from(Approval).where(Approval.request_id == req.id))
+                if count >= req.approvals_required:
+                    s.execute(update(AccessRequest).where(AccessRequest.id == req.id)
+                              .values(state=APPROVED, decided_by=actor_id, decided_at=now, updated_at=now,
+                                      next_attempt_at=None))
+                    self.audit.record(actor_id, "decision.approve", request_id=req.id, target=req.target_email, session=s)
+                else:
+                    self.audit.record(actor_id, "decision.approve", request_id=req.id, target=req.target_email,
+                                      session=s, outcome="partial", detail=f"approval {count} of {req.approvals_required}")
+                    message = (f"Your approval is recorded ({count} of {req.approvals_required}); "
+                               "another approver must approve too.")
+        self.refresh_card(req.id)
+        req = self.get(req.id)
+        if req.state != PENDING:
+            self.notify_requester(req)
+        if req.state == APPROVED:
+            self.wake()
+        return message
+
+    def _already(self, req: AccessRequest | None) -> str:
+        if req is None:
+            return "That request no longer exists."
+        if req.state == EXPIRED:
+            return "This request has expired; the requester can ask again."
+        who = views.mention(req.decided_by)
+        if req.state == DENIED:
+            return f"Already denied by {who}."
+        if req.state in (APPROVED, APPLIED, FAILED):
+            return f"Already approved by {who} ({views.STATE_LABEL[req.state].lower()})."
+        return "This request is still pending."
+
+    def retry(self, request_id: str, actor_id: str) -> str | None:
+        """Put a failed request back to approved so the worker applies it again (approvers and admins)."""
+        req = self.get(request_id)
+        if req is None:
+            return self._refuse(actor_id, None, "That request no longer exists.", "retry unknown request")
+        if actor_id not in self.settings.deciders:
+            return self._refuse(actor_id, req.id, "Only approvers and admins can retry a request.", "retry by non-approver")
+        with self.db.session() as s:
+            changed = s.execute(update(AccessRequest).where(AccessRequest.id == req.id, AccessRequest.state == FAILED)
+                                .values(state=APPROVED, attempts=0, next_attempt_at=None, updated_at=self.clock(),
+                                        outcome=f"Retry requested by approver")).rowcount
+            if not changed:
+                s.rollback()
+                return self._refuse(actor_id, req.id, f"Only a failed request can be retried; this one is "
+                                    f"{views.STATE_LABEL.get(req.state, req.state).lower()}.", "retry on non-failed")
+            self.audit.record(actor_id, "decision.retry", request_id=req.id, target=req.target_email, session=s)
+        self.refresh_card(req.id)
+        self.wake()
+        return "Retrying it now."
+
+    def expire(self, request_id: str) -> bool:
+        """Move a pending request past its TTL to expired (compare-and-set), update the card, tell the requester."""
+        now = self.clock()
+        with self.db.session() as s:
+            changed = s.execute(update(AccessRequest).where(
+                AccessRequest.id == request_id, AccessRequest.state == PENDING, AccessRequest.expires_at <= now)
+                .values(state=EXPIRED, updated_at=now)).rowcount
+            if changed:
+                self.audit.record("bot", "request.expired", request_id=request_id, session=s)
+        if changed:
+            self.refresh_card(request_id)
+            self.notify_requester(self.get(request_id))
+        return bool(changed)
+
+    # ------------------------------------------------------------------------------- worker
+    def run_due(self, *, limit: int = 20, stop: threading.Event | None = None) -> int:
+        """One worker pass: expire overdue requests, post cards not yet posted, refresh stale cards, apply due
+        approved requests. Safe to run in any number of processes at once. Returns how many it applied."""
+        now = self.clock()
+        with self.db.session() as s:
+            overdue = list(s.scalars(select(AccessRequest.id).where(
+                AccessRequest.state == PENDING, AccessRequest.expires_at <= now).limit(limit)))
+            unposted = list(s.scalars(select(AccessRequest.id).where(
+                AccessRequest.state == PENDING, AccessRequest.approval_ts.is_(None)).limit(limit)))
+            stale = list(s.scalars(select(AccessRequest.id).where(
+                AccessRequest.card_stale.is_(True), AccessRequest.approval_ts.is_not(None)).limit(limit)))
+            due = list(s.scalars(select(AccessRequest.id).where(
+                AccessRequest.state == APPROVED,
+                or_(AccessRequest.next_attempt_at.is_(None), AccessRequest.next_attempt_at <= now))
+                .order_by(AccessRequest.decided_at).limit(limit)))
+        for rid in overdue:
+            self._safely(self.expire, rid)
+        for rid in unposted:
+            if self._safely(self.post_card, rid):
+                req = self.get(rid)
+                if req is not None and req.post_attempts > 1:
+                    self.slack.dm(req.requester_id, views.requester_update(req), request_id=rid)
+        for rid in stale:
+            self._safely(self.refresh_card, rid)
+        applied = 0
+        for rid in due:
+            if stop is not None and stop.is_set():
+                break
+            if self._safely(self.apply, rid):
+                applied += 1
+        return applied
+
+    def _safely(self, fn, *args):
+        try:
+            return fn(*args)
+        except Exception:
+            log.exception("worker step %s failed for %s", getattr(fn, "__name__", fn), args)
+            return None
+
+    def apply(self, request_id: str) -> bool:
+        """Apply one approved request in Polaris if this worker can claim it. True when it ended applied.
+
+        Idempotent: safe to run again after a crash at any point."""
+        with self.claims.hold(request_id) as got:
+            if not got:
+                return False
+            req = self.get(request_id)  # fresh, under the claim
+            now = self.clock()
+            if req is None or req.state != APPROVED or (req.next_attempt_at and req.next_attempt_at > now):
+                return False
+            self._set(req.id, claimed_by=self.worker_name, attempts=req.attempts + 1, updated_at=now)
+            self.audit.record("bot", "apply.start", request_id=req.id, target=req.target_email,
+                              detail=f"attempt {req.attempts + 1}")
+            try:
+                with audit_context("bot", req.id):
+                    outcome, polaris_user_id = self._apply(req)
+            except PolarisError as e:
+                return self._apply_failed(req, e)
+            except Exception as e:  # a bug: record it, do not lose the request
+                log.exception("apply of %s crashed", req.id)
+                return self._apply_failed(req, PolarisError(None, "InternalError", type(e).__name__))
+            with self.db.session() as s:
+                s.execute(update(AccessRequest).where(AccessRequest.id == req.id, AccessRequest.state == APPROVED)
+                          .values(state=APPLIED, outcome=outcome, polaris_user_id=polaris_user_id,
+                                  applied_at=self.clock(), updated_at=self.clock(), claimed_by=None))
+                self.audit.record("bot", "apply.done", request_id=req.id, target=req.target_email, detail=outcome,
+                                  session=s)
+        self.refresh_card(req.id)
+        self.notify_requester(self.get(req.id))
+        return True
+
+    def _apply_failed(self, req: AccessRequest, error: PolarisError) -> bool:
+        attempts = req.attempts + 1
+        now = self.clock()
+        plain = error.plain()
+        if error.transient and attempts < self.settings.polaris_max_attempts:
+            delay = min(APPLY_BACKOFF_MAX, APPLY_BACKOFF_BASE * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
+            self._set(req.id, next_attempt_at=now + dt.timedelta(seconds=delay), claimed_by=None,
+                      outcome=f"{plain}; will retry (attempt {attempts} of {self.settings.polaris_max_attempts})")
+            self.audit.record("bot", "apply.retry_later", request_id=req.id, outcome="error",
+                              detail=f"{error.code} {error.status}; next in {delay:.0f}s")
+            self.refresh_card(req.id)
+            return False
+        if isinstance(error, PolarisError) and error.status in (401, 403):
+            log.error("Polaris refused the bot's API key (%s %s): check POLARIS_API_KEY and its AdministerUsers "
+                      "permission", error.status, error.code)
+        with self.db.session() as s:
+            s.execute(update(AccessRequest).where(AccessRequest.id == req.id, AccessRequest.state == APPROVED)
+                      .values(state=FAILED, outcome=plain, updated_at=now, claimed_by=None))
+            self.audit.record("bot", "apply.failed", request_id=req.id, target=req.target_email, outcome="error",
+                              detail=f"{error.code} {error.status}: {error.message}", session=s)
+        self.refresh_card(req.id)
+        self.notify_requester(self.get(req.id))
+        return False
+
+    def _apply(self, req: AccessRequest) -> tuple[str, str]:
+        """The Polaris side of an approved request; returns (outcome sentence, Polaris user ID)."""
+        if req.kind == RESET_PASSWORD:
+            return self._apply_reset(req)
+        group_label = req.group_name or req.group_id
+        user = self.polaris.find_user_by_email(req.target_email)
+        if user is None:
+            try:
+                user = self.polaris.create_user(req.target_email, first_name=req.target_first_name,
+                                                last_name=req.target_last_name, group_ids=[req.group_id])
+                return f"Created Polaris user {req.target_email} in {group_label}.", user.id
+            except PolarisConflict:
+                user = self.polaris.find_user_by_email(req.target_email)  # created meanwhile (an earlier attempt)
+                if user is None:
+                    raise
+            except PolarisUnavailable:
+                # The create may have landed even though the answer was lost: look before the next attempt.
+                user = self.polaris.find_user_by_email(req.target_email)
+                if user is None:
+                    raise
+        if req.group_id in user.group_ids:
+            return f"{req.target_email} is a member of {group_label}.", user.id
+        self.polaris.add_members(req.group_id, [user.id])
+        return f"Added {req.target_email} to {group_label}; their other groups are unchanged.", user.id
+
+    def _apply_reset(self, req: AccessRequest) -> tuple[str, str]:
+        user = self.polaris.find_user_by_email(req.target_email)
+        if user is None:
+            raise PolarisNotFound(404, "ObjectNotFound", f"no Polaris user {req.target_email}")
+        if req.write_started_at is not None and "UPDATE_PASSWORD" in user.actions:
+            return "Password reset email requested (confirmed after a restart).", user.id
+        self._set(req.id, write_started_at=self.clock())
+        self.polaris.request_password_reset(user.id)
+        return f"Polaris will email {req.target_email} a link to set a new password.", user.id
