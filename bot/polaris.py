@@ -283,7 +283,7 @@ class PolarisClient:
                     log.exception("Polaris call hook failed")
 
     def _wait(self, state) -> float:
-        backoff = wait_exponential_jitter(initial=self.backoff_initial, max=self.backoff_max)(state)
+        backoff = wait_exponential_jitter(multiplier=self.backoff_initial, max=self.backoff_max)(state)
         exc = state.outcome.exception() if state.outcome else None
         retry_after = getattr(exc, "retry_after", None) or 0.0
         return min(max(backoff, retry_after), max(self.retry_seconds, 0.0))

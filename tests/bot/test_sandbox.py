@@ -43,7 +43,7 @@ from bot.sandbox import (  # noqa: E402
     SandboxServer,
 )
 
-SPEC_DIR = Path(os.environ.get("POLARIS_SPEC_DIR", "/work/shared/polaris"))
+SPEC_DIR = Path(os.environ.get("POLARIS_SPEC_DIR", Path(__file__).resolve().parents[1] / "fixtures" / "polaris"))
 RAW_AUTH = {"Authorization": f"Basic {SANDBOX_API_KEY}"}
 RFC_AUTH = {"Authorization": "Basic " + base64.b64encode(f"{SANDBOX_API_KEY}:".encode()).decode()}
 BASE = "https://example.api.imply.io"
@@ -99,7 +99,7 @@ def _guide_json_blocks() -> list:
 @pytest.fixture(scope="session")
 def guide() -> list:
     if not (SPEC_DIR / "identity-management-guide.txt").exists():
-        pytest.skip(f"guide not found under {SPEC_DIR} (set POLARIS_SPEC_DIR)")
+        pytest.fail(f"guide not found under {SPEC_DIR} (tests/fixtures/polaris ships it)")
     return _guide_json_blocks()
 
 
@@ -107,7 +107,7 @@ def guide() -> list:
 def spec() -> dict:
     path = SPEC_DIR / "openapi-identity.json"
     if not path.exists():
-        pytest.skip(f"{path} not found (set POLARIS_SPEC_DIR)")
+        pytest.fail(f"{path} not found (tests/fixtures/polaris ships it)")
     return json.loads(path.read_text())
 
 

@@ -1,0 +1,405 @@
+"""The access-request workflow against the Polaris sandbox (HTTP) and the Slack stand-in, on SQLite or
+PostgreSQL (TEST_DATABASE_URL)."""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from bot.models import (APPLIED, APPROVED, DENIED, EXPIRED, FAILED, PENDING, AccessRequest, Approval, AuditEvent)
+from bot.sandbox import Fault
+from tests.conftest import (ADMIN, APPROVER, APPROVER2, BOT, CHANNEL, GONE, GUEST, OTHER, REQUESTER, make_settings)
+
+
+def only_request(db) -> AccessRequest:
+    with db.session() as s:
+        rows = list(s.scalars(select(AccessRequest)))
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def audit_actions(db, request_id=None) -> list[tuple[str, str, str]]:
+    with db.session() as s:
+        q = select(AuditEvent).order_by(AuditEvent.id)
+        if request_id:
+            q = q.where(AuditEvent.request_id == request_id)
+        return [(r.actor, r.action, r.outcome) for r in s.scalars(q)]
+
+
+def card(slack, req: AccessRequest) -> dict:
+    msg = slack.find_message(CHANNEL, req.approval_ts)
+    assert msg is not None
+    return msg
+
+
+def buttons(message: dict) -> list[str]:
+    return [e["text"]["text"] for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
+
+
+def dms(slack, user_id: str) -> list[str]:
+    return [m["text"] for m in slack.messages_in(slack.dm_channel(user_id))]
+
+
+def test_request_by_someone_without_account_creates_user_in_group_with_slack_names(service, db, sandbox, slack, groups):
+    reply = service.handle_command(REQUESTER, "request viewer need dashboards")
+    assert "went to the approvers" in reply.text
+    req = only_request(db)
+    assert (req.state, req.group_id, req.target_email) == (PENDING, groups["Viewer"], "alice@example.com")
+    message = card(slack, req)
+    assert buttons(message) == ["Approve", "Deny"]
+    assert "need dashboards" in str(message["blocks"]) and "ViewTables" in str(message["blocks"])
+
+    assert service.decide(req.id, APPROVER, approve=True) is None
+    assert service.get(req.id).state == APPROVED
+    assert service.run_due() == 1
+    req = service.get(req.id)
+    assert req.state == APPLIED
+    user = sandbox.find_user("alice@example.com")
+    assert user["firstName"] == "Alice" and user["lastName"] == "Tester"
+    assert [g["id"] for g in user["groups"]] == [groups["Viewer"]]
+    assert len(sandbox.writes("POST", r"^/v1/users$")) == 1
+    message = card(slack, req)
+    assert buttons(message) == [] and "Approved and applied" in str(message["blocks"]) and APPROVER in str(message["blocks"])
+    assert any("approved by" in t for t in dms(slack, REQUESTER)) and any("Done" in t for t in dms(slack, REQUESTER))
+    actions = [a for _, a, _ in audit_actions(db, req.id)]
+    for expected in ("request.created", "notify.card", "decision.approve", "apply.start", "polaris.call", "apply.done",
+                     "notify.dm", "notify.update"):
+        assert expected in actions
+
+
+def test_existing_user_keeps_every_group_when_added_to_another(service, db, sandbox, groups):
+    sandbox.create_user("alice@example.com", "Alicia", "Original", groups=[groups["Viewer"], groups["Data Manager"]],
+                        enabled=True, actions=[])
+    service.handle_command(REQUESTER, 'request "Data Analyst" queries')
+    req = only_request(db)
+    service.decide(req.id, APPROVER, approve=True)
+    service.run_due()
+    user = sandbox.find_user("alice@example.com")
+    assert {g["id"] for g in user["groups"]} == {groups["Viewer"], groups["Data Manager"], groups["Data Analyst"]}
+    assert (user["firstName"], user["lastName"], user["enabled"]) == ("Alicia", "Original", True)
+    assert sandbox.writes("PUT") == [] and len(sandbox.writes("POST", r"/members$")) == 1
+
+
+def test_password_reset_keeps_groups_names_and_enabled(service, db, sandbox, groups):
+    before = sandbox.create_user("alice@example.com", "Alicia", "Keep", groups=[groups["Viewer"], groups["Data Analyst"]],
+                                 enabled=False, actions=["VERIFY_EMAIL"])
+    service.handle_command(REQUESTER, "reset-password")
+    req = only_request(db)
+    service.decide(req.id, APPROVER, approve=True)
+    service.run_due()
+    assert service.get(req.id).state == APPLIED
+    after = sandbox.find_user("alice@example.com")
+    for key in ("id", "username", "email", "firstName", "lastName", "enabled", "groups", "createdOn"):
+        assert after[key] == before[key], key
+    assert after["actions"] == ["VERIFY_EMAIL", "UPDATE_PASSWORD"]
+    assert len(sandbox.writes("PUT")) == 1
+
+
+def test_requester_and_non_approvers_cannot_decide(service, db, slack, groups):
+    service.handle_command(REQUESTER, "request Viewer")
+    req = only_request(db)
+    assert "your own request" in service.decide(req.id, REQUESTER, approve=True)
+    assert "Only approvers" in service.decide(req.id, OTHER, approve=True)
+    assert "Only approvers" in service.decide(req.id, OTHER, approve=False)
+    assert service.get(req.id).state == PENDING
+    refused = [(a, act) for a, act, o in audit_actions(db, req.id) if act == "decision.refused"]
+    assert refused == [(REQUESTER, "decision.refused"), (OTHER, "decision.refused"), (OTHER, "decision.refused")]
+
+
+@pytest.mark.parametrize("who,flag", [(GUEST, "is_restricted"), (GONE, "deleted"), (BOT, "is_bot")])
+def test_guest_deactivated_or_bot_approver_is_refused_at_click_time(service, db, slack, sandbox, groups, who, flag):
+    service.settings = make_settings(sandbox, slack, db.url, approvers=frozenset({APPROVER, who}))
+    service.handle_command(REQUESTER, "request Viewer")
+    req = only_request(db)
+    assert "cannot decide" in service.decide(req.id, who, approve=True)
+    assert service.get(req.id).state == PENDING
+
+
+def test_approver_removed_after_card_was_posted_cannot_decide(service, db, slack, sandbox, groups):
+    service.handle_command(REQUESTER, "request Viewer")
+    req = only_request(db)
+    service.settings = make_settings(sandbox, slack, db.url, approvers=frozenset({APPROVER2}))
+    assert "Only approvers" in service.decide(req.id, APPROVER, approve=True)
+    assert service.get(req.id).state == PENDING
+
+
+def test_deny_updates_card_and_tells_requester(service, db, slack, sandbox, groups):
+    service.handle_command(REQUESTER, "request Viewer")
+    req = only_request(db)
+    assert service.decide(req.id, APPROVER, approve=False) is None
+    req = service.get(req.id)
+    assert (req.state, req.decided_by) == (DENIED, APPROVER)
+    assert buttons(card(slack, req)) == [] and "Denied" in str(card(slack, req)["blocks"])
+    assert any("denied" in t for t in dms(slack, REQUESTER))
+    assert "Already denied" in service.decide(req.id, APPROVER2, approve=True)
+    assert service.run_due() == 0 and sandbox.writes() == []
+
+
+def test_double_click_applies_once(service, db, sandbox, groups):
+    service.handle_command(REQUESTER, "request Viewer")
+    req = only_request(db)
+    assert service.decide(req.id, APPROVER, approve=True) is None
+    assert "Already approved" in service.decide(req.id, APPROVER, approve=True)
+    assert "Already approved by <@U0BOB>" in service.decide(req.id, APPROVER2, approve=True)
+    service.run_due()
+    service.run_due()
+    assert len(sandbox.writes()) == 1
+
+
+def test_twenty_concurrent_approvals_make_one_decision_and_one_write(service, db, sandbox, groups):
+    service.handle_command(REQUESTER, "request Viewer")
+    req = only_request(db)
+    barrier = threading.Barrier(20)
+    results = []
+
+    def click(i):
+        barrier.wait()
+        results.append(service.decide(req.id, APPROVER if i % 2 else APPROVER2, approve=True))
+
+    threads = [threading.Thread(target=click, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(None) == 1, results
+    assert all("Already approved" in r for r in results if r is not None)
+    with db.session() as s:
+        assert len(list(s.scalars(select(Approval).where(Approval.request_id == req.id)))) == 1
+    appliers = [threading.Thread(target=service.run_due) for _ in range(4)]
+    for t in appliers:
+        t.start()
+    for t in appliers:
+        t.join()
+    assert service.get(req.id).state == APPLIED
+    assert len(sandbox.writes()) == 1
+    assert len([a for a in audit_actions(db, req.id) if a[1] == "decision.approve"]) == 1
+
+
+def test_organization_admin_needs_two_approvers_who_are_org_admins(service, db, sandbox, slack, groups):
+    service.handle_command(REQUESTER, "request organization admin on-call")
+    req = only_request(db)
+    assert req.approvals_required == 2
+    assert "1 of 2" in service.decide(req.id, APPROVER, approve=True)
+    assert "already approved" in service.decide(req.id, APPROVER, approve=True)
+    assert service.get(req.id).state == PENDING
+    assert service.decide(req.id, APPROVER2, approve=True) is None
+    assert service.get(req.id).state == APPROVED
+    service.run_due()
+    assert groups["Organization Admin"] in {g["id"] for g in sandbox.find_user("alice@example.com")["groups"]}
+
+
+def test_organization_admin_approval_refused_for_approver_not_org_admin_in_polaris(service, db, sandbox, slack, groups):
+    erin = sandbox.find_user("erin@example.com")
+    sandbox.handle("PUT", f"/v1/users/{erin['id']}", {}, {"Authorization": f"Basic {sandbox_key()}"},
+                   b'{"username": "erin@example.com", "groups": [{"id": "%s"}]}' % groups["Viewer"].encode())
+    service.handle_command(REQUESTER, "request Organization Admin")
+    req = only_request(db)
+    assert "Only members of Organization Admin" in service.decide(req.id, APPROVER2, approve=True)
+    assert service.get(req.id).state == PENDING
+
+
+def sandbox_key():
+    from bot.sandbox import SANDBOX_API_KEY
+
+    return SANDBOX_API_KEY
+
+
+def test_transient_polaris_failures_are_retried_then_applied(service, db, sandbox, groups):
+    service.handle_command(REQUESTER, "request Viewer")
+    req = only_request(db)
+    service.decide(req.id, APPROVER, approve=True)
+    sandbox.add_fault(Fault(method="GET", path=r"^/v1/users$", status=503, times=2))
+    service.run_due()
+    assert service.get(req.id).state == APPLIED
+    assert len(sandbox.writes("POST")) == 1
+    statuses = [(r.polaris_method, r.polaris_status) for r in service.audit.for_request(req.id) if r.polaris_method]
+    assert statuses[:3] == [("GET", 503), ("GET", 503), ("GET", 200)]
+
+
+def test_polaris_down_for_good_fails_then_retry_applies_once(service, db, sandbox, slack, groups):
+    service.handle_command(REQUESTER, "request Viewer")
+    req = only_request(db)
+    service.decide(req.id, APPROVER, approve=True)
+    sandbox.add_fault(Fault(status=503, times=None))
+    clock = [service.clock()]
+    service.clock = lambda: clock[0]
+    for _ in range(service.settings.polaris_max_attempts):
+        service.run_due()
+        clock[0] += dt.timedelta(minutes=10)
+    req = service.get(req.id)
+    assert req.state == FAILED and "unavailable" in req.outcome
+    assert buttons(card(slack, req)) == ["Retry"]
+    assert any("failed" in t for t in dms(slack, REQUESTER))
+    assert "Only approvers" in service.retry(req.id, OTHER)
+    sandbox.clear_faults()
+    assert service.retry(req.id, APPROVER) == "Retrying it now."
+    service.run_due()
+    assert service.get(req.id).state == APPLIED
+    assert len(sandbox.writes()) == 1
+    assert "Only a failed request" in service.retry(req.id, APPROVER)
+
+
+def test_create_that_landed_but_lost_its_answer_is_not_repeated(service, db, sandbox, groups):
+    service.handle_command(REQUESTER, "request Viewer")
+    req = only_request(db)
+    service.decide(req.id, APPROVER, approve=True)
+    sandbox.add_fault(Fault(method="POST", path=r"^/v1/users$", status=503, after_handle=True))
+    service.run_due()
+    assert service.get(req.id).state == APPLIED
+    assert len(sandbox.writes("POST", r"^/v1/users$")) == 1
+
+
+def test_bad_request_from_polaris_fails_without_retry(service, db, sandbox, groups):
+    service.handle_command(REQUESTER, "request Viewer")
+    req = only_request(db)
+    service.decide(req.id, APPROVER, approve=True)
+    sandbox.add_fault(Fault(method="POST", path=r"^/v1/users$", status=400))
+    service.run_due()
+    req = service.get(req.id)
+    assert req.state == FAILED and "rejected" in req.outcome
+    assert len([c for c in sandbox.calls if c.method == "POST"]) == 1
+
+
+def test_pending_request_expires_and_cannot_be_approved(service, db, sandbox, slack, groups):
+    service.handle_command(REQUESTER, "request Viewer")
+    req = only_request(db)
+    later = service.clock() + dt.timedelta(seconds=service.settings.request_ttl + 1)
+    service.clock = lambda: later
+    assert "expired" in service.decide(req.id, APPROVER, approve=True)
+    req = service.get(req.id)
+    assert req.state == EXPIRED
+    assert buttons(card(slack, req)) == [] and "Expired" in str(card(slack, req)["blocks"])
+    assert any("expired" in t for t in dms(slack, REQUESTER))
+    service.run_due()
+    assert sandbox.writes() == []
+
+
+def test_worker_expires_overdue_requests(service, db, sandbox, slack, groups):
+    service.handle_command(REQUESTER, "request Viewer")
+    req = only_request(db)
+    later = service.clock() + dt.timedelta(seconds=service.settings.request_ttl + 1)
+    service.clock = lambda: later
+    service.run_due()
+    assert service.get(req.id).state == EXPIRED
+
+
+def test_card_post_failure_tells_requester_and_is_retried(service, db, sandbox, slack, groups):
+    slack.fail_next("chat.postMessage", status=200, error="channel_not_found", times=1)
+    reply = service.handle_command(REQUESTER, "request Viewer")
+    assert "could not post it" in reply.text
+    req = only_request(db)
+    assert req.approval_ts is None and req.state == PENDING
+    assert any("could not post" in t for t in dms(slack, REQUESTER))
+    service.run_due()
+    req = service.get(req.id)
+    assert req.approval_ts and buttons(card(slack, req)) == ["Approve", "Deny"]
+    assert ("bot", "notify.card", "error") in audit_actions(db, req.id)
+
+
+def test_card_update_failure_keeps_decision_and_is_retried(service, db, sandbox, slack, groups):
+    service.handle_command(REQUESTER, "request Viewer")
+    req = only_request(db)
+    slack.fail_next("chat.update", status=500, times=3)
+    service.decide(req.id, APPROVER, approve=True)
+    assert service.get(req.id).state == APPROVED
+    service.run_due()
+    req = service.get(req.id)
+    assert req.state == APPLIED
+    service.run_due()
+    assert buttons(card(slack, req)) == [] and "applied" in str(card(slack, req)["blocks"])
+
+
+def test_unknown_group_suggests_nearest(service, db, groups):
+    reply = service.handle_command(REQUESTER, "request Data Analist please")
+    assert "no Polaris group" in reply.text and "Data Analyst" in reply.text
+    assert only_request_count(db) == 0
+
+
+def only_request_count(db) -> int:
+    with db.session() as s:
+        return len(list(s.scalars(select(AccessRequest))))
+
+
+@pytest.mark.parametrize("who,expected", [(GUEST, "Guest accounts"), (GONE, "deactivated"), (BOT, "Bots")])
+def test_guest_deleted_or_bot_cannot_request(service, db, groups, who, expected):
+    assert expected in service.handle_command(who, "request Viewer").text
+    assert only_request_count(db) == 0
+
+
+def test_requester_without_email_is_refused(service, db, slack, groups):
+    slack.add_user("U0NOMAIL", "nomail", None)
+    assert "no email" in service.handle_command("U0NOMAIL", "request Viewer").text
+
+
+def test_already_member_and_duplicate_requests_are_refused(service, db, sandbox, groups):
+    sandbox.create_user("alice@example.com", groups=[groups["Viewer"]])
+    assert "already a member" in service.handle_command(REQUESTER, "request viewer").text
+    assert "went to the approvers" in service.handle_command(REQUESTER, "request Data Analyst").text
+    assert "already an open request" in service.handle_command(REQUESTER, "request data analyst again").text
+    assert only_request_count(db) == 1
+
+
+def test_open_request_limit(service, db, sandbox, slack, groups):
+    service.settings = make_settings(sandbox, slack, db.url, max_open_requests=1)
+    service.handle_command(REQUESTER, "request Viewer")
+    assert "open requests" in service.handle_command(REQUESTER, "request Data Analyst").text
+
+
+def test_command_rate_limit(service, db, sandbox, slack, groups):
+    service.settings = make_settings(sandbox, slack, db.url, max_commands_per_minute=3)
+    for _ in range(3):
+        assert "Polaris access bot" in service.handle_command(OTHER, "help").text
+    assert "wait a moment" in service.handle_command(OTHER, "help").text
+
+
+def test_invite_and_reset_for_someone_else_say_so_and_tell_the_target(service, db, sandbox, slack, groups):
+    reply = service.handle_command(REQUESTER, "invite newhire@example.com Viewer starts monday")
+    assert "went to the approvers" in reply.text
+    req = only_request(db)
+    assert "someone else" in str(card(slack, req)["blocks"])
+    sandbox.create_user("oscar@example.com", "Oscar", "Tester", groups=[groups["Viewer"]])
+    service.handle_command(REQUESTER, "reset-password oscar@example.com")
+    assert any("asked for a password reset of your Polaris account" in t for t in dms(slack, OTHER))
+
+
+def test_whois_groups_members_permissions(service, db, sandbox, groups):
+    sandbox.create_user("alice@example.com", "Alice", "Tester", groups=[groups["Viewer"]], enabled=False)
+    sandbox.reset_calls()
+    who = service.handle_command(REQUESTER, "whois")
+    text = str(who.blocks)
+    assert "alice@example.com" in text and "disabled" in text and "Viewer" in text and "ViewTables" in text
+    assert len(sandbox.calls) <= 3
+    assert "No Polaris user" in service.handle_command(REQUESTER, "whois nobody@example.com").text
+    assert "Organization Admin" in str(service.handle_command(REQUESTER, "groups").blocks)
+    members = service.handle_command(REQUESTER, 'members "organization admin"')
+    assert "bob@example.com" in str(members.blocks)
+    assert "AdministerUsers" in str(service.handle_command(REQUESTER, "permissions").blocks)
+
+
+def test_groups_are_cached(service, db, sandbox, groups):
+    sandbox.reset_calls()
+    service.handle_command(REQUESTER, "groups")
+    service.handle_command(REQUESTER, "groups")
+    assert len([c for c in sandbox.calls if c.path == "/v1/groups"]) == 1
+
+
+def test_status_and_pending(service, db, groups):
+    service.handle_command(REQUESTER, "request Viewer")
+    assert "Viewer" in str(service.handle_command(REQUESTER, "status").blocks)
+    assert "Viewer" in str(service.handle_command(APPROVER, "pending").blocks)
+    assert "not an approver" in service.handle_command(OTHER, "pending").text
+
+
+def test_polaris_unauthorized_is_a_clear_message(service, db, sandbox, groups):
+    sandbox.add_fault(Fault(status=401, times=None))
+    reply = service.handle_command(REQUESTER, "whois")
+    assert "API key was refused" in reply.text and "Traceback" not in reply.text
+
+
+def test_every_command_and_click_is_audited(service, db, groups):
+    service.handle_command(REQUESTER, "help")
+    service.handle_command(REQUESTER, "nonsense")
+    actions = audit_actions(db)
+    assert (REQUESTER, "command", "ok") in actions and (REQUESTER, "command.invalid", "refused") in actions

@@ -1,0 +1,170 @@
+"""Shared fixtures: a migrated database (SQLite by default, PostgreSQL when TEST_DATABASE_URL is set), the
+Polaris sandbox and the Slack stand-in on 127.0.0.1, and a fully wired core and Bolt app."""
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+import urllib.parse
+import uuid
+import json
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from bot.config import Settings
+from bot.db import Database, normalize_url
+from bot.models import Base
+from bot.sandbox import SANDBOX_API_KEY, PolarisSandbox
+from bot.slack_standin import SlackStandIn
+
+for _name in [k for k in os.environ if k.startswith("SLACK_")]:
+    os.environ.pop(_name)
+
+SIGNING_SECRET = "test-signing-secret-" + "x" * 12
+CHANNEL = "C0APPROVALS"
+REQUESTER, APPROVER, APPROVER2, ADMIN, OTHER, GUEST, GONE, BOT = (
+    "U0ALICE", "U0BOB", "U0ERIN", "U0CAROL", "U0OSCAR", "U0GUS", "U0GONE", "U0ROBOT")
+
+
+def pytest_report_header(config):
+    return f"database: {'PostgreSQL (TEST_DATABASE_URL)' if os.environ.get('TEST_DATABASE_URL') else 'SQLite'}"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    """A migrated, empty database for the session: a schema of its own on PostgreSQL."""
+    base = os.environ.get("TEST_DATABASE_URL")
+    if not base:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db')}/test.sqlite3"
+        Database(url).migrate()
+        yield url
+        return
+    schema = f"pab_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(normalize_url(base))
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in base else "?"
+    url = f"{normalize_url(base)}{sep}options=-csearch_path%3D{schema}"
+    Database(url).migrate()
+    yield url
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture
+def db(database_url):
+    """The session database, emptied before each test."""
+    database = Database(database_url)
+    with database.engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def sandbox():
+    box = PolarisSandbox(seed=False)
+    server = box.serve()
+    box.url = server.url
+    yield box
+    server.shutdown()
+
+
+@pytest.fixture
+def slack():
+    standin = SlackStandIn(bot_token="xoxb-test-token-1234567890")
+    standin.serve()
+    for uid, name, email in ((REQUESTER, "alice", "alice@example.com"), (APPROVER, "bob", "bob@example.com"),
+                             (APPROVER2, "erin", "erin@example.com"), (ADMIN, "carol", "carol@example.com"),
+                             (OTHER, "oscar", "oscar@example.com")):
+        first = name.capitalize()
+        standin.add_user(uid, name, email, real_name=f"{first} Tester", first_name=first, last_name="Tester")
+    standin.add_user(GUEST, "gus", "gus@partner.example", is_restricted=True)
+    standin.add_user(GONE, "gone", "gone@example.com", deleted=True)
+    standin.add_user(BOT, "robot", None, is_bot=True)
+    yield standin
+    standin.shutdown()
+
+
+def make_settings(sandbox, slack, database_url, **overrides) -> Settings:
+    values = dict(slack_bot_token=slack.bot_token, slack_signing_secret=SIGNING_SECRET, slack_api_url=slack.api_url,
+                  polaris_api_url=sandbox.url, polaris_api_key=SANDBOX_API_KEY, database_url=database_url,
+                  approval_channel=CHANNEL, approvers=frozenset({APPROVER, APPROVER2}), admins=frozenset({ADMIN}),
+                  polaris_retry_seconds=2.0, polaris_max_attempts=3, worker_interval=0.05, group_cache_ttl=60)
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(sandbox, slack, db):
+    return make_settings(sandbox, slack, db.url)
+
+
+@pytest.fixture
+def core(settings, db):
+    import app as entry
+
+    c = entry.build_core(settings, db=db)
+    c.polaris.backoff_initial, c.polaris.backoff_max = 0.01, 0.05
+    return c
+
+
+@pytest.fixture
+def service(core):
+    return core.service
+
+
+def seed_polaris(sandbox) -> dict:
+    """Polaris accounts for the approvers (Organization Admin) and an existing analyst; returns group IDs."""
+    ids = {name: sandbox.group_by_name(name)["id"] for name in
+           ("Organization Admin", "Viewer", "Data Analyst", "Data Manager")}
+    for email in ("bob@example.com", "erin@example.com", "carol@example.com"):
+        sandbox.create_user(email, email.split("@")[0].capitalize(), "Tester", groups=[ids["Organization Admin"]], actions=[])
+    return ids
+
+
+@pytest.fixture
+def groups(sandbox):
+    return seed_polaris(sandbox)
+
+
+# ----------------------------------------------------------------------------------- signed requests
+def signed_headers(body: str, secret: str = SIGNING_SECRET, timestamp: int | None = None,
+                   content_type: str = "application/x-www-form-urlencoded") -> dict:
+    from slack_sdk.signature import SignatureVerifier
+
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    return {"content-type": content_type, "x-slack-request-timestamp": ts,
+            "x-slack-signature": SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)}
+
+
+def slash_body(slack, user_id: str, text: str) -> str:
+    return urllib.parse.urlencode({
+        "token": "x", "team_id": "T0STANDIN", "channel_id": "C0GENERAL", "user_id": user_id, "user_name": "u",
+        "command": "/polaris", "text": text, "api_app_id": "A0TEST", "response_url": slack.response_url(),
+        "trigger_id": f"{time.time()}.trigger"})
+
+
+def click_body(slack, user_id: str, action_id: str, request_id: str) -> str:
+    payload = {"type": "block_actions", "team": {"id": "T0STANDIN"}, "user": {"id": user_id},
+               "api_app_id": "A0TEST", "trigger_id": "1.2", "channel": {"id": CHANNEL},
+               "container": {"type": "message", "channel_id": CHANNEL, "message_ts": "1.1"},
+               "response_url": slack.response_url(),
+               "actions": [{"type": "button", "action_id": action_id, "block_id": "b", "value": request_id,
+                            "action_ts": "1.3"}]}
+    return urllib.parse.urlencode({"payload": json.dumps(payload)})
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
+    """Poll ``predicate`` until truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
