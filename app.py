@@ -147,10 +147,15 @@ def cmd_serve(args) -> int:
     settings = load_settings()
     from gunicorn.app.base import BaseApplication
 
+    workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+    if settings.database_url.startswith("sqlite") and workers > 1:
+        log.warning("SQLite serves one process: running 1 gunicorn worker (use PostgreSQL to run more)")
+        workers = 1
+
     class Server(BaseApplication):
         def load_config(self):
             self.cfg.set("bind", f"{args.host}:{settings.port}")
-            self.cfg.set("workers", int(os.environ.get("WEB_CONCURRENCY", "2")))
+            self.cfg.set("workers", workers)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("threads", int(os.environ.get("GUNICORN_THREADS", "8")))
             self.cfg.set("timeout", 30)

@@ -28,15 +28,34 @@ REQUESTER, APPROVER, APPROVER2, ADMIN, OTHER, GUEST, GONE, BOT = (
     "U0ALICE", "U0BOB", "U0ERIN", "U0CAROL", "U0OSCAR", "U0GUS", "U0GONE", "U0ROBOT")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "postgresql_only: runs only on the PostgreSQL database (TEST_DATABASE_URL)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked postgresql_only are deselected (not skipped) where there is no PostgreSQL to run them on."""
+    keep, drop = [], []
+    for item in items:
+        on_sqlite = getattr(item, "callspec", None) is None or item.callspec.params.get("database_url") != "postgresql"
+        (drop if item.get_closest_marker("postgresql_only") and on_sqlite else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 def pytest_report_header(config):
     return f"database: {'PostgreSQL (TEST_DATABASE_URL)' if os.environ.get('TEST_DATABASE_URL') else 'SQLite'}"
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory):
-    """A migrated, empty database for the session: a schema of its own on PostgreSQL."""
+DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
+
+
+@pytest.fixture(scope="session", params=DATABASES)
+def database_url(request, tmp_path_factory):
+    """A migrated, empty database for the session: SQLite always, and PostgreSQL (a schema of its own on the
+    TEST_DATABASE_URL server) when that variable is set, so database tests run on both."""
     base = os.environ.get("TEST_DATABASE_URL")
-    if not base:
+    if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('db')}/test.sqlite3"
         Database(url).migrate()
         yield url

@@ -1,0 +1,28 @@
+# Two commands on a fresh machine with Python 3.11+:  make demo  |  make test
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test serve migrate bench clean
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python app.py demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+serve: $(STAMP)
+	$(BIN)/python app.py serve
+
+migrate: $(STAMP)
+	$(BIN)/python app.py migrate
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,409 @@
+"""Tests for bot.commands: parsing ``/polaris`` slash command text (pure, no I/O).
+
+Covers every subcommand and alias, Slack's escaped mentions and mailto links, email validation, quoting
+(straight and curly), the longest-known-group-prefix rule, length caps, control characters, and property
+tests: whatever the text, ``parse`` returns a :class:`Command` or raises :class:`UsageError`, nothing else.
+"""
+from __future__ import annotations
+
+import sys
+import unicodedata
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # allow running without a rootdir conftest
+    sys.path.insert(0, str(ROOT))
+
+from bot.commands import (ALIASES, EMAIL_MAX, GROUP_MAX, REASON_MAX, SUBCOMMANDS, TEXT_MAX, Command,  # noqa: E402
+                          Target, UsageError, clean, parse, parse_email, parse_target, split_group_and_reason)
+
+NO_ARG = ("help", "groups", "permissions", "status", "pending", "policy")
+
+
+# ------------------------------------------------------------------------------------------- clean
+class TestClean:
+    def test_none_and_empty(self):
+        assert clean(None) == ""
+        assert clean("") == ""
+        assert clean("   \t\n ") == ""
+
+    def test_control_and_format_characters_are_dropped(self):
+        assert clean("gr\x00o\x07u\x1bp\u200b\u200e\ufeff") == "group"
+        assert clean("a\x7fb\x9fc") == "abc"
+
+    def test_line_breaks_and_tabs_become_single_spaces(self):
+        assert clean("request\tData\n\nneed\r\nit\u2028now\u2029ok") == "request Data need it now ok"
+
+    def test_whitespace_folded_and_stripped(self):
+        assert clean("  request   Data \u00a0 Analyst  ") == "request Data Analyst"
+
+    def test_nfc_normalization(self):
+        decomposed = "Cafe\u0301"
+        assert clean(decomposed) == "Caf\u00e9"
+        assert clean(decomposed) == unicodedata.normalize("NFC", decomposed)
+
+    def test_length_cap(self):
+        assert len(clean("x" * (TEXT_MAX + 500))) == TEXT_MAX
+        assert clean("abcdef", limit=3) == "abc"
+
+
+# ------------------------------------------------------------------------------------------- parse
+class TestParseSubcommands:
+    def test_empty_text_is_help(self):
+        for text in (None, "", "   ", "\n\t", "\x00\x01"):
+            assert parse(text) == Command("help")
+
+    @pytest.mark.parametrize("name", NO_ARG)
+    def test_no_argument_subcommands(self, name):
+        assert parse(name) == Command(name)
+        assert parse(name.upper()) == Command(name)
+        # trailing words are ignored, never turned into a target or rest
+        cmd = parse(f"{name} something else")
+        assert cmd == Command(name)
+        assert cmd.target.is_self and cmd.rest == ""
+
+    @pytest.mark.parametrize("alias,name", sorted(ALIASES.items()))
+    def test_every_alias(self, alias, name):
+        assert name in SUBCOMMANDS
+        if name in NO_ARG:
+            assert parse(alias) == Command(name)
+        elif name in ("whois", "reset-password"):
+            assert parse(alias) == Command(name)
+            assert parse(f"{alias} <@U123ABC>") == Command(name, target=Target(user_id="U123ABC"))
+        elif name == "request":
+            assert parse(f"{alias} Data Analyst need dashboards") == Command(
+                "request", rest="Data Analyst need dashboards")
+        else:  # pragma: no cover - a new alias needs a test here
+            pytest.fail(f"alias {alias} -> {name} not covered")
+
+    def test_every_subcommand_is_known(self):
+        # each subcommand parses to itself with a minimal valid argument
+        samples = {"help": "help", "whois": "whois", "groups": "groups", "members": "members Viewer",
+                   "permissions": "permissions", "request": "request", "invite": "invite a@b.com Viewer",
+                   "reset-password": "reset-password", "status": "status", "pending": "pending",
+                   "policy": "policy"}
+        assert set(samples) == set(SUBCOMMANDS)
+        for name, text in samples.items():
+            assert parse(text).name == name
+
+    def test_unknown_subcommand(self):
+        with pytest.raises(UsageError) as e:
+            parse("frobnicate Data")
+        assert "frobnicate" in str(e.value)
+        assert "/polaris help" in str(e.value)
+
+    def test_unknown_subcommand_quote_is_sanitised_and_capped(self):
+        with pytest.raises(UsageError) as e:
+            parse("`" + "z" * 300)
+        msg = str(e.value)
+        assert "`'zzz" in msg  # the backtick of the input is turned into a quote, not code-breaking
+        assert "z" * 81 not in msg
+
+    def test_case_insensitive_subcommand(self):
+        assert parse("WHOIS") == Command("whois")
+        assert parse("Reset-Password") == Command("reset-password")
+        assert parse("Join Data").name == "request"
+
+    def test_whois_self(self):
+        cmd = parse("whois")
+        assert cmd == Command("whois")
+        assert cmd.target.is_self
+
+    def test_whois_mention_with_label(self):
+        assert parse("whois <@U123|name>") == Command("whois", target=Target(user_id="U123"))
+
+    def test_whois_mention_without_label(self):
+        assert parse("whois <@U123>") == Command("whois", target=Target(user_id="U123"))
+
+    def test_whois_enterprise_user_id(self):
+        assert parse("who <@W0ABC12|jo>") == Command("whois", target=Target(user_id="W0ABC12"))
+
+    def test_whois_mailto(self):
+        cmd = parse("whois <mailto:a@b.com|a@b.com>")
+        assert cmd == Command("whois", target=Target(email="a@b.com"))
+        assert not cmd.target.is_self
+
+    def test_whois_plain_email_lowercased(self):
+        assert parse("whois Alice.Smith@Example.COM") == Command("whois", target=Target(email="alice.smith@example.com"))
+
+    def test_whois_two_words_refused(self):
+        with pytest.raises(UsageError) as e:
+            parse("whois a@b.com c@d.com")
+        assert "one email or @mention" in str(e.value)
+
+    def test_reset_password_targets(self):
+        assert parse("reset-password") == Command("reset-password")
+        assert parse("reset-password <@U42|bob>") == Command("reset-password", target=Target(user_id="U42"))
+        assert parse("reset <mailto:Bob@Corp.io|Bob@Corp.io>") == Command(
+            "reset-password", target=Target(email="bob@corp.io"))
+
+    def test_plain_at_name_refused(self):
+        for text in ("whois @bob", "reset-password @bob.smith", "invite @bob Viewer"):
+            with pytest.raises(UsageError) as e:
+                parse(text)
+            msg = str(e.value)
+            assert "@-menu" in msg and "email" in msg
+
+    def test_members(self):
+        assert parse("members Data Analyst") == Command("members", rest="Data Analyst")
+        with pytest.raises(UsageError) as e:
+            parse("members")
+        assert "Which group?" in str(e.value)
+
+    def test_request(self):
+        assert parse("request") == Command("request")  # the handler opens the form
+        assert parse('request "Data Analyst" for the Q3 dashboards') == Command(
+            "request", rest='"Data Analyst" for the Q3 dashboards')
+        assert parse("join   Data\n reason") == Command("request", rest="Data reason")
+
+    def test_invite(self):
+        cmd = parse("invite <mailto:New.Person@Corp.com|New.Person@Corp.com> Data Analyst starting Monday")
+        assert cmd == Command("invite", target=Target(email="new.person@corp.com"),
+                              rest="Data Analyst starting Monday")
+
+    def test_invite_plain_email(self):
+        assert parse("invite x@y.org Viewer") == Command("invite", target=Target(email="x@y.org"), rest="Viewer")
+
+    @pytest.mark.parametrize("text", ["invite", "invite a@b.com", "invite a@b.com   "])
+    def test_invite_needs_email_and_group(self, text):
+        with pytest.raises(UsageError) as e:
+            parse(text)
+        assert "Usage: `/polaris invite <email> <group> [reason]`" in str(e.value)
+
+    def test_invite_invalid_email(self):
+        with pytest.raises(UsageError) as e:
+            parse("invite not-an-email Viewer")
+        assert "not a valid email address" in str(e.value)
+
+    def test_control_characters_stripped_before_parsing(self):
+        assert parse("who\x00is\u200b <@U1\x07>") == Command("whois", target=Target(user_id="U1"))
+        assert parse("request\tData\x1b\nneeded") == Command("request", rest="Data needed")
+
+    def test_result_is_capped(self):
+        cmd = parse("request " + "y" * 5000)
+        assert cmd.name == "request"
+        assert len(cmd.rest) <= TEXT_MAX
+
+
+# ------------------------------------------------------------------------------------ targets/emails
+class TestTargetsAndEmails:
+    def test_parse_target_mentions(self):
+        assert parse_target("<@U123|name>") == Target(user_id="U123")
+        assert parse_target("  <@U123>  ") == Target(user_id="U123")
+
+    def test_malformed_mention_is_not_a_user(self):
+        # lower-case or truncated IDs are not mentions; they fail as emails
+        for raw in ("<@u123>", "<@U123", "<#C123|general>", "<!channel>"):
+            with pytest.raises(UsageError):
+                parse_target(raw)
+
+    def test_parse_target_email(self):
+        assert parse_target("A@B.com") == Target(email="a@b.com")
+        assert parse_target("<mailto:a@b.com|a@b.com>") == Target(email="a@b.com")
+        assert parse_target("<mailto:a@b.com>") == Target(email="a@b.com")
+
+    def test_plain_at_name(self):
+        with pytest.raises(UsageError) as e:
+            parse_target("@alice")
+        assert "`@alice`" in str(e.value)
+        assert "@-menu" in str(e.value)
+
+    @pytest.mark.parametrize("raw", ["a@b", "a@@b.com", "a b@c.com", "@", "a@", "a@b..com", "plainaddress",
+                                     "<mailto:nope|nope>", "a@-b.com", "a@b.com."])
+    def test_invalid_emails(self, raw):
+        with pytest.raises(UsageError) as e:
+            parse_email(raw)
+        msg = str(e.value)
+        assert "is not a valid email address" in msg
+        assert msg.endswith(".")
+        assert msg[0] == "`"
+
+    def test_mailto_label_ignored(self):
+        assert parse_email("<mailto:real@x.com|fake@evil.com>") == "real@x.com"
+
+    def test_email_too_long(self):
+        local = "a" * 64
+        domain = ".".join(["b" * 60] * 4) + ".com"
+        raw = f"{local}@{domain}"
+        assert len(raw) > EMAIL_MAX
+        with pytest.raises(UsageError) as e:
+            parse_email(raw)
+        assert "too long" in str(e.value)
+
+    def test_email_backticks_do_not_break_code_span(self):
+        with pytest.raises(UsageError) as e:
+            parse_email("`oops`")
+        msg = str(e.value)
+        assert msg.count("`") == 2  # only the message's own code span
+
+    def test_valid_emails_normalised(self):
+        assert parse_email("First.Last+tag@Sub.Example.co.uk") == "first.last+tag@sub.example.co.uk"
+        assert parse_email("  x@y.io ") == "x@y.io"
+
+
+# ------------------------------------------------------------------------------- group and reason
+GROUPS = ["Data Analyst", "Data", "Viewer", "Project Admin Read Only", "Super Admin"]
+
+
+class TestSplitGroupAndReason:
+    def test_longest_known_prefix_wins(self):
+        assert split_group_and_reason("data analyst need it", ["Data Analyst", "Data"]) == ("data analyst", "need it")
+        assert split_group_and_reason("data analyst need it", ["Data", "Data Analyst"]) == ("data analyst", "need it")
+
+    def test_shorter_known_group(self):
+        assert split_group_and_reason("Data need it", ["Data Analyst", "Data"]) == ("Data", "need it")
+
+    def test_four_word_group(self):
+        assert split_group_and_reason("project admin read only for audit", GROUPS) == (
+            "project admin read only", "for audit")
+
+    def test_unknown_group_is_first_word(self):
+        assert split_group_and_reason("Unknown Thing please", GROUPS) == ("Unknown", "Thing please")
+        assert split_group_and_reason("Unknown", []) == ("Unknown", "")
+
+    def test_group_only(self):
+        assert split_group_and_reason("Data Analyst", GROUPS) == ("Data Analyst", "")
+
+    @pytest.mark.parametrize("rest", [
+        '"Data Analyst" need it',
+        "'Data Analyst' need it",
+        "\u201cData Analyst\u201d need it",
+        "\u2018Data Analyst\u2019 need it",
+        "\u201cData Analyst\" need it",  # curly open, straight close (mixed keyboard)
+    ])
+    def test_quoted_group(self, rest):
+        assert split_group_and_reason(rest, []) == ("Data Analyst", "need it")
+
+    def test_quoted_group_overrides_prefix_rule(self):
+        assert split_group_and_reason('"Data" Analyst need it', GROUPS) == ("Data", "Analyst need it")
+
+    def test_quoted_group_spaces_trimmed(self):
+        assert split_group_and_reason('"  Super Admin  "   why', GROUPS) == ("Super Admin", "why")
+
+    @pytest.mark.parametrize("rest", ['"Data Analyst need it', "\u201cData Analyst need it",
+                                      "'Data", "\u2018Data Analyst"])
+    def test_unterminated_quote(self, rest):
+        with pytest.raises(UsageError) as e:
+            split_group_and_reason(rest, GROUPS)
+        assert "opening quote but no closing one" in str(e.value)
+
+    @pytest.mark.parametrize("rest", ['"" reason', '"   " reason', "\u201c\u201d"])
+    def test_empty_quoted_group(self, rest):
+        with pytest.raises(UsageError) as e:
+            split_group_and_reason(rest, GROUPS)
+        assert "empty" in str(e.value)
+
+    @pytest.mark.parametrize("rest", ["", "   "])
+    def test_no_group(self, rest):
+        with pytest.raises(UsageError) as e:
+            split_group_and_reason(rest, GROUPS)
+        assert "Which group?" in str(e.value)
+
+    def test_group_length_cap(self):
+        ok = "g" * GROUP_MAX
+        assert split_group_and_reason(ok, []) == (ok, "")
+        for rest in ("g" * (GROUP_MAX + 1), '"' + "g" * (GROUP_MAX + 1) + '" why'):
+            with pytest.raises(UsageError) as e:
+                split_group_and_reason(rest, [])
+            assert str(GROUP_MAX) in str(e.value)
+
+    def test_reason_length_cap(self):
+        ok = "r" * REASON_MAX
+        assert split_group_and_reason(f"Viewer {ok}", GROUPS) == ("Viewer", ok)
+        with pytest.raises(UsageError) as e:
+            split_group_and_reason(f"Viewer {ok}r", GROUPS)
+        assert f"under {REASON_MAX} characters" in str(e.value)
+        assert f"it was {REASON_MAX + 1}" in str(e.value)
+
+    def test_through_parse(self):
+        cmd = parse("join \u201cdata analyst\u201d\tfor   Q3")
+        assert split_group_and_reason(cmd.rest, GROUPS) == ("data analyst", "for Q3")
+
+
+# --------------------------------------------------------------------------------------- properties
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+any_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300)
+heads = st.sampled_from(list(SUBCOMMANDS) + list(ALIASES) + [s.upper() for s in SUBCOMMANDS])
+tokens = st.one_of(
+    st.text(max_size=20, alphabet=st.characters(blacklist_categories=("Cs",))),
+    st.sampled_from(['"', "'", "\u201c", "\u201d", "\u2018", "\u2019", "@", "<", ">", "|", "`", "\x00", "\n",
+                     "\u200b", "<@U123|x>", "<@U123>", "<@W9>", "<@u1>", "<mailto:a@b.com|a@b.com>",
+                     "<mailto:|>", "<mailto:x>", "a@b.com", "@bob", "a@b", "x@" + "y" * 300 + ".com",
+                     "Data Analyst", '"Data', "\u201cData\u201d", "\ud7ff", "\U0010ffff", "\u0301"]),
+    st.emails(),
+)
+structured = st.builds(lambda h, ts, sep: h + sep + " ".join(ts), heads, st.lists(tokens, max_size=8),
+                       st.sampled_from([" ", "  ", "\t", "\n", "", " \u00a0"]))
+
+
+def _check_parse(text):
+    try:
+        cmd = parse(text)
+    except UsageError as e:
+        assert str(e).strip(), "UsageError must carry a sentence"
+        return
+    assert isinstance(cmd, Command)
+    assert cmd.name in SUBCOMMANDS
+    assert isinstance(cmd.target, Target)
+    assert isinstance(cmd.rest, str) and len(cmd.rest) <= TEXT_MAX
+    assert not any(unicodedata.category(ch).startswith("C") for ch in cmd.rest)
+    if cmd.target.user_id is not None:
+        assert cmd.target.email is None
+    if cmd.name in ("help", "groups", "permissions", "status", "pending", "policy"):
+        assert cmd.target.is_self and cmd.rest == ""
+
+
+@FUZZ
+@given(any_text)
+def test_parse_arbitrary_text_never_raises_other_errors(text):
+    _check_parse(text)
+
+
+@FUZZ
+@given(structured)
+def test_parse_structured_text_never_raises_other_errors(text):
+    _check_parse(text)
+
+
+@FUZZ
+@given(st.text(max_size=400))  # surrogates included: clean() must drop them
+def test_parse_text_with_surrogates(text):
+    _check_parse(text)
+
+
+group_names = st.lists(st.one_of(st.text(max_size=40), st.sampled_from(GROUPS)), max_size=12)
+rests = st.one_of(any_text, st.builds(lambda ts: " ".join(ts), st.lists(tokens, max_size=10)))
+
+
+@FUZZ
+@given(rests, group_names)
+def test_split_group_and_reason_never_raises_other_errors(rest, groups):
+    try:
+        group, reason = split_group_and_reason(rest, groups)
+    except UsageError as e:
+        assert str(e).strip()
+        return
+    assert group and len(group) <= GROUP_MAX
+    assert len(reason) <= REASON_MAX
+    assert group.strip() == group
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(GROUPS), min_size=1, max_size=5),
+       st.text(alphabet="abcdefghij ", max_size=60))
+def test_known_group_prefix_property(groups, reason):
+    """A known group typed in any case, followed by a reason, is split back exactly."""
+    target = groups[0]
+    typed = target.upper()
+    reason = " ".join(reason.split())
+    rest = f"{typed} {reason}".strip()
+    group, got_reason = split_group_and_reason(rest, groups)
+    # the longest known prefix wins; it is at least as long as the intended group
+    assert len(group) >= len(typed)
+    assert rest.startswith(group)
+    assert (group + " " + got_reason).strip() == rest

@@ -1,0 +1,204 @@
+"""``python app.py serve`` as a real process (gunicorn, Bolt's WSGI adapter) with the Slack stand-in and the
+Polaris sandbox on 127.0.0.1: signatures, the main job end to end, secrets, health, crash and concurrency."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+from sqlalchemy import inspect, select, text
+
+from bot.models import APPLIED, AccessRequest
+from bot.sandbox import SANDBOX_API_KEY, Fault
+from tests.conftest import (APPROVER, APPROVER2, CHANNEL, OTHER, REQUESTER, SIGNING_SECRET, click_body,
+                            signed_headers, slash_body, wait_for)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Serve:
+    """One ``python app.py serve`` process; its combined output is kept for the secrets scan."""
+
+    def __init__(self, env: dict, workers: int = 2):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
+        full.update(env, PORT=str(self.port), WEB_CONCURRENCY=str(workers), PYTHONUNBUFFERED="1")
+        self.log_path = os.path.join(env["_LOG_DIR"], f"serve-{self.port}.log")
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, "app.py", "serve", "--host", "127.0.0.1"], cwd=ROOT, env=full,
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(self._healthy, timeout=30, interval=0.1)
+
+    def _healthy(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError("serve exited:\n" + open(self.log_path).read())
+        try:
+            return requests.get(self.url + "/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def post(self, body: str, headers: dict | None = None) -> requests.Response:
+        return requests.post(self.url + "/slack/events", data=body.encode(),
+                             headers=signed_headers(body) if headers is None else headers, timeout=5)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+    def output(self) -> str:
+        if not self.log.closed:
+            self.log.flush()
+        return open(self.log_path).read()
+
+
+@pytest.fixture
+def serve_env(sandbox, slack, db, tmp_path, groups):
+    return {"SLACK_BOT_TOKEN": slack.bot_token, "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": slack.api_url,
+            "POLARIS_API_URL": sandbox.url, "POLARIS_API_KEY": SANDBOX_API_KEY, "DATABASE_URL": db.url,
+            "APPROVAL_CHANNEL": CHANNEL, "APPROVERS": f"{APPROVER},{APPROVER2}", "ADMINS": "",
+            "WORKER_INTERVAL": "0.2", "POLARIS_RETRY_SECONDS": "2", "_LOG_DIR": str(tmp_path)}
+
+
+@pytest.fixture
+def servers():
+    started: list[Serve] = []
+    yield started
+    for s in started:
+        s.kill()
+        s.log.close()
+
+
+def requests_in(db) -> list[AccessRequest]:
+    with db.session() as s:
+        return list(s.scalars(select(AccessRequest)))
+
+
+def test_serve_refuses_to_start_without_polaris_url(serve_env):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
+    env.update({k: v for k, v in serve_env.items() if k != "POLARIS_API_URL"}, POLARIS_API_URL="")
+    out = subprocess.run([sys.executable, "app.py", "serve"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 2 and "POLARIS_API_URL" in out.stderr
+
+
+def test_main_job_through_serve(serve_env, servers, db, sandbox, slack):
+    server = Serve(serve_env)
+    servers.append(server)
+    body = slash_body(slack, REQUESTER, "request Viewer dashboards")
+    assert server.post(body, headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 401
+    assert server.post(body, headers=signed_headers(body, timestamp=int(time.time()) - 600)).status_code == 401
+    started = time.monotonic()
+    assert server.post(body).status_code == 200
+    assert time.monotonic() - started < 3
+    req = wait_for(lambda: [r for r in requests_in(db) if r.approval_ts])[0]
+    for who in (REQUESTER, OTHER):
+        click = click_body(slack, who, "approve_request", req.id)
+        assert server.post(click).status_code == 200
+    click = click_body(slack, APPROVER, "approve_request", req.id)
+    assert server.post(click).status_code == 200
+    wait_for(lambda: requests_in(db)[0].state == APPLIED, timeout=15)
+    user = sandbox.find_user("alice@example.com")
+    assert user["firstName"] == "Alice" and [g["name"] for g in user["groups"]] == ["Viewer"]
+    assert requests_in(db)[0].decided_by == APPROVER
+    health = requests.get(server.url + "/healthz", timeout=5).json()
+    assert health == {"database": "ok", "polaris": "ok"}
+    server.stop()
+    scan_for_secrets(server.output(), db, slack, [SIGNING_SECRET, slack.bot_token, SANDBOX_API_KEY])
+
+
+def scan_for_secrets(log_text: str, db, slack, secrets: list[str]) -> None:
+    """No secret in the logs, in any table of the database, or in any payload sent to Slack."""
+    import json
+
+    with db.engine.connect() as conn:
+        dump = []
+        for table in inspect(conn).get_table_names():
+            dump.extend(str(row) for row in conn.execute(text(f"SELECT * FROM {table}")))
+    slack_payloads = json.dumps([slack.calls, slack.messages, slack.responses, slack.ephemerals], default=str)
+    assert dump, "the database should hold rows to scan"
+    for secret in secrets:
+        assert secret not in log_text
+        assert not any(secret in row for row in dump)
+        assert secret not in slack_payloads
+
+
+def test_health_reports_unauthorized_polaris_key(serve_env, servers, sandbox):
+    server = Serve({**serve_env, "POLARIS_API_KEY": "pok_wrong_key_for_health"}, workers=1)
+    servers.append(server)
+    health = requests.get(server.url + "/healthz", timeout=5)
+    assert health.status_code == 200 and health.json()["polaris"] == "unauthorized"
+    assert "pok_wrong_key_for_health" not in health.text
+    server.stop()
+    assert "pok_wrong_key_for_health" not in server.output()
+
+
+def test_kill_9_mid_apply_then_restart_applies_exactly_once(serve_env, servers, db, sandbox, slack):
+    server = Serve(serve_env, workers=1)
+    servers.append(server)
+    body = slash_body(slack, REQUESTER, "request Viewer")
+    server.post(body)
+    req = wait_for(lambda: [r for r in requests_in(db) if r.approval_ts])[0]
+    sandbox.add_fault(Fault(method="GET", path=r"^/v1/users$", delay=3.0, times=1))  # Polaris is slow
+    server.post(click_body(slack, APPROVER, "approve_request", req.id))
+    wait_for(lambda: any(c.method == "GET" and c.path == "/v1/users" for c in sandbox.calls) and
+             requests_in(db)[0].attempts >= 1, timeout=10)
+    server.kill()  # kill -9 while the apply waits on Polaris
+    assert requests_in(db)[0].state == "approved"
+    time.sleep(3.2)  # let the slow call finish on the sandbox side (its answer goes nowhere)
+    restarted = Serve(serve_env, workers=1)
+    servers.append(restarted)
+    wait_for(lambda: requests_in(db)[0].state == APPLIED, timeout=20)
+    assert len(sandbox.writes()) == 1
+    restarted.stop()
+
+
+@pytest.mark.postgresql_only
+def test_two_serve_processes_on_postgresql_make_one_write(serve_env, servers, db, sandbox, slack):
+    assert not db.is_sqlite
+    a, b = Serve(serve_env), Serve(serve_env)
+    servers.extend([a, b])
+    a.post(slash_body(slack, REQUESTER, "request Viewer"))
+    req = wait_for(lambda: [r for r in requests_in(db) if r.approval_ts])[0]
+    clicks = [click_body(slack, APPROVER if i % 2 else APPROVER2, "approve_request", req.id) for i in range(20)]
+    barrier = threading.Barrier(20)
+    statuses = []
+
+    def send(i):
+        barrier.wait()
+        statuses.append((a if i % 2 else b).post(clicks[i]).status_code)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * 20
+    wait_for(lambda: requests_in(db)[0].state == APPLIED, timeout=20)
+    time.sleep(1.0)  # both workers get a few more passes
+    assert len(sandbox.writes()) == 1
+    with db.session() as s:
+        decisions = s.execute(text("SELECT count(*) FROM audit_log WHERE action = 'decision.approve'")).scalar()
+    assert decisions == 1
