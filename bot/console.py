@@ -261,6 +261,9 @@ def run_demo(*, database_url: str | None = None, script: bool = False,
                         approval_channel=APPROVAL_CHANNEL, approvers=frozenset({"U0BOB"}),
                         admins=frozenset({"U0CAROL"}), worker_interval=0.5, polaris_retry_seconds=5)
     redact.install()
+    import logging
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     db = Database(settings.database_url)
     db.migrate()
     core = entry.build_core(settings, db=db)

@@ -1,0 +1,36 @@
+"""``python app.py demo`` driven through standard input, as README's quick start runs it."""
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SCRIPT = """as alice
+/polaris request viewer I need the dashboards <!channel>
+approve
+as bob
+approve
+/polaris whois alice@example.com
+as dan
+/polaris request Data Analyst
+as carol
+approve
+/polaris whois dan@example.com
+quit
+"""
+
+
+def test_demo_request_approval_and_whois_show_the_change(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "POLARIS_", "DATABASE_URL"))}
+    out = subprocess.run([sys.executable, "app.py", "demo"], cwd=ROOT, input=SCRIPT, capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "went to the approvers" in text
+    assert "You cannot decide your own request." in text
+    assert "Approved and applied" in text and "Created Polaris user alice@example.com in Viewer." in text
+    whois_alice = text.split("bob> /polaris whois alice@example.com", 1)[1]
+    assert "*Alice Ng* (`alice@example.com`) — enabled" in whois_alice and "• Viewer" in whois_alice
+    whois_dan = text.split("carol> /polaris whois dan@example.com", 1)[1]
+    assert "• Viewer" in whois_dan and "• Data Analyst" in whois_dan
+    assert "Traceback" not in out.stderr
