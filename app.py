@@ -24,6 +24,7 @@ from bot import redact
 from bot.audit import AuditLog
 from bot.config import ConfigError, Settings, load_settings
 from bot.db import Database
+from bot.policy import PolicyError, load_policy
 from bot.polaris import GroupCatalog, PolarisAuthError, PolarisClient, PolarisError
 from bot.slack import SlackGateway
 from bot.worker import Worker
@@ -54,7 +55,11 @@ def build_core(settings: Settings, *, db: Database | None = None) -> Core:
                             retry_seconds=settings.polaris_retry_seconds, on_call=audit.polaris_hook)
     slack = SlackGateway(settings.slack_bot_token, base_url=settings.slack_api_url, audit=audit)
     catalog = GroupCatalog(polaris, ttl=settings.group_cache_ttl)
-    service = AccessService(settings, db, polaris, slack, audit, catalog=catalog)
+    try:
+        policy = load_policy(settings.policy_file, ttl=settings.request_ttl, manager_field=settings.manager_field)
+    except PolicyError as e:
+        raise ConfigError(f"POLICY_FILE: {e}") from None
+    service = AccessService(settings, db, polaris, slack, audit, catalog=catalog, policy=policy)
     return Core(settings, db, audit, polaris, slack, service)
 
 

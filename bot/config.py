@@ -48,6 +48,8 @@ class Settings:
     group_cache_ttl: float = 60.0
     max_open_requests: int = 5
     max_commands_per_minute: int = 30
+    policy_file: str | None = None
+    manager_field: str | None = None
 
     @property
     def deciders(self) -> frozenset[str]:
@@ -130,8 +132,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack_app_tok
         raise ConfigError(f"APPROVAL_CHANNEL must be a channel ID like C012ABCDEF, got {channel[:30]!r}")
     approvers = _user_ids(env, "APPROVERS")
     admins = _user_ids(env, "ADMINS")
-    if not approvers and not admins:
-        raise ConfigError("APPROVERS is empty: name at least one Slack user ID in APPROVERS or ADMINS")
+    if not approvers and not admins and not (env.get("POLICY_FILE") or "").strip():
+        raise ConfigError("APPROVERS is empty: name at least one Slack user ID in APPROVERS or ADMINS "
+                          "(or approvers in a POLICY_FILE)")
     settings = Settings(
         slack_bot_token=bot_token,
         slack_signing_secret=signing_secret,
@@ -152,6 +155,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack_app_tok
         group_cache_ttl=_number(env, "GROUP_CACHE_TTL", 60.0, minimum=0),
         max_open_requests=int(_number(env, "MAX_OPEN_REQUESTS", 5, kind=int, minimum=1)),
         max_commands_per_minute=int(_number(env, "MAX_COMMANDS_PER_MINUTE", 30, kind=int, minimum=1)),
+        policy_file=(env.get("POLICY_FILE") or "").strip() or None,
+        manager_field=(env.get("MANAGER_PROFILE_FIELD") or "").strip() or None,
     )
     if settings.port > 65535:
         raise ConfigError("PORT must be between 1 and 65535")

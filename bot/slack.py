@@ -175,6 +175,17 @@ class SlackGateway:
         self._note("notify.dm", user_id, "ok", request_id)
         return True
 
+    def dm_card(self, user_id: str, text: str, blocks: list | None = None, *,
+                request_id: str | None = None) -> tuple[str, str]:
+        """Send a message with buttons by DM; returns its (channel, ts) for later ``chat.update``.
+        Audited. Raises :class:`SlackError`."""
+        try:
+            channel = (self._call("conversations.open", users=user_id).get("channel") or {}).get("id")
+        except SlackError as e:
+            self._note("notify.card_dm", user_id, "error", request_id, e.error)
+            raise
+        return channel, self.post(channel, text, blocks, request_id=request_id, action="notify.card_dm")
+
     def ephemeral(self, channel: str, user_id: str, text: str, blocks: list | None = None) -> bool:
         """``chat.postEphemeral``; returns False on failure."""
         try:

@@ -41,8 +41,13 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+POLICY_ACTOR = "policy"
+
+
 def mention(user_id: str | None) -> str:
     """A user mention for an ID the bot itself knows (never for typed text)."""
+    if user_id == POLICY_ACTOR:
+        return "the approval policy (auto-approved)"
     return f"<@{user_id}>" if user_id else "someone"
 
 
@@ -99,7 +104,7 @@ def permission_lines(permissions: Iterable[Permission]) -> list[str]:
 
 # ----------------------------------------------------------------------------------- approval card
 def approval_card(req: AccessRequest, *, group: Group | None = None, approvals: Sequence[str] = (),
-                  note: str | None = None) -> tuple[str, list[dict]]:
+                  note: str | None = None, manager_wanted: bool = False) -> tuple[str, list[dict]]:
     """The approval message for ``req`` in its current state: (fallback text, blocks).
 
     Pending: who asks, what for, the reason, what the group grants, and the ``Approve``/``Deny`` buttons
@@ -122,6 +127,11 @@ def approval_card(req: AccessRequest, *, group: Group | None = None, approvals: 
     if group is not None and req.kind != RESET_PASSWORD:
         grants = permission_lines(group.permissions)
         blocks.append(section(f"*{esc(group.name)} grants:*\n" + bullet_list(grants, limit=15)))
+    if req.manager_id:
+        blocks.append(context(f"Manager approval: {mention(req.manager_id)} decides (a copy of this card was sent to them)."))
+    elif manager_wanted:
+        blocks.append(context("Manager approval: no manager is known for the requester, so the group's other "
+                              "approvers decide."))
     if req.approvals_required > 1:
         got = ", ".join(mention(a) for a in approvals) or "none yet"
         blocks.append(context(f"Needs {req.approvals_required} approvals. So far: {got}"))

@@ -22,6 +22,7 @@ import logging
 import random
 import socket
 import os
+import re
 import threading
 import uuid
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from .config import Settings
 from .db import Database
 from .models import (APPLIED, APPROVED, DENIED, EXPIRED, FAILED, INVITE, JOIN, OPEN_STATES, PENDING,
                      RESET_PASSWORD, AccessRequest, Approval, AuditEvent, utcnow)
+from .policy import MANAGER, Policy, Rule, load_policy
 from .polaris import (Group, GroupCatalog, PolarisClient, PolarisConflict, PolarisError, PolarisNotFound,
                       PolarisUnavailable, User)
 from .slack import SlackError, SlackGateway, SlackIdentity
@@ -69,9 +71,11 @@ class AccessService:
     """
 
     def __init__(self, settings: Settings, db: Database, polaris: PolarisClient, slack: SlackGateway,
-                 audit: AuditLog, *, catalog: GroupCatalog | None = None,
+                 audit: AuditLog, *, catalog: GroupCatalog | None = None, policy: Policy | None = None,
                  clock: Callable[[], dt.datetime] = utcnow):
         self.settings, self.db, self.polaris, self.slack, self.audit = settings, db, polaris, slack, audit
+        self.policy = policy or load_policy(settings.policy_file, ttl=settings.request_ttl,
+                                            manager_field=settings.manager_field)
         self.catalog = catalog or GroupCatalog(polaris, ttl=settings.group_cache_ttl)
         self.clock = clock
         self.claims = Claims(db)
@@ -206,28 +210,77 @@ class AccessService:
         return Reply(*views.request_list("Your open requests", rows, "You have no open requests."))
 
     def cmd_pending(self, user_id: str) -> Reply:
-        if user_id not in self.settings.deciders:
-            return Reply("You are not an approver, so nothing is waiting for you. `/polaris status` shows your own requests.")
         with self.db.session() as s:
             rows = list(s.scalars(select(AccessRequest).where(
                 AccessRequest.state == PENDING, AccessRequest.requester_id != user_id,
-                AccessRequest.expires_at > self.clock()).order_by(AccessRequest.created_at).limit(25)))
-        return Reply(*views.request_list("Requests awaiting a decision", rows, "Nothing is waiting for your decision."))
+                AccessRequest.expires_at > self.clock()).order_by(AccessRequest.created_at).limit(200)))
+        memo: dict[str, list[str]] = {}
+        mine = [r for r in rows if user_id in self.approver_ids(r, memo) and user_id != r.target_slack_id]
+        if not mine and user_id not in self.settings.deciders and user_id not in self.policy.direct_approvers():
+            return Reply("You are not an approver, so nothing is waiting for you. `/polaris status` shows your own requests.")
+        return Reply(*views.request_list("Requests awaiting a decision", mine[:25], "Nothing is waiting for your decision."))
 
     def cmd_policy(self, user_id: str) -> Reply:
+        """``/polaris policy`` (admins): the effective rule for each group and for password resets."""
         if user_id not in self.settings.admins:
             return Reply("Only admins can see the approval policy.")
-        lines = [f"Approvers: {', '.join(views.mention(u) for u in sorted(self.settings.approvers)) or 'none'}",
-                 f"Admins: {', '.join(views.mention(u) for u in sorted(self.settings.admins)) or 'none'}",
-                 f"Requests expire after {self.settings.request_ttl / 3600:g} h.",
-                 f"Adding someone to *{ORG_ADMIN}* needs {self.approvals_required_for(ORG_ADMIN)} approvers who are "
-                 f"themselves {ORG_ADMIN} members in Polaris."]
-        return Reply("Approval policy", [views.section("*Approval policy*\n" + "\n".join(lines))])
+        lines = [f"*{views.esc(g.name)}*: {self.policy.for_group(g.name).describe()}" for g in self.catalog.all()]
+        lines.append(f"*Password resets*: {self.policy.for_group(None).describe()}")
+        default_who = ", ".join(views.mention(u) for u in sorted(self.settings.deciders)) or "none"
+        head = (f"Default approvers (APPROVERS and ADMINS): {default_who}. Adding someone to *{ORG_ADMIN}* also "
+                f"needs approvers who are {ORG_ADMIN} members in Polaris.")
+        return Reply("Approval policy", [views.header("Approval policy"), views.section(head),
+                                         views.section(views.bullet_list(lines, limit=30))])
 
     # ------------------------------------------------------------------------------- requests
+    def rule_for(self, group_name: str | None) -> Rule:
+        """The approval policy rule for a group (``None``: password resets)."""
+        return self.policy.for_group(group_name)
+
     def approvals_required_for(self, group_name: str | None) -> int:
         """How many distinct approvals a request for ``group_name`` needs (two-person rule for Org Admin)."""
-        return 2 if (group_name or "").lower() == ORG_ADMIN.lower() else 1
+        return self.rule_for(group_name).approvals
+
+    def manager_of(self, user_id: str) -> str | None:
+        """The requester's manager: the configured Slack profile field (``users.profile.get``), else the
+        policy's ``[managers]`` table; ``None`` when unknown or when it would be themselves."""
+        manager = None
+        if self.policy.manager_field:
+            try:
+                value = self.slack.profile_field(user_id, self.policy.manager_field)
+            except SlackError as e:
+                log.warning("manager field of %s unreadable: %s", user_id, e.error)
+                value = None
+            if value and re.match(r"^[UW][A-Z0-9]{2,}$", value.strip()):
+                manager = value.strip()
+        manager = manager or self.policy.managers.get(user_id)
+        return None if manager == user_id else manager
+
+    def approver_ids(self, req: AccessRequest, memo: dict[str, list[str]] | None = None) -> set[str]:
+        """Who may decide ``req`` now: the rule's user IDs, members of its Slack user groups
+        (``usergroups.users.list``, read now) and the requester's manager; the environment's APPROVERS and
+        ADMINS when the rule names nobody (or only a manager nobody knows)."""
+        rule = self.rule_for(req.group_name if req.kind != RESET_PASSWORD else None)
+        memo = {} if memo is None else memo
+        ids: set[str] = set()
+        for entry in rule.approvers:
+            if entry == MANAGER:
+                if req.manager_id:
+                    ids.add(req.manager_id)
+            elif entry.startswith("S"):
+                if entry not in memo:
+                    try:
+                        memo[entry] = self.slack.usergroup_members(entry)
+                    except SlackError as e:
+                        log.warning("user group %s unreadable: %s", entry, e.error)
+                        memo[entry] = []
+                ids.update(memo[entry])
+            else:
+                ids.add(entry)
+        if not ids:
+            ids = set(self.settings.deciders)
+        ids.discard(req.requester_id)
+        return ids
 
     def _requester(self, user_id: str) -> SlackIdentity:
         identity = self.slack.identity(user_id)
@@ -311,14 +364,21 @@ class AccessService:
 
     def _submit(self, kind: str, requester: SlackIdentity, *, email: str, target_slack_id: str | None, first: str,
                 last: str, group: Group | None, reason: str) -> Reply:
+        rule = self.rule_for(group.name if group else None)
+        reason = clean(reason, REASON_MAX)
+        if rule.reason_required and len(reason) < max(1, rule.reason_min_length):
+            need = f" of at least {rule.reason_min_length} characters" if rule.reason_min_length > 1 else ""
+            raise UsageError(f"Requests for {'*' + views.esc(group.name) + '*' if group else 'this'} need a reason{need}: "
+                             f"`/polaris request {group.name if group else ''} <reason>`.")
+        manager = self.manager_of(requester.id) if rule.wants_manager else None
         now = self.clock()
         req = AccessRequest(
             id=str(uuid.uuid4()), kind=kind, state=PENDING, requester_id=requester.id,
             requester_email=(requester.email or "").lower() or None, target_email=email,
             target_slack_id=target_slack_id, target_first_name=clean(first, 200), target_last_name=clean(last, 200),
             group_id=group.id if group else None, group_name=group.name if group else None,
-            reason=clean(reason, REASON_MAX), approvals_required=self.approvals_required_for(group.name if group else None),
-            created_at=now, updated_at=now, expires_at=now + dt.timedelta(seconds=self.settings.request_ttl),
+            reason=reason, approvals_required=rule.approvals, manager_id=manager,
+            created_at=now, updated_at=now, expires_at=now + dt.timedelta(seconds=rule.ttl),
             post_attempts=0, card_stale=False, attempts=0)
         with self.db.session() as s:
             s.add(req)
@@ -326,6 +386,10 @@ class AccessService:
                               detail=f"{kind} {group.name if group else ''}".strip())
         posted = self.post_card(req.id)
         what = views.kind_phrase(req)
+        if rule.auto_approve:
+            self.auto_approve(req.id)
+            return Reply(f":white_check_mark: Your request for {what} is approved by policy and is being applied "
+                         f"(request `{req.id[:8]}`). Approvers are informed in <#{self.settings.approval_channel}>.")
         if posted:
             return Reply(f":inbox_tray: Your request for {what} went to the approvers in <#{self.settings.approval_channel}>. "
                          f"I'll message you when it is decided (request `{req.id[:8]}`).")
@@ -344,7 +408,8 @@ class AccessService:
         with self.db.session() as s:
             approvals = list(s.scalars(select(Approval.approver_id).where(Approval.request_id == req.id)
                                        .order_by(Approval.id)))
-        return views.approval_card(req, group=group, approvals=approvals, note=note)
+        rule = self.rule_for(req.group_name if req.kind != RESET_PASSWORD else None)
+        return views.approval_card(req, group=group, approvals=approvals, note=note, manager_wanted=rule.wants_manager)
 
     def post_card(self, request_id: str) -> bool:
         """Post the approval card of a pending request that has none yet. True when it is posted."""
@@ -364,9 +429,29 @@ class AccessService:
             s.execute(update(AccessRequest).where(AccessRequest.id == req.id, AccessRequest.approval_ts.is_(None))
                       .values(approval_channel=self.settings.approval_channel, approval_ts=ts,
                               post_attempts=AccessRequest.post_attempts + 1, card_stale=True))
+        if req.manager_id and not req.manager_dm_ts:
+            try:
+                channel, mts = self.slack.dm_card(req.manager_id, text, blocks, request_id=req.id)
+                self._set(req.id, manager_dm_channel=channel, manager_dm_ts=mts)
+            except SlackError as e:
+                log.warning("manager copy of %s not sent: %s", req.id, e.error)
         # The state may have changed while we posted (an expiry): refresh marks it current.
         self.refresh_card(req.id)
         return True
+
+    def auto_approve(self, request_id: str) -> None:
+        """Approve a request its policy rule auto-approves: recorded, announced on the card, applied."""
+        now = self.clock()
+        with self.db.session() as s:
+            changed = s.execute(update(AccessRequest).where(AccessRequest.id == request_id,
+                                                            AccessRequest.state == PENDING)
+                                .values(state=APPROVED, decided_by=views.POLICY_ACTOR, decided_at=now,
+                                        updated_at=now)).rowcount
+            if changed:
+                self.audit.record(views.POLICY_ACTOR, "decision.auto_approve", request_id=request_id, session=s)
+        if changed:
+            self.refresh_card(request_id)
+            self.wake()
 
     def refresh_card(self, request_id: str, note: str | None = None) -> bool:
         """Rewrite the approval card from the request's current state (``chat.update``). On failure the card
@@ -375,6 +460,11 @@ class AccessService:
         if req is None or not req.approval_ts:
             return False
         text, blocks = self._card(req, note)
+        if req.manager_dm_ts:
+            try:
+                self.slack.update(req.manager_dm_channel, req.manager_dm_ts, text, blocks, request_id=req.id)
+            except SlackError as e:
+                log.warning("manager copy of %s not updated: %s", req.id, e.error)
         try:
             self.slack.update(req.approval_channel, req.approval_ts, text, blocks, request_id=req.id)
         except SlackError as e:
@@ -413,7 +503,7 @@ class AccessService:
             return "You cannot decide your own request."
         if req.target_slack_id and actor_id == req.target_slack_id:
             return "You cannot decide a request that is for you."
-        if actor_id not in self.settings.deciders:
+        if actor_id not in self.approver_ids(req):
             return "Only approvers can decide access requests."
         identity = self.slack.identity(actor_id)
         if not identity.exists or identity.deleted or identity.is_bot or identity.is_guest:

@@ -1015,7 +1015,7 @@ def test_key_never_in_urllib3_logs_over_real_http(caplog):
         client.request_password_reset(SAM)
         errors = []
         for call in (lambda: client.get_user("missing"),
-                     lambda: PolarisClient(srv.url, "pok_SECRETSECRETwrong", session=session).list_groups()):
+                     lambda: PolarisClient(srv.url, "pok_other_key", session=session).list_groups()):
             with pytest.raises(PolarisError) as info:
                 call()
             errors.append(info.value)

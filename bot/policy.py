@@ -1,0 +1,243 @@
+"""Approval policy as code: a TOML file (``POLICY_FILE``), read with :mod:`tomllib` and validated at start-up.
+
+Example (every key optional; ``[defaults]`` applies to groups without a table of their own)::
+
+    manager_field = "Xf01ABCDEF"        # Slack custom profile field holding the requester's manager (users.profile.get)
+
+    [defaults]
+    approvers = ["U01APPROVER", "S01SECURITY"]   # Slack user IDs (U…/W…), user group IDs (S…), or "manager"
+    approvals = 1                        # distinct approvals needed (two-person rule: 2)
+    auto_approve = false                 # approved on creation (still recorded, announced and audited)
+    reason_required = false
+    reason_min_length = 0
+    ttl_hours = 24                       # pending requests expire after this
+
+    [groups."Organization Admin"]        # group names match without regard to case
+    approvals = 2
+
+    [groups.Viewer]
+    auto_approve = true
+
+    [groups."Data Analyst"]
+    approvers = ["manager", "S01DATALEADS"]
+    reason_required = true
+    reason_min_length = 15
+
+    [password_reset]                     # password resets (no group)
+    approvers = ["U01HELPDESK"]
+
+    [managers]                           # where the workspace has no manager profile field
+    U01ALICE = "U01BOB"
+
+Without a file (or for what it leaves out) the environment's ``APPROVERS`` and ``ADMINS`` approve, one
+approval is needed (two for Organization Admin), nothing is auto-approved and ``REQUEST_TTL`` applies.
+Errors raise :class:`PolicyError` naming the file and line.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+MANAGER = "manager"
+ORG_ADMIN = "organization admin"
+_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_USERGROUP = re.compile(r"^S[A-Z0-9]{2,}$")
+_FIELD = re.compile(r"^X[A-Za-z0-9]{2,}$")
+_KEYS = {"approvers", "approvals", "auto_approve", "reason_required", "reason_min_length", "ttl_hours"}
+
+
+class PolicyError(ValueError):
+    """The policy file is invalid; ``str(err)`` is ``FILE:LINE: what is wrong``."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The effective policy for one group (or for password resets).
+
+    ``approvers``: Slack user IDs, user group IDs and/or ``"manager"``; empty means the defaults from the
+    environment. ``approvals``: distinct approvals needed. ``ttl``: seconds a request stays pending.
+    ``source``: where it came from, for ``/polaris policy``."""
+
+    approvers: tuple[str, ...] = ()
+    approvals: int = 1
+    auto_approve: bool = False
+    reason_required: bool = False
+    reason_min_length: int = 0
+    ttl: float = 24 * 3600.0
+    source: str = "defaults"
+
+    @property
+    def wants_manager(self) -> bool:
+        return MANAGER in self.approvers
+
+    def describe(self) -> str:
+        who = ", ".join(f"<@{a}>" if _USER.match(a) else (f"<!subteam^{a}>" if _USERGROUP.match(a) else a)
+                        for a in self.approvers) or "the default approvers"
+        parts = [f"approvers: {who}", f"{self.approvals} approval{'s' if self.approvals != 1 else ''}"]
+        if self.auto_approve:
+            parts.append("auto-approved")
+        if self.reason_required:
+            parts.append(f"reason required (≥ {self.reason_min_length} characters)")
+        parts.append(f"expires after {self.ttl / 3600:g} h")
+        return "; ".join(parts) + f" _({self.source})_"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The whole policy: ``defaults``, per-group ``groups`` (keys lower-cased names), ``password_reset``,
+    ``managers`` (requester ID -> manager ID) and ``manager_field`` (a profile field ID)."""
+
+    defaults: Rule = field(default_factory=Rule)
+    groups: dict[str, Rule] = field(default_factory=dict)
+    password_reset: Rule | None = None
+    managers: dict[str, str] = field(default_factory=dict)
+    manager_field: str | None = None
+    path: str | None = None
+
+    def for_group(self, group_name: str | None) -> Rule:
+        """The rule for ``group_name`` (case-insensitive); ``None`` means a password reset."""
+        if group_name is None:
+            return self.password_reset or self.defaults
+        key = " ".join(group_name.split()).lower()
+        rule = self.groups.get(key)
+        if rule is not None:
+            return rule
+        if key == ORG_ADMIN:
+            return replace(self.defaults, approvals=max(2, self.defaults.approvals),
+                           source="built-in two-person rule for Organization Admin")
+        return self.defaults
+
+    def direct_approvers(self) -> set[str]:
+        """Every Slack user ID named anywhere in the policy (not user groups)."""
+        rules = [self.defaults, *self.groups.values(), *([self.password_reset] if self.password_reset else [])]
+        return {a for r in rules for a in r.approvers if _USER.match(a)}
+
+
+def _line_of(text: str, table: list[str] | None, key: str | None) -> int:
+    """Best-effort line number of ``key`` inside ``[table]`` (1-based; 1 when not found)."""
+    lines = text.splitlines()
+    start = 0
+    if table:
+        names = [re.escape(t) for t in table]
+        pattern = re.compile(r"^\s*\[\s*" + r"\s*\.\s*".join(f'(?:"{n}"|\'{n}\'|{n})' for n in names) + r"\s*\]")
+        for i, line in enumerate(lines):
+            if pattern.match(line):
+                start = i
+                if key is None:
+                    return i + 1
+                break
+    if key is not None:
+        key_re = re.compile(r'^\s*(?:"' + re.escape(key) + r'"|' + re.escape(key) + r")\s*=")
+        for i in range(start, len(lines)):
+            if i > start and table and lines[i].lstrip().startswith("["):
+                break
+            if key_re.match(lines[i]):
+                return i + 1
+    return start + 1
+
+
+def _rule(data: Any, base: Rule, *, where: list[str], text: str, path: str) -> Rule:
+    def fail(key: str | None, message: str):
+        raise PolicyError(f"{path}:{_line_of(text, where, key)}: {message}")
+
+    if not isinstance(data, dict):
+        fail(None, f"[{'.'.join(where)}] must be a table")
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        fail(unknown[0], f"unknown key {unknown[0]!r} in [{'.'.join(where)}]; allowed: {', '.join(sorted(_KEYS))}")
+    values: dict[str, Any] = {}
+    if "approvers" in data:
+        approvers = data["approvers"]
+        if not isinstance(approvers, list) or not all(isinstance(a, str) for a in approvers):
+            fail("approvers", "approvers must be a list of strings")
+        for a in approvers:
+            if a != MANAGER and not _USER.match(a) and not _USERGROUP.match(a):
+                fail("approvers", f"approver {a!r} is not a Slack user ID (U…), user group ID (S…) or \"manager\"")
+        values["approvers"] = tuple(dict.fromkeys(approvers))
+    for key in ("approvals", "reason_min_length"):
+        if key in data:
+            v = data[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < (1 if key == "approvals" else 0) or v > 1000:
+                fail(key, f"{key} must be a whole number ≥ {1 if key == 'approvals' else 0}")
+            values[key] = v
+    for key in ("auto_approve", "reason_required"):
+        if key in data:
+            if not isinstance(data[key], bool):
+                fail(key, f"{key} must be true or false")
+            values[key] = data[key]
+    if "ttl_hours" in data:
+        v = data["ttl_hours"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.02 <= v <= 24 * 90:
+            fail("ttl_hours", "ttl_hours must be a number of hours between 0.02 and 2160")
+        values["ttl"] = float(v) * 3600.0
+    line = _line_of(text, where, None) if where else 1
+    rule = replace(base, **values, source=f"{path} line {line}")
+    if rule.auto_approve and rule.approvals > 1:
+        fail("auto_approve", "a rule cannot both auto-approve and need more than one approval")
+    if rule.approvers and rule.approvers != (MANAGER,) and rule.approvals > len(
+            [a for a in rule.approvers if a != MANAGER]) + (1 if rule.wants_manager else 0) and not any(
+            _USERGROUP.match(a) for a in rule.approvers):
+        fail("approvals", f"approvals = {rule.approvals} but only {len(rule.approvers)} approvers are named")
+    return rule
+
+
+def load_policy(path: str | None, *, ttl: float = 24 * 3600.0, manager_field: str | None = None) -> Policy:
+    """Read and validate the policy file at ``path`` (``None``: the built-in defaults).
+
+    ``ttl`` (seconds) and ``manager_field`` come from the environment and are overridden by the file.
+    Raises :class:`PolicyError` (``FILE:LINE: message``) for a missing file, bad TOML or a bad value.
+    """
+    base = Rule(ttl=ttl)
+    if not path:
+        return Policy(defaults=base, manager_field=manager_field)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as e:
+        raise PolicyError(f"{path}:0: cannot read the policy file ({e.strerror})") from None
+    text = raw.decode("utf-8", "replace")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        line = getattr(e, "lineno", None) or (re.search(r"line (\d+)", str(e)) or [None, "1"])[1]
+        raise PolicyError(f"{path}:{line}: invalid TOML: {getattr(e, 'msg', str(e))}") from None
+    allowed = {"defaults", "groups", "password_reset", "managers", "manager_field"}
+    for key in data:
+        if key not in allowed:
+            raise PolicyError(f"{path}:{_line_of(text, None, key) if not isinstance(data[key], dict) else _line_of(text, [key], None)}: "
+                              f"unknown section or key {key!r}; allowed: {', '.join(sorted(allowed))}")
+    field_id = data.get("manager_field", manager_field)
+    if field_id is not None and (not isinstance(field_id, str) or not _FIELD.match(field_id)):
+        raise PolicyError(f"{path}:{_line_of(text, None, 'manager_field')}: manager_field must be a profile field ID like Xf01ABCDEF")
+    defaults = _rule(data.get("defaults", {}), base, where=["defaults"], text=text, path=path)
+    if "defaults" not in data:
+        defaults = replace(defaults, source="defaults")
+    groups: dict[str, Rule] = {}
+    raw_groups = data.get("groups", {})
+    if not isinstance(raw_groups, dict):
+        raise PolicyError(f"{path}:{_line_of(text, None, 'groups')}: [groups] must be a table of group tables")
+    for name, table in raw_groups.items():
+        key = " ".join(name.split()).lower()
+        inherited = defaults
+        if key == ORG_ADMIN and "approvals" not in (table if isinstance(table, dict) else {}):
+            inherited = replace(defaults, approvals=max(2, defaults.approvals))
+        if key in groups:
+            raise PolicyError(f"{path}:{_line_of(text, ['groups', name], None)}: group {name!r} appears twice")
+        groups[key] = _rule(table, inherited, where=["groups", name], text=text, path=path)
+    reset = None
+    if "password_reset" in data:
+        reset = _rule(data["password_reset"], defaults, where=["password_reset"], text=text, path=path)
+        if reset.auto_approve:
+            raise PolicyError(f"{path}:{_line_of(text, ['password_reset'], 'auto_approve')}: password resets cannot be auto-approved")
+    managers = data.get("managers", {})
+    if not isinstance(managers, dict):
+        raise PolicyError(f"{path}:{_line_of(text, None, 'managers')}: [managers] must map user IDs to user IDs")
+    for who, manager in managers.items():
+        if not _USER.match(who) or not isinstance(manager, str) or not _USER.match(manager):
+            raise PolicyError(f"{path}:{_line_of(text, ['managers'], who)}: [managers] entries look like U01ALICE = \"U01BOB\"")
+        if who == manager:
+            raise PolicyError(f"{path}:{_line_of(text, ['managers'], who)}: {who} cannot be their own manager")
+    return Policy(defaults=defaults, groups=groups, password_reset=reset, managers=dict(managers),
+                  manager_field=field_id, path=path)
