@@ -141,9 +141,9 @@ def split_group_and_reason(rest: str, group_names: list[str]) -> tuple[str, str]
         raise UsageError("Which group? Try `/polaris groups` to see them.")
     opening = rest[0]
     if opening in _QUOTES:
-        end = rest.find(_QUOTES[opening], 1)
-        if end < 0 and opening == "\u201c":
-            end = rest.find('"', 1)
+        closers = {_QUOTES[opening], '"', "\u201d"} if opening in '"\u201c' else {_QUOTES[opening], "'", "\u2019"}
+        found = [i for i in (rest.find(c, 1) for c in closers) if i > 0]
+        end = min(found) if found else -1
         if end < 0:
             raise UsageError("The group name has an opening quote but no closing one.")
         group, reason = rest[1:end].strip(), rest[end + 1:].strip()

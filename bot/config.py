@@ -8,13 +8,14 @@ log line can carry them.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
 DEFAULT_DATABASE_URL = "sqlite:///polaris_access_bot.sqlite3"
-SLACK_ID = re.compile(r"^[UWB][A-Z0-9]{2,}$")
+SLACK_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 
 
@@ -87,7 +88,7 @@ def _number(env: Mapping[str, str], name: str, default: float, *, kind=float, mi
         value = kind(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a {'whole ' if kind is int else ''}number, got {raw[:20]!r}") from None
-    if value < minimum:
+    if not math.isfinite(value) or value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {raw[:20]!r}")
     return value
 
@@ -98,7 +99,7 @@ def _url(env: Mapping[str, str], name: str, required: bool) -> str | None:
         if required:
             raise ConfigError(f"{name} is not set (e.g. https://myorg.api.imply.io)")
         return None
-    if not re.match(r"^https?://[^\s/]+", raw):
+    if not re.fullmatch(r"https?://[^\s/#?]+(/[^\s#?]*)?", raw):
         raise ConfigError(f"{name} must be an http(s) URL, got {raw[:60]!r}")
     return raw.rstrip("/")
 

@@ -63,17 +63,23 @@ def context(text: str) -> dict:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text, SECTION_MAX)}]}
 
 
-def bullet_list(items: Sequence[str], limit: int = LIST_MAX, budget: int = SECTION_MAX - 100) -> str:
-    """Lines ``• item`` (items already escaped), cut by count and length with "…and N more"."""
+def bullet_list(items: Sequence[str], limit: int = LIST_MAX, budget: int = SECTION_MAX - 100,
+                total: int | None = None) -> str:
+    """Lines ``• item`` (items already escaped), cut by count and length with one "…and N more" line;
+    ``total`` is the full count when ``items`` is only the first page."""
+    total = len(items) if total is None else max(total, len(items))
     lines: list[str] = []
     used = 0
+    shown = 0
     for i, item in enumerate(items):
-        line = f"• {item}"
-        if i >= limit or used + len(line) + 1 > budget:
-            lines.append(f"…and {len(items) - i} more")
+        line = f"• {clip(item, budget - 40)}"
+        if i >= limit or used + len(line) + 1 > budget - 40:
             break
         lines.append(line)
         used += len(line) + 1
+        shown += 1
+    if total > shown:
+        lines.append(f"…and {total - shown} more")
     return "\n".join(lines) if lines else "_none_"
 
 
@@ -96,9 +102,10 @@ def permission_lines(permissions: Iterable[Permission]) -> list[str]:
             by_scope[scope].append(p.name)
     out = []
     for scope in sorted(by_scope, key=lambda s: (s != "organization", s)):
-        names = ", ".join(sorted(set(by_scope[scope])))
+        names = sorted(set(by_scope[scope]))
         label = "Organization" if scope == "organization" else f"`{esc(scope)}`"
-        out.append(f"{label}: {esc(names)}")
+        for start in range(0, len(names), 12):  # long scopes become several lines, so a cut list still shows names
+            out.append(f"{label}: {esc(', '.join(names[start:start + 12]))}")
     return out
 
 
@@ -196,7 +203,7 @@ def whois(user: User, permissions: Sequence[Permission], *, asked_for: str) -> t
         section("*Groups*\n" + bullet_list(groups)),
         section("*Effective permissions*\n" + bullet_list(permission_lines(permissions), limit=30)),
     ]
-    return f"Polaris user {user.username}", blocks
+    return f"Polaris user {esc(user.username)}", blocks
 
 
 def group_list(groups: Sequence[Group]) -> tuple[str, list[dict]]:
@@ -210,10 +217,9 @@ def group_list(groups: Sequence[Group]) -> tuple[str, list[dict]]:
 def member_list(group: Group, members: Sequence[User], total: int) -> tuple[str, list[dict]]:
     """``/polaris members <group>``: the first page of members and the total."""
     lines = [f"{esc(m.display_name)} (`{esc(m.username)}`)" for m in members]
-    more = f"\n…and {total - len(members)} more" if total > len(members) else ""
-    return (f"{total} members of {group.name}",
+    return (f"{total} members of {esc(group.name)}",
             [header(clip(f"Members of {group.name}", HEADER_MAX)),
-             section(bullet_list(lines) + more), context(f"{total} members in all")])
+             section(bullet_list(lines, total=total)), context(f"{total} members in all")])
 
 
 def permission_catalogue(permissions: Sequence[Permission]) -> tuple[str, list[dict]]:
@@ -262,6 +268,9 @@ def request_modal(groups: Sequence[Group] | None, *, error: str | None = None) -
         return view
     if error:
         view["blocks"] = [section(f":warning: {error}")]
+        return view
+    if not groups:
+        view["blocks"] = [section(":warning: Polaris has no groups to request.")]
         return view
     options = [{"text": {"type": "plain_text", "text": clip(g.name, 75)}, "value": g.id} for g in groups[:100]]
     view["submit"] = {"type": "plain_text", "text": "Request"}

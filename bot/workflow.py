@@ -119,8 +119,15 @@ class AccessService:
             self.audit.record(user_id, "command", outcome="refused", detail=f"rate limited: {shown}")
             return Reply(f"You have sent more than {self.settings.max_commands_per_minute} commands in a "
                          "minute; please wait a moment.")
+        command = parse(text)
+        if command.name != "help":
+            identity = self.slack.identity(user_id)
+            if not identity.exists or identity.deleted or identity.is_bot or identity.is_guest:
+                why = identity.refusal() or "Your Slack account cannot use this bot."
+                self.audit.record(user_id, "command", outcome="refused", detail=f"{why} ({shown})")
+                return Reply(f":no_entry: {why}")
         self.audit.record(user_id, "command", detail=shown)
-        return self._dispatch(user_id, parse(text), channel_id)
+        return self._dispatch(user_id, command, channel_id)
 
     def _over_command_limit(self, user_id: str) -> bool:
         since = self.clock() - dt.timedelta(seconds=60)
