@@ -202,3 +202,18 @@ def test_two_serve_processes_on_postgresql_make_one_write(serve_env, servers, db
     with db.session() as s:
         decisions = s.execute(text("SELECT count(*) FROM audit_log WHERE action = 'decision.approve'")).scalar()
     assert decisions == 1
+
+
+def test_sigterm_lets_the_apply_in_flight_finish(serve_env, servers, db, sandbox, slack):
+    server = Serve(serve_env, workers=1)
+    servers.append(server)
+    server.post(slash_body(slack, REQUESTER, "request Viewer"))
+    req = wait_for(lambda: [r for r in requests_in(db) if r.approval_ts])[0]
+    sandbox.add_fault(Fault(method="GET", path=r"^/v1/users$", delay=2.0, times=1))
+    server.post(click_body(slack, APPROVER, "approve_request", req.id))
+    wait_for(lambda: requests_in(db)[0].attempts >= 1, timeout=10)
+    os.killpg(server.proc.pid, signal.SIGTERM)
+    assert server.proc.wait(30) == 0
+    assert requests_in(db)[0].state == APPLIED
+    assert len(sandbox.writes()) == 1
+    assert "Traceback" not in server.output()

@@ -403,3 +403,21 @@ def test_every_command_and_click_is_audited(service, db, groups):
     service.handle_command(REQUESTER, "nonsense")
     actions = audit_actions(db)
     assert (REQUESTER, "command", "ok") in actions and (REQUESTER, "command.invalid", "refused") in actions
+
+
+def test_dropped_connections_are_retried(service, db, sandbox, groups):
+    service.handle_command(REQUESTER, "request Viewer")
+    req = only_request(db)
+    service.decide(req.id, APPROVER, approve=True)
+    sandbox.add_fault(Fault(method="GET", path=r"^/v1/users$", drop=True, times=2))
+    service.run_due()
+    assert service.get(req.id).state == APPLIED
+    errors = [r.detail for r in service.audit.for_request(req.id) if r.polaris_method and r.polaris_status is None]
+    assert errors == ["ConnectionError", "ConnectionError"]
+
+
+def test_slack_rate_limit_on_card_post_is_retried(service, db, slack, groups):
+    slack.fail_next("chat.postMessage", status=429, retry_after=1, times=1)
+    reply = service.handle_command(REQUESTER, "request Viewer")
+    assert "went to the approvers" in reply.text
+    assert only_request(db).approval_ts
