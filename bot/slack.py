@@ -214,6 +214,15 @@ class SlackGateway:
             log.warning("views.open failed: %s", e.error)
             return None
 
+    def publish_home(self, user_id: str, view: dict) -> bool:
+        """``views.publish`` of the App Home tab; returns False on failure."""
+        try:
+            self._call("views.publish", user_id=user_id, view=view)
+            return True
+        except SlackError as e:
+            log.warning("views.publish failed: %s", e.error)
+            return False
+
     def update_view(self, view_id: str, view: dict) -> bool:
         """``views.update``; returns False on failure."""
         try:

@@ -38,7 +38,7 @@ from .commands import Command, Target, UsageError, clean, parse, split_group_and
 from .config import Settings
 from .db import Database
 from .models import (APPLIED, APPROVED, DENIED, EXPIRED, FAILED, INVITE, JOIN, OPEN_STATES, PENDING,
-                     RESET_PASSWORD, AccessRequest, Approval, AuditEvent, utcnow)
+                     RESET_PASSWORD, AccessRequest, Approval, AuditEvent, SlackEvent, utcnow)
 from .policy import MANAGER, Policy, Rule, load_policy
 from .polaris import (Group, GroupCatalog, PolarisClient, PolarisConflict, PolarisError, PolarisNotFound,
                       PolarisUnavailable, User)
@@ -238,6 +238,28 @@ class AccessService:
                 f"needs approvers who are {ORG_ADMIN} members in Polaris.")
         return Reply("Approval policy", [views.header("Approval policy"), views.section(head),
                                          views.section(views.bullet_list(lines, limit=30))])
+
+    def first_delivery(self, event_id: str) -> bool:
+        """True the first time an Events API ``event_id`` is seen (Slack retries up to 3 times); recorded in
+        ``slack_events`` so every process agrees."""
+        if not event_id:
+            return True
+        try:
+            with self.db.session() as s:
+                s.add(SlackEvent(event_id=event_id[:64], received_at=self.clock()))
+            return True
+        except IntegrityError:
+            return False
+
+    def home_view(self, user_id: str) -> dict:
+        """The App Home tab for ``user_id``: help, their open requests, and what awaits their decision."""
+        mine = self.cmd_status(user_id)
+        blocks = [views.header("Polaris access"), views.section(views.HELP_TEXT), {"type": "divider"}]
+        blocks += mine.blocks or []
+        waiting = self.cmd_pending(user_id)
+        if waiting.blocks and "not an approver" not in waiting.text:
+            blocks += [{"type": "divider"}] + waiting.blocks
+        return {"type": "home", "blocks": blocks[:100]}
 
     # ------------------------------------------------------------------------------- requests
     def rule_for(self, group_name: str | None) -> Rule:

@@ -70,8 +70,8 @@ def test_request_and_approve_through_bolt(bolt, slack, groups, sandbox, db, core
     assert "&lt;!channel&gt;" in str(card["blocks"]) and "<!channel>" not in str(card["blocks"])
     click = click_body(slack, OTHER, "approve_request", req.id)
     assert dispatch(bolt, click, signed_headers(click)).status == 200
-    refusal = wait_for(lambda: slack.responses)[-1]
-    assert "Only approvers" in refusal["text"] and refusal["response_type"] == "ephemeral"
+    refusal = wait_for(lambda: [r for r in slack.responses if "Only approvers" in (r.get("text") or "")])[0]
+    assert refusal["response_type"] == "ephemeral"
     click = click_body(slack, APPROVER, "approve_request", req.id)
     assert dispatch(bolt, click, signed_headers(click)).status == 200
     wait_for(lambda: core.service.get(req.id).state == "approved")
@@ -113,3 +113,23 @@ def test_request_without_arguments_opens_form_and_submission_creates_request(bol
 def _requests(db):
     with db.session() as s:
         return list(s.scalars(select(AccessRequest)))
+
+
+def test_app_home_is_published_once_per_event_id(bolt, slack, groups, core):
+    import json
+
+    core.service.handle_command(REQUESTER, "request Viewer")
+    event = {"token": "x", "team_id": "T0STANDIN", "api_app_id": "A0TEST", "type": "event_callback",
+             "event_id": "Ev0HOME1", "event_time": int(time.time()),
+             "event": {"type": "app_home_opened", "user": REQUESTER, "channel": "D0X", "tab": "home"}}
+    body = json.dumps(event)
+    for retry in range(3):  # the first delivery and two of Slack's retries
+        headers = signed_headers(body, content_type="application/json")
+        if retry:
+            headers["x-slack-retry-num"] = str(retry)
+        assert dispatch(bolt, body, headers).status == 200
+    wait_for(lambda: slack.views)
+    time.sleep(0.3)
+    published = [v for v in slack.views if v["method"] == "views.publish"]
+    assert len(published) == 1 and published[0]["user_id"] == REQUESTER
+    assert "Viewer" in str(published[0]["view"]["blocks"])

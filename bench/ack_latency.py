@@ -1,0 +1,196 @@
+"""Ack latency of ``python app.py serve`` against a bare Bolt floor, with Polaris fast and slow.
+
+    .venv/bin/python bench/ack_latency.py            # ~2-3 minutes on 2 cores
+    .venv/bin/python bench/ack_latency.py --commands 500 --clicks 500   # quick look
+
+What it does (one run, one RESULTS.md section):
+
+1. Starts the Polaris sandbox and the Slack stand-in in a child process, a fresh PostgreSQL schema
+   (``$BENCH_DATABASE_URL``, default postgresql://root@127.0.0.1:5432/test; SQLite with 1 worker when
+   PostgreSQL does not answer), migrated with ``python app.py migrate``.
+2. Creates ``--pending`` real pending access requests per Polaris phase through the product's own service.
+3. Starts the product (``python app.py serve``) and the floor (``bench/floor_app.py``: a Bolt app whose
+   listeners only ``ack()``) with the same gunicorn settings (gthread, WEB_CONCURRENCY default 2,
+   GUNICORN_THREADS default 8).
+4. For each phase - floor; product with Polaris answering at once; product with every Polaris call delayed
+   2 s (``Fault(delay=2.0, times=None)``) - sends ``--commands`` signed ``/polaris groups``/``help`` and
+   ``--clicks`` signed Approve clicks (approvers and a non-approver, on real pending request IDs),
+   interleaved, from ``--concurrency`` threads each with its own ``requests.Session``, and measures the
+   HTTP response time (the ack) client side. A short warm-up precedes the floor and the fast phase.
+5. Waits for the listeners' work (response_url posts) to finish between phases.
+
+Targets: p99 <= 1.5x the floor's p99, and unchanged by a slow Polaris (slow p99 <= 1.5x floor and
+<= 1.25x the fast p99 + 5 ms).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common as c  # noqa: E402
+
+
+def build_jobs(services: c.Services, n_commands: int, n_clicks: int, request_ids: list[str], load_users: int,
+               seed: int) -> tuple[list[c.Job], int]:
+    """Interleaved commands and clicks; returns the jobs and the number of response_url posts to expect."""
+    rng = random.Random(seed)
+    commands = []
+    for i in range(n_commands):
+        uid, _ = c.load_user(rng.randrange(load_users))
+        commands.append(c.Job("command", c.slash_body(uid, "groups" if i % 2 == 0 else "help",
+                                                      services.response_url())))
+    clickers = [c.APPROVER, c.OTHER, c.APPROVER2]
+    clicks, approved = [], set()
+    for i in range(n_clicks):
+        rid = request_ids[i % len(request_ids)] if request_ids else "00000000-0000-4000-8000-000000000000"
+        who = clickers[i % len(clickers)]
+        if who != c.OTHER:
+            approved.add(rid)
+        clicks.append(c.Job("click", c.click_body(who, "approve_request", rid, services.response_url())))
+    jobs = c.interleave(commands, clicks)
+    # Every command answers on its response_url; every click too except the one that approves a request.
+    return jobs, n_commands + n_clicks - len(approved)
+
+
+def phase(name: str, server: c.ServerProcess, services: c.Services, jobs: list[c.Job], expected: int,
+          concurrency: int, product: bool) -> dict:
+    before = services.stats()
+    log_at = server.log_size()
+    c.log(f"{name}: {len(jobs)} requests at concurrency {concurrency}")
+    res = c.run_load(server.url + "/slack/events", jobs, concurrency)
+    done = services.wait_responses(before["arrivals"] + expected, timeout=120) if product else before
+    after = services.stats()
+    calls = services.polaris_calls(before["polaris_calls"])
+    out = {"name": name, "result": res, "all": c.summary_ms(res.all_latencies),
+           "command": c.summary_ms(res.latencies.get("command", [])),
+           "click": c.summary_ms(res.latencies.get("click", [])),
+           "responses": done["arrivals"] - before["arrivals"] if product else None, "expected": expected,
+           "polaris_calls": after["polaris_calls"] - before["polaris_calls"],
+           "group_fetches": sum(1 for m, p, *_ in calls if m == "GET" and p == "/v1/groups"),
+           "log_errors": server.errors_since(log_at)}
+    s = out["all"]
+    c.log(f"{name}: p50 {s['p50']:.1f} ms, p95 {s['p95']:.1f} ms, p99 {s['p99']:.1f} ms, max {s['max']:.1f} ms, "
+          f"{res.rps:.0f} req/s, statuses {res.statuses}, responses {out['responses']}/{expected}")
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--commands", type=int, default=2000)
+    ap.add_argument("--clicks", type=int, default=2000)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--pending", type=int, default=200, help="pending requests clicked per phase")
+    ap.add_argument("--slow-delay", type=float, default=2.0)
+    ap.add_argument("--warmup", type=int, default=64)
+    ap.add_argument("--db", choices=("auto", "postgresql", "sqlite"), default="auto")
+    ap.add_argument("--seed", type=int, default=4)
+    args = ap.parse_args(argv)
+    load_users = 400
+    started = time.monotonic()
+    services = c.Services(load_users=load_users)
+    product = floor = None
+    try:
+        with c.database(args.db) as (db_kind, db_url):
+            workers, threads = c.gunicorn_workers(db_kind)
+            c.log(f"database {db_kind}; gunicorn {workers} worker(s) x {threads} threads; creating pending requests")
+            fast_ids = c.create_pending(services, db_url, range(args.pending), "Viewer")
+            slow_ids = c.create_pending(services, db_url, range(args.pending), "Data Analyst")
+            product = c.start_product(services, db_url, workers)
+            floor = c.start_floor(services, workers)
+            fast_jobs, fast_expected = build_jobs(services, args.commands, args.clicks, fast_ids, load_users, args.seed)
+            slow_jobs, slow_expected = build_jobs(services, args.commands, args.clicks, slow_ids, load_users,
+                                                  args.seed + 1)
+            floor_jobs, _ = build_jobs(services, args.commands, args.clicks, fast_ids, load_users, args.seed + 2)
+            warm, warm_expected = build_jobs(services, args.warmup, 0, [], load_users, args.seed + 3)
+
+            c.run_load(floor.url + "/slack/events", warm, args.concurrency)
+            r_floor = phase("floor", floor, services, floor_jobs, 0, args.concurrency, product=False)
+
+            base = services.stats()["arrivals"]
+            c.run_load(product.url + "/slack/events", warm, args.concurrency)
+            services.wait_responses(base + warm_expected, timeout=60)
+            group_cache_warm_at = time.monotonic()
+            r_fast = phase("product, Polaris at once", product, services, fast_jobs, fast_expected,
+                           args.concurrency, product=True)
+
+            services.add_fault(delay=args.slow_delay, times=None)
+            slow_start = time.monotonic()
+            r_slow = phase(f"product, Polaris +{args.slow_delay:g} s", product, services, slow_jobs, slow_expected,
+                           args.concurrency, product=True)
+            services.clear_faults()
+            cache_age = slow_start - group_cache_warm_at
+            decided = count_decided(db_url, fast_ids + slow_ids)
+    finally:
+        for server in (product, floor):
+            if server is not None:
+                server.stop()
+        services.stop()
+    elapsed = time.monotonic() - started
+    report(args, db_kind, workers, threads, r_floor, r_fast, r_slow, cache_age, decided, elapsed)
+    return 0
+
+
+def count_decided(db_url: str, ids: list[str]) -> dict:
+    from sqlalchemy import func, select
+
+    from bot.db import Database
+    from bot.models import AccessRequest
+
+    db = Database(db_url)
+    with db.session() as s:
+        rows = dict(s.execute(select(AccessRequest.state, func.count()).where(AccessRequest.id.in_(ids))
+                              .group_by(AccessRequest.state)).all())
+    db.dispose()
+    return rows
+
+
+def report(args, db_kind, workers, threads, r_floor, r_fast, r_slow, cache_age, decided, elapsed) -> None:
+    f99 = r_floor["all"]["p99"]
+    fast99, slow99 = r_fast["all"]["p99"], r_slow["all"]["p99"]
+    ok_fast = fast99 <= 1.5 * f99
+    ok_slow = slow99 <= 1.5 * f99 and slow99 <= 1.25 * fast99 + 5
+    rows = []
+    for r in (r_floor, r_fast, r_slow):
+        s, res = r["all"], r["result"]
+        rows.append([r["name"], s["n"], s["p50"], s["p95"], s["p99"], s["max"], s["p99"] / f99 if f99 else float("nan"),
+                     r["command"]["p99"], r["click"]["p99"], f"{res.rps:.0f}",
+                     ", ".join(f"{k}: {v}" for k, v in sorted(res.statuses.items())),
+                     "–" if r["responses"] is None else f"{r['responses']}/{r['expected']}"])
+    table = c.md_table(["phase", "acks", "p50 ms", "p95 ms", "p99 ms", "max ms", "p99 / floor",
+                        "commands p99", "clicks p99", "req/s", "HTTP statuses", "response_url posts"], rows)
+    err_lines = {r["name"]: r["log_errors"] for r in (r_fast, r_slow) if r["log_errors"]}
+    body = f"""Run: {c.machine_facts()}.
+
+Parameters: {args.commands} signed `/polaris groups`/`help` commands + {args.clicks} signed Approve clicks
+per phase (approvers and a non-approver in turn, on {args.pending} real pending requests per product phase),
+interleaved, concurrency {args.concurrency} (a thread pool of `requests.Session`s), latency = HTTP response
+(the ack) measured client side. Database: {db_kind} ({'fresh schema, migrated' if db_kind == 'postgresql' else 'fresh file, migrated'}).
+Product `python app.py serve` and floor `bench/floor_app.py` (Bolt, listeners only `ack()`), both gunicorn
+gthread, {workers} worker(s) x {threads} threads. Slow Polaris: every sandbox call delayed {args.slow_delay:g} s
+(`Fault(delay={args.slow_delay:g}, times=None)`). Warm-up of {args.warmup} requests before the floor and the fast phase.
+Whole run {elapsed:.0f} s.
+
+{table}
+
+- Polaris calls during the fast phase: {r_fast['polaris_calls']} (group list fetches: {r_fast['group_fetches']});
+  slow phase: {r_slow['polaris_calls']} (group list fetches: {r_slow['group_fetches']}; the slow phase started
+  {cache_age:.0f} s after the group cache was warmed, GROUP_CACHE_TTL default 60 s).
+- Requests clicked, final states: {', '.join(f'{k} {v}' for k, v in sorted(decided.items()))}.
+- Error lines in the product's log: {sum(len(v) for v in err_lines.values())}{(' (e.g. `' + next(iter(err_lines.values()))[0][:160] + '`)') if err_lines else ''}.
+
+Targets: p99 <= 1.5x floor with Polaris at once: {met(ok_fast)} ({fast99:.1f} ms vs floor {f99:.1f} ms, {fast99 / f99:.2f}x).
+Unchanged by a slow Polaris (p99 <= 1.5x floor and <= 1.25x the fast p99 + 5 ms): {met(ok_slow)} ({slow99:.1f} ms, {slow99 / f99:.2f}x floor).
+"""
+    c.write_section("ack_latency", body)
+    print(table)
+    print(f"fast target {'met' if ok_fast else 'NOT met'}; slow target {'met' if ok_slow else 'NOT met'}")
+
+
+met = c.met
+
+if __name__ == "__main__":
+    sys.exit(main())

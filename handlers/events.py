@@ -1,0 +1,18 @@
+"""Events API listeners: ``app_home_opened`` publishes the Home tab. Slack retries an event up to 3 times
+(``X-Slack-Retry-Num``); each ``event_id`` is handled once (``slack_events`` table)."""
+from __future__ import annotations
+
+from slack_bolt import Ack, App
+
+
+def register(app: App, service) -> None:
+    @app.event("app_home_opened")
+    def home_opened(ack: Ack, event: dict, body: dict) -> None:
+        ack()
+        if event.get("tab", "home") != "home":
+            return
+        if not service.first_delivery(str(body.get("event_id") or "")):
+            return
+        user_id = str(event.get("user") or "")
+        if user_id:
+            service.slack.publish_home(user_id, service.home_view(user_id))
