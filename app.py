@@ -70,8 +70,10 @@ def build_bolt_app(core: Core, *, listener_threads: int = 16):
 
     import handlers
 
-    app = App(signing_secret=core.settings.slack_signing_secret, client=core.slack.client, token_verification_enabled=False, process_before_response=False,
-              listener_executor=ThreadPoolExecutor(max_workers=listener_threads, thread_name_prefix="listener"))
+    executor = ThreadPoolExecutor(max_workers=listener_threads, thread_name_prefix="listener")
+    app = App(signing_secret=core.settings.slack_signing_secret, client=core.slack.client,
+              token_verification_enabled=False, process_before_response=False, listener_executor=executor)
+    app.listener_pool = executor  # so a caller (tests, shutdown) can wait for listeners still running
     handlers.register_all(app, core.service)
     return app
 

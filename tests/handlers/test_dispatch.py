@@ -17,7 +17,9 @@ from tests.conftest import (APPROVER, OTHER, REQUESTER, SIGNING_SECRET, click_bo
 def bolt(core):
     import app as entry
 
-    return entry.build_bolt_app(core)
+    app = entry.build_bolt_app(core)
+    yield app
+    app.listener_pool.shutdown(wait=True)
 
 
 def dispatch(bolt, body: str, headers: dict):
