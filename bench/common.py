@@ -119,7 +119,7 @@ def _services_main(conn, load_users: int, bulk: tuple[int, int] | None) -> None:
                 conn.send(list(arrivals[arg:]))
             elif cmd == "polaris_calls":
                 with sandbox.lock:
-                    conn.send([(c.method, c.path, dict(c.query), c.status) for c in sandbox.calls[arg:]])
+                    conn.send([(c.method, c.path, dict(c.query), c.status, c.at) for c in sandbox.calls[arg:]])
             else:
                 conn.send(ValueError(f"unknown command {cmd}"))
     finally:
@@ -373,6 +373,11 @@ def start_product(services: Services, db_url: str, workers: int, **extra) -> Ser
                          product_env(services, db_url, **extra), workers)
 
 
+def start_prototype(services: Services, db_url: str, workers: int, **extra) -> ServerProcess:
+    return ServerProcess("prototype", [PYTHON, os.path.join(BENCH, "prototype_ack_first.py")],
+                         product_env(services, db_url, **extra), workers)
+
+
 def start_floor(services: Services, workers: int) -> ServerProcess:
     env = {"SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": services.slack_api_url}
     return ServerProcess("floor", [PYTHON, os.path.join(BENCH, "floor_app.py")], env, workers)
@@ -426,6 +431,7 @@ class LoadResult:
     wall: float = 0.0
     sent: int = 0
     started_mono: float = 0.0
+    samples: list[tuple[float, float, str]] = field(default_factory=list)  # (send time from start, s, kind)
 
     @property
     def all_latencies(self) -> list[float]:
@@ -451,11 +457,13 @@ def run_load(url: str, jobs: Sequence[Job], concurrency: int, *, timeout: float 
     counter = itertools.count()
     lock = threading.Lock()
     deadline = time.monotonic() + max_seconds
+    origin = time.perf_counter()
 
     def worker() -> None:
         session = requests.Session()
         lat: dict[str, list[float]] = {}
         statuses: dict[str, int] = {}
+        samples: list[tuple[float, float, str]] = []
         sent = 0
         try:
             while time.monotonic() < deadline:
@@ -477,10 +485,12 @@ def run_load(url: str, jobs: Sequence[Job], concurrency: int, *, timeout: float 
                 statuses[key] = statuses.get(key, 0) + 1
                 if key == "200":
                     lat.setdefault(job.kind, []).append(elapsed)
+                samples.append((t0 - origin, elapsed, job.kind if key == "200" else "error"))
         finally:
             session.close()
             with lock:
                 result.sent += sent
+                result.samples.extend(samples)
                 for k, v in lat.items():
                     result.latencies.setdefault(k, []).extend(v)
                 for k, n in statuses.items():
@@ -488,7 +498,7 @@ def run_load(url: str, jobs: Sequence[Job], concurrency: int, *, timeout: float 
 
     threads = [threading.Thread(target=worker, name=f"load-{i}", daemon=True) for i in range(concurrency)]
     result.started_mono = time.monotonic()
-    t0 = time.perf_counter()
+    t0 = origin = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:

@@ -60,7 +60,7 @@ from bot.sandbox import (  # noqa: E402
 BASE = "https://example.api.imply.io"
 KEY = "pok_SECRETSECRET123"
 B64_CREDENTIAL = base64.b64encode(f"{KEY}:".encode()).decode()
-SPEC_DIR = Path(os.environ.get("POLARIS_SPEC_DIR", "/work/shared/polaris"))
+SPEC_DIR = Path(os.environ.get("POLARIS_SPEC_DIR", Path(__file__).resolve().parents[1] / "fixtures" / "polaris"))
 
 DANI = "880f6811-7e85-47ce-b3c5-a57a85ab95bd"
 ALEX = "d88d4e47-d6ed-4820-880e-c0564ce99752"
@@ -741,6 +741,24 @@ def test_max_attempts_below_one_means_one(rsps):
     assert len(rsps.calls) == 1
 
 
+def test_backoff_bounded_by_backoff_max(rsps):
+    rsps.add("GET", BASE + "/v1/groups", **_503())
+    started = time.monotonic()
+    with pytest.raises(PolarisUnavailable):
+        make_client(max_attempts=5).list_groups()  # backoff_max=0.01: no 1 s jitter sneaks in
+    assert time.monotonic() - started < 1.0
+    assert len(rsps.calls) == 5
+
+
+def test_backoff_waits_between_attempts(rsps):
+    rsps.add("GET", BASE + "/v1/groups", **_503())
+    started = time.monotonic()
+    with pytest.raises(PolarisUnavailable):
+        make_client(max_attempts=4, backoff_initial=0.05, backoff_max=0.05).list_groups()
+    assert 0.15 <= time.monotonic() - started < 2.0  # three waits of backoff_max
+    assert len(rsps.calls) == 4
+
+
 def test_retry_seconds_bounds_number_of_attempts(sandbox):
     sandbox.add_fault(Fault(method="GET", status=503, retry_after=0.15, times=None))
     started = time.monotonic()
@@ -751,16 +769,16 @@ def test_retry_seconds_bounds_number_of_attempts(sandbox):
 
 
 def test_retry_seconds_bounds_total_time(rsps):
-    # Retry-After says 0.4 s, the retry budget is 0.5 s: one wait fits, the second would end after the
+    # Retry-After says 0.6 s, the retry budget is 0.7 s: one wait fits, the second would end after the
     # budget. A client bounded by retry_seconds must give up instead of sleeping past it.
-    rsps.add("GET", BASE + "/v1/groups", status=503, headers={"Retry-After": "0.4"},
+    rsps.add("GET", BASE + "/v1/groups", status=503, headers={"Retry-After": "0.6"},
              json=wrapped("ServiceUnavailable", "x"))
-    client = make_client(max_attempts=10, retry_seconds=0.5)
+    client = make_client(max_attempts=10, retry_seconds=0.7)
     started = time.monotonic()
     with pytest.raises(PolarisUnavailable):
         client.list_groups()
     elapsed = time.monotonic() - started
-    assert elapsed <= 0.5 + 0.15, f"retried for {elapsed:.2f}s with retry_seconds=0.5 ({len(rsps.calls)} calls)"
+    assert elapsed <= 0.7 + 0.25, f"retried for {elapsed:.2f}s with retry_seconds=0.7 ({len(rsps.calls)} calls)"
 
 
 def test_retry_seconds_zero_means_single_attempt(rsps):
