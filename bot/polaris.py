@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import requests
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_before_delay, wait_exponential_jitter
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ class PolarisClient:
             except requests.Timeout:
                 error_code = "Timeout"
                 raise PolarisUnavailable(None, "Timeout", "no answer in time", method=method, path=path) from None
-            except requests.ConnectionError:
+            except requests.RequestException:  # refused, reset, or dropped mid-response (ChunkedEncodingError)
                 error_code = "ConnectionError"
                 raise PolarisUnavailable(None, "ConnectionError", "could not connect or the connection dropped",
                                          method=method, path=path) from None
@@ -300,13 +300,16 @@ class PolarisClient:
             return self._once(method, path, params, body, ok)
         retrying = Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, PolarisUnavailable)),
-            stop=stop_after_attempt(self.max_attempts) | stop_after_delay(self.retry_seconds),
+            stop=stop_after_attempt(self.max_attempts) | stop_before_delay(self.retry_seconds),
             wait=self._wait, reraise=True)
         return retrying(self._once, method, path, params, body, ok)
 
-    def _json(self, method: str, path: str, **kw) -> Any:
+    def _json(self, method: str, path: str, *, expect_body: bool = True, **kw) -> Any:
         response = self.request(method, path, **kw)
         if not response.content:
+            if expect_body:
+                raise PolarisError(response.status_code, "InvalidResponse", "Polaris sent an empty body",
+                                   method=method, path=path)
             return None
         try:
             return response.json()
