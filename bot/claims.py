@@ -8,6 +8,7 @@ set of claimed IDs is enough there.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
 import uuid
 from typing import Iterator
@@ -19,17 +20,19 @@ from .db import Database
 _local_lock = threading.Lock()
 
 
-def _key(request_id: str) -> int:
-    """A signed 64-bit advisory lock key derived from the request UUID."""
+def _key(name: str) -> int:
+    """A signed 64-bit advisory lock key: from the UUID of a request, or a hash of any other name
+    (e.g. ``user:alice@example.com``)."""
     try:
-        raw = uuid.UUID(request_id).bytes[:8]
+        raw = uuid.UUID(name).bytes[:8]
     except ValueError:
-        raw = request_id.encode()[:8].ljust(8, b"\0")
+        raw = hashlib.sha256(name.encode()).digest()[:8]
     return int.from_bytes(raw, "big", signed=True)
 
 
 class Claims:
-    """``with claims.hold(request_id) as got:`` — ``got`` is True when this worker holds the request."""
+    """``with claims.hold(name) as got:`` — ``got`` is True when this worker holds ``name`` (a request ID, or
+    ``user:<email>`` so that two requests never change the same Polaris user at once)."""
 
     def __init__(self, db: Database):
         self.db = db

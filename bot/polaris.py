@@ -391,25 +391,45 @@ class PolarisClient:
         return body
 
     def replace_user(self, user_id: str, body: dict) -> User:
-        """``PUT /v1/users/{id}`` with ``body`` as is. Prefer :meth:`update_user`, which keeps properties."""
-        return User.parse(self._json("PUT", f"/v1/users/{user_id}", body=body))
+        """``PUT /v1/users/{id}`` with ``body`` as is, sent once (a resent PUT could undo a newer change).
+        Prefer :meth:`update_user`, which keeps properties."""
+        return User.parse(self._json("PUT", f"/v1/users/{user_id}", body=body, retry=False))
 
-    def update_user(self, user_id: str, change: Callable[[dict], None]) -> User:
+    def update_user(self, user_id: str, change: Callable[[dict], None],
+                    done: Callable[[User], bool] | None = None) -> User:
         """GET the user, let ``change(body)`` edit the full PUT body in place, PUT it back.
 
-        Nothing the user had is dropped: ``body`` starts as :meth:`put_body` of the current user.
-        Raises :class:`PolarisNotFound` when the user is gone.
+        Nothing the user had is dropped: ``body`` starts as :meth:`put_body` of the current user. The PUT
+        itself is never resent as it was: a transient failure starts over with a fresh GET (so a change an
+        admin made meanwhile is not undone), and when ``done(current_user)`` says the change already took
+        effect (the lost answer of a PUT that landed), nothing more is sent.
+        Raises :class:`PolarisNotFound` when the user is gone, :class:`PolarisUnavailable` after the retries.
         """
-        current = self._json("GET", f"/v1/users/{user_id}")
-        body = self.put_body(current)
-        change(body)
-        body["username"] = current.get("username", body.get("username"))  # immutable
-        if "email" in current:
-            body["email"] = current["email"]
-        return self.replace_user(user_id, body)
+        state = {"put_sent": False}
 
-    def request_password_reset(self, user_id: str) -> User:
-        """Adds ``UPDATE_PASSWORD`` to the user's actions (guide, "Reset password"), keeping everything else."""
+        def cycle() -> User:
+            current = self._json("GET", f"/v1/users/{user_id}")
+            if state["put_sent"] and done is not None and done(User.parse(current)):
+                return User.parse(current)
+            body = self.put_body(current)
+            change(body)
+            body["username"] = current.get("username", body.get("username"))  # immutable
+            if "email" in current:
+                body["email"] = current["email"]
+            state["put_sent"] = True
+            return User.parse(self._json("PUT", f"/v1/users/{user_id}", body=body, retry=False))
+
+        retrying = Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, PolarisUnavailable)),
+            stop=stop_after_attempt(self.max_attempts) | stop_before_delay(self.retry_seconds),
+            wait=self._wait, reraise=True)
+        return retrying(cycle)
+
+    def request_password_reset(self, user_id: str, *, already_sent: bool = False) -> User:
+        """Adds ``UPDATE_PASSWORD`` to the user's actions (guide, "Reset password"), keeping everything else.
+
+        ``already_sent``: an earlier attempt may have landed; then a user who has ``UPDATE_PASSWORD`` pending
+        is left alone instead of being sent a second reset email."""
 
         def add_action(body: dict) -> None:
             actions = list(body.get("actions") or [])
@@ -417,7 +437,11 @@ class PolarisClient:
                 actions.append("UPDATE_PASSWORD")
             body["actions"] = actions
 
-        return self.update_user(user_id, add_action)
+        if already_sent:
+            current = self.get_user(user_id)
+            if "UPDATE_PASSWORD" in current.actions:
+                return current
+        return self.update_user(user_id, add_action, done=lambda u: "UPDATE_PASSWORD" in u.actions)
 
     def delete_user(self, user_id: str) -> None:
         """``DELETE /v1/users/{id}`` (200)."""

@@ -99,13 +99,15 @@ class Policy:
     def for_group(self, group_name: str | None) -> Rule:
         """The rule for ``group_name`` (case-insensitive); ``None`` means a password reset."""
         if group_name is None:
-            return self.password_reset or self.defaults
+            if self.password_reset is not None:
+                return self.password_reset
+            return replace(self.defaults, auto_approve=False)  # a password reset is never auto-approved
         key = " ".join(group_name.split()).lower()
         rule = self.groups.get(key)
         if rule is not None:
             return rule
         if key == ORG_ADMIN:
-            return replace(self.defaults, approvals=max(2, self.defaults.approvals),
+            return replace(self.defaults, approvals=max(2, self.defaults.approvals), auto_approve=False,
                            source="built-in two-person rule for Organization Admin")
         return self.defaults
 
@@ -221,11 +223,15 @@ def load_policy(path: str | None, *, ttl: float = 24 * 3600.0, manager_field: st
     for name, table in raw_groups.items():
         key = " ".join(name.split()).lower()
         inherited = defaults
-        if key == ORG_ADMIN and "approvals" not in (table if isinstance(table, dict) else {}):
-            inherited = replace(defaults, approvals=max(2, defaults.approvals))
+        if key == ORG_ADMIN:
+            inherited = replace(defaults, approvals=max(2, defaults.approvals), auto_approve=False)
         if key in groups:
             raise PolicyError(f"{path}:{_line_of(text, ['groups', name], None)}: group {name!r} appears twice")
         groups[key] = _rule(table, inherited, where=["groups", name], text=text, path=path)
+        if key == ORG_ADMIN and (groups[key].approvals < 2 or groups[key].auto_approve):
+            bad = "auto_approve" if groups[key].auto_approve else "approvals"
+            raise PolicyError(f"{path}:{_line_of(text, ['groups', name], bad)}: Organization Admin needs at least two "
+                              "approvals and cannot be auto-approved")
     reset = None
     if "password_reset" in data:
         reset = _rule(data["password_reset"], defaults, where=["password_reset"], text=text, path=path)

@@ -25,6 +25,7 @@ import os
 import re
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -72,7 +73,7 @@ class AccessService:
 
     def __init__(self, settings: Settings, db: Database, polaris: PolarisClient, slack: SlackGateway,
                  audit: AuditLog, *, catalog: GroupCatalog | None = None, policy: Policy | None = None,
-                 clock: Callable[[], dt.datetime] = utcnow):
+                 clock: Callable[[], dt.datetime] = utcnow, background_threads: int = 16):
         self.settings, self.db, self.polaris, self.slack, self.audit = settings, db, polaris, slack, audit
         self.policy = policy or load_policy(settings.policy_file, ttl=settings.request_ttl,
                                             manager_field=settings.manager_field)
@@ -81,6 +82,24 @@ class AccessService:
         self.claims = Claims(db)
         self.worker_name = _worker_name()
         self.wake: Callable[[], None] = lambda: None  # set by the worker: run_due soon
+        # Work handed off by listeners after ack(): its own pool, so Bolt's listener threads (which run the
+        # acks) are never all blocked behind a slow Polaris.
+        self._background = ThreadPoolExecutor(max_workers=background_threads, thread_name_prefix="work")
+
+    def background(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` on the work pool (after the listener has acked). Exceptions are logged, never lost."""
+        def run():
+            try:
+                fn()
+            except Exception:
+                log.exception("background task failed")
+
+        self._background.submit(run)
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Wait for background work to finish (shutdown, tests)."""
+        self._background.shutdown(wait=True)
+        self._background = ThreadPoolExecutor(max_workers=self._background._max_workers, thread_name_prefix="work")
 
     # =============================================================================== commands
     def handle_command(self, user_id: str, text: str | None, *, channel_id: str | None = None) -> Reply:
@@ -102,10 +121,10 @@ class AccessService:
                 return work()
         except UsageError as e:
             self.audit.record(user_id, "command.invalid", outcome="refused", detail=str(e))
-            return Reply(f":warning: {e}")
+            return Reply(f":warning: {views.esc(e)}")  # messages quote what people typed: escaped here, once
         except PolarisError as e:
             log.warning("command %r failed in Polaris: %s", shown[:40], e)
-            return Reply(f":warning: {e.plain()}. Nothing was changed.")
+            return Reply(f":warning: {views.esc(e.plain())}. Nothing was changed.")
         except SlackError as e:
             log.warning("command failed in Slack: %s", e)
             return Reply(":warning: Slack did not answer a lookup I needed; please try again in a moment.")
@@ -174,7 +193,7 @@ class AccessService:
         if not identity.exists:
             raise UsageError("I could not find that Slack user.")
         if not identity.email:
-            raise UsageError(f"{views.mention(who)} has no email on their Slack profile that I can read.")
+            raise UsageError("That person has no email on their Slack profile that I can read.")
         return identity.email.lower()
 
     def cmd_whois(self, user_id: str, target: Target) -> Reply:
@@ -193,7 +212,7 @@ class AccessService:
         if group is not None:
             return group
         near = self.catalog.nearest(name)
-        hint = (" Did you mean " + " or ".join(f"*{views.esc(n)}*" for n in near) + "?") if near else ""
+        hint = (" Did you mean " + " or ".join(f"*{n}*" for n in near) + "?") if near else ""
         raise UsageError(f"There is no Polaris group called `{name[:100].replace('`', chr(39))}`.{hint} "
                          "`/polaris groups` lists them.")
 
@@ -298,15 +317,13 @@ class AccessService:
                     ids.add(req.manager_id)
             elif entry.startswith("S"):
                 if entry not in memo:
-                    try:
-                        memo[entry] = self.slack.usergroup_members(entry)
-                    except SlackError as e:
-                        log.warning("user group %s unreadable: %s", entry, e.error)
-                        memo[entry] = []
+                    memo[entry] = self.slack.usergroup_members(entry)  # SlackError: refuse, never fall back
                 ids.update(memo[entry])
             else:
                 ids.add(entry)
-        if not ids:
+        named = [a for a in rule.approvers if a != MANAGER]
+        if not named and not ids:
+            # Nobody named (or only a manager nobody knows): the environment's approvers decide.
             ids = set(self.settings.deciders)
         ids.discard(req.requester_id)
         return ids
@@ -397,7 +414,7 @@ class AccessService:
         reason = clean(reason, REASON_MAX)
         if rule.reason_required and len(reason) < max(1, rule.reason_min_length):
             need = f" of at least {rule.reason_min_length} characters" if rule.reason_min_length > 1 else ""
-            raise UsageError(f"Requests for {'*' + views.esc(group.name) + '*' if group else 'this'} need a reason{need}: "
+            raise UsageError(f"Requests for {'*' + group.name + '*' if group else 'this'} need a reason{need}: "
                              f"`/polaris request {group.name if group else ''} <reason>`.")
         manager = self.manager_of(requester.id) if rule.wants_manager else None
         now = self.clock()
@@ -779,8 +796,8 @@ class AccessService:
         user = self.polaris.find_user_by_email(req.target_email)
         if user is None:
             raise PolarisNotFound(404, "ObjectNotFound", f"no Polaris user {req.target_email}")
-        if req.write_started_at is not None and "UPDATE_PASSWORD" in user.actions:
-            return "Password reset email requested (confirmed after a restart).", user.id
-        self._set(req.id, write_started_at=self.clock())
-        self.polaris.request_password_reset(user.id)
+        already = req.write_started_at is not None
+        if not already:
+            self._set(req.id, write_started_at=self.clock())  # committed before the PUT: a resumed apply checks first
+        self.polaris.request_password_reset(user.id, already_sent=already)
         return f"Polaris will email {req.target_email} a link to set a new password.", user.id

@@ -1,47 +1,42 @@
 """Approval card buttons (``block_actions``): Approve, Deny, Retry."""
 from __future__ import annotations
 
-import re
-
 from slack_bolt import Ack, App, Respond
 
 from bot import views
 
-_REQUEST_ID = re.compile(r"^[0-9a-f-]{36}$")
-
-
-def _request_id(body: dict) -> str | None:
-    actions = body.get("actions") or [{}]
-    value = str(actions[0].get("value") or "")
-    return value if _REQUEST_ID.match(value) else None
+from .payload import request_id, user_id
 
 
 def register(app: App, service) -> None:
-    def decide(ack: Ack, body: dict, respond: Respond, approve: bool) -> None:
+    def handle(ack: Ack, body: dict, respond: Respond, action: str) -> None:
         ack()
-        user_id = str((body.get("user") or {}).get("id", ""))
-        request_id = _request_id(body)
-        if request_id is None:
-            service.audit.record(user_id, "decision.refused", outcome="refused", detail="malformed button value")
-            respond(text="That button is not a valid access request.", response_type="ephemeral", replace_original=False)
+        who = user_id(body, "user", "id")
+        rid = request_id(body)
+        if who is None:
             return
-        message = service.decide(request_id, user_id, approve=approve)
-        if message:
-            respond(text=message, response_type="ephemeral", replace_original=False)
+
+        def work() -> None:
+            if rid is None:
+                service.audit.record(who, "decision.refused", outcome="refused", detail=f"{action}: malformed button value")
+                message = "That button is not a valid access request."
+            elif action == "retry":
+                message = service.retry(rid, who)
+            else:
+                message = service.decide(rid, who, approve=(action == "approve"))
+            if message:
+                respond(text=message, response_type="ephemeral", replace_original=False)
+
+        service.background(work)
 
     @app.action(views.APPROVE_ACTION)
     def approve(ack: Ack, body: dict, respond: Respond) -> None:
-        decide(ack, body, respond, True)
+        handle(ack, body, respond, "approve")
 
     @app.action(views.DENY_ACTION)
     def deny(ack: Ack, body: dict, respond: Respond) -> None:
-        decide(ack, body, respond, False)
+        handle(ack, body, respond, "deny")
 
     @app.action(views.RETRY_ACTION)
     def retry(ack: Ack, body: dict, respond: Respond) -> None:
-        ack()
-        user_id = str((body.get("user") or {}).get("id", ""))
-        request_id = _request_id(body)
-        message = (service.retry(request_id, user_id) if request_id else "That button is not a valid access request.")
-        if message:
-            respond(text=message, response_type="ephemeral", replace_original=False)
+        handle(ack, body, respond, "retry")

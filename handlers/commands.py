@@ -6,31 +6,42 @@ from slack_bolt import Ack, App, Respond
 from bot import views
 from bot.commands import clean
 
+from .payload import text, user_id
+
 
 def register(app: App, service) -> None:
     @app.command("/polaris")
     def polaris_command(ack: Ack, command: dict, respond: Respond) -> None:
-        user_id = str(command.get("user_id", ""))
-        text = command.get("text") or ""
-        trigger_id = command.get("trigger_id")
-        if clean(text).lower() == "request" and trigger_id:
-            ack()
-            open_request_form(service, trigger_id)
-            return
         ack()
-        reply = service.handle_command(user_id, text, channel_id=command.get("channel_id"))
-        respond(text=reply.text, blocks=reply.blocks, response_type="ephemeral")
+        who = user_id(command, "user_id")
+        words = text(command, "text")
+        trigger_id = text(command, "trigger_id", limit=200)
+        if who is None:
+            return
+        if clean(words).lower() == "request" and trigger_id:
+            open_request_form(service, trigger_id)  # trigger_id lives 3 seconds: open now, fill in later
+            return
+
+        def work() -> None:
+            reply = service.handle_command(who, words, channel_id=text(command, "channel_id", limit=32))
+            respond(text=reply.text, blocks=reply.blocks, response_type="ephemeral")
+
+        service.background(work)
 
 
 def open_request_form(service, trigger_id: str) -> None:
-    """Open a loading modal at once (``trigger_id`` lives 3 seconds), then fill in the groups."""
+    """Open a loading modal at once, then fill in the groups on the work pool."""
     view_id = service.slack.open_view(trigger_id, views.request_modal(None))
     if not view_id:
         return
-    try:
-        groups = service.catalog.all()
-        service.slack.update_view(view_id, views.request_modal(groups))
-    except Exception as e:  # Polaris down: say so in the form
-        plain = getattr(e, "plain", None)
-        service.slack.update_view(view_id, views.request_modal([], error=(plain() if plain else "Polaris is unavailable")
-                                                               + ". Please try again later."))
+
+    def fill() -> None:
+        try:
+            groups = service.catalog.all()
+            service.slack.update_view(view_id, views.request_modal(groups))
+        except Exception as e:  # Polaris down: say so in the form
+            plain = getattr(e, "plain", None)
+            message = (plain() if plain else "Polaris is unavailable") + ". Please try again later."
+            service.slack.update_view(view_id, views.request_modal([], error=views.esc(message)))
+
+    service.background(fill)

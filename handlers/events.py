@@ -11,8 +11,13 @@ def register(app: App, service) -> None:
         ack()
         if event.get("tab", "home") != "home":
             return
-        if not service.first_delivery(str(body.get("event_id") or "")):
+        user_id = event.get("user") if isinstance(event.get("user"), str) else ""
+        event_id = body.get("event_id") if isinstance(body.get("event_id"), str) else ""
+        if not user_id:
             return
-        user_id = str(event.get("user") or "")
-        if user_id:
-            service.slack.publish_home(user_id, service.home_view(user_id))
+
+        def work() -> None:
+            if service.first_delivery(event_id):
+                service.slack.publish_home(user_id, service.home_view(user_id))
+
+        service.background(work)

@@ -6,14 +6,16 @@ from slack_bolt import Ack, App
 from bot import views
 from bot.commands import REASON_MAX
 
+from .payload import dig, text, user_id
+
 
 def register(app: App, service) -> None:
     @app.view(views.REQUEST_MODAL)
     def submit_request(ack: Ack, body: dict, view: dict) -> None:
-        values = (view.get("state") or {}).get("values") or {}
-        option = ((values.get("group") or {}).get("value") or {}).get("selected_option") or {}
-        group_id = str(option.get("value") or "")
-        reason = str(((values.get("reason") or {}).get("value") or {}).get("value") or "")
+        values = dig(view, "state", "values")
+        group_id = text(values, "group", "value", "selected_option", "value", limit=65)
+        reason = dig(values, "reason", "value", "value")
+        reason = reason if isinstance(reason, str) else ""
         if not group_id or len(group_id) > 64:
             ack(response_action="errors", errors={"group": "Choose a group."})
             return
@@ -21,6 +23,12 @@ def register(app: App, service) -> None:
             ack(response_action="errors", errors={"reason": f"Keep the reason under {REASON_MAX} characters."})
             return
         ack()
-        user_id = str((body.get("user") or {}).get("id", ""))
-        reply = service.submit_form(user_id, group_id, reason)
-        service.slack.dm(user_id, reply.text, reply.blocks)
+        who = user_id(body, "user", "id")
+        if who is None:
+            return
+
+        def work() -> None:
+            reply = service.submit_form(who, group_id, reason)
+            service.slack.dm(who, reply.text, reply.blocks)
+
+        service.background(work)

@@ -842,13 +842,13 @@ def test_add_members_retried_after_lost_response_is_idempotent(sandbox, client):
     assert [g["id"] for g in sandbox.get_user(ALEX)["groups"]].count(DATA_ANALYST_ID) == 1
 
 
-def test_put_and_delete_retried(sandbox, client):
+def test_update_starts_over_with_a_fresh_get_and_delete_is_retried(sandbox, client):
     sandbox.add_fault(Fault(method="PUT", status=503, times=1))
     sandbox.add_fault(Fault(method="DELETE", status=504, times=1))
     client.request_password_reset(SAM)
     client.remove_members(VIEWER_ID, [JO])
     assert [(c.method, c.status) for c in sandbox.calls] == [
-        ("GET", 200), ("PUT", 503), ("PUT", 200), ("DELETE", 504), ("DELETE", 200)]
+        ("GET", 200), ("PUT", 503), ("GET", 200), ("PUT", 200), ("DELETE", 504), ("DELETE", 200)]
     assert sandbox.get_user(SAM)["actions"] == ["UPDATE_PASSWORD"]
     assert JO not in sandbox.group_member_ids(VIEWER_ID)
 
@@ -1424,3 +1424,26 @@ def test_normalize_group_name():
     assert normalize_group_name("\u201cViewer\u201d") == "viewer"
     assert normalize_group_name("'Viewer\"") == "'viewer\""  # mismatched quotes are kept
     assert normalize_group_name("") == ""
+
+
+def test_reset_put_that_landed_but_lost_its_answer_is_not_sent_again(sandbox, client):
+    sandbox.add_fault(Fault(method="PUT", status=503, after_handle=True, times=1))
+    client.request_password_reset(SAM)
+    assert len(sandbox.writes("PUT")) == 1
+    assert sandbox.get_user(SAM)["actions"] == ["UPDATE_PASSWORD"]
+
+
+def test_update_retry_does_not_undo_a_change_made_meanwhile(sandbox, client):
+    """A PUT that failed is not resent with its old body: an admin's change in between survives."""
+    sandbox.add_fault(Fault(method="PUT", status=503, times=1))
+
+    def admin_disables_sam(method, path, status, duration_ms, error_code):
+        if method == "PUT" and status == 503:
+            body = {**client.put_body(sandbox.get_user(SAM)), "enabled": False}
+            auth = {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()}
+            assert sandbox.handle("PUT", f"/v1/users/{SAM}", {}, auth, json.dumps(body).encode())[0] == 200
+
+    client.on_call = admin_disables_sam
+    client.request_password_reset(SAM)
+    after = sandbox.get_user(SAM)
+    assert after["enabled"] is False and "UPDATE_PASSWORD" in after["actions"]

@@ -1,0 +1,38 @@
+"""Defensive reading of Slack payloads: a signed payload can still be oddly shaped; never raise."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_REQUEST_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,40}$")
+
+
+def dig(data: Any, *path: str | int) -> Any:
+    """``data[path[0]][path[1]]…`` or ``None`` where any step is missing or of the wrong type."""
+    for step in path:
+        if isinstance(step, int):
+            if not isinstance(data, list) or len(data) <= step:
+                return None
+        elif not isinstance(data, dict):
+            return None
+        data = data[step]
+    return data
+
+
+def text(data: Any, *path: str | int, limit: int = 4000) -> str:
+    """A string at ``path`` (``""`` when missing or not a string), capped at ``limit`` characters."""
+    value = dig(data, *path)
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def user_id(data: Any, *path: str | int) -> str | None:
+    """A Slack user ID at ``path``, or ``None`` when absent or malformed."""
+    value = text(data, *path, limit=64)
+    return value if _USER_ID.match(value) else None
+
+
+def request_id(body: Any) -> str | None:
+    """The access request ID carried in the first action's ``value`` (a UUID), or ``None``."""
+    value = text(body, "actions", 0, "value", limit=64)
+    return value if _REQUEST_ID.match(value) else None
