@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import views
@@ -304,6 +304,22 @@ class AccessService:
         manager = manager or self.policy.managers.get(user_id)
         return None if manager == user_id else manager
 
+    def is_privileged(self, group: Group | None) -> bool:
+        """Organization Admin, or any group that grants ``AdministerUsers`` (whoever holds it can give
+        themselves every other permission): two approvals at least, never auto-approved, and approved only
+        by Organization Admin members in Polaris."""
+        if group is None:
+            return False
+        return group.name.lower() == ORG_ADMIN.lower() or any(p.name == "AdministerUsers" for p in group.permissions)
+
+    def _request_group(self, req: AccessRequest) -> Group | None:
+        if req.kind == RESET_PASSWORD or not req.group_id:
+            return None
+        group = self.catalog.by_id(req.group_id)
+        if group is None and req.group_name:
+            group = Group(id=req.group_id, name=req.group_name)
+        return group
+
     def approver_ids(self, req: AccessRequest, memo: dict[str, list[str]] | None = None) -> set[str]:
         """Who may decide ``req`` now: the rule's user IDs, members of its Slack user groups
         (``usergroups.users.list``, read now) and the requester's manager; the environment's APPROVERS and
@@ -411,6 +427,9 @@ class AccessService:
     def _submit(self, kind: str, requester: SlackIdentity, *, email: str, target_slack_id: str | None, first: str,
                 last: str, group: Group | None, reason: str) -> Reply:
         rule = self.rule_for(group.name if group else None)
+        privileged = self.is_privileged(group)
+        approvals = max(rule.approvals, 2) if privileged else rule.approvals
+        auto = rule.auto_approve and kind == JOIN and approvals == 1 and not privileged
         reason = clean(reason, REASON_MAX)
         if rule.reason_required and len(reason) < max(1, rule.reason_min_length):
             need = f" of at least {rule.reason_min_length} characters" if rule.reason_min_length > 1 else ""
@@ -423,7 +442,7 @@ class AccessService:
             requester_email=(requester.email or "").lower() or None, target_email=email,
             target_slack_id=target_slack_id, target_first_name=clean(first, 200), target_last_name=clean(last, 200),
             group_id=group.id if group else None, group_name=group.name if group else None,
-            reason=reason, approvals_required=rule.approvals, manager_id=manager,
+            reason=reason, approvals_required=approvals, manager_id=manager,
             created_at=now, updated_at=now, expires_at=now + dt.timedelta(seconds=rule.ttl),
             post_attempts=0, card_stale=False, attempts=0)
         with self.db.session() as s:
@@ -432,7 +451,7 @@ class AccessService:
                               detail=f"{kind} {group.name if group else ''}".strip())
         posted = self.post_card(req.id)
         what = views.kind_phrase(req)
-        if rule.auto_approve:
+        if auto:
             self.auto_approve(req.id)
             return Reply(f":white_check_mark: Your request for {what} is approved by policy and is being applied "
                          f"(request `{req.id[:8]}`). Approvers are informed in <#{self.settings.approval_channel}>.")
@@ -515,7 +534,8 @@ class AccessService:
             self.slack.update(req.approval_channel, req.approval_ts, text, blocks, request_id=req.id)
         except SlackError as e:
             log.warning("approval card %s not updated: %s", req.id, e.error)
-            self._set(req.id, card_stale=True)
+            gone = e.error in ("message_not_found", "channel_not_found", "cant_update_message", "is_archived")
+            self._set(req.id, card_stale=not gone)  # a deleted card cannot be fixed by retrying
             return False
         with self.db.session() as s:
             s.execute(update(AccessRequest).where(AccessRequest.id == req.id, AccessRequest.updated_at == req.updated_at)
@@ -554,13 +574,14 @@ class AccessService:
         identity = self.slack.identity(actor_id)
         if not identity.exists or identity.deleted or identity.is_bot or identity.is_guest:
             return "Your Slack account cannot decide access requests (deactivated, guest or bot)."
-        if (req.group_name or "").lower() == ORG_ADMIN.lower():
+        if self.is_privileged(self._request_group(req)) or (req.group_name or "").lower() == ORG_ADMIN.lower():
             if not identity.email:
                 return f"Only {ORG_ADMIN} members in Polaris can approve this, and your Slack profile has no email."
+            admins = self.catalog.by_name(ORG_ADMIN)
             with audit_context(actor_id, req.id):
                 mine = self.polaris.find_user_by_email(identity.email)
-            if mine is None or not mine.enabled or req.group_id not in mine.group_ids:
-                return f"Only members of {ORG_ADMIN} in Polaris can approve adding someone to it."
+            if admins is None or mine is None or not mine.enabled or admins.id not in mine.group_ids:
+                return f"Only members of {ORG_ADMIN} in Polaris can approve access that administers users."
         return None
 
     def decide(self, request_id: str, actor_id: str, approve: bool) -> str | None:
@@ -583,6 +604,16 @@ class AccessService:
             why = f"I could not check your authority right now ({getattr(e, 'plain', lambda: str(e))()}); try again."
         if why:
             return self._refuse(actor_id, req.id, why, f"{verb}: {why}")
+        stale: list[str] = []
+        if approve and req.approvals_required > 1:
+            # Earlier approvals count only if their approvers still have the authority now.
+            with self.db.session() as s:
+                prior = list(s.scalars(select(Approval.approver_id).where(Approval.request_id == req.id)))
+            try:
+                stale = [a for a in prior if a != actor_id and self.authority(a, req) is not None]
+            except (PolarisError, SlackError):
+                return self._refuse(actor_id, req.id, "I could not re-check the earlier approvals right now; try again.",
+                                    "approve: earlier approvals not re-checkable")
         message: str | None = None
         with self.db.session() as s:
             # Take the row (a write lock on both databases) and check it is still pending and not expired.
@@ -604,6 +635,10 @@ class AccessService:
                     s.rollback()
                     return self._refuse(actor_id, req.id, "You already approved this request; it needs another approver.",
                                         "second approval by the same person")
+                for gone in stale:
+                    s.execute(delete(Approval).where(Approval.request_id == req.id, Approval.approver_id == gone))
+                    self.audit.record(gone, "approval.revoked", request_id=req.id, session=s, outcome="refused",
+                                      detail="approver no longer has the authority")
                 s.add(Approval(request_id=req.id, approver_id=actor_id, created_at=now))
                 s.flush()
                 count = s.scalar(select(func.count()).select_from(Approval).where(Approval.request_id == req.id))
@@ -642,8 +677,12 @@ class AccessService:
         req = self.get(request_id)
         if req is None:
             return self._refuse(actor_id, None, "That request no longer exists.", "retry unknown request")
-        if actor_id not in self.settings.deciders:
-            return self._refuse(actor_id, req.id, "Only approvers and admins can retry a request.", "retry by non-approver")
+        try:
+            why = self.authority(actor_id, req)
+        except (PolarisError, SlackError):
+            why = "I could not check your authority right now; try again."
+        if why:
+            return self._refuse(actor_id, req.id, why, f"retry: {why}")
         with self.db.session() as s:
             changed = s.execute(update(AccessRequest).where(AccessRequest.id == req.id, AccessRequest.state == FAILED)
                                 .values(state=APPROVED, attempts=0, next_attempt_at=None, updated_at=self.clock(),
@@ -715,8 +754,13 @@ class AccessService:
         """Apply one approved request in Polaris if this worker can claim it. True when it ended applied.
 
         Idempotent: safe to run again after a crash at any point."""
-        with self.claims.hold(request_id) as got:
-            if not got:
+        target = self.get(request_id)
+        if target is None:
+            return False
+        # One claim per request, and one per Polaris user: two requests never change the same user at once
+        # (a password reset's GET-change-PUT would otherwise erase a membership added in between).
+        with self.claims.hold(request_id) as got, self.claims.hold(f"user:{target.target_email.lower()}") as got_user:
+            if not (got and got_user):
                 return False
             req = self.get(request_id)  # fresh, under the claim
             now = self.clock()
@@ -749,6 +793,7 @@ class AccessService:
         plain = error.plain()
         if error.transient and attempts < self.settings.polaris_max_attempts:
             delay = min(APPLY_BACKOFF_MAX, APPLY_BACKOFF_BASE * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
+            delay = max(delay, min(error.retry_after or 0.0, 3600.0))  # Polaris asked us to wait longer
             self._set(req.id, next_attempt_at=now + dt.timedelta(seconds=delay), claimed_by=None,
                       outcome=f"{plain}; will retry (attempt {attempts} of {self.settings.polaris_max_attempts})")
             self.audit.record("bot", "apply.retry_later", request_id=req.id, outcome="error",

@@ -129,7 +129,8 @@ def core(settings, db):
 
     c = entry.build_core(settings, db=db)
     c.polaris.backoff_initial, c.polaris.backoff_max = 0.01, 0.05
-    return c
+    yield c
+    c.service.drain()  # background work finishes before the stand-ins stop
 
 
 @pytest.fixture

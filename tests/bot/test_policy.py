@@ -70,6 +70,8 @@ def test_policy_file_rules_and_defaults(tmp_path):
     ("[managers]\nU0A1 = 'bob'\n", 2, "[managers] entries"),
     ("colour = 'blue'\n", 1, "unknown section or key"),
     ("manager_field = 'nope'\n", 1, "manager_field"),
+    ("[groups.'Organization Admin']\napprovers = ['U0A1', 'U0A2']\napprovals = 1\n", 3, "at least two approvals"),
+    ("[groups.'organization admin']\nauto_approve = true\n", 2, "cannot both"),
 ])
 def test_policy_errors_name_the_line(tmp_path, text, line, words):
     path = write(tmp_path, text)
@@ -202,3 +204,14 @@ def test_policy_command_for_admins_only(policy_service, groups):
     assert "Only admins" in policy_service.handle_command(APPROVER, "policy").text
     text = str(policy_service.handle_command(ADMIN, "policy").blocks)
     assert "Viewer" in text and "auto-approved" in text and "Password resets" in text and "2 approvals" in text
+
+
+def test_default_auto_approve_never_reaches_privileged_groups_or_resets(core, db, tmp_path, sandbox, slack, groups):
+    service = core.service
+    service.policy = load_policy(write(tmp_path, "[defaults]\nauto_approve = true\n"))
+    sandbox.create_user("oscar@example.com", groups=[groups["Viewer"]])
+    assert "went to the approvers" in service.handle_command(REQUESTER, "request Organization Admin").text
+    assert "went to the approvers" in service.handle_command(REQUESTER, "reset-password oscar@example.com").text
+    assert "went to the approvers" in service.handle_command(REQUESTER, "invite new@example.com Viewer").text
+    assert [r.state for r in requests_(db)] == [PENDING, PENDING, PENDING]
+    assert requests_(db)[0].approvals_required == 2

@@ -421,3 +421,75 @@ def test_slack_rate_limit_on_card_post_is_retried(service, db, slack, groups):
     reply = service.handle_command(REQUESTER, "request Viewer")
     assert "went to the approvers" in reply.text
     assert only_request(db).approval_ts
+
+
+def test_custom_group_granting_administer_users_is_treated_like_organization_admin(service, db, sandbox, groups):
+    sandbox.create_group("Break Glass", [{"name": "AdministerUsers"}])
+    service.catalog.invalidate()
+    erin = sandbox.find_user("erin@example.com")
+    sandbox.handle("PUT", f"/v1/users/{erin['id']}", {}, {"Authorization": f"Basic {sandbox_key()}"},
+                   b'{"username": "erin@example.com", "groups": [{"id": "%s"}]}' % groups["Viewer"].encode())
+    service.handle_command(REQUESTER, "request Break Glass incident")
+    req = only_request(db)
+    assert req.approvals_required == 2
+    assert "Only members of Organization Admin" in service.decide(req.id, APPROVER2, approve=True)
+    assert "1 of 2" in service.decide(req.id, APPROVER, approve=True)
+    assert service.get(req.id).state == PENDING
+
+
+def test_earlier_approval_stops_counting_when_its_approver_loses_authority(service, db, sandbox, slack, groups):
+    service.settings = make_settings(sandbox, slack, db.url, approvers=frozenset({APPROVER, APPROVER2, OTHER}))
+    sandbox.create_user("oscar@example.com", "Oscar", "Tester", groups=[groups["Organization Admin"]])
+    service.handle_command(REQUESTER, "request Organization Admin")
+    req = only_request(db)
+    assert "1 of 2" in service.decide(req.id, APPROVER, approve=True)
+    service.settings = make_settings(sandbox, slack, db.url, approvers=frozenset({APPROVER2, OTHER}))  # bob removed
+    assert "1 of 2" in service.decide(req.id, APPROVER2, approve=True)
+    assert service.get(req.id).state == PENDING
+    assert ("U0BOB", "approval.revoked", "refused") in audit_actions(db, req.id)
+    assert service.decide(req.id, OTHER, approve=True) is None
+    assert service.get(req.id).state == APPROVED
+
+
+def test_reset_and_membership_for_the_same_user_never_interleave(service, db, sandbox, groups):
+    sandbox.create_user("alice@example.com", "Alice", "Tester", groups=[groups["Viewer"]], actions=[])
+    service.handle_command(REQUESTER, "reset-password")
+    service.handle_command(REQUESTER, "request Data Analyst")
+    with db.session() as s:
+        ids = [r.id for r in s.scalars(select(AccessRequest).order_by(AccessRequest.created_at))]
+    for rid in ids:
+        service.decide(rid, APPROVER, approve=True)
+    sandbox.add_fault(Fault(method="POST", path=r"/members$", delay=0.4, times=1))
+    sandbox.add_fault(Fault(method="PUT", delay=1.0, times=1))
+    threads = [threading.Thread(target=service.apply, args=(rid,)) for rid in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    service.run_due()  # whichever was skipped while the other held the user
+    user = sandbox.find_user("alice@example.com")
+    assert {g["id"] for g in user["groups"]} == {groups["Viewer"], groups["Data Analyst"]}
+    assert "UPDATE_PASSWORD" in user["actions"]
+    assert [service.get(rid).state for rid in ids] == [APPLIED, APPLIED]
+
+
+def test_retry_needs_current_authority(service, db, sandbox, slack, groups):
+    service.settings = make_settings(sandbox, slack, db.url, approvers=frozenset({APPROVER, GONE}))
+    service.handle_command(REQUESTER, "request Viewer")
+    req = only_request(db)
+    service._set(req.id, state=FAILED, outcome="x")
+    assert "cannot decide" in service.retry(req.id, GONE)
+    assert "your own request" in service.retry(req.id, REQUESTER)
+    assert service.get(req.id).state == FAILED
+
+
+def test_apply_backoff_honours_retry_after(service, db, sandbox, groups):
+    service.handle_command(REQUESTER, "request Viewer")
+    req = only_request(db)
+    service.decide(req.id, APPROVER, approve=True)
+    sandbox.add_fault(Fault(method="GET", status=429, retry_after=600, times=None))
+    service.polaris.retry_seconds = 0.2
+    service.run_due()
+    req = service.get(req.id)
+    assert req.state == APPROVED
+    assert (req.next_attempt_at - service.clock()).total_seconds() > 500
