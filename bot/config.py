@@ -59,8 +59,11 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """The secret values of this configuration (for the log redaction filter); empty ones left out."""
+        import base64
+
+        basic = base64.b64encode(f"{self.polaris_api_key}:".encode()).decode() if self.polaris_api_key else ""
         return [s for s in (self.slack_bot_token, self.slack_signing_secret, self.polaris_api_key,
-                            self.slack_app_token) if s]
+                            self.slack_app_token, basic) if s]
 
 
 def _required(env: Mapping[str, str], name: str) -> str:

@@ -94,16 +94,25 @@ class AccessRequest(Base):
     polaris_user_id: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str | None] = mapped_column(Text)
     applied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    open_key: Mapped[str | None] = mapped_column(String(400))
+    notified_state: Mapped[str | None] = mapped_column(String(12))
 
     __table_args__ = (
         Index("ix_access_requests_requester_state", "requester_id", "state"),
         Index("ix_access_requests_state_expires", "state", "expires_at"),
         Index("ix_access_requests_state_next", "state", "next_attempt_at"),
+        Index("ix_access_requests_state_updated", "state", "updated_at"),
+        UniqueConstraint("open_key", name="uq_access_requests_open_key"),
     )
 
     @property
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
+
+    @staticmethod
+    def make_open_key(email: str, group_id: str | None) -> str:
+        """The key that makes at most one open request per person and group (or password reset)."""
+        return f"{email.lower()}|{group_id or 'reset'}"
 
 
 class Approval(Base):

@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import views
 from .audit import AuditLog, audit_context
+from .redact import redact
 from .claims import Claims
 from .commands import Command, Target, UsageError, clean, parse, split_group_and_reason, REASON_MAX
 from .config import Settings
@@ -124,7 +125,7 @@ class AccessService:
             return Reply(f":warning: {views.esc(e)}")  # messages quote what people typed: escaped here, once
         except PolarisError as e:
             log.warning("command %r failed in Polaris: %s", shown[:40], e)
-            return Reply(f":warning: {views.esc(e.plain())}. Nothing was changed.")
+            return Reply(f":warning: {views.esc(redact(e.plain()))}. Nothing was changed.")
         except SlackError as e:
             log.warning("command failed in Slack: %s", e)
             return Reply(":warning: Slack did not answer a lookup I needed; please try again in a moment.")
@@ -443,12 +444,16 @@ class AccessService:
             target_slack_id=target_slack_id, target_first_name=clean(first, 200), target_last_name=clean(last, 200),
             group_id=group.id if group else None, group_name=group.name if group else None,
             reason=reason, approvals_required=approvals, manager_id=manager,
+            open_key=AccessRequest.make_open_key(email, group.id if group else None),
             created_at=now, updated_at=now, expires_at=now + dt.timedelta(seconds=rule.ttl),
             post_attempts=0, card_stale=False, attempts=0)
-        with self.db.session() as s:
-            s.add(req)
-            self.audit.record(requester.id, "request.created", request_id=req.id, target=email, session=s,
-                              detail=f"{kind} {group.name if group else ''}".strip())
+        try:
+            with self.db.session() as s:
+                s.add(req)
+                self.audit.record(requester.id, "request.created", request_id=req.id, target=email, session=s,
+                                  detail=f"{kind} {group.name if group else ''}".strip())
+        except IntegrityError:  # the same request, at the same moment, from another click or process
+            raise UsageError("There is already an open request for that; see `/polaris status`.") from None
         posted = self.post_card(req.id)
         what = views.kind_phrase(req)
         if auto:
@@ -542,10 +547,17 @@ class AccessService:
                       .values(card_stale=False))
         return True
 
-    def notify_requester(self, req: AccessRequest) -> None:
-        self.slack.dm(req.requester_id, views.requester_update(req), request_id=req.id)
+    def notify_requester(self, req: AccessRequest) -> bool:
+        """DM the requester the request's current state (and the person it is for, when it ends). Records
+        the state told, so the worker resends a DM Slack did not take. True when the requester got it."""
+        ok = self.slack.dm(req.requester_id, views.requester_update(req), request_id=req.id)
+        if ok:
+            with self.db.session() as s:
+                s.execute(update(AccessRequest).where(AccessRequest.id == req.id, AccessRequest.state == req.state)
+                          .values(notified_state=req.state))
         if req.target_slack_id and req.target_slack_id != req.requester_id and req.state in (APPLIED, DENIED):
             self.slack.dm(req.target_slack_id, f"For your information: {views.requester_update(req)}", request_id=req.id)
+        return ok
 
     # ------------------------------------------------------------------------------- decisions
     def get(self, request_id: str) -> AccessRequest | None:
@@ -626,7 +638,7 @@ class AccessService:
                 return self._refuse(actor_id, req.id, self._already(current), f"{verb} lost the race")
             if not approve:
                 s.execute(update(AccessRequest).where(AccessRequest.id == req.id)
-                          .values(state=DENIED, decided_by=actor_id, decided_at=now, updated_at=now))
+                          .values(state=DENIED, decided_by=actor_id, decided_at=now, updated_at=now, open_key=None))
                 self.audit.record(actor_id, "decision.deny", request_id=req.id, target=req.target_email, session=s)
             else:
                 already = s.scalar(select(Approval.id).where(Approval.request_id == req.id,
@@ -683,15 +695,20 @@ class AccessService:
             why = "I could not check your authority right now; try again."
         if why:
             return self._refuse(actor_id, req.id, why, f"retry: {why}")
-        with self.db.session() as s:
-            changed = s.execute(update(AccessRequest).where(AccessRequest.id == req.id, AccessRequest.state == FAILED)
-                                .values(state=APPROVED, attempts=0, next_attempt_at=None, updated_at=self.clock(),
-                                        outcome=f"Retry requested by approver")).rowcount
-            if not changed:
-                s.rollback()
-                return self._refuse(actor_id, req.id, f"Only a failed request can be retried; this one is "
-                                    f"{views.STATE_LABEL.get(req.state, req.state).lower()}.", "retry on non-failed")
-            self.audit.record(actor_id, "decision.retry", request_id=req.id, target=req.target_email, session=s)
+        try:
+            with self.db.session() as s:
+                changed = s.execute(update(AccessRequest).where(AccessRequest.id == req.id, AccessRequest.state == FAILED)
+                                    .values(state=APPROVED, attempts=0, next_attempt_at=None, updated_at=self.clock(),
+                                            outcome="Retry requested by an approver",
+                                            open_key=AccessRequest.make_open_key(req.target_email, req.group_id))).rowcount
+                if not changed:
+                    s.rollback()
+                    return self._refuse(actor_id, req.id, f"Only a failed request can be retried; this one is "
+                                        f"{views.STATE_LABEL.get(req.state, req.state).lower()}.", "retry on non-failed")
+                self.audit.record(actor_id, "decision.retry", request_id=req.id, target=req.target_email, session=s)
+        except IntegrityError:
+            return self._refuse(actor_id, req.id, "A newer request for the same access is already open; decide that one.",
+                                "retry: newer open request")
         self.refresh_card(req.id)
         self.wake()
         return "Retrying it now."
@@ -702,7 +719,7 @@ class AccessService:
         with self.db.session() as s:
             changed = s.execute(update(AccessRequest).where(
                 AccessRequest.id == request_id, AccessRequest.state == PENDING, AccessRequest.expires_at <= now)
-                .values(state=EXPIRED, updated_at=now)).rowcount
+                .values(state=EXPIRED, updated_at=now, open_key=None)).rowcount
             if changed:
                 self.audit.record("bot", "request.expired", request_id=request_id, session=s)
         if changed:
@@ -722,6 +739,11 @@ class AccessService:
                 AccessRequest.state == PENDING, AccessRequest.approval_ts.is_(None)).limit(limit)))
             stale = list(s.scalars(select(AccessRequest.id).where(
                 AccessRequest.card_stale.is_(True), AccessRequest.approval_ts.is_not(None)).limit(limit)))
+            untold = list(s.scalars(select(AccessRequest.id).where(
+                AccessRequest.state.in_((APPROVED, APPLIED, FAILED, DENIED, EXPIRED)),
+                AccessRequest.updated_at.between(now - dt.timedelta(days=1), now - dt.timedelta(seconds=20)),
+                or_(AccessRequest.notified_state.is_(None), AccessRequest.notified_state != AccessRequest.state))
+                .limit(limit)))
             due = list(s.scalars(select(AccessRequest.id).where(
                 AccessRequest.state == APPROVED,
                 or_(AccessRequest.next_attempt_at.is_(None), AccessRequest.next_attempt_at <= now))
@@ -735,6 +757,10 @@ class AccessService:
                     self.slack.dm(req.requester_id, views.requester_update(req), request_id=rid)
         for rid in stale:
             self._safely(self.refresh_card, rid)
+        for rid in untold:
+            req = self.get(rid)
+            if req is not None and req.notified_state != req.state:
+                self._safely(self.notify_requester, req)
         applied = 0
         for rid in due:
             if stop is not None and stop.is_set():
@@ -780,7 +806,7 @@ class AccessService:
             with self.db.session() as s:
                 s.execute(update(AccessRequest).where(AccessRequest.id == req.id, AccessRequest.state == APPROVED)
                           .values(state=APPLIED, outcome=outcome, polaris_user_id=polaris_user_id,
-                                  applied_at=self.clock(), updated_at=self.clock(), claimed_by=None))
+                                  applied_at=self.clock(), updated_at=self.clock(), claimed_by=None, open_key=None))
                 self.audit.record("bot", "apply.done", request_id=req.id, target=req.target_email, detail=outcome,
                                   session=s)
         self.refresh_card(req.id)
@@ -795,7 +821,7 @@ class AccessService:
             delay = min(APPLY_BACKOFF_MAX, APPLY_BACKOFF_BASE * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
             delay = max(delay, min(error.retry_after or 0.0, 3600.0))  # Polaris asked us to wait longer
             self._set(req.id, next_attempt_at=now + dt.timedelta(seconds=delay), claimed_by=None,
-                      outcome=f"{plain}; will retry (attempt {attempts} of {self.settings.polaris_max_attempts})")
+                      outcome=redact(f"{plain}; will retry (attempt {attempts} of {self.settings.polaris_max_attempts})"))
             self.audit.record("bot", "apply.retry_later", request_id=req.id, outcome="error",
                               detail=f"{error.code} {error.status}; next in {delay:.0f}s")
             self.refresh_card(req.id)
@@ -805,7 +831,7 @@ class AccessService:
                       "permission", error.status, error.code)
         with self.db.session() as s:
             s.execute(update(AccessRequest).where(AccessRequest.id == req.id, AccessRequest.state == APPROVED)
-                      .values(state=FAILED, outcome=plain, updated_at=now, claimed_by=None))
+                      .values(state=FAILED, outcome=redact(plain), updated_at=now, claimed_by=None, open_key=None))
             self.audit.record("bot", "apply.failed", request_id=req.id, target=req.target_email, outcome="error",
                               detail=f"{error.code} {error.status}: {error.message}", session=s)
         self.refresh_card(req.id)

@@ -493,3 +493,58 @@ def test_apply_backoff_honours_retry_after(service, db, sandbox, groups):
     req = service.get(req.id)
     assert req.state == APPROVED
     assert (req.next_attempt_at - service.clock()).total_seconds() > 500
+
+
+def test_identical_requests_at_the_same_moment_make_one(service, db, sandbox, groups):
+    service._check_duplicate = lambda *a: None  # as if both passed the friendly check at the same time
+    replies = []
+    barrier = threading.Barrier(6)
+
+    def ask():
+        barrier.wait()
+        replies.append(service.handle_command(REQUESTER, "request Viewer").text)
+
+    threads = [threading.Thread(target=ask) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert only_request_count(db) == 1
+    assert sum("went to the approvers" in r for r in replies) == 1
+    assert sum("already an open request" in r for r in replies) == 5
+
+
+def test_a_dm_slack_did_not_take_is_sent_again(service, db, sandbox, slack, groups):
+    service.handle_command(REQUESTER, "request Viewer")
+    req = only_request(db)
+    slack.fail_next("chat.postMessage", status=200, error="fatal_error", times=1)
+    service.decide(req.id, APPROVER, approve=False)
+    assert service.get(req.id).notified_state is None
+    assert not any("denied" in t for t in dms(slack, REQUESTER))
+    later = service.clock() + dt.timedelta(minutes=1)
+    service.clock = lambda: later
+    service.run_due()
+    assert any("denied" in t for t in dms(slack, REQUESTER))
+    assert service.get(req.id).notified_state == DENIED
+    service.run_due()
+    assert sum("denied" in t for t in dms(slack, REQUESTER)) == 1
+
+
+def test_polaris_error_text_echoing_the_key_is_redacted(service, db, sandbox, slack, groups):
+    import base64
+
+    from bot.sandbox import SANDBOX_API_KEY
+
+    echoed = f"bad auth {SANDBOX_API_KEY} / {base64.b64encode(f'{SANDBOX_API_KEY}:'.encode()).decode()}"
+    service.handle_command(REQUESTER, "request Viewer")
+    req = only_request(db)
+    service.decide(req.id, APPROVER, approve=True)
+    sandbox.add_fault(Fault(method="GET", path=r"^/v1/users$", status=400,
+                            body=('{"code": "BadArgument", "message": "%s"}' % echoed).encode()))
+    service.run_due()
+    req = service.get(req.id)
+    assert req.state == FAILED
+    payloads = str([slack.messages, slack.calls]) + str(req.outcome) + str(
+        [(r.detail, r.target) for r in service.audit.for_request(req.id)])
+    assert SANDBOX_API_KEY not in payloads
+    assert base64.b64encode(f"{SANDBOX_API_KEY}:".encode()).decode() not in payloads
