@@ -1,6 +1,7 @@
 """Tests for bot.config: ``load_settings(env)`` validation, defaults, and secrets kept out of ``repr``."""
 from __future__ import annotations
 
+import base64
 import dataclasses
 import sys
 from pathlib import Path
@@ -263,14 +264,17 @@ def test_repr_contains_no_secret():
     assert "C012ABCDEF" in repr(s)  # repr still useful
 
 
+BASIC = base64.b64encode(f"{API_KEY}:".encode()).decode()  # the Authorization credential the client sends
+
+
 def test_secrets_lists_all_secret_values():
     s = load_settings(env(SLACK_APP_TOKEN=APP_TOKEN))
-    assert sorted(s.secrets()) == sorted([BOT_TOKEN, SIGNING, API_KEY, APP_TOKEN])
+    assert sorted(s.secrets()) == sorted([BOT_TOKEN, SIGNING, API_KEY, APP_TOKEN, BASIC])
 
 
 def test_secrets_leaves_out_empty():
     s = load_settings(BASE)
-    assert sorted(s.secrets()) == sorted([BOT_TOKEN, SIGNING, API_KEY])
+    assert sorted(s.secrets()) == sorted([BOT_TOKEN, SIGNING, API_KEY, BASIC])
     assert None not in s.secrets() and "" not in s.secrets()
 
 
