@@ -20,6 +20,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from sqlalchemy.exc import OperationalError
+
 from bot import redact
 from bot.audit import AuditLog
 from bot.config import ConfigError, Settings, load_settings
@@ -80,27 +82,38 @@ def build_bolt_app(core: Core, *, listener_threads: int = 16):
 
 class Health:
     """``GET /healthz``: 200 when the database answers (503 when not), with Polaris's state in the body:
-    ``ok``, ``unauthorized`` (the API key was refused) or ``unreachable``. Polaris is probed at most every
-    ``ttl`` seconds. The body never carries a secret."""
+    ``ok``, ``unauthorized`` (the API key was refused), ``unreachable``, or ``unknown`` before the first
+    probe. Polaris is probed in the background at most every ``ttl`` seconds with one short call, so the
+    answer is immediate even when Polaris hangs. The body never carries a secret."""
 
     def __init__(self, core: Core, ttl: float = 30.0):
         self.core, self.ttl = core, ttl
-        self._state, self._at = "unknown", 0.0
+        self._state, self._at = "unknown", -1e9
         self._lock = threading.Lock()
+        self._probing = False
+        self._probe_client = PolarisClient(core.settings.polaris_api_url, core.settings.polaris_api_key,
+                                           timeout=(2.0, 3.0), max_attempts=1) if core.settings.polaris_api_url else None
 
-    def polaris_state(self) -> str:
-        with self._lock:
-            if time.monotonic() - self._at < self.ttl:
-                return self._state
+    def _probe(self) -> None:
         try:
-            self.core.polaris.list_permissions()
+            self._probe_client.list_permissions()
             state = "ok"
         except PolarisAuthError:
             state = "unauthorized"
+            log.error("Polaris refused the API key (check POLARIS_API_KEY and its AdministerUsers permission)")
         except PolarisError:
             state = "unreachable"
         with self._lock:
-            self._state, self._at = state, time.monotonic()
+            self._state, self._at, self._probing = state, time.monotonic(), False
+
+    def polaris_state(self) -> str:
+        with self._lock:
+            due = time.monotonic() - self._at >= self.ttl and not self._probing and self._probe_client is not None
+            if due:
+                self._probing = True
+            state = self._state
+        if due:
+            threading.Thread(target=self._probe, name="health-probe", daemon=True).start()
         return state
 
     def __call__(self) -> tuple[int, dict]:
@@ -152,9 +165,10 @@ def cmd_migrate(_args) -> int:
 
 def cmd_serve(args) -> int:
     settings = load_settings()
+    # Checked before gunicorn is imported: gunicorn reads WEB_CONCURRENCY itself and fails with a traceback.
+    workers, threads = _whole(os.environ, "WEB_CONCURRENCY", 2), _whole(os.environ, "GUNICORN_THREADS", 8)
     from gunicorn.app.base import BaseApplication
 
-    workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
     if settings.database_url.startswith("sqlite") and workers > 1:
         log.warning("SQLite serves one process: running 1 gunicorn worker (use PostgreSQL to run more)")
         workers = 1
@@ -164,7 +178,7 @@ def cmd_serve(args) -> int:
             self.cfg.set("bind", f"{args.host}:{settings.port}")
             self.cfg.set("workers", workers)
             self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", int(os.environ.get("GUNICORN_THREADS", "8")))
+            self.cfg.set("threads", threads)
             self.cfg.set("timeout", 30)
             self.cfg.set("graceful_timeout", 25)
             self.cfg.set("accesslog", None)
@@ -173,6 +187,7 @@ def cmd_serve(args) -> int:
         def load(self):
             return build_serving_app(settings)
 
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     core = build_core(settings)
     _check_schema(core.db)
     core.db.dispose()
@@ -181,6 +196,15 @@ def cmd_serve(args) -> int:
 
 
 _WORKERS: list[Worker] = []
+
+
+def _whole(env, name: str, default: int) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= 256:
+        raise ConfigError(f"{name} must be a whole number from 1 to 256, got {raw[:20]!r}")
+    return int(raw)
 
 
 def build_serving_app(settings: Settings):
@@ -231,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"configuration error: {e}", file=sys.stderr)
         return 2
+    except OperationalError as e:  # the database did not answer: one line, not two tracebacks
+        reason = str(getattr(e, "orig", e)).strip().splitlines()[0][:300]
+        print(f"database error: cannot use DATABASE_URL ({redact.redact(reason)})", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ straight and curly quotes, control characters and length caps. Anything it canno
 """
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from .polaris import normalize_group_name
 
-TEXT_MAX = 2000
+TEXT_MAX = 4000
 REASON_MAX = 500
 GROUP_MAX = 100
 EMAIL_MAX = 254
@@ -77,7 +78,7 @@ def parse_email(raw: str) -> str:
     try:
         result = validate_email(value, check_deliverability=False)
     except EmailNotValidError as e:
-        raise UsageError(f"`{_quote(value)}` is not a valid email address ({e}).") from None
+        raise UsageError(f"`{_quote(value)}` is not a valid email address ({str(e).rstrip('.')}).") from None
     return result.normalized.lower()
 
 
@@ -156,6 +157,15 @@ def split_group_and_reason(rest: str, group_names: list[str]) -> tuple[str, str]
             if normalize_group_name(candidate) in known:
                 group, reason = candidate, " ".join(words[n:])
                 break
+        else:
+            # No exact name: take the run of leading words that looks most like a known name (a typo such as
+            # "Data Manger" is then reported, with suggestions, as the group it is).
+            best = 0.0
+            for n in range(1, min(len(words), 8) + 1):
+                candidate = normalize_group_name(" ".join(words[:n]))
+                score = max((difflib.SequenceMatcher(None, candidate, k).ratio() for k in known), default=0.0)
+                if score > best + 1e-9:
+                    best, group, reason = score, " ".join(words[:n]), " ".join(words[n:])
     if not group:
         raise UsageError("The group name is empty.")
     if len(group) > GROUP_MAX:

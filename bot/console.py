@@ -48,6 +48,7 @@ class Console:
         self.dispatch, self.slack, self.core, self.out = dispatch, slack, core, out
         self.verifier = SignatureVerifier(signing_secret)
         self.user = "alice"
+        self.echo = True  # repeat each command (useful when input is piped; a terminal shows it already)
         self._seen_msgs: dict[tuple[str, str], int] = {}
         self._seen_responses = 0
         self._seen_ephemerals = 0
@@ -127,8 +128,9 @@ class Console:
                 key = (m["channel"], m["ts"])
                 version = m.get("updates", 0)
                 if self._seen_msgs.get(key) != version:
+                    seen_before = key in self._seen_msgs
                     self._seen_msgs[key] = version
-                    changed.append(dict(m))
+                    changed.append({**m, "_seen_before": seen_before})
         for r in responses + ephemerals:
             self.say(f"[only visible to you] {self.slack.render(r)}")
         for m in changed:
@@ -137,7 +139,7 @@ class Console:
             label = ""
             if m["channel"] == APPROVAL_CHANNEL:
                 label = f" card {[c['ts'] for c in cards].index(m['ts']) + 1}"
-                label += " (updated)" if m.get("updates") else ""
+                label += " (updated)" if m["_seen_before"] else ""
             self.say(f"--- {where}{label} ---\n{self.slack.render(m)}")
 
     def _where(self, channel: str) -> str:
@@ -172,7 +174,8 @@ class Console:
         line = line.strip()
         if not line or line.startswith("#"):
             return True
-        self.say(f"{self.user}> {line}")
+        if self.echo:
+            self.say(f"{self.user}> {line}")
         word, _, rest = line.partition(" ")
         word = word.lower()
         if word in ("quit", "exit"):
@@ -209,6 +212,7 @@ class Console:
         return True
 
     def loop(self, stream: TextIO, interactive: bool) -> None:
+        self.echo = not interactive
         while True:
             if interactive:
                 print(f"{self.user}> ", end="", flush=True, file=self.out)
@@ -275,7 +279,11 @@ def run_demo(*, database_url: str | None = None, script: bool = False,
     console.say(HELP)
     try:
         console.loop(stream or sys.stdin, interactive=not script)
+    except KeyboardInterrupt:
+        console.say("")
     finally:
+        if not script:
+            console.say("bye")
         core.worker.stop()
         slack.shutdown()
         polaris_server.shutdown()

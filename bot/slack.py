@@ -66,9 +66,9 @@ class SlackIdentity:
         if self.deleted:
             return "This Slack account is deactivated."
         if self.is_bot:
-            return "Bots cannot request Polaris access."
+            return "Bots cannot use the Polaris access bot."
         if self.is_guest:
-            return "Guest accounts cannot request Polaris access; ask a full member of the workspace."
+            return "Guest accounts cannot use the Polaris access bot; ask a full member of the workspace."
         if not self.email:
             return ("Your Slack profile has no email address I can read, and your Polaris account is matched by "
                     "email. Add one to your profile, or ask an admin.")

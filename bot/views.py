@@ -124,8 +124,9 @@ def approval_card(req: AccessRequest, *, group: Group | None = None, approvals: 
     blocks: list[dict] = [header("Polaris access request"), section(f"{who} asks for {kind_phrase(req)}.")]
     fields = [f"*Requester*\n{who} (`{esc(req.requester_email or 'no email')}`)"]
     if (req.target_email or "").lower() != (req.requester_email or "").lower():
-        target = mention(req.target_slack_id) if req.target_slack_id else f"`{esc(req.target_email)}`"
-        fields.append(f"*For*\n{target} (`{esc(req.target_email)}`)")
+        target = f"{mention(req.target_slack_id)} (`{esc(req.target_email)}`)" if req.target_slack_id \
+            else f"`{esc(req.target_email)}`"
+        fields.append(f"*For*\n{target}")
         fields.append("*Note*\n:warning: Requested on someone else's behalf")
     if req.group_name:
         fields.append(f"*Group*\n{esc(req.group_name)}")
@@ -141,7 +142,10 @@ def approval_card(req: AccessRequest, *, group: Group | None = None, approvals: 
                               "approvers decide."))
     if req.approvals_required > 1:
         got = ", ".join(mention(a) for a in approvals) or "none yet"
-        blocks.append(context(f"Needs {req.approvals_required} approvals. So far: {got}"))
+        if req.state == PENDING:
+            blocks.append(context(f"Needs {req.approvals_required} approvals. So far: {got}"))
+        elif approvals:
+            blocks.append(context(f"Approved by {got}"))
     state = f"{STATE_EMOJI.get(req.state, '')} *{STATE_LABEL.get(req.state, req.state)}*"
     if req.decided_by and req.state != PENDING:
         verb = "Denied" if req.state == DENIED else "Approved"
@@ -209,7 +213,8 @@ def whois(user: User, permissions: Sequence[Permission], *, asked_for: str) -> t
 def group_list(groups: Sequence[Group]) -> tuple[str, list[dict]]:
     """``/polaris groups``: name, predefined or custom, member count, number of permissions."""
     lines = [f"*{esc(g.name)}*{' (predefined)' if g.read_only else ''} — "
-             f"{g.user_count if g.user_count is not None else '?'} members, {len(g.permissions)} permissions"
+             f"{g.user_count if g.user_count is not None else '?'} member{'' if g.user_count == 1 else 's'}, "
+             f"{len(g.permissions)} permission{'' if len(g.permissions) == 1 else 's'}"
              for g in groups]
     return f"{len(groups)} Polaris groups", [header("Polaris groups"), section(bullet_list(lines))]
 
@@ -217,9 +222,10 @@ def group_list(groups: Sequence[Group]) -> tuple[str, list[dict]]:
 def member_list(group: Group, members: Sequence[User], total: int) -> tuple[str, list[dict]]:
     """``/polaris members <group>``: the first page of members and the total."""
     lines = [f"{esc(m.display_name)} (`{esc(m.username)}`)" for m in members]
-    return (f"{total} members of {esc(group.name)}",
+    noun = "member" if total == 1 else "members"
+    return (f"{total} {noun} of {esc(group.name)}",
             [header(clip(f"Members of {group.name}", HEADER_MAX)),
-             section(bullet_list(lines, total=total)), context(f"{total} members in all")])
+             section(bullet_list(lines, total=total)), context(f"{total} {noun} in all")])
 
 
 def permission_catalogue(permissions: Sequence[Permission]) -> tuple[str, list[dict]]:

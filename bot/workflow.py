@@ -109,6 +109,20 @@ class AccessService:
         shown = clean(text, 200)
         return self.guarded(user_id, shown, lambda: self._run_command(user_id, text, shown, channel_id))
 
+    def form_refusal(self, user_id: str) -> str | None:
+        """Before the request form opens (``/polaris request`` with no arguments): audited like a command,
+        rate limited, and refused for guests, bots and deactivated accounts. Returns the refusal or ``None``."""
+        if self._over_command_limit(user_id):
+            self.audit.record(user_id, "command", outcome="refused", detail="rate limited: request form")
+            return f"You have sent more than {self.settings.max_commands_per_minute} commands in a minute; please wait."
+        try:
+            why = self.slack.identity(user_id).refusal()
+        except SlackError:
+            why = "Slack did not answer a lookup I needed; please try again in a moment."
+        self.audit.record(user_id, "command", outcome="refused" if why else "ok",
+                          detail=f"request form{': ' + why if why else ''}")
+        return why
+
     def submit_form(self, user_id: str, group_id: str, reason: str) -> Reply:
         """The request form's submission: like ``/polaris request`` with a group chosen by ID."""
         self.audit.record(user_id, "command", detail=f"request form {group_id[:64]}")
@@ -482,8 +496,15 @@ class AccessService:
         return views.approval_card(req, group=group, approvals=approvals, note=note, manager_wanted=rule.wants_manager)
 
     def post_card(self, request_id: str) -> bool:
-        """Post the approval card of a pending request that has none yet. True when it is posted."""
-        req = self.get(request_id)
+        """Post the approval card of a pending request that has none yet. True when it is posted (by this
+        call or another). The command and the worker may both try: a claim makes exactly one post it."""
+        with self.claims.hold(f"card:{request_id}") as got:
+            if not got:
+                return False
+            return self._post_card(request_id)
+
+    def _post_card(self, request_id: str) -> bool:
+        req = self.get(request_id)  # fresh, under the claim
         if req is None or req.approval_ts:
             return bool(req and req.approval_ts)
         text, blocks = self._card(req)
@@ -627,6 +648,7 @@ class AccessService:
                 return self._refuse(actor_id, req.id, "I could not re-check the earlier approvals right now; try again.",
                                     "approve: earlier approvals not re-checkable")
         message: str | None = None
+        partial: str | None = None
         with self.db.session() as s:
             # Take the row (a write lock on both databases) and check it is still pending and not expired.
             touched = s.execute(update(AccessRequest).where(
@@ -664,10 +686,14 @@ class AccessService:
                                       session=s, outcome="partial", detail=f"approval {count} of {req.approvals_required}")
                     message = (f"Your approval is recorded ({count} of {req.approvals_required}); "
                                "another approver must approve too.")
+                    partial = (f"{views.mention(actor_id)} approved your request for {views.kind_phrase(req)} "
+                               f"({count} of {req.approvals_required} approvals; request `{req.id[:8]}`).")
         self.refresh_card(req.id)
         req = self.get(req.id)
         if req.state != PENDING:
             self.notify_requester(req)
+        elif partial:
+            self.slack.dm(req.requester_id, partial, request_id=req.id)
         if req.state == APPROVED:
             self.wake()
         return message
@@ -736,7 +762,9 @@ class AccessService:
             overdue = list(s.scalars(select(AccessRequest.id).where(
                 AccessRequest.state == PENDING, AccessRequest.expires_at <= now).limit(limit)))
             unposted = list(s.scalars(select(AccessRequest.id).where(
-                AccessRequest.state == PENDING, AccessRequest.approval_ts.is_(None)).limit(limit)))
+                AccessRequest.state == PENDING, AccessRequest.approval_ts.is_(None),
+                or_(AccessRequest.post_attempts > 0, AccessRequest.created_at <= now - dt.timedelta(seconds=30)))
+                .limit(limit)))
             stale = list(s.scalars(select(AccessRequest.id).where(
                 AccessRequest.card_stale.is_(True), AccessRequest.approval_ts.is_not(None)).limit(limit)))
             untold = list(s.scalars(select(AccessRequest.id).where(

@@ -19,6 +19,10 @@ def register(app: App, service) -> None:
         if who is None:
             return
         if clean(words).lower() == "request" and trigger_id:
+            why = service.form_refusal(who)
+            if why:
+                service.background(lambda: respond(text=f":no_entry: {views.esc(why)}", response_type="ephemeral"))
+                return
             open_request_form(service, trigger_id)  # trigger_id lives 3 seconds: open now, fill in later
             return
 

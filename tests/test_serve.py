@@ -123,7 +123,8 @@ def test_main_job_through_serve(serve_env, servers, db, sandbox, slack):
     user = sandbox.find_user("alice@example.com")
     assert user["firstName"] == "Alice" and [g["name"] for g in user["groups"]] == ["Viewer"]
     assert requests_in(db)[0].decided_by == APPROVER
-    health = requests.get(server.url + "/healthz", timeout=5).json()
+    health = wait_for(lambda: (lambda h: h if h["polaris"] != "unknown" else None)(
+        requests.get(server.url + "/healthz", timeout=5).json()))
     assert health == {"database": "ok", "polaris": "ok"}
     server.stop()
     scan_for_secrets(server.output(), db, slack, [SIGNING_SECRET, slack.bot_token, SANDBOX_API_KEY])
@@ -148,7 +149,8 @@ def scan_for_secrets(log_text: str, db, slack, secrets: list[str]) -> None:
 def test_health_reports_unauthorized_polaris_key(serve_env, servers, sandbox):
     server = Serve({**serve_env, "POLARIS_API_KEY": "pok_wrong_key_for_health"}, workers=1)
     servers.append(server)
-    health = requests.get(server.url + "/healthz", timeout=5)
+    health = wait_for(lambda: (lambda r: r if r.json()["polaris"] != "unknown" else None)(
+        requests.get(server.url + "/healthz", timeout=5)))
     assert health.status_code == 200 and health.json()["polaris"] == "unauthorized"
     assert "pok_wrong_key_for_health" not in health.text
     server.stop()
@@ -217,3 +219,32 @@ def test_sigterm_lets_the_apply_in_flight_finish(serve_env, servers, db, sandbox
     assert requests_in(db)[0].state == APPLIED
     assert len(sandbox.writes()) == 1
     assert "Traceback" not in server.output()
+
+
+def test_health_answers_at_once_when_polaris_hangs(serve_env, servers, sandbox):
+    sandbox.add_fault(Fault(delay=20.0, times=None))
+    server = Serve(serve_env, workers=1)
+    servers.append(server)
+    for _ in range(3):
+        started = time.monotonic()
+        health = requests.get(server.url + "/healthz", timeout=5)
+        assert health.status_code == 200 and time.monotonic() - started < 1.0
+    assert health.json()["polaris"] in ("unknown", "unreachable")
+    sandbox.clear_faults()
+    server.kill()
+
+
+def test_bad_gunicorn_settings_are_named(serve_env):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
+    env.update({k: v for k, v in serve_env.items() if not k.startswith("_")}, WEB_CONCURRENCY="abc")
+    out = subprocess.run([sys.executable, "app.py", "serve"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 2 and "WEB_CONCURRENCY" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_unreachable_database_is_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
+    env["DATABASE_URL"] = "postgresql://nobody@127.0.0.1:1/x"
+    out = subprocess.run([sys.executable, "app.py", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 3 and "database error" in out.stderr and "Traceback" not in out.stderr
