@@ -548,3 +548,24 @@ def test_polaris_error_text_echoing_the_key_is_redacted(service, db, sandbox, sl
         [(r.detail, r.target) for r in service.audit.for_request(req.id)])
     assert SANDBOX_API_KEY not in payloads
     assert base64.b64encode(f"{SANDBOX_API_KEY}:".encode()).decode() not in payloads
+
+
+def test_concurrent_card_posts_make_one_card(service, db, slack, groups):
+    slack.fail_next("chat.postMessage", status=200, error="channel_not_found", times=1)
+    service.handle_command(REQUESTER, "request Viewer")
+    req = only_request(db)
+    assert req.approval_ts is None
+    threads = [threading.Thread(target=service.post_card, args=(req.id,)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    service.run_due()
+    assert len(slack.messages_in(CHANNEL)) == 1
+
+
+def test_requester_is_told_of_a_partial_approval(service, db, slack, groups):
+    service.handle_command(REQUESTER, "request Organization Admin")
+    req = only_request(db)
+    service.decide(req.id, APPROVER, approve=True)
+    assert any("1 of 2 approvals" in t for t in dms(slack, REQUESTER))
