@@ -593,7 +593,7 @@ class AccessService:
         self.audit.record(actor, "decision.refused", request_id=request_id, outcome="refused", detail=detail)
         return why
 
-    def authority(self, actor_id: str, req: AccessRequest) -> str | None:
+    def authority(self, actor_id: str, req: AccessRequest, *, approving: bool = True) -> str | None:
         """Why ``actor_id`` may not decide ``req`` now, or ``None``. Checked at click time: an approver or
         admin per configuration, never the requester or the person it is for, an active full member of the
         workspace (not a guest, bot or deactivated account), and, for Organization Admin, a member of
@@ -607,6 +607,11 @@ class AccessService:
         identity = self.slack.identity(actor_id)
         if not identity.exists or identity.deleted or identity.is_bot or identity.is_guest:
             return "Your Slack account cannot decide access requests (deactivated, guest or bot)."
+        if approving:
+            requester = self.slack.identity(req.requester_id)
+            if not requester.exists or requester.deleted or requester.is_bot or requester.is_guest:
+                return ("The requester's Slack account is now deactivated or a guest account; this request can "
+                        "only be denied or left to expire.")
         if self.is_privileged(self._request_group(req)) or (req.group_name or "").lower() == ORG_ADMIN.lower():
             if not identity.email:
                 return f"Only {ORG_ADMIN} members in Polaris can approve this, and your Slack profile has no email."
@@ -632,7 +637,7 @@ class AccessService:
             return self._refuse(actor_id, req.id, "This request has expired; the requester can ask again.",
                                 f"{verb} on expired request")
         try:
-            why = self.authority(actor_id, req)
+            why = self.authority(actor_id, req, approving=approve)
         except (PolarisError, SlackError) as e:
             why = f"I could not check your authority right now ({getattr(e, 'plain', lambda: str(e))()}); try again."
         if why:

@@ -569,3 +569,13 @@ def test_requester_is_told_of_a_partial_approval(service, db, slack, groups):
     req = only_request(db)
     service.decide(req.id, APPROVER, approve=True)
     assert any("1 of 2 approvals" in t for t in dms(slack, REQUESTER))
+
+
+def test_request_of_someone_deactivated_since_cannot_be_approved_but_can_be_denied(service, db, slack, groups):
+    service.handle_command(REQUESTER, "request Viewer")
+    req = only_request(db)
+    slack.users[REQUESTER]["deleted"] = True
+    assert "now deactivated" in service.decide(req.id, APPROVER, approve=True)
+    assert service.get(req.id).state == PENDING
+    assert service.decide(req.id, APPROVER, approve=False) is None
+    assert service.get(req.id).state == DENIED
