@@ -102,6 +102,7 @@ class AccessRequest(Base):
         Index("ix_access_requests_state_expires", "state", "expires_at"),
         Index("ix_access_requests_state_next", "state", "next_attempt_at"),
         Index("ix_access_requests_state_updated", "state", "updated_at"),
+        Index("ix_access_requests_card_stale", "card_stale"),
         UniqueConstraint("open_key", name="uq_access_requests_open_key"),
     )
 

@@ -23,9 +23,11 @@ def upgrade() -> None:
         batch.add_column(sa.Column("notified_state", sa.String(12)))
         batch.create_unique_constraint("uq_access_requests_open_key", ["open_key"])
     op.create_index("ix_access_requests_state_updated", "access_requests", ["state", "updated_at"])
+    op.create_index("ix_access_requests_card_stale", "access_requests", ["card_stale"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_access_requests_card_stale", table_name="access_requests")
     op.drop_index("ix_access_requests_state_updated", table_name="access_requests")
     with op.batch_alter_table("access_requests") as batch:
         batch.drop_constraint("uq_access_requests_open_key", type_="unique")
