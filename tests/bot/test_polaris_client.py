@@ -60,7 +60,7 @@ from bot.sandbox import (  # noqa: E402
 BASE = "https://example.api.imply.io"
 KEY = "pok_SECRETSECRET123"
 B64_CREDENTIAL = base64.b64encode(f"{KEY}:".encode()).decode()
-SPEC_DIR = Path(os.environ.get("POLARIS_SPEC_DIR", Path(__file__).resolve().parents[1] / "fixtures" / "polaris"))
+from tests.polaris_spec import SPEC_DIR, guide_json_blocks  # noqa: E402
 
 DANI = "880f6811-7e85-47ce-b3c5-a57a85ab95bd"
 ALEX = "d88d4e47-d6ed-4820-880e-c0564ce99752"
@@ -118,17 +118,7 @@ def user_json(uid="u-1", username="pat@example.com", **extra) -> dict:
     return data
 
 
-def _guide_json_blocks() -> list:
-    text = (SPEC_DIR / "identity-management-guide.txt").read_text()
-    dec, out, i = json.JSONDecoder(), [], 0
-    while (j := text.find('\n{\n"', i)) >= 0:
-        try:
-            obj, end = dec.raw_decode(text[j + 1:])
-            out.append(obj)
-            i = j + 1 + end
-        except ValueError:
-            i = j + 2
-    return out
+_guide_json_blocks = guide_json_blocks
 
 
 @pytest.fixture(scope="session")

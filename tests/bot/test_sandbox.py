@@ -43,7 +43,7 @@ from bot.sandbox import (  # noqa: E402
     SandboxServer,
 )
 
-SPEC_DIR = Path(os.environ.get("POLARIS_SPEC_DIR", Path(__file__).resolve().parents[1] / "fixtures" / "polaris"))
+from tests.polaris_spec import SPEC_DIR, guide_json_blocks  # noqa: E402
 RAW_AUTH = {"Authorization": f"Basic {SANDBOX_API_KEY}"}
 RFC_AUTH = {"Authorization": "Basic " + base64.b64encode(f"{SANDBOX_API_KEY}:".encode()).decode()}
 BASE = "https://example.api.imply.io"
@@ -83,17 +83,7 @@ def assert_wrapped(body, code):
     assert body["error"]["code"] == code and body["error"]["message"]
 
 
-def _guide_json_blocks() -> list:
-    text = (SPEC_DIR / "identity-management-guide.txt").read_text()
-    dec, out, i = json.JSONDecoder(), [], 0
-    while (j := text.find('\n{\n"', i)) >= 0:
-        try:
-            obj, end = dec.raw_decode(text[j + 1:])
-            out.append(obj)
-            i = j + 1 + end
-        except ValueError:
-            i = j + 2
-    return out
+_guide_json_blocks = guide_json_blocks
 
 
 @pytest.fixture(scope="session")
