@@ -24,5 +24,8 @@ serve: $(STAMP)
 migrate: $(STAMP)
 	$(BIN)/python app.py migrate
 
+bench: $(STAMP)
+	bash bench/run_all.sh
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
