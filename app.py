@@ -61,7 +61,8 @@ def build_core(settings: Settings, *, db: Database | None = None) -> Core:
         policy = load_policy(settings.policy_file, ttl=settings.request_ttl, manager_field=settings.manager_field)
     except PolicyError as e:
         raise ConfigError(f"POLICY_FILE: {e}") from None
-    service = AccessService(settings, db, polaris, slack, audit, catalog=catalog, policy=policy)
+    service = AccessService(settings, db, polaris, slack, audit, catalog=catalog, policy=policy,
+                            background_threads=settings.work_threads)
     return Core(settings, db, audit, polaris, slack, service)
 
 
@@ -73,8 +74,11 @@ def build_bolt_app(core: Core, *, listener_threads: int = 16):
     import handlers
 
     executor = ThreadPoolExecutor(max_workers=listener_threads, thread_name_prefix="listener")
+    # process_before_response: the listener runs in the request's own thread and Bolt answers when it
+    # returns. Listeners only ack() and hand their work to the service's work pool, so this is the ack, without
+    # a thread hop and Bolt's polling for it.
     app = App(signing_secret=core.settings.slack_signing_secret, client=core.slack.client,
-              token_verification_enabled=False, process_before_response=False, listener_executor=executor)
+              token_verification_enabled=False, process_before_response=True, listener_executor=executor)
     app.listener_pool = executor  # so a caller (tests, shutdown) can wait for listeners still running
     handlers.register_all(app, core.service)
     return app

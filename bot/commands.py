@@ -160,7 +160,7 @@ def split_group_and_reason(rest: str, group_names: list[str]) -> tuple[str, str]
         else:
             # No exact name: take the run of leading words that looks most like a known name (a typo such as
             # "Data Manger" is then reported, with suggestions, as the group it is).
-            best = 0.0
+            best = 0.6  # below this it is no typo of a known name: keep the first word
             for n in range(1, min(len(words), 8) + 1):
                 candidate = normalize_group_name(" ".join(words[:n]))
                 score = max((difflib.SequenceMatcher(None, candidate, k).ratio() for k in known), default=0.0)

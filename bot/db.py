@@ -21,13 +21,15 @@ class Database:
     """Engine and session factory for ``url`` (a SQLAlchemy URL such as ``sqlite:///bot.sqlite3`` or
     ``postgresql+psycopg2://user@host/db``; plain ``postgresql://``/``postgres://`` URLs are accepted)."""
 
-    def __init__(self, url: str, *, echo: bool = False):
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 30):
         self.url = normalize_url(url)
         kwargs: dict = {"echo": echo, "future": True}
         if self.url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
-            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
+            # One connection per thread that may hold one (listeners, work pool, worker, health): no waiting on
+            # the pool. Connections are recycled instead of pinged before each use (a ping is a round trip).
+            kwargs.update(pool_size=pool_size, max_overflow=10, pool_recycle=1800, pool_pre_ping=False)
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)

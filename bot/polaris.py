@@ -502,18 +502,32 @@ class GroupCatalog:
     def __init__(self, client: PolarisClient, ttl: float = 60.0, clock: Callable[[], float] = time.monotonic):
         self.client, self.ttl, self.clock = client, ttl, clock
         self._lock = threading.Lock()
+        self._refresh = threading.Lock()
         self._groups: list[Group] | None = None
         self._at = 0.0
 
     def all(self) -> list[Group]:
-        """Every group, from the cache when fresh. Raises :class:`PolarisError` when Polaris fails."""
+        """Every group, from the cache when fresh. One caller refreshes an expired list while the others keep
+        using the previous one (or wait for it, when there is none yet), so an expiry under load is one
+        Polaris call, not one per thread. Raises :class:`PolarisError` when Polaris fails."""
         with self._lock:
             if self._groups is not None and self.clock() - self._at < self.ttl:
                 return self._groups
-        groups = sorted(self.client.list_groups(), key=lambda g: g.name.lower())
-        with self._lock:
-            self._groups, self._at = groups, self.clock()
-        return groups
+            stale = self._groups
+        if stale is not None and not self._refresh.acquire(blocking=False):
+            return stale  # someone else is refreshing
+        if stale is None:
+            self._refresh.acquire()
+        try:
+            with self._lock:  # another thread may have refreshed while we waited
+                if self._groups is not None and self.clock() - self._at < self.ttl:
+                    return self._groups
+            groups = sorted(self.client.list_groups(), key=lambda g: g.name.lower())
+            with self._lock:
+                self._groups, self._at = groups, self.clock()
+            return groups
+        finally:
+            self._refresh.release()
 
     def invalidate(self) -> None:
         with self._lock:

@@ -9,6 +9,8 @@ Follows Slack's docs for ``users.info``, ``chat.postMessage``, ``chat.update``, 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass
 
 from slack_sdk import WebClient
@@ -94,6 +96,8 @@ class SlackGateway:
             self.client.retry_handlers.append(handler)
         self.audit = audit
         self.timeout = timeout
+        self._identities: dict[str, tuple[float, SlackIdentity]] = {}
+        self._identity_lock = threading.Lock()
 
     def _call(self, method: str, **kwargs) -> dict:
         try:
@@ -108,16 +112,30 @@ class SlackGateway:
             self.audit.record("bot", action, request_id=request_id, target=target, outcome=outcome, detail=detail)
 
     # ------------------------------------------------------------------------------ people
-    def identity(self, user_id: str) -> SlackIdentity:
+    def identity(self, user_id: str, *, max_age: float = 0.0) -> SlackIdentity:
         """``users.info`` -> :class:`SlackIdentity`; an unknown user gives ``exists=False``.
-        Raises :class:`SlackError` when Slack cannot be reached."""
+
+        ``max_age`` (seconds): an answer that recent may be reused (commands use 60 s); decisions pass 0, so
+        an approver's authority is always read at click time. Raises :class:`SlackError` when Slack cannot be
+        reached."""
+        now = time.monotonic()
+        if max_age > 0:
+            with self._identity_lock:
+                hit = self._identities.get(user_id)
+            if hit is not None and now - hit[0] <= max_age:
+                return hit[1]
         try:
             data = self._call("users.info", user=user_id)
         except SlackError as e:
             if e.error in ("user_not_found", "user_not_visible"):
                 return SlackIdentity(id=user_id, email=None, exists=False)
             raise
-        return SlackIdentity.from_user(data.get("user") or {})
+        identity = SlackIdentity.from_user(data.get("user") or {})
+        with self._identity_lock:
+            if len(self._identities) > 5000:
+                self._identities.clear()
+            self._identities[user_id] = (now, identity)
+        return identity
 
     def user_id_for_email(self, email: str) -> str | None:
         """``users.lookupByEmail`` -> the Slack user ID, or ``None`` when nobody has that email."""

@@ -74,7 +74,8 @@ class AccessService:
 
     def __init__(self, settings: Settings, db: Database, polaris: PolarisClient, slack: SlackGateway,
                  audit: AuditLog, *, catalog: GroupCatalog | None = None, policy: Policy | None = None,
-                 clock: Callable[[], dt.datetime] = utcnow, background_threads: int = 16):
+                 clock: Callable[[], dt.datetime] = utcnow, background_threads: int = 4,
+                 max_queued: int = 2000):
         self.settings, self.db, self.polaris, self.slack, self.audit = settings, db, polaris, slack, audit
         self.policy = policy or load_policy(settings.policy_file, ttl=settings.request_ttl,
                                             manager_field=settings.manager_field)
@@ -85,17 +86,41 @@ class AccessService:
         self.wake: Callable[[], None] = lambda: None  # set by the worker: run_due soon
         # Work handed off by listeners after ack(): its own pool, so Bolt's listener threads (which run the
         # acks) are never all blocked behind a slow Polaris.
+        # Few threads on purpose: they share the GIL with the request threads that send the acks.
         self._background = ThreadPoolExecutor(max_workers=background_threads, thread_name_prefix="work")
+        self._queued = 0
+        self._queued_lock = threading.Lock()
+        self.max_queued = max_queued
 
-    def background(self, fn: Callable[[], object]) -> None:
-        """Run ``fn`` on the work pool (after the listener has acked). Exceptions are logged, never lost."""
+    def background(self, fn: Callable[[], object], *, on_busy: Callable[[], object] | None = None) -> bool:
+        """Run ``fn`` on the work pool (after the listener has acked). Exceptions are logged, never lost.
+        When ``max_queued`` tasks already wait, ``on_busy`` runs instead and False is returned."""
+        with self._queued_lock:
+            if self._queued >= self.max_queued:
+                busy = True
+            else:
+                busy = False
+                self._queued += 1
+        if busy:
+            log.warning("work queue full (%d tasks); asking the person to retry", self.max_queued)
+            if on_busy is not None:
+                try:
+                    on_busy()
+                except Exception:
+                    log.exception("busy answer failed")
+            return False
+
         def run():
             try:
                 fn()
             except Exception:
                 log.exception("background task failed")
+            finally:
+                with self._queued_lock:
+                    self._queued -= 1
 
         self._background.submit(run)
+        return True
 
     def drain(self, timeout: float = 30.0) -> None:
         """Wait for background work to finish (shutdown, tests)."""
@@ -149,19 +174,28 @@ class AccessService:
             return Reply(f":warning: Something went wrong on my side (ref `{ref}`); nothing was changed.")
 
     def _run_command(self, user_id: str, text: str | None, shown: str, channel_id: str | None) -> Reply:
-        if self._over_command_limit(user_id):
-            self.audit.record(user_id, "command", outcome="refused", detail=f"rate limited: {shown}")
-            return Reply(f"You have sent more than {self.settings.max_commands_per_minute} commands in a "
-                         "minute; please wait a moment.")
-        command = parse(text)
+        command = parse(text)  # pure; a UsageError is audited by guarded()
         if command.name != "help":
-            identity = self.slack.identity(user_id)
+            identity = self.slack.identity(user_id, max_age=60)
             if not identity.exists or identity.deleted or identity.is_bot or identity.is_guest:
                 why = identity.refusal() or "Your Slack account cannot use this bot."
                 self.audit.record(user_id, "command", outcome="refused", detail=f"{why} ({shown})")
                 return Reply(f":no_entry: {why}")
-        self.audit.record(user_id, "command", detail=shown)
+        if not self._count_command(user_id, shown):
+            return Reply(f"You have sent more than {self.settings.max_commands_per_minute} commands in a "
+                         "minute; please wait a moment.")
         return self._dispatch(user_id, command, channel_id)
+
+    def _count_command(self, user_id: str, shown: str) -> bool:
+        """Audit the command and apply the per-person rate limit in one transaction. False when over it."""
+        since = self.clock() - dt.timedelta(seconds=60)
+        with self.db.session() as s:
+            count = s.scalar(select(func.count()).select_from(AuditEvent).where(
+                AuditEvent.actor == user_id, AuditEvent.action == "command", AuditEvent.at >= since)) or 0
+            over = count >= self.settings.max_commands_per_minute
+            self.audit.record(user_id, "command", session=s, outcome="refused" if over else "ok",
+                              detail=f"rate limited: {shown}" if over else shown)
+        return not over
 
     def _over_command_limit(self, user_id: str) -> bool:
         since = self.clock() - dt.timedelta(seconds=60)
@@ -360,7 +394,7 @@ class AccessService:
         return ids
 
     def _requester(self, user_id: str) -> SlackIdentity:
-        identity = self.slack.identity(user_id)
+        identity = self.slack.identity(user_id, max_age=60)
         refusal = identity.refusal()
         if refusal:
             raise UsageError(refusal)

@@ -5,6 +5,7 @@ from slack_bolt import Ack, App, Respond
 
 from bot import views
 
+from .commands import BUSY
 from .payload import request_id, user_id
 
 
@@ -27,7 +28,8 @@ def register(app: App, service) -> None:
             if message:
                 respond(text=message, response_type="ephemeral", replace_original=False)
 
-        service.background(work)
+        service.background(work, on_busy=lambda: respond(text=BUSY, response_type="ephemeral",
+                                                         replace_original=False))
 
     @app.action(views.APPROVE_ACTION)
     def approve(ack: Ack, body: dict, respond: Respond) -> None:

@@ -8,6 +8,8 @@ from bot.commands import clean
 
 from .payload import text, user_id
 
+BUSY = ":hourglass: I am very busy right now; please try again in a minute. Nothing was changed."
+
 
 def register(app: App, service) -> None:
     @app.command("/polaris")
@@ -30,7 +32,7 @@ def register(app: App, service) -> None:
             reply = service.handle_command(who, words, channel_id=text(command, "channel_id", limit=32))
             respond(text=reply.text, blocks=reply.blocks, response_type="ephemeral")
 
-        service.background(work)
+        service.background(work, on_busy=lambda: respond(text=BUSY, response_type="ephemeral"))
 
 
 def open_request_form(service, trigger_id: str) -> None:

@@ -261,6 +261,10 @@ class TestSplitGroupAndReason:
         assert split_group_and_reason("project admin read only for audit", GROUPS) == (
             "project admin read only", "for audit")
 
+    def test_typo_of_a_multi_word_group_is_reported_whole(self):
+        assert split_group_and_reason("Data Manger ingest stuff", ["Data Manager", "Data Analyst"]) == (
+            "Data Manger", "ingest stuff")
+
     def test_unknown_group_is_first_word(self):
         assert split_group_and_reason("Unknown Thing please", GROUPS) == ("Unknown", "Thing please")
         assert split_group_and_reason("Unknown", []) == ("Unknown", "")
