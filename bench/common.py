@@ -53,6 +53,14 @@ APPROVER, APPROVER2, ADMIN, OTHER = "U0BOB", "U0ERIN", "U0CAROL", "U0OSCAR"
 PG_DEFAULT = "postgresql://root@127.0.0.1:5432/test"
 
 
+def _terminate(signum, _frame):  # so `timeout`/SIGTERM still runs the cleanup (servers, schema, files)
+    raise SystemExit(128 + signum)
+
+
+if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, _terminate)
+
+
 def load_user(i: int) -> tuple[str, str]:
     """Slack ID and email of synthetic load user ``i`` (in the stand-in, not in Polaris)."""
     return f"U0LOAD{i:05d}", f"load{i:05d}@example.com"
@@ -571,9 +579,11 @@ def create_pending(services: Services, db_url: str, users: Iterable[int], group:
 
 
 # =========================================================================================== results
-ORDER = [("ack_latency", "Ack latency (bench/ack_latency.py)"), ("throughput", "Throughput (bench/throughput.py)"),
+ORDER = [("findings", "Findings and proposed fixes (written by hand from the runs below)"),
+         ("ack_latency", "Ack latency (bench/ack_latency.py)"), ("throughput", "Throughput (bench/throughput.py)"),
          ("call_economy", "Polaris call economy (bench/call_economy.py)"),
-         ("audit_scale", "Audit log at scale (bench/audit_scale.py)"), ("memory", "Memory (bench/memory.py)")]
+         ("audit_scale", "Audit log at scale (bench/audit_scale.py)"), ("memory", "Memory (bench/memory.py)"),
+         ("ack_variants", "Diagnosis: ack latency of candidate fixes (bench/ack_variants.py)")]
 HEADER = ("# Benchmark results\n\nWritten by the scripts in `bench/` (see `bench/README.md`); each script "
           "replaces only its own section, between its markers. Latest run of each.\n")
 
@@ -651,11 +661,12 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (all its threads); 0 when it is gone."""
+    """User + system CPU seconds of process ``pid`` (all its threads) plus those of its children that exited
+    (so PostgreSQL backends that came and went are counted through the postmaster); 0 when it is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / _TICK
+        return (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / _TICK
     except (OSError, IndexError, ValueError):
         return 0.0
 

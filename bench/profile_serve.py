@@ -5,7 +5,7 @@ gunicorn worker), and summarise where the CPU goes.
     .venv/bin/python bench/profile_serve.py               # ~1 minute; writes bench/out/profile-*.txt
 
 Output: collapsed stacks per worker (``bench/out/profile-<pid>.txt``, for flamegraph.pl or speedscope) and a
-summary (``bench/out/profile-summary.txt``): the share of busy samples spent under notable product,
+summary (``bench/out/profile-summary-<mode>.txt``): the share of busy samples spent under notable product,
 library and stdlib frames (inclusive), and the top self-time functions.
 """
 from __future__ import annotations
@@ -98,8 +98,9 @@ def main(argv=None) -> int:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--slow-delay", type=float, default=0.0, help="delay every Polaris call (seconds)")
     ap.add_argument("--db", choices=("auto", "postgresql", "sqlite"), default="auto")
-    ap.add_argument("--mode", choices=("gil", "wall"), default="gil",
-                    help="gil: only samples holding the GIL (CPU in Python); wall: every non-idle thread")
+    ap.add_argument("--mode", choices=("gil", "wall", "idle"), default="gil",
+                    help="gil: only samples holding the GIL (CPU in Python); wall: every non-idle thread; "
+                         "idle: every thread, idle ones too (shows how busy the listener pool is)")
     args = ap.parse_args(argv)
     spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
     if not os.path.exists(spy):
@@ -124,7 +125,7 @@ def main(argv=None) -> int:
                 paths.append(path)
                 spies.append(subprocess.Popen([spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
                                                "--duration", "120", "--nonblocking", "--threads", "-o", path]
-                                              + (["--gil"] if args.mode == "gil" else []),
+                                              + {"gil": ["--gil"], "wall": [], "idle": ["--idle"]}[args.mode],
                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             time.sleep(1.0)
             before = services.stats()["arrivals"]

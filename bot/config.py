@@ -51,7 +51,7 @@ class Settings:
     max_commands_per_minute: int = 30
     policy_file: str | None = None
     manager_field: str | None = None
-    work_threads: int = 4
+    work_threads: int = 2
 
     @property
     def deciders(self) -> frozenset[str]:
@@ -160,7 +160,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack_app_tok
         group_cache_ttl=_number(env, "GROUP_CACHE_TTL", 60.0, minimum=0),
         max_open_requests=int(_number(env, "MAX_OPEN_REQUESTS", 5, kind=int, minimum=1)),
         max_commands_per_minute=int(_number(env, "MAX_COMMANDS_PER_MINUTE", 30, kind=int, minimum=1)),
-        work_threads=int(_number(env, "WORK_THREADS", 4, kind=int, minimum=1)),
+        work_threads=int(_number(env, "WORK_THREADS", 2, kind=int, minimum=1)),
         policy_file=(env.get("POLICY_FILE") or "").strip() or None,
         manager_field=(env.get("MANAGER_PROFILE_FIELD") or "").strip() or None,
     )

@@ -74,7 +74,7 @@ class AccessService:
 
     def __init__(self, settings: Settings, db: Database, polaris: PolarisClient, slack: SlackGateway,
                  audit: AuditLog, *, catalog: GroupCatalog | None = None, policy: Policy | None = None,
-                 clock: Callable[[], dt.datetime] = utcnow, background_threads: int = 4,
+                 clock: Callable[[], dt.datetime] = utcnow, background_threads: int = 2,
                  max_queued: int = 2000):
         self.settings, self.db, self.polaris, self.slack, self.audit = settings, db, polaris, slack, audit
         self.policy = policy or load_policy(settings.policy_file, ttl=settings.request_ttl,
