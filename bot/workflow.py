@@ -27,7 +27,7 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -43,7 +43,7 @@ from .models import (APPLIED, APPROVED, DENIED, EXPIRED, FAILED, INVITE, JOIN, O
                      RESET_PASSWORD, AccessRequest, Approval, AuditEvent, SlackEvent, utcnow)
 from .policy import MANAGER, Policy, Rule, load_policy
 from .polaris import (Group, GroupCatalog, PolarisClient, PolarisConflict, PolarisError, PolarisNotFound,
-                      PolarisUnavailable, User)
+                      PolarisUnavailable)
 from .slack import SlackError, SlackGateway, SlackIdentity
 
 log = logging.getLogger(__name__)
@@ -673,7 +673,8 @@ class AccessService:
         try:
             why = self.authority(actor_id, req, approving=approve)
         except (PolarisError, SlackError) as e:
-            why = f"I could not check your authority right now ({getattr(e, 'plain', lambda: str(e))()}); try again."
+            log.warning("authority check for %s failed: %s", actor_id, e)
+            why = "I could not check your authority right now (Polaris or Slack did not answer); try again."
         if why:
             return self._refuse(actor_id, req.id, why, f"{verb}: {why}")
         stale: list[str] = []

@@ -3,8 +3,6 @@ Polaris sandbox and the Slack stand-in on 127.0.0.1, and a fully wired core and 
 from __future__ import annotations
 
 import os
-import secrets
-import threading
 import time
 import urllib.parse
 import uuid

@@ -6,19 +6,14 @@ tests: whatever the text, ``parse`` returns a :class:`Command` or raises :class:
 """
 from __future__ import annotations
 
-import sys
 import unicodedata
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # allow running without a rootdir conftest
-    sys.path.insert(0, str(ROOT))
 
-from bot.commands import (ALIASES, EMAIL_MAX, GROUP_MAX, REASON_MAX, SUBCOMMANDS, TEXT_MAX, Command,  # noqa: E402
+from bot.commands import (ALIASES, EMAIL_MAX, GROUP_MAX, REASON_MAX, SUBCOMMANDS, TEXT_MAX, Command,
                           Target, UsageError, clean, parse, parse_email, parse_target, split_group_and_reason)
 
 NO_ARG = ("help", "groups", "permissions", "status", "pending", "policy")

@@ -3,16 +3,11 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # allow running without a rootdir conftest
-    sys.path.insert(0, str(ROOT))
 
-from bot.config import DEFAULT_DATABASE_URL, ConfigError, Settings, load_settings  # noqa: E402
+from bot.config import DEFAULT_DATABASE_URL, ConfigError, Settings, load_settings
 
 BOT_TOKEN = "xoxb-1111-2222-SeCrEtBoTtOkEn"
 APP_TOKEN = "xapp-1-A111-333-SeCrEtApPtOkEn"

@@ -12,11 +12,8 @@ import base64
 import copy
 import json
 import logging
-import os
-import sys
 import time
 import traceback
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -25,11 +22,8 @@ import responses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # allow running without a rootdir conftest
-    sys.path.insert(0, str(ROOT))
 
-from bot.polaris import (  # noqa: E402
+from bot.polaris import (
     READ_ONLY_USER_FIELDS,
     GroupCatalog,
     Group,
@@ -45,7 +39,7 @@ from bot.polaris import (  # noqa: E402
     User,
     normalize_group_name,
 )
-from bot.sandbox import (  # noqa: E402
+from bot.sandbox import (
     ALERTS_AND_REPORTS_ID,
     DATA_ANALYST_ID,
     DATA_MANAGER_ID,
@@ -60,7 +54,7 @@ from bot.sandbox import (  # noqa: E402
 BASE = "https://example.api.imply.io"
 KEY = "pok_SECRETSECRET123"
 B64_CREDENTIAL = base64.b64encode(f"{KEY}:".encode()).decode()
-from tests.polaris_spec import SPEC_DIR, guide_json_blocks  # noqa: E402
+from tests.polaris_spec import SPEC_DIR, guide_json_blocks
 
 DANI = "880f6811-7e85-47ce-b3c5-a57a85ab95bd"
 ALEX = "d88d4e47-d6ed-4820-880e-c0564ce99752"

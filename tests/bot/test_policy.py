@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from bot.models import APPLIED, APPROVED, PENDING, AccessRequest
 from bot.policy import PolicyError, load_policy
-from tests.conftest import ADMIN, APPROVER, APPROVER2, CHANNEL, OTHER, REQUESTER, make_settings
+from tests.conftest import ADMIN, APPROVER, APPROVER2, CHANNEL, OTHER, REQUESTER
 
 POLICY = """\
 manager_field = "Xf01MANAGER"

@@ -6,16 +6,12 @@ import io
 import logging
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # allow running without a rootdir conftest
-    sys.path.insert(0, str(ROOT))
 
-from bot import redact  # noqa: E402
-from bot.redact import MASK, RedactingFilter, install, register  # noqa: E402
+from bot import redact
+from bot.redact import MASK, RedactingFilter, install, register
 
 SECRET = "s3cr3t-Signing-Value-42"
 BOT = "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"

@@ -10,13 +10,10 @@ import base64
 import http.client
 import io
 import json
-import os
 import re
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
@@ -24,11 +21,8 @@ import responses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # allow running without a rootdir conftest
-    sys.path.insert(0, str(ROOT))
 
-from bot.sandbox import (  # noqa: E402
+from bot.sandbox import (
     ALERTS_AND_REPORTS_ID,
     DATA_ANALYST_ID,
     DATA_MANAGER_ID,
@@ -43,7 +37,7 @@ from bot.sandbox import (  # noqa: E402
     SandboxServer,
 )
 
-from tests.polaris_spec import SPEC_DIR, guide_json_blocks  # noqa: E402
+from tests.polaris_spec import SPEC_DIR, guide_json_blocks
 RAW_AUTH = {"Authorization": f"Basic {SANDBOX_API_KEY}"}
 RFC_AUTH = {"Authorization": "Basic " + base64.b64encode(f"{SANDBOX_API_KEY}:".encode()).decode()}
 BASE = "https://example.api.imply.io"

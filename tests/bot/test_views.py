@@ -8,25 +8,20 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # allow running without a rootdir conftest
-    sys.path.insert(0, str(ROOT))
 
-from slack_sdk.models.blocks import Block  # noqa: E402
-from slack_sdk.models.views import View  # noqa: E402
+from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
 
-from bot import views  # noqa: E402
-from bot.models import (APPLIED, APPROVED, DENIED, EXPIRED, FAILED, INVITE, JOIN, PENDING,  # noqa: E402
+from bot import views
+from bot.models import (APPLIED, APPROVED, DENIED, EXPIRED, FAILED, INVITE, JOIN, PENDING,
                         RESET_PASSWORD, STATES, AccessRequest)
-from bot.polaris import Group, Permission, User  # noqa: E402
-from bot.views import (APPROVE_ACTION, DENY_ACTION, RETRY_ACTION, approval_card, esc, group_list,  # noqa: E402
+from bot.polaris import Group, Permission, User
+from bot.views import (APPROVE_ACTION, DENY_ACTION, RETRY_ACTION, approval_card, esc, group_list,
                        help_message, member_list, permission_catalogue, request_list, request_modal,
                        requester_update, whois)
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from bot.models import (APPLIED, APPROVED, DENIED, EXPIRED, FAILED, PENDING, AccessRequest, Approval, AuditEvent)
 from bot.sandbox import Fault
-from tests.conftest import (ADMIN, APPROVER, APPROVER2, BOT, CHANNEL, GONE, GUEST, OTHER, REQUESTER, make_settings)
+from tests.conftest import (APPROVER, APPROVER2, BOT, CHANNEL, GONE, GUEST, OTHER, REQUESTER, make_settings)
 
 
 def only_request(db) -> AccessRequest:

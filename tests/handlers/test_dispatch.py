@@ -9,7 +9,7 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import select
 
 from bot.models import APPLIED, AccessRequest
-from tests.conftest import (APPROVER, OTHER, REQUESTER, SIGNING_SECRET, click_body, signed_headers, slash_body,
+from tests.conftest import (APPROVER, OTHER, REQUESTER, click_body, signed_headers, slash_body,
                             wait_for)
 
 
