@@ -66,22 +66,45 @@ def build_core(settings: Settings, *, db: Database | None = None) -> Core:
     return Core(settings, db, audit, polaris, slack, service)
 
 
-def build_bolt_app(core: Core, *, listener_threads: int = 16):
-    """The Bolt ``App`` with every listener registered. Listeners run after ``ack()`` in a thread pool of
-    ``listener_threads`` (Bolt's default is 5)."""
+def build_bolt_app(core: Core, *, listener_threads: int = 16, verify_token: bool = False):
+    """The Bolt ``App`` with every listener registered.
+
+    ``verify_token``: call ``auth.test`` now (serve and socket do), so a wrong ``SLACK_BOT_TOKEN`` stops the
+    process at start with :class:`ConfigError`, and the first request does not pay for the call. When Slack
+    cannot be reached now, Bolt calls it on the first request instead."""
     from slack_bolt import App
 
     import handlers
+
+    verified = verify_slack_token(core) if verify_token else False
 
     executor = ThreadPoolExecutor(max_workers=listener_threads, thread_name_prefix="listener")
     # process_before_response: the listener runs in the request's own thread and Bolt answers when it
     # returns. Listeners only ack() and hand their work to the service's work pool, so this is the ack, without
     # a thread hop and Bolt's polling for it.
     app = App(signing_secret=core.settings.slack_signing_secret, client=core.slack.client,
-              token_verification_enabled=False, process_before_response=True, listener_executor=executor)
+              token_verification_enabled=verified, process_before_response=True, listener_executor=executor)
     app.listener_pool = executor  # so a caller (tests, shutdown) can wait for listeners still running
     handlers.register_all(app, core.service)
     return app
+
+
+def verify_slack_token(core: Core) -> bool:
+    """``auth.test`` with the bot token: True when Slack accepted it, False when Slack could not be reached.
+    Raises :class:`ConfigError` when Slack refused the token."""
+    from slack_sdk.errors import SlackApiError
+
+    try:
+        core.slack.client.auth_test()
+        return True
+    except SlackApiError as e:
+        error = e.response.get("error") if e.response is not None else None
+        if error in ("invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"):
+            raise ConfigError(f"SLACK_BOT_TOKEN was refused by Slack ({error})") from None
+        log.warning("auth.test failed (%s); Bolt will retry it on the first request", error)
+    except Exception as e:  # Slack unreachable right now
+        log.warning("auth.test failed (%s); Bolt will retry it on the first request", type(e).__name__)
+    return False
 
 
 class Health:
@@ -194,6 +217,7 @@ def cmd_serve(args) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     core = build_core(settings)
     _check_schema(core.db)
+    verify_slack_token(core)  # a refused token stops here, with one line, before any worker starts
     core.db.dispose()
     Server().run()
     return 0
@@ -217,7 +241,7 @@ def build_serving_app(settings: Settings):
     core = build_core(settings)
     worker = Worker(core.service, interval=settings.worker_interval).start()
     _WORKERS.append(worker)
-    return make_wsgi(core, build_bolt_app(core))
+    return make_wsgi(core, build_bolt_app(core, verify_token=True))
 
 
 def cmd_socket(_args) -> int:
@@ -228,7 +252,7 @@ def cmd_socket(_args) -> int:
     _check_schema(core.db)
     worker = Worker(core.service, interval=settings.worker_interval).start()
     signal.signal(signal.SIGTERM, lambda *_: (worker.stop(), sys.exit(0)))
-    SocketModeHandler(build_bolt_app(core), settings.slack_app_token).start()
+    SocketModeHandler(build_bolt_app(core, verify_token=True), settings.slack_app_token).start()
     return 0
 
 

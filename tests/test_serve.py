@@ -248,3 +248,21 @@ def test_unreachable_database_is_one_line(tmp_path):
     out = subprocess.run([sys.executable, "app.py", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 3 and "database error" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_wrong_bot_token_stops_at_start(serve_env, core):
+    import app as entry
+    from bot.config import ConfigError
+
+    core.slack.client.token = "xoxb-wrong-token"
+    with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN was refused"):
+        entry.build_bolt_app(core, verify_token=True)
+
+
+def test_serve_with_a_refused_bot_token_says_so(serve_env):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
+    env.update({k: v for k, v in serve_env.items() if not k.startswith("_")}, SLACK_BOT_TOKEN="xoxb-refused")
+    out = subprocess.run([sys.executable, "app.py", "serve"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2 and "SLACK_BOT_TOKEN was refused by Slack (invalid_auth)" in out.stderr
+    assert "xoxb-refused" not in out.stderr + out.stdout
