@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
+import time
 import uuid
 from typing import Iterator
 
@@ -39,7 +40,18 @@ class Claims:
         self._held: set[str] = set()
 
     @contextlib.contextmanager
-    def hold(self, request_id: str) -> Iterator[bool]:
+    def hold(self, request_id: str, *, wait: float = 0.0) -> Iterator[bool]:
+        """Hold ``request_id`` for the block; with ``wait`` (seconds), keep trying that long first."""
+        deadline = time.monotonic() + wait
+        while True:
+            with self._hold(request_id) as got:
+                if got or time.monotonic() >= deadline:
+                    yield got
+                    return
+            time.sleep(0.02)
+
+    @contextlib.contextmanager
+    def _hold(self, request_id: str) -> Iterator[bool]:
         if self.db.is_sqlite:
             with _local_lock:
                 if request_id in self._held:

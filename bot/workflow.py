@@ -495,13 +495,19 @@ class AccessService:
             open_key=AccessRequest.make_open_key(email, group.id if group else None),
             created_at=now, updated_at=now, expires_at=now + dt.timedelta(seconds=rule.ttl),
             post_attempts=0, card_stale=False, attempts=0)
-        try:
-            with self.db.session() as s:
-                s.add(req)
-                self.audit.record(requester.id, "request.created", request_id=req.id, target=email, session=s,
-                                  detail=f"{kind} {group.name if group else ''}".strip())
-        except IntegrityError:  # the same request, at the same moment, from another click or process
-            raise UsageError("There is already an open request for that; see `/polaris status`.") from None
+        # The open-request limit is counted and the row inserted under one claim per requester, so requests
+        # sent at the same moment (any process) cannot slip past the limit together.
+        with self.claims.hold(f"requester:{requester.id}", wait=10.0) as got:
+            if not got:
+                raise UsageError("Another of your requests is being saved right now; try again in a moment.")
+            self._check_open_limit(requester.id)
+            try:
+                with self.db.session() as s:
+                    s.add(req)
+                    self.audit.record(requester.id, "request.created", request_id=req.id, target=email, session=s,
+                                      detail=f"{kind} {group.name if group else ''}".strip())
+            except IntegrityError:  # the same request, at the same moment, from another click or process
+                raise UsageError("There is already an open request for that; see `/polaris status`.") from None
         posted = self.post_card(req.id)
         what = views.kind_phrase(req)
         if auto:

@@ -579,3 +579,20 @@ def test_request_of_someone_deactivated_since_cannot_be_approved_but_can_be_deni
     assert service.get(req.id).state == PENDING
     assert service.decide(req.id, APPROVER, approve=False) is None
     assert service.get(req.id).state == DENIED
+
+
+def test_open_request_limit_holds_for_requests_at_the_same_moment(service, db, sandbox, slack, groups):
+    service.settings = make_settings(sandbox, slack, db.url, max_open_requests=1)
+    names = ["Viewer", "Data Analyst", "Data Manager", "Viewer", "Data Analyst", "Data Manager"]
+    barrier = threading.Barrier(len(names))
+
+    def ask(name):
+        barrier.wait()
+        service.handle_command(REQUESTER, f"request {name}")
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert only_request_count(db) == 1
