@@ -174,6 +174,9 @@ def _check_schema(db: Database) -> None:
 
     from bot.db import alembic_config
 
+    database = db.engine.url.database
+    if db.is_sqlite and database and database != ":memory:" and not os.path.exists(database):
+        raise ConfigError(f"the SQLite database {database} does not exist: run `python app.py migrate` first")
     head = ScriptDirectory.from_config(alembic_config(db.url)).get_current_head()
     with db.engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()

@@ -266,3 +266,13 @@ def test_serve_with_a_refused_bot_token_says_so(serve_env):
                          timeout=60)
     assert out.returncode == 2 and "SLACK_BOT_TOKEN was refused by Slack (invalid_auth)" in out.stderr
     assert "xoxb-refused" not in out.stderr + out.stdout
+
+
+def test_serve_on_a_missing_sqlite_file_refuses_without_creating_it(serve_env, tmp_path):
+    missing = tmp_path / "never-migrated.sqlite3"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
+    env.update({k: v for k, v in serve_env.items() if not k.startswith("_")}, DATABASE_URL=f"sqlite:///{missing}")
+    out = subprocess.run([sys.executable, "app.py", "serve"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2 and "python app.py migrate" in out.stderr
+    assert not missing.exists()
