@@ -106,10 +106,6 @@ class AccessRequest(Base):
         UniqueConstraint("open_key", name="uq_access_requests_open_key"),
     )
 
-    @property
-    def is_open(self) -> bool:
-        return self.state in OPEN_STATES
-
     @staticmethod
     def make_open_key(email: str, group_id: str | None) -> str:
         """The key that makes at most one open request per person and group (or password reset)."""

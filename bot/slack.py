@@ -61,6 +61,11 @@ class SlackIdentity:
                    deleted=bool(user.get("deleted")),
                    is_guest=bool(user.get("is_restricted") or user.get("is_ultra_restricted")))
 
+    @property
+    def barred(self) -> bool:
+        """Unknown, deactivated, a bot or a guest: may neither use the bot nor decide."""
+        return not self.exists or self.deleted or self.is_bot or self.is_guest
+
     def refusal(self) -> str | None:
         """Why this person cannot use the bot for themselves, or ``None`` when they can."""
         if not self.exists:

@@ -7,7 +7,6 @@ Slack's Block Kit reference hold: section text ≤ 3000 characters, header ≤ 1
 """
 from __future__ import annotations
 
-import datetime as dt
 from collections import defaultdict
 from typing import Iterable, Sequence
 
@@ -289,6 +288,3 @@ def request_modal(groups: Sequence[Group] | None, *, error: str | None = None) -
     ]
     return view
 
-
-def fmt_time(when: dt.datetime | None) -> str:
-    return when.strftime("%Y-%m-%d %H:%M UTC") if when else "—"

@@ -38,9 +38,6 @@ class Worker:
             self._wake.wait(self.interval)
             self._wake.clear()
 
-    def poke(self) -> None:
-        self._wake.set()
-
     def stop(self, timeout: float = 25.0) -> None:
         """Stop after the current step; waits up to ``timeout`` seconds."""
         self._stop.set()

@@ -135,18 +135,13 @@ class AccessService:
         return self.guarded(user_id, shown, lambda: self._run_command(user_id, text, shown, channel_id))
 
     def form_refusal(self, user_id: str) -> str | None:
-        """Before the request form opens (``/polaris request`` with no arguments): audited like a command,
-        rate limited, and refused for guests, bots and deactivated accounts. Returns the refusal or ``None``."""
-        if self._over_command_limit(user_id):
-            self.audit.record(user_id, "command", outcome="refused", detail="rate limited: request form")
-            return f"You have sent more than {self.settings.max_commands_per_minute} commands in a minute; please wait."
+        """Before the request form opens (``/polaris request`` with no arguments): admitted like a command
+        (audited, rate limited, refused for guests, bots and deactivated accounts) and refused for a profile
+        without an email. Returns the refusal or ``None``."""
         try:
-            why = self.slack.identity(user_id).refusal()
+            return self._admit(user_id, "request form", need_email=True)
         except SlackError:
-            why = "Slack did not answer a lookup I needed; please try again in a moment."
-        self.audit.record(user_id, "command", outcome="refused" if why else "ok",
-                          detail=f"request form{': ' + why if why else ''}")
-        return why
+            return "Slack did not answer a lookup I needed; please try again in a moment."
 
     def submit_form(self, user_id: str, group_id: str, reason: str) -> Reply:
         """The request form's submission: like ``/polaris request`` with a group chosen by ID."""
@@ -175,33 +170,42 @@ class AccessService:
 
     def _run_command(self, user_id: str, text: str | None, shown: str, channel_id: str | None) -> Reply:
         command = parse(text)  # pure; a UsageError is audited by guarded()
-        if command.name != "help":
-            identity = self.slack.identity(user_id, max_age=60)
-            if not identity.exists or identity.deleted or identity.is_bot or identity.is_guest:
-                why = identity.refusal() or "Your Slack account cannot use this bot."
-                self.audit.record(user_id, "command", outcome="refused", detail=f"{why} ({shown})")
-                return Reply(f":no_entry: {why}")
-        if not self._count_command(user_id, shown):
-            return Reply(f"You have sent more than {self.settings.max_commands_per_minute} commands in a "
-                         "minute; please wait a moment.")
+        why = self._admit(user_id, shown, check_identity=command.name != "help")
+        if why:
+            return Reply(f":no_entry: {why}")
         return self._dispatch(user_id, command, channel_id)
 
-    def _count_command(self, user_id: str, shown: str) -> bool:
-        """Audit the command and apply the per-person rate limit in one transaction. False when over it."""
-        since = self.clock() - dt.timedelta(seconds=60)
+    def _admit(self, user_id: str, shown: str, *, check_identity: bool = True, need_email: bool = False) -> str | None:
+        """Let a command in, or say why not: a guest, bot or deactivated account (``users.info``, 60 s
+        cache), a profile without an email when ``need_email``, or over the per-person rate limit. Every
+        attempt is a ``command`` audit row; the rate limit is counted and the row written in one transaction.
+        Raises :class:`SlackError` when Slack cannot be asked."""
+        if check_identity:
+            identity = self.slack.identity(user_id, max_age=60)
+            if identity.barred or need_email:
+                why = identity.refusal()
+                if why:
+                    self.audit.record(user_id, "command", outcome="refused", detail=f"{why} ({shown})")
+                    return why
         with self.db.session() as s:
-            count = s.scalar(select(func.count()).select_from(AuditEvent).where(
-                AuditEvent.actor == user_id, AuditEvent.action == "command", AuditEvent.at >= since)) or 0
-            over = count >= self.settings.max_commands_per_minute
+            over = self._over_command_limit(user_id, session=s)
             self.audit.record(user_id, "command", session=s, outcome="refused" if over else "ok",
                               detail=f"rate limited: {shown}" if over else shown)
-        return not over
+        if over:
+            return (f"You have sent more than {self.settings.max_commands_per_minute} commands in a minute; "
+                    "please wait a moment.")
+        return None
 
-    def _over_command_limit(self, user_id: str) -> bool:
+    def _over_command_limit(self, user_id: str, *, session=None) -> bool:
+        """True when ``user_id`` sent ``MAX_COMMANDS_PER_MINUTE`` commands in the last 60 s (audit rows)."""
         since = self.clock() - dt.timedelta(seconds=60)
-        with self.db.session() as s:
-            count = s.scalar(select(func.count()).select_from(AuditEvent).where(
-                AuditEvent.actor == user_id, AuditEvent.action == "command", AuditEvent.at >= since))
+        query = select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.actor == user_id, AuditEvent.action == "command", AuditEvent.at >= since)
+        if session is not None:
+            count = session.scalar(query)
+        else:
+            with self.db.session() as s:
+                count = s.scalar(query)
         return (count or 0) >= self.settings.max_commands_per_minute
 
     def _dispatch(self, user_id: str, cmd: Command, channel_id: str | None) -> Reply:
@@ -333,10 +337,6 @@ class AccessService:
     def rule_for(self, group_name: str | None) -> Rule:
         """The approval policy rule for a group (``None``: password resets)."""
         return self.policy.for_group(group_name)
-
-    def approvals_required_for(self, group_name: str | None) -> int:
-        """How many distinct approvals a request for ``group_name`` needs (two-person rule for Org Admin)."""
-        return self.rule_for(group_name).approvals
 
     def manager_of(self, user_id: str) -> str | None:
         """The requester's manager: the configured Slack profile field (``users.profile.get``), else the
@@ -645,11 +645,11 @@ class AccessService:
         if actor_id not in self.approver_ids(req):
             return "Only approvers can decide access requests."
         identity = self.slack.identity(actor_id)
-        if not identity.exists or identity.deleted or identity.is_bot or identity.is_guest:
+        if identity.barred:
             return "Your Slack account cannot decide access requests (deactivated, guest or bot)."
         if approving:
             requester = self.slack.identity(req.requester_id)
-            if not requester.exists or requester.deleted or requester.is_bot or requester.is_guest:
+            if requester.barred:
                 return ("The requester's Slack account is now deactivated or a guest account; this request can "
                         "only be denied or left to expire.")
         if self.is_privileged(self._request_group(req)) or (req.group_name or "").lower() == ORG_ADMIN.lower():
