@@ -17,6 +17,7 @@ membership as done, and never sends a password reset twice for one request.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import random
@@ -857,10 +858,14 @@ class AccessService:
         target = self.get(request_id)
         if target is None:
             return False
-        # One claim per request, and one per Polaris user: two requests never change the same user at once
-        # (a password reset's GET-change-PUT would otherwise erase a membership added in between).
-        with self.claims.hold(request_id) as got, self.claims.hold(f"user:{target.target_email.lower()}") as got_user:
-            if not (got and got_user):
+        # One claim per request, then one per Polaris user: two requests never change the same user at once
+        # (a password reset's GET-change-PUT would otherwise erase a membership added in between). The user
+        # claim is only tried by the holder of the request claim, so a worker that lost the request cannot
+        # block the one that won it.
+        with contextlib.ExitStack() as claims:
+            if not claims.enter_context(self.claims.hold(request_id)):
+                return False
+            if not claims.enter_context(self.claims.hold(f"user:{target.target_email.lower()}")):
                 return False
             req = self.get(request_id)  # fresh, under the claim
             now = self.clock()

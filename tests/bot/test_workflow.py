@@ -596,3 +596,24 @@ def test_open_request_limit_holds_for_requests_at_the_same_moment(service, db, s
     for t in threads:
         t.join()
     assert only_request_count(db) == 1
+
+
+def test_a_worker_that_lost_the_request_does_not_touch_the_user_claim(service, db, groups):
+    """Regression: the loser used to take the user claim anyway, so the winner could find it busy and skip."""
+    service.handle_command(REQUESTER, "request Viewer")
+    req = only_request(db)
+    service.decide(req.id, APPROVER, approve=True)
+    tried = []
+    real_hold = service.claims.hold
+
+    def recording_hold(name, **kw):
+        tried.append(name)
+        return real_hold(name, **kw)
+
+    with real_hold(req.id) as got:  # another worker holds the request
+        assert got
+        service.claims.hold = recording_hold
+        assert service.apply(req.id) is False
+    assert tried == [req.id]
+    service.claims.hold = real_hold
+    assert service.apply(req.id) is True
