@@ -32,7 +32,8 @@ def register(app: App, service) -> None:
             reply = service.handle_command(who, words, channel_id=text(command, "channel_id", limit=32))
             respond(text=reply.text, blocks=reply.blocks, response_type="ephemeral")
 
-        service.background(work, on_busy=lambda: respond(text=BUSY, response_type="ephemeral"))
+        service.background(work, on_busy=lambda: respond(text=BUSY, response_type="ephemeral"),
+                           lane=service.command_lane(words))
 
 
 def open_request_form(service, trigger_id: str) -> None:
