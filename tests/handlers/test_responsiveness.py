@@ -1,5 +1,6 @@
-"""Nothing waits behind Polaris or Slack (issue #8, finding 8): signed requests through the real Bolt app, with
-faults injected in the Polaris sandbox (``Fault(delay=...)``) and the Slack stand-in (429 with ``Retry-After``)."""
+"""Nothing waits behind Polaris or Slack (issue #8, findings 8 and 9): signed requests through the real Bolt
+app, with faults injected in the Polaris sandbox (``Fault(delay=...)``) and the Slack stand-in (429 with
+``Retry-After``, a slow ``users.info``, ``views.open`` answering ``expired_trigger_id``)."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ from sqlalchemy import select
 
 from bot.models import AccessRequest
 from bot.sandbox import Fault
-from tests.conftest import (ADMIN, APPROVER, OTHER, REQUESTER, signed_headers, slash_body,
+from tests.conftest import (ADMIN, APPROVER, GUEST, OTHER, REQUESTER, signed_headers, slash_body,
                             wait_for)
 
 
@@ -109,6 +110,53 @@ def test_a_rate_limited_slack_call_fails_fast_with_its_retry_after(core, slack):
     assert time.monotonic() - started < 1.0
     assert (raised.value.error, raised.value.retry_after) == ("ratelimited", 20.0)
     assert core.slack.dm(REQUESTER, "hello") is True  # the next call goes through
+
+
+def test_request_form_acks_before_slow_users_info_and_shows_the_refusal(bolt, slack, groups):
+    # Finding 9: `/polaris request` with no arguments; users.info answers late; a guest asks.
+    slack.delay_next("users.info", 1.5)
+    command(bolt, slack, GUEST, "request")  # asserts the ack came in under 1 s
+    opened = wait_for(lambda: [v for v in slack.views if v["method"] == "views.open"], timeout=1)[0]
+    assert "Loading" in json.dumps(opened["view"]["blocks"])
+    updated = wait_for(lambda: [v for v in slack.views if v["method"] == "views.update"], timeout=5)[0]
+    assert updated["view_id"] == opened["view_id"]
+    shown = json.dumps(updated["view"]["blocks"])
+    assert "Guest accounts cannot use the Polaris access bot" in shown
+    assert not updated["view"].get("submit")  # nothing to submit: no half-usable form
+
+
+def test_request_form_for_a_member_is_filled_with_the_groups_after_the_ack(bolt, slack, groups):
+    slack.delay_next("users.info", 1.5)
+    command(bolt, slack, REQUESTER, "request")
+    updated = wait_for(lambda: [v for v in slack.views if v["method"] == "views.update"], timeout=5)[0]
+    names = [o["text"]["text"] for o in updated["view"]["blocks"][0]["element"]["options"]]
+    assert "Viewer" in names
+
+
+def test_request_form_that_slack_will_not_open_is_explained_ephemerally(bolt, slack, groups, db):
+    # Finding 9: views.open answers expired_trigger_id.
+    slack.fail_next("views.open", status=200, error="expired_trigger_id")
+    key = command(bolt, slack, REQUESTER, "request")
+    told = wait_for(lambda: answers(slack, key), timeout=5)[0]
+    assert told["response_type"] == "ephemeral"
+    assert "could not open the request form" in told["text"]
+    assert "/polaris request <group>" in told["text"].replace("&lt;", "<").replace("&gt;", ">")
+    assert not slack.views
+
+
+def test_a_form_submission_meeting_a_full_queue_is_refused_in_the_form(bolt, slack, groups, service, db):
+    service.max_queued = 0
+    viewer = groups["Viewer"]
+    payload = {"type": "view_submission", "team": {"id": "T0STANDIN"}, "user": {"id": REQUESTER},
+               "api_app_id": "A0TEST", "view": {"id": "V1", "type": "modal", "callback_id": "request_modal",
+                                                "state": {"values": {
+                   "group": {"value": {"type": "static_select", "selected_option": {"value": viewer}}},
+                   "reason": {"value": {"type": "plain_text_input", "value": "from the form"}}}}}}
+    body = urllib.parse.urlencode({"payload": json.dumps(payload)})
+    response = dispatch(bolt, body)
+    assert response.status == 200
+    answer = json.loads(response.body)
+    assert answer["response_action"] == "errors" and "busy" in answer["errors"]["group"]
 
 
 @pytest.mark.parametrize("text, lane", [
