@@ -533,6 +533,11 @@ class GroupCatalog:
         with self._lock:
             self._groups = None
 
+    def fresh(self) -> bool:
+        """True when :meth:`all` would answer from the cache now, without a Polaris call."""
+        with self._lock:
+            return self._groups is not None and self.clock() - self._at < self.ttl
+
     def by_id(self, group_id: str) -> Group | None:
         return next((g for g in self.all() if g.id == group_id), None)
 

@@ -1,8 +1,10 @@
 """The one Slack Web API client of the core (:class:`SlackGateway`), and Slack identities.
 
 Wraps ``slack_sdk.WebClient`` (``base_url`` settable, so tests and the demo point it at the local stand-in
-``bot.slack_standin``) with slack_sdk's retry handlers for rate limits (429, honouring ``Retry-After``),
-connection errors and 5xx. Every notification it sends is audited.
+``bot.slack_standin``) with slack_sdk's retry handlers for connection errors and 5xx. A rate limit (429) is
+not waited out: the call fails at once with ``SlackError("ratelimited", retry_after=...)``, because the calls
+run on shared work threads that must not sleep for Slack's ``Retry-After`` (up to minutes); the worker
+retries unposted cards and untold DMs later. Every notification it sends is audited.
 Follows Slack's docs for ``users.info``, ``chat.postMessage``, ``chat.update``, ``chat.postEphemeral``,
 ``conversations.open``, ``usergroups.users.list`` and ``response_url``.
 """
@@ -25,10 +27,12 @@ log = logging.getLogger(__name__)
 
 
 class SlackError(Exception):
-    """A Slack Web API call failed after its retries; ``error`` is Slack's error code (e.g. ``ratelimited``)."""
+    """A Slack Web API call failed after its retries; ``error`` is Slack's error code (e.g. ``ratelimited``).
+    ``retry_after``: for a rate limit (HTTP 429), the seconds Slack's ``Retry-After`` asks to wait, else
+    ``None``."""
 
-    def __init__(self, method: str, error: str):
-        self.method, self.error = method, error
+    def __init__(self, method: str, error: str, *, retry_after: float | None = None):
+        self.method, self.error, self.retry_after = method, error, retry_after
         super().__init__(f"Slack {method} failed: {error}")
 
 
@@ -82,11 +86,26 @@ class SlackIdentity:
         return None
 
 
+def _retry_after(response) -> float | None:
+    """Seconds from the ``Retry-After`` header of a 429 answer (slack_sdk's ``SlackResponse``), else ``None``."""
+    if getattr(response, "status_code", None) != 429:
+        return None
+    for name, value in (getattr(response, "headers", None) or {}).items():
+        if name.lower() == "retry-after":
+            value = value[0] if isinstance(value, list) and value else value
+            try:
+                return max(0.0, float(value))
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
 class SlackGateway:
     """Slack Web API calls the core makes. Thread-safe (``WebClient`` is).
 
     ``token``: bot token; ``base_url``: Web API base (``https://slack.com/api/`` or a stand-in);
-    ``audit``: where notifications are recorded; ``retries``: attempts per retry handler.
+    ``audit``: where notifications are recorded; ``retries``: attempts per retry handler (connection errors,
+    5xx; short backoff). No rate-limit handler: a 429 raises :class:`SlackError` with ``retry_after`` at once.
     """
 
     def __init__(self, token: str, *, base_url: str | None = None, audit: AuditLog | None = None,
@@ -95,8 +114,10 @@ class SlackGateway:
         if base_url:
             kwargs["base_url"] = base_url if base_url.endswith("/") else base_url + "/"
         self.client = client or WebClient(**kwargs)
-        for handler in (RateLimitErrorRetryHandler(max_retry_count=retries),
-                        ConnectionErrorRetryHandler(max_retry_count=retries),
+        # No RateLimitErrorRetryHandler: it sleeps out Retry-After on the calling thread (a shared work thread).
+        self.client.retry_handlers[:] = [h for h in self.client.retry_handlers
+                                         if not isinstance(h, RateLimitErrorRetryHandler)]
+        for handler in (ConnectionErrorRetryHandler(max_retry_count=retries),
                         ServerErrorRetryHandler(max_retry_count=retries)):
             self.client.retry_handlers.append(handler)
         self.audit = audit
@@ -108,7 +129,8 @@ class SlackGateway:
         try:
             return self.client.api_call(method, json=kwargs).data  # type: ignore[return-value]
         except SlackApiError as e:
-            raise SlackError(method, str(e.response.get("error") or e.response.status_code)) from None
+            raise SlackError(method, str(e.response.get("error") or e.response.status_code),
+                             retry_after=_retry_after(e.response)) from None
         except Exception as e:  # urllib errors after retries
             raise SlackError(method, type(e).__name__) from None
 

@@ -21,7 +21,7 @@ Wire format (as the real Web API, https://api.slack.com/web):
   ``invalid_auth``.
 - Answers are HTTP 200 with ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``; a rate limit is
   HTTP 429 with ``Retry-After`` and ``{"ok": false, "error": "ratelimited"}`` (injected with
-  :meth:`SlackStandIn.fail_next`).
+  :meth:`SlackStandIn.fail_next`); a slow answer of one method is injected with :meth:`SlackStandIn.delay_next`.
 - Block Kit payloads are checked against the documented limits (50 blocks a message, 100 a view, header
   150 characters, section text 3000, 10 fields, 25 actions elements, button ``value`` 2000, ``action_id`` /
   ``block_id`` 255 and unique, modal title 24, ``private_metadata`` 3000, ``submit`` required with input
@@ -140,6 +140,7 @@ class SlackStandIn:
         self.base_url: str = ""
 
         self._failures: dict[str, deque[_Failure]] = {}
+        self._delays: dict[str, deque[float]] = {}
         self._ts_counter = itertools.count(1)
         self._id_counter = itertools.count(1)
         self._view_store: dict[str, dict] = {}
@@ -253,6 +254,14 @@ class SlackStandIn:
             queue = self._failures.setdefault(method, deque())
             for _ in range(times):
                 queue.append(_Failure(status, retry_after, error))
+
+    def delay_next(self, method: str, seconds: float, *, times: int = 1) -> None:
+        """Make the next ``times`` calls of ``method`` answer ``seconds`` late (the call is recorded at once;
+        the sleep is outside :attr:`lock`, so other calls proceed). Applies before any :meth:`fail_next`."""
+        if times < 1 or seconds <= 0:
+            return
+        with self.lock:
+            self._delays.setdefault(method, deque()).extend([float(seconds)] * times)
 
     # ------------------------------------------------------------------ queries
 
@@ -368,6 +377,10 @@ class SlackStandIn:
             self.calls.append((method, copy.deepcopy(args)))
             queue = self._failures.get(method)
             failure = queue.popleft() if queue else None
+            delays = self._delays.get(method)
+            delay = delays.popleft() if delays else 0.0
+        if delay:
+            time.sleep(delay)
         if failure is not None:
             body = {"ok": False, "error": failure.error}
             if failure.status == 429:

@@ -26,7 +26,6 @@ import os
 import re
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -40,6 +39,7 @@ from .claims import Claims
 from .commands import Command, Target, UsageError, clean, parse, split_group_and_reason, REASON_MAX
 from .config import Settings
 from .db import Database
+from .lanes import POLARIS, Lanes, lane_for_command
 from .models import (APPLIED, APPROVED, DENIED, EXPIRED, FAILED, INVITE, JOIN, OPEN_STATES, PENDING,
                      RESET_PASSWORD, AccessRequest, Approval, AuditEvent, SlackEvent, utcnow)
 from .policy import MANAGER, Policy, Rule, load_policy
@@ -85,48 +85,35 @@ class AccessService:
         self.claims = Claims(db)
         self.worker_name = _worker_name()
         self.wake: Callable[[], None] = lambda: None  # set by the worker: run_due soon
-        # Work handed off by listeners after ack(): its own pool, so Bolt's listener threads (which run the
-        # acks) are never all blocked behind a slow Polaris.
-        # Few threads on purpose: they share the GIL with the request threads that send the acks.
-        self._background = ThreadPoolExecutor(max_workers=background_threads, thread_name_prefix="work")
-        self._queued = 0
-        self._queued_lock = threading.Lock()
-        self.max_queued = max_queued
+        # Work handed off by listeners after ack(): bounded lanes apart from Bolt's listener threads (which
+        # run the acks), one for work that waits on Polaris and one for work that does not, so a slow Polaris
+        # never holds up `help` (bot/lanes.py). Few threads on purpose: they share the GIL with the acks.
+        self.lanes = Lanes(threads=background_threads, max_queued=max_queued)
 
-    def background(self, fn: Callable[[], object], *, on_busy: Callable[[], object] | None = None) -> bool:
-        """Run ``fn`` on the work pool (after the listener has acked). Exceptions are logged, never lost.
-        When ``max_queued`` tasks already wait, ``on_busy`` runs instead and False is returned."""
-        with self._queued_lock:
-            if self._queued >= self.max_queued:
-                busy = True
-            else:
-                busy = False
-                self._queued += 1
-        if busy:
-            log.warning("work queue full (%d tasks); asking the person to retry", self.max_queued)
-            if on_busy is not None:
-                try:
-                    on_busy()
-                except Exception:
-                    log.exception("busy answer failed")
-            return False
+    @property
+    def max_queued(self) -> int:
+        """The queue limit of each work lane (tasks accepted and not finished); settable."""
+        return self.lanes.lane(POLARIS).max_queued
 
-        def run():
-            try:
-                fn()
-            except Exception:
-                log.exception("background task failed")
-            finally:
-                with self._queued_lock:
-                    self._queued -= 1
+    @max_queued.setter
+    def max_queued(self, value: int) -> None:
+        self.lanes.set_max_queued(value)
 
-        self._background.submit(run)
-        return True
+    def background(self, fn: Callable[[], object], *, on_busy: Callable[[], object] | None = None,
+                   lane: str = POLARIS) -> bool:
+        """Run ``fn`` on the work lane ``lane`` (:data:`bot.lanes.LOCAL` for work that never waits on Polaris,
+        :data:`bot.lanes.POLARIS`, the default, for work that may) after the listener has acked. Exceptions
+        are logged, never lost. When the lane's ``max_queued`` tasks already wait, ``on_busy`` runs instead
+        and False is returned."""
+        return self.lanes.submit(lane, fn, on_busy)
+
+    def command_lane(self, text: str | None) -> str:
+        """The work lane for the ``/polaris`` command ``text`` (:func:`bot.lanes.lane_for_command`)."""
+        return lane_for_command(text, groups_cached=self.catalog.fresh())
 
     def drain(self, timeout: float = 30.0) -> None:
         """Wait for background work to finish (shutdown, tests)."""
-        self._background.shutdown(wait=True)
-        self._background = ThreadPoolExecutor(max_workers=self._background._max_workers, thread_name_prefix="work")
+        self.lanes.drain()
 
     # =============================================================================== commands
     def handle_command(self, user_id: str, text: str | None, *, channel_id: str | None = None) -> Reply:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from slack_bolt import Ack, App, Respond
 
 from bot import views
+from bot.lanes import LOCAL, POLARIS
 
 from .commands import BUSY
 from .payload import request_id, user_id
@@ -28,8 +29,10 @@ def register(app: App, service) -> None:
             if message:
                 respond(text=message, response_type="ephemeral", replace_original=False)
 
+        # A decision reads Polaris (authority, the group); a malformed button is refused locally.
         service.background(work, on_busy=lambda: respond(text=BUSY, response_type="ephemeral",
-                                                         replace_original=False))
+                                                         replace_original=False),
+                           lane=LOCAL if rid is None else POLARIS)
 
     @app.action(views.APPROVE_ACTION)
     def approve(ack: Ack, body: dict, respond: Respond) -> None:

@@ -1,12 +1,17 @@
 """The ``/polaris`` slash command (Slack: "Slash commands" — ack within 3 seconds, answer on response_url)."""
 from __future__ import annotations
 
+import logging
+
 from slack_bolt import Ack, App, Respond
 
 from bot import views
 from bot.commands import clean
+from bot.lanes import LOCAL
 
 from .payload import text, user_id
+
+log = logging.getLogger(__name__)
 
 BUSY = ":hourglass: I am very busy right now; please try again in a minute. Nothing was changed."
 
@@ -21,33 +26,50 @@ def register(app: App, service) -> None:
         if who is None:
             return
         if clean(words).lower() == "request" and trigger_id:
-            why = service.form_refusal(who)
-            if why:
-                service.background(lambda: respond(text=f":no_entry: {views.esc(why)}", response_type="ephemeral"))
-                return
-            open_request_form(service, trigger_id)  # trigger_id lives 3 seconds: open now, fill in later
+            open_request_form(service, who, trigger_id, respond)  # trigger_id lives 3 seconds: open now
             return
 
         def work() -> None:
             reply = service.handle_command(who, words, channel_id=text(command, "channel_id", limit=32))
             respond(text=reply.text, blocks=reply.blocks, response_type="ephemeral")
 
-        service.background(work, on_busy=lambda: respond(text=BUSY, response_type="ephemeral"))
+        service.background(work, on_busy=lambda: respond(text=BUSY, response_type="ephemeral"),
+                           lane=service.command_lane(words))
 
 
-def open_request_form(service, trigger_id: str) -> None:
-    """Open a loading modal at once, then fill in the groups on the work pool."""
+FORM_NOT_OPENED = (":warning: I could not open the request form (Slack did not take it in time). Nothing was "
+                   "changed. Try `/polaris request` again, or type `/polaris request <group> [reason]`.")
+
+
+def open_request_form(service, who: str, trigger_id: str, respond: Respond) -> None:
+    """``/polaris request`` with no arguments: open a loading modal at once (``views.open``, in the request
+    thread, before the ack is sent: the ``trigger_id`` lives 3 seconds), then on the work pool admit the
+    person (identity, rate limit, audit row) and fill in the groups, or show the refusal in the modal. When
+    Slack does not open the modal (``expired_trigger_id`` or any failure) the person is told ephemerally."""
     view_id = service.slack.open_view(trigger_id, views.request_modal(None))
     if not view_id:
+        def tell() -> None:
+            service.audit.record(who, "command", outcome="error", detail="request form: views.open failed")
+            respond(text=views.esc(FORM_NOT_OPENED), response_type="ephemeral")
+
+        service.background(tell, on_busy=lambda: respond(text=BUSY, response_type="ephemeral"), lane=LOCAL)
         return
 
     def fill() -> None:
         try:
+            why = service.form_refusal(who)
+            if why:  # a guest, a deactivated account, no email, over the rate limit: said in the form
+                service.slack.update_view(view_id, views.request_modal([], error=views.esc(why)))
+                return
             groups = service.catalog.all()
-            service.slack.update_view(view_id, views.request_modal(groups))
         except Exception as e:  # Polaris down: say so in the form
             plain = getattr(e, "plain", None)
-            message = (plain() if plain else "Polaris is unavailable") + ". Please try again later."
+            if plain is None:
+                log.exception("request form failed")
+            message = (plain() if plain else "Something went wrong on my side") + ". Please try again later."
             service.slack.update_view(view_id, views.request_modal([], error=views.esc(message)))
+            return
+        service.slack.update_view(view_id, views.request_modal(groups))
 
-    service.background(fill)
+    service.background(fill, on_busy=lambda: service.slack.update_view(
+        view_id, views.request_modal([], error=views.esc(BUSY))))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from slack_bolt import Ack, App
 
+from bot.lanes import LOCAL
+
 
 def register(app: App, service) -> None:
     @app.event("app_home_opened")
@@ -20,4 +22,4 @@ def register(app: App, service) -> None:
             if service.first_delivery(event_id):
                 service.slack.publish_home(user_id, service.home_view(user_id))
 
-        service.background(work)
+        service.background(work, lane=LOCAL)  # the database and Slack only: never behind a slow Polaris

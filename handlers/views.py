@@ -5,7 +5,9 @@ from slack_bolt import Ack, App
 
 from bot import views
 from bot.commands import REASON_MAX
+from bot.lanes import POLARIS
 
+from .commands import BUSY
 from .payload import dig, text, user_id
 
 
@@ -22,13 +24,18 @@ def register(app: App, service) -> None:
         if len(reason) > REASON_MAX:
             ack(response_action="errors", errors={"reason": f"Keep the reason under {REASON_MAX} characters."})
             return
-        ack()
         who = user_id(body, "user", "id")
         if who is None:
+            ack()
             return
 
         def work() -> None:
             reply = service.submit_form(who, group_id, reason)
             service.slack.dm(who, reply.text, reply.blocks)
 
-        service.background(work)
+        # Handed off before the ack (which Bolt sends when this returns), so a full work lane keeps the form
+        # open with the busy answer instead of dropping the submission.
+        if service.background(work, lane=POLARIS):
+            ack()
+        else:
+            ack(response_action="errors", errors={"group": BUSY.removeprefix(":hourglass: ")})
