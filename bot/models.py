@@ -1,4 +1,5 @@
-"""Database tables: access requests, their approvals, the append-only audit log, and Slack event IDs seen.
+"""Database tables: access requests, their approvals, the append-only audit log, Slack event IDs seen, and the
+Slack messages owed (the delivery ledger, :mod:`bot.deliveries`).
 
 SQLAlchemy 2.0 declarative models; Alembic (``migrations/``) creates them on SQLite and PostgreSQL.
 Times are stored as naive UTC and read back as aware UTC (:class:`UTCDateTime`).
@@ -55,6 +56,8 @@ class AccessRequest(Base):
     """One access request: who asked (``requester_*``), for whom (``target_*``), what (``kind``, group),
     why (``reason``), its ``state`` and how it ended. The approval card is ``approval_channel``/``approval_ts``.
 
+    ``notified_state`` is the last state whose DM to the requester is settled (delivered, or given up and
+    handed to ``ADMINS``; the ``deliveries`` ledger holds each attempt); ``retries`` counts Retry presses.
     ``claimed_by`` names the worker applying it (informational; the lock is in :mod:`bot.claims`); ``write_started_at``
     is set before a Polaris write that cannot be repeated blindly (a password reset), so a resumed apply
     checks first.
@@ -96,6 +99,7 @@ class AccessRequest(Base):
     applied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     open_key: Mapped[str | None] = mapped_column(String(400))
     notified_state: Mapped[str | None] = mapped_column(String(12))
+    retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (
         Index("ix_access_requests_requester_state", "requester_id", "state"),
@@ -155,9 +159,45 @@ class AuditEvent(Base):
 
 
 class SlackEvent(Base):
-    """Events API ``event_id`` values already handled (Slack retries up to 3 times)."""
+    """Events API ``event_id`` values already handled (Slack retries up to 3 times, within minutes); the
+    worker deletes rows older than a day (index on ``received_at``)."""
 
     __tablename__ = "slack_events"
 
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_slack_events_received_at", "received_at"),)
+
+
+class Delivery(Base):
+    """One Slack message owed to one recipient about one request (see :mod:`bot.deliveries`).
+
+    ``kind``: ``dm``, ``relay`` (a notice to an admin) or ``card``; ``recipient``: a Slack user or channel
+    ID; ``key``: what it is about (a request state such as ``approved``, ``approval:1``, ``card``), unique
+    with the first three; ``state``: the request state a requester DM tells; ``text``: a DM's text;
+    ``content_hash``: what a card should show; ``status``: ``pending``, ``delivered``, ``failed`` or
+    ``superseded``; ``attempts`` made, ``next_attempt_at`` (a backoff, or the lease of the attempt under way)
+    and Slack's ``last_error``."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("access_requests.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(12))
+    recipient: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str | None] = mapped_column(String(12))
+    text: Mapped[str | None] = mapped_column(Text)
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(80))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("request_id", "kind", "recipient", "key", name="uq_deliveries_request_kind_recipient_key"),
+        Index("ix_deliveries_status_next", "status", "next_attempt_at"),
+    )

@@ -27,11 +27,11 @@ log = logging.getLogger(__name__)
 
 
 class SlackError(Exception):
-    """A Slack Web API call failed after its retries; ``error`` is Slack's error code (e.g. ``ratelimited``).
-    ``retry_after``: for a rate limit (HTTP 429), the seconds Slack's ``Retry-After`` asks to wait, else
-    ``None``."""
+    """A Slack Web API call failed after its retries; ``error`` is Slack's error code (e.g. ``ratelimited``,
+    ``user_disabled``). ``retry_after``: for a rate limit (HTTP 429), the seconds Slack's ``Retry-After``
+    asks to wait, else ``None``."""
 
-    def __init__(self, method: str, error: str, *, retry_after: float | None = None):
+    def __init__(self, method: str, error: str, retry_after: float | None = None):
         self.method, self.error, self.retry_after = method, error, retry_after
         super().__init__(f"Slack {method} failed: {error}")
 
@@ -208,7 +208,17 @@ class SlackGateway:
 
     def dm(self, user_id: str, text: str, blocks: list | None = None, *, request_id: str | None = None) -> bool:
         """Direct message (``conversations.open`` + ``chat.postMessage``). Audited; returns False on failure
-        instead of raising (a lost DM must not undo a decision)."""
+        instead of raising (a lost DM must not undo a decision). DMs the worker must retry go through the
+        delivery ledger (:mod:`bot.deliveries`) with :meth:`send_dm` instead."""
+        try:
+            self.send_dm(user_id, text, blocks, request_id=request_id)
+        except SlackError:
+            return False
+        return True
+
+    def send_dm(self, user_id: str, text: str, blocks: list | None = None, *, request_id: str | None = None) -> str:
+        """Direct message (``conversations.open`` + ``chat.postMessage``); returns the IM channel ID. Audited
+        (``notify.dm``). Raises :class:`SlackError` with Slack's error (e.g. ``user_disabled``)."""
         try:
             channel = (self._call("conversations.open", users=user_id).get("channel") or {}).get("id")
             self._call("chat.postMessage", channel=channel, text=text, blocks=blocks or None,
@@ -216,9 +226,9 @@ class SlackGateway:
         except SlackError as e:
             log.warning("DM to %s failed: %s", user_id, e.error)
             self._note("notify.dm", user_id, "error", request_id, e.error)
-            return False
+            raise
         self._note("notify.dm", user_id, "ok", request_id)
-        return True
+        return str(channel)
 
     def dm_card(self, user_id: str, text: str, blocks: list | None = None, *,
                 request_id: str | None = None) -> tuple[str, str]:

@@ -21,7 +21,9 @@ Wire format (as the real Web API, https://api.slack.com/web):
   ``invalid_auth``.
 - Answers are HTTP 200 with ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``; a rate limit is
   HTTP 429 with ``Retry-After`` and ``{"ok": false, "error": "ratelimited"}`` (injected with
-  :meth:`SlackStandIn.fail_next`); a slow answer of one method is injected with :meth:`SlackStandIn.delay_next`.
+  :meth:`SlackStandIn.fail_next`); a standing refusal for one user or channel (``user_disabled``,
+  ``not_in_channel`` …) is set with :meth:`SlackStandIn.fail_for`; a slow answer of one method is injected
+  with :meth:`SlackStandIn.delay_next`.
 - Block Kit payloads are checked against the documented limits (50 blocks a message, 100 a view, header
   150 characters, section text 3000, 10 fields, 25 actions elements, button ``value`` 2000, ``action_id`` /
   ``block_id`` 255 and unique, modal title 24, ``private_metadata`` 3000, ``submit`` required with input
@@ -141,6 +143,7 @@ class SlackStandIn:
 
         self._failures: dict[str, deque[_Failure]] = {}
         self._delays: dict[str, deque[float]] = {}
+        self._rules: list[list] = []  # [method, match args, error, times left or None]
         self._ts_counter = itertools.count(1)
         self._id_counter = itertools.count(1)
         self._view_store: dict[str, dict] = {}
@@ -263,6 +266,31 @@ class SlackStandIn:
         with self.lock:
             self._delays.setdefault(method, deque()).extend([float(seconds)] * times)
 
+    def fail_for(self, method: str, error: str, *, times: int | None = None, **match: str) -> None:
+        """Make ``method`` answer HTTP 200 ``{"ok": false, "error": error}`` whenever every ``match`` argument
+        equals the call's argument of that name, e.g. ``fail_for("conversations.open", "user_disabled",
+        users="U1")`` or ``fail_for("chat.update", "not_in_channel", channel="C1")``; ``times`` = None: for
+        good (until :meth:`clear_failures`). Checked after the :meth:`fail_next` queue."""
+        with self.lock:
+            self._rules.append([method, dict(match), error, times])
+
+    def clear_failures(self) -> None:
+        """Drop every pending :meth:`fail_next` failure and :meth:`fail_for` rule."""
+        with self.lock:
+            self._failures.clear()
+            self._rules.clear()
+
+    def _rule_error(self, method: str, args: dict) -> str | None:
+        for rule in self._rules:
+            name, match, error, left = rule
+            if name == method and all(str(args.get(k)) == str(v) for k, v in match.items()):
+                if left is not None:
+                    rule[3] = left - 1
+                    if rule[3] <= 0:
+                        self._rules.remove(rule)
+                return error
+        return None
+
     # ------------------------------------------------------------------ queries
 
     def dm_channel(self, user_id: str) -> str:
@@ -377,6 +405,10 @@ class SlackStandIn:
             self.calls.append((method, copy.deepcopy(args)))
             queue = self._failures.get(method)
             failure = queue.popleft() if queue else None
+            if failure is None:
+                refused = self._rule_error(method, args)
+                if refused is not None:
+                    failure = _Failure(200, 0, refused)
             delays = self._delays.get(method)
             delay = delays.popleft() if delays else 0.0
         if delay:

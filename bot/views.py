@@ -82,6 +82,21 @@ def bullet_list(items: Sequence[str], limit: int = LIST_MAX, budget: int = SECTI
     return "\n".join(lines) if lines else "_none_"
 
 
+def names(user_ids: Sequence[str]) -> str:
+    """Mentions joined as a sentence: ``<@A>``, ``<@A> and <@B>``, ``<@A>, <@B> and <@C>``."""
+    shown = [mention(u) for u in user_ids] or [mention(None)]
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+
+
+def outcome_text(req: AccessRequest) -> str:
+    """The request's outcome (Polaris's answer, or what was done), escaped, with the group's Polaris ID
+    replaced by the group's name: people know groups by name."""
+    text = esc(req.outcome or "")
+    if req.group_id and req.group_name:
+        text = text.replace(esc(req.group_id), esc(req.group_name))
+    return text
+
+
 def kind_phrase(req: AccessRequest) -> str:
     """What the request is for, in words (escaped)."""
     group = f"*{esc(req.group_name)}*" if req.group_name else ""
@@ -153,7 +168,12 @@ def approval_card(req: AccessRequest, *, group: Group | None = None, approvals: 
         state += " — nobody decided in time"
     blocks.append(section(state))
     if req.outcome and req.state in (APPLIED, FAILED, APPROVED):
-        blocks.append(context(esc(req.outcome)))
+        blocks.append(context(outcome_text(req)))
+    if req.state == FAILED:
+        retries = req.retries or 0
+        retried = f" ({retries} Retr{'y' if retries == 1 else 'ies'} so far)" if retries else ""
+        when = f" at {req.updated_at:%Y-%m-%d %H:%M:%S} UTC" if req.updated_at else ""
+        blocks.append(context(f"Attempt {retries + 1} failed{when}{retried}."))
     if note:
         blocks.append(context(note))
     if req.state == PENDING:
@@ -171,8 +191,9 @@ def approval_card(req: AccessRequest, *, group: Group | None = None, approvals: 
     return clip(f"{title} — {STATE_LABEL.get(req.state, req.state)} ({text})", 3000), blocks[:MESSAGE_BLOCKS_MAX]
 
 
-def requester_update(req: AccessRequest) -> str:
-    """The DM text the requester gets at a state change (mrkdwn, escaped)."""
+def requester_update(req: AccessRequest, approvers: Sequence[str] = ()) -> str:
+    """The DM text the requester gets at a state change (mrkdwn, escaped). ``approvers``: everyone whose
+    approval counted (named when approved; the decider alone when empty)."""
     what = kind_phrase(req)
     ref = f"(request `{req.id[:8]}`)"
     if req.state == PENDING:
@@ -181,12 +202,14 @@ def requester_update(req: AccessRequest) -> str:
         return (f"Your request for {what} is saved, but I could not post it to the approvers yet; "
                 f"I will keep trying {ref}.")
     if req.state == APPROVED:
-        return f"Your request for {what} was approved by {mention(req.decided_by)}; applying it in Polaris now {ref}."
+        who = names(approvers) if approvers else mention(req.decided_by)
+        return f"Your request for {what} was approved by {who}; applying it in Polaris now {ref}."
     if req.state == APPLIED:
-        return f":white_check_mark: Done: {what}. {esc(req.outcome or '')} {ref}"
+        return f":white_check_mark: Done: {what}. {outcome_text(req)} {ref}"
     if req.state == FAILED:
-        return (f":x: Your request for {what} was approved but Polaris refused or failed: {esc(req.outcome or '')}. "
-                f"An approver can retry it {ref}.")
+        attempt = f" (attempt {req.retries + 1})" if req.retries else ""  # None before the row is saved
+        return (f":x: Your request for {what} was approved but Polaris refused or failed{attempt}: "
+                f"{outcome_text(req)}. An approver can retry it {ref}.")
     if req.state == DENIED:
         return f"Your request for {what} was denied by {mention(req.decided_by)} {ref}."
     if req.state == EXPIRED:

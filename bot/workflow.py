@@ -29,7 +29,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import views
@@ -39,9 +39,11 @@ from .claims import Claims
 from .commands import Command, Target, UsageError, clean, parse, split_group_and_reason, REASON_MAX
 from .config import Settings
 from .db import Database
+from . import deliveries as ledger
+from .deliveries import CARD, DM, RELAY, DeliveryLedger, content_hash
 from .lanes import POLARIS, Lanes, lane_for_command
 from .models import (APPLIED, APPROVED, DENIED, EXPIRED, FAILED, INVITE, JOIN, OPEN_STATES, PENDING,
-                     RESET_PASSWORD, AccessRequest, Approval, AuditEvent, SlackEvent, utcnow)
+                     RESET_PASSWORD, AccessRequest, Approval, AuditEvent, Delivery, SlackEvent, utcnow)
 from .policy import MANAGER, Policy, Rule, load_policy
 from .polaris import (Group, GroupCatalog, PolarisClient, PolarisConflict, PolarisError, PolarisNotFound,
                       PolarisUnavailable)
@@ -83,6 +85,8 @@ class AccessService:
         self.catalog = catalog or GroupCatalog(polaris, ttl=settings.group_cache_ttl)
         self.clock = clock
         self.claims = Claims(db)
+        self.deliveries = DeliveryLedger(db, audit, lambda: self.clock())
+        self._pruned_at: dt.datetime | None = None
         self.worker_name = _worker_name()
         self.wake: Callable[[], None] = lambda: None  # set by the worker: run_due soon
         # Work handed off by listeners after ack(): bounded lanes apart from Bolt's listener threads (which
@@ -505,7 +509,7 @@ class AccessService:
         if posted:
             return Reply(f":inbox_tray: Your request for {what} went to the approvers in <#{self.settings.approval_channel}>. "
                          f"I'll message you when it is decided (request `{req.id[:8]}`).")
-        self.slack.dm(requester.id, views.requester_update(req), request_id=req.id)
+        self._tell_unposted(req.id)
         return Reply(f":warning: Your request for {what} is saved (request `{req.id[:8]}`), but I could not post it "
                      "to the approvers yet. I will keep trying and message you.")
 
@@ -524,39 +528,124 @@ class AccessService:
         return views.approval_card(req, group=group, approvals=approvals, note=note, manager_wanted=rule.wants_manager)
 
     def post_card(self, request_id: str) -> bool:
-        """Post the approval card of a pending request that has none yet. True when it is posted (by this
-        call or another). The command and the worker may both try: a claim makes exactly one post it."""
-        with self.claims.hold(f"card:{request_id}") as got:
-            if not got:
-                return False
-            return self._post_card(request_id)
+        """Post the approval card of a request that has none yet (and the manager's copy). True when it is
+        posted (by this call or another). The command and the worker may both try: a claim makes exactly
+        one post it; a failure is left to the delivery ledger (backoff, or a fallback for good)."""
+        self._sync_cards(request_id)
+        req = self.get(request_id)
+        return bool(req and req.approval_ts)
 
-    def _post_card(self, request_id: str) -> bool:
-        req = self.get(request_id)  # fresh, under the claim
-        if req is None or req.approval_ts:
-            return bool(req and req.approval_ts)
-        text, blocks = self._card(req)
-        try:
-            ts = self.slack.post(self.settings.approval_channel, text, blocks, request_id=req.id, action="notify.card")
-        except SlackError as e:
-            log.warning("approval card for %s not posted: %s", req.id, e.error)
-            with self.db.session() as s:
-                s.execute(update(AccessRequest).where(AccessRequest.id == req.id)
-                          .values(post_attempts=AccessRequest.post_attempts + 1))
-            return False
-        with self.db.session() as s:
-            s.execute(update(AccessRequest).where(AccessRequest.id == req.id, AccessRequest.approval_ts.is_(None))
-                      .values(approval_channel=self.settings.approval_channel, approval_ts=ts,
-                              post_attempts=AccessRequest.post_attempts + 1, card_stale=True))
-        if req.manager_id and not req.manager_dm_ts:
-            try:
-                channel, mts = self.slack.dm_card(req.manager_id, text, blocks, request_id=req.id)
+    def _sync_cards(self, request_id: str, note: str | None = None, *, wait: float = 2.0) -> bool:
+        """Make the approval card and the manager's copy show the request as it is now: post what was never
+        posted, ``chat.update`` only what changed (the ledger's ``content_hash``). Under the ``card:<id>``
+        claim, so one process at a time posts or edits a request's cards; a caller that cannot get it records
+        what the card should show and the holder or the worker shows it. True when the channel card is
+        current."""
+        with self.claims.hold(f"card:{request_id}", wait=wait) as got:
+            if not got:
+                req = self.get(request_id)
+                if req is not None:
+                    for recipient, manager in self._card_targets(req):
+                        text, blocks = self._card_for(req, recipient, note)
+                        self.deliveries.want(req.id, CARD, recipient, "card", content=content_hash(text, blocks))
+                return False
+            current = False
+            for _ in range(3):  # again when the request changed while we were sending
+                req = self.get(request_id)
+                if req is None:
+                    return False
+                sent = False
+                for recipient, manager in self._card_targets(req):
+                    status, did_send = self._sync_card(req, recipient, manager, note)
+                    sent = sent or did_send
+                    if not manager:
+                        current = status == ledger.DELIVERED
+                if not sent:
+                    break
+            return current
+
+    def _card_targets(self, req: AccessRequest) -> list[tuple[str, bool]]:
+        """(recipient, is the manager's copy): the approval channel, and the manager when there is one."""
+        targets = [(req.approval_channel or self.settings.approval_channel, False)]
+        if req.manager_id:
+            targets.append((req.manager_id, True))
+        return targets
+
+    def _card_for(self, req: AccessRequest, recipient: str, note: str | None = None) -> tuple[str, list]:
+        replaced = self.deliveries.find(req.id, CARD, recipient, "repost")
+        if replaced is not None:
+            extra = (f":information_source: This card replaces an earlier one I could no longer update "
+                     f"(Slack: `{views.esc(replaced.last_error or 'error')}`).")
+            note = f"{note}\n{extra}" if note else extra
+        return self._card(req, note)
+
+    def _sync_card(self, req: AccessRequest, recipient: str, manager: bool, note: str | None) -> tuple[str, bool]:
+        """One card (or the manager's copy) of ``req``: (ledger status, whether a Slack call was made)."""
+        text, blocks = self._card_for(req, recipient, note)
+        row = self.deliveries.want(req.id, CARD, recipient, "card", content=content_hash(text, blocks))
+        if row.status != ledger.PENDING:
+            return row.status, False
+        ts = req.manager_dm_ts if manager else req.approval_ts
+        if ts is None and (req.state == EXPIRED or (manager and req.state != PENDING)) \
+                and self.deliveries.find(req.id, CARD, recipient, "repost") is None:
+            self.deliveries.settle(row, ledger.SUPERSEDED)  # never shown, and nothing left to decide
+            return ledger.SUPERSEDED, False
+        what = f"{'manager copy' if manager else 'approval card'} {'update' if ts else 'post'} to {recipient}"
+
+        def send():
+            if ts:
+                channel = req.manager_dm_channel if manager else req.approval_channel
+                self.slack.update(channel, ts, text, blocks, request_id=req.id)
+            elif manager:
+                channel, mts = self.slack.dm_card(recipient, text, blocks, request_id=req.id)
                 self._set(req.id, manager_dm_channel=channel, manager_dm_ts=mts)
-            except SlackError as e:
-                log.warning("manager copy of %s not sent: %s", req.id, e.error)
-        # The state may have changed while we posted (an expiry): refresh marks it current.
-        self.refresh_card(req.id)
-        return True
+            else:
+                posted = self.slack.post(recipient, text, blocks, request_id=req.id, action="notify.card")
+                with self.db.session() as s:
+                    s.execute(update(AccessRequest).where(AccessRequest.id == req.id, AccessRequest.approval_ts.is_(None))
+                              .values(approval_channel=recipient, approval_ts=posted,
+                                      post_attempts=AccessRequest.post_attempts + 1))
+
+        attempt = self.deliveries.run(row, send, what=what)
+        if attempt.outcome == "skipped":
+            return row.status, False
+        if not ts and not manager and not attempt.delivered:
+            log.warning("approval card for %s not posted: %s", req.id, attempt.error)
+            self._set(req.id, post_attempts=AccessRequest.post_attempts + 1)
+        if attempt.delivered and not ts and not manager and row.attempts > 0:
+            # Posted by a later attempt: the requester was told it was not posted yet.
+            self._dm(req.id, req.requester_id, "card_posted", views.requester_update(self.get(req.id)))
+        if attempt.outcome == "gave_up":
+            self._card_gave_up(req, recipient, manager, bool(ts), attempt.error or "error")
+        return (ledger.DELIVERED if attempt.delivered else ledger.FAILED if attempt.outcome == "gave_up"
+                else ledger.PENDING), True
+
+    def _card_gave_up(self, req: AccessRequest, recipient: str, manager: bool, was_posted: bool, error: str) -> None:
+        """The fallbacks when a card cannot be delivered: an update that is impossible posts a fresh card once
+        (the old one is forgotten); a post that is impossible tells the requester and ``ADMINS`` by DM (the
+        manager's copy: audited only; the channel card still carries the decision)."""
+        if was_posted and self.deliveries.find(req.id, CARD, recipient, "repost") is None:
+            marker = self.deliveries.want(req.id, CARD, recipient, "repost")
+            self.deliveries.settle(marker, ledger.DELIVERED, error)
+            self._set(req.id, **({"manager_dm_ts": None, "manager_dm_channel": None} if manager else {"approval_ts": None}))
+            self.deliveries.reopen(self.deliveries.find(req.id, CARD, recipient, "card"))
+            self.audit.record("bot", "notify.fallback", request_id=req.id, target=recipient,
+                              detail=f"{'manager copy' if manager else 'approval card'} could not be updated "
+                                     f"({error}); posting a fresh one")
+            return
+        if manager:
+            return
+        what = views.kind_phrase(req)
+        self._dm(req.id, req.requester_id, "card_failed",
+                 f":warning: I could not post your request for {what} to the approvers: the approval card could "
+                 f"not be posted in <#{recipient}> (Slack: `{views.esc(error)}`). The admins have been told "
+                 f"(request `{req.id[:8]}`).")
+        self._tell_admins(req, f"card:{recipient}", exclude=None,
+                          text=(f":warning: I could not post the approval card for request `{req.id[:8]}` "
+                                f"({views.mention(req.requester_id)} asks for {what}) in <#{recipient}>: Slack said "
+                                f"`{views.esc(error)}`. Check that the bot is in that channel and that "
+                                "APPROVAL_CHANNEL is right; the request waits until it expires."),
+                          why=f"approval card not posted ({error})")
 
     def auto_approve(self, request_id: str) -> None:
         """Approve a request its policy rule auto-approves: recorded, announced on the card, applied."""
@@ -572,41 +661,91 @@ class AccessService:
             self.refresh_card(request_id)
             self.wake()
 
-    def refresh_card(self, request_id: str, note: str | None = None) -> bool:
-        """Rewrite the approval card from the request's current state (``chat.update``). On failure the card
-        is marked stale and the worker retries; the decision stands either way."""
+    def _tell_unposted(self, request_id: str) -> None:
+        """The card could not be posted at once: tell the requester it is saved and will be posted (unless
+        the post failed for good, which the fallback already told them)."""
         req = self.get(request_id)
-        if req is None or not req.approval_ts:
-            return False
-        text, blocks = self._card(req, note)
-        if req.manager_dm_ts:
-            try:
-                self.slack.update(req.manager_dm_channel, req.manager_dm_ts, text, blocks, request_id=req.id)
-            except SlackError as e:
-                log.warning("manager copy of %s not updated: %s", req.id, e.error)
-        try:
-            self.slack.update(req.approval_channel, req.approval_ts, text, blocks, request_id=req.id)
-        except SlackError as e:
-            log.warning("approval card %s not updated: %s", req.id, e.error)
-            gone = e.error in ("message_not_found", "channel_not_found", "cant_update_message", "is_archived")
-            self._set(req.id, card_stale=not gone)  # a deleted card cannot be fixed by retrying
-            return False
-        with self.db.session() as s:
-            s.execute(update(AccessRequest).where(AccessRequest.id == req.id, AccessRequest.updated_at == req.updated_at)
-                      .values(card_stale=False))
-        return True
+        row = self.deliveries.find(request_id, CARD, req.approval_channel or self.settings.approval_channel, "card") \
+            if req is not None else None
+        if req is not None and not req.approval_ts and (row is None or row.status == ledger.PENDING):
+            self._dm(req.id, req.requester_id, "unposted", views.requester_update(req))
+
+    def refresh_card(self, request_id: str, note: str | None = None) -> bool:
+        """Rewrite the approval card (and the manager's copy) from the request's current state
+        (``chat.update``), only when what it shows changed. A failure is left to the delivery ledger (retried
+        with backoff; an impossible update posts a fresh card); the decision stands either way. True when the
+        channel card is current."""
+        return self._sync_cards(request_id, note)
 
     def notify_requester(self, req: AccessRequest) -> bool:
-        """DM the requester the request's current state (and the person it is for, when it ends). Records
-        the state told, so the worker resends a DM Slack did not take. True when the requester got it."""
-        ok = self.slack.dm(req.requester_id, views.requester_update(req), request_id=req.id)
-        if ok:
+        """DM the requester the request's current state (and the person it is for, when it ends), once per
+        state (and per Retry), through the delivery ledger: a DM Slack did not take is retried with backoff,
+        one it refuses for good is not, and ``ADMINS`` are told instead. True when the requester got it."""
+        key = req.state if not req.retries else f"{req.state}#{req.retries}"
+        approvers: list[str] = []
+        if req.state == APPROVED and req.decided_by != views.POLICY_ACTOR:
             with self.db.session() as s:
-                s.execute(update(AccessRequest).where(AccessRequest.id == req.id, AccessRequest.state == req.state)
-                          .values(notified_state=req.state))
+                approvers = list(s.scalars(select(Approval.approver_id).where(Approval.request_id == req.id)
+                                           .order_by(Approval.id)))
+        text = views.requester_update(req, approvers)
+        ok = self._dm(req.id, req.requester_id, key, text, state=req.state)
         if req.target_slack_id and req.target_slack_id != req.requester_id and req.state in (APPLIED, DENIED):
-            self.slack.dm(req.target_slack_id, f"For your information: {views.requester_update(req)}", request_id=req.id)
+            self._dm(req.id, req.target_slack_id, key, f"For your information: {text}")
         return ok
+
+    def _dm(self, request_id: str, recipient: str, key: str, text: str, *, state: str | None = None) -> bool:
+        """Owe ``recipient`` the DM ``text`` about a request, once per ``key``, and try it now (an older DM to
+        them about the request still pending is superseded). ``state``: the request state it tells the
+        requester. True when delivered (now or before)."""
+        row = self.deliveries.want(request_id, DM, recipient, key, text=text, state=state, supersede=True)
+        return self._send_dm_row(row)
+
+    def _send_dm_row(self, row) -> bool:
+        """One attempt at a DM (or admin notice) row of the ledger, if it is pending and due; settles it."""
+        if row.status != ledger.PENDING:
+            return row.status == ledger.DELIVERED
+        blocked = self.deliveries.unreachable(row.request_id, row.recipient)
+        if blocked:  # this request already found them unable to get any DM: do not ask Slack again
+            self.deliveries.settle(row, ledger.FAILED, blocked)
+            self.audit.record("bot", "notify.gave_up", request_id=row.request_id, target=row.recipient,
+                              outcome="error", detail=f"{row.kind} to {row.recipient}: not sent, {blocked} earlier")
+            self._dm_settled(row, False, blocked)
+            return False
+        attempt = self.deliveries.run(row, lambda: self.slack.send_dm(row.recipient, row.text or "",
+                                                                      request_id=row.request_id),
+                                      what=f"{'notice' if row.kind == RELAY else 'DM'} to {row.recipient}")
+        if attempt.outcome in ("delivered", "gave_up"):
+            self._dm_settled(row, attempt.delivered, attempt.error)
+        return attempt.delivered
+
+    def _dm_settled(self, row, delivered: bool, error: str | None) -> None:
+        """A DM is delivered or given up: record the state the requester's notification settled, and tell
+        ``ADMINS`` (once per request) when the requester cannot be reached."""
+        req = self.get(row.request_id)
+        if req is None or row.kind != DM or row.recipient != req.requester_id:
+            return
+        if row.state:
+            with self.db.session() as s:
+                s.execute(update(AccessRequest).where(AccessRequest.id == req.id, AccessRequest.state == row.state)
+                          .values(notified_state=row.state))
+        if not delivered:
+            self._tell_admins(req, f"dm:{row.recipient}", exclude=row.recipient,
+                              text=(f":warning: I could not send {views.mention(row.recipient)} a DM about request "
+                                    f"`{req.id[:8]}` (Slack: `{views.esc(error or 'error')}`). It said: {row.text}"),
+                              why=f"requester DM not delivered ({error})")
+
+    def _tell_admins(self, req: AccessRequest, key: str, *, text: str, exclude: str | None, why: str) -> None:
+        """Fallback: a notice to every ``ADMINS`` member (but ``exclude``), once per request and ``key``;
+        audited as ``notify.fallback``."""
+        admins = sorted(a for a in self.settings.admins if a != exclude)
+        fresh = [a for a in admins if self.deliveries.find(req.id, RELAY, a, key) is None]
+        if admins and not fresh:
+            return  # told before
+        self.audit.record("bot", "notify.fallback", request_id=req.id, outcome="ok" if admins else "error",
+                          detail=f"{why}; " + (f"telling ADMINS {', '.join(admins)}" if admins else
+                                               "no other admin to tell"))
+        for admin in fresh:
+            self._send_dm_row(self.deliveries.want(req.id, RELAY, admin, key, text=text))
 
     # ------------------------------------------------------------------------------- decisions
     def get(self, request_id: str) -> AccessRequest | None:
@@ -727,7 +866,7 @@ class AccessService:
         if req.state != PENDING:
             self.notify_requester(req)
         elif partial:
-            self.slack.dm(req.requester_id, partial, request_id=req.id)
+            self._dm(req.id, req.requester_id, f"approval:{actor_id}", partial)
         if req.state == APPROVED:
             self.wake()
         return message
@@ -749,6 +888,8 @@ class AccessService:
         req = self.get(request_id)
         if req is None:
             return self._refuse(actor_id, None, "That request no longer exists.", "retry unknown request")
+        if actor_id in (req.requester_id, req.target_slack_id):  # the authority rule, in words that fit a Retry
+            return self._refuse(actor_id, req.id, self._who_can_retry(req), "retry by the requester or the person it is for")
         try:
             why = self.authority(actor_id, req)
         except (PolarisError, SlackError):
@@ -759,6 +900,7 @@ class AccessService:
             with self.db.session() as s:
                 changed = s.execute(update(AccessRequest).where(AccessRequest.id == req.id, AccessRequest.state == FAILED)
                                     .values(state=APPROVED, attempts=0, next_attempt_at=None, updated_at=self.clock(),
+                                            retries=AccessRequest.retries + 1,
                                             outcome="Retry requested by an approver",
                                             open_key=AccessRequest.make_open_key(req.target_email, req.group_id))).rowcount
                 if not changed:
@@ -772,6 +914,19 @@ class AccessService:
         self.refresh_card(req.id)
         self.wake()
         return "Retrying it now."
+
+    def _who_can_retry(self, req: AccessRequest) -> str:
+        """The answer for a requester (or the person a request is for) pressing Retry: who can."""
+        try:
+            who = sorted(self.approver_ids(req) - {req.target_slack_id})
+        except SlackError:
+            who = []
+        if len(who) > 5:
+            named = f" ({', '.join(views.mention(u) for u in who[:5])} and {len(who) - 5} more)"
+        else:
+            named = f" ({views.names(who)})" if who else ""
+        return (f"Only an approver can retry this request{named}; the card in <#{self.settings.approval_channel}> "
+                "has the Retry button for them.")
 
     def expire(self, request_id: str) -> bool:
         """Move a pending request past its TTL to expired (compare-and-set), update the card, tell the requester."""
@@ -789,23 +944,27 @@ class AccessService:
 
     # ------------------------------------------------------------------------------- worker
     def run_due(self, *, limit: int = 20, stop: threading.Event | None = None) -> int:
-        """One worker pass: expire overdue requests, post cards not yet posted, refresh stale cards, apply due
-        approved requests. Safe to run in any number of processes at once. Returns how many it applied."""
+        """One worker pass: expire overdue requests, make the Slack deliveries that are due (card posts and
+        updates, DMs: :mod:`bot.deliveries`), post cards and tell requesters where nothing was ever tried (a
+        crash in between), prune old ``slack_events``, apply due approved requests. Safe to run in any number
+        of processes at once. Returns how many it applied."""
         now = self.clock()
+        self._prune_events(now)
+        card_owed = exists().where(Delivery.request_id == AccessRequest.id, Delivery.kind == CARD)
+        dm_owed = exists().where(Delivery.request_id == AccessRequest.id, Delivery.kind == DM,
+                                 Delivery.recipient == AccessRequest.requester_id,
+                                 Delivery.state == AccessRequest.state)
         with self.db.session() as s:
             overdue = list(s.scalars(select(AccessRequest.id).where(
                 AccessRequest.state == PENDING, AccessRequest.expires_at <= now).limit(limit)))
             unposted = list(s.scalars(select(AccessRequest.id).where(
                 AccessRequest.state == PENDING, AccessRequest.approval_ts.is_(None),
-                or_(AccessRequest.post_attempts > 0, AccessRequest.created_at <= now - dt.timedelta(seconds=30)))
-                .limit(limit)))
-            stale = list(s.scalars(select(AccessRequest.id).where(
-                AccessRequest.card_stale.is_(True), AccessRequest.approval_ts.is_not(None)).limit(limit)))
+                AccessRequest.created_at <= now - dt.timedelta(seconds=30), ~card_owed).limit(limit)))
             untold = list(s.scalars(select(AccessRequest.id).where(
                 AccessRequest.state.in_((APPROVED, APPLIED, FAILED, DENIED, EXPIRED)),
                 AccessRequest.updated_at.between(now - dt.timedelta(days=1), now - dt.timedelta(seconds=20)),
-                or_(AccessRequest.notified_state.is_(None), AccessRequest.notified_state != AccessRequest.state))
-                .limit(limit)))
+                or_(AccessRequest.notified_state.is_(None), AccessRequest.notified_state != AccessRequest.state),
+                ~dm_owed).limit(limit)))
             due = list(s.scalars(select(AccessRequest.id).where(
                 AccessRequest.state == APPROVED,
                 or_(AccessRequest.next_attempt_at.is_(None), AccessRequest.next_attempt_at <= now))
@@ -813,12 +972,11 @@ class AccessService:
         for rid in overdue:
             self._safely(self.expire, rid)
         for rid in unposted:
-            if self._safely(self.post_card, rid):
-                req = self.get(rid)
-                if req is not None and req.post_attempts > 1:
-                    self.slack.dm(req.requester_id, views.requester_update(req), request_id=rid)
-        for rid in stale:
-            self._safely(self.refresh_card, rid)
+            self._safely(self.post_card, rid)
+        for row in self.deliveries.due(limit):
+            if stop is not None and stop.is_set():
+                break
+            self._safely(self._deliver_due, row)
         for rid in untold:
             req = self.get(rid)
             if req is not None and req.notified_state != req.state:
@@ -830,6 +988,26 @@ class AccessService:
             if self._safely(self.apply, rid):
                 applied += 1
         return applied
+
+    def _deliver_due(self, row) -> None:
+        """The worker's attempt at one due ledger row: a card is brought up to date, a DM sent again."""
+        if row.kind == CARD:
+            self._sync_cards(row.request_id, wait=0.0)
+        else:
+            self._send_dm_row(row)
+
+    def _prune_events(self, now: dt.datetime) -> None:
+        """Delete ``slack_events`` rows older than a day (Slack retries an event within minutes), at most
+        once a minute per process and 1,000 rows a time (index ``ix_slack_events_received_at``)."""
+        if self._pruned_at is not None and abs((now - self._pruned_at).total_seconds()) < 60:
+            return
+        self._pruned_at = now
+        old = select(SlackEvent.event_id).where(SlackEvent.received_at < now - dt.timedelta(days=1)).limit(1000)
+        try:
+            with self.db.session() as s:
+                s.execute(delete(SlackEvent).where(SlackEvent.event_id.in_(old)))
+        except Exception:
+            log.exception("pruning slack_events failed")
 
     def _safely(self, fn, *args):
         try:

@@ -2,6 +2,7 @@
 Polaris sandbox and the Slack stand-in on 127.0.0.1, and a fully wired core and Bolt app."""
 from __future__ import annotations
 
+import datetime as dt
 import os
 import time
 import urllib.parse
@@ -186,3 +187,18 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
             return value
         time.sleep(interval)
     raise AssertionError("condition not met in time")
+
+
+class Clock:
+    """An injected clock the test moves by hand."""
+
+    def __init__(self, service):
+        self.now = service.clock()
+        service.clock = self
+        service.deliveries.jitter = lambda: 1.0  # backoff without jitter: the schedule is exact
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)

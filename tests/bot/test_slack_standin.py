@@ -355,3 +355,23 @@ def test_shutdown_is_idempotent_and_closes_port():
     s.shutdown()
     with pytest.raises(requests.ConnectionError):
         requests.post(url + "auth.test", timeout=2)
+
+
+def test_fail_for_refuses_one_user_or_channel_until_cleared(standin, client):
+    standin.add_user("U1", "one", "one@example.com")
+    standin.add_user("U2", "two", "two@example.com")
+    standin.fail_for("conversations.open", "user_disabled", users="U1")
+    standin.fail_for("chat.postMessage", "not_in_channel", channel="C1", times=2)
+    for _ in range(2):
+        with pytest.raises(SlackApiError) as e:
+            client.conversations_open(users="U1")
+        assert e.value.response["error"] == "user_disabled"
+    assert client.conversations_open(users="U2")["channel"]["id"] == "DU2"
+    for _ in range(2):
+        with pytest.raises(SlackApiError) as e:
+            client.chat_postMessage(channel="C1", text="hi")
+        assert e.value.response["error"] == "not_in_channel"
+    assert client.chat_postMessage(channel="C1", text="hi")["ok"]  # times used up
+    assert client.chat_postMessage(channel="C2", text="hi")["ok"]
+    standin.clear_failures()
+    assert client.conversations_open(users="U1")["ok"]

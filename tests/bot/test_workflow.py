@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from bot.models import (APPLIED, APPROVED, DENIED, EXPIRED, FAILED, PENDING, AccessRequest, Approval, AuditEvent)
 from bot.sandbox import Fault
-from tests.conftest import (APPROVER, APPROVER2, BOT, CHANNEL, GONE, GUEST, OTHER, REQUESTER, make_settings)
+from tests.conftest import (APPROVER, Clock, APPROVER2, BOT, CHANNEL, GONE, GUEST, OTHER, REQUESTER, make_settings)
 
 
 def only_request(db) -> AccessRequest:
@@ -286,12 +286,14 @@ def test_worker_expires_overdue_requests(service, db, sandbox, slack, groups):
 
 
 def test_card_post_failure_tells_requester_and_is_retried(service, db, sandbox, slack, groups):
-    slack.fail_next("chat.postMessage", status=200, error="channel_not_found", times=1)
+    slack.fail_next("chat.postMessage", status=200, error="fatal_error", times=1)  # transient (channel_not_found is not)
     reply = service.handle_command(REQUESTER, "request Viewer")
     assert "could not post it" in reply.text
     req = only_request(db)
     assert req.approval_ts is None and req.state == PENDING
     assert any("could not post" in t for t in dms(slack, REQUESTER))
+    later = service.clock() + dt.timedelta(minutes=1)  # past the delivery backoff
+    service.clock = lambda: later
     service.run_due()
     req = service.get(req.id)
     assert req.approval_ts and buttons(card(slack, req)) == ["Approve", "Deny"]
@@ -423,6 +425,10 @@ def test_slack_rate_limit_on_card_post_is_left_to_the_worker(service, db, slack,
     reply = service.handle_command(REQUESTER, "request Viewer")
     assert "could not post it to the approvers yet" in reply.text
     assert only_request(db).approval_ts is None
+    clock = Clock(service)
+    service.run_due()
+    assert only_request(db).approval_ts is None  # backing off, at least the Retry-After
+    clock.advance(service.deliveries.base + 1)
     service.run_due()
     assert only_request(db).approval_ts
 
@@ -483,7 +489,7 @@ def test_retry_needs_current_authority(service, db, sandbox, slack, groups):
     req = only_request(db)
     service._set(req.id, state=FAILED, outcome="x")
     assert "cannot decide" in service.retry(req.id, GONE)
-    assert "your own request" in service.retry(req.id, REQUESTER)
+    assert "Only an approver can retry" in service.retry(req.id, REQUESTER)
     assert service.get(req.id).state == FAILED
 
 
@@ -555,10 +561,12 @@ def test_polaris_error_text_echoing_the_key_is_redacted(service, db, sandbox, sl
 
 
 def test_concurrent_card_posts_make_one_card(service, db, slack, groups):
-    slack.fail_next("chat.postMessage", status=200, error="channel_not_found", times=1)
+    slack.fail_next("chat.postMessage", status=200, error="fatal_error", times=1)
     service.handle_command(REQUESTER, "request Viewer")
     req = only_request(db)
     assert req.approval_ts is None
+    later = service.clock() + dt.timedelta(minutes=1)  # the retry is due
+    service.clock = lambda: later
     threads = [threading.Thread(target=service.post_card, args=(req.id,)) for _ in range(6)]
     for t in threads:
         t.start()
