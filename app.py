@@ -24,7 +24,7 @@ from sqlalchemy.exc import OperationalError
 
 from bot import redact
 from bot.audit import AuditLog
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import ConfigError, Settings, database_url, load_settings
 from bot.db import Database
 from bot.policy import PolicyError, load_policy
 from bot.polaris import GroupCatalog, PolarisAuthError, PolarisClient, PolarisError
@@ -187,7 +187,7 @@ def _check_schema(db: Database) -> None:
 
 # ------------------------------------------------------------------------------------------ commands
 def cmd_migrate(_args) -> int:
-    url = os.environ.get("DATABASE_URL") or Settings.__dataclass_fields__["database_url"].default
+    url = database_url()  # checked like serve's: a URL that cannot work is one line, not a traceback
     Database(url).migrate()
     print("database migrated to head")
     return 0
@@ -195,8 +195,9 @@ def cmd_migrate(_args) -> int:
 
 def cmd_serve(args) -> int:
     settings = load_settings()
-    # Checked before gunicorn is imported: gunicorn reads WEB_CONCURRENCY itself and fails with a traceback.
-    workers, threads = _whole(os.environ, "WEB_CONCURRENCY", 2), _whole(os.environ, "GUNICORN_THREADS", 8)
+    # Checked (by load_settings) before gunicorn is imported: gunicorn reads WEB_CONCURRENCY itself and fails
+    # with a traceback.
+    workers, threads = settings.web_concurrency, settings.gunicorn_threads
     from gunicorn.app.base import BaseApplication
 
     if settings.database_url.startswith("sqlite") and workers > 1:
@@ -227,15 +228,6 @@ def cmd_serve(args) -> int:
 
 
 _WORKERS: list[Worker] = []
-
-
-def _whole(env, name: str, default: int) -> int:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or not 1 <= int(raw) <= 256:
-        raise ConfigError(f"{name} must be a whole number from 1 to 256, got {raw[:20]!r}")
-    return int(raw)
 
 
 def build_serving_app(settings: Settings):
@@ -283,8 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"serve": cmd_serve, "socket": cmd_socket, "demo": cmd_demo, "migrate": cmd_migrate}
     try:
         return handlers[args.command](args)
-    except ConfigError as e:
-        print(f"configuration error: {e}", file=sys.stderr)
+    except ConfigError as e:  # every problem found, a line each
+        for problem in e.problems:
+            print(f"configuration error: {problem}", file=sys.stderr)
         return 2
     except OperationalError as e:  # the database did not answer: one line, not two tracebacks
         reason = str(getattr(e, "orig", e)).strip().splitlines()[0][:300]

@@ -57,15 +57,16 @@ class Command:
     rest: str = ""
 
 
-def clean(text: str | None, limit: int = TEXT_MAX) -> str:
-    """Normalize to NFC, drop control and format characters (keeping spaces), fold whitespace, cap length."""
+def clean(text: str | None, limit: int | None = TEXT_MAX) -> str:
+    """Normalize to NFC, drop control and format characters (keeping spaces), fold whitespace, cap length
+    (``limit`` characters; ``None``: no cap, for text whose length is checked and reported afterwards)."""
     if not text:
         return ""
     text = unicodedata.normalize("NFC", str(text))
     text = "".join(" " if ch in "\t\n\r\u2028\u2029" else ch for ch in text
                    if ch in "\t\n\r\u2028\u2029" or unicodedata.category(ch)[0] != "C")
     text = " ".join(text.split())
-    return text[:limit]
+    return text if limit is None else text[:limit]
 
 
 def parse_email(raw: str) -> str:
@@ -99,8 +100,12 @@ def _quote(text: str) -> str:
 
 
 def parse(text: str | None) -> Command:
-    """Parse the text after ``/polaris``. Empty text means ``help``. Raises :class:`UsageError` only."""
-    text = clean(text)
+    """Parse the text after ``/polaris``. Empty text means ``help``. Raises :class:`UsageError` only.
+
+    Nothing is cut silently: ``request`` and ``invite`` keep their whole ``rest`` (its reason is measured,
+    and refused when too long, by :func:`check_reason`); any other command over :data:`TEXT_MAX` characters
+    is refused with its length."""
+    text = clean(text, limit=None)
     if not text:
         return Command("help")
     head, _, rest = text.partition(" ")
@@ -108,6 +113,8 @@ def parse(text: str | None) -> Command:
     rest = rest.strip()
     if name not in SUBCOMMANDS:
         raise UsageError(f"I don't know `{_quote(head)}`. Try `/polaris help`.")
+    if len(text) > TEXT_MAX and name not in ("request", "invite"):
+        raise UsageError(f"That command is {len(text):,} characters long; the limit is {TEXT_MAX:,}.")
     if name in ("help", "groups", "permissions", "status", "pending", "policy"):
         return Command(name)
     if name in ("whois", "reset-password"):
@@ -130,12 +137,33 @@ def parse(text: str | None) -> Command:
     return Command(name, target=target, rest=after.strip())
 
 
-def split_group_and_reason(rest: str, group_names: list[str]) -> tuple[str, str]:
+def is_quoted(rest: str) -> bool:
+    """True when ``<group> [reason]`` text starts with a quote, i.e. the group name is delimited by quotes."""
+    rest = rest.strip()
+    return bool(rest) and rest[0] in _QUOTES
+
+
+def check_reason(reason: str) -> str:
+    """``reason`` unchanged when it has at most :data:`REASON_MAX` characters; else :class:`UsageError`
+    saying its real length and the limit (a reason is refused, never cut)."""
+    if len(reason) > REASON_MAX:
+        raise UsageError(reason_too_long(len(reason)))
+    return reason
+
+
+def reason_too_long(length: int) -> str:
+    """The sentence for a reason of ``length`` characters, over :data:`REASON_MAX` (commands and the form)."""
+    return (f"The reason is {length:,} characters long; the limit is {REASON_MAX:,}. "
+            "Please shorten it; nothing was sent.")
+
+
+def split_group_and_reason(rest: str, group_names: list[str], *, check_lengths: bool = True) -> tuple[str, str]:
     """Split ``<group> [reason]`` into (group name as typed, reason).
 
     A quoted group name ends at its closing quote; otherwise the longest run of leading words that names a
     known group (case-insensitive) wins, else the first word. Raises :class:`UsageError` for an empty
-    group or an unterminated quote.
+    group or an unterminated quote, and (``check_lengths``) for a group name over :data:`GROUP_MAX` or a
+    reason over :data:`REASON_MAX` characters (with its real length).
     """
     rest = rest.strip()
     if not rest:
@@ -163,13 +191,15 @@ def split_group_and_reason(rest: str, group_names: list[str]) -> tuple[str, str]
             best = 0.6  # below this it is no typo of a known name: keep the first word
             for n in range(1, min(len(words), 8) + 1):
                 candidate = normalize_group_name(" ".join(words[:n]))
+                if len(candidate) > 2 * GROUP_MAX:
+                    break  # no typo of a group name is this long (and difflib is quadratic)
                 score = max((difflib.SequenceMatcher(None, candidate, k).ratio() for k in known), default=0.0)
                 if score > best + 1e-9:
                     best, group, reason = score, " ".join(words[:n]), " ".join(words[n:])
     if not group:
         raise UsageError("The group name is empty.")
-    if len(group) > GROUP_MAX:
-        raise UsageError(f"That group name is longer than {GROUP_MAX} characters.")
-    if len(reason) > REASON_MAX:
-        raise UsageError(f"Please keep the reason under {REASON_MAX} characters (it was {len(reason)}).")
+    if check_lengths:
+        if len(group) > GROUP_MAX:
+            raise UsageError(f"That group name is longer than {GROUP_MAX} characters.")
+        check_reason(reason)
     return group, reason

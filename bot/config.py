@@ -1,8 +1,9 @@
 """Configuration: environment variables (also read from ``.env`` by the entry point), validated at start-up.
 
-Every setting is documented in README.md and ``.env.example``. A missing or malformed variable raises
-:class:`ConfigError` whose message names the variable, so the process stops with a clear line instead of a
-traceback. Values that are secrets (``POLARIS_API_KEY``, ``SLACK_BOT_TOKEN``, ``SLACK_APP_TOKEN``,
+Every setting is documented in README.md and ``.env.example``. Every missing or malformed variable is
+found in one pass: :class:`ConfigError` carries one line per problem, each naming its variable first, so the
+process stops with those lines (``app.py`` prints them and exits 2) instead of a traceback, and one run shows
+everything to fix. Values that are secrets (``POLARIS_API_KEY``, ``SLACK_BOT_TOKEN``, ``SLACK_APP_TOKEN``,
 ``SLACK_SIGNING_SECRET``) are kept out of ``repr`` and are registered with :mod:`bot.redact` so that no
 log line can carry them.
 """
@@ -17,10 +18,22 @@ from typing import Mapping
 DEFAULT_DATABASE_URL = "sqlite:///polaris_access_bot.sqlite3"
 SLACK_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+PROFILE_FIELD_ID = re.compile(r"^Xf[A-Z0-9]{2,}$")  # a Slack custom profile field ID, e.g. Xf01ABCDEF
+DATABASE_BACKENDS = ("sqlite", "postgresql")  # what bot.db and bot.claims support
+_DATABASE_HINT = ("DATABASE_URL must be a SQLAlchemy URL of a SQLite or PostgreSQL database, e.g. "
+                  "sqlite:///polaris_access_bot.sqlite3 or postgresql://user@host:5432/dbname")
 
 
 class ConfigError(ValueError):
-    """A setting is missing or malformed; ``str(err)`` names the variable and what is expected."""
+    """One or more settings are missing or malformed.
+
+    ``problems``: one sentence per problem, each starting with the variable's name and saying what is
+    expected (never a secret's value); ``str(err)`` is those sentences, a line each. Built from one message
+    or a list of them."""
+
+    def __init__(self, problems: str | list[str]):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,8 @@ class Settings:
     policy_file: str | None = None
     manager_field: str | None = None
     work_threads: int = 2
+    web_concurrency: int = 2
+    gunicorn_threads: int = 8
 
     @property
     def deciders(self) -> frozenset[str]:
@@ -84,7 +99,8 @@ def _user_ids(env: Mapping[str, str], name: str) -> frozenset[str]:
     return frozenset(ids)
 
 
-def _number(env: Mapping[str, str], name: str, default: float, *, kind=float, minimum: float = 0) -> float:
+def _number(env: Mapping[str, str], name: str, default: float, *, kind=float, minimum: float = 0,
+            maximum: float | None = None) -> float:
     raw = (env.get(name) or "").strip()
     if not raw:
         return default
@@ -94,7 +110,38 @@ def _number(env: Mapping[str, str], name: str, default: float, *, kind=float, mi
         raise ConfigError(f"{name} must be a {'whole ' if kind is int else ''}number, got {raw[:20]!r}") from None
     if not math.isfinite(value) or value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {raw[:20]!r}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {raw[:20]!r}")
     return value
+
+
+def database_url(env: Mapping[str, str] | None = None) -> str:
+    """``DATABASE_URL`` from ``env`` (default ``os.environ``), checked without connecting: a URL SQLAlchemy
+    can parse, of a supported backend (:data:`DATABASE_BACKENDS`; ``postgres://`` and ``postgresql://`` mean
+    psycopg2, as in :func:`bot.db.normalize_url`), whose driver is installed. Empty: the default SQLite file.
+    Used by every command that opens the database (``serve``, ``socket``, ``migrate``). Raises
+    :class:`ConfigError`; the message never repeats the URL (it may hold a password)."""
+    from sqlalchemy.engine import make_url
+
+    from .db import normalize_url
+
+    env = os.environ if env is None else env
+    raw = (env.get("DATABASE_URL") or "").strip()
+    if not raw:
+        return DEFAULT_DATABASE_URL
+    try:
+        url = make_url(normalize_url(raw))
+    except Exception:  # ArgumentError (not a URL), ValueError (a port that is not a number)
+        raise ConfigError(f"{_DATABASE_HINT}; the value set is not a URL of that form") from None
+    backend = url.get_backend_name()
+    if backend not in DATABASE_BACKENDS:
+        raise ConfigError(f"{_DATABASE_HINT}; got a {backend[:20]!r} URL") from None
+    try:
+        url.get_dialect().import_dbapi()
+    except Exception:  # NoSuchModuleError (unknown driver), ImportError (driver not installed)
+        raise ConfigError(f"{_DATABASE_HINT}; its driver {url.drivername[:40]!r} is not available "
+                          "(postgresql:// uses psycopg2, which is installed)") from None
+    return raw
 
 
 def _url(env: Mapping[str, str], name: str, required: bool) -> str | None:
@@ -116,54 +163,89 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack_app_tok
     the Polaris URL and key itself (with its sandbox); ``serve`` never does, so it refuses to start
     without ``POLARIS_API_URL``.
 
-    Raises :class:`ConfigError` naming the first missing or malformed variable.
+    Raises :class:`ConfigError` listing every missing or malformed variable, a line each.
     """
     env = os.environ if env is None else env
-    bot_token = _required(env, "SLACK_BOT_TOKEN")
-    if not bot_token.startswith("xoxb-"):
-        raise ConfigError("SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
-    signing_secret = _required(env, "SLACK_SIGNING_SECRET")
+    problems: list[str] = []
+
+    def check(fn, *args, **kwargs):
+        """Run one check; a ConfigError is noted (every problem is reported at once) and None returned."""
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as e:
+            problems.extend(e.problems)
+            return None
+
+    def fail(message: str) -> None:
+        raise ConfigError(message)
+
+    bot_token = check(_required, env, "SLACK_BOT_TOKEN")
+    if bot_token and not bot_token.startswith("xoxb-"):
+        check(fail, "SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
+    signing_secret = check(_required, env, "SLACK_SIGNING_SECRET")
     app_token = (env.get("SLACK_APP_TOKEN") or "").strip() or None
     if require_slack_app_token and not app_token:
-        raise ConfigError("SLACK_APP_TOKEN is not set (Socket Mode needs an app-level token, xapp-…)")
+        check(fail, "SLACK_APP_TOKEN is not set (Socket Mode needs an app-level token, xapp-…)")
     if app_token and not app_token.startswith("xapp-"):
-        raise ConfigError("SLACK_APP_TOKEN must be an app-level token starting with xapp-")
-    polaris_url = _url(env, "POLARIS_API_URL", required=require_polaris) or ""
+        check(fail, "SLACK_APP_TOKEN must be an app-level token starting with xapp-")
+    slack_api_url = check(_url, env, "SLACK_API_URL", required=False)
+    polaris_url = check(_url, env, "POLARIS_API_URL", required=require_polaris) or ""
     polaris_key = (env.get("POLARIS_API_KEY") or "").strip()
     if require_polaris and not polaris_key:
-        raise ConfigError("POLARIS_API_KEY is not set (an API key with the AdministerUsers permission)")
-    channel = _required(env, "APPROVAL_CHANNEL")
-    if not CHANNEL_ID.match(channel):
-        raise ConfigError(f"APPROVAL_CHANNEL must be a channel ID like C012ABCDEF, got {channel[:30]!r}")
-    approvers = _user_ids(env, "APPROVERS")
-    admins = _user_ids(env, "ADMINS")
-    if not approvers and not admins and not (env.get("POLICY_FILE") or "").strip():
-        raise ConfigError("APPROVERS is empty: name at least one Slack user ID in APPROVERS or ADMINS "
-                          "(or approvers in a POLICY_FILE)")
-    settings = Settings(
+        check(fail, "POLARIS_API_KEY is not set (an API key with the AdministerUsers permission)")
+    channel = check(_required, env, "APPROVAL_CHANNEL")
+    if channel and not CHANNEL_ID.match(channel):
+        check(fail, f"APPROVAL_CHANNEL must be a channel ID like C012ABCDEF, got {channel[:30]!r}")
+    approvers = check(_user_ids, env, "APPROVERS")
+    admins = check(_user_ids, env, "ADMINS")
+    if approvers is not None and admins is not None and not approvers and not admins \
+            and not (env.get("POLICY_FILE") or "").strip():
+        check(fail, "APPROVERS is empty: name at least one Slack user ID in APPROVERS or ADMINS "
+                    "(or approvers in a POLICY_FILE)")
+    db_url = check(database_url, env)
+    numbers = {
+        "port": check(_number, env, "PORT", 3000, kind=int, minimum=1, maximum=65535),
+        "request_ttl": check(_number, env, "REQUEST_TTL", 24 * 3600.0, minimum=60),
+        "polaris_timeout": check(_number, env, "POLARIS_TIMEOUT", 10.0, minimum=0.1),
+        "polaris_retry_seconds": check(_number, env, "POLARIS_RETRY_SECONDS", 30.0, minimum=0),
+        "polaris_max_attempts": check(_number, env, "POLARIS_MAX_ATTEMPTS", 5, kind=int, minimum=1),
+        "worker_interval": check(_number, env, "WORKER_INTERVAL", 5.0, minimum=0.05),
+        "group_cache_ttl": check(_number, env, "GROUP_CACHE_TTL", 60.0, minimum=0),
+        "max_open_requests": check(_number, env, "MAX_OPEN_REQUESTS", 5, kind=int, minimum=1),
+        "max_commands_per_minute": check(_number, env, "MAX_COMMANDS_PER_MINUTE", 30, kind=int, minimum=1),
+        "work_threads": check(_number, env, "WORK_THREADS", 2, kind=int, minimum=1),
+        # read by gunicorn too, which fails on a bad one with a traceback: checked here, before it starts
+        "web_concurrency": check(_whole, env, "WEB_CONCURRENCY", 2),
+        "gunicorn_threads": check(_whole, env, "GUNICORN_THREADS", 8),
+    }
+    manager_field = (env.get("MANAGER_PROFILE_FIELD") or "").strip() or None
+    if manager_field and not PROFILE_FIELD_ID.match(manager_field):
+        check(fail, f"MANAGER_PROFILE_FIELD must be a Slack custom profile field ID like Xf01ABCDEF (Xf and capital "
+                    f"letters or digits), got {manager_field[:30]!r}")
+    if problems:
+        raise ConfigError(problems)
+    ints = ("port", "polaris_max_attempts", "max_open_requests", "max_commands_per_minute", "work_threads")
+    return Settings(
         slack_bot_token=bot_token,
         slack_signing_secret=signing_secret,
         slack_app_token=app_token,
-        slack_api_url=_url(env, "SLACK_API_URL", required=False),
+        slack_api_url=slack_api_url,
         polaris_api_url=polaris_url,
         polaris_api_key=polaris_key,
-        database_url=(env.get("DATABASE_URL") or "").strip() or DEFAULT_DATABASE_URL,
+        database_url=db_url,
         approval_channel=channel,
         approvers=approvers,
         admins=admins,
-        port=int(_number(env, "PORT", 3000, kind=int, minimum=1)),
-        request_ttl=_number(env, "REQUEST_TTL", 24 * 3600.0, minimum=60),
-        polaris_timeout=_number(env, "POLARIS_TIMEOUT", 10.0, minimum=0.1),
-        polaris_retry_seconds=_number(env, "POLARIS_RETRY_SECONDS", 30.0, minimum=0),
-        polaris_max_attempts=int(_number(env, "POLARIS_MAX_ATTEMPTS", 5, kind=int, minimum=1)),
-        worker_interval=_number(env, "WORKER_INTERVAL", 5.0, minimum=0.05),
-        group_cache_ttl=_number(env, "GROUP_CACHE_TTL", 60.0, minimum=0),
-        max_open_requests=int(_number(env, "MAX_OPEN_REQUESTS", 5, kind=int, minimum=1)),
-        max_commands_per_minute=int(_number(env, "MAX_COMMANDS_PER_MINUTE", 30, kind=int, minimum=1)),
-        work_threads=int(_number(env, "WORK_THREADS", 2, kind=int, minimum=1)),
         policy_file=(env.get("POLICY_FILE") or "").strip() or None,
-        manager_field=(env.get("MANAGER_PROFILE_FIELD") or "").strip() or None,
+        manager_field=manager_field,
+        **{k: int(v) if k in ints else v for k, v in numbers.items()},
     )
-    if settings.port > 65535:
-        raise ConfigError("PORT must be between 1 and 65535")
-    return settings
+
+
+def _whole(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= 256:
+        raise ConfigError(f"{name} must be a whole number from 1 to 256, got {raw[:20]!r}")
+    return int(raw)

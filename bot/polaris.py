@@ -494,10 +494,13 @@ class PolarisClient:
         return list(self._json("GET", "/v1/projects") or [])
 
 
+MISS_REFRESH_SECONDS = 5.0  # a missed group name refreshes the list at most this often
+
+
 class GroupCatalog:
     """The organization's groups, cached for ``ttl`` seconds (groups change rarely; a lookup per command
-    would be a Polaris call per command). :meth:`invalidate` drops the cache when the bot changes a group.
-    Thread-safe."""
+    would be a Polaris call per command). :meth:`invalidate` drops the cache when the bot changes a group;
+    :meth:`refresh` reads it again on a miss, at most every :data:`MISS_REFRESH_SECONDS`. Thread-safe."""
 
     def __init__(self, client: PolarisClient, ttl: float = 60.0, clock: Callable[[], float] = time.monotonic):
         self.client, self.ttl, self.clock = client, ttl, clock
@@ -505,6 +508,7 @@ class GroupCatalog:
         self._refresh = threading.Lock()
         self._groups: list[Group] | None = None
         self._at = 0.0
+        self._miss_at = float("-inf")  # when refresh() last read the list
 
     def all(self) -> list[Group]:
         """Every group, from the cache when fresh. One caller refreshes an expired list while the others keep
@@ -529,7 +533,27 @@ class GroupCatalog:
         finally:
             self._refresh.release()
 
+    def refresh(self, min_interval: float | None = None) -> list[Group]:
+        """Every group read again from Polaris, for a name or ID that was not in the cached list (a group made
+        in Polaris outside the bot is then found at once, not after ``ttl``). When a refresh read the list less
+        than ``min_interval`` seconds ago (default :data:`MISS_REFRESH_SECONDS`) the cached one is returned:
+        misses cost at most one Polaris call every ``min_interval`` seconds, and threads that miss together
+        wait for the one call in flight instead of making their own. Raises :class:`PolarisError` when Polaris fails
+        (the cached list is kept)."""
+        interval = MISS_REFRESH_SECONDS if min_interval is None else min_interval
+        with self._refresh:
+            with self._lock:
+                if self._groups is not None and self.clock() - self._miss_at < interval:
+                    return self._groups
+            groups = sorted(self.client.list_groups(), key=lambda g: g.name.lower())
+            with self._lock:
+                self._groups, self._at = groups, self.clock()
+                self._miss_at = self._at
+            return groups
+
     def invalidate(self) -> None:
+        """Drop the cached list: the next lookup reads it from Polaris (after the bot changed a group or a
+        membership, so member counts and permissions are current)."""
         with self._lock:
             self._groups = None
 

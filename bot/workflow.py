@@ -36,7 +36,7 @@ from . import views
 from .audit import AuditLog, audit_context
 from .redact import redact
 from .claims import Claims
-from .commands import Command, Target, UsageError, clean, parse, split_group_and_reason, REASON_MAX
+from .commands import Command, Target, UsageError, check_reason, clean, is_quoted, parse, split_group_and_reason
 from .config import Settings
 from .db import Database
 from . import deliveries as ledger
@@ -138,8 +138,14 @@ class AccessService:
     def submit_form(self, user_id: str, group_id: str, reason: str) -> Reply:
         """The request form's submission: like ``/polaris request`` with a group chosen by ID."""
         self.audit.record(user_id, "command", detail=f"request form {group_id[:64]}")
-        return self.guarded(user_id, "request form", lambda: self.request_join(
-            user_id, "", clean(reason, REASON_MAX), group_id=group_id))
+
+        def work() -> Reply:
+            text = check_reason(clean(reason, limit=None))  # refused with its length, never cut
+            if self.catalog.by_id(group_id) is None:
+                self.catalog.refresh()  # a group made in Polaris since the list was read
+            return self.request_join(user_id, "", text, group_id=group_id)
+
+        return self.guarded(user_id, "request form", work)
 
     def guarded(self, user_id: str, shown: str, work: Callable[[], Reply]) -> Reply:
         """Run ``work`` turning every failure into a :class:`Reply` for the person (never raises)."""
@@ -214,11 +220,11 @@ class AccessService:
         if cmd.name == "request":
             if not cmd.rest:
                 return Reply("Usage: `/polaris request <group> [reason]` (or the form, from a slash command).")
-            group_text, reason = split_group_and_reason(cmd.rest, [g.name for g in self.catalog.all()])
-            return self.request_join(user_id, group_text, reason)
+            group, reason = self._group_and_rest(cmd.rest)
+            return self.request_join(user_id, group.name, check_reason(reason))
         if cmd.name == "invite":
-            group_text, reason = split_group_and_reason(cmd.rest, [g.name for g in self.catalog.all()])
-            return self.request_invite(user_id, cmd.target, group_text, reason)
+            group, reason = self._group_and_rest(cmd.rest)
+            return self.request_invite(user_id, cmd.target, group.name, check_reason(reason))
         if cmd.name == "reset-password":
             return self.request_reset(user_id, cmd.target)
         if cmd.name == "status":
@@ -251,22 +257,55 @@ class AccessService:
         return Reply(*views.whois(user, permissions, asked_for=email))
 
     def resolve_group(self, name: str) -> Group:
-        """The group named ``name`` (case-insensitive, quotes ignored). Raises :class:`UsageError` with the
-        nearest names when there is none."""
-        group = self.catalog.by_name(name)
-        if group is not None:
-            return group
-        near = self.catalog.nearest(name)
-        hint = (" Did you mean " + " or ".join(f"*{n}*" for n in near) + "?") if near else ""
-        raise UsageError(f"There is no Polaris group called `{name[:100].replace('`', chr(39))}`.{hint} "
-                         "`/polaris groups` lists them.")
-
-    def cmd_members(self, rest: str) -> Reply:
-        name = rest.strip()
+        """The group named ``name`` (case-insensitive, quotes ignored). On a miss the group list is read again
+        from Polaris (:meth:`GroupCatalog.refresh`, at most every few seconds), so a group made outside the bot
+        is found at once. Raises :class:`UsageError` quoting ``name`` whole, with the nearest names, when
+        there is none."""
         group = self.catalog.by_name(name)
         if group is None:
-            name, _ = split_group_and_reason(rest, [g.name for g in self.catalog.all()])
-            group = self.resolve_group(name)
+            self.catalog.refresh()
+            group = self.catalog.by_name(name)
+        if group is not None:
+            return group
+        raise self._no_such_group(name, name)
+
+    def _group_and_rest(self, rest: str) -> tuple[Group, str]:
+        """``<group> [words]`` as typed (request, invite, members) -> (the group, the words after its name).
+
+        The group is the quoted name, or the longest run of leading words naming a known group. When none is
+        known, or words follow an unquoted name (a group made since, "Finance Readers", may be longer than the
+        known "Finance"), the group list is read again (:meth:`GroupCatalog.refresh`: at most one Polaris call
+        every few seconds) and the text split again. Raises :class:`UsageError` quoting the whole typed text
+        (not a guessed first word) when it names no group."""
+        group_text, after = split_group_and_reason(rest, [g.name for g in self.catalog.all()], check_lengths=False)
+        group = self.catalog.by_name(group_text)
+        if group is None or (after and not is_quoted(rest)):
+            names = [g.name for g in self.catalog.refresh()]
+            group_text, after = split_group_and_reason(rest, names, check_lengths=False)
+            group = self.catalog.by_name(group_text)
+        if group is None:
+            raise self._no_such_group(group_text if is_quoted(rest) else rest.strip(), group_text)
+        return group, after
+
+    def _no_such_group(self, typed: str, guess: str) -> UsageError:
+        """The refusal for text naming no group: ``typed`` quoted whole (escaped later, by :meth:`guarded`),
+        suggestions near ``guess``."""
+        near = self.catalog.nearest(guess)
+        hint = (" Did you mean " + " or ".join(f"*{n}*" for n in near) + "?") if near else ""
+        shown = typed if len(typed) <= 300 else typed[:299] + "…"
+        return UsageError(f"There is no Polaris group called `{shown.replace('`', chr(39))}`"
+                          f"{', nor one named by its first words' if len(typed.split()) > 1 and typed != guess else ''}."
+                          f"{hint} `/polaris groups` lists them.")
+
+    def cmd_members(self, rest: str) -> Reply:
+        """``members <group>``: the first 50 members and the total. Words after the group name are refused
+        (quoted back), not dropped."""
+        group, extra = self._group_and_rest(rest)
+        if extra:
+            shown = extra if len(extra) <= 200 else extra[:199] + "…"
+            raise UsageError(f"`/polaris members` takes one group name; I don't know what to do with "
+                             f"`{shown.replace('`', chr(39))}` after *{group.name}*. Usage: `/polaris members <group>` "
+                             "(quote a name of several words: `/polaris members \"Data Analyst\"`).")
         page = self.polaris.list_members(group.id, top=50)
         return Reply(*views.member_list(group, page.values, page.count))
 
@@ -471,7 +510,7 @@ class AccessService:
         privileged = self.is_privileged(group)
         approvals = max(rule.approvals, 2) if privileged else rule.approvals
         auto = rule.auto_approve and kind == JOIN and approvals == 1 and not privileged
-        reason = clean(reason, REASON_MAX)
+        reason = check_reason(clean(reason, limit=None))  # too long: refused with its length, never cut
         if rule.reason_required and len(reason) < max(1, rule.reason_min_length):
             need = f" of at least {rule.reason_min_length} characters" if rule.reason_min_length > 1 else ""
             raise UsageError(f"Requests for {'*' + group.name + '*' if group else 'this'} need a reason{need}: "
@@ -1053,6 +1092,8 @@ class AccessService:
                                   applied_at=self.clock(), updated_at=self.clock(), claimed_by=None, open_key=None))
                 self.audit.record("bot", "apply.done", request_id=req.id, target=req.target_email, detail=outcome,
                                   session=s)
+        if req.kind != RESET_PASSWORD:
+            self.catalog.invalidate()  # a membership changed: `groups` member counts are read again
         self.refresh_card(req.id)
         self.notify_requester(self.get(req.id))
         return True

@@ -22,7 +22,9 @@ def register(app: App, service) -> None:
             ack(response_action="errors", errors={"group": "Choose a group."})
             return
         if len(reason) > REASON_MAX:
-            ack(response_action="errors", errors={"reason": f"Keep the reason under {REASON_MAX} characters."})
+            from bot.commands import reason_too_long  # its real length and the limit, as commands say it
+
+            ack(response_action="errors", errors={"reason": reason_too_long(len(reason))})
             return
         who = user_id(body, "user", "id")
         if who is None:

@@ -276,3 +276,86 @@ def test_secrets_leaves_out_empty():
 def test_secret_fields_are_not_in_repr_fields():
     hidden = {f.name for f in dataclasses.fields(Settings) if not f.repr}
     assert hidden == {"slack_bot_token", "slack_signing_secret", "polaris_api_key", "slack_app_token"}
+
+
+# ------------------------------------------------------------------ issue 8, finding 16: every problem at once
+SIX_MISSING = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "POLARIS_API_URL", "POLARIS_API_KEY", "APPROVAL_CHANNEL",
+               "APPROVERS")
+
+
+def config_problems(environ, **kw) -> list[str]:
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings(environ, **kw)
+    assert str(excinfo.value) == "\n".join(excinfo.value.problems)
+    return excinfo.value.problems
+
+
+def test_every_missing_setting_is_reported_at_once_a_line_each():
+    problems = config_problems({})
+    assert len(problems) == len(SIX_MISSING), problems
+    for name, line in zip(SIX_MISSING, problems):
+        assert line.startswith(name) and "\n" not in line
+
+
+def test_missing_and_malformed_settings_are_reported_together():
+    problems = config_problems(env(SLACK_BOT_TOKEN=None, PORT="http", DATABASE_URL="garbage",
+                                   MANAGER_PROFILE_FIELD="abc", APPROVAL_CHANNEL="#approvals", REQUEST_TTL="nan"))
+    assert [p.split(" ")[0] for p in problems] == ["SLACK_BOT_TOKEN", "APPROVAL_CHANNEL", "DATABASE_URL", "PORT",
+                                                   "REQUEST_TTL", "MANAGER_PROFILE_FIELD"], problems
+
+
+@pytest.mark.parametrize("value", ["garbage", ":memory:", "http://db.example.com/x", "mysql://u@h/db",
+                                   "postgresql+nodriver://u@h/db", "postgresql+pg8000://u@h/db",
+                                   "postgresql://u:S3CRETPASS@h:notaport/db", "sqlite:/x.db"])
+def test_unusable_database_url_is_one_clear_line(value):
+    problems = config_problems(env(DATABASE_URL=value))
+    assert len(problems) == 1 and problems[0].startswith("DATABASE_URL"), problems
+    assert "sqlite:///" in problems[0] and "postgresql://" in problems[0]
+    assert "S3CRETPASS" not in problems[0]
+
+
+@pytest.mark.parametrize("value", ["sqlite:///bot.sqlite3", "sqlite:////var/lib/bot.db", "sqlite://",
+                                   "postgresql://u@h/db", "postgres://u:p@h:5432/db",
+                                   "postgresql+psycopg2://u@h/db?sslmode=require"])
+def test_usable_database_urls_are_accepted(value):
+    assert load_settings(env(DATABASE_URL=value)).database_url == value
+
+
+def test_database_url_alone_is_checked_for_migrate():
+    from bot.config import database_url
+
+    assert database_url({}) == DEFAULT_DATABASE_URL
+    assert database_url({"DATABASE_URL": " postgresql://u@h/db "}) == "postgresql://u@h/db"
+    with pytest.raises(ConfigError) as e:
+        database_url({"DATABASE_URL": "garbage"})
+    assert e.value.problems[0].startswith("DATABASE_URL")
+
+
+@pytest.mark.parametrize("value", ["abc", "xf01ABCDEF", "Xf", "Xf01abcdef", "Xf01 ABC", "U012ABCDEF", "Xa01ABCDEF"])
+def test_manager_profile_field_must_be_a_slack_custom_field_id(value):
+    problems = config_problems(env(MANAGER_PROFILE_FIELD=value))
+    assert len(problems) == 1 and problems[0].startswith("MANAGER_PROFILE_FIELD") and "Xf" in problems[0]
+
+
+def test_manager_profile_field_id_accepted():
+    assert load_settings(env(MANAGER_PROFILE_FIELD=" Xf01ABCDEF ")).manager_field == "Xf01ABCDEF"
+    assert load_settings(env(MANAGER_PROFILE_FIELD="")).manager_field is None
+
+
+@pytest.mark.parametrize("name", ["WEB_CONCURRENCY", "GUNICORN_THREADS"])
+@pytest.mark.parametrize("value", ["abc", "0", "257", "1.5"])
+def test_gunicorn_settings_are_checked_with_the_others(name, value):
+    problems = config_problems(env(**{name: value}, SLACK_SIGNING_SECRET=None))
+    assert [p.split(" ")[0] for p in problems] == ["SLACK_SIGNING_SECRET", name]
+
+
+def test_gunicorn_settings_defaults_and_values():
+    s = load_settings(BASE)
+    assert (s.web_concurrency, s.gunicorn_threads) == (2, 8)
+    s = load_settings(env(WEB_CONCURRENCY="4", GUNICORN_THREADS=" 16 "))
+    assert (s.web_concurrency, s.gunicorn_threads) == (4, 16)
+
+
+def test_config_error_of_one_message_still_works():
+    e = ConfigError("POLICY_FILE: bad")
+    assert str(e) == "POLICY_FILE: bad" and e.problems == ["POLICY_FILE: bad"]

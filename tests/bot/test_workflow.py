@@ -629,3 +629,112 @@ def test_a_worker_that_lost_the_request_does_not_touch_the_user_claim(service, d
     assert tried == [req.id]
     service.claims.hold = real_hold
     assert service.apply(req.id) is True
+
+
+# ------------------------------------------------------------------ issue 8, finding 11: groups made outside
+def _finance_readers(sandbox) -> str:
+    return sandbox.create_group("Finance Readers", [{"name": "ViewTables", "resources": ["projects/*"]}])["id"]
+
+
+def test_group_made_in_polaris_after_groups_is_found_by_request(service, db, sandbox, groups):
+    assert "Organization Admin" in str(service.handle_command(REQUESTER, "groups").blocks)  # the list is cached
+    gid = _finance_readers(sandbox)
+    reply = service.handle_command(REQUESTER, "request Finance Readers month end")
+    assert "went to the approvers" in reply.text, reply.text
+    req = only_request(db)
+    assert (req.group_id, req.group_name, req.reason) == (gid, "Finance Readers", "month end")
+
+
+def test_group_made_in_polaris_whose_name_starts_with_a_known_one_is_not_split_wrong(service, db, sandbox, groups):
+    sandbox.create_group("Finance", [{"name": "ViewTables", "resources": ["projects/*"]}])
+    service.handle_command(REQUESTER, "groups")  # "Finance" is known, "Finance Readers" is not yet
+    gid = _finance_readers(sandbox)
+    reply = service.handle_command(REQUESTER, "request Finance Readers month end")
+    assert "went to the approvers" in reply.text, reply.text
+    assert (only_request(db).group_id, only_request(db).reason) == (gid, "month end")
+    assert "members of Finance Readers" in service.handle_command(REQUESTER, "members Finance Readers").text
+
+
+def test_group_made_in_polaris_after_groups_is_found_by_invite_and_members(service, db, sandbox, groups):
+    service.handle_command(REQUESTER, "groups")
+    gid = _finance_readers(sandbox)
+    sandbox.create_user("oscar@example.com", "Oscar", "Tester", groups=[gid])
+    members = service.handle_command(REQUESTER, "members Finance Readers")
+    assert "oscar@example.com" in str(members.blocks), members.text
+    reply = service.handle_command(REQUESTER, "invite newhire@example.com Finance Readers month end")
+    assert "went to the approvers" in reply.text, reply.text
+    assert (only_request(db).group_id, only_request(db).reason) == (gid, "month end")
+
+
+def test_group_made_in_polaris_after_groups_is_found_by_the_form(service, db, sandbox, groups):
+    service.handle_command(REQUESTER, "groups")
+    gid = _finance_readers(sandbox)
+    reply = service.submit_form(REQUESTER, gid, "month end")
+    assert "went to the approvers" in reply.text, reply.text
+    assert only_request(db).group_id == gid
+
+
+def test_unknown_group_quotes_what_was_typed_whole(service, db, sandbox, groups):
+    service.handle_command(REQUESTER, "groups")
+    reply = service.handle_command(REQUESTER, "request Finance Readers month end")
+    assert "`Finance Readers month end`" in reply.text, reply.text
+    assert "called `Finance`" not in reply.text
+    reply = service.handle_command(REQUESTER, "invite newhire@example.com Finance Readers month end")
+    assert "`Finance Readers month end`" in reply.text, reply.text
+    reply = service.handle_command(REQUESTER, "members Finance Readers")
+    assert "`Finance Readers`" in reply.text, reply.text
+    assert only_request_count(db) == 0
+
+
+def test_misses_refresh_the_group_list_at_most_once_every_few_seconds(service, db, sandbox, groups):
+    from bot.polaris import MISS_REFRESH_SECONDS
+
+    now = [1000.0]
+    service.catalog.clock = lambda: now[0]
+    service.catalog.invalidate()
+    service.handle_command(REQUESTER, "groups")
+    sandbox.reset_calls()
+    for _ in range(4):
+        assert "no Polaris group" in service.handle_command(REQUESTER, "request Nothing Such here").text
+    assert len([c for c in sandbox.calls if c.path == "/v1/groups"]) == 1
+    now[0] += MISS_REFRESH_SECONDS
+    assert "no Polaris group" in service.handle_command(REQUESTER, "members Nothing Such").text
+    assert len([c for c in sandbox.calls if c.path == "/v1/groups"]) == 2
+
+
+# ------------------------------------------------------------------ issue 8, finding 21: text
+def test_a_5000_character_reason_is_refused_with_its_real_length_in_commands(service, db, groups):
+    for text in ("request Viewer ", "invite newhire@example.com Viewer "):
+        reply = service.handle_command(REQUESTER, text + "r" * 5000)
+        assert "5,000 characters" in reply.text and "limit is 500" in reply.text, reply.text
+    assert only_request_count(db) == 0
+
+
+def test_a_5000_character_reason_is_refused_in_the_form(service, db, groups):
+    reply = service.submit_form(REQUESTER, groups["Viewer"], "r" * 5000)
+    assert "5,000 characters" in reply.text and "limit is 500" in reply.text, reply.text
+    assert only_request_count(db) == 0
+    assert "went to the approvers" in service.submit_form(REQUESTER, groups["Viewer"], "r" * 500).text
+    assert only_request(db).reason == "r" * 500
+
+
+def test_members_with_extra_words_is_refused_naming_them_escaped(service, db, groups):
+    reply = service.handle_command(REQUESTER, "members Data Analyst extra words")
+    assert "`extra words`" in reply.text and "/polaris members &lt;group&gt;" in reply.text, reply.text
+    assert not reply.blocks
+    reply = service.handle_command(REQUESTER, "members Data Analyst <!channel> & co")
+    assert "`&lt;!channel&gt; &amp; co`" in reply.text and "<!channel>" not in reply.text, reply.text
+    assert "members of Data Analyst" in service.handle_command(REQUESTER, "members Data Analyst").text
+
+
+def test_groups_member_counts_follow_a_membership_the_bot_applied(service, db, sandbox, groups):
+    def viewer_line():
+        text = str(service.handle_command(OTHER, "groups").blocks)
+        return next(line for line in text.split("\\n") if "*Viewer*" in line)
+
+    assert "0 members" in viewer_line()
+    service.handle_command(REQUESTER, "request Viewer dashboards")
+    req = only_request(db)
+    service.decide(req.id, APPROVER, approve=True)
+    assert service.run_due() == 1 and service.get(req.id).state == APPLIED
+    assert "1 member," in viewer_line()
