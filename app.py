@@ -10,13 +10,10 @@ Configuration is read from the environment and ``.env`` (see README and ``.env.e
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
 import sys
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -27,7 +24,7 @@ from bot.audit import AuditLog
 from bot.config import ConfigError, Settings, load_settings
 from bot.db import Database
 from bot.policy import PolicyError, load_policy
-from bot.polaris import GroupCatalog, PolarisAuthError, PolarisClient, PolarisError
+from bot.polaris import GroupCatalog, PolarisClient
 from bot.slack import SlackGateway
 from bot.worker import Worker
 from bot.workflow import AccessService
@@ -107,65 +104,13 @@ def verify_slack_token(core: Core) -> bool:
     return False
 
 
-class Health:
-    """``GET /healthz``: 200 when the database answers (503 when not), with Polaris's state in the body:
-    ``ok``, ``unauthorized`` (the API key was refused), ``unreachable``, or ``unknown`` before the first
-    probe. Polaris is probed in the background at most every ``ttl`` seconds with one short call, so the
-    answer is immediate even when Polaris hangs. The body never carries a secret."""
+def make_wsgi(core: Core, bolt_app, *, polaris_state: str | None = None):
+    """WSGI app (:class:`bot.server.SlackEdge`): ``POST /slack/events`` into Bolt after the body limit, the
+    signature check and our own parse; ``GET``/``HEAD /healthz`` answered by :class:`bot.server.Health`, which
+    starts from ``polaris_state`` (the probe ``serve`` made at start) or probes Polaris once now."""
+    from bot.server import Health, SlackEdge
 
-    def __init__(self, core: Core, ttl: float = 30.0):
-        self.core, self.ttl = core, ttl
-        self._state, self._at = "unknown", -1e9
-        self._lock = threading.Lock()
-        self._probing = False
-        self._probe_client = PolarisClient(core.settings.polaris_api_url, core.settings.polaris_api_key,
-                                           timeout=(2.0, 3.0), max_attempts=1) if core.settings.polaris_api_url else None
-
-    def _probe(self) -> None:
-        try:
-            self._probe_client.list_permissions()
-            state = "ok"
-        except PolarisAuthError:
-            state = "unauthorized"
-            log.error("Polaris refused the API key (check POLARIS_API_KEY and its AdministerUsers permission)")
-        except PolarisError:
-            state = "unreachable"
-        with self._lock:
-            self._state, self._at, self._probing = state, time.monotonic(), False
-
-    def polaris_state(self) -> str:
-        with self._lock:
-            due = time.monotonic() - self._at >= self.ttl and not self._probing and self._probe_client is not None
-            if due:
-                self._probing = True
-            state = self._state
-        if due:
-            threading.Thread(target=self._probe, name="health-probe", daemon=True).start()
-        return state
-
-    def __call__(self) -> tuple[int, dict]:
-        db_ok = self.core.db.ping()
-        body = {"database": "ok" if db_ok else "unreachable", "polaris": self.polaris_state()}
-        return (200 if db_ok else 503), body
-
-
-def make_wsgi(core: Core, bolt_app):
-    """WSGI app: ``/slack/events`` through Bolt's WSGI adapter, ``/healthz`` answered here."""
-    from slack_bolt.adapter.wsgi import SlackRequestHandler
-
-    slack_handler = SlackRequestHandler(bolt_app, path="/slack/events")
-    health = Health(core)
-
-    def application(environ, start_response):
-        if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
-            status, body = health()
-            payload = json.dumps(body).encode()
-            start_response(f"{status} {'OK' if status == 200 else 'Service Unavailable'}",
-                           [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
-            return [payload]
-        return slack_handler(environ, start_response)
-
-    return application
+    return SlackEdge(bolt_app, core.settings.slack_signing_secret, Health(core, initial=polaris_state))
 
 
 def _check_schema(db: Database) -> None:
