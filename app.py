@@ -5,7 +5,9 @@
     python app.py demo      # the whole job locally: SQLite, the Polaris sandbox and a Slack console
     python app.py migrate   # alembic upgrade head
 
-Configuration is read from the environment and ``.env`` (see README and ``.env.example``).
+Configuration is read from the environment and ``.env`` (see README and ``.env.example``). Exit status: 0, 2 for a
+configuration error (a missing or refused setting, token or key), 3 when the database does not answer, 4 when
+``socket`` cannot reach Slack; each with one line on stderr.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from bot.audit import AuditLog
 from bot.config import ConfigError, Settings, load_settings
 from bot.db import Database
 from bot.policy import PolicyError, load_policy
-from bot.polaris import GroupCatalog, PolarisClient
+from bot.polaris import GroupCatalog, PolarisAuthError, PolarisClient, PolarisError
 from bot.slack import SlackGateway
 from bot.worker import Worker
 from bot.workflow import AccessService
@@ -123,7 +125,7 @@ def verify_slack_token(core: Core, *, report_unreachable: bool = True) -> bool:
     except Exception as e:  # Slack unreachable right now
         reason = _reason(e)
     if report_unreachable:
-        log.warning("Slack did not answer auth.test at %s (%s); Bolt will check the token on the first request",
+        log.warning("Slack's auth.test failed at %s (%s); Bolt will check the token on the first request",
                     _origin(client.base_url), reason)
     return False
 
@@ -145,19 +147,22 @@ def _origin(url: str | None) -> str:
 
 
 def check_polaris(settings: Settings) -> str:
-    """Probe Polaris once at start (one call, short timeout: :func:`bot.server.probe_polaris`): ``"ok"``, or
-    ``"unreachable"`` (one warning line; the process still starts and ``/healthz`` says so). Raises
-    :class:`ConfigError` when Polaris refuses ``POLARIS_API_KEY`` (401/403), like a refused Slack token."""
-    from bot.server import probe_client, probe_polaris
+    """Probe Polaris once at start (``GET /v1/permissions``, one attempt, short timeout, as
+    :func:`bot.server.probe_polaris`): ``"ok"``, or ``"unreachable"`` (one warning line; the process still starts
+    and ``/healthz`` says so). Raises :class:`ConfigError` when Polaris refuses ``POLARIS_API_KEY`` (401/403),
+    like a refused Slack token."""
+    from bot.server import probe_client
 
-    state = probe_polaris(probe_client(settings))
-    if state == "unauthorized":
-        raise ConfigError("POLARIS_API_KEY was refused by Polaris (401): check the key and its "
-                          "AdministerUsers permission")
-    if state == "unreachable":
-        log.warning("Polaris at %s is unreachable at start; serving anyway (/healthz says so until it answers)",
-                    _origin(settings.polaris_api_url))
-    return state
+    try:
+        probe_client(settings).list_permissions()
+        return "ok"
+    except PolarisAuthError as e:
+        raise ConfigError(f"POLARIS_API_KEY was refused by Polaris ({e.status}): check the key and its "
+                          "AdministerUsers permission") from None
+    except PolarisError as e:
+        log.warning("Polaris at %s is unreachable at start (%s %s); serving anyway, /healthz says so until it "
+                    "answers", _origin(settings.polaris_api_url), e.status or "no response", e.code)
+        return "unreachable"
 
 
 def database_for_log(url: str) -> str:
