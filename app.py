@@ -5,18 +5,18 @@
     python app.py demo      # the whole job locally: SQLite, the Polaris sandbox and a Slack console
     python app.py migrate   # alembic upgrade head
 
-Configuration is read from the environment and ``.env`` (see README and ``.env.example``).
+Configuration is read from the environment and ``.env`` (see README and ``.env.example``). Exit status: 0, 2 for a
+configuration error (a missing or refused setting, token or key), 3 when the database does not answer, 4 when
+``socket`` cannot reach Slack; each with one line on stderr.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -66,106 +66,131 @@ def build_core(settings: Settings, *, db: Database | None = None) -> Core:
     return Core(settings, db, audit, polaris, slack, service)
 
 
-def build_bolt_app(core: Core, *, listener_threads: int = 16, verify_token: bool = False):
+def build_bolt_app(core: Core, *, listener_threads: int = 16, verify_token: bool = False,
+                   report_unreachable: bool = True):
     """The Bolt ``App`` with every listener registered.
 
     ``verify_token``: call ``auth.test`` now (serve and socket do), so a wrong ``SLACK_BOT_TOKEN`` stops the
     process at start with :class:`ConfigError`, and the first request does not pay for the call. When Slack
-    cannot be reached now, Bolt calls it on the first request instead."""
+    cannot be reached now, Bolt calls it on the first request instead (one warning line unless
+    ``report_unreachable`` is false: gunicorn workers leave that to the ``serve`` process that started them)."""
     from slack_bolt import App
 
     import handlers
 
-    verified = verify_slack_token(core) if verify_token else False
+    verified = verify_slack_token(core, report_unreachable=report_unreachable) if verify_token else False
 
     executor = ThreadPoolExecutor(max_workers=listener_threads, thread_name_prefix="listener")
     # process_before_response: the listener runs in the request's own thread and Bolt answers when it
     # returns. Listeners only ack() and hand their work to the service's work pool, so this is the ack, without
     # a thread hop and Bolt's polling for it.
-    app = App(signing_secret=core.settings.slack_signing_secret, client=core.slack.client,
-              token_verification_enabled=verified, process_before_response=True, listener_executor=executor)
+    # Bolt takes either a token or a client. It reads SLACK_BOT_TOKEN from the environment when no token is
+    # given, and then warns that it is unused next to our client: the client is all it gets.
+    hidden = os.environ.pop("SLACK_BOT_TOKEN", None)
+    try:
+        app = App(signing_secret=core.settings.slack_signing_secret, client=core.slack.client,
+                  token_verification_enabled=verified, process_before_response=True, listener_executor=executor)
+    finally:
+        if hidden is not None:
+            os.environ["SLACK_BOT_TOKEN"] = hidden
     app.listener_pool = executor  # so a caller (tests, shutdown) can wait for listeners still running
     handlers.register_all(app, core.service)
     return app
 
 
-def verify_slack_token(core: Core) -> bool:
-    """``auth.test`` with the bot token: True when Slack accepted it, False when Slack could not be reached.
-    Raises :class:`ConfigError` when Slack refused the token."""
+def _quiet_logger() -> logging.Logger:
+    """A logger that drops everything: for slack_sdk's own lines on start-up checks we report ourselves."""
+    quiet = logging.getLogger("polaris_access_bot.quiet")
+    quiet.propagate, quiet.disabled = False, True
+    return quiet
+
+
+def verify_slack_token(core: Core, *, report_unreachable: bool = True) -> bool:
+    """``auth.test`` with the bot token, once (no retries, 5 s timeout, none of slack_sdk's log lines): True
+    when Slack accepted it, False when Slack could not be reached (one warning line when
+    ``report_unreachable``). Raises :class:`ConfigError` when Slack refused the token."""
+    from slack_sdk import WebClient
     from slack_sdk.errors import SlackApiError
 
+    client = WebClient(token=core.slack.client.token, base_url=core.slack.client.base_url, timeout=5,
+                       retry_handlers=[], logger=_quiet_logger())
     try:
-        core.slack.client.auth_test()
+        client.auth_test()
         return True
     except SlackApiError as e:
         error = e.response.get("error") if e.response is not None else None
         if error in ("invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"):
             raise ConfigError(f"SLACK_BOT_TOKEN was refused by Slack ({error})") from None
-        log.warning("auth.test failed (%s); Bolt will retry it on the first request", error)
+        reason = str(error)
     except Exception as e:  # Slack unreachable right now
-        log.warning("auth.test failed (%s); Bolt will retry it on the first request", type(e).__name__)
+        reason = _reason(e)
+    if report_unreachable:
+        log.warning("Slack's auth.test failed at %s (%s); Bolt will check the token on the first request",
+                    _origin(client.base_url), reason)
     return False
 
 
-class Health:
-    """``GET /healthz``: 200 when the database answers (503 when not), with Polaris's state in the body:
-    ``ok``, ``unauthorized`` (the API key was refused), ``unreachable``, or ``unknown`` before the first
-    probe. Polaris is probed in the background at most every ``ttl`` seconds with one short call, so the
-    answer is immediate even when Polaris hangs. The body never carries a secret."""
-
-    def __init__(self, core: Core, ttl: float = 30.0):
-        self.core, self.ttl = core, ttl
-        self._state, self._at = "unknown", -1e9
-        self._lock = threading.Lock()
-        self._probing = False
-        self._probe_client = PolarisClient(core.settings.polaris_api_url, core.settings.polaris_api_key,
-                                           timeout=(2.0, 3.0), max_attempts=1) if core.settings.polaris_api_url else None
-
-    def _probe(self) -> None:
-        try:
-            self._probe_client.list_permissions()
-            state = "ok"
-        except PolarisAuthError:
-            state = "unauthorized"
-            log.error("Polaris refused the API key (check POLARIS_API_KEY and its AdministerUsers permission)")
-        except PolarisError:
-            state = "unreachable"
-        with self._lock:
-            self._state, self._at, self._probing = state, time.monotonic(), False
-
-    def polaris_state(self) -> str:
-        with self._lock:
-            due = time.monotonic() - self._at >= self.ttl and not self._probing and self._probe_client is not None
-            if due:
-                self._probing = True
-            state = self._state
-        if due:
-            threading.Thread(target=self._probe, name="health-probe", daemon=True).start()
-        return state
-
-    def __call__(self) -> tuple[int, dict]:
-        db_ok = self.core.db.ping()
-        body = {"database": "ok" if db_ok else "unreachable", "polaris": self.polaris_state()}
-        return (200 if db_ok else 503), body
+def _reason(error: BaseException) -> str:
+    """A short, one-line reason for a failed call: the exception type and its first line (no URL query)."""
+    inner = getattr(error, "reason", None) or error
+    text = str(inner).strip().splitlines()[0][:200] if str(inner).strip() else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def make_wsgi(core: Core, bolt_app):
-    """WSGI app: ``/slack/events`` through Bolt's WSGI adapter, ``/healthz`` answered here."""
-    from slack_bolt.adapter.wsgi import SlackRequestHandler
+def _origin(url: str | None) -> str:
+    """``scheme://host[:port]`` of ``url``: no credentials, path or query."""
+    from urllib.parse import urlsplit
 
-    slack_handler = SlackRequestHandler(bolt_app, path="/slack/events")
-    health = Health(core)
+    parts = urlsplit(url or "")
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}" if host else (url or "")
 
-    def application(environ, start_response):
-        if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
-            status, body = health()
-            payload = json.dumps(body).encode()
-            start_response(f"{status} {'OK' if status == 200 else 'Service Unavailable'}",
-                           [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
-            return [payload]
-        return slack_handler(environ, start_response)
 
-    return application
+def check_polaris(settings: Settings) -> str:
+    """Probe Polaris once at start (``GET /v1/permissions``, one attempt, short timeout, as
+    :func:`bot.server.probe_polaris`): ``"ok"``, or ``"unreachable"`` (one warning line; the process still starts
+    and ``/healthz`` says so). Raises :class:`ConfigError` when Polaris refuses ``POLARIS_API_KEY`` (401/403),
+    like a refused Slack token."""
+    from bot.server import probe_client
+
+    try:
+        probe_client(settings).list_permissions()
+        return "ok"
+    except PolarisAuthError as e:
+        raise ConfigError(f"POLARIS_API_KEY was refused by Polaris ({e.status}): check the key and its "
+                          "AdministerUsers permission") from None
+    except PolarisError as e:
+        log.warning("Polaris at %s is unreachable at start (%s %s); serving anyway, /healthz says so until it "
+                    "answers", _origin(settings.polaris_api_url), e.status or "no response", e.code)
+        return "unreachable"
+
+
+def database_for_log(url: str) -> str:
+    """``url`` fit for a log line: the password and any query value named like a secret (``*pass*``,
+    ``*secret*``, ``*key*``, ``*token*``) shown as ``***``."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return "(unparseable DATABASE_URL)"
+    query = {k: ("***" if any(w in k.lower() for w in ("pass", "secret", "key", "token")) else v)
+             for k, v in parsed.query.items()}
+    return parsed.set(query=query).render_as_string(hide_password=True)
+
+
+def _start_line(settings: Settings, mode: str) -> None:
+    log.info("%s: database %s, Polaris %s, approval channel %s", mode, database_for_log(settings.database_url),
+             _origin(settings.polaris_api_url), settings.approval_channel)
+
+
+def make_wsgi(core: Core, bolt_app, *, polaris_state: str | None = None):
+    """WSGI app (:class:`bot.server.SlackEdge`): ``POST /slack/events`` into Bolt after the body limit, the
+    signature check and our own parse; ``GET``/``HEAD /healthz`` answered by :class:`bot.server.Health`, which
+    starts from ``polaris_state`` (the probe ``serve`` made at start) or probes Polaris once now."""
+    from bot.server import Health, SlackEdge
+
+    return SlackEdge(bolt_app, core.settings.slack_signing_secret, Health(core, initial=polaris_state))
 
 
 def _check_schema(db: Database) -> None:
@@ -215,14 +240,19 @@ def cmd_serve(args) -> int:
             self.cfg.set("accesslog", None)
             self.cfg.set("worker_exit", lambda _arbiter, _worker: _WORKERS and _WORKERS[0].stop())
 
-        def load(self):
-            return build_serving_app(settings)
+            if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25.1: one shared path per user
+                self.cfg.set("control_socket_disable", True)
 
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+        def load(self):
+            return build_serving_app(settings, polaris_state=polaris_state)
+
     core = build_core(settings)
     _check_schema(core.db)
-    verify_slack_token(core)  # a refused token stops here, with one line, before any worker starts
+    # A refused token or key stops here, with one line, before any worker starts.
+    verify_slack_token(core)
+    polaris_state = check_polaris(settings)
     core.db.dispose()
+    _start_line(settings, f"serving on {args.host}:{settings.port} ({workers} worker{'s' * (workers > 1)})")
     Server().run()
     return 0
 
@@ -230,24 +260,44 @@ def cmd_serve(args) -> int:
 _WORKERS: list[Worker] = []
 
 
-def build_serving_app(settings: Settings):
-    """Called in each gunicorn worker process: wire the core, start its background worker, return WSGI."""
+def build_serving_app(settings: Settings, *, polaris_state: str | None = None):
+    """Called in each gunicorn worker process: wire the core, start its background worker, return WSGI.
+    ``polaris_state``: what the ``serve`` process's probe found, the first ``/healthz`` answer."""
     redact.install()
+    redact.protect("gunicorn.error")
     core = build_core(settings)
     worker = Worker(core.service, interval=settings.worker_interval).start()
     _WORKERS.append(worker)
-    return make_wsgi(core, build_bolt_app(core, verify_token=True))
+    return make_wsgi(core, build_bolt_app(core, verify_token=True, report_unreachable=False),
+                     polaris_state=polaris_state)
 
 
 def cmd_socket(_args) -> int:
     settings = load_settings(require_slack_app_token=True)
     from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from slack_sdk.errors import SlackApiError
 
     core = build_core(settings)
     _check_schema(core.db)
+    if not verify_slack_token(core, report_unreachable=False):  # Socket Mode is a connection to Slack
+        print(f"cannot reach Slack at {_origin(core.slack.client.base_url)} (auth.test did not answer): Socket "
+              "Mode needs it; check the network or SLACK_API_URL", file=sys.stderr)
+        return 4
+    check_polaris(settings)
+    bolt = build_bolt_app(core, verify_token=True, report_unreachable=False)
+    handler = SocketModeHandler(bolt, settings.slack_app_token)
+    try:
+        handler.connect()
+    except SlackApiError as e:
+        error = e.response.get("error") if e.response is not None else None
+        raise ConfigError(f"SLACK_APP_TOKEN was refused by Slack ({error})") from None
+    except Exception as e:
+        print(f"cannot reach Slack's Socket Mode ({_reason(e)})", file=sys.stderr)
+        return 4
     worker = Worker(core.service, interval=settings.worker_interval).start()
     signal.signal(signal.SIGTERM, lambda *_: (worker.stop(), sys.exit(0)))
-    SocketModeHandler(build_bolt_app(core, verify_token=True), settings.slack_app_token).start()
+    _start_line(settings, "Socket Mode connected")
+    threading.Event().wait()  # as SocketModeHandler.start does: the connection lives in its own threads
     return 0
 
 
@@ -272,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "demo":
         load_dotenv()
     redact.install()
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines (plugins, each revision) are noise
     handlers = {"serve": cmd_serve, "socket": cmd_socket, "demo": cmd_demo, "migrate": cmd_migrate}
     try:
         return handlers[args.command](args)

@@ -9,12 +9,13 @@ _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,40}$")
 
 
 def dig(data: Any, *path: str | int) -> Any:
-    """``data[path[0]][path[1]]…`` or ``None`` where any step is missing or of the wrong type."""
+    """``data[path[0]][path[1]]…`` or ``None`` where any step is missing or of the wrong type: a string step
+    needs a dict holding that key, an int step a list at least that long (no negative indexes)."""
     for step in path:
         if isinstance(step, int):
-            if not isinstance(data, list) or len(data) <= step:
+            if not isinstance(data, list) or not 0 <= step < len(data):
                 return None
-        elif not isinstance(data, dict):
+        elif not isinstance(data, dict) or step not in data:
             return None
         data = data[step]
     return data

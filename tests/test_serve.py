@@ -40,15 +40,18 @@ class Serve:
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([sys.executable, "app.py", "serve", "--host", "127.0.0.1"], cwd=ROOT, env=full,
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.first_health: dict | None = None  # the body of the first /healthz answer
         wait_for(self._healthy, timeout=30, interval=0.1)
 
     def _healthy(self) -> bool:
         if self.proc.poll() is not None:
             raise AssertionError("serve exited:\n" + open(self.log_path).read())
         try:
-            return requests.get(self.url + "/healthz", timeout=1).status_code == 200
+            response = requests.get(self.url + "/healthz", timeout=1)
         except requests.RequestException:
             return False
+        self.first_health = response.json()
+        return response.status_code == 200
 
     def post(self, body: str, headers: dict | None = None) -> requests.Response:
         return requests.post(self.url + "/slack/events", data=body.encode(),
@@ -146,17 +149,6 @@ def scan_for_secrets(log_text: str, db, slack, secrets: list[str]) -> None:
         assert secret not in slack_payloads
 
 
-def test_health_reports_unauthorized_polaris_key(serve_env, servers, sandbox):
-    server = Serve({**serve_env, "POLARIS_API_KEY": "pok_wrong_key_for_health"}, workers=1)
-    servers.append(server)
-    health = wait_for(lambda: (lambda r: r if r.json()["polaris"] != "unknown" else None)(
-        requests.get(server.url + "/healthz", timeout=5)))
-    assert health.status_code == 200 and health.json()["polaris"] == "unauthorized"
-    assert "pok_wrong_key_for_health" not in health.text
-    server.stop()
-    assert "pok_wrong_key_for_health" not in server.output()
-
-
 def test_kill_9_mid_apply_then_restart_applies_exactly_once(serve_env, servers, db, sandbox, slack):
     server = Serve(serve_env, workers=1)
     servers.append(server)
@@ -229,7 +221,7 @@ def test_health_answers_at_once_when_polaris_hangs(serve_env, servers, sandbox):
         started = time.monotonic()
         health = requests.get(server.url + "/healthz", timeout=5)
         assert health.status_code == 200 and time.monotonic() - started < 1.0
-    assert health.json()["polaris"] in ("unknown", "unreachable")
+    assert health.json()["polaris"] == "unreachable"
     sandbox.clear_faults()
     server.kill()
 
