@@ -349,13 +349,16 @@ class PolarisClient:
     def find_user_by_email(self, email: str) -> User | None:
         """The user whose username (or email) equals ``email`` ignoring case, or ``None``.
 
-        Uses ``search`` and filters exact matches client-side (the search is a substring match); never
-        lists every user.
+        Uses ``search`` and filters exact matches client-side (the search is a case-insensitive substring
+        match of username, email and names, in no documented order): every page of matches is read
+        (``top=100``, until ``count`` or an empty page) until the exact one turns up, so the answer is right
+        however many substring matches there are, and one call when there are at most 100. Never lists
+        every user (always searched).
         """
         wanted = email.strip().lower()
         if not wanted:
             return None
-        for user in self.iter_users(search=wanted, limit=1000):
+        for user in self.iter_users(search=wanted):
             if user.username.lower() == wanted or user.email.lower() == wanted:
                 return user
         return None

@@ -1431,3 +1431,25 @@ def test_update_retry_does_not_undo_a_change_made_meanwhile(sandbox, client):
     client.request_password_reset(SAM)
     after = sandbox.get_user(SAM)
     assert after["enabled"] is False and "UPDATE_PASSWORD" in after["actions"]
+
+
+# ============================================================================ issue 8, finding 14
+def test_find_user_is_exact_however_many_substring_matches_polaris_returns(sandbox, client):
+    """1,200 users whose email contains ``sam@example.io`` sort before it: the exact one is still found."""
+    for i in range(1200):
+        sandbox.create_user(f"a{i:04d}sam@example.io", "Bulk", str(i), actions=[])
+    sandbox.create_user("sam@example.io", "Sam", "Exact", actions=[])
+    sandbox.reset_calls()
+    u = client.find_user_by_email("sam@example.io")
+    assert u is not None and u.username == "sam@example.io"
+    skips = [c.query["skip"] for c in sandbox.calls if c.path == "/v1/users"]
+    assert skips == [str(100 * i) for i in range(13)]
+    assert {c.query["top"] for c in sandbox.calls} == {"100"}
+
+
+def test_find_user_with_few_matches_is_one_call(sandbox, client):
+    sandbox.create_user("xsam@example.io", "X", "Sam", actions=[])
+    sandbox.create_user("sam@example.io", "Sam", "Exact", actions=[])
+    sandbox.reset_calls()
+    assert client.find_user_by_email("sam@example.io").username == "sam@example.io"
+    assert len(sandbox.calls) == 1

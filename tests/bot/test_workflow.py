@@ -617,3 +617,12 @@ def test_a_worker_that_lost_the_request_does_not_touch_the_user_claim(service, d
     assert tried == [req.id]
     service.claims.hold = real_hold
     assert service.apply(req.id) is True
+
+
+# ----------------------------------------------------------------------------------- issue 8 (h-polaris)
+def test_whois_finds_the_exact_user_among_1200_substring_matches(service, sandbox, groups):
+    for i in range(1200):
+        sandbox.create_user(f"a{i:04d}sam@example.io", "Bulk", str(i), actions=[])
+    sandbox.create_user("sam@example.io", "Sam", "Exact", groups=[groups["Viewer"]], actions=[])
+    reply = service.handle_command(REQUESTER, "whois sam@example.io")
+    assert "No Polaris user" not in reply.text and "sam@example.io" in reply.text
