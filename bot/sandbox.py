@@ -735,6 +735,22 @@ class PolarisSandbox:
             self._store_group({"id": gid, "name": name, "readOnly": bool(read_only), "permissions": perms})
             return self._render_group(self._groups[gid])
 
+    def add_group_permissions(self, group_id: str, permissions: list[dict]) -> dict:
+        """Add ``permissions`` to a group directly (not recorded in ``calls``; allowed on predefined groups
+        too, to model a change made in Polaris behind the bot's back) and return the group as rendered.
+        Raises ``ValueError`` for an unknown group or invalid permissions."""
+        with self.lock:
+            g = self._groups.get(group_id)
+            if g is None:
+                raise ValueError(f"unknown group {group_id!r}")
+            try:
+                perms = self._normalize_permissions(list(permissions), "group")
+            except _ApiError as e:
+                raise ValueError(e.message) from None
+            have = {p["name"] for p in g["permissions"]}
+            g["permissions"] = g["permissions"] + [p for p in perms if p["name"] not in have]
+            return self._render_group(g)
+
     def get_user(self, user_id: str) -> dict | None:
         """The user as ``GET /v1/users/{id}`` renders it, or ``None``."""
         with self.lock:

@@ -42,6 +42,7 @@ from .config import Settings
 from .db import Database
 from .models import (APPLIED, APPROVED, DENIED, EXPIRED, FAILED, INVITE, JOIN, OPEN_STATES, PENDING,
                      RESET_PASSWORD, AccessRequest, Approval, AuditEvent, SlackEvent, utcnow)
+from . import privilege
 from .policy import MANAGER, Policy, Rule, load_policy
 from .polaris import (Group, GroupCatalog, PolarisClient, PolarisConflict, PolarisError, PolarisNotFound,
                       PolarisUnavailable)
@@ -49,7 +50,7 @@ from .slack import SlackError, SlackGateway, SlackIdentity
 
 log = logging.getLogger(__name__)
 
-ORG_ADMIN = "Organization Admin"
+ORG_ADMIN = privilege.ORG_ADMIN
 APPLY_BACKOFF_BASE = 5.0       # seconds before the 2nd apply attempt; doubles each time
 APPLY_BACKOFF_MAX = 300.0
 
@@ -64,6 +65,21 @@ class Reply:
 
 def _worker_name() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def barred_reason(identity: SlackIdentity, whose: str) -> str | None:
+    """Why the Slack account ``identity`` (``whose``: e.g. "The requester's") bars a request made by or
+    for it (unknown, deactivated, bot or guest, the same flags as :attr:`SlackIdentity.barred`), as a
+    sentence; ``None`` when it does not."""
+    if not identity.exists:
+        return f"{whose} Slack account no longer exists."
+    if identity.deleted:
+        return f"{whose} Slack account is deactivated."
+    if identity.is_bot:
+        return f"{whose} Slack account is a bot."
+    if identity.is_guest:
+        return f"{whose} Slack account is a guest account."
+    return None
 
 
 class AccessService:
@@ -307,8 +323,7 @@ class AccessService:
         lines = [f"*{views.esc(g.name)}*: {self.policy.for_group(g.name).describe()}" for g in self.catalog.all()]
         lines.append(f"*Password resets*: {self.policy.for_group(None).describe()}")
         default_who = ", ".join(views.mention(u) for u in sorted(self.settings.deciders)) or "none"
-        head = (f"Default approvers (APPROVERS and ADMINS): {default_who}. Adding someone to *{ORG_ADMIN}* also "
-                f"needs approvers who are {ORG_ADMIN} members in Polaris.")
+        head = f"Default approvers (APPROVERS and ADMINS): {default_who}. {privilege.describe()}"
         return Reply("Approval policy", [views.header("Approval policy"), views.section(head),
                                          views.section(views.bullet_list(lines, limit=30))])
 
@@ -355,20 +370,24 @@ class AccessService:
         return None if manager == user_id else manager
 
     def is_privileged(self, group: Group | None) -> bool:
-        """Organization Admin, or any group that grants ``AdministerUsers`` (whoever holds it can give
-        themselves every other permission): two approvals at least, never auto-approved, and approved only
-        by Organization Admin members in Polaris."""
-        if group is None:
-            return False
-        return group.name.lower() == ORG_ADMIN.lower() or any(p.name == "AdministerUsers" for p in group.permissions)
+        """Organization Admin, or any group that grants an organization-level administration permission
+        (the one list: :data:`bot.privilege.ORG_ADMIN_PERMISSIONS`): two approvals at least, never
+        auto-approved, and approved only by Organization Admin members in Polaris."""
+        return privilege.is_privileged(group)
 
     def _request_group(self, req: AccessRequest) -> Group | None:
+        """The request's group as Polaris has it now (``GET /v1/groups/{id}``, never the cache: a permission
+        added since the request changes who may approve it); ``None`` for a password reset.
+        Raises :class:`PolarisNotFound` when the group was deleted, :class:`PolarisError` when Polaris fails."""
         if req.kind == RESET_PASSWORD or not req.group_id:
             return None
-        group = self.catalog.by_id(req.group_id)
-        if group is None and req.group_name:
-            group = Group(id=req.group_id, name=req.group_name)
-        return group
+        return self.polaris.get_group(req.group_id)
+
+    def _approvals_required(self, req: AccessRequest, group: Group | None) -> int:
+        """How many approvals ``req`` needs now: never fewer than fixed at request time, and at least two
+        when ``group`` (read from Polaris now) is privileged."""
+        rule = self.rule_for(req.group_name if req.kind != RESET_PASSWORD else None)
+        return max(req.approvals_required, privilege.approvals_needed(rule.approvals, group))
 
     def approver_ids(self, req: AccessRequest, memo: dict[str, list[str]] | None = None) -> set[str]:
         """Who may decide ``req`` now: the rule's user IDs, members of its Slack user groups
@@ -476,9 +495,14 @@ class AccessService:
 
     def _submit(self, kind: str, requester: SlackIdentity, *, email: str, target_slack_id: str | None, first: str,
                 last: str, group: Group | None, reason: str) -> Reply:
+        if target_slack_id and target_slack_id != requester.id:
+            # The person it is for is checked like the requester (an invitee by email alone has no account).
+            why = barred_reason(self.slack.identity(target_slack_id, max_age=60), "That person's")
+            if why:
+                raise UsageError(f"{why} Requests cannot be made for deactivated, guest or bot accounts.")
         rule = self.rule_for(group.name if group else None)
         privileged = self.is_privileged(group)
-        approvals = max(rule.approvals, 2) if privileged else rule.approvals
+        approvals = privilege.approvals_needed(rule.approvals, group)
         auto = rule.auto_approve and kind == JOIN and approvals == 1 and not privileged
         reason = clean(reason, REASON_MAX)
         if rule.reason_required and len(reason) < max(1, rule.reason_min_length):
@@ -634,11 +658,15 @@ class AccessService:
         self.audit.record(actor, "decision.refused", request_id=request_id, outcome="refused", detail=detail)
         return why
 
-    def authority(self, actor_id: str, req: AccessRequest, *, approving: bool = True) -> str | None:
+    def authority(self, actor_id: str, req: AccessRequest, *, approving: bool = True,
+                  group: Group | None = None) -> str | None:
         """Why ``actor_id`` may not decide ``req`` now, or ``None``. Checked at click time: an approver or
         admin per configuration, never the requester or the person it is for, an active full member of the
-        workspace (not a guest, bot or deactivated account), and, for Organization Admin, a member of
-        Organization Admin in Polaris themselves."""
+        workspace (not a guest, bot or deactivated account), and, for a privileged group (Organization
+        Admin or an organization-level administration permission, :mod:`bot.privilege`), a member of
+        Organization Admin in Polaris themselves. ``group``: the request's group as just read from Polaris
+        (read here when not given). Raises :class:`PolarisError` or :class:`SlackError` when a check cannot
+        be made."""
         if actor_id == req.requester_id:
             return "You cannot decide your own request."
         if req.target_slack_id and actor_id == req.target_slack_id:
@@ -653,7 +681,13 @@ class AccessService:
             if requester.barred:
                 return ("The requester's Slack account is now deactivated or a guest account; this request can "
                         "only be denied or left to expire.")
-        if self.is_privileged(self._request_group(req)) or (req.group_name or "").lower() == ORG_ADMIN.lower():
+            if req.target_slack_id and req.target_slack_id != req.requester_id:
+                why = barred_reason(self.slack.identity(req.target_slack_id), "The Slack account of the person it is for")
+                if why:
+                    return f"{why[:-1]} now; this request can only be denied or left to expire."
+        if group is None:
+            group = self._request_group(req)
+        if self.is_privileged(group) or (req.group_name or "").lower() == ORG_ADMIN.lower():
             if not identity.email:
                 return f"Only {ORG_ADMIN} members in Polaris can approve this, and your Slack profile has no email."
             admins = self.catalog.by_name(ORG_ADMIN)
@@ -678,19 +712,27 @@ class AccessService:
             return self._refuse(actor_id, req.id, "This request has expired; the requester can ask again.",
                                 f"{verb} on expired request")
         try:
-            why = self.authority(actor_id, req, approving=approve)
+            try:
+                group = self._request_group(req)  # from Polaris, not the cache: it decides who may approve
+            except PolarisNotFound:
+                if approve:
+                    return self._refuse(actor_id, req.id, "The group of this request no longer exists in Polaris; "
+                                        "it can only be denied or left to expire.", "approve: group deleted")
+                group = Group(id=req.group_id or "", name=req.group_name or "")
+            required = self._approvals_required(req, group)
+            why = self.authority(actor_id, req, approving=approve, group=group)
         except (PolarisError, SlackError) as e:
             log.warning("authority check for %s failed: %s", actor_id, e)
             why = "I could not check your authority right now (Polaris or Slack did not answer); try again."
         if why:
             return self._refuse(actor_id, req.id, why, f"{verb}: {why}")
         stale: list[str] = []
-        if approve and req.approvals_required > 1:
+        if approve and required > 1:
             # Earlier approvals count only if their approvers still have the authority now.
             with self.db.session() as s:
                 prior = list(s.scalars(select(Approval.approver_id).where(Approval.request_id == req.id)))
             try:
-                stale = [a for a in prior if a != actor_id and self.authority(a, req) is not None]
+                stale = [a for a in prior if a != actor_id and self.authority(a, req, group=group) is not None]
             except (PolarisError, SlackError):
                 return self._refuse(actor_id, req.id, "I could not re-check the earlier approvals right now; try again.",
                                     "approve: earlier approvals not re-checkable")
@@ -720,21 +762,27 @@ class AccessService:
                     s.execute(delete(Approval).where(Approval.request_id == req.id, Approval.approver_id == gone))
                     self.audit.record(gone, "approval.revoked", request_id=req.id, session=s, outcome="refused",
                                       detail="approver no longer has the authority")
+                if required != req.approvals_required:
+                    s.execute(update(AccessRequest).where(AccessRequest.id == req.id)
+                              .values(approvals_required=required))
+                    self.audit.record("bot", "request.approvals_raised", request_id=req.id, session=s,
+                                      detail=f"{req.approvals_required} -> {required}: the group now grants "
+                                             f"{', '.join(privilege.privileged_grants(group)) or ORG_ADMIN}")
                 s.add(Approval(request_id=req.id, approver_id=actor_id, created_at=now))
                 s.flush()
                 count = s.scalar(select(func.count()).select_from(Approval).where(Approval.request_id == req.id))
-                if count >= req.approvals_required:
+                if count >= required:
                     s.execute(update(AccessRequest).where(AccessRequest.id == req.id)
                               .values(state=APPROVED, decided_by=actor_id, decided_at=now, updated_at=now,
                                       next_attempt_at=None))
                     self.audit.record(actor_id, "decision.approve", request_id=req.id, target=req.target_email, session=s)
                 else:
                     self.audit.record(actor_id, "decision.approve", request_id=req.id, target=req.target_email,
-                                      session=s, outcome="partial", detail=f"approval {count} of {req.approvals_required}")
-                    message = (f"Your approval is recorded ({count} of {req.approvals_required}); "
+                                      session=s, outcome="partial", detail=f"approval {count} of {required}")
+                    message = (f"Your approval is recorded ({count} of {required}); "
                                "another approver must approve too.")
                     partial = (f"{views.mention(actor_id)} approved your request for {views.kind_phrase(req)} "
-                               f"({count} of {req.approvals_required} approvals; request `{req.id[:8]}`).")
+                               f"({count} of {required} approvals; request `{req.id[:8]}`).")
         self.refresh_card(req.id)
         req = self.get(req.id)
         if req.state != PENDING:
@@ -876,8 +924,10 @@ class AccessService:
                               detail=f"attempt {req.attempts + 1}")
             try:
                 with audit_context("bot", req.id):
+                    if not self._fit_to_apply(req):
+                        return False
                     outcome, polaris_user_id = self._apply(req)
-            except PolarisError as e:
+            except (PolarisError, SlackError) as e:
                 return self._apply_failed(req, e)
             except Exception as e:  # a bug: record it, do not lose the request
                 log.exception("apply of %s crashed", req.id)
@@ -892,9 +942,85 @@ class AccessService:
         self.notify_requester(self.get(req.id))
         return True
 
-    def _apply_failed(self, req: AccessRequest, error: PolarisError) -> bool:
+    def _fit_to_apply(self, req: AccessRequest) -> bool:
+        """The checks made just before a request is applied, on what Slack and Polaris say now (no cache).
+
+        - The requester and the person it is for (when they have a Slack account) are re-read with
+          ``users.info``: a deactivated, guest or bot account ends the request failed (:meth:`_apply_refused`).
+        - The group is re-read (``GET /v1/groups/{id}``): when it is privileged now (:mod:`bot.privilege`) and
+          the request lacks the approvals that needs (at least two, each by an Organization Admin member in
+          Polaris, checked now), it goes back to pending for them (:meth:`_hold_for_approvals`).
+
+        True when it may be applied. Raises :class:`PolarisError` / :class:`SlackError` when a check cannot be
+        made (the apply is retried later)."""
+        people = [(req.requester_id, "The requester's")]
+        if req.target_slack_id and req.target_slack_id != req.requester_id:
+            people.append((req.target_slack_id, "The Slack account of the person it is for"))
+        for slack_id, whose in people:
+            why = barred_reason(self.slack.identity(slack_id), whose)  # max_age 0: read now
+            if why:
+                self._apply_refused(req, f"{why} Nothing was changed in Polaris: access is not given to "
+                                         "deactivated, guest or bot accounts.")
+                return False
+        group = self._request_group(req)
+        if not self.is_privileged(group):
+            return True
+        required = self._approvals_required(req, group)
+        with self.db.session() as s:
+            approvers = list(s.scalars(select(Approval.approver_id).where(Approval.request_id == req.id)
+                                       .order_by(Approval.id)))
+        valid = [a for a in approvers if self.authority(a, req, approving=False, group=group) is None]
+        if len(valid) >= required:
+            return True
+        self._hold_for_approvals(req, group, required, valid, [a for a in approvers if a not in valid])
+        return False
+
+    def _apply_refused(self, req: AccessRequest, reason: str) -> None:
+        """End an approved request failed before any Polaris write, for ``reason`` (a sentence for people):
+        audited as ``apply.refused``, the card updated, the requester told."""
+        with self.db.session() as s:
+            s.execute(update(AccessRequest).where(AccessRequest.id == req.id, AccessRequest.state == APPROVED)
+                      .values(state=FAILED, outcome=reason, updated_at=self.clock(), claimed_by=None, open_key=None))
+            self.audit.record("bot", "apply.refused", request_id=req.id, target=req.target_email, outcome="refused",
+                              detail=reason, session=s)
+        self.refresh_card(req.id)
+        self.notify_requester(self.get(req.id))
+
+    def _hold_for_approvals(self, req: AccessRequest, group: Group, required: int, valid: list[str],
+                            revoked: list[str]) -> None:
+        """Send an approved request whose group became privileged back to pending, not applied: it now needs
+        ``required`` approvals by Organization Admin members; the approvals of ``revoked`` approvers no longer
+        count. Audited (``apply.held``), the card shows the buttons again, the requester is told."""
+        now = self.clock()
+        grants = ", ".join(privilege.privileged_grants(group)) or ORG_ADMIN
+        rule = self.rule_for(req.group_name)
+        expires = max(req.expires_at, now + dt.timedelta(seconds=rule.ttl))
+        with self.db.session() as s:
+            changed = s.execute(update(AccessRequest).where(AccessRequest.id == req.id, AccessRequest.state == APPROVED)
+                                .values(state=PENDING, approvals_required=required, decided_by=None, decided_at=None,
+                                        next_attempt_at=None, claimed_by=None, attempts=0, outcome=None,
+                                        updated_at=now, expires_at=expires)).rowcount
+            if not changed:
+                return
+            for gone in revoked:
+                s.execute(delete(Approval).where(Approval.request_id == req.id, Approval.approver_id == gone))
+                self.audit.record(gone, "approval.revoked", request_id=req.id, session=s, outcome="refused",
+                                  detail=f"not an {ORG_ADMIN} member, and the group now grants {grants}")
+            self.audit.record("bot", "apply.held", request_id=req.id, target=req.target_email, outcome="refused",
+                              session=s, detail=f"group now privileged ({grants}); needs {required} approvals by "
+                                                f"{ORG_ADMIN} members, has {len(valid)}")
+        self.refresh_card(req.id)
+        self.slack.dm(req.requester_id,
+                      f"Your request for {views.kind_phrase(req)} was not applied yet: *{views.esc(group.name)}* now "
+                      f"grants {views.esc(grants)} in Polaris, so it needs {required} approvals by {ORG_ADMIN} "
+                      f"members ({len(valid)} so far). It is back with the approvers (request `{req.id[:8]}`).",
+                      request_id=req.id)
+
+    def _apply_failed(self, req: AccessRequest, error: PolarisError | SlackError) -> bool:
         attempts = req.attempts + 1
         now = self.clock()
+        if isinstance(error, SlackError):  # a check before applying could not be made: retried like Polaris
+            error = PolarisUnavailable(None, "SlackUnavailable", f"Slack did not answer ({error.error})")
         plain = error.plain()
         if error.transient and attempts < self.settings.polaris_max_attempts:
             delay = min(APPLY_BACKOFF_MAX, APPLY_BACKOFF_BASE * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from bot.models import (APPLIED, APPROVED, DENIED, EXPIRED, FAILED, PENDING, AccessRequest, Approval, AuditEvent)
 from bot.sandbox import Fault
-from tests.conftest import (APPROVER, APPROVER2, BOT, CHANNEL, GONE, GUEST, OTHER, REQUESTER, make_settings)
+from tests.conftest import (ADMIN, APPROVER, APPROVER2, BOT, CHANNEL, GONE, GUEST, OTHER, REQUESTER, make_settings)
 
 
 def only_request(db) -> AccessRequest:
@@ -214,7 +214,8 @@ def test_transient_polaris_failures_are_retried_then_applied(service, db, sandbo
     service.run_due()
     assert service.get(req.id).state == APPLIED
     assert len(sandbox.writes("POST")) == 1
-    statuses = [(r.polaris_method, r.polaris_status) for r in service.audit.for_request(req.id) if r.polaris_method]
+    statuses = [(r.polaris_method, r.polaris_status) for r in service.audit.for_request(req.id)
+                if r.polaris_method and r.polaris_path == "/v1/users"]
     assert statuses[:3] == [("GET", 503), ("GET", 503), ("GET", 200)]
 
 
@@ -626,3 +627,110 @@ def test_whois_finds_the_exact_user_among_1200_substring_matches(service, sandbo
     sandbox.create_user("sam@example.io", "Sam", "Exact", groups=[groups["Viewer"]], actions=[])
     reply = service.handle_command(REQUESTER, "whois sam@example.io")
     assert "No Polaris user" not in reply.text and "sam@example.io" in reply.text
+
+
+def _not_org_admin(sandbox, groups, email="erin@example.com"):
+    user = sandbox.find_user(email)
+    sandbox.handle("PUT", f"/v1/users/{user['id']}", {}, {"Authorization": f"Basic {sandbox_key()}"},
+                   b'{"username": "%s", "groups": [{"id": "%s"}]}' % (email.encode(), groups["Viewer"].encode()))
+
+
+def test_group_made_privileged_after_the_request_needs_two_org_admin_approvals_at_click_time(
+        service, db, sandbox, slack, groups):
+    """Carol asks for Data Analyst (1 approval); AdministerUsers is then added to it in Polaris (the cached
+    group does not show it); an approver who is not an Organization Admin cannot approve it alone."""
+    _not_org_admin(sandbox, groups)
+    service.catalog.all()  # the cache holds Data Analyst as it was
+    service.handle_command(ADMIN, "request Data Analyst month end")
+    req = only_request(db)
+    assert req.approvals_required == 1
+    sandbox.add_group_permissions(groups["Data Analyst"], [{"name": "AdministerUsers"}])
+    assert "Only members of Organization Admin" in service.decide(req.id, APPROVER2, approve=True)
+    assert service.get(req.id).state == PENDING
+    assert "1 of 2" in service.decide(req.id, APPROVER, approve=True)
+    req = service.get(req.id)
+    assert (req.state, req.approvals_required) == (PENDING, 2)
+    assert service.run_due() == 0
+    assert groups["Data Analyst"] not in {g["id"] for g in sandbox.find_user("carol@example.com")["groups"]}
+
+
+def test_group_made_privileged_between_approval_and_apply_goes_back_to_pending(service, db, sandbox, slack, groups):
+    _not_org_admin(sandbox, groups)
+    service.handle_command(ADMIN, "request Data Analyst month end")
+    req = only_request(db)
+    assert service.decide(req.id, APPROVER2, approve=True) is None
+    assert service.get(req.id).state == APPROVED
+    sandbox.add_group_permissions(groups["Data Analyst"], [{"name": "AdministerUsers"}])
+    sandbox.reset_calls()
+    assert service.run_due() == 0
+    req = service.get(req.id)
+    assert (req.state, req.approvals_required) == (PENDING, 2)
+    assert sandbox.writes() == []
+    assert groups["Data Analyst"] not in {g["id"] for g in sandbox.find_user("carol@example.com")["groups"]}
+    assert ("bot", "apply.held", "refused") in audit_actions(db, req.id)
+    assert any("AdministerUsers" in t and "2 approvals" in t for t in dms(slack, ADMIN))
+    assert buttons(card(slack, req)) == ["Approve", "Deny"]
+    # erin's approval no longer counts (not an Organization Admin); bob's is the first of two
+    assert "1 of 2" in service.decide(req.id, APPROVER, approve=True)
+
+
+@pytest.mark.parametrize("permission", ["AdministerUsers", "AdministerApiKeys", "AdministerClients", "AdministerProjects",
+                                        "AdministerBilling", "AdministerCustomizations"])
+def test_every_organization_level_administration_permission_is_privileged(service, sandbox, groups, permission):
+    from bot.polaris import Group, Permission
+
+    assert service.is_privileged(Group(id="g", name="Custom", permissions=(Permission(permission),)))
+    assert not service.is_privileged(Group(id="g", name="Custom", permissions=(Permission("AdministerReports", ("projects/*",)),)))
+
+
+def test_invite_for_a_deactivated_slack_account_is_refused(service, db, sandbox, slack, groups):
+    reply = service.handle_command(REQUESTER, "invite <@U0GONE> Data Analyst")
+    assert "deactivated" in reply.text
+    assert only_request_count(db) == 0
+    slack.users[BOT]["profile"]["email"] = "robot@example.com"
+    for who, word in ((GUEST, "guest"), (BOT, "bot")):
+        reply = service.handle_command(REQUESTER, f"invite <@{who}> Data Analyst")
+        assert word in reply.text.lower(), reply.text
+    assert only_request_count(db) == 0
+    assert "went to the approvers" in service.handle_command(REQUESTER, "invite new.person@example.com Viewer").text
+
+
+def test_invitee_deactivated_before_approval_is_not_applied(service, db, sandbox, slack, groups):
+    service.handle_command(REQUESTER, "invite <@U0OSCAR> Viewer")
+    req = only_request(db)
+    slack.users[OTHER]["deleted"] = True
+    assert "deactivated" in service.decide(req.id, APPROVER, approve=True)
+    assert service.get(req.id).state == PENDING
+    service._set(req.id, state=APPROVED, decided_by=APPROVER)  # approved just before the deactivation
+    service.run_due()
+    req = service.get(req.id)
+    assert req.state == FAILED and "deactivated" in req.outcome
+    assert sandbox.writes() == [] and sandbox.find_user("oscar@example.com") is None
+    assert ("bot", "apply.refused", "refused") in audit_actions(db, req.id)
+    assert any("deactivated" in t for t in dms(slack, REQUESTER))
+
+
+def test_requester_deactivated_after_approval_is_not_applied(service, db, sandbox, slack, groups):
+    service.handle_command(REQUESTER, "request Viewer dashboards")
+    req = only_request(db)
+    assert service.decide(req.id, APPROVER, approve=True) is None
+    slack.users[REQUESTER]["deleted"] = True
+    service.run_due()
+    req = service.get(req.id)
+    assert req.state == FAILED and "deactivated" in req.outcome
+    assert sandbox.writes() == [] and sandbox.find_user("alice@example.com") is None
+    assert ("bot", "apply.refused", "refused") in audit_actions(db, req.id)
+
+
+def test_card_and_policy_name_what_makes_a_group_privileged(service, db, sandbox, slack, groups):
+    sandbox.create_group("Key Keepers", [{"name": "AdministerApiKeys"}])
+    service.catalog.invalidate()
+    service.handle_command(REQUESTER, "request Key Keepers rotation")
+    req = only_request(db)
+    assert req.approvals_required == 2
+    text = str(card(slack, req)["blocks"])
+    assert "Privileged (AdministerApiKeys)" in text and "Organization Admin members" in text
+    policy = str(service.cmd_policy(ADMIN).blocks)
+    for name in ("AdministerUsers", "AdministerApiKeys", "AdministerClients", "AdministerProjects", "AdministerBilling",
+                 "AdministerCustomizations"):
+        assert name in policy
