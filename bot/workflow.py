@@ -44,8 +44,8 @@ from .models import (APPLIED, APPROVED, DENIED, EXPIRED, FAILED, INVITE, JOIN, O
                      RESET_PASSWORD, AccessRequest, Approval, AuditEvent, SlackEvent, utcnow)
 from . import privilege
 from .policy import MANAGER, Policy, Rule, load_policy
-from .polaris import (Group, GroupCatalog, PolarisClient, PolarisConflict, PolarisError, PolarisNotFound,
-                      PolarisUnavailable)
+from .polaris import (Group, GroupCatalog, PolarisAuthError, PolarisClient, PolarisConflict, PolarisError,
+                      PolarisNotFound, PolarisUnavailable)
 from .slack import SlackError, SlackGateway, SlackIdentity
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,15 @@ log = logging.getLogger(__name__)
 ORG_ADMIN = privilege.ORG_ADMIN
 APPLY_BACKOFF_BASE = 5.0       # seconds before the 2nd apply attempt; doubles each time
 APPLY_BACKOFF_MAX = 300.0
+#: Seconds, beyond the Polaris read timeout, after which a write sent with its answer lost has either landed or
+#: never will; only then is Polaris asked whether it landed (and the write sent again if not).
+WRITE_SETTLE_MARGIN = 30.0
+RESET_NOT_CONFIRMED = ("The password reset may not have been sent: Polaris did not answer in time and I could not "
+                       "confirm it; press Retry to send it again")
+
+
+class _NotConfirmed(Exception):
+    """Internal: a write whose answer was lost could not be proven to have landed; ends the request failed."""
 
 
 @dataclass
@@ -919,6 +928,14 @@ class AccessService:
             now = self.clock()
             if req is None or req.state != APPROVED or (req.next_attempt_at and req.next_attempt_at > now):
                 return False
+            settled = self._write_settled_at(req)
+            if settled is not None and settled > now:
+                # An earlier attempt (maybe a process that died) sent a write and never heard whether it
+                # landed; it may still land. Nothing is sent, nor looked for, before its time budget is over.
+                self._set(req.id, next_attempt_at=settled, claimed_by=None)
+                self.audit.record("bot", "apply.wait_for_write", request_id=req.id,
+                                  detail=f"an earlier write's answer was lost; looking in Polaris at {settled:%H:%M:%S} UTC")
+                return False
             self._set(req.id, claimed_by=self.worker_name, attempts=req.attempts + 1, updated_at=now)
             self.audit.record("bot", "apply.start", request_id=req.id, target=req.target_email,
                               detail=f"attempt {req.attempts + 1}")
@@ -929,6 +946,9 @@ class AccessService:
                     outcome, polaris_user_id = self._apply(req)
             except (PolarisError, SlackError) as e:
                 return self._apply_failed(req, e)
+            except _NotConfirmed as e:
+                self._apply_refused(req, str(e), action="apply.failed", outcome="error", write_started_at=None)
+                return False
             except Exception as e:  # a bug: record it, do not lose the request
                 log.exception("apply of %s crashed", req.id)
                 return self._apply_failed(req, PolarisError(None, "InternalError", type(e).__name__))
@@ -975,13 +995,15 @@ class AccessService:
         self._hold_for_approvals(req, group, required, valid, [a for a in approvers if a not in valid])
         return False
 
-    def _apply_refused(self, req: AccessRequest, reason: str) -> None:
-        """End an approved request failed before any Polaris write, for ``reason`` (a sentence for people):
-        audited as ``apply.refused``, the card updated, the requester told."""
+    def _apply_refused(self, req: AccessRequest, reason: str, *, action: str = "apply.refused",
+                       outcome: str = "refused", **values) -> None:
+        """End an approved request failed for ``reason`` (a sentence for people), without retrying: audited
+        (``action``, ``outcome``), the card updated, the requester told. ``values``: more columns to set."""
         with self.db.session() as s:
             s.execute(update(AccessRequest).where(AccessRequest.id == req.id, AccessRequest.state == APPROVED)
-                      .values(state=FAILED, outcome=reason, updated_at=self.clock(), claimed_by=None, open_key=None))
-            self.audit.record("bot", "apply.refused", request_id=req.id, target=req.target_email, outcome="refused",
+                      .values(state=FAILED, outcome=reason, updated_at=self.clock(), claimed_by=None, open_key=None,
+                              **values))
+            self.audit.record("bot", action, request_id=req.id, target=req.target_email, outcome=outcome,
                               detail=reason, session=s)
         self.refresh_card(req.id)
         self.notify_requester(self.get(req.id))
@@ -1025,6 +1047,9 @@ class AccessService:
         if error.transient and attempts < self.settings.polaris_max_attempts:
             delay = min(APPLY_BACKOFF_MAX, APPLY_BACKOFF_BASE * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
             delay = max(delay, min(error.retry_after or 0.0, 3600.0))  # Polaris asked us to wait longer
+            settled = self._write_settled_at(self.get(req.id) or req) if getattr(error, "outcome_unknown", False) else None
+            if settled is not None:  # a write whose answer was lost: not before it has landed or never will
+                delay = max(delay, (settled - now).total_seconds())
             self._set(req.id, next_attempt_at=now + dt.timedelta(seconds=delay), claimed_by=None,
                       outcome=redact(f"{plain}; will retry (attempt {attempts} of {self.settings.polaris_max_attempts})"))
             self.audit.record("bot", "apply.retry_later", request_id=req.id, outcome="error",
@@ -1050,30 +1075,84 @@ class AccessService:
         group_label = req.group_name or req.group_id
         user = self.polaris.find_user_by_email(req.target_email)
         if user is None:
+            # Committed before the POST: a resumed apply (any process) waits out its time budget and looks the
+            # user up before creating it again (see apply).
+            self._set(req.id, write_started_at=self.clock(), write_answered_at=None)
             try:
                 user = self.polaris.create_user(req.target_email, first_name=req.target_first_name,
                                                 last_name=req.target_last_name, group_ids=[req.group_id])
+                self._set(req.id, write_answered_at=self.clock())
                 return f"Created Polaris user {req.target_email} in {group_label}.", user.id
             except PolarisConflict:
                 user = self.polaris.find_user_by_email(req.target_email)  # created meanwhile (an earlier attempt)
                 if user is None:
                     raise
-            except PolarisUnavailable:
-                # The create may have landed even though the answer was lost: look before the next attempt.
+            except PolarisUnavailable as e:
+                # The create may have landed even though the answer was lost: look now (and again, once its
+                # time budget is over, before any new POST).
                 user = self.polaris.find_user_by_email(req.target_email)
                 if user is None:
+                    if not e.outcome_unknown:  # refused before it was processed (429): nothing in flight
+                        self._set(req.id, write_started_at=None)
                     raise
         if req.group_id in user.group_ids:
             return f"{req.target_email} is a member of {group_label}.", user.id
         self.polaris.add_members(req.group_id, [user.id])
         return f"Added {req.target_email} to {group_label}; their other groups are unchanged.", user.id
 
+    def _write_settled_at(self, req: AccessRequest) -> dt.datetime | None:
+        """When a write this request sent, with its answer lost, has either landed or never will (its start +
+        the Polaris read timeout + :data:`WRITE_SETTLE_MARGIN`); ``None`` when no such write is in doubt."""
+        if req.write_started_at is None or req.write_answered_at is not None:
+            return None
+        return req.write_started_at + dt.timedelta(seconds=self.polaris.read_timeout + WRITE_SETTLE_MARGIN)
+
     def _apply_reset(self, req: AccessRequest) -> tuple[str, str]:
+        """A password reset: done when THIS request's PUT is proven to have landed, never because
+        ``UPDATE_PASSWORD`` is merely present (every new account has it pending).
+
+        ``write_started_at`` is committed just before the PUT is sent (after its fresh GET), with whether the
+        action was already pending (``write_had_update_password``); ``write_answered_at`` when the PUT got its
+        200. A resumed apply with a PUT started and not answered (and its time budget over, see :meth:`apply`)
+        decides from Polaris: the action absent before and present now, or a ``USER_PASSWORD_RESET`` event of
+        Polaris's own audit events since the PUT, proves it landed; otherwise the request fails saying the email
+        may not have been sent (Retry sends it again). Raises :class:`PolarisError`."""
+        sent = f"Polaris will email {req.target_email} a link to set a new password."
         user = self.polaris.find_user_by_email(req.target_email)
         if user is None:
             raise PolarisNotFound(404, "ObjectNotFound", f"no Polaris user {req.target_email}")
-        already = req.write_started_at is not None
-        if not already:
-            self._set(req.id, write_started_at=self.clock())  # committed before the PUT: a resumed apply checks first
-        self.polaris.request_password_reset(user.id, already_sent=already)
-        return f"Polaris will email {req.target_email} a link to set a new password.", user.id
+        if req.write_started_at is not None:
+            if req.write_answered_at is not None:  # the PUT got its 200; the apply stopped before recording it
+                return sent, user.id
+            if self._reset_landed(req, user.id):
+                self._set(req.id, write_answered_at=self.clock())
+                self.audit.record("bot", "apply.write_confirmed", request_id=req.id, target=req.target_email,
+                                  detail="the password-reset PUT whose answer was lost had landed")
+                return sent, user.id
+            raise _NotConfirmed(RESET_NOT_CONFIRMED)
+
+        def before_put(current) -> None:
+            self._set(req.id, write_started_at=self.clock(), write_answered_at=None,
+                      write_had_update_password="UPDATE_PASSWORD" in current.actions)
+
+        try:
+            self.polaris.request_password_reset(user.id, before_put=before_put)
+        except PolarisError as e:
+            if not getattr(e, "outcome_unknown", False):  # not sent, or answered with a refusal: nothing landed
+                self._set(req.id, write_started_at=None, write_had_update_password=None)
+            raise
+        self._set(req.id, write_answered_at=self.clock())
+        return sent, user.id
+
+    def _reset_landed(self, req: AccessRequest, user_id: str) -> bool:
+        """Whether the reset PUT this request sent (answer lost) landed, from what Polaris says now."""
+        current = self.polaris.get_user(user_id)
+        if req.write_had_update_password is False and "UPDATE_PASSWORD" in current.actions:
+            return True  # absent in the GET before the PUT, present now
+        since = req.write_started_at - dt.timedelta(minutes=5)  # allow for clock skew between us and Polaris
+        try:
+            events = self.polaris.list_audit_events(type="USER_PASSWORD_RESET", user=user_id, since=since)
+        except (PolarisAuthError, PolarisNotFound) as e:  # no AccessAuditLogs on the key: cannot prove it
+            log.warning("Polaris audit events unreadable (%s); reset of request %s not confirmed", e.status, req.id)
+            return False
+        return any(e.type == "USER_PASSWORD_RESET" and e.concerns(user_id) for e in events)
