@@ -58,9 +58,12 @@ class AccessRequest(Base):
 
     ``notified_state`` is the last state whose DM to the requester is settled (delivered, or given up and
     handed to ``ADMINS``; the ``deliveries`` ledger holds each attempt); ``retries`` counts Retry presses.
-    ``claimed_by`` names the worker applying it (informational; the lock is in :mod:`bot.claims`); ``write_started_at``
-    is set before a Polaris write that cannot be repeated blindly (a password reset), so a resumed apply
-    checks first.
+    ``claimed_by`` names the worker applying it (informational; the lock is in :mod:`bot.claims`). A Polaris
+    write that cannot be repeated blindly (the reset PUT, ``POST /v1/users``) is bracketed: ``write_started_at``
+    is committed just before it is sent, ``write_answered_at`` when Polaris answered it with success, and
+    ``write_had_update_password`` says whether the user already had ``UPDATE_PASSWORD`` pending before the
+    reset PUT. Started and not answered = outcome unknown: a resumed apply waits out the write's time budget
+    and looks in Polaris before anything is sent again (revision 0005).
     """
 
     __tablename__ = "access_requests"
@@ -94,6 +97,8 @@ class AccessRequest(Base):
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     claimed_by: Mapped[str | None] = mapped_column(String(80))
     write_started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    write_answered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    write_had_update_password: Mapped[bool | None] = mapped_column(Boolean)
     polaris_user_id: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str | None] = mapped_column(Text)
     applied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

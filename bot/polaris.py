@@ -15,7 +15,10 @@ groups (list/get/create/update/delete) and group members (list/add/remove).
 - Transient failures (429 honouring ``Retry-After``, 500/502/503/504, timeouts, dropped connections) are
   retried with exponential backoff and jitter, bounded in attempts and total seconds, through tenacity,
   for idempotent calls only (GET, PUT, DELETE, and adding members, which is idempotent in effect).
-  ``POST /v1/users`` is never retried here: the caller checks whether it took effect first.
+- A write that is not idempotent in effect (``POST /v1/users``, the password-reset PUT, which makes
+  Polaris send an email) is sent once. When it was sent and no answer says whether it landed (a timeout, a
+  dropped connection, a 5xx), :class:`PolarisWriteUnknown` is raised: the caller must let the write's time
+  budget pass (:attr:`PolarisClient.read_timeout` plus a margin) and look in Polaris before sending it again.
 - The API key never appears in a log line, an exception message or an audit row.
 - :meth:`PolarisClient.update_user` is GET, change, PUT of the whole object: Polaris's PUT replaces the
   user, so every property the user had is carried over.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import datetime as dt
 import logging
 import threading
 import time
@@ -84,6 +88,21 @@ class PolarisUnavailable(PolarisError):
     """429, 5xx, a timeout or a dropped connection: worth retrying later."""
 
     transient = True
+    #: True when a write was sent and it is not known whether it landed (see :class:`PolarisWriteUnknown`).
+    outcome_unknown = False
+
+
+class PolarisWriteUnknown(PolarisUnavailable):
+    """A write that is not idempotent in effect was sent and its outcome is unknown (timeout, dropped
+    connection or 5xx after sending). It may still land later (Polaris may be processing it): do not send
+    it again before its time budget has passed and Polaris has been asked whether it landed."""
+
+    outcome_unknown = True
+
+    @classmethod
+    def of(cls, error: PolarisError) -> "PolarisWriteUnknown":
+        return cls(error.status, error.code, error.message, method=error.method, path=error.path,
+                   retry_after=error.retry_after)
 
 
 _PLAIN = {
@@ -92,6 +111,7 @@ _PLAIN = {
     PolarisNotFound: "Polaris could not find it",
     PolarisConflict: "It already exists in Polaris",
     PolarisUnavailable: "Polaris is unavailable right now",
+    PolarisWriteUnknown: "Polaris did not answer whether the change was made",
 }
 
 
@@ -215,6 +235,34 @@ class Page:
     count: int
 
 
+@dataclass(frozen=True)
+class PolarisAuditEvent:
+    """One of Polaris's own audit events (fact sheet, "Polaris's own audit events"): ``time`` (ISO 8601 as
+    sent), ``type`` (e.g. ``USER_PASSWORD_RESET``), ``category`` (``AUTH``/``ADMIN``), ``resource``,
+    ``actor_type``, ``actor_id``, ``summary``; ``raw`` is the whole object."""
+
+    time: str
+    type: str
+    category: str = ""
+    resource: str = ""
+    actor_type: str = ""
+    actor_id: str = ""
+    summary: str = ""
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def parse(cls, data: dict) -> "PolarisAuditEvent":
+        return cls(time=str(data.get("time") or ""), type=str(data.get("type") or ""),
+                   category=str(data.get("category") or ""), resource=str(data.get("resource") or ""),
+                   actor_type=str(data.get("actorType") or ""), actor_id=str(data.get("actorId") or ""),
+                   summary=str(data.get("summary") or ""), raw=copy.deepcopy(data))
+
+    def concerns(self, user_id: str) -> bool:
+        """Whether the event is about ``user_id`` (its resource, context or summary names it)."""
+        return bool(user_id) and (user_id in self.resource or user_id in str(self.raw.get("context") or "")
+                                  or user_id in self.summary)
+
+
 # --------------------------------------------------------------------------------------------- client
 CallHook = Callable[[str, str, "int | None", float, "str | None"], None]
 
@@ -251,6 +299,12 @@ class PolarisClient:
 
     def __repr__(self) -> str:  # never show the key
         return f"PolarisClient({self.base_url!r})"
+
+    @property
+    def read_timeout(self) -> float:
+        """Seconds one attempt waits for an answer: after that (plus a margin) a write that was sent has either
+        landed or will not (used to decide when to look whether a write with a lost answer landed)."""
+        return float(self.timeout[1] if isinstance(self.timeout, tuple) else self.timeout)
 
     # ------------------------------------------------------------------------------------ transport
     def _once(self, method: str, path: str, params: dict | None, body: Any, ok: tuple[int, ...]) -> requests.Response:
@@ -349,13 +403,16 @@ class PolarisClient:
     def find_user_by_email(self, email: str) -> User | None:
         """The user whose username (or email) equals ``email`` ignoring case, or ``None``.
 
-        Uses ``search`` and filters exact matches client-side (the search is a substring match); never
-        lists every user.
+        Uses ``search`` and filters exact matches client-side (the search is a case-insensitive substring
+        match of username, email and names, in no documented order): every page of matches is read
+        (``top=100``, until ``count`` or an empty page) until the exact one turns up, so the answer is right
+        however many substring matches there are, and one call when there are at most 100. Never lists
+        every user (always searched).
         """
         wanted = email.strip().lower()
         if not wanted:
             return None
-        for user in self.iter_users(search=wanted, limit=1000):
+        for user in self.iter_users(search=wanted):
             if user.username.lower() == wanted or user.email.lower() == wanted:
                 return user
         return None
@@ -369,7 +426,8 @@ class PolarisClient:
         """``POST /v1/users`` (201) with group membership by ID. Not retried (not idempotent).
 
         Raises :class:`PolarisConflict` when the username exists, :class:`PolarisBadRequest` for an invalid
-        email or unknown group ID.
+        email or unknown group ID, :class:`PolarisWriteUnknown` when it was sent and the answer was lost (look
+        the user up by email, after :attr:`read_timeout` and a margin, before creating it again).
         """
         body: dict[str, Any] = {"username": username, "groups": [{"id": g} for g in group_ids]}
         if first_name:
@@ -377,7 +435,12 @@ class PolarisClient:
         if last_name:
             body["lastName"] = last_name
         params = {"skipInvite": "true"} if skip_invite else None
-        return User.parse(self._json("POST", "/v1/users", params=params, body=body, ok=(201,), retry=False))
+        try:
+            return User.parse(self._json("POST", "/v1/users", params=params, body=body, ok=(201,), retry=False))
+        except PolarisUnavailable as e:
+            if e.status == 429:  # refused before it was processed
+                raise
+            raise PolarisWriteUnknown.of(e) from None
 
     @staticmethod
     def put_body(user: dict) -> dict:
@@ -397,7 +460,8 @@ class PolarisClient:
 
     def update_user(self, user_id: str, change: Callable[[dict], None],
                     done: Callable[[User], bool] | None = None) -> User:
-        """GET the user, let ``change(body)`` edit the full PUT body in place, PUT it back.
+        """GET the user, let ``change(body)`` edit the full PUT body in place, PUT it back. Only for changes
+        that are idempotent in effect (a second identical PUT does no harm); see :meth:`request_password_reset`.
 
         Nothing the user had is dropped: ``body`` starts as :meth:`put_body` of the current user. The PUT
         itself is never resent as it was: a transient failure starts over with a fresh GET (so a change an
@@ -425,23 +489,45 @@ class PolarisClient:
             wait=self._wait, reraise=True)
         return retrying(cycle)
 
-    def request_password_reset(self, user_id: str, *, already_sent: bool = False) -> User:
-        """Adds ``UPDATE_PASSWORD`` to the user's actions (guide, "Reset password"), keeping everything else.
+    def request_password_reset(self, user_id: str, *,
+                               before_put: Callable[[User], None] | None = None) -> User:
+        """Adds ``UPDATE_PASSWORD`` to the user's actions (guide, "Reset password"), keeping everything else;
+        Polaris then emails the user a link. Returns the user as the PUT's answer gave it.
 
-        ``already_sent``: an earlier attempt may have landed; then a user who has ``UPDATE_PASSWORD`` pending
-        is left alone instead of being sent a second reset email."""
-
-        def add_action(body: dict) -> None:
-            actions = list(body.get("actions") or [])
-            if "UPDATE_PASSWORD" not in actions:
-                actions.append("UPDATE_PASSWORD")
-            body["actions"] = actions
-
-        if already_sent:
-            current = self.get_user(user_id)
-            if "UPDATE_PASSWORD" in current.actions:
-                return current
-        return self.update_user(user_id, add_action, done=lambda u: "UPDATE_PASSWORD" in u.actions)
+        A fresh ``GET /v1/users/{id}`` (retried like any GET), then ``before_put(current_user)`` (the caller
+        records that the write is about to be sent, and whether ``UPDATE_PASSWORD`` was already pending: a
+        new account has it, and the PUT still sends the email), then **one** ``PUT`` of the whole user. The
+        PUT is never resent here, since every PUT that lands sends an email. When its answer is lost, one
+        fresh GET tells whether it landed only if the action was absent before and is present now; otherwise
+        :class:`PolarisWriteUnknown` is raised (it may still land: let :attr:`read_timeout` and a margin pass,
+        then look, e.g. in :meth:`list_audit_events`). A 429 answer to the PUT means it was not processed
+        (:class:`PolarisUnavailable`). Raises :class:`PolarisNotFound` when the user is gone."""
+        current = self._json("GET", f"/v1/users/{user_id}")
+        had = "UPDATE_PASSWORD" in (current.get("actions") or [])
+        body = self.put_body(current)
+        actions = list(body.get("actions") or [])
+        if "UPDATE_PASSWORD" not in actions:
+            actions.append("UPDATE_PASSWORD")
+        body["actions"] = actions
+        body["username"] = current.get("username", body.get("username"))  # immutable
+        if "email" in current:
+            body["email"] = current["email"]
+        if before_put is not None:
+            before_put(User.parse(current))
+        try:
+            return User.parse(self._json("PUT", f"/v1/users/{user_id}", body=body, retry=False))
+        except PolarisUnavailable as e:
+            if e.status == 429:
+                raise
+            lost = e
+        if not had:
+            try:
+                now = self.get_user(user_id)
+            except PolarisError:
+                now = None
+            if now is not None and "UPDATE_PASSWORD" in now.actions:
+                return now  # absent before, present now: this PUT landed
+        raise PolarisWriteUnknown.of(lost)
 
     def delete_user(self, user_id: str) -> None:
         """``DELETE /v1/users/{id}`` (200)."""
@@ -492,6 +578,22 @@ class PolarisClient:
     def list_projects(self) -> list[dict]:
         """``GET /v1/projects`` -> the bare JSON array of projects."""
         return list(self._json("GET", "/v1/projects") or [])
+
+    def list_audit_events(self, *, type: str | None = None, user: str | None = None,
+                          since: "dt.datetime | None" = None, until: "dt.datetime | None" = None) -> list[PolarisAuditEvent]:
+        """``GET /v1/audit/events?type=&user=&from=&to=`` -> Polaris's own audit events (fact sheet; unpaged;
+        ``from``/``to`` sent as ISO 8601 UTC). Raises :class:`PolarisAuthError` (403) when the key lacks
+        ``AccessAuditLogs``."""
+        params: dict[str, Any] = {}
+        if type:
+            params["type"] = type
+        if user:
+            params["user"] = user
+        for name, value in (("from", since), ("to", until)):
+            if value is not None:
+                params[name] = value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        data = self._json("GET", "/v1/audit/events", params=params) or {}
+        return [PolarisAuditEvent.parse(e) for e in data.get("values", []) if isinstance(e, dict)]
 
 
 MISS_REFRESH_SECONDS = 5.0  # a missed group name refreshes the list at most this often

@@ -432,6 +432,7 @@ _ROUTES: list[tuple[re.Pattern, dict[str, str]]] = [
     (re.compile(rf"^/v1/groups/{_SEG}/members$"),
      {"GET": "_r_list_members", "POST": "_r_add_members", "DELETE": "_r_remove_members"}),
     (re.compile(r"^/v1/projects$"), {"GET": "_r_list_projects"}),
+    (re.compile(r"^/v1/audit/events$"), {"GET": "_r_audit_events"}),
 ]
 
 _NO_BODY = object()  # marker: request had no body
@@ -465,7 +466,11 @@ class PolarisSandbox:
     * ``seed=False``: catalogue and the 4 predefined groups only, no users.
 
     Attributes: ``lock`` (``threading.RLock`` guarding all state), ``calls`` (``list[Call]``),
-    ``api_key`` (mutable: change it to simulate key rotation / revocation), ``projects``.
+    ``api_key`` (mutable: change it to simulate key rotation / revocation), ``projects``,
+    ``audit_events`` (Polaris's own audit events of the writes that landed, README "Polaris's own audit
+    events": ``USER_CREATED``, ``USER_UPDATED``, ``USER_PASSWORD_RESET`` for a PUT carrying
+    ``UPDATE_PASSWORD``, ``GROUP_MEMBER_ADDED``, ``GROUP_MEMBER_REMOVED``, ``USER_DELETED``),
+    ``audit_access`` (False: the key lacks ``AccessAuditLogs`` and ``GET /v1/audit/events`` answers 403).
     """
 
     def __init__(self, api_key: str = SANDBOX_API_KEY, seed: bool = True):
@@ -482,6 +487,8 @@ class PolarisSandbox:
         self._sorted_ids: list[str] | None = None  # cache: user ids ordered by lower(username)
         self._bulk_users = 0
         self._bulk_groups: list[str] = []
+        self.audit_events: list[dict] = []
+        self.audit_access = True
         for g in PREDEFINED_GROUPS:
             self._store_group(copy.deepcopy(g))
         if seed:
@@ -734,6 +741,22 @@ class PolarisSandbox:
                 raise ValueError(f"group id {gid!r} already exists")
             self._store_group({"id": gid, "name": name, "readOnly": bool(read_only), "permissions": perms})
             return self._render_group(self._groups[gid])
+
+    def add_group_permissions(self, group_id: str, permissions: list[dict]) -> dict:
+        """Add ``permissions`` to a group directly (not recorded in ``calls``; allowed on predefined groups
+        too, to model a change made in Polaris behind the bot's back) and return the group as rendered.
+        Raises ``ValueError`` for an unknown group or invalid permissions."""
+        with self.lock:
+            g = self._groups.get(group_id)
+            if g is None:
+                raise ValueError(f"unknown group {group_id!r}")
+            try:
+                perms = self._normalize_permissions(list(permissions), "group")
+            except _ApiError as e:
+                raise ValueError(e.message) from None
+            have = {p["name"] for p in g["permissions"]}
+            g["permissions"] = g["permissions"] + [p for p in perms if p["name"] not in have]
+            return self._render_group(g)
 
     def get_user(self, user_id: str) -> dict | None:
         """The user as ``GET /v1/users/{id}`` renders it, or ``None``."""
@@ -996,6 +1019,14 @@ class PolarisSandbox:
             matched.append(rec)
         return {"values": [render(r) for r in matched[skip:skip + top]], "count": len(matched)}
 
+    def _event(self, kind: str, uid: str, summary: str) -> None:
+        """Record one of Polaris's audit events (``category`` ADMIN, done by the API key) about user ``uid``;
+        ``resource`` is ``users/<id>`` and ``context.userId`` the user's ID."""
+        self.audit_events.append({
+            "time": _now_iso(), "accountId": "sandbox-account", "type": kind, "category": "ADMIN",
+            "resource": f"users/{uid}", "actorType": "apikey", "actorId": "sandbox-api-key",
+            "actorName": "sandbox API key", "summary": summary, "context": {"userId": uid}})
+
     def _user_or_404(self, uid: str) -> dict:
         rec = self._users.get(uid)
         if rec is None:
@@ -1056,6 +1087,7 @@ class PolarisSandbox:
                                 last=fields["lastName"], enabled=fields["enabled"], email_verified=False,
                                 permissions=fields["permissions"], groups=fields["groups"], actions=actions,
                                 created_on=_now_iso())
+        self._event("USER_CREATED", rec["id"], f"User {username} created")
         return 201, self._render_user(rec)
 
     def _r_get_user(self, uid, *, query, body):
@@ -1083,6 +1115,9 @@ class PolarisSandbox:
         rec["permissions"] = fields["permissions"]
         rec["actions"] = fields["actions"] or []
         self._set_user_groups(uid, fields["groups"])
+        self._event("USER_UPDATED", uid, f"User {rec['username']} updated")
+        if "UPDATE_PASSWORD" in rec["actions"]:  # the PUT asks Polaris to send the reset email
+            self._event("USER_PASSWORD_RESET", uid, f"Password reset requested for {rec['username']}")
         return 200, self._render_user(rec)
 
     def _r_delete_user(self, uid, *, query, body):
@@ -1182,6 +1217,8 @@ class PolarisSandbox:
         Unknown group -> 404; malformed body or unknown user id -> 400 (nothing is changed)."""
         self._group_or_404(gid)
         for uid in self._member_ids_from_body(body):
+            if uid not in self._members[gid]:
+                self._event("GROUP_MEMBER_ADDED", uid, f"User added to group {gid}")
             self._add_member(gid, uid)
         return 200, None
 
@@ -1196,6 +1233,37 @@ class PolarisSandbox:
     def _r_list_projects(self, *, query, body):
         """GET /v1/projects -> 200 bare JSON array of Project objects."""
         return 200, copy.deepcopy(self.projects)
+
+    def _r_audit_events(self, *, query, body):
+        """GET /v1/audit/events?from&to&user&type -> 200 {"values": [event...]} (no paging fields).
+
+        ``type`` filters exactly; ``user`` matches the user an event is about (``context.userId``) or its
+        actor; ``from``/``to`` are ISO 8601 (inclusive). Without ``AccessAuditLogs`` (``audit_access`` False):
+        403 wrapped ``Forbidden``."""
+        if not self.audit_access:
+            raise _ApiError(403, "Forbidden", "The API key lacks the AccessAuditLogs permission.", wrapped=True)
+
+        def when(name: str) -> datetime | None:
+            raw = query.get(name)
+            if not raw:
+                return None
+            try:
+                return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            except ValueError:
+                raise _bad(f"'{name}' must be an ISO 8601 time") from None
+
+        since, until = when("from"), when("to")
+        out = []
+        for e in self.audit_events:
+            at = datetime.fromisoformat(e["time"].replace("Z", "+00:00"))
+            if query.get("type") and e["type"] != query["type"]:
+                continue
+            if query.get("user") and query["user"] not in (e["context"].get("userId"), e["actorId"]):
+                continue
+            if (since and at < since) or (until and at > until):
+                continue
+            out.append(copy.deepcopy(e))
+        return 200, {"values": out}
 
     # ---------------------------------------------------------------- WSGI / HTTP / responses
 

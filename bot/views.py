@@ -12,6 +12,7 @@ from typing import Iterable, Sequence
 
 from .models import (APPLIED, APPROVED, DENIED, EXPIRED, FAILED, INVITE, JOIN, PENDING, RESET_PASSWORD,
                      AccessRequest)
+from . import privilege
 from .polaris import Group, Permission, User
 
 SECTION_MAX = 3000
@@ -149,6 +150,10 @@ def approval_card(req: AccessRequest, *, group: Group | None = None, approvals: 
     if group is not None and req.kind != RESET_PASSWORD:
         grants = permission_lines(group.permissions)
         blocks.append(section(f"*{esc(group.name)} grants:*\n" + bullet_list(grants, limit=15)))
+        if privilege.is_privileged(group):
+            why = ", ".join(privilege.privileged_grants(group)) or privilege.ORG_ADMIN
+            blocks.append(context(f":rotating_light: Privileged ({esc(why)}): needs {privilege.PRIVILEGED_APPROVALS} "
+                                  f"approvals by {privilege.ORG_ADMIN} members in Polaris."))
     if req.manager_id:
         blocks.append(context(f"Manager approval: {mention(req.manager_id)} decides (a copy of this card was sent to them)."))
     elif manager_wanted:

@@ -44,16 +44,26 @@ from .deliveries import CARD, DM, RELAY, DeliveryLedger, content_hash
 from .lanes import POLARIS, Lanes, lane_for_command
 from .models import (APPLIED, APPROVED, DENIED, EXPIRED, FAILED, INVITE, JOIN, OPEN_STATES, PENDING,
                      RESET_PASSWORD, AccessRequest, Approval, AuditEvent, Delivery, SlackEvent, utcnow)
+from . import privilege
 from .policy import MANAGER, Policy, Rule, load_policy
-from .polaris import (Group, GroupCatalog, PolarisClient, PolarisConflict, PolarisError, PolarisNotFound,
-                      PolarisUnavailable)
+from .polaris import (Group, GroupCatalog, PolarisAuthError, PolarisClient, PolarisConflict, PolarisError,
+                      PolarisNotFound, PolarisUnavailable)
 from .slack import SlackError, SlackGateway, SlackIdentity
 
 log = logging.getLogger(__name__)
 
-ORG_ADMIN = "Organization Admin"
+ORG_ADMIN = privilege.ORG_ADMIN
 APPLY_BACKOFF_BASE = 5.0       # seconds before the 2nd apply attempt; doubles each time
 APPLY_BACKOFF_MAX = 300.0
+#: Seconds, beyond the Polaris read timeout, after which a write sent with its answer lost has either landed or
+#: never will; only then is Polaris asked whether it landed (and the write sent again if not).
+WRITE_SETTLE_MARGIN = 30.0
+RESET_NOT_CONFIRMED = ("The password reset may not have been sent: Polaris did not answer in time and I could not "
+                       "confirm it; press Retry to send it again")
+
+
+class _NotConfirmed(Exception):
+    """Internal: a write whose answer was lost could not be proven to have landed; ends the request failed."""
 
 
 @dataclass
@@ -66,6 +76,21 @@ class Reply:
 
 def _worker_name() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def barred_reason(identity: SlackIdentity, whose: str) -> str | None:
+    """Why the Slack account ``identity`` (``whose``: e.g. "The requester's") bars a request made by or
+    for it (unknown, deactivated, bot or guest, the same flags as :attr:`SlackIdentity.barred`), as a
+    sentence; ``None`` when it does not."""
+    if not identity.exists:
+        return f"{whose} Slack account no longer exists."
+    if identity.deleted:
+        return f"{whose} Slack account is deactivated."
+    if identity.is_bot:
+        return f"{whose} Slack account is a bot."
+    if identity.is_guest:
+        return f"{whose} Slack account is a guest account."
+    return None
 
 
 class AccessService:
@@ -337,8 +362,7 @@ class AccessService:
         lines = [f"*{views.esc(g.name)}*: {self.policy.for_group(g.name).describe()}" for g in self.catalog.all()]
         lines.append(f"*Password resets*: {self.policy.for_group(None).describe()}")
         default_who = ", ".join(views.mention(u) for u in sorted(self.settings.deciders)) or "none"
-        head = (f"Default approvers (APPROVERS and ADMINS): {default_who}. Adding someone to *{ORG_ADMIN}* also "
-                f"needs approvers who are {ORG_ADMIN} members in Polaris.")
+        head = f"Default approvers (APPROVERS and ADMINS): {default_who}. {privilege.describe()}"
         return Reply("Approval policy", [views.header("Approval policy"), views.section(head),
                                          views.section(views.bullet_list(lines, limit=30))])
 
@@ -385,20 +409,24 @@ class AccessService:
         return None if manager == user_id else manager
 
     def is_privileged(self, group: Group | None) -> bool:
-        """Organization Admin, or any group that grants ``AdministerUsers`` (whoever holds it can give
-        themselves every other permission): two approvals at least, never auto-approved, and approved only
-        by Organization Admin members in Polaris."""
-        if group is None:
-            return False
-        return group.name.lower() == ORG_ADMIN.lower() or any(p.name == "AdministerUsers" for p in group.permissions)
+        """Organization Admin, or any group that grants an organization-level administration permission
+        (the one list: :data:`bot.privilege.ORG_ADMIN_PERMISSIONS`): two approvals at least, never
+        auto-approved, and approved only by Organization Admin members in Polaris."""
+        return privilege.is_privileged(group)
 
     def _request_group(self, req: AccessRequest) -> Group | None:
+        """The request's group as Polaris has it now (``GET /v1/groups/{id}``, never the cache: a permission
+        added since the request changes who may approve it); ``None`` for a password reset.
+        Raises :class:`PolarisNotFound` when the group was deleted, :class:`PolarisError` when Polaris fails."""
         if req.kind == RESET_PASSWORD or not req.group_id:
             return None
-        group = self.catalog.by_id(req.group_id)
-        if group is None and req.group_name:
-            group = Group(id=req.group_id, name=req.group_name)
-        return group
+        return self.polaris.get_group(req.group_id)
+
+    def _approvals_required(self, req: AccessRequest, group: Group | None) -> int:
+        """How many approvals ``req`` needs now: never fewer than fixed at request time, and at least two
+        when ``group`` (read from Polaris now) is privileged."""
+        rule = self.rule_for(req.group_name if req.kind != RESET_PASSWORD else None)
+        return max(req.approvals_required, privilege.approvals_needed(rule.approvals, group))
 
     def approver_ids(self, req: AccessRequest, memo: dict[str, list[str]] | None = None) -> set[str]:
         """Who may decide ``req`` now: the rule's user IDs, members of its Slack user groups
@@ -506,9 +534,14 @@ class AccessService:
 
     def _submit(self, kind: str, requester: SlackIdentity, *, email: str, target_slack_id: str | None, first: str,
                 last: str, group: Group | None, reason: str) -> Reply:
+        if target_slack_id and target_slack_id != requester.id:
+            # The person it is for is checked like the requester (an invitee by email alone has no account).
+            why = barred_reason(self.slack.identity(target_slack_id, max_age=60), "That person's")
+            if why:
+                raise UsageError(f"{why} Requests cannot be made for deactivated, guest or bot accounts.")
         rule = self.rule_for(group.name if group else None)
         privileged = self.is_privileged(group)
-        approvals = max(rule.approvals, 2) if privileged else rule.approvals
+        approvals = privilege.approvals_needed(rule.approvals, group)
         auto = rule.auto_approve and kind == JOIN and approvals == 1 and not privileged
         reason = check_reason(clean(reason, limit=None))  # too long: refused with its length, never cut
         if rule.reason_required and len(reason) < max(1, rule.reason_min_length):
@@ -799,11 +832,15 @@ class AccessService:
         self.audit.record(actor, "decision.refused", request_id=request_id, outcome="refused", detail=detail)
         return why
 
-    def authority(self, actor_id: str, req: AccessRequest, *, approving: bool = True) -> str | None:
+    def authority(self, actor_id: str, req: AccessRequest, *, approving: bool = True,
+                  group: Group | None = None) -> str | None:
         """Why ``actor_id`` may not decide ``req`` now, or ``None``. Checked at click time: an approver or
         admin per configuration, never the requester or the person it is for, an active full member of the
-        workspace (not a guest, bot or deactivated account), and, for Organization Admin, a member of
-        Organization Admin in Polaris themselves."""
+        workspace (not a guest, bot or deactivated account), and, for a privileged group (Organization
+        Admin or an organization-level administration permission, :mod:`bot.privilege`), a member of
+        Organization Admin in Polaris themselves. ``group``: the request's group as just read from Polaris
+        (read here when not given). Raises :class:`PolarisError` or :class:`SlackError` when a check cannot
+        be made."""
         if actor_id == req.requester_id:
             return "You cannot decide your own request."
         if req.target_slack_id and actor_id == req.target_slack_id:
@@ -818,7 +855,13 @@ class AccessService:
             if requester.barred:
                 return ("The requester's Slack account is now deactivated or a guest account; this request can "
                         "only be denied or left to expire.")
-        if self.is_privileged(self._request_group(req)) or (req.group_name or "").lower() == ORG_ADMIN.lower():
+            if req.target_slack_id and req.target_slack_id != req.requester_id:
+                why = barred_reason(self.slack.identity(req.target_slack_id), "The Slack account of the person it is for")
+                if why:
+                    return f"{why[:-1]} now; this request can only be denied or left to expire."
+        if group is None:
+            group = self._request_group(req)
+        if self.is_privileged(group) or (req.group_name or "").lower() == ORG_ADMIN.lower():
             if not identity.email:
                 return f"Only {ORG_ADMIN} members in Polaris can approve this, and your Slack profile has no email."
             admins = self.catalog.by_name(ORG_ADMIN)
@@ -843,19 +886,27 @@ class AccessService:
             return self._refuse(actor_id, req.id, "This request has expired; the requester can ask again.",
                                 f"{verb} on expired request")
         try:
-            why = self.authority(actor_id, req, approving=approve)
+            try:
+                group = self._request_group(req)  # from Polaris, not the cache: it decides who may approve
+            except PolarisNotFound:
+                if approve:
+                    return self._refuse(actor_id, req.id, "The group of this request no longer exists in Polaris; "
+                                        "it can only be denied or left to expire.", "approve: group deleted")
+                group = Group(id=req.group_id or "", name=req.group_name or "")
+            required = self._approvals_required(req, group)
+            why = self.authority(actor_id, req, approving=approve, group=group)
         except (PolarisError, SlackError) as e:
             log.warning("authority check for %s failed: %s", actor_id, e)
             why = "I could not check your authority right now (Polaris or Slack did not answer); try again."
         if why:
             return self._refuse(actor_id, req.id, why, f"{verb}: {why}")
         stale: list[str] = []
-        if approve and req.approvals_required > 1:
+        if approve and required > 1:
             # Earlier approvals count only if their approvers still have the authority now.
             with self.db.session() as s:
                 prior = list(s.scalars(select(Approval.approver_id).where(Approval.request_id == req.id)))
             try:
-                stale = [a for a in prior if a != actor_id and self.authority(a, req) is not None]
+                stale = [a for a in prior if a != actor_id and self.authority(a, req, group=group) is not None]
             except (PolarisError, SlackError):
                 return self._refuse(actor_id, req.id, "I could not re-check the earlier approvals right now; try again.",
                                     "approve: earlier approvals not re-checkable")
@@ -885,21 +936,27 @@ class AccessService:
                     s.execute(delete(Approval).where(Approval.request_id == req.id, Approval.approver_id == gone))
                     self.audit.record(gone, "approval.revoked", request_id=req.id, session=s, outcome="refused",
                                       detail="approver no longer has the authority")
+                if required != req.approvals_required:
+                    s.execute(update(AccessRequest).where(AccessRequest.id == req.id)
+                              .values(approvals_required=required))
+                    self.audit.record("bot", "request.approvals_raised", request_id=req.id, session=s,
+                                      detail=f"{req.approvals_required} -> {required}: the group now grants "
+                                             f"{', '.join(privilege.privileged_grants(group)) or ORG_ADMIN}")
                 s.add(Approval(request_id=req.id, approver_id=actor_id, created_at=now))
                 s.flush()
                 count = s.scalar(select(func.count()).select_from(Approval).where(Approval.request_id == req.id))
-                if count >= req.approvals_required:
+                if count >= required:
                     s.execute(update(AccessRequest).where(AccessRequest.id == req.id)
                               .values(state=APPROVED, decided_by=actor_id, decided_at=now, updated_at=now,
                                       next_attempt_at=None))
                     self.audit.record(actor_id, "decision.approve", request_id=req.id, target=req.target_email, session=s)
                 else:
                     self.audit.record(actor_id, "decision.approve", request_id=req.id, target=req.target_email,
-                                      session=s, outcome="partial", detail=f"approval {count} of {req.approvals_required}")
-                    message = (f"Your approval is recorded ({count} of {req.approvals_required}); "
+                                      session=s, outcome="partial", detail=f"approval {count} of {required}")
+                    message = (f"Your approval is recorded ({count} of {required}); "
                                "another approver must approve too.")
                     partial = (f"{views.mention(actor_id)} approved your request for {views.kind_phrase(req)} "
-                               f"({count} of {req.approvals_required} approvals; request `{req.id[:8]}`).")
+                               f"({count} of {required} approvals; request `{req.id[:8]}`).")
         self.refresh_card(req.id)
         req = self.get(req.id)
         if req.state != PENDING:
@@ -1075,14 +1132,27 @@ class AccessService:
             now = self.clock()
             if req is None or req.state != APPROVED or (req.next_attempt_at and req.next_attempt_at > now):
                 return False
+            settled = self._write_settled_at(req)
+            if settled is not None and settled > now:
+                # An earlier attempt (maybe a process that died) sent a write and never heard whether it
+                # landed; it may still land. Nothing is sent, nor looked for, before its time budget is over.
+                self._set(req.id, next_attempt_at=settled, claimed_by=None)
+                self.audit.record("bot", "apply.wait_for_write", request_id=req.id,
+                                  detail=f"an earlier write's answer was lost; looking in Polaris at {settled:%H:%M:%S} UTC")
+                return False
             self._set(req.id, claimed_by=self.worker_name, attempts=req.attempts + 1, updated_at=now)
             self.audit.record("bot", "apply.start", request_id=req.id, target=req.target_email,
                               detail=f"attempt {req.attempts + 1}")
             try:
                 with audit_context("bot", req.id):
+                    if not self._fit_to_apply(req):
+                        return False
                     outcome, polaris_user_id = self._apply(req)
-            except PolarisError as e:
+            except (PolarisError, SlackError) as e:
                 return self._apply_failed(req, e)
+            except _NotConfirmed as e:
+                self._apply_refused(req, str(e), action="apply.failed", outcome="error", write_started_at=None)
+                return False
             except Exception as e:  # a bug: record it, do not lose the request
                 log.exception("apply of %s crashed", req.id)
                 return self._apply_failed(req, PolarisError(None, "InternalError", type(e).__name__))
@@ -1098,13 +1168,94 @@ class AccessService:
         self.notify_requester(self.get(req.id))
         return True
 
-    def _apply_failed(self, req: AccessRequest, error: PolarisError) -> bool:
+    def _fit_to_apply(self, req: AccessRequest) -> bool:
+        """The checks made just before a request is applied, on what Slack and Polaris say now (no cache).
+
+        - The requester and the person it is for (when they have a Slack account) are re-read with
+          ``users.info``: a deactivated, guest or bot account ends the request failed (:meth:`_apply_refused`).
+        - The group is re-read (``GET /v1/groups/{id}``): when it is privileged now (:mod:`bot.privilege`) and
+          the request lacks the approvals that needs (at least two, each by an Organization Admin member in
+          Polaris, checked now), it goes back to pending for them (:meth:`_hold_for_approvals`).
+
+        True when it may be applied. Raises :class:`PolarisError` / :class:`SlackError` when a check cannot be
+        made (the apply is retried later)."""
+        people = [(req.requester_id, "The requester's")]
+        if req.target_slack_id and req.target_slack_id != req.requester_id:
+            people.append((req.target_slack_id, "The Slack account of the person it is for"))
+        for slack_id, whose in people:
+            why = barred_reason(self.slack.identity(slack_id), whose)  # max_age 0: read now
+            if why:
+                self._apply_refused(req, f"{why} Nothing was changed in Polaris: access is not given to "
+                                         "deactivated, guest or bot accounts.")
+                return False
+        group = self._request_group(req)
+        if not self.is_privileged(group):
+            return True
+        required = self._approvals_required(req, group)
+        with self.db.session() as s:
+            approvers = list(s.scalars(select(Approval.approver_id).where(Approval.request_id == req.id)
+                                       .order_by(Approval.id)))
+        valid = [a for a in approvers if self.authority(a, req, approving=False, group=group) is None]
+        if len(valid) >= required:
+            return True
+        self._hold_for_approvals(req, group, required, valid, [a for a in approvers if a not in valid])
+        return False
+
+    def _apply_refused(self, req: AccessRequest, reason: str, *, action: str = "apply.refused",
+                       outcome: str = "refused", **values) -> None:
+        """End an approved request failed for ``reason`` (a sentence for people), without retrying: audited
+        (``action``, ``outcome``), the card updated, the requester told. ``values``: more columns to set."""
+        with self.db.session() as s:
+            s.execute(update(AccessRequest).where(AccessRequest.id == req.id, AccessRequest.state == APPROVED)
+                      .values(state=FAILED, outcome=reason, updated_at=self.clock(), claimed_by=None, open_key=None,
+                              **values))
+            self.audit.record("bot", action, request_id=req.id, target=req.target_email, outcome=outcome,
+                              detail=reason, session=s)
+        self.refresh_card(req.id)
+        self.notify_requester(self.get(req.id))
+
+    def _hold_for_approvals(self, req: AccessRequest, group: Group, required: int, valid: list[str],
+                            revoked: list[str]) -> None:
+        """Send an approved request whose group became privileged back to pending, not applied: it now needs
+        ``required`` approvals by Organization Admin members; the approvals of ``revoked`` approvers no longer
+        count. Audited (``apply.held``), the card shows the buttons again, the requester is told."""
+        now = self.clock()
+        grants = ", ".join(privilege.privileged_grants(group)) or ORG_ADMIN
+        rule = self.rule_for(req.group_name)
+        expires = max(req.expires_at, now + dt.timedelta(seconds=rule.ttl))
+        with self.db.session() as s:
+            changed = s.execute(update(AccessRequest).where(AccessRequest.id == req.id, AccessRequest.state == APPROVED)
+                                .values(state=PENDING, approvals_required=required, decided_by=None, decided_at=None,
+                                        next_attempt_at=None, claimed_by=None, attempts=0, outcome=None,
+                                        updated_at=now, expires_at=expires)).rowcount
+            if not changed:
+                return
+            for gone in revoked:
+                s.execute(delete(Approval).where(Approval.request_id == req.id, Approval.approver_id == gone))
+                self.audit.record(gone, "approval.revoked", request_id=req.id, session=s, outcome="refused",
+                                  detail=f"not an {ORG_ADMIN} member, and the group now grants {grants}")
+            self.audit.record("bot", "apply.held", request_id=req.id, target=req.target_email, outcome="refused",
+                              session=s, detail=f"group now privileged ({grants}); needs {required} approvals by "
+                                                f"{ORG_ADMIN} members, has {len(valid)}")
+        self.refresh_card(req.id)
+        self.slack.dm(req.requester_id,
+                      f"Your request for {views.kind_phrase(req)} was not applied yet: *{views.esc(group.name)}* now "
+                      f"grants {views.esc(grants)} in Polaris, so it needs {required} approvals by {ORG_ADMIN} "
+                      f"members ({len(valid)} so far). It is back with the approvers (request `{req.id[:8]}`).",
+                      request_id=req.id)
+
+    def _apply_failed(self, req: AccessRequest, error: PolarisError | SlackError) -> bool:
         attempts = req.attempts + 1
         now = self.clock()
+        if isinstance(error, SlackError):  # a check before applying could not be made: retried like Polaris
+            error = PolarisUnavailable(None, "SlackUnavailable", f"Slack did not answer ({error.error})")
         plain = error.plain()
         if error.transient and attempts < self.settings.polaris_max_attempts:
             delay = min(APPLY_BACKOFF_MAX, APPLY_BACKOFF_BASE * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
             delay = max(delay, min(error.retry_after or 0.0, 3600.0))  # Polaris asked us to wait longer
+            settled = self._write_settled_at(self.get(req.id) or req) if getattr(error, "outcome_unknown", False) else None
+            if settled is not None:  # a write whose answer was lost: not before it has landed or never will
+                delay = max(delay, (settled - now).total_seconds())
             self._set(req.id, next_attempt_at=now + dt.timedelta(seconds=delay), claimed_by=None,
                       outcome=redact(f"{plain}; will retry (attempt {attempts} of {self.settings.polaris_max_attempts})"))
             self.audit.record("bot", "apply.retry_later", request_id=req.id, outcome="error",
@@ -1130,30 +1281,84 @@ class AccessService:
         group_label = req.group_name or req.group_id
         user = self.polaris.find_user_by_email(req.target_email)
         if user is None:
+            # Committed before the POST: a resumed apply (any process) waits out its time budget and looks the
+            # user up before creating it again (see apply).
+            self._set(req.id, write_started_at=self.clock(), write_answered_at=None)
             try:
                 user = self.polaris.create_user(req.target_email, first_name=req.target_first_name,
                                                 last_name=req.target_last_name, group_ids=[req.group_id])
+                self._set(req.id, write_answered_at=self.clock())
                 return f"Created Polaris user {req.target_email} in {group_label}.", user.id
             except PolarisConflict:
                 user = self.polaris.find_user_by_email(req.target_email)  # created meanwhile (an earlier attempt)
                 if user is None:
                     raise
-            except PolarisUnavailable:
-                # The create may have landed even though the answer was lost: look before the next attempt.
+            except PolarisUnavailable as e:
+                # The create may have landed even though the answer was lost: look now (and again, once its
+                # time budget is over, before any new POST).
                 user = self.polaris.find_user_by_email(req.target_email)
                 if user is None:
+                    if not e.outcome_unknown:  # refused before it was processed (429): nothing in flight
+                        self._set(req.id, write_started_at=None)
                     raise
         if req.group_id in user.group_ids:
             return f"{req.target_email} is a member of {group_label}.", user.id
         self.polaris.add_members(req.group_id, [user.id])
         return f"Added {req.target_email} to {group_label}; their other groups are unchanged.", user.id
 
+    def _write_settled_at(self, req: AccessRequest) -> dt.datetime | None:
+        """When a write this request sent, with its answer lost, has either landed or never will (its start +
+        the Polaris read timeout + :data:`WRITE_SETTLE_MARGIN`); ``None`` when no such write is in doubt."""
+        if req.write_started_at is None or req.write_answered_at is not None:
+            return None
+        return req.write_started_at + dt.timedelta(seconds=self.polaris.read_timeout + WRITE_SETTLE_MARGIN)
+
     def _apply_reset(self, req: AccessRequest) -> tuple[str, str]:
+        """A password reset: done when THIS request's PUT is proven to have landed, never because
+        ``UPDATE_PASSWORD`` is merely present (every new account has it pending).
+
+        ``write_started_at`` is committed just before the PUT is sent (after its fresh GET), with whether the
+        action was already pending (``write_had_update_password``); ``write_answered_at`` when the PUT got its
+        200. A resumed apply with a PUT started and not answered (and its time budget over, see :meth:`apply`)
+        decides from Polaris: the action absent before and present now, or a ``USER_PASSWORD_RESET`` event of
+        Polaris's own audit events since the PUT, proves it landed; otherwise the request fails saying the email
+        may not have been sent (Retry sends it again). Raises :class:`PolarisError`."""
+        sent = f"Polaris will email {req.target_email} a link to set a new password."
         user = self.polaris.find_user_by_email(req.target_email)
         if user is None:
             raise PolarisNotFound(404, "ObjectNotFound", f"no Polaris user {req.target_email}")
-        already = req.write_started_at is not None
-        if not already:
-            self._set(req.id, write_started_at=self.clock())  # committed before the PUT: a resumed apply checks first
-        self.polaris.request_password_reset(user.id, already_sent=already)
-        return f"Polaris will email {req.target_email} a link to set a new password.", user.id
+        if req.write_started_at is not None:
+            if req.write_answered_at is not None:  # the PUT got its 200; the apply stopped before recording it
+                return sent, user.id
+            if self._reset_landed(req, user.id):
+                self._set(req.id, write_answered_at=self.clock())
+                self.audit.record("bot", "apply.write_confirmed", request_id=req.id, target=req.target_email,
+                                  detail="the password-reset PUT whose answer was lost had landed")
+                return sent, user.id
+            raise _NotConfirmed(RESET_NOT_CONFIRMED)
+
+        def before_put(current) -> None:
+            self._set(req.id, write_started_at=self.clock(), write_answered_at=None,
+                      write_had_update_password="UPDATE_PASSWORD" in current.actions)
+
+        try:
+            self.polaris.request_password_reset(user.id, before_put=before_put)
+        except PolarisError as e:
+            if not getattr(e, "outcome_unknown", False):  # not sent, or answered with a refusal: nothing landed
+                self._set(req.id, write_started_at=None, write_had_update_password=None)
+            raise
+        self._set(req.id, write_answered_at=self.clock())
+        return sent, user.id
+
+    def _reset_landed(self, req: AccessRequest, user_id: str) -> bool:
+        """Whether the reset PUT this request sent (answer lost) landed, from what Polaris says now."""
+        current = self.polaris.get_user(user_id)
+        if req.write_had_update_password is False and "UPDATE_PASSWORD" in current.actions:
+            return True  # absent in the GET before the PUT, present now
+        since = req.write_started_at - dt.timedelta(minutes=5)  # allow for clock skew between us and Polaris
+        try:
+            events = self.polaris.list_audit_events(type="USER_PASSWORD_RESET", user=user_id, since=since)
+        except (PolarisAuthError, PolarisNotFound) as e:  # no AccessAuditLogs on the key: cannot prove it
+            log.warning("Polaris audit events unreadable (%s); reset of request %s not confirmed", e.status, req.id)
+            return False
+        return any(e.type == "USER_PASSWORD_RESET" and e.concerns(user_id) for e in events)

@@ -829,12 +829,36 @@ def test_add_members_retried_after_lost_response_is_idempotent(sandbox, client):
 def test_update_starts_over_with_a_fresh_get_and_delete_is_retried(sandbox, client):
     sandbox.add_fault(Fault(method="PUT", status=503, times=1))
     sandbox.add_fault(Fault(method="DELETE", status=504, times=1))
-    client.request_password_reset(SAM)
+    client.update_user(SAM, lambda body: body.update(lastName="Patel-Ng"))
     client.remove_members(VIEWER_ID, [JO])
     assert [(c.method, c.status) for c in sandbox.calls] == [
         ("GET", 200), ("PUT", 503), ("GET", 200), ("PUT", 200), ("DELETE", 504), ("DELETE", 200)]
-    assert sandbox.get_user(SAM)["actions"] == ["UPDATE_PASSWORD"]
+    assert sandbox.get_user(SAM)["lastName"] == "Patel-Ng"
     assert JO not in sandbox.group_member_ids(VIEWER_ID)
+
+
+def test_reset_put_answered_503_is_not_resent_and_its_outcome_is_unknown(sandbox, client):
+    """Issue 8 #7: the reset PUT is sent once; a 503 after sending leaves its outcome unknown."""
+    sandbox.add_fault(Fault(method="PUT", status=503, times=1))
+    with pytest.raises(PolarisUnavailable) as info:
+        client.request_password_reset(SAM)
+    assert info.value.outcome_unknown
+    assert [(c.method, c.status) for c in sandbox.calls] == [("GET", 200), ("PUT", 503), ("GET", 200)]
+
+
+def test_reset_put_answered_429_was_not_processed(sandbox, client):
+    sandbox.add_fault(Fault(method="PUT", status=429, retry_after=3, times=1))
+    with pytest.raises(PolarisUnavailable) as info:
+        client.request_password_reset(SAM)
+    assert not info.value.outcome_unknown and info.value.retry_after == 3
+    assert [(c.method, c.status) for c in sandbox.calls] == [("GET", 200), ("PUT", 429)]
+
+
+def test_reset_before_put_sees_the_fresh_get(sandbox, client):
+    seen = []
+    client.request_password_reset(DANI, before_put=lambda u: seen.append((u.id, u.actions, len(sandbox.calls))))
+    assert seen == [(DANI, ("VERIFY_EMAIL", "UPDATE_PASSWORD"), 1)]  # after the GET, before the PUT
+    assert len(sandbox.writes("PUT")) == 1  # already pending: the PUT is still sent (it sends the email)
 
 
 @pytest.mark.parametrize("exc, code", [
@@ -1428,6 +1452,80 @@ def test_update_retry_does_not_undo_a_change_made_meanwhile(sandbox, client):
             assert sandbox.handle("PUT", f"/v1/users/{SAM}", {}, auth, json.dumps(body).encode())[0] == 200
 
     client.on_call = admin_disables_sam
-    client.request_password_reset(SAM)
+    client.update_user(SAM, lambda body: body.update(lastName="Patel-Ng"))
     after = sandbox.get_user(SAM)
-    assert after["enabled"] is False and "UPDATE_PASSWORD" in after["actions"]
+    assert after["enabled"] is False and after["lastName"] == "Patel-Ng"
+
+
+# ============================================================================ issue 8, finding 14
+def test_find_user_is_exact_however_many_substring_matches_polaris_returns(sandbox, client):
+    """1,200 users whose email contains ``sam@example.io`` sort before it: the exact one is still found."""
+    for i in range(1200):
+        sandbox.create_user(f"a{i:04d}sam@example.io", "Bulk", str(i), actions=[])
+    sandbox.create_user("sam@example.io", "Sam", "Exact", actions=[])
+    sandbox.reset_calls()
+    u = client.find_user_by_email("sam@example.io")
+    assert u is not None and u.username == "sam@example.io"
+    skips = [c.query["skip"] for c in sandbox.calls if c.path == "/v1/users"]
+    assert skips == [str(100 * i) for i in range(13)]
+    assert {c.query["top"] for c in sandbox.calls} == {"100"}
+
+
+def test_find_user_with_few_matches_is_one_call(sandbox, client):
+    sandbox.create_user("xsam@example.io", "X", "Sam", actions=[])
+    sandbox.create_user("sam@example.io", "Sam", "Exact", actions=[])
+    sandbox.reset_calls()
+    assert client.find_user_by_email("sam@example.io").username == "sam@example.io"
+    assert len(sandbox.calls) == 1
+
+
+# ============================================================================ issue 8, findings 3 and 7
+def _http_client(sb, **kw):
+    srv = sb.serve()
+    session = requests.Session()
+    session.trust_env = False
+    return srv, PolarisClient(srv.url, KEY, session=session, **{**FAST, "max_attempts": 4, "retry_seconds": 5.0, **kw})
+
+
+def test_reset_put_whose_answer_timed_out_is_never_sent_again():
+    """Every PUT delayed past the read timeout: the PUT lands late; the client must not send it again."""
+    sb = PolarisSandbox(api_key=KEY)
+    srv, client = _http_client(sb, timeout=(1.0, 0.2))
+    try:
+        sb.add_fault(Fault(method="PUT", delay=0.6, times=None))
+        with pytest.raises(PolarisUnavailable) as info:
+            client.request_password_reset(SAM)
+        assert getattr(info.value, "outcome_unknown", False)
+        deadline = time.monotonic() + 5
+        while not sb.writes("PUT") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.7)  # anything sent again would have landed by now
+        assert len([c for c in sb.calls if c.method == "PUT"]) == 1
+        assert sb.get_user(SAM)["actions"] == ["UPDATE_PASSWORD"]
+    finally:
+        srv.shutdown()
+
+
+def test_create_user_whose_answer_was_lost_has_an_unknown_outcome(sandbox, client):
+    sandbox.add_fault(Fault(method="POST", path=r"^/v1/users$", status=502, after_handle=True))
+    with pytest.raises(PolarisUnavailable) as info:
+        client.create_user("landed@example.com")
+    assert info.value.outcome_unknown
+    assert len([c for c in sandbox.calls if c.method == "POST"]) == 1
+
+
+def test_list_audit_events_filters_and_needs_access_audit_logs(sandbox, client):
+    import datetime as dt
+
+    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+    client.request_password_reset(SAM)
+    client.request_password_reset(ALEX)
+    events = client.list_audit_events(type="USER_PASSWORD_RESET", user=SAM, since=start)
+    assert [(e.type, e.concerns(SAM), e.concerns(ALEX)) for e in events] == [("USER_PASSWORD_RESET", True, False)]
+    query = [c.query for c in sandbox.calls if c.path == "/v1/audit/events"][0]
+    assert query["type"] == "USER_PASSWORD_RESET" and query["user"] == SAM and query["from"].endswith("Z")
+    assert client.list_audit_events(type="USER_PASSWORD_RESET", user=SAM,
+                                    since=dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)) == []
+    sandbox.audit_access = False
+    with pytest.raises(PolarisAuthError):
+        client.list_audit_events(type="USER_PASSWORD_RESET", user=SAM)
