@@ -2,7 +2,9 @@
 
 PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock``) on a connection held for the whole
 apply; if the process dies (kill -9, crash), PostgreSQL drops the connection and the lock with it, so the
-request is picked up again by the next worker cycle anywhere. SQLite serves one process, so an in-process
+request is picked up again by the next worker cycle anywhere. Advisory locks are shared by the whole
+database, so a deployment in a schema other than ``public`` salts its keys with the schema name: two bots (or
+test runs) in two schemas of one database never block each other. SQLite serves one process, so an in-process
 set of claimed IDs is enough there.
 """
 from __future__ import annotations
@@ -19,11 +21,14 @@ from sqlalchemy import text
 from .db import Database
 
 _local_lock = threading.Lock()
+_local_held: dict[str, set[str]] = {}  # SQLite: names held in this process, per database URL
 
 
-def _key(name: str) -> int:
+def _key(name: str, schema: str = "public") -> int:
     """A signed 64-bit advisory lock key: from the UUID of a request, or a hash of any other name
-    (e.g. ``user:alice@example.com``)."""
+    (e.g. ``user:alice@example.com``); in a schema other than ``public``, a hash of ``<schema>/<name>``."""
+    if schema != "public":
+        name = f"{schema}/{name}"
     try:
         raw = uuid.UUID(name).bytes[:8]
     except ValueError:
@@ -37,7 +42,8 @@ class Claims:
 
     def __init__(self, db: Database):
         self.db = db
-        self._held: set[str] = set()
+        self._held = _local_held.setdefault(str(db.url), set()) if db.is_sqlite else set()
+        self._schema: str | None = None  # PostgreSQL's current_schema(), read on first use
 
     @contextlib.contextmanager
     def hold(self, request_id: str, *, wait: float = 0.0) -> Iterator[bool]:
@@ -66,8 +72,10 @@ class Claims:
                     with _local_lock:
                         self._held.discard(request_id)
             return
-        key = _key(request_id)
         with self.db.engine.connect() as conn:
+            if self._schema is None:
+                self._schema = str(conn.execute(text("SELECT current_schema()")).scalar() or "public")
+            key = _key(request_id, self._schema)
             got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
             conn.commit()
             try:
