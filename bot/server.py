@@ -55,6 +55,12 @@ class BodyTooLarge(Exception):
     """The body is over :data:`MAX_BODY`."""
 
 
+def _whole_number(value: str, digits: int) -> bool:
+    """``value`` is ASCII digits only, at most ``digits`` of them (``str.isdigit`` alone admits ``²`` and
+    numbers too long for ``int()``)."""
+    return 0 < len(value) <= digits and value.isascii() and value.isdigit()
+
+
 def read_body(environ: dict, limit: int = MAX_BODY) -> bytes:
     """The request body, at most ``limit`` bytes.
 
@@ -66,7 +72,7 @@ def read_body(environ: dict, limit: int = MAX_BODY) -> bytes:
     if stream is None:
         return b""
     if length:
-        if not length.isdigit():
+        if not _whole_number(length, 12):
             raise MalformedBody("Content-Length is not a number")
         if int(length) > limit:
             raise BodyTooLarge()
@@ -91,7 +97,7 @@ def signature_problem(secret: str, raw: bytes, timestamp: str | None, signature:
     ``timestamp`` is ``X-Slack-Request-Timestamp`` (Unix seconds), ``signature`` is ``X-Slack-Signature``."""
     if not timestamp or not signature:
         return "missing"
-    if not timestamp.isascii() or not timestamp.isdigit():
+    if not _whole_number(timestamp, 12):
         return "timestamp not a number"
     if abs(now - int(timestamp)) > SIGNATURE_MAX_AGE:
         return "stale"
@@ -256,14 +262,16 @@ class SlackEdge:
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
         method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")
-        if path == "/healthz" and method in ("GET", "HEAD"):
+        head = method == "HEAD"  # every answer to HEAD: headers only
+        if path == "/healthz":
+            if method not in ("GET", "HEAD"):
+                return self._answer(start_response, 405, b"Method Not Allowed", extra=[("Allow", "GET, HEAD")])
             status, body = self.health()
-            return self._answer(start_response, status, json.dumps(body).encode(), "application/json",
-                                head=method == "HEAD")
+            return self._answer(start_response, status, json.dumps(body).encode(), "application/json", head=head)
         if path != self.path:
-            return self._answer(start_response, 404, b"Not Found")
+            return self._answer(start_response, 404, b"Not Found", head=head)
         if method != "POST":
-            return self._answer(start_response, 405, b"Method Not Allowed", extra=[("Allow", "POST")])
+            return self._answer(start_response, 405, b"Method Not Allowed", extra=[("Allow", "POST")], head=head)
         status, headers, body = self.handle(environ)
         return self._answer(start_response, status, body, extra=headers)
 

@@ -260,6 +260,11 @@ def _bad_inputs(slack) -> list[tuple[str, bytes, dict, int]]:
     cases = [("timestamp abc", b"a=1", {"Content-Type": form, "X-Slack-Request-Timestamp": "abc",
                                         "X-Slack-Signature": "v0=00"}, 401),
              ("unsigned", b"a=1", {"Content-Type": form}, 401),
+             # 5,000 ASCII digits pass str.isdigit() and then int() refuses them (a 500 before the fix)
+             ("timestamp of 5,000 digits", b"a=1", {"Content-Type": form, "X-Slack-Request-Timestamp": "1" * 5000,
+                                                    "X-Slack-Signature": "v0=x"}, 401),
+             ("timestamp a Unicode digit", b"a=1", {"Content-Type": form, "X-Slack-Request-Timestamp": "\u00b2",
+                                                    "X-Slack-Signature": "v0=x"}, 401),
              ("stale", *signed("a=1", timestamp=int(time.time()) - 600), 401),
              ("json list", *signed("[1,2,3]", content_type="application/json"), 400),
              ("form list", *signed("[1,2,3]"), 400),
@@ -295,6 +300,22 @@ def test_no_input_gives_a_500_through_serve(serve_env, servers, slack):
     server.stop()
     out = server.output()
     assert "Traceback" not in out and " 500 " not in out
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "0" * 5000 + "1", "-1", "1e3"])
+def test_a_content_length_that_is_not_a_plain_number_is_400(edge, length):
+    status, _, _ = call(edge, b"a=1", {"Content-Type": "application/x-www-form-urlencoded"}, content_length=length)
+    assert status == 400
+
+
+@pytest.mark.parametrize("method, path, expected", [("HEAD", "/slack/events", 405), ("HEAD", "/nope", 404),
+                                                    ("OPTIONS", "/healthz", 405), ("PUT", "/slack/events", 405),
+                                                    ("GET", "/nope", 404)])
+def test_every_answer_to_head_is_headers_only_and_odd_methods_are_refused(edge, method, path, expected):
+    status, headers, body = call(edge, method=method, path=path)
+    assert status == expected
+    assert body == b"" if method == "HEAD" else body
+    assert int(headers["content-length"]) > 0  # HEAD says how long the GET answer would be
 
 
 def test_dig_never_raises():
