@@ -205,18 +205,18 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack_app_tok
     db_url = check(database_url, env)
     numbers = {
         "port": check(_number, env, "PORT", 3000, kind=int, minimum=1, maximum=65535),
-        "request_ttl": check(_number, env, "REQUEST_TTL", 24 * 3600.0, minimum=60),
-        "polaris_timeout": check(_number, env, "POLARIS_TIMEOUT", 10.0, minimum=0.1),
-        "polaris_retry_seconds": check(_number, env, "POLARIS_RETRY_SECONDS", 30.0, minimum=0),
-        "polaris_max_attempts": check(_number, env, "POLARIS_MAX_ATTEMPTS", 5, kind=int, minimum=1),
-        "worker_interval": check(_number, env, "WORKER_INTERVAL", 5.0, minimum=0.05),
-        "group_cache_ttl": check(_number, env, "GROUP_CACHE_TTL", 60.0, minimum=0),
-        "max_open_requests": check(_number, env, "MAX_OPEN_REQUESTS", 5, kind=int, minimum=1),
-        "max_commands_per_minute": check(_number, env, "MAX_COMMANDS_PER_MINUTE", 30, kind=int, minimum=1),
-        "work_threads": check(_number, env, "WORK_THREADS", 2, kind=int, minimum=1),
+        "request_ttl": check(_number, env, "REQUEST_TTL", 24 * 3600.0, minimum=60, maximum=90 * 86400),
+        "polaris_timeout": check(_number, env, "POLARIS_TIMEOUT", 10.0, minimum=0.1, maximum=300),
+        "polaris_retry_seconds": check(_number, env, "POLARIS_RETRY_SECONDS", 30.0, minimum=0, maximum=3600),
+        "polaris_max_attempts": check(_number, env, "POLARIS_MAX_ATTEMPTS", 5, kind=int, minimum=1, maximum=100),
+        "worker_interval": check(_number, env, "WORKER_INTERVAL", 5.0, minimum=0.05, maximum=3600),
+        "group_cache_ttl": check(_number, env, "GROUP_CACHE_TTL", 60.0, minimum=0, maximum=86400),
+        "max_open_requests": check(_number, env, "MAX_OPEN_REQUESTS", 5, kind=int, minimum=1, maximum=10000),
+        "max_commands_per_minute": check(_number, env, "MAX_COMMANDS_PER_MINUTE", 30, kind=int, minimum=1, maximum=100000),
+        "work_threads": check(_number, env, "WORK_THREADS", 2, kind=int, minimum=1, maximum=64),
         # read by gunicorn too, which fails on a bad one with a traceback: checked here, before it starts
-        "web_concurrency": check(_whole, env, "WEB_CONCURRENCY", 2),
-        "gunicorn_threads": check(_whole, env, "GUNICORN_THREADS", 8),
+        "web_concurrency": check(_number, env, "WEB_CONCURRENCY", 2, kind=int, minimum=1, maximum=256),
+        "gunicorn_threads": check(_number, env, "GUNICORN_THREADS", 8, kind=int, minimum=1, maximum=256),
     }
     manager_field = (env.get("MANAGER_PROFILE_FIELD") or "").strip() or None
     if manager_field and not PROFILE_FIELD_ID.match(manager_field):
@@ -224,7 +224,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack_app_tok
                     f"letters or digits), got {manager_field[:30]!r}")
     if problems:
         raise ConfigError(problems)
-    ints = ("port", "polaris_max_attempts", "max_open_requests", "max_commands_per_minute", "work_threads")
+    ints = ("port", "polaris_max_attempts", "max_open_requests", "max_commands_per_minute", "work_threads",
+            "web_concurrency", "gunicorn_threads")
     return Settings(
         slack_bot_token=bot_token,
         slack_signing_secret=signing_secret,
@@ -240,12 +241,3 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack_app_tok
         manager_field=manager_field,
         **{k: int(v) if k in ints else v for k, v in numbers.items()},
     )
-
-
-def _whole(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or not 1 <= int(raw) <= 256:
-        raise ConfigError(f"{name} must be a whole number from 1 to 256, got {raw[:20]!r}")
-    return int(raw)

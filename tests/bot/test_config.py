@@ -359,3 +359,18 @@ def test_gunicorn_settings_defaults_and_values():
 def test_config_error_of_one_message_still_works():
     e = ConfigError("POLICY_FILE: bad")
     assert str(e) == "POLICY_FILE: bad" and e.problems == ["POLICY_FILE: bad"]
+
+
+@pytest.mark.parametrize("name, value", [("WEB_CONCURRENCY", "\u00b2"), ("GUNICORN_THREADS", "1" * 5000),
+                                         ("WORK_THREADS", "1" * 5000), ("PORT", "\u00b3")])
+def test_numbers_that_int_refuses_are_a_configuration_error(name, value):
+    """``str.isdigit`` admits ``²`` and 5,000 digits, which ``int()`` then refuses: a traceback at start before."""
+    assert name in config_error(env(**{name: value}))
+
+
+@pytest.mark.parametrize("name, value", [("REQUEST_TTL", "1e15"), ("POLARIS_TIMEOUT", "1e9"), ("WORKER_INTERVAL", "1e12"),
+                                         ("POLARIS_RETRY_SECONDS", "1e12"), ("GROUP_CACHE_TTL", "1e300")])
+def test_durations_too_long_to_mean_anything_are_refused(name, value):
+    """``REQUEST_TTL=1e15`` was accepted, and every request then failed with an OverflowError."""
+    message = config_error(env(**{name: value}))
+    assert name in message and "between" in message
