@@ -36,6 +36,10 @@ class SlackError(Exception):
         super().__init__(f"Slack {method} failed: {error}")
 
 
+#: Seconds a Slack call made before the ack may take (Slack wants the ack within 3 s).
+ACK_CALL_TIMEOUT = 2
+
+
 @dataclass(frozen=True)
 class SlackIdentity:
     """What the bot knows of a Slack user from ``users.info``: ``id``, ``email`` (``profile.email``, needs
@@ -120,14 +124,17 @@ class SlackGateway:
         for handler in (ConnectionErrorRetryHandler(max_retry_count=retries),
                         ServerErrorRetryHandler(max_retry_count=retries)):
             self.client.retry_handlers.append(handler)
+        # For calls made before the ack (views.open: its trigger_id lives 3 s): one try, 2 s at most.
+        self.ack_client = WebClient(token=self.client.token, base_url=self.client.base_url, timeout=ACK_CALL_TIMEOUT,
+                                    retry_handlers=[])
         self.audit = audit
         self.timeout = timeout
         self._identities: dict[str, tuple[float, SlackIdentity]] = {}
         self._identity_lock = threading.Lock()
 
-    def _call(self, method: str, **kwargs) -> dict:
+    def _call(self, method: str, *, _client: WebClient | None = None, **kwargs) -> dict:
         try:
-            return self.client.api_call(method, json=kwargs).data  # type: ignore[return-value]
+            return (_client or self.client).api_call(method, json=kwargs).data  # type: ignore[return-value]
         except SlackApiError as e:
             raise SlackError(method, str(e.response.get("error") or e.response.status_code),
                              retry_after=_retry_after(e.response)) from None
@@ -262,9 +269,11 @@ class SlackGateway:
             return False
 
     def open_view(self, trigger_id: str, view: dict) -> str | None:
-        """``views.open``; returns the view ID or ``None`` on failure (e.g. an expired ``trigger_id``)."""
+        """``views.open``; returns the view ID or ``None`` on failure (e.g. an expired ``trigger_id``). Called
+        before the ack, so one try of at most :data:`ACK_CALL_TIMEOUT` seconds (the ``trigger_id`` lives 3 s)."""
         try:
-            return (self._call("views.open", trigger_id=trigger_id, view=view).get("view") or {}).get("id")
+            return (self._call("views.open", _client=self.ack_client, trigger_id=trigger_id, view=view)
+                    .get("view") or {}).get("id")
         except SlackError as e:
             log.warning("views.open failed: %s", e.error)
             return None

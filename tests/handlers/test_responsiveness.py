@@ -144,6 +144,27 @@ def test_request_form_that_slack_will_not_open_is_explained_ephemerally(bolt, sl
     assert not slack.views
 
 
+def test_request_form_ack_is_not_held_by_a_slow_views_open(bolt, slack, groups, db):
+    # Attack review: views.open answering late held the ack for its whole 10 s timeout and retries. The
+    # trigger_id lives 3 s: one try of at most 2 s, then the person is told.
+    slack.delay_next("views.open", 3.0)
+    body = slash_body(slack, REQUESTER, "request")
+    key = urllib.parse.parse_qs(body)["response_url"][0].rsplit("/", 1)[-1]
+    started = time.monotonic()
+    assert dispatch(bolt, body).status == 200
+    assert time.monotonic() - started < 2.8
+    told = wait_for(lambda: answers(slack, key), timeout=5)[0]
+    assert "could not open the request form" in told["text"]
+
+
+def test_views_open_failing_with_5xx_is_not_retried_past_the_trigger_lifetime(bolt, slack, groups):
+    slack.fail_next("views.open", status=503, times=3)
+    started = time.monotonic()
+    assert dispatch(bolt, slash_body(slack, REQUESTER, "request")).status == 200
+    assert time.monotonic() - started < 2.0
+    assert len([c for c in slack.calls if c[0] == "views.open"]) == 1
+
+
 def test_a_form_submission_meeting_a_full_queue_is_refused_in_the_form(bolt, slack, groups, service, db):
     service.max_queued = 0
     viewer = groups["Viewer"]
