@@ -708,6 +708,16 @@ class AccessService:
         if manager:
             return
         what = views.kind_phrase(req)
+        if req.state != PENDING:
+            # Decided already: the requester hears of the decision by its own DM; only the card is lost.
+            self._tell_admins(req, f"card:{recipient}", exclude=None,
+                              text=(f":warning: The approval card for request `{req.id[:8]}` "
+                                    f"({views.mention(req.requester_id)} asks for {what}) could not be updated or "
+                                    f"posted again in <#{recipient}>: Slack said `{views.esc(error)}`. The request is "
+                                    f"{views.STATE_LABEL.get(req.state, req.state).lower()}; the card in the channel "
+                                    "may show an older state. Check that the bot is in that channel."),
+                              why=f"approval card of a decided request not updated ({error})")
+            return
         self._dm(req.id, req.requester_id, "card_failed",
                  f":warning: I could not post your request for {what} to the approvers: the approval card could "
                  f"not be posted in <#{recipient}> (Slack: `{views.esc(error)}`). The admins have been told "
