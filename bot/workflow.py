@@ -998,6 +998,9 @@ class AccessService:
             return self._refuse(actor_id, req.id, self._who_can_retry(req), "retry by the requester or the person it is for")
         try:
             why = self.authority(actor_id, req)
+        except PolarisNotFound:  # the group was deleted in Polaris: no Retry can apply it (attack review)
+            why = ("The group of this request no longer exists in Polaris, so it cannot be applied; the requester "
+                   "can ask for a current group (`/polaris groups` lists them).")
         except (PolarisError, SlackError):
             why = "I could not check your authority right now; try again."
         if why:

@@ -999,3 +999,19 @@ def test_create_in_flight_when_its_process_died_is_not_sent_again(service, db, s
     service.run_due()
     assert service.get(req.id).state == APPLIED
     assert len([c for c in sandbox.calls if c.method == "POST" and c.path == "/v1/users"]) == 1
+
+
+def test_retry_of_a_request_whose_group_was_deleted_says_so(service, db, sandbox, slack, groups):
+    """Attack review: Retry answered "I could not check your authority right now; try again" for ever, although
+    Polaris had answered (404: the group is gone)."""
+    gid = sandbox.create_group("Finance Readers", [])["id"]
+    service.catalog.invalidate()
+    service.handle_command(REQUESTER, "request Finance Readers month end")
+    req = only_request(db)
+    service.decide(req.id, APPROVER, approve=True)
+    service.polaris.delete_group(gid)  # deleted in Polaris between approval and apply
+    service.run_due()
+    assert service.get(req.id).state == FAILED
+    answer = service.retry(req.id, APPROVER)
+    assert "no longer exists in Polaris" in answer and "authority" not in answer, answer
+    assert service.get(req.id).state == FAILED
