@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 ORG_ADMIN = privilege.ORG_ADMIN
 APPLY_BACKOFF_BASE = 5.0       # seconds before the 2nd apply attempt; doubles each time
 APPLY_BACKOFF_MAX = 300.0
+#: How far Polaris's clock may be from ours when its audit events prove that a reset PUT landed.
+RESET_EVENT_SKEW = dt.timedelta(seconds=60)
 #: Seconds, beyond the Polaris read timeout, after which a write sent with its answer lost has either landed or
 #: never will; only then is Polaris asked whether it landed (and the write sent again if not).
 WRITE_SETTLE_MARGIN = 30.0
@@ -1368,7 +1370,16 @@ class AccessService:
         current = self.polaris.get_user(user_id)
         if req.write_had_update_password is False and "UPDATE_PASSWORD" in current.actions:
             return True  # absent in the GET before the PUT, present now
-        since = req.write_started_at - dt.timedelta(minutes=5)  # allow for clock skew between us and Polaris
+        since = req.write_started_at - RESET_EVENT_SKEW  # allow for clock skew between us and Polaris
+        # ...but never so far back that an earlier reset of the same user (answered before this one started)
+        # would count as this one's (attack review): its event lies before that one's answer plus the skew.
+        with self.db.session() as s:
+            earlier = s.scalar(select(func.max(AccessRequest.write_answered_at)).where(
+                AccessRequest.kind == RESET_PASSWORD, AccessRequest.id != req.id,
+                func.lower(AccessRequest.target_email) == req.target_email.lower(),
+                AccessRequest.write_answered_at <= req.write_started_at))
+        if earlier is not None:
+            since = max(since, earlier + RESET_EVENT_SKEW)
         try:
             events = self.polaris.list_audit_events(type="USER_PASSWORD_RESET", user=user_id, since=since)
         except (PolarisAuthError, PolarisNotFound) as e:  # no AccessAuditLogs on the key: cannot prove it

@@ -1015,3 +1015,35 @@ def test_retry_of_a_request_whose_group_was_deleted_says_so(service, db, sandbox
     answer = service.retry(req.id, APPROVER)
     assert "no longer exists in Polaris" in answer and "authority" not in answer, answer
     assert service.get(req.id).state == FAILED
+
+
+def test_earlier_reset_event_does_not_prove_a_later_reset_that_never_landed(service, db, sandbox, slack, groups):
+    """Attack review: the audit events of an earlier reset of the same user (within the clock-skew allowance)
+    "proved" a later reset whose PUT was never sent; it was reported applied ("Polaris will email ...")."""
+    sandbox.create_user("alice@example.com", "Alice", "Tester", groups=[groups["Viewer"]])  # UPDATE_PASSWORD pending
+    service.handle_command(REQUESTER, "reset-password")
+    first = only_request(db)
+    service.decide(first.id, APPROVER, approve=True)
+    service.run_due()
+    assert service.get(first.id).state == APPLIED and len(_puts(sandbox)) == 1
+    _later(service, 60)  # a minute later the email has not arrived: a second reset, and the process dies
+    service.handle_command(REQUESTER, "reset-password")
+    with db.session() as s:
+        second = s.scalar(select(AccessRequest).where(AccessRequest.id != first.id))
+    service.decide(second.id, APPROVER, approve=True)
+    real = service.polaris._once
+
+    def once(method, path, params, body, ok):
+        if method == "PUT":
+            raise _Crash()  # just before the PUT leaves: nothing was sent
+        return real(method, path, params, body, ok)
+
+    service.polaris._once = once
+    with pytest.raises(_Crash):
+        service.run_due()
+    service.polaris._once = real
+    _later(service, 120)
+    service.run_due()
+    req = service.get(second.id)
+    assert len(_puts(sandbox)) == 1
+    assert req.state == FAILED and "may not have been sent" in req.outcome, (req.state, req.outcome)
