@@ -1265,10 +1265,14 @@ class AccessService:
         if isinstance(error, SlackError):  # a check before applying could not be made: retried like Polaris
             error = PolarisUnavailable(None, "SlackUnavailable", f"Slack did not answer ({error.error})")
         plain = error.plain()
-        if error.transient and attempts < self.settings.polaris_max_attempts:
+        unknown = getattr(error, "outcome_unknown", False)
+        # A write whose answer was lost may have landed: even on the last attempt, one more attempt looks (after
+        # the write has landed or never will) before the request is called failed (attack review).
+        limit = self.settings.polaris_max_attempts + (1 if unknown else 0)
+        if error.transient and attempts < limit:
             delay = min(APPLY_BACKOFF_MAX, APPLY_BACKOFF_BASE * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
             delay = max(delay, min(error.retry_after or 0.0, 3600.0))  # Polaris asked us to wait longer
-            settled = self._write_settled_at(self.get(req.id) or req) if getattr(error, "outcome_unknown", False) else None
+            settled = self._write_settled_at(self.get(req.id) or req) if unknown else None
             if settled is not None:  # a write whose answer was lost: not before it has landed or never will
                 delay = max(delay, (settled - now).total_seconds())
             self._set(req.id, next_attempt_at=now + dt.timedelta(seconds=delay), claimed_by=None,

@@ -1047,3 +1047,29 @@ def test_earlier_reset_event_does_not_prove_a_later_reset_that_never_landed(serv
     req = service.get(second.id)
     assert len(_puts(sandbox)) == 1
     assert req.state == FAILED and "may not have been sent" in req.outcome, (req.state, req.outcome)
+
+
+def test_create_whose_answer_was_lost_on_the_last_attempt_is_looked_at_before_failing(sandbox, slack, db, groups):
+    """Attack review: POLARIS_MAX_ATTEMPTS=1, POST /v1/users slower than POLARIS_TIMEOUT: the user was created in
+    Polaris, yet the request was settled failed at once and never looked at again."""
+    import app as entry
+
+    core = entry.build_core(make_settings(sandbox, slack, db.url, polaris_timeout=0.3, polaris_max_attempts=1), db=db)
+    core.polaris.backoff_initial, core.polaris.backoff_max = 0.01, 0.05
+    service = core.service
+    try:
+        service.handle_command(REQUESTER, "request Viewer dashboards")
+        req = only_request(db)
+        service.decide(req.id, APPROVER, approve=True)
+        sandbox.add_fault(Fault(method="POST", path=r"^/v1/users$", delay=0.8, times=1))
+        service.run_due()
+        assert service.get(req.id).state == APPROVED  # not settled failed: the outcome is unknown
+        wait_for(lambda: sandbox.find_user("alice@example.com"))
+        _later(service, 120)
+        service.run_due()
+        req = service.get(req.id)
+        assert req.state == APPLIED, (req.state, req.outcome)
+        assert len([c for c in sandbox.calls if c.method == "POST" and c.path == "/v1/users"]) == 1
+        assert not any("failed" in t.lower() for t in dms(slack, REQUESTER))
+    finally:
+        service.drain()
