@@ -9,6 +9,7 @@ press the card's buttons. It reads commands from stdin, so a test can script it.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import sys
 import time
@@ -32,7 +33,8 @@ PEOPLE = {  # name -> (Slack user ID, email, first, last, role)
 
 HELP = """Commands:
   as <name>                 act as alice, dan, bob (approver), carol (admin) or gus (guest)
-  /polaris <subcommand>     a slash command as the current user, e.g. /polaris request Viewer dashboards
+  /polaris <subcommand>     a slash command as the current user, e.g. /polaris request Viewer dashboards;
+                            @name mentions a person (/polaris whois @dan), as Slack's @-menu does
   approve [N] | deny [N]    press a button on approval card N (default: the newest) as the current user
   retry [N]                 press Retry on a failed card
   cards                     show every approval card
@@ -52,6 +54,7 @@ class Console:
         self._seen_msgs: dict[tuple[str, str], int] = {}
         self._seen_responses = 0
         self._seen_ephemerals = 0
+        self._seen_views = 0
 
     def say(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
@@ -66,7 +69,18 @@ class Console:
         response = self.dispatch(BoltRequest(body=body, headers=headers))
         return response.status
 
+    @staticmethod
+    def mentions(text: str) -> str:
+        """``@name`` of a demo person as Slack sends it in a slash command with ``should_escape`` (the
+        manifest's setting): ``<@U0ALICE|alice>``."""
+        def one(m: re.Match) -> str:
+            name = m.group(1).lower()
+            return f"<@{PEOPLE[name][0]}|{name}>" if name in PEOPLE else m.group(0)
+
+        return re.sub(r"(?<![<\w])@([A-Za-z]+)\b", one, text)
+
     def slash(self, text: str) -> None:
+        text = self.mentions(text)
         uid = PEOPLE[self.user][0]
         form = {"token": "demo", "team_id": "T0STANDIN", "team_domain": "demo", "channel_id": "C0GENERAL",
                 "channel_name": "general", "user_id": uid, "user_name": self.user, "command": "/polaris",
@@ -123,6 +137,11 @@ class Console:
             self._seen_responses = len(self.slack.responses)
             ephemerals = self.slack.ephemerals[self._seen_ephemerals:]
             self._seen_ephemerals = len(self.slack.ephemerals)
+            forms: dict[str, dict] = {}  # the latest state of each form opened or updated since last time
+            for v in self.slack.views[self._seen_views:]:
+                if v["view"].get("type") == "modal":
+                    forms[v["view_id"]] = v["view"]
+            self._seen_views = len(self.slack.views)
             changed = []
             for m in self.slack.messages:
                 key = (m["channel"], m["ts"])
@@ -133,6 +152,9 @@ class Console:
                     changed.append({**m, "_seen_before": seen_before})
         for r in responses + ephemerals:
             self.say(f"[only visible to you] {self.slack.render(r)}")
+        for view in forms.values():
+            self.say(f"--- a form opens (only visible to you) ---\n{self.slack.render(view)}\n"
+                     "(The console cannot fill in forms: type `/polaris request <group> [reason]` instead.)")
         for m in changed:
             where = self._where(m["channel"])
             cards = self.slack.messages_in(APPROVAL_CHANNEL)
@@ -204,7 +226,10 @@ class Console:
         elif word == "cards":
             self.show_cards()
         elif word == "audit":
-            self.show_audit(int(rest) if rest.strip().isdigit() else 15)
+            if rest.strip() and not (rest.strip().isascii() and rest.strip().isdigit()):
+                self.say("Give a number of rows, e.g. `audit 20`.")
+                return True
+            self.show_audit(min(int(rest), 500) if rest.strip() else 15)
         else:
             self.say("Unknown console command; type `help`.")
         self.settle()

@@ -9,6 +9,8 @@ from bot import views
 from bot.commands import clean
 from bot.lanes import LOCAL
 
+from bot.server import MAX_BODY
+
 from .payload import text, user_id
 
 log = logging.getLogger(__name__)
@@ -21,7 +23,8 @@ def register(app: App, service) -> None:
     def polaris_command(ack: Ack, command: dict, respond: Respond) -> None:
         ack()
         who = user_id(command, "user_id")
-        words = text(command, "text")
+        # Read whole (the body is at most 1 MiB): the core refuses an over-long command saying its real length.
+        words = text(command, "text", limit=MAX_BODY)
         trigger_id = text(command, "trigger_id", limit=200)
         if who is None:
             return
