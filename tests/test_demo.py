@@ -34,3 +34,17 @@ def test_demo_request_approval_and_whois_show_the_change(tmp_path):
     whois_dan = text.split("carol> /polaris whois dan@example.com", 1)[1]
     assert "• Viewer" in whois_dan and "• Data Analyst" in whois_dan
     assert "Traceback" not in out.stderr
+
+
+def test_demo_mentions_people_by_at_name_and_shows_the_request_form(tmp_path):
+    """New-user trial: `whois @dan` was refused (the console has no @-menu) and the form printed nothing."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "POLARIS_", "DATABASE_URL"))}
+    script = "as bob\n/polaris whois @dan\n/polaris request\naudit abc\nquit\n"
+    out = subprocess.run([sys.executable, "app.py", "demo"], cwd=ROOT, input=script, capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    whois = out.stdout.split("bob> /polaris whois @dan", 1)[1]
+    assert "dan@example.com" in whois.split("bob> ", 1)[0] and "I can't tell who" not in whois
+    form = out.stdout.split("bob> /polaris request\n", 1)[1].split("bob> ", 1)[0]
+    assert "a form opens" in form and "Choose a Polaris group" in form and "/polaris request <group>" in form
+    assert "Give a number of rows" in out.stdout
