@@ -225,9 +225,9 @@ def cmd_serve(args) -> int:
     workers, threads = settings.web_concurrency, settings.gunicorn_threads
     from gunicorn.app.base import BaseApplication
 
-    if settings.database_url.startswith("sqlite") and workers > 1:
-        log.warning("SQLite serves one process: running 1 gunicorn worker (use PostgreSQL to run more)")
-        workers = 1
+    one_process = settings.database_url.startswith("sqlite") and workers > 1
+    if one_process:
+        workers = 1  # said after the checks below, so that a refusal is the only thing printed
 
     class Server(BaseApplication):
         def load_config(self):
@@ -252,12 +252,31 @@ def cmd_serve(args) -> int:
     verify_slack_token(core)
     polaris_state = check_polaris(settings)
     core.db.dispose()
+    _check_port(args.host, settings.port)
+    if one_process:
+        log.warning("SQLite serves one process: running 1 gunicorn worker (use PostgreSQL to run more)")
     _start_line(settings, f"serving on {args.host}:{settings.port} ({workers} worker{'s' * (workers > 1)})")
     Server().run()
     return 0
 
 
 _WORKERS: list[Worker] = []
+
+
+def _check_port(host: str, port: int) -> None:
+    """Raise :class:`ConfigError` when ``host:port`` cannot be listened on (in use, or not an address of this
+    machine), before gunicorn tries for 5 s and prints a line each try."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            why = "is already in use" if e.errno == errno.EADDRINUSE else f"cannot be used ({e.strerror})"
+            raise ConfigError(f"PORT {port} on {host} {why}: set PORT (or --host) to a free one") from None
 
 
 def build_serving_app(settings: Settings, *, polaris_state: str | None = None):
@@ -313,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="app.py", description="Polaris access bot")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="HTTP mode under gunicorn on $PORT")
-    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--host", default="0.0.0.0",
+                       help="address to listen on (default 0.0.0.0, every interface; 127.0.0.1 for this machine only)")
     sub.add_parser("socket", help="Socket Mode")
     demo = sub.add_parser("demo", help="local demo: SQLite, Polaris sandbox, Slack console")
     demo.add_argument("--database-url", default=None, help="default: a fresh SQLite file in a temporary folder")

@@ -129,3 +129,21 @@ def test_health_notices_a_key_revoked_after_start(core, sandbox, caplog):
     wait_for(lambda: health.polaris_state() == "unauthorized", timeout=5)
     assert "POLARIS_API_KEY" in caplog.text
     sandbox.clear_faults()
+
+
+def test_serve_on_a_port_in_use_is_one_line(serve_env, db):
+    """New-user trial: a taken PORT printed the start line, then ~10 gunicorn lines over 5 s, then exit 1."""
+    import socket as sockets
+
+    with sockets.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        out = subprocess.run([sys.executable, "app.py", "serve", "--host", "127.0.0.1"], cwd=ROOT, timeout=60,
+                             capture_output=True, text=True,
+                             env={**{k: v for k, v in os.environ.items() if not k.startswith("SLACK_")},
+                                  **{k: v for k, v in serve_env.items() if not k.startswith("_")}, "PORT": str(port)})
+    lines = (out.stdout + out.stderr).strip().splitlines()
+    assert out.returncode == 2
+    assert lines == [f"configuration error: PORT {port} on 127.0.0.1 is already in use: set PORT (or --host) to a "
+                     "free one"], lines
