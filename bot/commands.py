@@ -115,7 +115,12 @@ def parse(text: str | None) -> Command:
         raise UsageError(f"I don't know `{_quote(head)}`. Try `/polaris help`.")
     if len(text) > TEXT_MAX and name not in ("request", "invite"):
         raise UsageError(f"That command is {len(text):,} characters long; the limit is {TEXT_MAX:,}.")
-    if name in ("help", "groups", "permissions", "status", "pending", "policy"):
+    if name == "help":
+        return Command(name)
+    if name in ("groups", "permissions", "status", "pending", "policy"):
+        if rest:  # words after a command that takes none were dropped silently (new-user trial)
+            hint = " To see a group's members: `/polaris members <group>`." if name == "groups" else ""
+            raise UsageError(f"`/polaris {name}` takes nothing after it (you added `{_quote(rest)}`).{hint}")
         return Command(name)
     if name in ("whois", "reset-password"):
         if not rest:

@@ -56,10 +56,13 @@ class TestParseSubcommands:
     def test_no_argument_subcommands(self, name):
         assert parse(name) == Command(name)
         assert parse(name.upper()) == Command(name)
-        # trailing words are ignored, never turned into a target or rest
-        cmd = parse(f"{name} something else")
-        assert cmd == Command(name)
-        assert cmd.target.is_self and cmd.rest == ""
+        if name == "help":  # help with words after it is still help
+            assert parse("help something else") == Command("help")
+            return
+        # trailing words are refused, naming them (new-user trial: they were dropped silently)
+        with pytest.raises(UsageError) as e:
+            parse(f"{name} something `else`")
+        assert f"`/polaris {name}` takes nothing after it" in str(e.value) and "something 'else'" in str(e.value)
 
     @pytest.mark.parametrize("alias,name", sorted(ALIASES.items()))
     def test_every_alias(self, alias, name):
