@@ -103,6 +103,8 @@ def kind_phrase(req: AccessRequest) -> str:
     group = f"*{esc(req.group_name)}*" if req.group_name else ""
     if req.kind == JOIN:
         return f"membership in {group}"
+    if req.kind == INVITE and req.polaris_user_id:  # the invitee had an account when asked: a membership
+        return f"membership in {group} for `{esc(req.target_email)}`"
     if req.kind == INVITE:
         return f"a Polaris account for `{esc(req.target_email)}` in {group}"
     return f"a password reset for `{esc(req.target_email)}`"

@@ -510,7 +510,7 @@ class AccessService:
             who = self.slack.identity(target_id)
             first, last = who.first_name, who.last_name
         return self._submit(INVITE, identity, email=email, target_slack_id=target_id, first=first, last=last,
-                            group=group, reason=reason)
+                            group=group, reason=reason, polaris_user_id=existing.id if existing else None)
 
     def request_reset(self, user_id: str, target: Target) -> Reply:
         """``reset-password [email | @user]``: yours by default (matched by your Slack email)."""
@@ -535,7 +535,7 @@ class AccessService:
         return reply
 
     def _submit(self, kind: str, requester: SlackIdentity, *, email: str, target_slack_id: str | None, first: str,
-                last: str, group: Group | None, reason: str) -> Reply:
+                last: str, group: Group | None, reason: str, polaris_user_id: str | None = None) -> Reply:
         if target_slack_id and target_slack_id != requester.id:
             # The person it is for is checked like the requester (an invitee by email alone has no account).
             why = barred_reason(self.slack.identity(target_slack_id, max_age=60), "That person's")
@@ -557,6 +557,7 @@ class AccessService:
             requester_email=(requester.email or "").lower() or None, target_email=email,
             target_slack_id=target_slack_id, target_first_name=clean(first, 200), target_last_name=clean(last, 200),
             group_id=group.id if group else None, group_name=group.name if group else None,
+            polaris_user_id=polaris_user_id,  # an invitee who has an account: the card says membership
             reason=reason, approvals_required=approvals, manager_id=manager,
             open_key=AccessRequest.make_open_key(email, group.id if group else None),
             created_at=now, updated_at=now, expires_at=now + dt.timedelta(seconds=rule.ttl),

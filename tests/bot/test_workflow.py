@@ -1073,3 +1073,14 @@ def test_create_whose_answer_was_lost_on_the_last_attempt_is_looked_at_before_fa
         assert not any("failed" in t.lower() for t in dms(slack, REQUESTER))
     finally:
         service.drain()
+
+
+def test_invite_of_someone_with_a_polaris_account_asks_for_a_membership(service, db, sandbox, slack, groups):
+    """New-user trial: inviting bob (who has an account) made a card asking "for a Polaris account"."""
+    service.handle_command(REQUESTER, "invite bob@example.com Viewer dashboards")
+    req = only_request(db)
+    text = str(card(slack, req)["blocks"])
+    assert "membership in *Viewer* for `bob@example.com`" in text and "a Polaris account" not in text
+    service.handle_command(REQUESTER, "invite newhire@example.com Viewer dashboards")
+    assert any("a Polaris account for `newhire@example.com`" in str(m.get("blocks"))
+               for m in slack.messages_in(CHANNEL))
