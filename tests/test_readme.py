@@ -115,3 +115,13 @@ def test_deploying_runs_the_bot_with_the_interpreter_that_has_the_requirements()
             assert argv[0] == VENV_PYTHON, argv
         if argv[0] == "make":
             assert "$(STAMP)" in targets[argv[1]], f"make {argv[1]} does not install the requirements first"
+
+
+def test_the_deploy_install_has_no_test_tools_and_the_dev_file_builds_on_it():
+    """New-user trial: Deploying's `pip install -r requirements.txt` put pytest and hypothesis in production."""
+    runtime = open(os.path.join(ROOT, "requirements.txt")).read().lower()
+    dev = open(os.path.join(ROOT, "requirements-dev.txt")).read().lower().splitlines()
+    for tool in ("pytest", "hypothesis", "responses", "openapi-schema-validator"):
+        assert tool not in runtime
+        assert any(line.startswith(tool + "==") for line in dev)
+    assert "-r requirements.txt" in dev
