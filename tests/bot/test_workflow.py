@@ -489,7 +489,7 @@ def test_retry_needs_current_authority(service, db, sandbox, slack, groups):
     service.settings = make_settings(sandbox, slack, db.url, approvers=frozenset({APPROVER, GONE}))
     service.handle_command(REQUESTER, "request Viewer")
     req = only_request(db)
-    service._set(req.id, state=FAILED, outcome="x")
+    service.store.set(req.id, state=FAILED, outcome="x")
     assert "cannot decide" in service.retry(req.id, GONE)
     assert "Only an approver can retry" in service.retry(req.id, REQUESTER)
     assert service.get(req.id).state == FAILED
@@ -508,7 +508,7 @@ def test_apply_backoff_honours_retry_after(service, db, sandbox, groups):
 
 
 def test_identical_requests_at_the_same_moment_make_one(service, db, sandbox, groups):
-    service._check_duplicate = lambda *a: None  # as if both passed the friendly check at the same time
+    service.requests.check_duplicates = False  # as if both passed the friendly check at the same time
     replies = []
     barrier = threading.Barrier(6)
 
@@ -823,7 +823,7 @@ def test_invitee_deactivated_before_approval_is_not_applied(service, db, sandbox
     slack.users[OTHER]["deleted"] = True
     assert "deactivated" in service.decide(req.id, APPROVER, approve=True)
     assert service.get(req.id).state == PENDING
-    service._set(req.id, state=APPROVED, decided_by=APPROVER)  # approved just before the deactivation
+    service.store.set(req.id, state=APPROVED, decided_by=APPROVER)  # approved just before the deactivation
     service.run_due()
     req = service.get(req.id)
     assert req.state == FAILED and "deactivated" in req.outcome
