@@ -30,7 +30,7 @@ from bot.policy import PolicyError, load_policy
 from bot.polaris import GroupCatalog, PolarisAuthError, PolarisClient, PolarisError
 from bot.slack import SlackGateway
 from bot.worker import Worker
-from bot.workflow import AccessService
+from bot.access import AccessService
 
 log = logging.getLogger("polaris_access_bot")
 

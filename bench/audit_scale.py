@@ -358,8 +358,8 @@ def run_db(kind: str, args, data, now) -> dict:
              lambda: core.audit.for_actor(rare_actor[0]), True),
             ("audit listing (bot)", f"`AuditLog.for_actor('bot')` ({bot_rows:,} rows)",
              lambda: core.audit.for_actor("bot"), True),
-            ("rate limit", "`AccessService._over_command_limit` (every command)",
-             lambda: service._over_command_limit(top_actor[0]), False),
+            ("rate limit", "`Admission.over_command_limit` (every command)",
+             lambda: service.admission.over_command_limit(top_actor[0]), False),
             ("request history", "`AuditLog.for_request` (busiest request)", lambda: core.audit.for_request(busy_req), False),
             ("worker pass", "`AccessService.run_due` (idle pass, nothing due)", lambda: service.run_due(), False),
         ]

@@ -50,7 +50,7 @@ def main() -> int:
     if os.environ.get("BENCH_WORK_THREADS"):  # diagnosis: fewer threads for the work after the ack
         import inspect
 
-        import bot.workflow as wf
+        import bot.access.service as wf
 
         if "background_threads" in inspect.signature(wf.AccessService.__init__).parameters:
             init_service = wf.AccessService.__init__

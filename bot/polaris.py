@@ -296,6 +296,10 @@ class PolarisClient:
         credential = api_key if auth_style == "raw" else base64.b64encode(f"{api_key}:".encode()).decode()
         self._auth_header = f"Basic {credential}"
         self._session.headers.update({"Accept": "application/json", "User-Agent": "polaris-access-bot"})
+        #: One HTTP attempt, ``(method, path, params, body, ok) -> requests.Response`` (raises
+        #: :class:`PolarisError`); every call and retry goes through it. A deliberate seam: tests wrap it to
+        #: lose an answer or end the process mid-call (``real = client.transport; client.transport = wrapper``).
+        self.transport: Callable[[str, str, dict | None, Any, tuple[int, ...]], requests.Response] = self._once
 
     def __repr__(self) -> str:  # never show the key
         return f"PolarisClient({self.base_url!r})"
@@ -351,12 +355,12 @@ class PolarisClient:
         if retry is None:
             retry = method in ("GET", "PUT", "DELETE")
         if not retry:
-            return self._once(method, path, params, body, ok)
+            return self.transport(method, path, params, body, ok)
         retrying = Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, PolarisUnavailable)),
             stop=stop_after_attempt(self.max_attempts) | stop_before_delay(self.retry_seconds),
             wait=self._wait, reraise=True)
-        return retrying(self._once, method, path, params, body, ok)
+        return retrying(self.transport, method, path, params, body, ok)
 
     def _json(self, method: str, path: str, *, expect_body: bool = True, **kw) -> Any:
         response = self.request(method, path, **kw)

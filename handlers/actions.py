@@ -20,8 +20,7 @@ def register(app: App, service) -> None:
 
         def work() -> None:
             if rid is None:
-                service.audit.record(who, "decision.refused", outcome="refused", detail=f"{action}: malformed button value")
-                message = "That button is not a valid access request."
+                message = service.refuse_malformed_button(who, action)
             elif action == "retry":
                 message = service.retry(rid, who)
             else:

@@ -1,8 +1,6 @@
 """The ``/polaris`` slash command (Slack: "Slash commands" — ack within 3 seconds, answer on response_url)."""
 from __future__ import annotations
 
-import logging
-
 from slack_bolt import Ack, App, Respond
 
 from bot import views
@@ -12,8 +10,6 @@ from bot.lanes import LOCAL
 from bot.server import MAX_BODY
 
 from .payload import text, user_id
-
-log = logging.getLogger(__name__)
 
 BUSY = ":hourglass: I am very busy right now; please try again in a minute. Nothing was changed."
 
@@ -49,30 +45,13 @@ def open_request_form(service, who: str, trigger_id: str, respond: Respond) -> N
     thread, before the ack is sent: the ``trigger_id`` lives 3 seconds), then on the work pool admit the
     person (identity, rate limit, audit row) and fill in the groups, or show the refusal in the modal. When
     Slack does not open the modal (``expired_trigger_id`` or any failure) the person is told ephemerally."""
-    view_id = service.slack.open_view(trigger_id, views.request_modal(None))
+    view_id = service.open_request_form(trigger_id)
     if not view_id:
         def tell() -> None:
-            service.audit.record(who, "command", outcome="error", detail="request form: views.open failed")
+            service.request_form_not_opened(who)
             respond(text=views.esc(FORM_NOT_OPENED), response_type="ephemeral")
 
         service.background(tell, on_busy=lambda: respond(text=BUSY, response_type="ephemeral"), lane=LOCAL)
         return
-
-    def fill() -> None:
-        try:
-            why = service.form_refusal(who)
-            if why:  # a guest, a deactivated account, no email, over the rate limit: said in the form
-                service.slack.update_view(view_id, views.request_modal([], error=views.esc(why)))
-                return
-            groups = service.catalog.all()
-        except Exception as e:  # Polaris down: say so in the form
-            plain = getattr(e, "plain", None)
-            if plain is None:
-                log.exception("request form failed")
-            message = (plain() if plain else "Something went wrong on my side") + ". Please try again later."
-            service.slack.update_view(view_id, views.request_modal([], error=views.esc(message)))
-            return
-        service.slack.update_view(view_id, views.request_modal(groups))
-
-    service.background(fill, on_busy=lambda: service.slack.update_view(
-        view_id, views.request_modal([], error=views.esc(BUSY))))
+    service.background(lambda: service.fill_request_form(who, view_id),
+                       on_busy=lambda: service.show_form_error(view_id, views.esc(BUSY)))

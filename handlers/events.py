@@ -20,6 +20,6 @@ def register(app: App, service) -> None:
 
         def work() -> None:
             if service.first_delivery(event_id):
-                service.slack.publish_home(user_id, service.home_view(user_id))
+                service.publish_home(user_id)
 
         service.background(work, lane=LOCAL)  # the database and Slack only: never behind a slow Polaris

@@ -32,8 +32,7 @@ def register(app: App, service) -> None:
             return
 
         def work() -> None:
-            reply = service.submit_form(who, group_id, reason)
-            service.slack.dm(who, reply.text, reply.blocks)
+            service.submit_form_and_tell(who, group_id, reason)
 
         # Handed off before the ack (which Bolt sends when this returns), so a full work lane keeps the form
         # open with the busy answer instead of dropping the submission.

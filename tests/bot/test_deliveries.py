@@ -10,7 +10,7 @@ from sqlalchemy import select
 from bot.deliveries import DELIVERY_MAX_ATTEMPTS
 from bot.models import APPLIED, DENIED, FAILED, PENDING, Delivery, SlackEvent
 from bot.sandbox import Fault
-from tests.bot.test_workflow import audit_actions, buttons, card, dms, only_request
+from tests.bot.access.helpers import audit_actions, buttons, card, dms, only_request
 from tests.conftest import ADMIN, APPROVER, APPROVER2, CHANNEL, REQUESTER, Clock
 
 DAN = "U0DAN"
@@ -237,7 +237,7 @@ def test_failure_text_names_the_group_by_name_not_id(service, db, sandbox, slack
 def test_requester_pressing_retry_is_told_only_an_approver_can(service, db, slack, groups):
     service.handle_command(REQUESTER, "request Viewer")
     req = only_request(db)
-    service._set(req.id, state=FAILED, outcome="x")
+    service.store.set(req.id, state=FAILED, outcome="x")
     answer = service.retry(req.id, REQUESTER)
     assert "cannot decide your own request" not in answer
     assert "Only an approver can retry" in answer and f"<@{APPROVER}>" in answer

@@ -80,7 +80,7 @@ def test_button_matrix(world, db, sandbox, role, button):
     user = ROLES[role]
     req = pending_request(world, db)
     if button == "retry":
-        world._set(req.id, state=FAILED, outcome="Polaris is unavailable right now")
+        world.store.set(req.id, state=FAILED, outcome="Polaris is unavailable right now")
         message = world.retry(req.id, user)
         after = world.get(req.id).state
         ok = after == APPROVED

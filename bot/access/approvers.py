@@ -1,0 +1,125 @@
+"""Who may decide a request, read now: the policy rule, the approvers it names (Slack user groups read now,
+the requester's manager), the group as Polaris has it now, how many approvals it needs, and the Slack and
+Polaris reads that gather the facts for the pure rule in :mod:`bot.access.authority`.
+
+Raises :class:`bot.polaris.PolarisError` or :class:`bot.slack.SlackError` when a read cannot be made; callers
+decide what the person is told.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import replace
+
+from .. import privilege
+from ..audit import audit_context
+from ..models import RESET_PASSWORD, AccessRequest
+from ..polaris import Group
+from ..policy import MANAGER, Rule
+from ..slack import SlackError
+from .authority import ORG_ADMIN, AuthorityFacts, decide_authority
+from .context import Context
+
+log = logging.getLogger(__name__)
+
+
+class Approvers:
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def rule_for(self, group_name: str | None) -> Rule:
+        """The approval policy rule for a group (``None``: password resets)."""
+        return self.ctx.policy.for_group(group_name)
+
+    def rule_of(self, req: AccessRequest) -> Rule:
+        return self.rule_for(req.group_name if req.kind != RESET_PASSWORD else None)
+
+    def manager_of(self, user_id: str) -> str | None:
+        """The requester's manager: the configured Slack profile field (``users.profile.get``), else the
+        policy's ``[managers]`` table; ``None`` when unknown or when it would be themselves."""
+        policy = self.ctx.policy
+        manager = None
+        if policy.manager_field:
+            try:
+                value = self.ctx.slack.profile_field(user_id, policy.manager_field)
+            except SlackError as e:
+                log.warning("manager field of %s unreadable: %s", user_id, e.error)
+                value = None
+            if value and re.match(r"^[UW][A-Z0-9]{2,}$", value.strip()):
+                manager = value.strip()
+        manager = manager or policy.managers.get(user_id)
+        return None if manager == user_id else manager
+
+    @staticmethod
+    def is_privileged(group: Group | None) -> bool:
+        """Organization Admin, or any group that grants an organization-level administration permission
+        (the one list: :data:`bot.privilege.ORG_ADMIN_PERMISSIONS`): two approvals at least, never
+        auto-approved, and approved only by Organization Admin members in Polaris."""
+        return privilege.is_privileged(group)
+
+    def request_group(self, req: AccessRequest) -> Group | None:
+        """The request's group as Polaris has it now (``GET /v1/groups/{id}``, never the cache: a permission
+        added since the request changes who may approve it); ``None`` for a password reset.
+        Raises :class:`PolarisNotFound` when the group was deleted, :class:`PolarisError` when Polaris fails."""
+        if req.kind == RESET_PASSWORD or not req.group_id:
+            return None
+        return self.ctx.polaris.get_group(req.group_id)
+
+    def approvals_required(self, req: AccessRequest, group: Group | None) -> int:
+        """How many approvals ``req`` needs now: never fewer than fixed at request time, and at least two
+        when ``group`` (read from Polaris now) is privileged."""
+        return max(req.approvals_required, privilege.approvals_needed(self.rule_of(req).approvals, group))
+
+    def approver_ids(self, req: AccessRequest, memo: dict[str, list[str]] | None = None) -> set[str]:
+        """Who may decide ``req`` now: the rule's user IDs, members of its Slack user groups
+        (``usergroups.users.list``, read now) and the requester's manager; the environment's APPROVERS and
+        ADMINS when the rule names nobody (or only a manager nobody knows)."""
+        rule = self.rule_of(req)
+        memo = {} if memo is None else memo
+        ids: set[str] = set()
+        for entry in rule.approvers:
+            if entry == MANAGER:
+                if req.manager_id:
+                    ids.add(req.manager_id)
+            elif entry.startswith("S"):
+                if entry not in memo:
+                    memo[entry] = self.ctx.slack.usergroup_members(entry)  # SlackError: refuse, never fall back
+                ids.update(memo[entry])
+            else:
+                ids.add(entry)
+        named = [a for a in rule.approvers if a != MANAGER]
+        if not named and not ids:
+            # Nobody named (or only a manager nobody knows): the environment's approvers decide.
+            ids = set(self.ctx.settings.deciders)
+        ids.discard(req.requester_id)
+        return ids
+
+    def authority(self, actor_id: str, req: AccessRequest, *, approving: bool = True,
+                  group: Group | None = None) -> str | None:
+        """Why ``actor_id`` may not decide ``req`` now, or ``None`` (:func:`decide_authority`). Each fact is
+        read when the rule needs it: Slack identities with ``max_age`` 0 (read now), the group from Polaris
+        (``group``: as just read, else read here), Organization Admin membership from Polaris. Raises
+        :class:`PolarisError` or :class:`SlackError` when a check cannot be made."""
+        slack = self.ctx.slack
+        reads = {
+            "approver_ids": lambda f: frozenset(self.approver_ids(req)),
+            "actor": lambda f: slack.identity(actor_id),
+            "requester": lambda f: slack.identity(req.requester_id),
+            "target": lambda f: slack.identity(req.target_slack_id),
+            "privileged": lambda f: self.is_privileged(group if group is not None else self.request_group(req)),
+            "actor_org_admin": lambda f: self._org_admin(actor_id, f.actor.email, req.id),
+        }
+        facts = AuthorityFacts(actor_id=actor_id, requester_id=req.requester_id, target_slack_id=req.target_slack_id,
+                               approving=approving, group_name=req.group_name)
+        for _ in range(len(reads) + 1):
+            verdict = decide_authority(facts)
+            if verdict.needs is None:
+                return verdict.refusal
+            facts = replace(facts, **{verdict.needs: reads[verdict.needs](facts)})
+        raise AssertionError("authority: a fact was asked for twice")  # pragma: no cover
+
+    def _org_admin(self, actor_id: str, email: str, request_id: str) -> bool:
+        admins = self.ctx.catalog.by_name(ORG_ADMIN)
+        with audit_context(actor_id, request_id):
+            mine = self.ctx.polaris.find_user_by_email(email)
+        return not (admins is None or mine is None or not mine.enabled or admins.id not in mine.group_ids)

@@ -1,0 +1,33 @@
+"""What every unit of the access core shares: the clients, the clock and the policy of one process.
+
+:class:`Context` is built once by :class:`bot.access.service.AccessService` and handed to each unit. Units read
+``settings``, ``policy`` and ``clock`` from it at each use (never a copy), so the facade can replace them at
+run time (a test moves the clock, a reloaded policy) and every unit sees the change. No I/O happens here.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Callable
+
+from ..audit import AuditLog
+from ..claims import Claims
+from ..config import Settings
+from ..db import Database
+from ..deliveries import DeliveryLedger
+from ..polaris import GroupCatalog, PolarisClient
+from ..policy import Policy
+from ..slack import SlackGateway
+
+
+class Context:
+    """The shared clients (``db``, ``polaris``, ``slack``, ``audit``, ``catalog``, ``claims``, ``deliveries``),
+    ``settings``, ``policy``, ``clock`` (returns aware UTC now) and ``wake`` (set by the worker: run a pass
+    soon)."""
+
+    def __init__(self, settings: Settings, db: Database, polaris: PolarisClient, slack: SlackGateway,
+                 audit: AuditLog, catalog: GroupCatalog, policy: Policy, clock: Callable[[], dt.datetime]):
+        self.settings, self.db, self.polaris, self.slack, self.audit = settings, db, polaris, slack, audit
+        self.catalog, self.policy, self.clock = catalog, policy, clock
+        self.claims = Claims(db)
+        self.deliveries = DeliveryLedger(db, audit, lambda: self.clock())
+        self.wake: Callable[[], None] = lambda: None

@@ -1,0 +1,58 @@
+"""The one place that turns a failure into what the person is told.
+
+- :class:`bot.commands.UsageError`: bad input or a refusal; its text (which quotes what people typed) is escaped
+  here, once, and audited as ``command.invalid``.
+- :class:`bot.polaris.PolarisError`: Polaris's own plain message, redacted, and "Nothing was changed".
+- :class:`bot.slack.SlackError`: :data:`SLACK_UNANSWERED`.
+- anything else: logged with a short reference that the person is given; nothing was changed.
+
+:func:`guarded` applies this to a command's work (never raises); :func:`form_problem` is the same mapping for
+the request form's modal, whose text is shown in the form.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Callable
+
+from .. import views
+from ..audit import AuditLog, audit_context
+from ..commands import UsageError
+from ..polaris import PolarisError
+from ..redact import redact
+from ..slack import SlackError
+from .reply import Reply
+
+log = logging.getLogger(__name__)
+
+SLACK_UNANSWERED = "Slack did not answer a lookup I needed; please try again in a moment."
+
+
+def guarded(audit: AuditLog, user_id: str, shown: str, work: Callable[[], Reply]) -> Reply:
+    """Run ``work`` turning every failure into a :class:`Reply` for the person (never raises)."""
+    try:
+        with audit_context(user_id):
+            return work()
+    except UsageError as e:
+        audit.record(user_id, "command.invalid", outcome="refused", detail=str(e))
+        return Reply(f":warning: {views.esc(e)}")  # messages quote what people typed: escaped here, once
+    except PolarisError as e:
+        log.warning("command %r failed in Polaris: %s", shown[:40], e)
+        return Reply(f":warning: {views.esc(redact(e.plain()))}. Nothing was changed.")
+    except SlackError as e:
+        log.warning("command failed in Slack: %s", e)
+        return Reply(f":warning: {SLACK_UNANSWERED}")
+    except Exception:
+        ref = uuid.uuid4().hex[:8]
+        log.exception("command failed (ref %s)", ref)
+        return Reply(f":warning: Something went wrong on my side (ref `{ref}`); nothing was changed.")
+
+
+def form_problem(error: Exception) -> str:
+    """What the request form shows when filling it failed (Polaris down, ...): the error's plain text, or, for
+    an unexpected error (logged), that something went wrong; escaped for the modal."""
+    plain = getattr(error, "plain", None)
+    if plain is None:
+        log.exception("request form failed")
+    message = (plain() if plain else "Something went wrong on my side") + ". Please try again later."
+    return views.esc(message)

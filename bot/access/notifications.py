@@ -1,0 +1,264 @@
+"""The approval card (and the manager's copy) and the DMs a request owes, all through the delivery ledger
+(:mod:`bot.deliveries`): each message is a row per request, recipient and state, shared by all processes.
+
+- A card is posted once (under the ``card:<id>`` claim) and edited only when what it shows changed; a card
+  Slack will not update is posted afresh once; one it will not post is reported to the requester and ADMINS.
+- A DM is owed once per key (the request's state, a Retry, a partial approval); a DM Slack did not take is
+  retried with backoff, one it refuses for good is not, and ADMINS are told instead.
+
+Nothing here raises for a Slack failure: the ledger records it and the worker (:mod:`bot.access.schedule`)
+tries again.
+"""
+from __future__ import annotations
+
+import logging
+
+from .. import deliveries as ledger
+from .. import views
+from ..deliveries import CARD, DM, RELAY, content_hash
+from ..models import APPLIED, APPROVED, DENIED, EXPIRED, PENDING, AccessRequest
+from ..polaris import PolarisError
+from .approvers import Approvers
+from .context import Context
+from .store import RequestStore
+
+log = logging.getLogger(__name__)
+
+
+class Notifications:
+    def __init__(self, ctx: Context, store: RequestStore, approvers: Approvers):
+        self.ctx, self.store, self.approvers = ctx, store, approvers
+
+    # ------------------------------------------------------------------------------- cards
+    def _card(self, req: AccessRequest, note: str | None = None) -> tuple[str, list]:
+        group = None
+        if req.group_id:
+            try:
+                group = self.ctx.catalog.by_id(req.group_id)
+            except PolarisError:
+                group = None
+        approvals = self.store.approver_ids(req.id)
+        rule = self.approvers.rule_of(req)
+        return views.approval_card(req, group=group, approvals=approvals, note=note, manager_wanted=rule.wants_manager)
+
+    def post_card(self, request_id: str) -> bool:
+        """Post the approval card of a request that has none yet (and the manager's copy). True when it is
+        posted (by this call or another). The command and the worker may both try: a claim makes exactly
+        one post it; a failure is left to the delivery ledger (backoff, or a fallback for good)."""
+        self.sync_cards(request_id)
+        req = self.store.get(request_id)
+        return bool(req and req.approval_ts)
+
+    def refresh_card(self, request_id: str, note: str | None = None) -> bool:
+        """Rewrite the approval card (and the manager's copy) from the request's current state
+        (``chat.update``), only when what it shows changed. A failure is left to the delivery ledger (retried
+        with backoff; an impossible update posts a fresh card); the decision stands either way. True when the
+        channel card is current."""
+        return self.sync_cards(request_id, note)
+
+    def sync_cards(self, request_id: str, note: str | None = None, *, wait: float = 2.0) -> bool:
+        """Make the approval card and the manager's copy show the request as it is now: post what was never
+        posted, ``chat.update`` only what changed (the ledger's ``content_hash``). Under the ``card:<id>``
+        claim, so one process at a time posts or edits a request's cards; a caller that cannot get it records
+        what the card should show and the holder or the worker shows it. True when the channel card is
+        current."""
+        with self.ctx.claims.hold(f"card:{request_id}", wait=wait) as got:
+            if not got:
+                req = self.store.get(request_id)
+                if req is not None:
+                    for recipient, manager in self._card_targets(req):
+                        text, blocks = self._card_for(req, recipient, note)
+                        self.ctx.deliveries.want(req.id, CARD, recipient, "card", content=content_hash(text, blocks))
+                return False
+            current = False
+            for _ in range(3):  # again when the request changed while we were sending
+                req = self.store.get(request_id)
+                if req is None:
+                    return False
+                sent = False
+                for recipient, manager in self._card_targets(req):
+                    status, did_send = self._sync_card(req, recipient, manager, note)
+                    sent = sent or did_send
+                    if not manager:
+                        current = status == ledger.DELIVERED
+                if not sent:
+                    break
+            return current
+
+    def _card_targets(self, req: AccessRequest) -> list[tuple[str, bool]]:
+        """(recipient, is the manager's copy): the approval channel, and the manager when there is one."""
+        targets = [(req.approval_channel or self.ctx.settings.approval_channel, False)]
+        if req.manager_id:
+            targets.append((req.manager_id, True))
+        return targets
+
+    def _card_for(self, req: AccessRequest, recipient: str, note: str | None = None) -> tuple[str, list]:
+        replaced = self.ctx.deliveries.find(req.id, CARD, recipient, "repost")
+        if replaced is not None:
+            extra = (f":information_source: This card replaces an earlier one I could no longer update "
+                     f"(Slack: `{views.esc(replaced.last_error or 'error')}`).")
+            note = f"{note}\n{extra}" if note else extra
+        return self._card(req, note)
+
+    def _sync_card(self, req: AccessRequest, recipient: str, manager: bool, note: str | None) -> tuple[str, bool]:
+        """One card (or the manager's copy) of ``req``: (ledger status, whether a Slack call was made)."""
+        deliveries, slack = self.ctx.deliveries, self.ctx.slack
+        text, blocks = self._card_for(req, recipient, note)
+        row = deliveries.want(req.id, CARD, recipient, "card", content=content_hash(text, blocks))
+        if row.status != ledger.PENDING:
+            return row.status, False
+        ts = req.manager_dm_ts if manager else req.approval_ts
+        if ts is None and (req.state == EXPIRED or (manager and req.state != PENDING)) \
+                and deliveries.find(req.id, CARD, recipient, "repost") is None:
+            deliveries.settle(row, ledger.SUPERSEDED)  # never shown, and nothing left to decide
+            return ledger.SUPERSEDED, False
+        what = f"{'manager copy' if manager else 'approval card'} {'update' if ts else 'post'} to {recipient}"
+
+        def send():
+            if ts:
+                channel = req.manager_dm_channel if manager else req.approval_channel
+                slack.update(channel, ts, text, blocks, request_id=req.id)
+            elif manager:
+                channel, mts = slack.dm_card(recipient, text, blocks, request_id=req.id)
+                self.store.set(req.id, manager_dm_channel=channel, manager_dm_ts=mts)
+            else:
+                posted = slack.post(recipient, text, blocks, request_id=req.id, action="notify.card")
+                self.store.record_card_post(req.id, recipient, posted)
+
+        attempt = deliveries.run(row, send, what=what)
+        if attempt.outcome == "skipped":
+            return row.status, False
+        if not ts and not manager and not attempt.delivered:
+            log.warning("approval card for %s not posted: %s", req.id, attempt.error)
+            self.store.count_post_attempt(req.id)
+        if attempt.delivered and not ts and not manager and row.attempts > 0:
+            # Posted by a later attempt: the requester was told it was not posted yet.
+            self.dm(req.id, req.requester_id, "card_posted", views.requester_update(self.store.get(req.id)))
+        if attempt.outcome == "gave_up":
+            self._card_gave_up(req, recipient, manager, bool(ts), attempt.error or "error")
+        return (ledger.DELIVERED if attempt.delivered else ledger.FAILED if attempt.outcome == "gave_up"
+                else ledger.PENDING), True
+
+    def _card_gave_up(self, req: AccessRequest, recipient: str, manager: bool, was_posted: bool, error: str) -> None:
+        """The fallbacks when a card cannot be delivered: an update that is impossible posts a fresh card once
+        (the old one is forgotten); a post that is impossible tells the requester and ``ADMINS`` by DM (the
+        manager's copy: audited only; the channel card still carries the decision)."""
+        deliveries = self.ctx.deliveries
+        if was_posted and deliveries.find(req.id, CARD, recipient, "repost") is None:
+            marker = deliveries.want(req.id, CARD, recipient, "repost")
+            deliveries.settle(marker, ledger.DELIVERED, error)
+            self.store.set(req.id, **({"manager_dm_ts": None, "manager_dm_channel": None} if manager
+                                      else {"approval_ts": None}))
+            deliveries.reopen(deliveries.find(req.id, CARD, recipient, "card"))
+            self.ctx.audit.record("bot", "notify.fallback", request_id=req.id, target=recipient,
+                                  detail=f"{'manager copy' if manager else 'approval card'} could not be updated "
+                                         f"({error}); posting a fresh one")
+            return
+        if manager:
+            return
+        what = views.kind_phrase(req)
+        if req.state != PENDING:
+            # Decided already: the requester hears of the decision by its own DM; only the card is lost.
+            self._tell_admins(req, f"card:{recipient}", exclude=None,
+                              text=(f":warning: The approval card for request `{req.id[:8]}` "
+                                    f"({views.mention(req.requester_id)} asks for {what}) could not be updated or "
+                                    f"posted again in <#{recipient}>: Slack said `{views.esc(error)}`. The request is "
+                                    f"{views.STATE_LABEL.get(req.state, req.state).lower()}; the card in the channel "
+                                    "may show an older state. Check that the bot is in that channel."),
+                              why=f"approval card of a decided request not updated ({error})")
+            return
+        self.dm(req.id, req.requester_id, "card_failed",
+                f":warning: I could not post your request for {what} to the approvers: the approval card could "
+                f"not be posted in <#{recipient}> (Slack: `{views.esc(error)}`). The admins have been told "
+                f"(request `{req.id[:8]}`).")
+        self._tell_admins(req, f"card:{recipient}", exclude=None,
+                          text=(f":warning: I could not post the approval card for request `{req.id[:8]}` "
+                                f"({views.mention(req.requester_id)} asks for {what}) in <#{recipient}>: Slack said "
+                                f"`{views.esc(error)}`. Check that the bot is in that channel and that "
+                                "APPROVAL_CHANNEL is right; the request waits until it expires."),
+                          why=f"approval card not posted ({error})")
+
+    def tell_unposted(self, request_id: str) -> None:
+        """The card could not be posted at once: tell the requester it is saved and will be posted (unless
+        the post failed for good, which the fallback already told them)."""
+        req = self.store.get(request_id)
+        row = self.ctx.deliveries.find(request_id, CARD, req.approval_channel or self.ctx.settings.approval_channel,
+                                       "card") if req is not None else None
+        if req is not None and not req.approval_ts and (row is None or row.status == ledger.PENDING):
+            self.dm(req.id, req.requester_id, "unposted", views.requester_update(req))
+
+    # ------------------------------------------------------------------------------- DMs
+    def notify_requester(self, req: AccessRequest) -> bool:
+        """DM the requester the request's current state (and the person it is for, when it ends), once per
+        state (and per Retry), through the delivery ledger: a DM Slack did not take is retried with backoff,
+        one it refuses for good is not, and ``ADMINS`` are told instead. True when the requester got it."""
+        key = req.state if not req.retries else f"{req.state}#{req.retries}"
+        approvers: list[str] = []
+        if req.state == APPROVED and req.decided_by != views.POLICY_ACTOR:
+            approvers = self.store.approver_ids(req.id)
+        text = views.requester_update(req, approvers)
+        ok = self.dm(req.id, req.requester_id, key, text, state=req.state)
+        if req.target_slack_id and req.target_slack_id != req.requester_id and req.state in (APPLIED, DENIED):
+            self.dm(req.id, req.target_slack_id, key, f"For your information: {text}")
+        return ok
+
+    def dm(self, request_id: str, recipient: str, key: str, text: str, *, state: str | None = None) -> bool:
+        """Owe ``recipient`` the DM ``text`` about a request, once per ``key``, and try it now (an older DM to
+        them about the request still pending is superseded). ``state``: the request state it tells the
+        requester. True when delivered (now or before)."""
+        row = self.ctx.deliveries.want(request_id, DM, recipient, key, text=text, state=state, supersede=True)
+        return self._send_dm_row(row)
+
+    def deliver_due(self, row) -> None:
+        """The worker's attempt at one due ledger row: a card is brought up to date, a DM sent again."""
+        if row.kind == CARD:
+            self.sync_cards(row.request_id, wait=0.0)
+        else:
+            self._send_dm_row(row)
+
+    def _send_dm_row(self, row) -> bool:
+        """One attempt at a DM (or admin notice) row of the ledger, if it is pending and due; settles it."""
+        deliveries = self.ctx.deliveries
+        if row.status != ledger.PENDING:
+            return row.status == ledger.DELIVERED
+        blocked = deliveries.unreachable(row.request_id, row.recipient)
+        if blocked:  # this request already found them unable to get any DM: do not ask Slack again
+            deliveries.settle(row, ledger.FAILED, blocked)
+            self.ctx.audit.record("bot", "notify.gave_up", request_id=row.request_id, target=row.recipient,
+                                  outcome="error", detail=f"{row.kind} to {row.recipient}: not sent, {blocked} earlier")
+            self._dm_settled(row, False, blocked)
+            return False
+        attempt = deliveries.run(row, lambda: self.ctx.slack.send_dm(row.recipient, row.text or "",
+                                                                     request_id=row.request_id),
+                                 what=f"{'notice' if row.kind == RELAY else 'DM'} to {row.recipient}")
+        if attempt.outcome in ("delivered", "gave_up"):
+            self._dm_settled(row, attempt.delivered, attempt.error)
+        return attempt.delivered
+
+    def _dm_settled(self, row, delivered: bool, error: str | None) -> None:
+        """A DM is delivered or given up: record the state the requester's notification settled, and tell
+        ``ADMINS`` (once per request) when the requester cannot be reached."""
+        req = self.store.get(row.request_id)
+        if req is None or row.kind != DM or row.recipient != req.requester_id:
+            return
+        if row.state:
+            self.store.update(req.id, expect=row.state, notified_state=row.state)
+        if not delivered:
+            self._tell_admins(req, f"dm:{row.recipient}", exclude=row.recipient,
+                              text=(f":warning: I could not send {views.mention(row.recipient)} a DM about request "
+                                    f"`{req.id[:8]}` (Slack: `{views.esc(error or 'error')}`). It said: {row.text}"),
+                              why=f"requester DM not delivered ({error})")
+
+    def _tell_admins(self, req: AccessRequest, key: str, *, text: str, exclude: str | None, why: str) -> None:
+        """Fallback: a notice to every ``ADMINS`` member (but ``exclude``), once per request and ``key``;
+        audited as ``notify.fallback``."""
+        deliveries = self.ctx.deliveries
+        admins = sorted(a for a in self.ctx.settings.admins if a != exclude)
+        fresh = [a for a in admins if deliveries.find(req.id, RELAY, a, key) is None]
+        if admins and not fresh:
+            return  # told before
+        self.ctx.audit.record("bot", "notify.fallback", request_id=req.id, outcome="ok" if admins else "error",
+                              detail=f"{why}; " + (f"telling ADMINS {', '.join(admins)}" if admins else
+                                                   "no other admin to tell"))
+        for admin in fresh:
+            self._send_dm_row(deliveries.want(req.id, RELAY, admin, key, text=text))

@@ -1,0 +1,176 @@
+"""Submitting a request: ``request`` (join a group; the form gives the group by ID), ``invite`` (an account or
+membership for someone else) and ``reset-password``.
+
+Each checks the requester (an active full member with an email), the person it is for, the group, that it is
+not already done, the open-request limit and an open duplicate, then :meth:`Submission._submit` saves it under
+one claim per requester (so requests at the same moment cannot slip past the limit; a unique key allows one
+open request per person and group), posts the approval card and answers. A rule that auto-approves approves it
+at once (:meth:`bot.access.decisions.Decisions.auto_approve`). Refusals are :class:`bot.commands.UsageError`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy.exc import IntegrityError
+
+from .. import privilege, views
+from ..commands import Target, UsageError, check_reason, clean
+from ..models import INVITE, JOIN, PENDING, RESET_PASSWORD, AccessRequest
+from ..polaris import Group
+from ..slack import SlackIdentity
+from .approvers import Approvers
+from .authority import barred_reason
+from .context import Context
+from .decisions import Decisions
+from .notifications import Notifications
+from .queries import Queries
+from .reply import Reply
+from .store import RequestStore
+
+
+class Submission:
+    """``check_duplicates``: the friendly check for an open duplicate before saving (on by default). A
+    deliberate seam: tests turn it off to show that the unique key alone keeps requests at the same moment to
+    one."""
+
+    check_duplicates = True
+
+    def __init__(self, ctx: Context, store: RequestStore, queries: Queries, approvers: Approvers,
+                 notifications: Notifications, decisions: Decisions):
+        self.ctx, self.store, self.queries, self.approvers = ctx, store, queries, approvers
+        self.notifications, self.decisions = notifications, decisions
+
+    def _requester(self, user_id: str) -> SlackIdentity:
+        identity = self.ctx.slack.identity(user_id, max_age=60)
+        refusal = identity.refusal()
+        if refusal:
+            raise UsageError(refusal)
+        return identity
+
+    def _check_open_limit(self, user_id: str) -> None:
+        n = self.store.count_open(user_id)
+        if n >= self.ctx.settings.max_open_requests:
+            raise UsageError(f"You already have {n} open requests; wait for a decision or see `/polaris status`.")
+
+    def _check_duplicate(self, kind: str, email: str, group_id: str | None) -> None:
+        if not self.check_duplicates:
+            return
+        dup = self.store.open_duplicate(kind, email, group_id)
+        if dup is not None:
+            raise UsageError(f"There is already an open request for that (request `{dup.id[:8]}`, "
+                             f"{views.STATE_LABEL.get(dup.state, dup.state).lower()}).")
+
+    def request_join(self, user_id: str, group_text: str, reason: str, *, group_id: str | None = None) -> Reply:
+        """``request <group> [reason]`` (or the request form, which gives ``group_id``): the requester joins
+        the group; their Polaris account is created with it if they have none."""
+        identity = self._requester(user_id)
+        group = self.ctx.catalog.by_id(group_id) if group_id else self.queries.resolve_group(group_text)
+        if group is None:
+            raise UsageError("That group no longer exists in Polaris; `/polaris groups` lists the current ones.")
+        email = identity.email.lower()  # type: ignore[union-attr]
+        existing = self.ctx.polaris.find_user_by_email(email)
+        if existing is not None and group.id in existing.group_ids:
+            return Reply(f"You are already a member of *{views.esc(group.name)}* in Polaris.")
+        self._check_open_limit(user_id)
+        self._check_duplicate(JOIN, email, group.id)
+        return self._submit(JOIN, identity, email=email, target_slack_id=user_id, first=identity.first_name,
+                            last=identity.last_name, group=group, reason=reason)
+
+    def request_invite(self, user_id: str, target: Target, group_text: str, reason: str) -> Reply:
+        """``invite <email> <group> [reason]``: an account (or membership) for someone else."""
+        slack = self.ctx.slack
+        identity = self._requester(user_id)
+        email = self.queries.email_for(user_id, target)
+        group = self.queries.resolve_group(group_text)
+        existing = self.ctx.polaris.find_user_by_email(email)
+        if existing is not None and group.id in existing.group_ids:
+            return Reply(f"`{views.esc(email)}` is already a member of *{views.esc(group.name)}*.")
+        self._check_open_limit(user_id)
+        self._check_duplicate(INVITE, email, group.id)
+        target_id = target.user_id or slack.user_id_for_email(email)
+        first = last = ""
+        if target_id:
+            who = slack.identity(target_id)
+            first, last = who.first_name, who.last_name
+        return self._submit(INVITE, identity, email=email, target_slack_id=target_id, first=first, last=last,
+                            group=group, reason=reason, polaris_user_id=existing.id if existing else None)
+
+    def request_reset(self, user_id: str, target: Target) -> Reply:
+        """``reset-password [email | @user]``: yours by default (matched by your Slack email)."""
+        slack = self.ctx.slack
+        identity = self._requester(user_id)
+        if target.is_self or target.user_id == user_id:
+            email, target_id = identity.email.lower(), user_id  # type: ignore[union-attr]
+        else:
+            email = self.queries.email_for(user_id, target)
+            target_id = target.user_id or slack.user_id_for_email(email)
+        user = self.ctx.polaris.find_user_by_email(email)
+        if user is None:
+            whose = "You have" if target_id == user_id else f"`{views.esc(email)}` has"
+            return Reply(f"{whose} no Polaris account, so there is no password to reset. "
+                         "`/polaris request <group>` asks for an account.")
+        self._check_open_limit(user_id)
+        self._check_duplicate(RESET_PASSWORD, email, None)
+        reply = self._submit(RESET_PASSWORD, identity, email=email, target_slack_id=target_id,
+                             first=user.first_name, last=user.last_name, group=None, reason="")
+        if target_id and target_id != user_id:
+            slack.dm(target_id, f"{views.mention(user_id)} asked for a password reset of your Polaris account "
+                                f"`{views.esc(email)}`. If you did not expect this, tell an admin.")
+        return reply
+
+    def _submit(self, kind: str, requester: SlackIdentity, *, email: str, target_slack_id: str | None, first: str,
+                last: str, group: Group | None, reason: str, polaris_user_id: str | None = None) -> Reply:
+        ctx = self.ctx
+        if target_slack_id and target_slack_id != requester.id:
+            # The person it is for is checked like the requester (an invitee by email alone has no account).
+            why = barred_reason(ctx.slack.identity(target_slack_id, max_age=60), "That person's")
+            if why:
+                raise UsageError(f"{why} Requests cannot be made for deactivated, guest or bot accounts.")
+        rule = self.approvers.rule_for(group.name if group else None)
+        privileged = self.approvers.is_privileged(group)
+        approvals = privilege.approvals_needed(rule.approvals, group)
+        auto = rule.auto_approve and kind == JOIN and approvals == 1 and not privileged
+        reason = check_reason(clean(reason, limit=None))  # too long: refused with its length, never cut
+        if rule.reason_required and len(reason) < max(1, rule.reason_min_length):
+            need = f" of at least {rule.reason_min_length} characters" if rule.reason_min_length > 1 else ""
+            raise UsageError(f"Requests for {'*' + group.name + '*' if group else 'this'} need a reason{need}: "
+                             f"`/polaris request {group.name if group else ''} <reason>`.")
+        manager = self.approvers.manager_of(requester.id) if rule.wants_manager else None
+        now = ctx.clock()
+        req = AccessRequest(
+            id=str(uuid.uuid4()), kind=kind, state=PENDING, requester_id=requester.id,
+            requester_email=(requester.email or "").lower() or None, target_email=email,
+            target_slack_id=target_slack_id, target_first_name=clean(first, 200), target_last_name=clean(last, 200),
+            group_id=group.id if group else None, group_name=group.name if group else None,
+            polaris_user_id=polaris_user_id,  # an invitee who has an account: the card says membership
+            reason=reason, approvals_required=approvals, manager_id=manager,
+            open_key=AccessRequest.make_open_key(email, group.id if group else None),
+            created_at=now, updated_at=now, expires_at=now + dt.timedelta(seconds=rule.ttl),
+            post_attempts=0, card_stale=False, attempts=0)
+        # The open-request limit is counted and the row inserted under one claim per requester, so requests
+        # sent at the same moment (any process) cannot slip past the limit together.
+        with ctx.claims.hold(f"requester:{requester.id}", wait=10.0) as got:
+            if not got:
+                raise UsageError("Another of your requests is being saved right now; try again in a moment.")
+            self._check_open_limit(requester.id)
+            try:
+                with ctx.db.session() as s:
+                    self.store.insert(req, session=s)
+                    ctx.audit.record(requester.id, "request.created", request_id=req.id, target=email, session=s,
+                                     detail=f"{kind} {group.name if group else ''}".strip())
+            except IntegrityError:  # the same request, at the same moment, from another click or process
+                raise UsageError("There is already an open request for that; see `/polaris status`.") from None
+        posted = self.notifications.post_card(req.id)
+        what = views.kind_phrase(req)
+        channel = ctx.settings.approval_channel
+        if auto:
+            self.decisions.auto_approve(req.id)
+            return Reply(f":white_check_mark: Your request for {what} is approved by policy and is being applied "
+                         f"(request `{req.id[:8]}`). Approvers are informed in <#{channel}>.")
+        if posted:
+            return Reply(f":inbox_tray: Your request for {what} went to the approvers in <#{channel}>. "
+                         f"I'll message you when it is decided (request `{req.id[:8]}`).")
+        self.notifications.tell_unposted(req.id)
+        return Reply(f":warning: Your request for {what} is saved (request `{req.id[:8]}`), but I could not post it "
+                     "to the approvers yet. I will keep trying and message you.")

@@ -1,0 +1,80 @@
+"""One worker pass (:meth:`Schedule.run_due`): what is due now, done in a safe order.
+
+Expire overdue requests, post cards where nothing was ever tried (a crash in between), make the Slack
+deliveries that are due (:mod:`bot.deliveries`), tell requesters never told the current state, prune old
+``slack_events``, apply due approved requests. Safe in any number of processes at once (claims and
+compare-and-set below); one failing step is logged and never stops the pass.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+
+from sqlalchemy import delete, select
+
+from ..models import SlackEvent
+from .context import Context
+from .decisions import Decisions
+from .execution import Execution
+from .notifications import Notifications
+from .store import RequestStore
+
+log = logging.getLogger(__name__)
+
+
+class Schedule:
+    def __init__(self, ctx: Context, store: RequestStore, decisions: Decisions, notifications: Notifications,
+                 execution: Execution):
+        self.ctx, self.store, self.decisions = ctx, store, decisions
+        self.notifications, self.execution = notifications, execution
+        self._pruned_at: dt.datetime | None = None
+
+    def run_due(self, *, limit: int = 20, stop: threading.Event | None = None) -> int:
+        """One worker pass: expire overdue requests, make the Slack deliveries that are due (card posts and
+        updates, DMs: :mod:`bot.deliveries`), post cards and tell requesters where nothing was ever tried (a
+        crash in between), prune old ``slack_events``, apply due approved requests. Safe to run in any number
+        of processes at once. Returns how many it applied."""
+        now = self.ctx.clock()
+        self._prune_events(now)
+        work = self.store.due_work(now, limit)
+        for rid in work.overdue:
+            self._safely(self.decisions.expire, rid)
+        for rid in work.unposted:
+            self._safely(self.notifications.post_card, rid)
+        for row in self.ctx.deliveries.due(limit):
+            if stop is not None and stop.is_set():
+                break
+            self._safely(self.notifications.deliver_due, row)
+        for rid in work.untold:
+            req = self.store.get(rid)
+            if req is not None and req.notified_state != req.state:
+                self._safely(self.notifications.notify_requester, req)
+        applied = 0
+        for rid in work.due:
+            if stop is not None and stop.is_set():
+                break
+            if self._safely(self.execution.apply, rid):
+                applied += 1
+        return applied
+
+    def _prune_events(self, now: dt.datetime) -> None:
+        """Delete ``slack_events`` rows older than a day (Slack retries an event within minutes), at most
+        once a minute per process and 1,000 rows a time (index ``ix_slack_events_received_at``)."""
+        if self._pruned_at is not None and abs((now - self._pruned_at).total_seconds()) < 60:
+            return
+        self._pruned_at = now
+        old = select(SlackEvent.event_id).where(SlackEvent.received_at < now - dt.timedelta(days=1)).limit(1000)
+        try:
+            with self.ctx.db.session() as s:
+                s.execute(delete(SlackEvent).where(SlackEvent.event_id.in_(old)))
+        except Exception:
+            log.exception("pruning slack_events failed")
+
+    @staticmethod
+    def _safely(fn, *args):
+        try:
+            return fn(*args)
+        except Exception:
+            log.exception("worker step %s failed for %s", getattr(fn, "__name__", fn), args)
+            return None

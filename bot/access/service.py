@@ -1,0 +1,270 @@
+"""The facade of the access core: :class:`AccessService`, what the Slack handlers, the worker and the CLI call.
+
+It builds the units of :mod:`bot.access` on one :class:`bot.access.context.Context` and delegates to them; it
+holds no logic of its own beyond the work lanes. It reaches Slack only through :class:`bot.slack.SlackGateway`
+and Polaris only through :class:`bot.polaris.PolarisClient`, keeps all state in the database (any number of
+processes may share one PostgreSQL), and audits everything. Handlers use these methods only, never the clients.
+
+Lifecycle of an access request (``access_requests.state``)::
+
+    pending --approve (enough approvals)--> approved --apply ok--> applied
+       |  \\--deny--> denied                    \\--apply fails for good--> failed --Retry--> approved
+       \\--TTL passes--> expired
+
+The units, each depending only on those above it: ``context``, ``reply``, ``errors``, ``store``,
+``authority`` (pure), ``approvers``, ``admission``, ``notifications``, ``queries``, ``decisions``,
+``execution``, ``requests``, ``schedule``, ``form``, ``dispatch``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import uuid
+from typing import Callable
+
+from ..audit import AuditLog
+from ..commands import Target, check_reason, clean
+from ..config import Settings
+from ..db import Database
+from ..lanes import POLARIS, Lanes, lane_for_command
+from ..models import AccessRequest, utcnow
+from ..polaris import Group, GroupCatalog, PolarisClient
+from ..policy import Policy, Rule, load_policy
+from ..slack import SlackGateway
+from .admission import Admission
+from .approvers import Approvers
+from .context import Context
+from .decisions import Decisions
+from .dispatch import Dispatch
+from .errors import guarded
+from .execution import Execution
+from .form import RequestForm
+from .notifications import Notifications
+from .queries import Queries
+from .reply import Reply
+from .requests import Submission
+from .schedule import Schedule
+from .store import RequestStore
+
+MALFORMED_BUTTON = "That button is not a valid access request."
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _shared(name: str, doc: str) -> property:
+    """An attribute kept on the shared :class:`Context`, so every unit sees a replacement at once."""
+    return property(lambda self: getattr(self.ctx, name), lambda self, value: setattr(self.ctx, name, value), doc=doc)
+
+
+class AccessService:
+    """The bot's core. Thread-safe: every call opens its own database sessions.
+
+    ``settings``: :class:`bot.config.Settings`; ``db``: :class:`bot.db.Database` (migrated);
+    ``polaris``: client; ``slack``: gateway; ``audit``: audit log; ``clock``: returns aware UTC now.
+    """
+
+    settings = _shared("settings", "The settings (replaceable).")
+    policy = _shared("policy", "The approval policy (replaceable).")
+    clock = _shared("clock", "Returns aware UTC now (replaceable: tests move it).")
+    wake = _shared("wake", "Set by the worker: run a pass soon.")
+    db = property(lambda self: self.ctx.db)
+    polaris = property(lambda self: self.ctx.polaris)
+    slack = property(lambda self: self.ctx.slack)
+    audit = property(lambda self: self.ctx.audit)
+    catalog = property(lambda self: self.ctx.catalog)
+    claims = property(lambda self: self.ctx.claims)
+    deliveries = property(lambda self: self.ctx.deliveries)
+
+    def __init__(self, settings: Settings, db: Database, polaris: PolarisClient, slack: SlackGateway,
+                 audit: AuditLog, *, catalog: GroupCatalog | None = None, policy: Policy | None = None,
+                 clock: Callable[[], dt.datetime] = utcnow, background_threads: int = 2,
+                 max_queued: int = 2000):
+        policy = policy or load_policy(settings.policy_file, ttl=settings.request_ttl,
+                                       manager_field=settings.manager_field)
+        catalog = catalog or GroupCatalog(polaris, ttl=settings.group_cache_ttl)
+        self.ctx = ctx = Context(settings, db, polaris, slack, audit, catalog, policy, clock)
+        self.worker_name = _worker_name()
+        self.store = RequestStore(db)
+        self.approvers = Approvers(ctx)
+        self.admission = Admission(ctx)
+        self.notifications = Notifications(ctx, self.store, self.approvers)
+        self.queries = Queries(ctx, self.store, self.approvers)
+        self.decisions = Decisions(ctx, self.store, self.approvers, self.notifications)
+        self.execution = Execution(ctx, self.store, self.approvers, self.notifications, self.worker_name)
+        self.requests = Submission(ctx, self.store, self.queries, self.approvers, self.notifications, self.decisions)
+        self.schedule = Schedule(ctx, self.store, self.decisions, self.notifications, self.execution)
+        self.form = RequestForm(ctx, self.admission)
+        self.dispatch = Dispatch(self.admission, self.queries, self.requests)
+        # Work handed off by listeners after ack(): bounded lanes apart from Bolt's listener threads (which
+        # run the acks), one for work that waits on Polaris and one for work that does not, so a slow Polaris
+        # never holds up `help` (bot/lanes.py). Few threads on purpose: they share the GIL with the acks.
+        self.lanes = Lanes(threads=background_threads, max_queued=max_queued)
+
+    # =============================================================================== work lanes
+    @property
+    def max_queued(self) -> int:
+        """The queue limit of each work lane (tasks accepted and not finished); settable."""
+        return self.lanes.lane(POLARIS).max_queued
+
+    @max_queued.setter
+    def max_queued(self, value: int) -> None:
+        self.lanes.set_max_queued(value)
+
+    def background(self, fn: Callable[[], object], *, on_busy: Callable[[], object] | None = None,
+                   lane: str = POLARIS) -> bool:
+        """Run ``fn`` on the work lane ``lane`` (:data:`bot.lanes.LOCAL` for work that never waits on Polaris,
+        :data:`bot.lanes.POLARIS`, the default, for work that may) after the listener has acked. Exceptions
+        are logged, never lost. When the lane's ``max_queued`` tasks already wait, ``on_busy`` runs instead
+        and False is returned."""
+        return self.lanes.submit(lane, fn, on_busy)
+
+    def command_lane(self, text: str | None) -> str:
+        """The work lane for the ``/polaris`` command ``text`` (:func:`bot.lanes.lane_for_command`)."""
+        return lane_for_command(text, groups_cached=self.catalog.fresh())
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Wait for background work to finish (shutdown, tests)."""
+        self.lanes.drain()
+
+    # =============================================================================== commands and the form
+    def handle_command(self, user_id: str, text: str | None, *, channel_id: str | None = None) -> Reply:
+        """Run one ``/polaris`` command for ``user_id`` and return the ephemeral answer. Never raises:
+        bad input, Polaris and Slack failures become a clear message; unexpected errors are logged."""
+        shown = clean(text, 200)
+        return self.guarded(user_id, shown, lambda: self.dispatch.run(user_id, text, shown, channel_id))
+
+    def guarded(self, user_id: str, shown: str, work: Callable[[], Reply]) -> Reply:
+        """Run ``work`` turning every failure into a :class:`Reply` for the person (:mod:`bot.access.errors`)."""
+        return guarded(self.audit, user_id, shown, work)
+
+    def form_refusal(self, user_id: str) -> str | None:
+        return self.admission.form_refusal(user_id)
+
+    def open_request_form(self, trigger_id: str) -> str | None:
+        return self.form.open(trigger_id)
+
+    def request_form_not_opened(self, user_id: str) -> None:
+        self.form.not_opened(user_id)
+
+    def fill_request_form(self, user_id: str, view_id: str) -> None:
+        self.form.fill(user_id, view_id)
+
+    def show_form_error(self, view_id: str, escaped: str) -> None:
+        self.form.show_error(view_id, escaped)
+
+    def submit_form(self, user_id: str, group_id: str, reason: str) -> Reply:
+        """The request form's submission: like ``/polaris request`` with a group chosen by ID."""
+        self.audit.record(user_id, "command", detail=f"request form {group_id[:64]}")
+
+        def work() -> Reply:
+            text = check_reason(clean(reason, limit=None))  # refused with its length, never cut
+            if self.catalog.by_id(group_id) is None:
+                self.catalog.refresh()  # a group made in Polaris since the list was read
+            return self.requests.request_join(user_id, "", text, group_id=group_id)
+
+        return self.guarded(user_id, "request form", work)
+
+    def submit_form_and_tell(self, user_id: str, group_id: str, reason: str) -> Reply:
+        """:meth:`submit_form`, its answer sent to ``user_id`` by DM (a modal has no response_url)."""
+        reply = self.submit_form(user_id, group_id, reason)
+        self.slack.dm(user_id, reply.text, reply.blocks)
+        return reply
+
+    def refuse_malformed_button(self, user_id: str, action: str) -> str:
+        """A button whose value is no request ID: audited (``decision.refused``); the answer for the clicker."""
+        self.audit.record(user_id, "decision.refused", outcome="refused", detail=f"{action}: malformed button value")
+        return MALFORMED_BUTTON
+
+    def first_delivery(self, event_id: str) -> bool:
+        return self.admission.first_delivery(event_id)
+
+    def home_view(self, user_id: str) -> dict:
+        return self.queries.home_view(user_id)
+
+    def publish_home(self, user_id: str) -> None:
+        """Publish ``user_id``'s App Home tab (:meth:`home_view`)."""
+        self.slack.publish_home(user_id, self.home_view(user_id))
+
+    # =============================================================================== queries
+    def cmd_whois(self, user_id: str, target: Target) -> Reply:
+        return self.queries.whois(user_id, target)
+
+    def resolve_group(self, name: str) -> Group:
+        return self.queries.resolve_group(name)
+
+    def cmd_members(self, rest: str) -> Reply:
+        return self.queries.members(rest)
+
+    def cmd_status(self, user_id: str) -> Reply:
+        return self.queries.status(user_id)
+
+    def cmd_pending(self, user_id: str) -> Reply:
+        return self.queries.pending(user_id)
+
+    def cmd_policy(self, user_id: str) -> Reply:
+        return self.queries.policy(user_id)
+
+    # =============================================================================== who decides
+    def rule_for(self, group_name: str | None) -> Rule:
+        return self.approvers.rule_for(group_name)
+
+    def manager_of(self, user_id: str) -> str | None:
+        return self.approvers.manager_of(user_id)
+
+    def is_privileged(self, group: Group | None) -> bool:
+        return self.approvers.is_privileged(group)
+
+    def approver_ids(self, req: AccessRequest, memo: dict[str, list[str]] | None = None) -> set[str]:
+        return self.approvers.approver_ids(req, memo)
+
+    def authority(self, actor_id: str, req: AccessRequest, *, approving: bool = True,
+                  group: Group | None = None) -> str | None:
+        return self.approvers.authority(actor_id, req, approving=approving, group=group)
+
+    # =============================================================================== requests
+    def request_join(self, user_id: str, group_text: str, reason: str, *, group_id: str | None = None) -> Reply:
+        return self.requests.request_join(user_id, group_text, reason, group_id=group_id)
+
+    def request_invite(self, user_id: str, target: Target, group_text: str, reason: str) -> Reply:
+        return self.requests.request_invite(user_id, target, group_text, reason)
+
+    def request_reset(self, user_id: str, target: Target) -> Reply:
+        return self.requests.request_reset(user_id, target)
+
+    def get(self, request_id: str) -> AccessRequest | None:
+        return self.store.get(request_id)
+
+    # =============================================================================== cards and DMs
+    def post_card(self, request_id: str) -> bool:
+        return self.notifications.post_card(request_id)
+
+    def refresh_card(self, request_id: str, note: str | None = None) -> bool:
+        return self.notifications.refresh_card(request_id, note)
+
+    def notify_requester(self, req: AccessRequest) -> bool:
+        return self.notifications.notify_requester(req)
+
+    # =============================================================================== decisions
+    def decide(self, request_id: str, actor_id: str, approve: bool) -> str | None:
+        return self.decisions.decide(request_id, actor_id, approve)
+
+    def retry(self, request_id: str, actor_id: str) -> str | None:
+        return self.decisions.retry(request_id, actor_id)
+
+    def expire(self, request_id: str) -> bool:
+        return self.decisions.expire(request_id)
+
+    def auto_approve(self, request_id: str) -> None:
+        self.decisions.auto_approve(request_id)
+
+    # =============================================================================== worker
+    def run_due(self, *, limit: int = 20, stop=None) -> int:
+        return self.schedule.run_due(limit=limit, stop=stop)
+
+    def apply(self, request_id: str) -> bool:
+        return self.execution.apply(request_id)
+
+

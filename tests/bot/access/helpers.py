@@ -1,0 +1,88 @@
+"""Helpers shared by the tests of bot/access (and tests/bot/test_deliveries.py): the one request, audit rows, the
+card, DMs, clock moves, a process that dies mid-call (through the PolarisClient.transport seam)."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+
+from bot.models import (AccessRequest, AuditEvent)
+from tests.conftest import (CHANNEL)
+
+
+def only_request(db) -> AccessRequest:
+    with db.session() as s:
+        rows = list(s.scalars(select(AccessRequest)))
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def audit_actions(db, request_id=None) -> list[tuple[str, str, str]]:
+    with db.session() as s:
+        q = select(AuditEvent).order_by(AuditEvent.id)
+        if request_id:
+            q = q.where(AuditEvent.request_id == request_id)
+        return [(r.actor, r.action, r.outcome) for r in s.scalars(q)]
+
+
+def card(slack, req: AccessRequest) -> dict:
+    msg = slack.find_message(CHANNEL, req.approval_ts)
+    assert msg is not None
+    return msg
+
+
+def buttons(message: dict) -> list[str]:
+    return [e["text"]["text"] for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
+
+
+def dms(slack, user_id: str) -> list[str]:
+    return [m["text"] for m in slack.messages_in(slack.dm_channel(user_id))]
+
+
+def sandbox_key():
+    from bot.sandbox import SANDBOX_API_KEY
+
+    return SANDBOX_API_KEY
+
+
+def only_request_count(db) -> int:
+    with db.session() as s:
+        return len(list(s.scalars(select(AccessRequest))))
+
+
+# ------------------------------------------------------------------ issue 8, finding 11: groups made outside
+def _finance_readers(sandbox) -> str:
+    return sandbox.create_group("Finance Readers", [{"name": "ViewTables", "resources": ["projects/*"]}])["id"]
+
+
+def _not_org_admin(sandbox, groups, email="erin@example.com"):
+    user = sandbox.find_user(email)
+    sandbox.handle("PUT", f"/v1/users/{user['id']}", {}, {"Authorization": f"Basic {sandbox_key()}"},
+                   b'{"username": "%s", "groups": [{"id": "%s"}]}' % (email.encode(), groups["Viewer"].encode()))
+
+
+# --- findings 3 and 7: a write whose answer was lost
+class _Crash(BaseException):
+    """The process dies here (not an Exception: nothing in the bot catches it)."""
+
+
+def _later(service, seconds):
+    now = service.clock() + dt.timedelta(seconds=seconds)
+    service.clock = lambda: now
+
+
+def _puts(sandbox):
+    return [c for c in sandbox.calls if c.method == "PUT"]
+
+
+def _crash_after_put(service):
+    real = service.polaris.transport
+
+    def once(method, path, params, body, ok):
+        response = real(method, path, params, body, ok)
+        if method == "PUT":
+            raise _Crash()  # the PUT landed; the process dies before it hears the answer
+        return response
+
+    service.polaris.transport = once
+    return real

@@ -1,0 +1,36 @@
+"""Admission (bot/access/admission.py): the rate limit, the command audit rows, events once.
+
+Moved from tests/bot/test_workflow.py; against the Polaris sandbox (HTTP) and the Slack stand-in, on SQLite or
+PostgreSQL (TEST_DATABASE_URL)."""
+from __future__ import annotations
+
+from tests.bot.access.helpers import (audit_actions)
+from tests.conftest import (OTHER, REQUESTER, make_settings)
+
+
+def test_command_rate_limit(service, db, sandbox, slack, groups):
+    service.settings = make_settings(sandbox, slack, db.url, max_commands_per_minute=3)
+    for _ in range(3):
+        assert "Polaris access bot" in service.handle_command(OTHER, "help").text
+    assert "wait a moment" in service.handle_command(OTHER, "help").text
+
+
+def test_every_command_and_click_is_audited(service, db, groups):
+    service.handle_command(REQUESTER, "help")
+    service.handle_command(REQUESTER, "nonsense")
+    actions = audit_actions(db)
+    assert (REQUESTER, "command", "ok") in actions and (REQUESTER, "command.invalid", "refused") in actions
+
+
+def test_an_events_api_delivery_is_let_in_once(service):
+    assert service.first_delivery("Ev0001") is True
+    assert service.first_delivery("Ev0001") is False
+    assert service.first_delivery("") is True  # no ID: never deduplicated
+
+
+def test_the_request_form_refuses_a_guest_and_audits_it(service, db, groups):
+    from tests.conftest import GUEST
+
+    assert "Guest accounts" in service.form_refusal(GUEST)
+    assert ("command", "refused") in [(a, o) for _, a, o in audit_actions(db)]
+    assert service.form_refusal(REQUESTER) is None
