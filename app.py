@@ -302,7 +302,7 @@ def cmd_socket(_args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from bot.console import run_demo
+    from standins.console import run_demo
 
     return run_demo(database_url=args.database_url, script=not sys.stdin.isatty())
 

@@ -41,8 +41,8 @@ def main(argv=None) -> int:
 
     import app as entry
     from bot.db import Database
-    from bot.sandbox import PolarisSandbox
-    from bot.slack_standin import SlackStandIn
+    from standins.polaris_sandbox import PolarisSandbox
+    from standins.slack_api import SlackStandIn
 
     sandbox = PolarisSandbox(seed=False)
     t0 = time.monotonic()

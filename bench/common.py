@@ -73,8 +73,8 @@ def log(msg: str) -> None:
 # =========================================================================================== services
 def _services_main(conn, load_users: int, bulk: tuple[int, int] | None) -> None:
     """Child process: sandbox + stand-in on 127.0.0.1, then answer commands from ``conn`` until ``stop``."""
-    from bot.sandbox import Fault, PolarisSandbox
-    from bot.slack_standin import SlackStandIn
+    from standins.polaris_sandbox import Fault, PolarisSandbox
+    from standins.slack_api import SlackStandIn
 
     sandbox = PolarisSandbox(seed=False)
     if bulk:

@@ -15,8 +15,8 @@ from sqlalchemy import create_engine, text
 from bot.config import Settings
 from bot.db import Database, normalize_url
 from bot.models import Base
-from bot.sandbox import SANDBOX_API_KEY, PolarisSandbox
-from bot.slack_standin import SlackStandIn
+from standins.polaris_sandbox import SANDBOX_API_KEY, PolarisSandbox
+from standins.slack_api import SlackStandIn
 
 for _name in [k for k in os.environ if k.startswith("SLACK_")]:
     os.environ.pop(_name)

@@ -15,7 +15,7 @@ import requests
 from sqlalchemy import inspect, select, text
 
 from bot.models import APPLIED, AccessRequest
-from bot.sandbox import SANDBOX_API_KEY, Fault
+from standins.polaris_sandbox import SANDBOX_API_KEY, Fault
 from tests.conftest import (APPROVER, APPROVER2, CHANNEL, OTHER, REQUESTER, SIGNING_SECRET, click_body,
                             signed_headers, slash_body, wait_for)
 

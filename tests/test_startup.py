@@ -10,7 +10,7 @@ import sys
 import pytest
 import requests
 
-from bot.sandbox import Fault
+from standins.polaris_sandbox import Fault
 from tests.conftest import CHANNEL, wait_for
 from tests.test_serve import ROOT, Serve, serve_env, servers  # noqa: F401  (fixtures)
 

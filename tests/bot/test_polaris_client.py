@@ -39,7 +39,7 @@ from bot.polaris import (
     User,
     normalize_group_name,
 )
-from bot.sandbox import (
+from standins.polaris_sandbox import (
     ALERTS_AND_REPORTS_ID,
     DATA_ANALYST_ID,
     DATA_MANAGER_ID,

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.models import (APPLIED, APPROVED, DENIED, EXPIRED, FAILED, PENDING, AccessRequest, Approval, AuditEvent)
-from bot.sandbox import Fault
+from standins.polaris_sandbox import Fault
 from tests.conftest import (ADMIN, APPROVER, APPROVER2, BOT, CHANNEL, GONE, GUEST, OTHER, REQUESTER, Clock,
                             make_settings, wait_for)
 
@@ -202,7 +202,7 @@ def test_organization_admin_approval_refused_for_approver_not_org_admin_in_polar
 
 
 def sandbox_key():
-    from bot.sandbox import SANDBOX_API_KEY
+    from standins.polaris_sandbox import SANDBOX_API_KEY
 
     return SANDBOX_API_KEY
 
@@ -545,7 +545,7 @@ def test_a_dm_slack_did_not_take_is_sent_again(service, db, sandbox, slack, grou
 def test_polaris_error_text_echoing_the_key_is_redacted(service, db, sandbox, slack, groups):
     import base64
 
-    from bot.sandbox import SANDBOX_API_KEY
+    from standins.polaris_sandbox import SANDBOX_API_KEY
 
     echoed = f"bad auth {SANDBOX_API_KEY} / {base64.b64encode(f'{SANDBOX_API_KEY}:'.encode()).decode()}"
     service.handle_command(REQUESTER, "request Viewer")

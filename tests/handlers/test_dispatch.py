@@ -51,7 +51,7 @@ def test_unsigned_tampered_and_stale_requests_get_401(bolt, slack, groups, db):
 
 
 def test_slash_command_acks_at_once_and_answers_on_response_url(bolt, slack, groups, sandbox):
-    from bot.sandbox import Fault
+    from standins.polaris_sandbox import Fault
 
     sandbox.add_fault(Fault(delay=2.0, times=None))  # a slow Polaris must not delay the ack
     body = slash_body(slack, REQUESTER, "groups")

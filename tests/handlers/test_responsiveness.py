@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.models import AccessRequest
-from bot.sandbox import Fault
+from standins.polaris_sandbox import Fault
 from tests.conftest import (ADMIN, APPROVER, GUEST, OTHER, REQUESTER, signed_headers, slash_body,
                             wait_for)
 

@@ -1,4 +1,4 @@
-"""Tests for bot.sandbox: the stateful Polaris Identity API emulator.
+"""Tests for standins.polaris_sandbox: the stateful Polaris Identity API emulator.
 
 Checks the behaviour required by /work/shared/polaris/README.md ("Facts the client and the sandbox
 must honour") and the guide, and validates responses against openapi-identity.json.
@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 
-from bot.sandbox import (
+from standins.polaris_sandbox import (
     ALERTS_AND_REPORTS_ID,
     DATA_ANALYST_ID,
     DATA_MANAGER_ID,

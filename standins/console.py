@@ -1,6 +1,6 @@
 """The local Slack console behind ``python app.py demo``: the whole main job with no account anywhere.
 
-It starts the Polaris sandbox (``bot.sandbox``) and the Slack stand-in (``bot.slack_standin``) on
+It starts the Polaris sandbox (``standins.polaris_sandbox``) and the Slack stand-in (``standins.slack_api``) on
 127.0.0.1, a SQLite database, the real Bolt app with every listener and the background worker. You type
 slash commands as a chosen Slack user; they are signed like Slack signs them and dispatched into Bolt;
 what the bot posts (approval cards, DMs, ephemeral answers) is printed as text; ``approve``/``deny``
@@ -17,9 +17,9 @@ from typing import Callable, TextIO
 
 from slack_sdk.signature import SignatureVerifier
 
-from .config import Settings
-from .sandbox import SANDBOX_API_KEY, PolarisSandbox
-from .slack_standin import SlackStandIn
+from bot.config import Settings
+from .polaris_sandbox import SANDBOX_API_KEY, PolarisSandbox
+from .slack_api import SlackStandIn
 
 APPROVAL_CHANNEL = "C0APPROVALS"
 PEOPLE = {  # name -> (Slack user ID, email, first, last, role)
@@ -160,7 +160,7 @@ class Console:
     def show_audit(self, n: int) -> None:
         from sqlalchemy import select
 
-        from .models import AuditEvent
+        from bot.models import AuditEvent
 
         with self.core.db.session() as s:
             rows = list(s.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(n)))
@@ -245,9 +245,9 @@ def run_demo(*, database_url: str | None = None, script: bool = False,
     """Run the demo console until ``quit`` or end of input. Returns an exit code."""
     import app as entry
 
-    from . import redact
-    from .db import Database
-    from .worker import Worker
+    from bot import redact
+    from bot.db import Database
+    from bot.worker import Worker
 
     if database_url is None:
         import tempfile
