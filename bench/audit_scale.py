@@ -297,7 +297,7 @@ def indexes_used(plan: str, is_sqlite: bool) -> str:
 
 # =========================================================================================== main
 def run_db(kind: str, args, data, now) -> dict:
-    import app as entry
+    from bot import wiring
     from bot.db import Database
     from bot.models import AccessRequest, Approval, AuditEvent
     from sqlalchemy import text
@@ -342,7 +342,7 @@ def run_db(kind: str, args, data, now) -> dict:
             polaris_url, slack_api_url = DEAD_URL, DEAD_URL + "/api/"
 
         settings = c.make_settings(Nowhere, url, polaris_retry_seconds=0.0, max_commands_per_minute=30)
-        core = entry.build_core(settings, db=db)
+        core = wiring.build_core(settings, db=db)
         service = core.service
         capture = Capture(db.engine)
         cases = [

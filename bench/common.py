@@ -557,13 +557,13 @@ def create_pending(services: Services, db_url: str, users: Iterable[int], group:
     (``/polaris request <group>``), in-process. Returns the request IDs."""
     from concurrent.futures import ThreadPoolExecutor
 
-    import app as entry
+    from bot import wiring
     from bot.db import Database
     from bot.models import PENDING, AccessRequest
     from sqlalchemy import select
 
     db = Database(db_url)
-    core = entry.build_core(make_settings(services, db_url, max_commands_per_minute=10_000), db=db)
+    core = wiring.build_core(make_settings(services, db_url, max_commands_per_minute=10_000), db=db)
     user_ids = [load_user(i)[0] for i in users]
     with ThreadPoolExecutor(threads) as pool:
         replies = list(pool.map(lambda u: core.service.handle_command(u, f"request {group} bench"), user_ids))

@@ -243,9 +243,7 @@ def seed_people(slack: SlackStandIn, sandbox: PolarisSandbox) -> None:
 def run_demo(*, database_url: str | None = None, script: bool = False,
              stream: TextIO | None = None, out: TextIO = sys.stdout) -> int:
     """Run the demo console until ``quit`` or end of input. Returns an exit code."""
-    import app as entry
-
-    from bot import redact
+    from bot import redact, wiring
     from bot.db import Database
     from bot.worker import Worker
 
@@ -270,9 +268,9 @@ def run_demo(*, database_url: str | None = None, script: bool = False,
     logging.getLogger("alembic").setLevel(logging.WARNING)
     db = Database(settings.database_url)
     db.migrate()
-    core = entry.build_core(settings, db=db)
+    core = wiring.build_core(settings, db=db)
     core.worker = Worker(core.service, interval=settings.worker_interval).start()
-    bolt = entry.build_bolt_app(core)
+    bolt = wiring.build_bolt_app(core)
     console = Console(bolt.dispatch, signing_secret, slack, core, out=out)
     console.say("Polaris access bot demo: Polaris sandbox at " + polaris_server.url + ", Slack console, "
                 + database_url + ". Type `help`.")

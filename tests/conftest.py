@@ -124,9 +124,9 @@ def settings(sandbox, slack, db):
 
 @pytest.fixture
 def core(settings, db):
-    import app as entry
+    from bot import wiring
 
-    c = entry.build_core(settings, db=db)
+    c = wiring.build_core(settings, db=db)
     c.polaris.backoff_initial, c.polaris.backoff_max = 0.01, 0.05
     yield c
     c.service.drain()  # background work finishes before the stand-ins stop

@@ -74,10 +74,10 @@ def call(app, body: bytes = b"", headers: dict | None = None, *, method: str = "
 
 @pytest.fixture
 def edge(core, groups):
-    import app as entry
+    from bot import wiring
 
-    bolt = entry.build_bolt_app(core)
-    yield entry.make_wsgi(core, bolt)
+    bolt = wiring.build_bolt_app(core)
+    yield wiring.make_wsgi(core, bolt)
     bolt.listener_pool.shutdown(wait=True)
 
 

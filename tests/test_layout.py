@@ -1,7 +1,7 @@
 """The house rules of the layout, read from the source with ``ast`` (nothing is imported):
 
 - ``bot/`` and ``handlers/`` (what ``serve`` runs) never import the dev and test stand-ins in ``standins/``;
-- ``app.py`` (the CLI) and the demo console do not import each other: both build the bot through ``bot.wiring``.
+- the demo console never imports ``app.py`` (the CLI, which runs it): both build the bot through ``bot.wiring``.
 """
 from __future__ import annotations
 
@@ -60,3 +60,13 @@ def test_production_code_never_imports_the_standins():
     assert len(files) > 10
     offenders = {os.path.relpath(p, ROOT): sorted(imports_of(p, "standins")) for p in files}
     assert {p: m for p, m in offenders.items() if m} == {}
+
+
+def test_no_circle_between_the_cli_the_console_and_the_wiring():
+    """``app.py`` runs the demo console (``python app.py demo``); the console builds the bot through
+    ``bot.wiring``, never through ``app``; the wiring knows neither."""
+    app, console = os.path.join(ROOT, "app.py"), os.path.join(ROOT, "standins", "console.py")
+    wiring = os.path.join(ROOT, "bot", "wiring.py")
+    assert imports_of(console, "app") == set()
+    assert "bot.wiring" in imported_modules(console) and "bot.wiring" in imported_modules(app)
+    assert imports_of(wiring, "app") == set() and imports_of(wiring, "standins") == set()

@@ -243,12 +243,12 @@ def test_unreachable_database_is_one_line(tmp_path):
 
 
 def test_wrong_bot_token_stops_at_start(serve_env, core):
-    import app as entry
+    from bot import wiring
     from bot.config import ConfigError
 
     core.slack.client.token = "xoxb-wrong-token"
     with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN was refused"):
-        entry.build_bolt_app(core, verify_token=True)
+        wiring.build_bolt_app(core, verify_token=True)
 
 
 def test_serve_with_a_refused_bot_token_says_so(serve_env):

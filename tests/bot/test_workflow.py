@@ -948,9 +948,9 @@ def test_reset_whose_landing_cannot_be_proven_is_not_reported_sent(service, db, 
 
 def test_reset_put_whose_answer_timed_out_is_sent_once(sandbox, slack, db, groups):
     """Issue 8 #7: POLARIS_TIMEOUT short, every PUT delayed past it: the PUT lands late and is not sent again."""
-    import app as entry
+    from bot import wiring
 
-    core = entry.build_core(make_settings(sandbox, slack, db.url, polaris_timeout=0.3), db=db)
+    core = wiring.build_core(make_settings(sandbox, slack, db.url, polaris_timeout=0.3), db=db)
     core.polaris.backoff_initial, core.polaris.backoff_max = 0.01, 0.05
     service = core.service
     try:

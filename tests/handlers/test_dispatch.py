@@ -15,9 +15,9 @@ from tests.conftest import (APPROVER, OTHER, REQUESTER, click_body, signed_heade
 
 @pytest.fixture
 def bolt(core):
-    import app as entry
+    from bot import wiring
 
-    app = entry.build_bolt_app(core)
+    app = wiring.build_bolt_app(core)
     yield app
     app.listener_pool.shutdown(wait=True)
 

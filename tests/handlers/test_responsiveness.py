@@ -19,9 +19,9 @@ from tests.conftest import (ADMIN, APPROVER, GUEST, OTHER, REQUESTER, signed_hea
 
 @pytest.fixture
 def bolt(core):
-    import app as entry
+    from bot import wiring
 
-    app = entry.build_bolt_app(core)
+    app = wiring.build_bolt_app(core)
     yield app
     app.listener_pool.shutdown(wait=True)
 
