@@ -29,241 +29,23 @@ import base64
 import copy
 import datetime as dt
 import logging
-import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import requests
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_before_delay, wait_exponential_jitter
 
-log = logging.getLogger(__name__)
+from .errors import (PolarisBadRequest, PolarisConflict, PolarisError, PolarisNotFound, PolarisUnavailable,
+                     PolarisWriteUnknown, error_for)
+from .models import Group, Page, Permission, PolarisAuditEvent, User
 
-TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+log = logging.getLogger("bot.polaris")  # the name it always had (log configuration and tests rely on it)
+
 #: Properties Polaris generates; they are never sent back on PUT (the OpenAPI schema marks them readOnly).
 READ_ONLY_USER_FIELDS = frozenset({"id", "emailVerified", "identities", "createdOn"})
 PAGE_SIZE = 100
 
 
-# --------------------------------------------------------------------------------------------- errors
-class PolarisError(Exception):
-    """A Polaris call failed.
-
-    Attributes: ``status`` (HTTP status, or ``None`` when no response came), ``code`` (Polaris error code
-    such as ``BadArgument``, ``ObjectNotFound``, ``StateConflict``, ``InvalidAuthentication``, or ours:
-    ``Timeout``, ``ConnectionError``, ``UnexpectedStatus``), ``message`` (Polaris's text), ``method`` and
-    ``path`` of the call, ``retry_after`` (seconds, from a 429/503 ``Retry-After`` header).
-    """
-
-    transient = False
-
-    def __init__(self, status: int | None, code: str, message: str, *, method: str = "", path: str = "",
-                 retry_after: float | None = None):
-        self.status, self.code, self.message = status, code, message
-        self.method, self.path, self.retry_after = method, path, retry_after
-        super().__init__(f"{method} {path} -> {status if status is not None else 'no response'} {code}: {message}")
-
-    def plain(self) -> str:
-        """A sentence for a person (Slack message, audit outcome); no secrets, no traceback."""
-        return _PLAIN.get(type(self), "Polaris answered with an error") + (f": {self.message}" if self.message else "")
-
-
-class PolarisBadRequest(PolarisError):
-    """400: the request was invalid (e.g. a malformed email or an unknown group ID)."""
-
-
-class PolarisAuthError(PolarisError):
-    """401/403: the API key is wrong, expired or lacks ``AdministerUsers``. Never retried."""
-
-
-class PolarisNotFound(PolarisError):
-    """404: the user or group does not exist."""
-
-
-class PolarisConflict(PolarisError):
-    """409: the object already exists (e.g. a user with that username)."""
-
-
-class PolarisUnavailable(PolarisError):
-    """429, 5xx, a timeout or a dropped connection: worth retrying later."""
-
-    transient = True
-    #: True when a write was sent and it is not known whether it landed (see :class:`PolarisWriteUnknown`).
-    outcome_unknown = False
-
-
-class PolarisWriteUnknown(PolarisUnavailable):
-    """A write that is not idempotent in effect was sent and its outcome is unknown (timeout, dropped
-    connection or 5xx after sending). It may still land later (Polaris may be processing it): do not send
-    it again before its time budget has passed and Polaris has been asked whether it landed."""
-
-    outcome_unknown = True
-
-    @classmethod
-    def of(cls, error: PolarisError) -> "PolarisWriteUnknown":
-        return cls(error.status, error.code, error.message, method=error.method, path=error.path,
-                   retry_after=error.retry_after)
-
-
-_PLAIN = {
-    PolarisBadRequest: "Polaris rejected the request",
-    PolarisAuthError: "The bot's Polaris API key was refused (wrong key or missing AdministerUsers)",
-    PolarisNotFound: "Polaris could not find it",
-    PolarisConflict: "It already exists in Polaris",
-    PolarisUnavailable: "Polaris is unavailable right now",
-    PolarisWriteUnknown: "Polaris did not answer whether the change was made",
-}
-
-
-def _error_for(status: int, method: str, path: str, body: bytes, headers: dict) -> PolarisError:
-    code, message = "UnexpectedStatus", ""
-    try:
-        import json
-
-        data = json.loads(body) if body else None
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        inner = data.get("error") if isinstance(data.get("error"), dict) else data
-        code = str(inner.get("code") or code)
-        message = str(inner.get("message") or "")
-    elif body:
-        message = body[:200].decode("utf-8", "replace").strip()
-    retry_after = _retry_after(headers.get("Retry-After"))
-    if status in (401, 403):
-        cls = PolarisAuthError
-    elif status in TRANSIENT_STATUSES:
-        cls = PolarisUnavailable
-    elif status == 404:
-        cls = PolarisNotFound
-    elif status == 409:
-        cls = PolarisConflict
-    elif status == 400:
-        cls = PolarisBadRequest
-    else:
-        cls = PolarisError
-    return cls(status, code, message, method=method, path=path, retry_after=retry_after)
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
-
-
-# --------------------------------------------------------------------------------------------- models
-@dataclass(frozen=True)
-class Permission:
-    """A permission: ``name``; ``resources`` (e.g. ``("projects/*",)``) for project-scoped ones, empty for
-    organization-level ones such as ``AdministerUsers``."""
-
-    name: str
-    resources: tuple[str, ...] = ()
-    description: str = ""
-
-    @classmethod
-    def parse(cls, data: dict) -> "Permission":
-        return cls(name=str(data.get("name", "")), resources=tuple(data.get("resources") or ()),
-                   description=str(data.get("description") or ""))
-
-
-@dataclass(frozen=True)
-class Group:
-    """A Polaris group (``GroupRepresentation``): ``id``, ``name``, ``read_only`` (predefined groups),
-    ``permissions``, ``user_count``."""
-
-    id: str
-    name: str
-    read_only: bool = False
-    permissions: tuple[Permission, ...] = ()
-    user_count: int | None = None
-
-    @classmethod
-    def parse(cls, data: dict) -> "Group":
-        return cls(id=str(data.get("id", "")), name=str(data.get("name", "")),
-                   read_only=bool(data.get("readOnly", False)),
-                   permissions=tuple(Permission.parse(p) for p in data.get("permissions") or ()),
-                   user_count=data.get("userCount"))
-
-
-@dataclass(frozen=True)
-class User:
-    """A Polaris user (``UserRepresentation``). ``raw`` is the whole object as Polaris sent it, kept so an
-    update can carry over every property, including ones this client does not model."""
-
-    id: str
-    username: str
-    email: str
-    first_name: str = ""
-    last_name: str = ""
-    enabled: bool = True
-    groups: tuple[tuple[str, str], ...] = ()  # (id, name)
-    actions: tuple[str, ...] = ()
-    raw: dict = field(default_factory=dict, compare=False, repr=False)
-
-    @property
-    def group_ids(self) -> set[str]:
-        return {gid for gid, _ in self.groups}
-
-    @property
-    def display_name(self) -> str:
-        return " ".join(p for p in (self.first_name, self.last_name) if p) or self.username
-
-    @classmethod
-    def parse(cls, data: dict) -> "User":
-        return cls(id=str(data.get("id", "")), username=str(data.get("username", "")),
-                   email=str(data.get("email") or data.get("username") or ""),
-                   first_name=str(data.get("firstName") or ""), last_name=str(data.get("lastName") or ""),
-                   enabled=bool(data.get("enabled", True)),
-                   groups=tuple((str(g.get("id", "")), str(g.get("name") or "")) for g in data.get("groups") or ()),
-                   actions=tuple(data.get("actions") or ()), raw=copy.deepcopy(data))
-
-
-@dataclass(frozen=True)
-class Page:
-    """One page of a paged list: ``values`` and ``count`` (the total over all pages)."""
-
-    values: list
-    count: int
-
-
-@dataclass(frozen=True)
-class PolarisAuditEvent:
-    """One of Polaris's own audit events (fact sheet, "Polaris's own audit events"): ``time`` (ISO 8601 as
-    sent), ``type`` (e.g. ``USER_PASSWORD_RESET``), ``category`` (``AUTH``/``ADMIN``), ``resource``,
-    ``actor_type``, ``actor_id``, ``summary``; ``raw`` is the whole object."""
-
-    time: str
-    type: str
-    category: str = ""
-    resource: str = ""
-    actor_type: str = ""
-    actor_id: str = ""
-    summary: str = ""
-    raw: dict = field(default_factory=dict, compare=False, repr=False)
-
-    @classmethod
-    def parse(cls, data: dict) -> "PolarisAuditEvent":
-        return cls(time=str(data.get("time") or ""), type=str(data.get("type") or ""),
-                   category=str(data.get("category") or ""), resource=str(data.get("resource") or ""),
-                   actor_type=str(data.get("actorType") or ""), actor_id=str(data.get("actorId") or ""),
-                   summary=str(data.get("summary") or ""), raw=copy.deepcopy(data))
-
-    def concerns(self, user_id: str) -> bool:
-        """Whether the event is about ``user_id`` (its resource, context or summary names it)."""
-        return bool(user_id) and (user_id in self.resource or user_id in str(self.raw.get("context") or "")
-                                  or user_id in self.summary)
-
-
-# --------------------------------------------------------------------------------------------- client
 CallHook = Callable[[str, str, "int | None", float, "str | None"], None]
 
 
@@ -325,7 +107,7 @@ class PolarisClient:
                                          method=method, path=path) from None
             status = response.status_code
             if status not in ok:
-                err = _error_for(status, method, path, response.content, response.headers)
+                err = error_for(status, method, path, response.content, response.headers)
                 error_code = err.code
                 raise err
             return response
@@ -594,100 +376,3 @@ class PolarisClient:
                 params[name] = value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         data = self._json("GET", "/v1/audit/events", params=params) or {}
         return [PolarisAuditEvent.parse(e) for e in data.get("values", []) if isinstance(e, dict)]
-
-
-MISS_REFRESH_SECONDS = 5.0  # a missed group name refreshes the list at most this often
-
-
-class GroupCatalog:
-    """The organization's groups, cached for ``ttl`` seconds (groups change rarely; a lookup per command
-    would be a Polaris call per command). :meth:`invalidate` drops the cache when the bot changes a group;
-    :meth:`refresh` reads it again on a miss, at most every :data:`MISS_REFRESH_SECONDS`. Thread-safe."""
-
-    def __init__(self, client: PolarisClient, ttl: float = 60.0, clock: Callable[[], float] = time.monotonic):
-        self.client, self.ttl, self.clock = client, ttl, clock
-        self._lock = threading.Lock()
-        self._refresh = threading.Lock()
-        self._groups: list[Group] | None = None
-        self._at = 0.0
-        self._miss_at = float("-inf")  # when refresh() last read the list
-
-    def all(self) -> list[Group]:
-        """Every group, from the cache when fresh. One caller refreshes an expired list while the others keep
-        using the previous one (or wait for it, when there is none yet), so an expiry under load is one
-        Polaris call, not one per thread. Raises :class:`PolarisError` when Polaris fails."""
-        with self._lock:
-            if self._groups is not None and self.clock() - self._at < self.ttl:
-                return self._groups
-            stale = self._groups
-        if stale is not None and not self._refresh.acquire(blocking=False):
-            return stale  # someone else is refreshing
-        if stale is None:
-            self._refresh.acquire()
-        try:
-            with self._lock:  # another thread may have refreshed while we waited
-                if self._groups is not None and self.clock() - self._at < self.ttl:
-                    return self._groups
-            groups = sorted(self.client.list_groups(), key=lambda g: g.name.lower())
-            with self._lock:
-                self._groups, self._at = groups, self.clock()
-            return groups
-        finally:
-            self._refresh.release()
-
-    def refresh(self, min_interval: float | None = None) -> list[Group]:
-        """Every group read again from Polaris, for a name or ID that was not in the cached list (a group made
-        in Polaris outside the bot is then found at once, not after ``ttl``). When a refresh read the list less
-        than ``min_interval`` seconds ago (default :data:`MISS_REFRESH_SECONDS`) the cached one is returned:
-        misses cost at most one Polaris call every ``min_interval`` seconds, and threads that miss together
-        wait for the one call in flight instead of making their own. Raises :class:`PolarisError` when Polaris fails
-        (the cached list is kept)."""
-        interval = MISS_REFRESH_SECONDS if min_interval is None else min_interval
-        with self._refresh:
-            with self._lock:
-                if self._groups is not None and self.clock() - self._miss_at < interval:
-                    return self._groups
-            groups = sorted(self.client.list_groups(), key=lambda g: g.name.lower())
-            with self._lock:
-                self._groups, self._at = groups, self.clock()
-                self._miss_at = self._at
-            return groups
-
-    def invalidate(self) -> None:
-        """Drop the cached list: the next lookup reads it from Polaris (after the bot changed a group or a
-        membership, so member counts and permissions are current)."""
-        with self._lock:
-            self._groups = None
-
-    def fresh(self) -> bool:
-        """True when :meth:`all` would answer from the cache now, without a Polaris call."""
-        with self._lock:
-            return self._groups is not None and self.clock() - self._at < self.ttl
-
-    def by_id(self, group_id: str) -> Group | None:
-        return next((g for g in self.all() if g.id == group_id), None)
-
-    def by_name(self, name: str) -> Group | None:
-        """The group named ``name`` ignoring case and surrounding quotes/space, or ``None``."""
-        wanted = normalize_group_name(name)
-        return next((g for g in self.all() if g.name.lower() == wanted), None)
-
-    def nearest(self, name: str, n: int = 3) -> list[str]:
-        """Up to ``n`` group names closest to ``name`` (difflib), for "did you mean" answers."""
-        import difflib
-
-        names = {g.name.lower(): g.name for g in self.all()}
-        wanted = normalize_group_name(name)
-        close = difflib.get_close_matches(wanted, list(names), n=n, cutoff=0.4)
-        contains = [k for k in names if wanted and (wanted in k or k in wanted) and k not in close]
-        return [names[k] for k in (close + contains)[:n]]
-
-
-def normalize_group_name(name: str) -> str:
-    """Lower-case, strip spaces and one pair of straight or curly quotes."""
-    text = name.strip()
-    for left, right in (('"', '"'), ("'", "'"), ("\u201c", "\u201d"), ("\u2018", "\u2019")):
-        if len(text) >= 2 and text[0] == left and text[-1] == right:
-            text = text[1:-1].strip()
-            break
-    return " ".join(text.split()).lower()
