@@ -16,8 +16,17 @@ from sqlalchemy import inspect, select, text
 
 from bot.models import APPLIED, AccessRequest
 from standins.polaris_sandbox import SANDBOX_API_KEY, Fault
-from tests.conftest import (APPROVER, APPROVER2, CHANNEL, OTHER, REQUESTER, SIGNING_SECRET, click_body,
-                            signed_headers, slash_body, wait_for)
+from tests.conftest import (
+    APPROVER,
+    APPROVER2,
+    OTHER,
+    REQUESTER,
+    SIGNING_SECRET,
+    click_body,
+    signed_headers,
+    slash_body,
+    wait_for,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,23 +84,6 @@ class Serve:
         if not self.log.closed:
             self.log.flush()
         return open(self.log_path).read()
-
-
-@pytest.fixture
-def serve_env(sandbox, slack, db, tmp_path, groups):
-    return {"SLACK_BOT_TOKEN": slack.bot_token, "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": slack.api_url,
-            "POLARIS_API_URL": sandbox.url, "POLARIS_API_KEY": SANDBOX_API_KEY, "DATABASE_URL": db.url,
-            "APPROVAL_CHANNEL": CHANNEL, "APPROVERS": f"{APPROVER},{APPROVER2}", "ADMINS": "",
-            "WORKER_INTERVAL": "0.2", "POLARIS_RETRY_SECONDS": "2", "_LOG_DIR": str(tmp_path)}
-
-
-@pytest.fixture
-def servers():
-    started: list[Serve] = []
-    yield started
-    for s in started:
-        s.kill()
-        s.log.close()
 
 
 def requests_in(db) -> list[AccessRequest]:

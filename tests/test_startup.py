@@ -7,12 +7,11 @@ import socket
 import subprocess
 import sys
 
-import pytest
 import requests
 
 from standins.polaris_sandbox import Fault
 from tests.conftest import CHANNEL, wait_for
-from tests.test_serve import ROOT, Serve, serve_env, servers  # noqa: F401  (fixtures)
+from tests.test_serve import ROOT, Serve
 
 
 def closed_port_url() -> str:
