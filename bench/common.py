@@ -71,7 +71,7 @@ def log(msg: str) -> None:
 
 
 # =========================================================================================== services
-def _services_main(conn, load_users: int, bulk: tuple[int, int] | None) -> None:
+def _services_main(conn, load_users: int, bulk: tuple[int, int] | None) -> None:  # noqa: C901
     """Child process: sandbox + stand-in on 127.0.0.1, then answer commands from ``conn`` until ``stop``."""
     from standins.polaris_sandbox import Fault, PolarisSandbox
     from standins.slack_api import SlackStandIn
@@ -557,10 +557,11 @@ def create_pending(services: Services, db_url: str, users: Iterable[int], group:
     (``/polaris request <group>``), in-process. Returns the request IDs."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from sqlalchemy import select
+
     from bot import wiring
     from bot.db import Database
     from bot.models import PENDING, AccessRequest
-    from sqlalchemy import select
 
     db = Database(db_url)
     core = wiring.build_core(make_settings(services, db_url, max_commands_per_minute=10_000), db=db)
@@ -592,11 +593,11 @@ def machine_facts() -> str:
     cpu = ""
     with contextlib.suppress(OSError):
         with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
     mem = ""
     with contextlib.suppress(OSError):
         with open("/proc/meminfo") as f:
-            kb = int(next(l for l in f if l.startswith("MemTotal")).split()[1])
+            kb = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
             mem = f"{kb / 1024 / 1024:.0f} GiB"
     try:
         nproc = len(os.sched_getaffinity(0))

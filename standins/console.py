@@ -18,6 +18,7 @@ from typing import Callable, TextIO
 from slack_sdk.signature import SignatureVerifier
 
 from bot.config import Settings
+
 from .polaris_sandbox import SANDBOX_API_KEY, PolarisSandbox
 from .slack_api import SlackStandIn
 
@@ -170,7 +171,7 @@ class Console:
                      f"{(r.request_id or '')[:8]:<8} {r.target or ''}{polaris} {r.detail or ''}".rstrip())
 
     # ---------------------------------------------------------------------------- loop
-    def handle(self, line: str) -> bool:
+    def handle(self, line: str) -> bool:  # noqa: C901
         line = line.strip()
         if not line or line.startswith("#"):
             return True
@@ -183,7 +184,7 @@ class Console:
         if word == "help":
             self.say(HELP)
         elif word == "people":
-            for name, (uid, email, first, last, role) in PEOPLE.items():
+            for name, (uid, email, _first, _last, role) in PEOPLE.items():
                 self.say(f"  {name:<6} {uid:<8} {email:<22} {role}")
         elif word == "as":
             name = rest.strip().lower()

@@ -35,8 +35,7 @@ from typing import Any, Callable, Iterator
 import requests
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_before_delay, wait_exponential_jitter
 
-from .errors import (PolarisBadRequest, PolarisConflict, PolarisError, PolarisNotFound, PolarisUnavailable,
-                     PolarisWriteUnknown, error_for)
+from .errors import PolarisError, PolarisUnavailable, PolarisWriteUnknown, error_for
 from .models import Group, Page, Permission, PolarisAuditEvent, User
 
 log = logging.getLogger("bot.polaris")  # the name it always had (log configuration and tests rely on it)

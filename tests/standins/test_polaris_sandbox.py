@@ -21,7 +21,6 @@ import responses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-
 from standins.polaris_sandbox import (
     ALERTS_AND_REPORTS_ID,
     DATA_ANALYST_ID,
@@ -36,8 +35,8 @@ from standins.polaris_sandbox import (
     PolarisSandbox,
     SandboxServer,
 )
-
 from tests.polaris_spec import SPEC_DIR, guide_json_blocks
+
 RAW_AUTH = {"Authorization": f"Basic {SANDBOX_API_KEY}"}
 RFC_AUTH = {"Authorization": "Basic " + base64.b64encode(f"{SANDBOX_API_KEY}:".encode()).decode()}
 BASE = "https://example.api.imply.io"
@@ -703,7 +702,7 @@ def test_fault_validation():
         Fault(status=500, drop=True)
     with pytest.raises(ValueError):
         Fault(after_handle=True)
-    with pytest.raises(Exception):
+    with pytest.raises(re.error):
         Fault(path="(unclosed")
 
 
