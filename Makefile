@@ -16,6 +16,7 @@ demo: $(STAMP)
 	$(BIN)/python app.py demo
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 serve: $(STAMP)
@@ -28,4 +29,4 @@ bench: $(STAMP)
 	bash bench/run_all.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache

@@ -39,7 +39,7 @@ APPROVERS = [c.APPROVER, c.APPROVER2]
 
 
 # =========================================================================================== data
-def generate(n_rows: int, n_requests: int, n_actors: int, seed: int, now: dt.datetime):
+def generate(n_rows: int, n_requests: int, n_actors: int, seed: int, now: dt.datetime):  # noqa: C901
     """Returns (requests, approvals, audit) as lists of dicts keyed by column name (naive UTC datetimes)."""
     from bot.models import AccessRequest
 
@@ -166,7 +166,7 @@ def naive(value: dt.datetime | None):
     return None if value is None else value.astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
-def load(db, table, rows: list[dict]) -> float:
+def load(db, table, rows: list[dict]) -> float:  # noqa: C901
     """Bulk insert ``rows`` into ``table`` (a SQLAlchemy Table); returns seconds."""
     cols = [col.name for col in table.columns if not (col.primary_key and col.autoincrement is True
                                                         and col.name == "id" and table.name != "access_requests")]
@@ -286,7 +286,6 @@ def indexes_used(plan: str, is_sqlite: bool) -> str:
 
     if is_sqlite:
         names = re.findall(r"USING (?:COVERING )?INDEX (\w+)", plan)
-        scans = re.findall(r"SCAN (\w+)(?! USING)", plan)
         out = sorted(set(names))
         full = [s for s in re.findall(r"^SCAN (\w+)$", plan, re.M)]
         return ", ".join(out + [f"full scan of {s}" for s in full]) or "–"
@@ -297,10 +296,11 @@ def indexes_used(plan: str, is_sqlite: bool) -> str:
 
 # =========================================================================================== main
 def run_db(kind: str, args, data, now) -> dict:
-    import app as entry
+    from sqlalchemy import text
+
+    from bot import wiring
     from bot.db import Database
     from bot.models import AccessRequest, Approval, AuditEvent
-    from sqlalchemy import text
 
     requests, approvals, audit = data
     out = {"kind": kind, "rows": []}
@@ -342,7 +342,7 @@ def run_db(kind: str, args, data, now) -> dict:
             polaris_url, slack_api_url = DEAD_URL, DEAD_URL + "/api/"
 
         settings = c.make_settings(Nowhere, url, polaris_retry_seconds=0.0, max_commands_per_minute=30)
-        core = entry.build_core(settings, db=db)
+        core = wiring.build_core(settings, db=db)
         service = core.service
         capture = Capture(db.engine)
         cases = [

@@ -3,7 +3,7 @@ and 200 groups.
 
     .venv/bin/python bench/call_economy.py        # ~10 seconds
 
-The core is built in-process as tests/conftest.py does (``app.build_core(settings, db=...)``, a migrated
+The core is built in-process as tests/conftest.py does (``bot.wiring.build_core(settings, db=...)``, a migrated
 SQLite file), against the Polaris sandbox (``seed_bulk(10000, 200)`` plus three approvers in Organization
 Admin) and the Slack stand-in, both served on 127.0.0.1. Every Polaris call the sandbox receives is counted
 (``sandbox.calls``) per step:
@@ -39,10 +39,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     started = time.monotonic()
 
-    import app as entry
+    from bot import wiring
     from bot.db import Database
-    from bot.sandbox import PolarisSandbox
-    from bot.slack_standin import SlackStandIn
+    from standins.polaris_sandbox import PolarisSandbox
+    from standins.slack_api import SlackStandIn
 
     sandbox = PolarisSandbox(seed=False)
     t0 = time.monotonic()
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     try:
         with c.database(args.db) as (db_kind, db_url):
             db = Database(db_url)
-            core = entry.build_core(c.make_settings(Services, db_url), db=db)
+            core = wiring.build_core(c.make_settings(Services, db_url), db=db)
             service = core.service
 
             def step(group: str, name: str, fn) -> object:
@@ -179,7 +179,7 @@ def report(args, steps, seed_s, elapsed) -> None:
 
 Command: `.venv/bin/python bench/call_economy.py`. Parameters: Polaris sandbox with {args.users:,} users and
 {args.groups} custom groups (`seed_bulk`, {seed_s:.2f} s) + the 4 predefined groups and 3 approvers; core built
-in-process (`app.build_core`) on a migrated SQLite file; Slack stand-in. Polaris calls counted from `sandbox.calls`
+in-process (`bot.wiring.build_core`) on a migrated SQLite file; Slack stand-in. Polaris calls counted from `sandbox.calls`
 per step; group cache emptied before the first `groups`, warm afterwards. Whole run {elapsed:.1f} s.
 
 {table}

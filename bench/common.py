@@ -71,10 +71,10 @@ def log(msg: str) -> None:
 
 
 # =========================================================================================== services
-def _services_main(conn, load_users: int, bulk: tuple[int, int] | None) -> None:
+def _services_main(conn, load_users: int, bulk: tuple[int, int] | None) -> None:  # noqa: C901
     """Child process: sandbox + stand-in on 127.0.0.1, then answer commands from ``conn`` until ``stop``."""
-    from bot.sandbox import Fault, PolarisSandbox
-    from bot.slack_standin import SlackStandIn
+    from standins.polaris_sandbox import Fault, PolarisSandbox
+    from standins.slack_api import SlackStandIn
 
     sandbox = PolarisSandbox(seed=False)
     if bulk:
@@ -557,13 +557,14 @@ def create_pending(services: Services, db_url: str, users: Iterable[int], group:
     (``/polaris request <group>``), in-process. Returns the request IDs."""
     from concurrent.futures import ThreadPoolExecutor
 
-    import app as entry
-    from bot.db import Database
-    from bot.models import PENDING, AccessRequest
     from sqlalchemy import select
 
+    from bot import wiring
+    from bot.db import Database
+    from bot.models import PENDING, AccessRequest
+
     db = Database(db_url)
-    core = entry.build_core(make_settings(services, db_url, max_commands_per_minute=10_000), db=db)
+    core = wiring.build_core(make_settings(services, db_url, max_commands_per_minute=10_000), db=db)
     user_ids = [load_user(i)[0] for i in users]
     with ThreadPoolExecutor(threads) as pool:
         replies = list(pool.map(lambda u: core.service.handle_command(u, f"request {group} bench"), user_ids))
@@ -592,11 +593,11 @@ def machine_facts() -> str:
     cpu = ""
     with contextlib.suppress(OSError):
         with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
     mem = ""
     with contextlib.suppress(OSError):
         with open("/proc/meminfo") as f:
-            kb = int(next(l for l in f if l.startswith("MemTotal")).split()[1])
+            kb = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
             mem = f"{kb / 1024 / 1024:.0f} GiB"
     try:
         nproc = len(os.sched_getaffinity(0))

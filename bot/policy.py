@@ -38,7 +38,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
 MANAGER = "manager"
 ORG_ADMIN = "organization admin"
@@ -149,40 +149,62 @@ def _rule(data: Any, base: Rule, *, where: list[str], text: str, path: str) -> R
     unknown = sorted(set(data) - _KEYS)
     if unknown:
         fail(unknown[0], f"unknown key {unknown[0]!r} in [{'.'.join(where)}]; allowed: {', '.join(sorted(_KEYS))}")
+    values = {**_approvers_of(data, fail), **_numbers_of(data, fail), **_flags_of(data, fail), **_ttl_of(data, fail)}
+    line = _line_of(text, where, None) if where else 1
+    rule = replace(base, **values, source=f"{path} line {line}")
+    _check_consistent(rule, fail)
+    return rule
+
+
+def _approvers_of(data: dict, fail: Callable) -> dict[str, Any]:
+    if "approvers" not in data:
+        return {}
+    approvers = data["approvers"]
+    if not isinstance(approvers, list) or not all(isinstance(a, str) for a in approvers):
+        fail("approvers", "approvers must be a list of strings")
+    for a in approvers:
+        if a != MANAGER and not _USER.match(a) and not _USERGROUP.match(a):
+            fail("approvers", f"approver {a!r} is not a Slack user ID (U…), user group ID (S…) or \"manager\"")
+    return {"approvers": tuple(dict.fromkeys(approvers))}
+
+
+def _numbers_of(data: dict, fail: Callable) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    if "approvers" in data:
-        approvers = data["approvers"]
-        if not isinstance(approvers, list) or not all(isinstance(a, str) for a in approvers):
-            fail("approvers", "approvers must be a list of strings")
-        for a in approvers:
-            if a != MANAGER and not _USER.match(a) and not _USERGROUP.match(a):
-                fail("approvers", f"approver {a!r} is not a Slack user ID (U…), user group ID (S…) or \"manager\"")
-        values["approvers"] = tuple(dict.fromkeys(approvers))
     for key in ("approvals", "reason_min_length"):
         if key in data:
             v = data[key]
             if isinstance(v, bool) or not isinstance(v, int) or v < (1 if key == "approvals" else 0) or v > 1000:
                 fail(key, f"{key} must be a whole number ≥ {1 if key == 'approvals' else 0}")
             values[key] = v
+    return values
+
+
+def _flags_of(data: dict, fail: Callable) -> dict[str, Any]:
+    values: dict[str, Any] = {}
     for key in ("auto_approve", "reason_required"):
         if key in data:
             if not isinstance(data[key], bool):
                 fail(key, f"{key} must be true or false")
             values[key] = data[key]
-    if "ttl_hours" in data:
-        v = data["ttl_hours"]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.02 <= v <= 24 * 90:
-            fail("ttl_hours", "ttl_hours must be a number of hours between 0.02 and 2160")
-        values["ttl"] = float(v) * 3600.0
-    line = _line_of(text, where, None) if where else 1
-    rule = replace(base, **values, source=f"{path} line {line}")
+    return values
+
+
+def _ttl_of(data: dict, fail: Callable) -> dict[str, Any]:
+    if "ttl_hours" not in data:
+        return {}
+    v = data["ttl_hours"]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.02 <= v <= 24 * 90:
+        fail("ttl_hours", "ttl_hours must be a number of hours between 0.02 and 2160")
+    return {"ttl": float(v) * 3600.0}
+
+
+def _check_consistent(rule: Rule, fail: Callable) -> None:
     if rule.auto_approve and rule.approvals > 1:
         fail("auto_approve", "a rule cannot both auto-approve and need more than one approval")
     if rule.approvers and rule.approvers != (MANAGER,) and rule.approvals > len(
             [a for a in rule.approvers if a != MANAGER]) + (1 if rule.wants_manager else 0) and not any(
             _USERGROUP.match(a) for a in rule.approvers):
         fail("approvals", f"approvals = {rule.approvals} but only {len(rule.approvers)} approvers are named")
-    return rule
 
 
 def load_policy(path: str | None, *, ttl: float = 24 * 3600.0, manager_field: str | None = None) -> Policy:
@@ -194,17 +216,7 @@ def load_policy(path: str | None, *, ttl: float = 24 * 3600.0, manager_field: st
     base = Rule(ttl=ttl)
     if not path:
         return Policy(defaults=base, manager_field=manager_field)
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as e:
-        raise PolicyError(f"{path}:0: cannot read the policy file ({e.strerror})") from None
-    text = raw.decode("utf-8", "replace")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        line = getattr(e, "lineno", None) or (re.search(r"line (\d+)", str(e)) or [None, "1"])[1]
-        raise PolicyError(f"{path}:{line}: invalid TOML: {getattr(e, 'msg', str(e))}") from None
+    text, data = _read_toml(path)
     allowed = {"defaults", "groups", "password_reset", "managers", "manager_field"}
     for key in data:
         if key not in allowed:
@@ -216,6 +228,33 @@ def load_policy(path: str | None, *, ttl: float = 24 * 3600.0, manager_field: st
     defaults = _rule(data.get("defaults", {}), base, where=["defaults"], text=text, path=path)
     if "defaults" not in data:
         defaults = replace(defaults, source="defaults")
+    groups = _group_rules(data, defaults, text=text, path=path)
+    reset = None
+    if "password_reset" in data:
+        reset = _rule(data["password_reset"], defaults, where=["password_reset"], text=text, path=path)
+        if reset.auto_approve:
+            raise PolicyError(f"{path}:{_line_of(text, ['password_reset'], 'auto_approve')}: password resets cannot be auto-approved")
+    managers = _managers_of(data, text=text, path=path)
+    return Policy(defaults=defaults, groups=groups, password_reset=reset, managers=dict(managers),
+                  manager_field=field_id, path=path)
+
+
+def _read_toml(path: str) -> tuple[str, dict]:
+    """The file's text and its parsed TOML; :class:`PolicyError` when it cannot be read or parsed."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as e:
+        raise PolicyError(f"{path}:0: cannot read the policy file ({e.strerror})") from None
+    text = raw.decode("utf-8", "replace")
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        line = getattr(e, "lineno", None) or (re.search(r"line (\d+)", str(e)) or [None, "1"])[1]
+        raise PolicyError(f"{path}:{line}: invalid TOML: {getattr(e, 'msg', str(e))}") from None
+
+
+def _group_rules(data: dict, defaults: Rule, *, text: str, path: str) -> dict[str, Rule]:
     groups: dict[str, Rule] = {}
     raw_groups = data.get("groups", {})
     if not isinstance(raw_groups, dict):
@@ -232,11 +271,10 @@ def load_policy(path: str | None, *, ttl: float = 24 * 3600.0, manager_field: st
             bad = "auto_approve" if groups[key].auto_approve else "approvals"
             raise PolicyError(f"{path}:{_line_of(text, ['groups', name], bad)}: Organization Admin needs at least two "
                               "approvals and cannot be auto-approved")
-    reset = None
-    if "password_reset" in data:
-        reset = _rule(data["password_reset"], defaults, where=["password_reset"], text=text, path=path)
-        if reset.auto_approve:
-            raise PolicyError(f"{path}:{_line_of(text, ['password_reset'], 'auto_approve')}: password resets cannot be auto-approved")
+    return groups
+
+
+def _managers_of(data: dict, *, text: str, path: str) -> dict:
     managers = data.get("managers", {})
     if not isinstance(managers, dict):
         raise PolicyError(f"{path}:{_line_of(text, None, 'managers')}: [managers] must map user IDs to user IDs")
@@ -245,5 +283,4 @@ def load_policy(path: str | None, *, ttl: float = 24 * 3600.0, manager_field: st
             raise PolicyError(f"{path}:{_line_of(text, ['managers'], who)}: [managers] entries look like U01ALICE = \"U01BOB\"")
         if who == manager:
             raise PolicyError(f"{path}:{_line_of(text, ['managers'], who)}: {who} cannot be their own manager")
-    return Policy(defaults=defaults, groups=groups, password_reset=reset, managers=dict(managers),
-                  manager_field=field_id, path=path)
+    return managers

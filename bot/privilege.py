@@ -7,7 +7,7 @@ themselves every other permission. A request for a privileged group needs at lea
 a member of Organization Admin in Polaris, and is never auto-approved.
 
 Source: the permission catalogue of the public guide "Manage users and groups through API"
-(``identity-management-guide.txt``, "List all permissions", mirrored by ``bot.sandbox.PERMISSION_CATALOGUE``):
+(``identity-management-guide.txt``, "List all permissions", mirrored by ``standins.polaris_sandbox.PERMISSION_CATALOGUE``):
 the organization-level permissions are the ones listed without ``resources``. Of those, the ``Administer…``
 ones are here. ``ManageApiKeys`` is organization-level too but is not an administration permission (the
 predefined Data Manager group grants it); a permission Polaris adds later whose name starts with

@@ -1,7 +1,7 @@
 """The one Slack Web API client of the core (:class:`SlackGateway`), and Slack identities.
 
 Wraps ``slack_sdk.WebClient`` (``base_url`` settable, so tests and the demo point it at the local stand-in
-``bot.slack_standin``) with slack_sdk's retry handlers for connection errors and 5xx. A rate limit (429) is
+``standins.slack_api``) with slack_sdk's retry handlers for connection errors and 5xx. A rate limit (429) is
 not waited out: the call fails at once with ``SlackError("ratelimited", retry_after=...)``, because the calls
 run on shared work threads that must not sleep for Slack's ``Retry-After`` (up to minutes); the worker
 retries unposted cards and untold DMs later. Every notification it sends is audited.

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Iterable, Sequence
 
-from .models import (APPLIED, APPROVED, DENIED, EXPIRED, FAILED, INVITE, JOIN, PENDING, RESET_PASSWORD,
-                     AccessRequest)
 from . import privilege
+from .models import APPLIED, APPROVED, DENIED, EXPIRED, FAILED, INVITE, JOIN, PENDING, RESET_PASSWORD, AccessRequest
 from .polaris import Group, Permission, User
 
 SECTION_MAX = 3000
@@ -138,7 +137,21 @@ def approval_card(req: AccessRequest, *, group: Group | None = None, approvals: 
     who = mention(req.requester_id)
     title = f"Access request: {kind_phrase(req)}"
     text = f"{who} asks for {kind_phrase(req)}"
-    blocks: list[dict] = [header("Polaris access request"), section(f"{who} asks for {kind_phrase(req)}.")]
+    blocks: list[dict] = [header("Polaris access request"), section(f"{who} asks for {kind_phrase(req)}."),
+                          _card_fields(req)]
+    blocks += _card_grants(req, group)
+    blocks += _card_approvals(req, approvals, manager_wanted)
+    blocks += _card_state(req)
+    if note:
+        blocks.append(context(note))
+    blocks += _card_buttons(req)
+    blocks.append(context(f"Request `{req.id[:8]}` · {req.created_at:%Y-%m-%d %H:%M} UTC"))
+    return clip(f"{title} — {STATE_LABEL.get(req.state, req.state)} ({text})", 3000), blocks[:MESSAGE_BLOCKS_MAX]
+
+
+def _card_fields(req: AccessRequest) -> dict:
+    """Requester, the person it is for (when someone else), group and reason."""
+    who = mention(req.requester_id)
     fields = [f"*Requester*\n{who} (`{esc(req.requester_email or 'no email')}`)"]
     if (req.target_email or "").lower() != (req.requester_email or "").lower():
         target = f"{mention(req.target_slack_id)} (`{esc(req.target_email)}`)" if req.target_slack_id \
@@ -148,14 +161,25 @@ def approval_card(req: AccessRequest, *, group: Group | None = None, approvals: 
     if req.group_name:
         fields.append(f"*Group*\n{esc(req.group_name)}")
     fields.append(f"*Reason*\n{esc(req.reason) if req.reason else '_none given_'}")
-    blocks.append({"type": "section", "fields": [{"type": "mrkdwn", "text": clip(f, 2000)} for f in fields[:10]]})
-    if group is not None and req.kind != RESET_PASSWORD:
-        grants = permission_lines(group.permissions)
-        blocks.append(section(f"*{esc(group.name)} grants:*\n" + bullet_list(grants, limit=15)))
-        if privilege.is_privileged(group):
-            why = ", ".join(privilege.privileged_grants(group)) or privilege.ORG_ADMIN
-            blocks.append(context(f":rotating_light: Privileged ({esc(why)}): needs {privilege.PRIVILEGED_APPROVALS} "
-                                  f"approvals by {privilege.ORG_ADMIN} members in Polaris."))
+    return {"type": "section", "fields": [{"type": "mrkdwn", "text": clip(f, 2000)} for f in fields[:10]]}
+
+
+def _card_grants(req: AccessRequest, group: Group | None) -> list[dict]:
+    """What the group grants, and the privileged-group warning."""
+    if group is None or req.kind == RESET_PASSWORD:
+        return []
+    grants = permission_lines(group.permissions)
+    blocks = [section(f"*{esc(group.name)} grants:*\n" + bullet_list(grants, limit=15))]
+    if privilege.is_privileged(group):
+        why = ", ".join(privilege.privileged_grants(group)) or privilege.ORG_ADMIN
+        blocks.append(context(f":rotating_light: Privileged ({esc(why)}): needs {privilege.PRIVILEGED_APPROVALS} "
+                              f"approvals by {privilege.ORG_ADMIN} members in Polaris."))
+    return blocks
+
+
+def _card_approvals(req: AccessRequest, approvals: Sequence[str], manager_wanted: bool) -> list[dict]:
+    """Who decides (the manager, when wanted) and the approvals so far, when more than one is needed."""
+    blocks = []
     if req.manager_id:
         blocks.append(context(f"Manager approval: {mention(req.manager_id)} decides (a copy of this card was sent to them)."))
     elif manager_wanted:
@@ -167,13 +191,18 @@ def approval_card(req: AccessRequest, *, group: Group | None = None, approvals: 
             blocks.append(context(f"Needs {req.approvals_required} approvals. So far: {got}"))
         elif approvals:
             blocks.append(context(f"Approved by {got}"))
+    return blocks
+
+
+def _card_state(req: AccessRequest) -> list[dict]:
+    """The state line (who decided), the outcome, and a failed attempt's count and time."""
     state = f"{STATE_EMOJI.get(req.state, '')} *{STATE_LABEL.get(req.state, req.state)}*"
     if req.decided_by and req.state != PENDING:
         verb = "Denied" if req.state == DENIED else "Approved"
         state += f" — {verb.lower()} by {mention(req.decided_by)}"
     if req.state == EXPIRED:
         state += " — nobody decided in time"
-    blocks.append(section(state))
+    blocks = [section(state)]
     if req.outcome and req.state in (APPLIED, FAILED, APPROVED):
         blocks.append(context(outcome_text(req)))
     if req.state == FAILED:
@@ -181,21 +210,23 @@ def approval_card(req: AccessRequest, *, group: Group | None = None, approvals: 
         retried = f" ({retries} Retr{'y' if retries == 1 else 'ies'} so far)" if retries else ""
         when = f" at {req.updated_at:%Y-%m-%d %H:%M:%S} UTC" if req.updated_at else ""
         blocks.append(context(f"Attempt {retries + 1} failed{when}{retried}."))
-    if note:
-        blocks.append(context(note))
+    return blocks
+
+
+def _card_buttons(req: AccessRequest) -> list[dict]:
+    """Approve/Deny while pending, Retry when failed (``value`` = request ID), none otherwise."""
     if req.state == PENDING:
-        blocks.append({"type": "actions", "block_id": f"decide:{req.id}", "elements": [
+        return [{"type": "actions", "block_id": f"decide:{req.id}", "elements": [
             {"type": "button", "action_id": APPROVE_ACTION, "style": "primary", "value": req.id,
              "text": {"type": "plain_text", "text": "Approve"}},
             {"type": "button", "action_id": DENY_ACTION, "style": "danger", "value": req.id,
              "text": {"type": "plain_text", "text": "Deny"}},
-        ]})
-    elif req.state == FAILED:
-        blocks.append({"type": "actions", "block_id": f"retry:{req.id}", "elements": [
+        ]}]
+    if req.state == FAILED:
+        return [{"type": "actions", "block_id": f"retry:{req.id}", "elements": [
             {"type": "button", "action_id": RETRY_ACTION, "value": req.id,
-             "text": {"type": "plain_text", "text": "Retry"}}]})
-    blocks.append(context(f"Request `{req.id[:8]}` · {req.created_at:%Y-%m-%d %H:%M} UTC"))
-    return clip(f"{title} — {STATE_LABEL.get(req.state, req.state)} ({text})", 3000), blocks[:MESSAGE_BLOCKS_MAX]
+             "text": {"type": "plain_text", "text": "Retry"}}]}]
+    return []
 
 
 def requester_update(req: AccessRequest, approvers: Sequence[str] = ()) -> str:

@@ -9,7 +9,7 @@ from bot.db import normalize_url
 from bot.models import Base
 
 config = context.config
-if config.config_file_name and not config.attributes.get("configure_logger") is False:
+if config.config_file_name and config.attributes.get("configure_logger") is not False:
     logging.config.fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 url = config.get_main_option("sqlalchemy.url") or normalize_url(

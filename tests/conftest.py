@@ -3,11 +3,11 @@ Polaris sandbox and the Slack stand-in on 127.0.0.1, and a fully wired core and 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import time
 import urllib.parse
 import uuid
-import json
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -15,8 +15,8 @@ from sqlalchemy import create_engine, text
 from bot.config import Settings
 from bot.db import Database, normalize_url
 from bot.models import Base
-from bot.sandbox import SANDBOX_API_KEY, PolarisSandbox
-from bot.slack_standin import SlackStandIn
+from standins.polaris_sandbox import SANDBOX_API_KEY, PolarisSandbox
+from standins.slack_api import SlackStandIn
 
 for _name in [k for k in os.environ if k.startswith("SLACK_")]:
     os.environ.pop(_name)
@@ -124,9 +124,9 @@ def settings(sandbox, slack, db):
 
 @pytest.fixture
 def core(settings, db):
-    import app as entry
+    from bot import wiring
 
-    c = entry.build_core(settings, db=db)
+    c = wiring.build_core(settings, db=db)
     c.polaris.backoff_initial, c.polaris.backoff_max = 0.01, 0.05
     yield c
     c.service.drain()  # background work finishes before the stand-ins stop
@@ -202,3 +202,21 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += dt.timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def serve_env(sandbox, slack, db, tmp_path, groups):
+    """The environment of a ``python app.py serve`` process (``tests.test_serve.Serve``) on these stand-ins."""
+    return {"SLACK_BOT_TOKEN": slack.bot_token, "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": slack.api_url,
+            "POLARIS_API_URL": sandbox.url, "POLARIS_API_KEY": SANDBOX_API_KEY, "DATABASE_URL": db.url,
+            "APPROVAL_CHANNEL": CHANNEL, "APPROVERS": f"{APPROVER},{APPROVER2}", "ADMINS": "",
+            "WORKER_INTERVAL": "0.2", "POLARIS_RETRY_SECONDS": "2", "_LOG_DIR": str(tmp_path)}
+
+
+@pytest.fixture
+def servers():
+    started: list = []  # tests.test_serve.Serve processes, killed at the end
+    yield started
+    for s in started:
+        s.kill()
+        s.log.close()

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from bot.models import AccessRequest
 from tests.conftest import REQUESTER, SIGNING_SECRET, wait_for
-from tests.test_serve import Serve, serve_env, servers  # noqa: F401  (fixtures)
+from tests.test_serve import Serve
 
 MiB = 1024 * 1024
 
@@ -74,10 +74,10 @@ def call(app, body: bytes = b"", headers: dict | None = None, *, method: str = "
 
 @pytest.fixture
 def edge(core, groups):
-    import app as entry
+    from bot import wiring
 
-    bolt = entry.build_bolt_app(core)
-    yield entry.make_wsgi(core, bolt)
+    bolt = wiring.build_bolt_app(core)
+    yield wiring.make_wsgi(core, bolt)
     bolt.listener_pool.shutdown(wait=True)
 
 
@@ -145,7 +145,7 @@ def test_issue_inputs_with_payload_through_serve(serve_env, servers, slack, db):
     for form in forms:
         assert server.post(urllib.parse.urlencode(form)).status_code == 200
     for form in forms[1:]:
-        wait_for(lambda: answers_to(slack, form))
+        wait_for(lambda form=form: answers_to(slack, form))
     with db.session() as s:
         req = wait_for(lambda: list(s.scalars(select(AccessRequest))))[0]
     assert req.reason == "debugging the ingestion payload format"

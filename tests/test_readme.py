@@ -21,7 +21,7 @@ VENV_PYTHON = ".venv/bin/python"
 def sections(text: str) -> dict[str, str]:
     """``## Title`` -> its text (with its ``###`` subsections)."""
     parts = re.split(r"^## +(.+)$", text, flags=re.M)
-    return {title.strip(): body for title, body in zip(parts[1::2], parts[2::2])}
+    return {title.strip(): body for title, body in zip(parts[1::2], parts[2::2], strict=True)}
 
 
 def shown_commands(text: str) -> list[list[str]]:

@@ -15,9 +15,18 @@ import requests
 from sqlalchemy import inspect, select, text
 
 from bot.models import APPLIED, AccessRequest
-from bot.sandbox import SANDBOX_API_KEY, Fault
-from tests.conftest import (APPROVER, APPROVER2, CHANNEL, OTHER, REQUESTER, SIGNING_SECRET, click_body,
-                            signed_headers, slash_body, wait_for)
+from standins.polaris_sandbox import SANDBOX_API_KEY, Fault
+from tests.conftest import (
+    APPROVER,
+    APPROVER2,
+    OTHER,
+    REQUESTER,
+    SIGNING_SECRET,
+    click_body,
+    signed_headers,
+    slash_body,
+    wait_for,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,23 +84,6 @@ class Serve:
         if not self.log.closed:
             self.log.flush()
         return open(self.log_path).read()
-
-
-@pytest.fixture
-def serve_env(sandbox, slack, db, tmp_path, groups):
-    return {"SLACK_BOT_TOKEN": slack.bot_token, "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": slack.api_url,
-            "POLARIS_API_URL": sandbox.url, "POLARIS_API_KEY": SANDBOX_API_KEY, "DATABASE_URL": db.url,
-            "APPROVAL_CHANNEL": CHANNEL, "APPROVERS": f"{APPROVER},{APPROVER2}", "ADMINS": "",
-            "WORKER_INTERVAL": "0.2", "POLARIS_RETRY_SECONDS": "2", "_LOG_DIR": str(tmp_path)}
-
-
-@pytest.fixture
-def servers():
-    started: list[Serve] = []
-    yield started
-    for s in started:
-        s.kill()
-        s.log.close()
 
 
 def requests_in(db) -> list[AccessRequest]:
@@ -243,12 +235,12 @@ def test_unreachable_database_is_one_line(tmp_path):
 
 
 def test_wrong_bot_token_stops_at_start(serve_env, core):
-    import app as entry
+    from bot import wiring
     from bot.config import ConfigError
 
     core.slack.client.token = "xoxb-wrong-token"
     with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN was refused"):
-        entry.build_bolt_app(core, verify_token=True)
+        wiring.build_bolt_app(core, verify_token=True)
 
 
 def test_serve_with_a_refused_bot_token_says_so(serve_env):

@@ -7,12 +7,11 @@ import socket
 import subprocess
 import sys
 
-import pytest
 import requests
 
-from bot.sandbox import Fault
+from standins.polaris_sandbox import Fault
 from tests.conftest import CHANNEL, wait_for
-from tests.test_serve import ROOT, Serve, serve_env, servers  # noqa: F401  (fixtures)
+from tests.test_serve import ROOT, Serve
 
 
 def closed_port_url() -> str:
@@ -49,12 +48,12 @@ def test_serve_start_says_what_it_uses_without_bolts_warning(serve_env, servers,
 
 
 def test_database_in_the_start_line_hides_its_password():
-    import app as entry
+    from bot import wiring
 
-    shown = entry.database_for_log("postgresql://bot:s3cr3t-pw@db.example:5432/pab?sslpassword=k3y&sslmode=require")
+    shown = wiring.database_for_log("postgresql://bot:s3cr3t-pw@db.example:5432/pab?sslpassword=k3y&sslmode=require")
     assert "s3cr3t-pw" not in shown and "k3y" not in shown
     assert shown.startswith("postgresql://bot:***@db.example:5432/pab") and "sslmode=require" in shown
-    assert entry.database_for_log("sqlite:////tmp/x.sqlite3") == "sqlite:////tmp/x.sqlite3"
+    assert wiring.database_for_log("sqlite:////tmp/x.sqlite3") == "sqlite:////tmp/x.sqlite3"
 
 
 def test_unreachable_slack_at_serve_start_is_one_line(serve_env, servers):

@@ -6,7 +6,6 @@ import dataclasses
 
 import pytest
 
-
 from bot.config import DEFAULT_DATABASE_URL, ConfigError, Settings, load_settings
 
 BOT_TOKEN = "xoxb-1111-2222-SeCrEtBoTtOkEn"
@@ -293,7 +292,7 @@ def config_problems(environ, **kw) -> list[str]:
 def test_every_missing_setting_is_reported_at_once_a_line_each():
     problems = config_problems({})
     assert len(problems) == len(SIX_MISSING), problems
-    for name, line in zip(SIX_MISSING, problems):
+    for name, line in zip(SIX_MISSING, problems, strict=True):
         assert line.startswith(name) and "\n" not in line
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from bot.deliveries import DELIVERY_MAX_ATTEMPTS
 from bot.models import APPLIED, DENIED, FAILED, PENDING, Delivery, SlackEvent
-from bot.sandbox import Fault
+from standins.polaris_sandbox import Fault
 from tests.bot.access.helpers import audit_actions, buttons, card, dms, only_request
 from tests.conftest import ADMIN, APPROVER, APPROVER2, CHANNEL, REQUESTER, Clock
 

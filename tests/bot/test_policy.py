@@ -86,7 +86,7 @@ def test_missing_policy_file_is_a_clear_error(tmp_path):
 
 
 def test_bad_policy_stops_serve_with_the_line(tmp_path):
-    import app as entry
+    from bot import wiring
     from bot.config import ConfigError, Settings
 
     path = write(tmp_path, "[defaults]\napprovals = 'two'\n")
@@ -94,7 +94,7 @@ def test_bad_policy_stops_serve_with_the_line(tmp_path):
                         polaris_api_key="pok_x", approval_channel="C0X", approvers=frozenset({"U0BOB"}),
                         admins=frozenset(), database_url=f"sqlite:///{tmp_path}/x.db", policy_file=path)
     with pytest.raises(ConfigError, match=rf"POLICY_FILE: {path}:2: approvals"):
-        entry.build_core(settings)
+        wiring.build_core(settings)
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from tests.conftest import (APPROVER, OTHER, REQUESTER, click_body, signed_heade
 
 @pytest.fixture
 def bolt(core):
-    import app as entry
+    from bot import wiring
 
-    app = entry.build_bolt_app(core)
+    app = wiring.build_bolt_app(core)
     yield app
     app.listener_pool.shutdown(wait=True)
 
@@ -51,7 +51,7 @@ def test_unsigned_tampered_and_stale_requests_get_401(bolt, slack, groups, db):
 
 
 def test_slash_command_acks_at_once_and_answers_on_response_url(bolt, slack, groups, sandbox):
-    from bot.sandbox import Fault
+    from standins.polaris_sandbox import Fault
 
     sandbox.add_fault(Fault(delay=2.0, times=None))  # a slow Polaris must not delay the ack
     body = slash_body(slack, REQUESTER, "groups")

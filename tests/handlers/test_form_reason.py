@@ -16,9 +16,9 @@ from tests.conftest import REQUESTER, signed_headers, slash_body, wait_for
 
 @pytest.fixture
 def bolt(core):
-    import app as entry
+    from bot import wiring
 
-    app = entry.build_bolt_app(core)
+    app = wiring.build_bolt_app(core)
     yield app
     app.listener_pool.shutdown(wait=True)
 

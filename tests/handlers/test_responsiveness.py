@@ -12,16 +12,15 @@ import pytest
 from sqlalchemy import select
 
 from bot.models import AccessRequest
-from bot.sandbox import Fault
-from tests.conftest import (ADMIN, APPROVER, GUEST, OTHER, REQUESTER, signed_headers, slash_body,
-                            wait_for)
+from standins.polaris_sandbox import Fault
+from tests.conftest import ADMIN, APPROVER, GUEST, OTHER, REQUESTER, signed_headers, slash_body, wait_for
 
 
 @pytest.fixture
 def bolt(core):
-    import app as entry
+    from bot import wiring
 
-    app = entry.build_bolt_app(core)
+    app = wiring.build_bolt_app(core)
     yield app
     app.listener_pool.shutdown(wait=True)
 
@@ -59,7 +58,7 @@ def test_help_and_status_answer_at_once_while_polaris_hangs_on_two_whois(bolt, s
     assert wait_for(lambda: answers(slack, status), timeout=5)
     assert time.monotonic() - started < 1.0
     assert not answers(slack, slow[0]) and not answers(slack, slow[1])  # the whois are still waiting on Polaris
-    assert all(wait_for(lambda: answers(slack, key), timeout=10) for key in slow)
+    assert all(wait_for(lambda key=key: answers(slack, key), timeout=10) for key in slow)
 
 
 def test_the_home_tab_is_published_while_polaris_hangs(bolt, slack, groups, sandbox):

@@ -40,7 +40,7 @@ def dms(slack, user_id: str) -> list[str]:
 
 
 def sandbox_key():
-    from bot.sandbox import SANDBOX_API_KEY
+    from standins.polaris_sandbox import SANDBOX_API_KEY
 
     return SANDBOX_API_KEY
 

@@ -4,7 +4,7 @@ Moved from tests/bot/test_workflow.py; against the Polaris sandbox (HTTP) and th
 PostgreSQL (TEST_DATABASE_URL)."""
 from __future__ import annotations
 
-from bot.sandbox import Fault
+from standins.polaris_sandbox import Fault
 from tests.conftest import (REQUESTER)
 
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.models import (APPLIED, APPROVED, FAILED, PENDING, AccessRequest)
-from bot.sandbox import Fault
+from standins.polaris_sandbox import Fault
 from tests.bot.access.helpers import (only_request, audit_actions, card, buttons, dms, _not_org_admin, _Crash, _later,
                                       _puts, _crash_after_put)
 from tests.conftest import (ADMIN, APPROVER, APPROVER2, OTHER, REQUESTER, make_settings, wait_for)
@@ -137,7 +137,7 @@ def test_apply_backoff_honours_retry_after(service, db, sandbox, groups):
 def test_polaris_error_text_echoing_the_key_is_redacted(service, db, sandbox, slack, groups):
     import base64
 
-    from bot.sandbox import SANDBOX_API_KEY
+    from standins.polaris_sandbox import SANDBOX_API_KEY
 
     echoed = f"bad auth {SANDBOX_API_KEY} / {base64.b64encode(f'{SANDBOX_API_KEY}:'.encode()).decode()}"
     service.handle_command(REQUESTER, "request Viewer")
@@ -285,7 +285,7 @@ def test_reset_whose_landing_cannot_be_proven_is_not_reported_sent(service, db, 
 
 def test_reset_put_whose_answer_timed_out_is_sent_once(sandbox, slack, db, groups):
     """Issue 8 #7: POLARIS_TIMEOUT short, every PUT delayed past it: the PUT lands late and is not sent again."""
-    import app as entry
+    from bot import wiring as entry
 
     core = entry.build_core(make_settings(sandbox, slack, db.url, polaris_timeout=0.3), db=db)
     core.polaris.backoff_initial, core.polaris.backoff_max = 0.01, 0.05
@@ -373,7 +373,7 @@ def test_earlier_reset_event_does_not_prove_a_later_reset_that_never_landed(serv
 def test_create_whose_answer_was_lost_on_the_last_attempt_is_looked_at_before_failing(sandbox, slack, db, groups):
     """Attack review: POLARIS_MAX_ATTEMPTS=1, POST /v1/users slower than POLARIS_TIMEOUT: the user was created in
     Polaris, yet the request was settled failed at once and never looked at again."""
-    import app as entry
+    from bot import wiring as entry
 
     core = entry.build_core(make_settings(sandbox, slack, db.url, polaris_timeout=0.3, polaris_max_attempts=1), db=db)
     core.polaris.backoff_initial, core.polaris.backoff_max = 0.01, 0.05

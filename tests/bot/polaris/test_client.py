@@ -22,11 +22,10 @@ import responses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-
 from bot.polaris import (
     READ_ONLY_USER_FIELDS,
-    GroupCatalog,
     Group,
+    GroupCatalog,
     Page,
     Permission,
     PolarisAuthError,
@@ -39,7 +38,7 @@ from bot.polaris import (
     User,
     normalize_group_name,
 )
-from bot.sandbox import (
+from standins.polaris_sandbox import (
     ALERTS_AND_REPORTS_ID,
     DATA_ANALYST_ID,
     DATA_MANAGER_ID,
@@ -50,11 +49,11 @@ from bot.sandbox import (
     Fault,
     PolarisSandbox,
 )
+from tests.polaris_spec import SPEC_DIR, guide_json_blocks
 
 BASE = "https://example.api.imply.io"
 KEY = "pok_SECRETSECRET123"
 B64_CREDENTIAL = base64.b64encode(f"{KEY}:".encode()).decode()
-from tests.polaris_spec import SPEC_DIR, guide_json_blocks
 
 DANI = "880f6811-7e85-47ce-b3c5-a57a85ab95bd"
 ALEX = "d88d4e47-d6ed-4820-880e-c0564ce99752"

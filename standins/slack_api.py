@@ -396,7 +396,7 @@ class SlackStandIn:
 
     # ------------------------------------------------------------------ dispatch
 
-    def handle_api(self, method: str, args: dict, authorization: str | None) -> _Reply:
+    def handle_api(self, method: str, args: dict, authorization: str | None) -> _Reply:  # noqa: C901
         """Answer one Web API call (used by the HTTP handler; callable directly)."""
         token = args.pop("token", None)
         if authorization and authorization.lower().startswith("bearer "):
@@ -769,7 +769,7 @@ class _Server(ThreadingHTTPServer):
                 pass
 
 
-def _make_handler(standin: SlackStandIn) -> type[BaseHTTPRequestHandler]:
+def _make_handler(standin: SlackStandIn) -> type[BaseHTTPRequestHandler]:  # noqa: C901
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "SlackStandIn/1.0"
@@ -946,7 +946,7 @@ def _validate_element(el: Any, where: str, errors: list[str]) -> None:
             errors.append(f"must be less than 2001 characters [json-pointer:{where}/value]")
 
 
-def _validate_blocks(blocks: Any, max_blocks: int, prefix: str = "/blocks") -> list[str]:
+def _validate_blocks(blocks: Any, max_blocks: int, prefix: str = "/blocks") -> list[str]:  # noqa: C901
     """Check ``blocks`` against Block Kit limits; return Slack-style error strings (empty when valid)."""
     if not isinstance(blocks, list):
         return [f"must be an array [json-pointer:{prefix}]"]

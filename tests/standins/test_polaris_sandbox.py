@@ -1,4 +1,4 @@
-"""Tests for bot.sandbox: the stateful Polaris Identity API emulator.
+"""Tests for standins.polaris_sandbox: the stateful Polaris Identity API emulator.
 
 Checks the behaviour required by /work/shared/polaris/README.md ("Facts the client and the sandbox
 must honour") and the guide, and validates responses against openapi-identity.json.
@@ -21,8 +21,7 @@ import responses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-
-from bot.sandbox import (
+from standins.polaris_sandbox import (
     ALERTS_AND_REPORTS_ID,
     DATA_ANALYST_ID,
     DATA_MANAGER_ID,
@@ -36,8 +35,8 @@ from bot.sandbox import (
     PolarisSandbox,
     SandboxServer,
 )
-
 from tests.polaris_spec import SPEC_DIR, guide_json_blocks
+
 RAW_AUTH = {"Authorization": f"Basic {SANDBOX_API_KEY}"}
 RFC_AUTH = {"Authorization": "Basic " + base64.b64encode(f"{SANDBOX_API_KEY}:".encode()).decode()}
 BASE = "https://example.api.imply.io"
@@ -703,7 +702,7 @@ def test_fault_validation():
         Fault(status=500, drop=True)
     with pytest.raises(ValueError):
         Fault(after_handle=True)
-    with pytest.raises(Exception):
+    with pytest.raises(re.error):
         Fault(path="(unclosed")
 
 

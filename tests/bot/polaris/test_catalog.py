@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from bot.polaris import MISS_REFRESH_SECONDS, GroupCatalog, PolarisClient
-from bot.sandbox import SANDBOX_API_KEY
+from standins.polaris_sandbox import SANDBOX_API_KEY
 
 
 class FakeClock:

@@ -1,4 +1,4 @@
-"""Tests for bot.slack_standin: a real slack_sdk WebClient (urllib) against the local stand-in server."""
+"""Tests for standins.slack_api: a real slack_sdk WebClient (urllib) against the local stand-in server."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
-from bot.slack_standin import SlackStandIn
+from standins.slack_api import SlackStandIn
 
 TOKEN = "xoxb-test-token"
 

@@ -1,6 +1,6 @@
 """The local Slack console behind ``python app.py demo``: the whole main job with no account anywhere.
 
-It starts the Polaris sandbox (``bot.sandbox``) and the Slack stand-in (``bot.slack_standin``) on
+It starts the Polaris sandbox (``standins.polaris_sandbox``) and the Slack stand-in (``standins.slack_api``) on
 127.0.0.1, a SQLite database, the real Bolt app with every listener and the background worker. You type
 slash commands as a chosen Slack user; they are signed like Slack signs them and dispatched into Bolt;
 what the bot posts (approval cards, DMs, ephemeral answers) is printed as text; ``approve``/``deny``
@@ -18,9 +18,10 @@ from typing import Callable, TextIO
 
 from slack_sdk.signature import SignatureVerifier
 
-from .config import Settings
-from .sandbox import SANDBOX_API_KEY, PolarisSandbox
-from .slack_standin import SlackStandIn
+from bot.config import Settings
+
+from .polaris_sandbox import SANDBOX_API_KEY, PolarisSandbox
+from .slack_api import SlackStandIn
 
 APPROVAL_CHANNEL = "C0APPROVALS"
 PEOPLE = {  # name -> (Slack user ID, email, first, last, role)
@@ -182,7 +183,7 @@ class Console:
     def show_audit(self, n: int) -> None:
         from sqlalchemy import select
 
-        from .models import AuditEvent
+        from bot.models import AuditEvent
 
         with self.core.db.session() as s:
             rows = list(s.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(n)))
@@ -192,7 +193,7 @@ class Console:
                      f"{(r.request_id or '')[:8]:<8} {r.target or ''}{polaris} {r.detail or ''}".rstrip())
 
     # ---------------------------------------------------------------------------- loop
-    def handle(self, line: str) -> bool:
+    def handle(self, line: str) -> bool:  # noqa: C901
         line = line.strip()
         if not line or line.startswith("#"):
             return True
@@ -205,7 +206,7 @@ class Console:
         if word == "help":
             self.say(HELP)
         elif word == "people":
-            for name, (uid, email, first, last, role) in PEOPLE.items():
+            for name, (uid, email, _first, _last, role) in PEOPLE.items():
                 self.say(f"  {name:<6} {uid:<8} {email:<22} {role}")
         elif word == "as":
             name = rest.strip().lower()
@@ -268,11 +269,9 @@ def seed_people(slack: SlackStandIn, sandbox: PolarisSandbox) -> None:
 def run_demo(*, database_url: str | None = None, script: bool = False,
              stream: TextIO | None = None, out: TextIO = sys.stdout) -> int:
     """Run the demo console until ``quit`` or end of input. Returns an exit code."""
-    import app as entry
-
-    from . import redact
-    from .db import Database
-    from .worker import Worker
+    from bot import redact, wiring
+    from bot.db import Database
+    from bot.worker import Worker
 
     if database_url is None:
         import tempfile
@@ -295,9 +294,9 @@ def run_demo(*, database_url: str | None = None, script: bool = False,
     logging.getLogger("alembic").setLevel(logging.WARNING)
     db = Database(settings.database_url)
     db.migrate()
-    core = entry.build_core(settings, db=db)
+    core = wiring.build_core(settings, db=db)
     core.worker = Worker(core.service, interval=settings.worker_interval).start()
-    bolt = entry.build_bolt_app(core)
+    bolt = wiring.build_bolt_app(core)
     console = Console(bolt.dispatch, signing_secret, slack, core, out=out)
     console.say("Polaris access bot demo: Polaris sandbox at " + polaris_server.url + ", Slack console, "
                 + database_url + ". Type `help`.")
