@@ -115,31 +115,46 @@ def parse(text: str | None) -> Command:
         raise UsageError(f"I don't know `{_quote(head)}`. Try `/polaris help`.")
     if len(text) > TEXT_MAX and name not in ("request", "invite"):
         raise UsageError(f"That command is {len(text):,} characters long; the limit is {TEXT_MAX:,}.")
-    if name == "help":
+    return _ARGUMENTS[name](name, rest)
+
+
+def _no_arguments(name: str, rest: str) -> Command:
+    if rest and name != "help":  # words after a command that takes none were dropped silently (new-user trial)
+        hint = " To see a group's members: `/polaris members <group>`." if name == "groups" else ""
+        raise UsageError(f"`/polaris {name}` takes nothing after it (you added `{_quote(rest)}`).{hint}")
+    return Command(name)
+
+
+def _one_person(name: str, rest: str) -> Command:
+    if not rest:
         return Command(name)
-    if name in ("groups", "permissions", "status", "pending", "policy"):
-        if rest:  # words after a command that takes none were dropped silently (new-user trial)
-            hint = " To see a group's members: `/polaris members <group>`." if name == "groups" else ""
-            raise UsageError(f"`/polaris {name}` takes nothing after it (you added `{_quote(rest)}`).{hint}")
-        return Command(name)
-    if name in ("whois", "reset-password"):
-        if not rest:
-            return Command(name)
-        if " " in rest:
-            raise UsageError(f"`/polaris {name}` takes one email or @mention.")
-        return Command(name, target=parse_target(rest))
-    if name == "members":
-        if not rest:
-            raise UsageError("Which group? `/polaris members <group>`, e.g. `/polaris members Viewer`.")
-        return Command(name, rest=rest)
-    if name == "request":
-        return Command(name, rest=rest)  # empty: the handler opens the request form
-    # invite <email> <group> [reason]
+    if " " in rest:
+        raise UsageError(f"`/polaris {name}` takes one email or @mention.")
+    return Command(name, target=parse_target(rest))
+
+
+def _members(name: str, rest: str) -> Command:
+    if not rest:
+        raise UsageError("Which group? `/polaris members <group>`, e.g. `/polaris members Viewer`.")
+    return Command(name, rest=rest)
+
+
+def _request(name: str, rest: str) -> Command:
+    return Command(name, rest=rest)  # empty: the handler opens the request form
+
+
+def _invite(name: str, rest: str) -> Command:
+    """``invite <email> <group> [reason]``."""
     email, _, after = rest.partition(" ")
     if not email or not after.strip():
         raise UsageError("Usage: `/polaris invite <email> <group> [reason]`.")
-    target = parse_target(email)
-    return Command(name, target=target, rest=after.strip())
+    return Command(name, target=parse_target(email), rest=after.strip())
+
+
+#: How each subcommand reads the words after its name.
+_ARGUMENTS = {"help": _no_arguments, "groups": _no_arguments, "permissions": _no_arguments, "status": _no_arguments,
+              "pending": _no_arguments, "policy": _no_arguments, "whois": _one_person, "reset-password": _one_person,
+              "members": _members, "request": _request, "invite": _invite}
 
 
 def is_quoted(rest: str) -> bool:

@@ -73,7 +73,17 @@ ALLOWED = Verdict()
 
 
 def decide_authority(f: AuthorityFacts) -> Verdict:
-    """The verdict on ``f`` (see the module's docstring)."""
+    """The verdict on ``f`` (see the module's docstring): the first of these checks that refuses, or asks for a
+    fact, decides; the facts are asked for in the order the checks need them."""
+    for check in (_who, _parties if f.approving else None, _privilege):
+        verdict = check(f) if check else None
+        if verdict is not None:
+            return verdict
+    return ALLOWED
+
+
+def _who(f: AuthorityFacts) -> Verdict | None:
+    """Never the requester or the person it is for; an approver, of a Slack account that may act."""
     if f.actor_id == f.requester_id:
         return Verdict("You cannot decide your own request.")
     if f.target_slack_id and f.actor_id == f.target_slack_id:
@@ -86,25 +96,35 @@ def decide_authority(f: AuthorityFacts) -> Verdict:
         return Verdict(needs="actor")
     if f.actor.barred:
         return Verdict("Your Slack account cannot decide access requests (deactivated, guest or bot).")
-    if f.approving:
-        if f.requester is None:
-            return Verdict(needs="requester")
-        if f.requester.barred:
-            return Verdict("The requester's Slack account is now deactivated or a guest account; this request can "
-                           "only be denied or left to expire.")
-        if f.target_slack_id and f.target_slack_id != f.requester_id:
-            if f.target is None:
-                return Verdict(needs="target")
-            why = barred_reason(f.target, "The Slack account of the person it is for")
-            if why:
-                return Verdict(f"{why[:-1]} now; this request can only be denied or left to expire.")
+    return None
+
+
+def _parties(f: AuthorityFacts) -> Verdict | None:
+    """Approving: the requester and the person it is for may still have access (not deactivated or a guest)."""
+    if f.requester is None:
+        return Verdict(needs="requester")
+    if f.requester.barred:
+        return Verdict("The requester's Slack account is now deactivated or a guest account; this request can "
+                       "only be denied or left to expire.")
+    if f.target_slack_id and f.target_slack_id != f.requester_id:
+        if f.target is None:
+            return Verdict(needs="target")
+        why = barred_reason(f.target, "The Slack account of the person it is for")
+        if why:
+            return Verdict(f"{why[:-1]} now; this request can only be denied or left to expire.")
+    return None
+
+
+def _privilege(f: AuthorityFacts) -> Verdict | None:
+    """A privileged group (or Organization Admin itself): only Organization Admin members in Polaris."""
     if f.privileged is None:
         return Verdict(needs="privileged")
-    if f.privileged or (f.group_name or "").lower() == ORG_ADMIN.lower():
-        if not f.actor.email:
-            return Verdict(f"Only {ORG_ADMIN} members in Polaris can approve this, and your Slack profile has no email.")
-        if f.actor_org_admin is None:
-            return Verdict(needs="actor_org_admin")
-        if not f.actor_org_admin:
-            return Verdict(f"Only members of {ORG_ADMIN} in Polaris can approve access that administers users.")
-    return ALLOWED
+    if not (f.privileged or (f.group_name or "").lower() == ORG_ADMIN.lower()):
+        return None
+    if not f.actor.email:
+        return Verdict(f"Only {ORG_ADMIN} members in Polaris can approve this, and your Slack profile has no email.")
+    if f.actor_org_admin is None:
+        return Verdict(needs="actor_org_admin")
+    if not f.actor_org_admin:
+        return Verdict(f"Only members of {ORG_ADMIN} in Polaris can approve access that administers users.")
+    return None

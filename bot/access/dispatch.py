@@ -4,6 +4,8 @@ to :func:`bot.access.errors.guarded`, which the facade wraps around this.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from .. import views
 from ..commands import Command, UsageError, check_reason, parse
 from .admission import Admission
@@ -24,31 +26,31 @@ class Dispatch:
         return self.route(user_id, command, channel_id)
 
     def route(self, user_id: str, cmd: Command, channel_id: str | None) -> Reply:
+        """The answer to ``cmd`` from the unit that owns it. Raises :class:`UsageError` for an unknown one."""
         q, r = self.queries, self.requests
-        if cmd.name == "help":
-            return Reply(*views.help_message())
-        if cmd.name == "whois":
-            return q.whois(user_id, cmd.target)
-        if cmd.name == "groups":
-            return q.groups()
-        if cmd.name == "members":
-            return q.members(cmd.rest)
-        if cmd.name == "permissions":
-            return q.permissions()
-        if cmd.name == "request":
-            if not cmd.rest:
-                return Reply("Usage: `/polaris request <group> [reason]` (or the form, from a slash command).")
-            group, reason = q.group_and_rest(cmd.rest)
-            return r.request_join(user_id, group.name, check_reason(reason))
-        if cmd.name == "invite":
-            group, reason = q.group_and_rest(cmd.rest)
-            return r.request_invite(user_id, cmd.target, group.name, check_reason(reason))
-        if cmd.name == "reset-password":
-            return r.request_reset(user_id, cmd.target)
-        if cmd.name == "status":
-            return q.status(user_id)
-        if cmd.name == "pending":
-            return q.pending(user_id)
-        if cmd.name == "policy":
-            return q.policy(user_id)
-        raise UsageError("Try `/polaris help`.")
+        routes: dict[str, Callable[[], Reply]] = {
+            "help": lambda: Reply(*views.help_message()),
+            "whois": lambda: q.whois(user_id, cmd.target),
+            "groups": q.groups,
+            "members": lambda: q.members(cmd.rest),
+            "permissions": q.permissions,
+            "request": lambda: self._request(user_id, cmd),
+            "invite": lambda: self._invite(user_id, cmd),
+            "reset-password": lambda: r.request_reset(user_id, cmd.target),
+            "status": lambda: q.status(user_id),
+            "pending": lambda: q.pending(user_id),
+            "policy": lambda: q.policy(user_id),
+        }
+        if cmd.name not in routes:
+            raise UsageError("Try `/polaris help`.")
+        return routes[cmd.name]()
+
+    def _request(self, user_id: str, cmd: Command) -> Reply:
+        if not cmd.rest:
+            return Reply("Usage: `/polaris request <group> [reason]` (or the form, from a slash command).")
+        group, reason = self.queries.group_and_rest(cmd.rest)
+        return self.requests.request_join(user_id, group.name, check_reason(reason))
+
+    def _invite(self, user_id: str, cmd: Command) -> Reply:
+        group, reason = self.queries.group_and_rest(cmd.rest)
+        return self.requests.request_invite(user_id, cmd.target, group.name, check_reason(reason))

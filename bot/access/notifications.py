@@ -66,7 +66,7 @@ class Notifications:
             if not got:
                 req = self.store.get(request_id)
                 if req is not None:
-                    for recipient, manager in self._card_targets(req):
+                    for recipient, _manager in self._card_targets(req):
                         text, blocks = self._card_for(req, recipient, note)
                         self.ctx.deliveries.want(req.id, CARD, recipient, "card", content=content_hash(text, blocks))
                 return False
