@@ -3,6 +3,7 @@
 - ``bot/`` and ``handlers/`` (what ``serve`` runs) never import the dev and test stand-ins in ``standins/``;
 - the demo console never imports ``app.py`` (the CLI, which runs it): both build the bot through ``bot.wiring``.
 """
+
 from __future__ import annotations
 
 import ast
@@ -50,8 +51,8 @@ def imports_of(path: str, prefix: str) -> set[str]:
 
 
 def test_the_resolver_sees_relative_and_nested_imports(tmp_path):
-    sample = os.path.join(ROOT, "bot", "views.py")
-    assert "bot.polaris" in imported_modules(sample)  # ``from .polaris import ...``
+    sample = os.path.join(ROOT, "bot", "views", "cards.py")
+    assert "bot.polaris" in imported_modules(sample)  # ``from ..polaris import ...``
     assert imports_of(os.path.join(ROOT, "standins", "console.py"), "standins")  # it uses the stand-ins
 
 

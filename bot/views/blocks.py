@@ -1,0 +1,132 @@
+"""Block Kit pieces shared by every message: limits, action IDs, state labels, mrkdwn escaping (:func:`esc`),
+sections, headers, lists, and the words for what a request is for."""
+
+from collections import defaultdict
+from typing import Iterable, Sequence
+
+from ..models import APPLIED, APPROVED, DENIED, EXPIRED, FAILED, INVITE, JOIN, PENDING, AccessRequest
+from ..polaris import Permission
+
+
+SECTION_MAX = 3000
+HEADER_MAX = 150
+MESSAGE_BLOCKS_MAX = 50
+LIST_MAX = 40
+
+APPROVE_ACTION = "approve_request"
+DENY_ACTION = "deny_request"
+RETRY_ACTION = "retry_request"
+REQUEST_MODAL = "request_modal"
+
+STATE_LABEL = {
+    PENDING: "Pending approval",
+    APPROVED: "Approved, applying",
+    APPLIED: "Approved and applied",
+    FAILED: "Approved, but failed in Polaris",
+    DENIED: "Denied",
+    EXPIRED: "Expired",
+}
+STATE_EMOJI = {
+    PENDING: ":hourglass_flowing_sand:",
+    APPROVED: ":gear:",
+    APPLIED: ":white_check_mark:",
+    FAILED: ":x:",
+    DENIED: ":no_entry_sign:",
+    EXPIRED: ":alarm_clock:",
+}
+
+
+def esc(text: object) -> str:
+    """Escape ``&``, ``<`` and ``>`` (and nothing else) for mrkdwn, per Slack's "Escaping text" rules."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+POLICY_ACTOR = "policy"
+
+
+def mention(user_id: str | None) -> str:
+    """A user mention for an ID the bot itself knows (never for typed text)."""
+    if user_id == POLICY_ACTOR:
+        return "the approval policy (auto-approved)"
+    return f"<@{user_id}>" if user_id else "someone"
+
+
+def section(text: str) -> dict:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_MAX)}}
+
+
+def header(text: str) -> dict:
+    return {"type": "header", "text": {"type": "plain_text", "text": clip(text, HEADER_MAX), "emoji": True}}
+
+
+def context(text: str) -> dict:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text, SECTION_MAX)}]}
+
+
+def bullet_list(
+    items: Sequence[str], limit: int = LIST_MAX, budget: int = SECTION_MAX - 100, total: int | None = None
+) -> str:
+    """Lines ``• item`` (items already escaped), cut by count and length with one "…and N more" line;
+    ``total`` is the full count when ``items`` is only the first page."""
+    total = len(items) if total is None else max(total, len(items))
+    lines: list[str] = []
+    used = 0
+    shown = 0
+    for i, item in enumerate(items):
+        line = f"• {clip(item, budget - 40)}"
+        if i >= limit or used + len(line) + 1 > budget - 40:
+            break
+        lines.append(line)
+        used += len(line) + 1
+        shown += 1
+    if total > shown:
+        lines.append(f"…and {total - shown} more")
+    return "\n".join(lines) if lines else "_none_"
+
+
+def names(user_ids: Sequence[str]) -> str:
+    """Mentions joined as a sentence: ``<@A>``, ``<@A> and <@B>``, ``<@A>, <@B> and <@C>``."""
+    shown = [mention(u) for u in user_ids] or [mention(None)]
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+
+
+def outcome_text(req: AccessRequest) -> str:
+    """The request's outcome (Polaris's answer, or what was done), escaped, with the group's Polaris ID
+    replaced by the group's name: people know groups by name."""
+    text = esc(req.outcome or "")
+    if req.group_id and req.group_name:
+        text = text.replace(esc(req.group_id), esc(req.group_name))
+    return text
+
+
+def kind_phrase(req: AccessRequest) -> str:
+    """What the request is for, in words (escaped)."""
+    group = f"*{esc(req.group_name)}*" if req.group_name else ""
+    if req.kind == JOIN:
+        return f"membership in {group}"
+    if req.kind == INVITE and req.polaris_user_id:  # the invitee had an account when asked: a membership
+        return f"membership in {group} for `{esc(req.target_email)}`"
+    if req.kind == INVITE:
+        return f"a Polaris account for `{esc(req.target_email)}` in {group}"
+    return f"a password reset for `{esc(req.target_email)}`"
+
+
+def permission_lines(permissions: Iterable[Permission]) -> list[str]:
+    """One escaped line per permission, grouped by resource scope (organization-level first)."""
+    by_scope: dict[str, list[str]] = defaultdict(list)
+    for p in permissions:
+        scopes = p.resources or ("organization",)
+        for scope in scopes:
+            by_scope[scope].append(p.name)
+    out = []
+    for scope in sorted(by_scope, key=lambda s: (s != "organization", s)):
+        names = sorted(set(by_scope[scope]))
+        label = "Organization" if scope == "organization" else f"`{esc(scope)}`"
+        for start in range(0, len(names), 12):  # long scopes become several lines, so a cut list still shows names
+            out.append(f"{label}: {esc(', '.join(names[start : start + 12]))}")
+    return out

@@ -1,0 +1,206 @@
+"""The approval card (posted in the approval channel and copied to a manager) and the requester's DMs."""
+
+from typing import Sequence
+
+from .. import privilege
+from ..models import APPLIED, APPROVED, DENIED, EXPIRED, FAILED, PENDING, RESET_PASSWORD, AccessRequest
+from ..polaris import Group
+
+from .blocks import (
+    APPROVE_ACTION,
+    DENY_ACTION,
+    MESSAGE_BLOCKS_MAX,
+    RETRY_ACTION,
+    STATE_EMOJI,
+    STATE_LABEL,
+    bullet_list,
+    clip,
+    context,
+    esc,
+    header,
+    kind_phrase,
+    mention,
+    names,
+    outcome_text,
+    permission_lines,
+    section,
+)
+
+
+# ----------------------------------------------------------------------------------- approval card
+def approval_card(
+    req: AccessRequest,
+    *,
+    group: Group | None = None,
+    approvals: Sequence[str] = (),
+    note: str | None = None,
+    manager_wanted: bool = False,
+) -> tuple[str, list[dict]]:
+    """The approval message for ``req`` in its current state: (fallback text, blocks).
+
+    Pending: who asks, what for, the reason, what the group grants, and the ``Approve``/``Deny`` buttons
+    (``value`` = request ID). Decided: the decision, the decider and the outcome, buttons gone; a failed
+    request gets a ``Retry`` button.
+    """
+    who = mention(req.requester_id)
+    title = f"Access request: {kind_phrase(req)}"
+    text = f"{who} asks for {kind_phrase(req)}"
+    blocks: list[dict] = [
+        header("Polaris access request"),
+        section(f"{who} asks for {kind_phrase(req)}."),
+        _card_fields(req),
+    ]
+    blocks += _card_grants(req, group)
+    blocks += _card_approvals(req, approvals, manager_wanted)
+    blocks += _card_state(req)
+    if note:
+        blocks.append(context(note))
+    blocks += _card_buttons(req)
+    blocks.append(context(f"Request `{req.id[:8]}` · {req.created_at:%Y-%m-%d %H:%M} UTC"))
+    return clip(f"{title} — {STATE_LABEL.get(req.state, req.state)} ({text})", 3000), blocks[:MESSAGE_BLOCKS_MAX]
+
+
+def _card_fields(req: AccessRequest) -> dict:
+    """Requester, the person it is for (when someone else), group and reason."""
+    who = mention(req.requester_id)
+    fields = [f"*Requester*\n{who} (`{esc(req.requester_email or 'no email')}`)"]
+    if (req.target_email or "").lower() != (req.requester_email or "").lower():
+        target = (
+            f"{mention(req.target_slack_id)} (`{esc(req.target_email)}`)"
+            if req.target_slack_id
+            else f"`{esc(req.target_email)}`"
+        )
+        fields.append(f"*For*\n{target}")
+        fields.append("*Note*\n:warning: Requested on someone else's behalf")
+    if req.group_name:
+        fields.append(f"*Group*\n{esc(req.group_name)}")
+    fields.append(f"*Reason*\n{esc(req.reason) if req.reason else '_none given_'}")
+    return {"type": "section", "fields": [{"type": "mrkdwn", "text": clip(f, 2000)} for f in fields[:10]]}
+
+
+def _card_grants(req: AccessRequest, group: Group | None) -> list[dict]:
+    """What the group grants, and the privileged-group warning."""
+    if group is None or req.kind == RESET_PASSWORD:
+        return []
+    grants = permission_lines(group.permissions)
+    blocks = [section(f"*{esc(group.name)} grants:*\n" + bullet_list(grants, limit=15))]
+    if privilege.is_privileged(group):
+        why = ", ".join(privilege.privileged_grants(group)) or privilege.ORG_ADMIN
+        blocks.append(
+            context(
+                f":rotating_light: Privileged ({esc(why)}): needs {privilege.PRIVILEGED_APPROVALS} "
+                f"approvals by {privilege.ORG_ADMIN} members in Polaris."
+            )
+        )
+    return blocks
+
+
+def _card_approvals(req: AccessRequest, approvals: Sequence[str], manager_wanted: bool) -> list[dict]:
+    """Who decides (the manager, when wanted) and the approvals so far, when more than one is needed."""
+    blocks = []
+    if req.manager_id:
+        blocks.append(
+            context(f"Manager approval: {mention(req.manager_id)} decides (a copy of this card was sent to them).")
+        )
+    elif manager_wanted:
+        blocks.append(
+            context("Manager approval: no manager is known for the requester, so the group's other approvers decide.")
+        )
+    if req.approvals_required > 1:
+        got = ", ".join(mention(a) for a in approvals) or "none yet"
+        if req.state == PENDING:
+            blocks.append(context(f"Needs {req.approvals_required} approvals. So far: {got}"))
+        elif approvals:
+            blocks.append(context(f"Approved by {got}"))
+    return blocks
+
+
+def _card_state(req: AccessRequest) -> list[dict]:
+    """The state line (who decided), the outcome, and a failed attempt's count and time."""
+    state = f"{STATE_EMOJI.get(req.state, '')} *{STATE_LABEL.get(req.state, req.state)}*"
+    if req.decided_by and req.state != PENDING:
+        verb = "Denied" if req.state == DENIED else "Approved"
+        state += f" — {verb.lower()} by {mention(req.decided_by)}"
+    if req.state == EXPIRED:
+        state += " — nobody decided in time"
+    blocks = [section(state)]
+    if req.outcome and req.state in (APPLIED, FAILED, APPROVED):
+        blocks.append(context(outcome_text(req)))
+    if req.state == FAILED:
+        retries = req.retries or 0
+        retried = f" ({retries} Retr{'y' if retries == 1 else 'ies'} so far)" if retries else ""
+        when = f" at {req.updated_at:%Y-%m-%d %H:%M:%S} UTC" if req.updated_at else ""
+        blocks.append(context(f"Attempt {retries + 1} failed{when}{retried}."))
+    return blocks
+
+
+def _card_buttons(req: AccessRequest) -> list[dict]:
+    """Approve/Deny while pending, Retry when failed (``value`` = request ID), none otherwise."""
+    if req.state == PENDING:
+        return [
+            {
+                "type": "actions",
+                "block_id": f"decide:{req.id}",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": APPROVE_ACTION,
+                        "style": "primary",
+                        "value": req.id,
+                        "text": {"type": "plain_text", "text": "Approve"},
+                    },
+                    {
+                        "type": "button",
+                        "action_id": DENY_ACTION,
+                        "style": "danger",
+                        "value": req.id,
+                        "text": {"type": "plain_text", "text": "Deny"},
+                    },
+                ],
+            }
+        ]
+    if req.state == FAILED:
+        return [
+            {
+                "type": "actions",
+                "block_id": f"retry:{req.id}",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": RETRY_ACTION,
+                        "value": req.id,
+                        "text": {"type": "plain_text", "text": "Retry"},
+                    }
+                ],
+            }
+        ]
+    return []
+
+
+def requester_update(req: AccessRequest, approvers: Sequence[str] = ()) -> str:
+    """The DM text the requester gets at a state change (mrkdwn, escaped). ``approvers``: everyone whose
+    approval counted (named when approved; the decider alone when empty)."""
+    what = kind_phrase(req)
+    ref = f"(request `{req.id[:8]}`)"
+    if req.state == PENDING:
+        if req.approval_ts:
+            return f"Your request for {what} is waiting for approval {ref}."
+        return (
+            f"Your request for {what} is saved, but I could not post it to the approvers yet; I will keep trying {ref}."
+        )
+    if req.state == APPROVED:
+        who = names(approvers) if approvers else mention(req.decided_by)
+        return f"Your request for {what} was approved by {who}; applying it in Polaris now {ref}."
+    if req.state == APPLIED:
+        return f":white_check_mark: Done: {what}. {outcome_text(req)} {ref}"
+    if req.state == FAILED:
+        attempt = f" (attempt {req.retries + 1})" if req.retries else ""  # None before the row is saved
+        return (
+            f":x: Your request for {what} was approved but Polaris refused or failed{attempt}: "
+            f"{outcome_text(req)}. An approver can retry it {ref}."
+        )
+    if req.state == DENIED:
+        return f"Your request for {what} was denied by {mention(req.decided_by)} {ref}."
+    if req.state == EXPIRED:
+        return f"Your request for {what} expired before anyone decided {ref}. You can ask again."
+    return f"Your request {ref} is now {req.state}."
