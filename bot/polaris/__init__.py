@@ -9,15 +9,44 @@
 
 Every name is re-exported here: ``from bot.polaris import X`` is how the rest of the bot imports them.
 """
+
 from .catalog import MISS_REFRESH_SECONDS, GroupCatalog, normalize_group_name
-from .client import PAGE_SIZE, READ_ONLY_USER_FIELDS, CallHook, PolarisClient
-from .errors import (TRANSIENT_STATUSES, PolarisAuthError, PolarisBadRequest, PolarisConflict, PolarisError,
-                     PolarisNotFound, PolarisUnavailable, PolarisWriteUnknown, error_for)
+from .client import PAGE_SIZE, READ_ONLY_USER_FIELDS, PolarisClient
+from .transport import CallHook, PolarisTransport
+from .errors import (
+    TRANSIENT_STATUSES,
+    PolarisAuthError,
+    PolarisBadRequest,
+    PolarisConflict,
+    PolarisError,
+    PolarisNotFound,
+    PolarisUnavailable,
+    PolarisWriteUnknown,
+    error_for,
+)
 from .models import Group, Page, Permission, PolarisAuditEvent, User
 
 __all__ = [
-    "CallHook", "Group", "GroupCatalog", "MISS_REFRESH_SECONDS", "PAGE_SIZE", "Page", "Permission",
-    "PolarisAuditEvent", "PolarisAuthError", "PolarisBadRequest", "PolarisClient", "PolarisConflict",
-    "PolarisError", "PolarisNotFound", "PolarisUnavailable", "PolarisWriteUnknown", "READ_ONLY_USER_FIELDS",
-    "TRANSIENT_STATUSES", "User", "error_for", "normalize_group_name",
+    "CallHook",
+    "PolarisTransport",
+    "Group",
+    "GroupCatalog",
+    "MISS_REFRESH_SECONDS",
+    "PAGE_SIZE",
+    "Page",
+    "Permission",
+    "PolarisAuditEvent",
+    "PolarisAuthError",
+    "PolarisBadRequest",
+    "PolarisClient",
+    "PolarisConflict",
+    "PolarisError",
+    "PolarisNotFound",
+    "PolarisUnavailable",
+    "PolarisWriteUnknown",
+    "READ_ONLY_USER_FIELDS",
+    "TRANSIENT_STATUSES",
+    "User",
+    "error_for",
+    "normalize_group_name",
 ]

@@ -1,5 +1,6 @@
 """The organization's groups, cached (:class:`GroupCatalog`), and how a group name given by a person is
 matched (:func:`normalize_group_name`: case, spaces and one pair of quotes do not count)."""
+
 from __future__ import annotations
 
 import threading

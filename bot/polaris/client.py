@@ -23,20 +23,19 @@ groups (list/get/create/update/delete) and group members (list/add/remove).
 - :meth:`PolarisClient.update_user` is GET, change, PUT of the whole object: Polaris's PUT replaces the
   user, so every property the user had is carried over.
 """
+
 from __future__ import annotations
 
-import base64
 import copy
 import datetime as dt
 import logging
-import time
 from typing import Any, Callable, Iterator
 
-import requests
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_before_delay, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_before_delay
 
-from .errors import PolarisError, PolarisUnavailable, PolarisWriteUnknown, error_for
+from .errors import PolarisError, PolarisUnavailable, PolarisWriteUnknown
 from .models import Group, Page, Permission, PolarisAuditEvent, User
+from .transport import PolarisTransport
 
 log = logging.getLogger("bot.polaris")  # the name it always had (log configuration and tests rely on it)
 
@@ -45,116 +44,10 @@ READ_ONLY_USER_FIELDS = frozenset({"id", "emailVerified", "identities", "created
 PAGE_SIZE = 100
 
 
-CallHook = Callable[[str, str, "int | None", float, "str | None"], None]
-
-
-class PolarisClient:
-    """The one way this bot reaches Polaris. Thread-safe (one ``requests.Session`` with a pooled adapter).
-
-    ``base_url``: ``https://ORG.api.imply.io`` (or ``.app.imply.io``, or a sandbox URL).
-    ``timeout``: (connect, read) seconds for each attempt.
-    ``max_attempts``/``retry_seconds``: bound on retries of transient failures for idempotent calls.
-    ``on_call(method, path, status, duration_ms, error_code)``: called after every HTTP attempt (the audit
-    log hooks in here); ``path`` has no query string, ``status`` is ``None`` when no response came.
-    """
-
-    def __init__(self, base_url: str, api_key: str, *, timeout: tuple[float, float] = (3.05, 10.0),
-                 max_attempts: int = 4, retry_seconds: float = 20.0, backoff_initial: float = 0.5,
-                 backoff_max: float = 8.0, on_call: CallHook | None = None, auth_style: str = "rfc7617",
-                 session: requests.Session | None = None, pool_size: int = 16):
-        if not base_url:
-            raise ValueError("Polaris base URL is required")
-        self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
-        self.max_attempts = max(1, max_attempts)
-        self.retry_seconds = retry_seconds
-        self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
-        self.on_call = on_call
-        self._session = session or requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        credential = api_key if auth_style == "raw" else base64.b64encode(f"{api_key}:".encode()).decode()
-        self._auth_header = f"Basic {credential}"
-        self._session.headers.update({"Accept": "application/json", "User-Agent": "polaris-access-bot"})
-        #: One HTTP attempt, ``(method, path, params, body, ok) -> requests.Response`` (raises
-        #: :class:`PolarisError`); every call and retry goes through it. A deliberate seam: tests wrap it to
-        #: lose an answer or end the process mid-call (``real = client.transport; client.transport = wrapper``).
-        self.transport: Callable[[str, str, dict | None, Any, tuple[int, ...]], requests.Response] = self._once
-
-    def __repr__(self) -> str:  # never show the key
-        return f"PolarisClient({self.base_url!r})"
-
-    @property
-    def read_timeout(self) -> float:
-        """Seconds one attempt waits for an answer: after that (plus a margin) a write that was sent has either
-        landed or will not (used to decide when to look whether a write with a lost answer landed)."""
-        return float(self.timeout[1] if isinstance(self.timeout, tuple) else self.timeout)
-
-    # ------------------------------------------------------------------------------------ transport
-    def _once(self, method: str, path: str, params: dict | None, body: Any, ok: tuple[int, ...]) -> requests.Response:
-        started = time.monotonic()
-        status: int | None = None
-        error_code: str | None = None
-        try:
-            try:
-                response = self._session.request(
-                    method, self.base_url + path, params=params, json=body, timeout=self.timeout,
-                    headers={"Authorization": self._auth_header, "Content-Type": "application/json"})
-            except requests.Timeout:
-                error_code = "Timeout"
-                raise PolarisUnavailable(None, "Timeout", "no answer in time", method=method, path=path) from None
-            except requests.RequestException:  # refused, reset, or dropped mid-response (ChunkedEncodingError)
-                error_code = "ConnectionError"
-                raise PolarisUnavailable(None, "ConnectionError", "could not connect or the connection dropped",
-                                         method=method, path=path) from None
-            status = response.status_code
-            if status not in ok:
-                err = error_for(status, method, path, response.content, response.headers)
-                error_code = err.code
-                raise err
-            return response
-        finally:
-            if self.on_call is not None:
-                try:
-                    self.on_call(method, path, status, (time.monotonic() - started) * 1000.0, error_code)
-                except Exception:  # the hook must never break a call
-                    log.exception("Polaris call hook failed")
-
-    def _wait(self, state) -> float:
-        backoff = wait_exponential_jitter(multiplier=self.backoff_initial, max=self.backoff_max)(state)
-        exc = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(exc, "retry_after", None) or 0.0
-        return min(max(backoff, retry_after), max(self.retry_seconds, 0.0))
-
-    def request(self, method: str, path: str, *, params: dict | None = None, body: Any = None,
-                ok: tuple[int, ...] = (200,), retry: bool | None = None) -> requests.Response:
-        """Send one logical call, retrying transient failures when ``retry`` (default: GET/PUT/DELETE).
-
-        Raises a :class:`PolarisError` subclass after the last attempt or at once for a non-transient error.
-        """
-        if retry is None:
-            retry = method in ("GET", "PUT", "DELETE")
-        if not retry:
-            return self.transport(method, path, params, body, ok)
-        retrying = Retrying(
-            retry=retry_if_exception(lambda e: isinstance(e, PolarisUnavailable)),
-            stop=stop_after_attempt(self.max_attempts) | stop_before_delay(self.retry_seconds),
-            wait=self._wait, reraise=True)
-        return retrying(self.transport, method, path, params, body, ok)
-
-    def _json(self, method: str, path: str, *, expect_body: bool = True, **kw) -> Any:
-        response = self.request(method, path, **kw)
-        if not response.content:
-            if expect_body:
-                raise PolarisError(response.status_code, "InvalidResponse", "Polaris sent an empty body",
-                                   method=method, path=path)
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            raise PolarisError(response.status_code, "InvalidResponse", "Polaris sent a body that is not JSON",
-                               method=method, path=path) from None
+class PolarisClient(PolarisTransport):
+    """The one way this bot reaches Polaris: the Identity endpoints over :class:`PolarisTransport` (whose
+    constructor it takes: ``base_url``, ``api_key``, ``timeout`` (connect, read) seconds, ``max_attempts``,
+    ``retry_seconds``, ``on_call`` hook, ``auth_style``). Thread-safe."""
 
     # ------------------------------------------------------------------------------------ permissions
     def list_permissions(self) -> list[Permission]:
@@ -206,8 +99,15 @@ class PolarisClient:
         """``GET /v1/users/{id}``. Raises :class:`PolarisNotFound` for an unknown ID."""
         return User.parse(self._json("GET", f"/v1/users/{user_id}"))
 
-    def create_user(self, username: str, *, first_name: str = "", last_name: str = "",
-                    group_ids: list[str] | tuple[str, ...] = (), skip_invite: bool = False) -> User:
+    def create_user(
+        self,
+        username: str,
+        *,
+        first_name: str = "",
+        last_name: str = "",
+        group_ids: list[str] | tuple[str, ...] = (),
+        skip_invite: bool = False,
+    ) -> User:
         """``POST /v1/users`` (201) with group membership by ID. Not retried (not idempotent).
 
         Raises :class:`PolarisConflict` when the username exists, :class:`PolarisBadRequest` for an invalid
@@ -234,8 +134,9 @@ class PolarisClient:
         body = {k: copy.deepcopy(v) for k, v in user.items() if k not in READ_ONLY_USER_FIELDS}
         body["groups"] = [{"id": g["id"]} for g in user.get("groups") or () if g.get("id")]
         if "permissions" in body:
-            body["permissions"] = [{k: v for k, v in p.items() if k in ("name", "resources")}
-                                   for p in body["permissions"] or ()]
+            body["permissions"] = [
+                {k: v for k, v in p.items() if k in ("name", "resources")} for p in body["permissions"] or ()
+            ]
         return body
 
     def replace_user(self, user_id: str, body: dict) -> User:
@@ -243,8 +144,9 @@ class PolarisClient:
         Prefer :meth:`update_user`, which keeps properties."""
         return User.parse(self._json("PUT", f"/v1/users/{user_id}", body=body, retry=False))
 
-    def update_user(self, user_id: str, change: Callable[[dict], None],
-                    done: Callable[[User], bool] | None = None) -> User:
+    def update_user(
+        self, user_id: str, change: Callable[[dict], None], done: Callable[[User], bool] | None = None
+    ) -> User:
         """GET the user, let ``change(body)`` edit the full PUT body in place, PUT it back. Only for changes
         that are idempotent in effect (a second identical PUT does no harm); see :meth:`request_password_reset`.
 
@@ -271,11 +173,12 @@ class PolarisClient:
         retrying = Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, PolarisUnavailable)),
             stop=stop_after_attempt(self.max_attempts) | stop_before_delay(self.retry_seconds),
-            wait=self._wait, reraise=True)
+            wait=self._wait,
+            reraise=True,
+        )
         return retrying(cycle)
 
-    def request_password_reset(self, user_id: str, *,
-                               before_put: Callable[[User], None] | None = None) -> User:
+    def request_password_reset(self, user_id: str, *, before_put: Callable[[User], None] | None = None) -> User:
         """Adds ``UPDATE_PASSWORD`` to the user's actions (guide, "Reset password"), keeping everything else;
         Polaris then emails the user a link. Returns the user as the PUT's answer gave it.
 
@@ -334,8 +237,12 @@ class PolarisClient:
 
     def create_group(self, name: str, permissions: list[Permission]) -> Group:
         """``POST /v1/groups`` (201). Raises :class:`PolarisConflict` when the name is taken."""
-        body = {"name": name, "permissions": [
-            {"name": p.name, **({"resources": list(p.resources)} if p.resources else {})} for p in permissions]}
+        body = {
+            "name": name,
+            "permissions": [
+                {"name": p.name, **({"resources": list(p.resources)} if p.resources else {})} for p in permissions
+            ],
+        }
         return Group.parse(self._json("POST", "/v1/groups", body=body, ok=(201,), retry=False))
 
     def delete_group(self, group_id: str) -> None:
@@ -364,8 +271,14 @@ class PolarisClient:
         """``GET /v1/projects`` -> the bare JSON array of projects."""
         return list(self._json("GET", "/v1/projects") or [])
 
-    def list_audit_events(self, *, type: str | None = None, user: str | None = None,
-                          since: "dt.datetime | None" = None, until: "dt.datetime | None" = None) -> list[PolarisAuditEvent]:
+    def list_audit_events(
+        self,
+        *,
+        type: str | None = None,
+        user: str | None = None,
+        since: "dt.datetime | None" = None,
+        until: "dt.datetime | None" = None,
+    ) -> list[PolarisAuditEvent]:
         """``GET /v1/audit/events?type=&user=&from=&to=`` -> Polaris's own audit events (fact sheet; unpaged;
         ``from``/``to`` sent as ISO 8601 UTC). Raises :class:`PolarisAuthError` (403) when the key lacks
         ``AccessAuditLogs``."""

@@ -8,6 +8,7 @@
   and whose answer was lost (``outcome_unknown``).
 - ``retry_after`` is read from ``Retry-After`` (seconds or an HTTP date).
 """
+
 from __future__ import annotations
 
 import time
@@ -26,8 +27,16 @@ class PolarisError(Exception):
 
     transient = False
 
-    def __init__(self, status: int | None, code: str, message: str, *, method: str = "", path: str = "",
-                 retry_after: float | None = None):
+    def __init__(
+        self,
+        status: int | None,
+        code: str,
+        message: str,
+        *,
+        method: str = "",
+        path: str = "",
+        retry_after: float | None = None,
+    ):
         self.status, self.code, self.message = status, code, message
         self.method, self.path, self.retry_after = method, path, retry_after
         super().__init__(f"{method} {path} -> {status if status is not None else 'no response'} {code}: {message}")
@@ -70,8 +79,9 @@ class PolarisWriteUnknown(PolarisUnavailable):
 
     @classmethod
     def of(cls, error: PolarisError) -> "PolarisWriteUnknown":
-        return cls(error.status, error.code, error.message, method=error.method, path=error.path,
-                   retry_after=error.retry_after)
+        return cls(
+            error.status, error.code, error.message, method=error.method, path=error.path, retry_after=error.retry_after
+        )
 
 
 _PLAIN = {

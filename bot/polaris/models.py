@@ -2,6 +2,7 @@
 :class:`Group`, :class:`User` (with ``raw``, the whole object, so an update carries over every property),
 :class:`Page` of a paged list and :class:`PolarisAuditEvent`. Immutable; ``parse`` reads Polaris's JSON
 defensively (missing or null fields get defaults)."""
+
 from __future__ import annotations
 
 import copy
@@ -19,8 +20,11 @@ class Permission:
 
     @classmethod
     def parse(cls, data: dict) -> "Permission":
-        return cls(name=str(data.get("name", "")), resources=tuple(data.get("resources") or ()),
-                   description=str(data.get("description") or ""))
+        return cls(
+            name=str(data.get("name", "")),
+            resources=tuple(data.get("resources") or ()),
+            description=str(data.get("description") or ""),
+        )
 
 
 @dataclass(frozen=True)
@@ -36,10 +40,13 @@ class Group:
 
     @classmethod
     def parse(cls, data: dict) -> "Group":
-        return cls(id=str(data.get("id", "")), name=str(data.get("name", "")),
-                   read_only=bool(data.get("readOnly", False)),
-                   permissions=tuple(Permission.parse(p) for p in data.get("permissions") or ()),
-                   user_count=data.get("userCount"))
+        return cls(
+            id=str(data.get("id", "")),
+            name=str(data.get("name", "")),
+            read_only=bool(data.get("readOnly", False)),
+            permissions=tuple(Permission.parse(p) for p in data.get("permissions") or ()),
+            user_count=data.get("userCount"),
+        )
 
 
 @dataclass(frozen=True)
@@ -67,12 +74,17 @@ class User:
 
     @classmethod
     def parse(cls, data: dict) -> "User":
-        return cls(id=str(data.get("id", "")), username=str(data.get("username", "")),
-                   email=str(data.get("email") or data.get("username") or ""),
-                   first_name=str(data.get("firstName") or ""), last_name=str(data.get("lastName") or ""),
-                   enabled=bool(data.get("enabled", True)),
-                   groups=tuple((str(g.get("id", "")), str(g.get("name") or "")) for g in data.get("groups") or ()),
-                   actions=tuple(data.get("actions") or ()), raw=copy.deepcopy(data))
+        return cls(
+            id=str(data.get("id", "")),
+            username=str(data.get("username", "")),
+            email=str(data.get("email") or data.get("username") or ""),
+            first_name=str(data.get("firstName") or ""),
+            last_name=str(data.get("lastName") or ""),
+            enabled=bool(data.get("enabled", True)),
+            groups=tuple((str(g.get("id", "")), str(g.get("name") or "")) for g in data.get("groups") or ()),
+            actions=tuple(data.get("actions") or ()),
+            raw=copy.deepcopy(data),
+        )
 
 
 @dataclass(frozen=True)
@@ -100,12 +112,19 @@ class PolarisAuditEvent:
 
     @classmethod
     def parse(cls, data: dict) -> "PolarisAuditEvent":
-        return cls(time=str(data.get("time") or ""), type=str(data.get("type") or ""),
-                   category=str(data.get("category") or ""), resource=str(data.get("resource") or ""),
-                   actor_type=str(data.get("actorType") or ""), actor_id=str(data.get("actorId") or ""),
-                   summary=str(data.get("summary") or ""), raw=copy.deepcopy(data))
+        return cls(
+            time=str(data.get("time") or ""),
+            type=str(data.get("type") or ""),
+            category=str(data.get("category") or ""),
+            resource=str(data.get("resource") or ""),
+            actor_type=str(data.get("actorType") or ""),
+            actor_id=str(data.get("actorId") or ""),
+            summary=str(data.get("summary") or ""),
+            raw=copy.deepcopy(data),
+        )
 
     def concerns(self, user_id: str) -> bool:
         """Whether the event is about ``user_id`` (its resource, context or summary names it)."""
-        return bool(user_id) and (user_id in self.resource or user_id in str(self.raw.get("context") or "")
-                                  or user_id in self.summary)
+        return bool(user_id) and (
+            user_id in self.resource or user_id in str(self.raw.get("context") or "") or user_id in self.summary
+        )
