@@ -6,9 +6,10 @@ the person it is for still active; a group privileged since needs its Organizati
 request goes back to pending), then does the Polaris side: the user looked up by email before being created, an
 existing membership counts as done, a password reset sent once. A create or reset whose answer was lost is
 never sent again blindly: its start and answer are committed around the write, and a resumed apply waits out
-the write's time budget (:data:`WRITE_SETTLE_MARGIN`) and looks in Polaris first. Transient failures are
+the write's time budget and looks in Polaris first (:mod:`bot.access.polaris_side`). Transient failures are
 retried with backoff (``next_attempt_at``); the rest end the request failed (Retry puts it back).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,37 +20,29 @@ import random
 from .. import privilege, views
 from ..audit import audit_context
 from ..models import APPLIED, APPROVED, FAILED, PENDING, RESET_PASSWORD, AccessRequest
-from ..polaris import Group, PolarisAuthError, PolarisConflict, PolarisError, PolarisNotFound, PolarisUnavailable
+from ..polaris import Group, PolarisError, PolarisUnavailable
 from ..redact import redact
 from ..slack import SlackError
 from .approvers import Approvers
 from .authority import ORG_ADMIN, barred_reason
 from .context import Context
 from .notifications import Notifications
+from .polaris_side import NotConfirmed, PolarisSide
 from .store import RequestStore
 
 log = logging.getLogger(__name__)
 
-APPLY_BACKOFF_BASE = 5.0       # seconds before the 2nd apply attempt; doubles each time
+APPLY_BACKOFF_BASE = 5.0  # seconds before the 2nd apply attempt; doubles each time
 APPLY_BACKOFF_MAX = 300.0
-#: How far Polaris's clock may be from ours when its audit events prove that a reset PUT landed.
-RESET_EVENT_SKEW = dt.timedelta(seconds=60)
-#: Seconds, beyond the Polaris read timeout, after which a write sent with its answer lost has either landed or
-#: never will; only then is Polaris asked whether it landed (and the write sent again if not).
-WRITE_SETTLE_MARGIN = 30.0
-RESET_NOT_CONFIRMED = ("The password reset may not have been sent: Polaris did not answer in time and I could not "
-                       "confirm it; press Retry to send it again")
-
-
-class NotConfirmed(Exception):
-    """A write whose answer was lost could not be proven to have landed; ends the request failed."""
 
 
 class Execution:
-    def __init__(self, ctx: Context, store: RequestStore, approvers: Approvers, notifications: Notifications,
-                 worker_name: str):
+    def __init__(
+        self, ctx: Context, store: RequestStore, approvers: Approvers, notifications: Notifications, worker_name: str
+    ):
         self.ctx, self.store, self.approvers, self.notifications = ctx, store, approvers, notifications
         self.worker_name = worker_name
+        self.side = PolarisSide(ctx, store)
 
     def apply(self, request_id: str) -> bool:
         """Apply one approved request in Polaris if this worker can claim it. True when it ended applied.
@@ -72,22 +65,27 @@ class Execution:
             now = ctx.clock()
             if req is None or req.state != APPROVED or (req.next_attempt_at and req.next_attempt_at > now):
                 return False
-            settled = self.write_settled_at(req)
+            settled = self.side.write_settled_at(req)
             if settled is not None and settled > now:
                 # An earlier attempt (maybe a process that died) sent a write and never heard whether it
                 # landed; it may still land. Nothing is sent, nor looked for, before its time budget is over.
                 store.set(req.id, next_attempt_at=settled, claimed_by=None)
-                ctx.audit.record("bot", "apply.wait_for_write", request_id=req.id,
-                                 detail=f"an earlier write's answer was lost; looking in Polaris at {settled:%H:%M:%S} UTC")
+                ctx.audit.record(
+                    "bot",
+                    "apply.wait_for_write",
+                    request_id=req.id,
+                    detail=f"an earlier write's answer was lost; looking in Polaris at {settled:%H:%M:%S} UTC",
+                )
                 return False
             store.set(req.id, claimed_by=self.worker_name, attempts=req.attempts + 1, updated_at=now)
-            ctx.audit.record("bot", "apply.start", request_id=req.id, target=req.target_email,
-                             detail=f"attempt {req.attempts + 1}")
+            ctx.audit.record(
+                "bot", "apply.start", request_id=req.id, target=req.target_email, detail=f"attempt {req.attempts + 1}"
+            )
             try:
                 with audit_context("bot", req.id):
                     if not self._fit_to_apply(req):
                         return False
-                    outcome, polaris_user_id = self._polaris_side(req)
+                    outcome, polaris_user_id = self.side.run(req)
             except (PolarisError, SlackError) as e:
                 return self._apply_failed(req, e)
             except NotConfirmed as e:
@@ -97,11 +95,21 @@ class Execution:
                 log.exception("apply of %s crashed", req.id)
                 return self._apply_failed(req, PolarisError(None, "InternalError", type(e).__name__))
             with ctx.db.session() as s:
-                store.update(req.id, session=s, expect=APPROVED, state=APPLIED, outcome=outcome,
-                             polaris_user_id=polaris_user_id, applied_at=ctx.clock(), updated_at=ctx.clock(),
-                             claimed_by=None, open_key=None)
-                ctx.audit.record("bot", "apply.done", request_id=req.id, target=req.target_email, detail=outcome,
-                                 session=s)
+                store.update(
+                    req.id,
+                    session=s,
+                    expect=APPROVED,
+                    state=APPLIED,
+                    outcome=outcome,
+                    polaris_user_id=polaris_user_id,
+                    applied_at=ctx.clock(),
+                    updated_at=ctx.clock(),
+                    claimed_by=None,
+                    open_key=None,
+                )
+                ctx.audit.record(
+                    "bot", "apply.done", request_id=req.id, target=req.target_email, detail=outcome, session=s
+                )
         if req.kind != RESET_PASSWORD:
             ctx.catalog.invalidate()  # a membership changed: `groups` member counts are read again
         self.notifications.refresh_card(req.id)
@@ -125,8 +133,10 @@ class Execution:
         for slack_id, whose in people:
             why = barred_reason(self.ctx.slack.identity(slack_id), whose)  # max_age 0: read now
             if why:
-                self._apply_refused(req, f"{why} Nothing was changed in Polaris: access is not given to "
-                                         "deactivated, guest or bot accounts.")
+                self._apply_refused(
+                    req,
+                    f"{why} Nothing was changed in Polaris: access is not given to deactivated, guest or bot accounts.",
+                )
                 return False
         group = self.approvers.request_group(req)
         if not self.approvers.is_privileged(group):
@@ -139,20 +149,32 @@ class Execution:
         self._hold_for_approvals(req, group, required, valid, [a for a in approvers if a not in valid])
         return False
 
-    def _apply_refused(self, req: AccessRequest, reason: str, *, action: str = "apply.refused",
-                       outcome: str = "refused", **values) -> None:
+    def _apply_refused(
+        self, req: AccessRequest, reason: str, *, action: str = "apply.refused", outcome: str = "refused", **values
+    ) -> None:
         """End an approved request failed for ``reason`` (a sentence for people), without retrying: audited
         (``action``, ``outcome``), the card updated, the requester told. ``values``: more columns to set."""
         with self.ctx.db.session() as s:
-            self.store.update(req.id, session=s, expect=APPROVED, state=FAILED, outcome=reason,
-                              updated_at=self.ctx.clock(), claimed_by=None, open_key=None, **values)
-            self.ctx.audit.record("bot", action, request_id=req.id, target=req.target_email, outcome=outcome,
-                                  detail=reason, session=s)
+            self.store.update(
+                req.id,
+                session=s,
+                expect=APPROVED,
+                state=FAILED,
+                outcome=reason,
+                updated_at=self.ctx.clock(),
+                claimed_by=None,
+                open_key=None,
+                **values,
+            )
+            self.ctx.audit.record(
+                "bot", action, request_id=req.id, target=req.target_email, outcome=outcome, detail=reason, session=s
+            )
         self.notifications.refresh_card(req.id)
         self.notifications.notify_requester(self.store.get(req.id))
 
-    def _hold_for_approvals(self, req: AccessRequest, group: Group, required: int, valid: list[str],
-                            revoked: list[str]) -> None:
+    def _hold_for_approvals(
+        self, req: AccessRequest, group: Group, required: int, valid: list[str], revoked: list[str]
+    ) -> None:
         """Send an approved request whose group became privileged back to pending, not applied: it now needs
         ``required`` approvals by Organization Admin members; the approvals of ``revoked`` approvers no longer
         count. Audited (``apply.held``), the card shows the buttons again, the requester is told."""
@@ -162,24 +184,51 @@ class Execution:
         rule = self.approvers.rule_for(req.group_name)
         expires = max(req.expires_at, now + dt.timedelta(seconds=rule.ttl))
         with ctx.db.session() as s:
-            changed = self.store.update(req.id, session=s, expect=APPROVED, state=PENDING, approvals_required=required,
-                                        decided_by=None, decided_at=None, next_attempt_at=None, claimed_by=None,
-                                        attempts=0, outcome=None, updated_at=now, expires_at=expires)
+            changed = self.store.update(
+                req.id,
+                session=s,
+                expect=APPROVED,
+                state=PENDING,
+                approvals_required=required,
+                decided_by=None,
+                decided_at=None,
+                next_attempt_at=None,
+                claimed_by=None,
+                attempts=0,
+                outcome=None,
+                updated_at=now,
+                expires_at=expires,
+            )
             if not changed:
                 return
             for gone in revoked:
                 self.store.revoke_approval(req.id, gone, session=s)
-                ctx.audit.record(gone, "approval.revoked", request_id=req.id, session=s, outcome="refused",
-                                 detail=f"not an {ORG_ADMIN} member, and the group now grants {grants}")
-            ctx.audit.record("bot", "apply.held", request_id=req.id, target=req.target_email, outcome="refused",
-                             session=s, detail=f"group now privileged ({grants}); needs {required} approvals by "
-                                               f"{ORG_ADMIN} members, has {len(valid)}")
+                ctx.audit.record(
+                    gone,
+                    "approval.revoked",
+                    request_id=req.id,
+                    session=s,
+                    outcome="refused",
+                    detail=f"not an {ORG_ADMIN} member, and the group now grants {grants}",
+                )
+            ctx.audit.record(
+                "bot",
+                "apply.held",
+                request_id=req.id,
+                target=req.target_email,
+                outcome="refused",
+                session=s,
+                detail=f"group now privileged ({grants}); needs {required} approvals by "
+                f"{ORG_ADMIN} members, has {len(valid)}",
+            )
         self.notifications.refresh_card(req.id)
-        ctx.slack.dm(req.requester_id,
-                     f"Your request for {views.kind_phrase(req)} was not applied yet: *{views.esc(group.name)}* now "
-                     f"grants {views.esc(grants)} in Polaris, so it needs {required} approvals by {ORG_ADMIN} "
-                     f"members ({len(valid)} so far). It is back with the approvers (request `{req.id[:8]}`).",
-                     request_id=req.id)
+        ctx.slack.dm(
+            req.requester_id,
+            f"Your request for {views.kind_phrase(req)} was not applied yet: *{views.esc(group.name)}* now "
+            f"grants {views.esc(grants)} in Polaris, so it needs {required} approvals by {ORG_ADMIN} "
+            f"members ({len(valid)} so far). It is back with the approvers (request `{req.id[:8]}`).",
+            request_id=req.id,
+        )
 
     def _apply_failed(self, req: AccessRequest, error: PolarisError | SlackError) -> bool:
         ctx = self.ctx
@@ -195,120 +244,50 @@ class Execution:
         if error.transient and attempts < max_attempts + (1 if unknown else 0):
             delay = min(APPLY_BACKOFF_MAX, APPLY_BACKOFF_BASE * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
             delay = max(delay, min(error.retry_after or 0.0, 3600.0))  # Polaris asked us to wait longer
-            settled = self.write_settled_at(self.store.get(req.id) or req) if unknown else None
+            settled = self.side.write_settled_at(self.store.get(req.id) or req) if unknown else None
             if settled is not None:  # a write whose answer was lost: not before it has landed or never will
                 delay = max(delay, (settled - now).total_seconds())
-            self.store.set(req.id, next_attempt_at=now + dt.timedelta(seconds=delay), claimed_by=None,
-                           outcome=redact(f"{plain}; will retry (attempt {attempts} of {max_attempts})"))
-            ctx.audit.record("bot", "apply.retry_later", request_id=req.id, outcome="error",
-                             detail=f"{error.code} {error.status}; next in {delay:.0f}s")
+            self.store.set(
+                req.id,
+                next_attempt_at=now + dt.timedelta(seconds=delay),
+                claimed_by=None,
+                outcome=redact(f"{plain}; will retry (attempt {attempts} of {max_attempts})"),
+            )
+            ctx.audit.record(
+                "bot",
+                "apply.retry_later",
+                request_id=req.id,
+                outcome="error",
+                detail=f"{error.code} {error.status}; next in {delay:.0f}s",
+            )
             self.notifications.refresh_card(req.id)
             return False
         if isinstance(error, PolarisError) and error.status in (401, 403):
-            log.error("Polaris refused the bot's API key (%s %s): check POLARIS_API_KEY and its AdministerUsers "
-                      "permission", error.status, error.code)
+            log.error(
+                "Polaris refused the bot's API key (%s %s): check POLARIS_API_KEY and its AdministerUsers permission",
+                error.status,
+                error.code,
+            )
         with ctx.db.session() as s:
-            self.store.update(req.id, session=s, expect=APPROVED, state=FAILED, outcome=redact(plain), updated_at=now,
-                              claimed_by=None, open_key=None)
-            ctx.audit.record("bot", "apply.failed", request_id=req.id, target=req.target_email, outcome="error",
-                             detail=f"{error.code} {error.status}: {error.message}", session=s)
+            self.store.update(
+                req.id,
+                session=s,
+                expect=APPROVED,
+                state=FAILED,
+                outcome=redact(plain),
+                updated_at=now,
+                claimed_by=None,
+                open_key=None,
+            )
+            ctx.audit.record(
+                "bot",
+                "apply.failed",
+                request_id=req.id,
+                target=req.target_email,
+                outcome="error",
+                detail=f"{error.code} {error.status}: {error.message}",
+                session=s,
+            )
         self.notifications.refresh_card(req.id)
         self.notifications.notify_requester(self.store.get(req.id))
         return False
-
-    # ------------------------------------------------------------------------------- the Polaris side
-    def _polaris_side(self, req: AccessRequest) -> tuple[str, str]:
-        """The Polaris side of an approved request; returns (outcome sentence, Polaris user ID)."""
-        if req.kind == RESET_PASSWORD:
-            return self._apply_reset(req)
-        polaris, store = self.ctx.polaris, self.store
-        group_label = req.group_name or req.group_id
-        user = polaris.find_user_by_email(req.target_email)
-        if user is None:
-            # Committed before the POST: a resumed apply (any process) waits out its time budget and looks the
-            # user up before creating it again (see apply).
-            store.set(req.id, write_started_at=self.ctx.clock(), write_answered_at=None)
-            try:
-                user = polaris.create_user(req.target_email, first_name=req.target_first_name,
-                                           last_name=req.target_last_name, group_ids=[req.group_id])
-                store.set(req.id, write_answered_at=self.ctx.clock())
-                return f"Created Polaris user {req.target_email} in {group_label}.", user.id
-            except PolarisConflict:
-                user = polaris.find_user_by_email(req.target_email)  # created meanwhile (an earlier attempt)
-                if user is None:
-                    raise
-            except PolarisUnavailable as e:
-                # The create may have landed even though the answer was lost: look now (and again, once its
-                # time budget is over, before any new POST).
-                user = polaris.find_user_by_email(req.target_email)
-                if user is None:
-                    if not e.outcome_unknown:  # refused before it was processed (429): nothing in flight
-                        store.set(req.id, write_started_at=None)
-                    raise
-        if req.group_id in user.group_ids:
-            return f"{req.target_email} is a member of {group_label}.", user.id
-        polaris.add_members(req.group_id, [user.id])
-        return f"Added {req.target_email} to {group_label}; their other groups are unchanged.", user.id
-
-    def write_settled_at(self, req: AccessRequest) -> dt.datetime | None:
-        """When a write this request sent, with its answer lost, has either landed or never will (its start +
-        the Polaris read timeout + :data:`WRITE_SETTLE_MARGIN`); ``None`` when no such write is in doubt."""
-        if req.write_started_at is None or req.write_answered_at is not None:
-            return None
-        return req.write_started_at + dt.timedelta(seconds=self.ctx.polaris.read_timeout + WRITE_SETTLE_MARGIN)
-
-    def _apply_reset(self, req: AccessRequest) -> tuple[str, str]:
-        """A password reset: done when THIS request's PUT is proven to have landed, never because
-        ``UPDATE_PASSWORD`` is merely present (every new account has it pending).
-
-        ``write_started_at`` is committed just before the PUT is sent (after its fresh GET), with whether the
-        action was already pending (``write_had_update_password``); ``write_answered_at`` when the PUT got its
-        200. A resumed apply with a PUT started and not answered (and its time budget over, see :meth:`apply`)
-        decides from Polaris: the action absent before and present now, or a ``USER_PASSWORD_RESET`` event of
-        Polaris's own audit events since the PUT, proves it landed; otherwise the request fails saying the email
-        may not have been sent (Retry sends it again). Raises :class:`PolarisError`."""
-        polaris, store, clock = self.ctx.polaris, self.store, self.ctx.clock
-        sent = f"Polaris will email {req.target_email} a link to set a new password."
-        user = polaris.find_user_by_email(req.target_email)
-        if user is None:
-            raise PolarisNotFound(404, "ObjectNotFound", f"no Polaris user {req.target_email}")
-        if req.write_started_at is not None:
-            if req.write_answered_at is not None:  # the PUT got its 200; the apply stopped before recording it
-                return sent, user.id
-            if self._reset_landed(req, user.id):
-                store.set(req.id, write_answered_at=clock())
-                self.ctx.audit.record("bot", "apply.write_confirmed", request_id=req.id, target=req.target_email,
-                                      detail="the password-reset PUT whose answer was lost had landed")
-                return sent, user.id
-            raise NotConfirmed(RESET_NOT_CONFIRMED)
-
-        def before_put(current) -> None:
-            store.set(req.id, write_started_at=clock(), write_answered_at=None,
-                      write_had_update_password="UPDATE_PASSWORD" in current.actions)
-
-        try:
-            polaris.request_password_reset(user.id, before_put=before_put)
-        except PolarisError as e:
-            if not getattr(e, "outcome_unknown", False):  # not sent, or answered with a refusal: nothing landed
-                store.set(req.id, write_started_at=None, write_had_update_password=None)
-            raise
-        store.set(req.id, write_answered_at=clock())
-        return sent, user.id
-
-    def _reset_landed(self, req: AccessRequest, user_id: str) -> bool:
-        """Whether the reset PUT this request sent (answer lost) landed, from what Polaris says now."""
-        polaris = self.ctx.polaris
-        current = polaris.get_user(user_id)
-        if req.write_had_update_password is False and "UPDATE_PASSWORD" in current.actions:
-            return True  # absent in the GET before the PUT, present now
-        since = req.write_started_at - RESET_EVENT_SKEW  # allow for clock skew between us and Polaris
-        # ...but never so far back that an earlier reset of the same user would count as this one's.
-        earlier = self.store.last_reset_answered(req.target_email, before=req.write_started_at, other_than=req.id)
-        if earlier is not None:
-            since = max(since, earlier + RESET_EVENT_SKEW)
-        try:
-            events = polaris.list_audit_events(type="USER_PASSWORD_RESET", user=user_id, since=since)
-        except (PolarisAuthError, PolarisNotFound) as e:  # no AccessAuditLogs on the key: cannot prove it
-            log.warning("Polaris audit events unreadable (%s); reset of request %s not confirmed", e.status, req.id)
-            return False
-        return any(e.type == "USER_PASSWORD_RESET" and e.concerns(user_id) for e in events)

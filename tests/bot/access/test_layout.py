@@ -1,5 +1,6 @@
 """The house rules of bot/access: units depend downward only (no import circle), none over ~400 lines, and the
 handlers talk to the facade only, never to its clients."""
+
 from __future__ import annotations
 
 import ast
@@ -9,8 +10,25 @@ import re
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 ACCESS = ROOT / "bot" / "access"
 #: Lowest first: a unit may import only units before it.
-ORDER = ["reply", "context", "errors", "store", "authority", "approvers", "admission", "notifications", "queries",
-         "decisions", "execution", "requests", "schedule", "form", "dispatch", "service"]
+ORDER = [
+    "reply",
+    "context",
+    "errors",
+    "store",
+    "authority",
+    "approvers",
+    "admission",
+    "notifications",
+    "queries",
+    "decisions",
+    "polaris_side",
+    "execution",
+    "requests",
+    "schedule",
+    "form",
+    "dispatch",
+    "service",
+]
 
 
 def local_imports(path: pathlib.Path) -> set[str]:
@@ -28,20 +46,28 @@ def test_every_unit_is_in_the_order_and_imports_only_units_below_it():
     units = sorted(p.stem for p in ACCESS.glob("*.py") if p.stem != "__init__")
     assert sorted(ORDER) == units
     for unit in ORDER:
-        below = set(ORDER[:ORDER.index(unit)])
+        below = set(ORDER[: ORDER.index(unit)])
         assert local_imports(ACCESS / f"{unit}.py") <= below, unit
 
 
-def test_no_unit_is_over_400_lines():
-    for path in ACCESS.glob("*.py"):
-        assert len(path.read_text().splitlines()) <= 400, path.name
+def test_no_production_module_is_over_400_lines():
+    """Issue 9: no module over about 400 lines outside the stand-ins (bot/, handlers/, app.py)."""
+    paths = [ROOT / "app.py", *(ROOT / "bot").rglob("*.py"), *(ROOT / "handlers").rglob("*.py")]
+    assert len(paths) > 30
+    for path in paths:
+        assert len(path.read_text().splitlines()) <= 400, path.relative_to(ROOT)
 
 
 def test_authority_is_pure():
-    imports = {a.name for n in ast.walk(ast.parse((ACCESS / "authority.py").read_text()))
-               if isinstance(n, ast.Import) for a in n.names}
-    modules = {n.module for n in ast.walk(ast.parse((ACCESS / "authority.py").read_text()))
-               if isinstance(n, ast.ImportFrom)}
+    imports = {
+        a.name
+        for n in ast.walk(ast.parse((ACCESS / "authority.py").read_text()))
+        if isinstance(n, ast.Import)
+        for a in n.names
+    }
+    modules = {
+        n.module for n in ast.walk(ast.parse((ACCESS / "authority.py").read_text())) if isinstance(n, ast.ImportFrom)
+    }
     assert not imports and modules <= {"__future__", "dataclasses", None, "slack"}
 
 
