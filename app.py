@@ -9,6 +9,7 @@ Configuration is read from the environment and ``.env`` (see README and ``.env.e
 configuration error (a missing or refused setting, token or key), 3 when the database does not answer, 4 when
 ``socket`` cannot reach Slack; each with one line on stderr.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,13 @@ log = logging.getLogger("polaris_access_bot")
 
 
 def _start_line(settings: Settings, mode: str) -> None:
-    log.info("%s: database %s, Polaris %s, approval channel %s", mode, wiring.database_for_log(settings.database_url),
-             wiring.origin(settings.polaris_api_url), settings.approval_channel)
+    log.info(
+        "%s: database %s, Polaris %s, approval channel %s",
+        mode,
+        wiring.database_for_log(settings.database_url),
+        wiring.origin(settings.polaris_api_url),
+        settings.approval_channel,
+    )
 
 
 # ------------------------------------------------------------------------------------------ commands
@@ -106,8 +112,11 @@ def cmd_socket(_args) -> int:
     core = wiring.build_core(settings)
     wiring.check_schema(core.db)
     if not wiring.verify_slack_token(core, report_unreachable=False):  # Socket Mode is a connection to Slack
-        print(f"cannot reach Slack at {wiring.origin(core.slack.client.base_url)} (auth.test did not answer): Socket "
-              "Mode needs it; check the network or SLACK_API_URL", file=sys.stderr)
+        print(
+            f"cannot reach Slack at {wiring.origin(core.slack.client.base_url)} (auth.test did not answer): Socket "
+            "Mode needs it; check the network or SLACK_API_URL",
+            file=sys.stderr,
+        )
         return 4
     wiring.check_polaris(settings)
     bolt = wiring.build_bolt_app(core, verify_token=True, report_unreachable=False)
@@ -139,8 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="app.py", description="Polaris access bot")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="HTTP mode under gunicorn on $PORT")
-    serve.add_argument("--host", default="0.0.0.0",
-                       help="address to listen on (default 0.0.0.0, every interface; 127.0.0.1 for this machine only)")
+    serve.add_argument(
+        "--host",
+        default="0.0.0.0",
+        help="address to listen on (default 0.0.0.0, every interface; 127.0.0.1 for this machine only)",
+    )
     sub.add_parser("socket", help="Socket Mode")
     demo = sub.add_parser("demo", help="local demo: SQLite, Polaris sandbox, Slack console")
     demo.add_argument("--database-url", default=None, help="default: a fresh SQLite file in a temporary folder")

@@ -18,6 +18,7 @@ Reported per variant: acked req/s and ack p50/p95/p99 and their ratio to the flo
 after the last ack the last response_url answer came (the work must still finish); PostgreSQL transactions and
 new backend processes (connections opened) per request; CPU of the server and of PostgreSQL.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,11 +34,17 @@ VARIANTS = [
     ("floor (bare Bolt)", None),
     ("product as is", {}),
     ("ack in request thread", {"BENCH_PROCESS_BEFORE_RESPONSE": "1"}),
-    ("db pool 40, no pre-ping", {"BENCH_PROCESS_BEFORE_RESPONSE": "0", "BENCH_POOL_SIZE": "40",
-                                 "BENCH_PRE_PING": "0"}),
+    ("db pool 40, no pre-ping", {"BENCH_PROCESS_BEFORE_RESPONSE": "0", "BENCH_POOL_SIZE": "40", "BENCH_PRE_PING": "0"}),
     ("4 work threads", {"BENCH_PROCESS_BEFORE_RESPONSE": "0", "BENCH_WORK_THREADS": "4"}),
-    ("all three", {"BENCH_PROCESS_BEFORE_RESPONSE": "1", "BENCH_POOL_SIZE": "40", "BENCH_PRE_PING": "0",
-                   "BENCH_WORK_THREADS": "4"}),
+    (
+        "all three",
+        {
+            "BENCH_PROCESS_BEFORE_RESPONSE": "1",
+            "BENCH_POOL_SIZE": "40",
+            "BENCH_PRE_PING": "0",
+            "BENCH_WORK_THREADS": "4",
+        },
+    ),
 ]
 
 
@@ -79,13 +86,18 @@ def main(argv=None) -> int:
             workers, threads = c.gunicorn_workers(db_kind)
             conn, pg_read = pg_counters(c.pg_base_url())
             for n, (name, env) in enumerate(chosen):
-                ids = c.create_pending(services, db_url, range(n * 60, n * 60 + 60), "Viewer") if env is not None else []
+                ids = (
+                    c.create_pending(services, db_url, range(n * 60, n * 60 + 60), "Viewer") if env is not None else []
+                )
                 if env is None:
                     server = c.start_floor(services, workers)
                 else:
-                    server = c.ServerProcess("variant", [c.PYTHON, os.path.join(c.BENCH, "prototype_ack_first.py")],
-                                             c.product_env(services, db_url, **{"BENCH_PROCESS_BEFORE_RESPONSE": "0", **env}),
-                                             workers)
+                    server = c.ServerProcess(
+                        "variant",
+                        [c.PYTHON, os.path.join(c.BENCH, "prototype_ack_first.py")],
+                        c.product_env(services, db_url, **{"BENCH_PROCESS_BEFORE_RESPONSE": "0", **env}),
+                        workers,
+                    )
                 try:
                     warm, warm_expected = build_jobs(services, 64, 0, [], 400, 3)
                     base = services.stats()["arrivals"]
@@ -118,14 +130,27 @@ def main(argv=None) -> int:
                     time.sleep(0.7)
                     x1, _ = pg_read()
                     s = c.summary_ms(res.all_latencies)
-                    rows.append({"name": name, "env": env, "rps": res.rps, **s, "completed": completed, "drain": drain,
-                                 "xacts": (x1 - x0) / len(jobs) if env is not None else float("nan"),
-                                 "backends": len(seen - pids0) / len(jobs) * 1000 if env is not None else float("nan"),
-                                 "server": cores["server"], "pg": cores["postgres"], "errors": res.errors,
-                                 "log_errors": len(server.errors_since(log_at))})
-                    c.log(f"{name}: {res.rps:.0f} req/s, p50 {s['p50']:.1f} p99 {s['p99']:.1f} ms, "
-                          f"completed/s {completed:.0f}, drain {drain:.1f} s, xacts/req {rows[-1]['xacts']:.1f}, "
-                          f"new backends/1000 req {rows[-1]['backends']:.0f}")
+                    rows.append(
+                        {
+                            "name": name,
+                            "env": env,
+                            "rps": res.rps,
+                            **s,
+                            "completed": completed,
+                            "drain": drain,
+                            "xacts": (x1 - x0) / len(jobs) if env is not None else float("nan"),
+                            "backends": len(seen - pids0) / len(jobs) * 1000 if env is not None else float("nan"),
+                            "server": cores["server"],
+                            "pg": cores["postgres"],
+                            "errors": res.errors,
+                            "log_errors": len(server.errors_since(log_at)),
+                        }
+                    )
+                    c.log(
+                        f"{name}: {res.rps:.0f} req/s, p50 {s['p50']:.1f} p99 {s['p99']:.1f} ms, "
+                        f"completed/s {completed:.0f}, drain {drain:.1f} s, xacts/req {rows[-1]['xacts']:.1f}, "
+                        f"new backends/1000 req {rows[-1]['backends']:.0f}"
+                    )
                 finally:
                     server.stop()
     finally:
@@ -140,12 +165,40 @@ def report(args, workers, threads, rows, elapsed) -> None:
     floor = next((r for r in rows if r["env"] is None), None)
     f99 = floor["p99"] if floor else float("nan")
     table = c.md_table(
-        ["variant", "acked req/s", "p50 ms", "p95 ms", "p99 ms", "p99 / floor", "completed req/s",
-         "last answer after last ack (s)", "PG transactions / request", "PG connections opened / 1000 req",
-         "server CPU (cores)", "PostgreSQL CPU (cores)", "errors"],
-        [[r["name"], f"{r['rps']:.0f}", r["p50"], r["p95"], r["p99"], r["p99"] / f99,
-          "–" if r["completed"] != r["completed"] else f"{r['completed']:.0f}", r["drain"], r["xacts"], r["backends"],
-          f"{r['server']:.2f}", f"{r['pg']:.2f}", r["errors"] + r["log_errors"]] for r in rows])
+        [
+            "variant",
+            "acked req/s",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "p99 / floor",
+            "completed req/s",
+            "last answer after last ack (s)",
+            "PG transactions / request",
+            "PG connections opened / 1000 req",
+            "server CPU (cores)",
+            "PostgreSQL CPU (cores)",
+            "errors",
+        ],
+        [
+            [
+                r["name"],
+                f"{r['rps']:.0f}",
+                r["p50"],
+                r["p95"],
+                r["p99"],
+                r["p99"] / f99,
+                "–" if r["completed"] != r["completed"] else f"{r['completed']:.0f}",
+                r["drain"],
+                r["xacts"],
+                r["backends"],
+                f"{r['server']:.2f}",
+                f"{r['pg']:.2f}",
+                r["errors"] + r["log_errors"],
+            ]
+            for r in rows
+        ],
+    )
     body = f"""Run: {c.machine_facts()}.
 
 Command: `.venv/bin/python bench/ack_variants.py` (diagnosis, no target). Load: {args.commands} signed `groups`/`help`

@@ -19,6 +19,7 @@ human actor, and ``bot``); for information also the per-command rate-limit check
 an idle worker pass (``run_due``). The SQL each one runs is captured from the engine and shown with its plan
 (PostgreSQL ``EXPLAIN (ANALYZE, BUFFERS)``, SQLite ``EXPLAIN QUERY PLAN``). Target: < 50 ms each.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,11 +60,34 @@ def generate(n_rows: int, n_requests: int, n_actors: int, seed: int, now: dt.dat
     def pick_actor() -> str:
         return actors[_bisect(cum, rng.random() * total)]
 
-    def ev(at, actor, action, request_id=None, target=None, outcome="ok", detail=None, method=None, path=None,
-           status=None, ms=None):
-        audit.append({"at": at, "actor": actor, "action": action, "request_id": request_id, "target": target,
-                      "outcome": outcome, "detail": detail, "polaris_method": method, "polaris_path": path,
-                      "polaris_status": status, "duration_ms": ms})
+    def ev(
+        at,
+        actor,
+        action,
+        request_id=None,
+        target=None,
+        outcome="ok",
+        detail=None,
+        method=None,
+        path=None,
+        status=None,
+        ms=None,
+    ):
+        audit.append(
+            {
+                "at": at,
+                "actor": actor,
+                "action": action,
+                "request_id": request_id,
+                "target": target,
+                "outcome": outcome,
+                "detail": detail,
+                "polaris_method": method,
+                "polaris_path": path,
+                "polaris_status": status,
+                "duration_ms": ms,
+            }
+        )
 
     recent = int(n_requests * 0.03)  # the last day: a backlog of open requests
     for i in range(n_requests):
@@ -93,26 +117,48 @@ def generate(n_rows: int, n_requests: int, n_actors: int, seed: int, now: dt.dat
         if state == "expired":
             decided, updated = None, created + dt.timedelta(days=1)
         ts = f"{1.7e9 + i:.6f}"
-        req = {"id": rid, "kind": kind, "state": state, "requester_id": requester, "requester_email": email[requester],
-               "target_email": target, "target_slack_id": requester if kind != "invite" else None,
-               "target_first_name": "Pat", "target_last_name": f"Doe{i % 977}", "group_id": gid, "group_name": gname,
-               "reason": "needs access for the quarterly dashboards" if i % 3 else "",
-               "approvals_required": 1, "created_at": created, "updated_at": updated,
-               "expires_at": created + dt.timedelta(days=1),
-               "decided_by": approver if state in ("approved", "applied", "denied", "failed") else None,
-               "decided_at": decided if state in ("approved", "applied", "denied", "failed") else None,
-               "approval_channel": c.CHANNEL, "approval_ts": ts, "post_attempts": 1, "card_stale": False,
-               "attempts": 1 if state in ("applied", "failed") else (2 if state == "approved" else 0),
-               "next_attempt_at": now + dt.timedelta(minutes=10) if state == "approved" else None,
-               "outcome": {"applied": "Added to the group.", "failed": "Polaris rejected the request"}.get(state),
-               "applied_at": decided if state == "applied" else None,
-               "polaris_user_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)) if state == "applied" else None,
-               "open_key": key if state in ("pending", "approved") else None,
-               "notified_state": state}
+        req = {
+            "id": rid,
+            "kind": kind,
+            "state": state,
+            "requester_id": requester,
+            "requester_email": email[requester],
+            "target_email": target,
+            "target_slack_id": requester if kind != "invite" else None,
+            "target_first_name": "Pat",
+            "target_last_name": f"Doe{i % 977}",
+            "group_id": gid,
+            "group_name": gname,
+            "reason": "needs access for the quarterly dashboards" if i % 3 else "",
+            "approvals_required": 1,
+            "created_at": created,
+            "updated_at": updated,
+            "expires_at": created + dt.timedelta(days=1),
+            "decided_by": approver if state in ("approved", "applied", "denied", "failed") else None,
+            "decided_at": decided if state in ("approved", "applied", "denied", "failed") else None,
+            "approval_channel": c.CHANNEL,
+            "approval_ts": ts,
+            "post_attempts": 1,
+            "card_stale": False,
+            "attempts": 1 if state in ("applied", "failed") else (2 if state == "approved" else 0),
+            "next_attempt_at": now + dt.timedelta(minutes=10) if state == "approved" else None,
+            "outcome": {"applied": "Added to the group.", "failed": "Polaris rejected the request"}.get(state),
+            "applied_at": decided if state == "applied" else None,
+            "polaris_user_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)) if state == "applied" else None,
+            "open_key": key if state in ("pending", "approved") else None,
+            "notified_state": state,
+        }
         requests.append(req)
         ev(created - dt.timedelta(milliseconds=300), requester, "command", detail=f"request {gname or 'reset'}")
-        ev(created - dt.timedelta(milliseconds=200), requester, "polaris.call", method="GET", path="/v1/users",
-           status=200, ms=rng.uniform(40, 200))
+        ev(
+            created - dt.timedelta(milliseconds=200),
+            requester,
+            "polaris.call",
+            method="GET",
+            path="/v1/users",
+            status=200,
+            ms=rng.uniform(40, 200),
+        )
         ev(created, requester, "request.created", rid, target, detail=f"{kind} {gname or ''}".strip())
         ev(created + dt.timedelta(milliseconds=300), "bot", "notify.card", rid, c.CHANNEL)
         if state in ("approved", "applied", "failed", "denied"):
@@ -124,14 +170,36 @@ def generate(n_rows: int, n_requests: int, n_actors: int, seed: int, now: dt.dat
         if state in ("applied", "failed"):
             t = decided + dt.timedelta(seconds=1)
             ev(t, "bot", "apply.start", rid, target, detail="attempt 1")
-            ev(t + dt.timedelta(milliseconds=100), "bot", "polaris.call", rid, method="GET", path="/v1/users",
-               status=200, ms=rng.uniform(40, 200))
+            ev(
+                t + dt.timedelta(milliseconds=100),
+                "bot",
+                "polaris.call",
+                rid,
+                method="GET",
+                path="/v1/users",
+                status=200,
+                ms=rng.uniform(40, 200),
+            )
             ok = state == "applied"
-            ev(t + dt.timedelta(milliseconds=300), "bot", "polaris.call", rid,
-               method="POST", path="/v1/users" if kind != "join" else f"/v1/groups/{gid}/members",
-               status=201 if ok else 400, outcome="ok" if ok else "error", ms=rng.uniform(60, 400))
-            ev(t + dt.timedelta(milliseconds=500), "bot", "apply.done" if ok else "apply.failed", rid, target,
-               outcome="ok" if ok else "error")
+            ev(
+                t + dt.timedelta(milliseconds=300),
+                "bot",
+                "polaris.call",
+                rid,
+                method="POST",
+                path="/v1/users" if kind != "join" else f"/v1/groups/{gid}/members",
+                status=201 if ok else 400,
+                outcome="ok" if ok else "error",
+                ms=rng.uniform(60, 400),
+            )
+            ev(
+                t + dt.timedelta(milliseconds=500),
+                "bot",
+                "apply.done" if ok else "apply.failed",
+                rid,
+                target,
+                outcome="ok" if ok else "error",
+            )
         if state != "pending":
             ev(updated + dt.timedelta(seconds=2), "bot", "notify.dm", rid, requester)
     # Commands without a request, to n_rows.
@@ -141,11 +209,25 @@ def generate(n_rows: int, n_requests: int, n_actors: int, seed: int, now: dt.dat
         cmd = rng.choices(["groups", "whois", "help", "status", "pending", "members Viewer"], [3, 3, 1, 2, 1, 1])[0]
         ev(at, who, "command", detail=cmd)
         if cmd == "whois" and len(audit) < n_rows:
-            ev(at + dt.timedelta(milliseconds=80), who, "polaris.call", method="GET", path="/v1/users", status=200,
-               ms=rng.uniform(40, 200))
+            ev(
+                at + dt.timedelta(milliseconds=80),
+                who,
+                "polaris.call",
+                method="GET",
+                path="/v1/users",
+                status=200,
+                ms=rng.uniform(40, 200),
+            )
             if len(audit) < n_rows:
-                ev(at + dt.timedelta(milliseconds=180), who, "polaris.call", method="GET",
-                   path="/v1/users/{id}/effectivepermissions", status=200, ms=rng.uniform(40, 200))
+                ev(
+                    at + dt.timedelta(milliseconds=180),
+                    who,
+                    "polaris.call",
+                    method="GET",
+                    path="/v1/users/{id}/effectivepermissions",
+                    status=200,
+                    ms=rng.uniform(40, 200),
+                )
     del audit[n_rows:]
     audit.sort(key=lambda r: r["at"])
     return requests, approvals, audit
@@ -168,12 +250,16 @@ def naive(value: dt.datetime | None):
 
 def load(db, table, rows: list[dict]) -> float:  # noqa: C901
     """Bulk insert ``rows`` into ``table`` (a SQLAlchemy Table); returns seconds."""
-    cols = [col.name for col in table.columns if not (col.primary_key and col.autoincrement is True
-                                                        and col.name == "id" and table.name != "access_requests")]
+    cols = [
+        col.name
+        for col in table.columns
+        if not (col.primary_key and col.autoincrement is True and col.name == "id" and table.name != "access_requests")
+    ]
     cols = [c_ for c_ in cols if any(c_ in r for r in rows[:1])] or cols
     present = [col for col in cols if col in rows[0]]
-    missing_required = [col.name for col in table.columns if col.name not in present and not col.nullable
-                        and not col.primary_key]
+    missing_required = [
+        col.name for col in table.columns if col.name not in present and not col.nullable and not col.primary_key
+    ]
     if missing_required:
         raise RuntimeError(f"the bench does not fill {table.name}.{missing_required}: update bench/audit_scale.py")
     t0 = time.perf_counter()
@@ -181,17 +267,20 @@ def load(db, table, rows: list[dict]) -> float:  # noqa: C901
     try:
         cur = raw.cursor()
         if db.is_sqlite:
+
             def conv(v):
                 if isinstance(v, dt.datetime):
                     return naive(v).strftime("%Y-%m-%d %H:%M:%S.%f")
                 if isinstance(v, bool):
                     return int(v)
                 return v
+
             sql = f"INSERT INTO {table.name} ({', '.join(present)}) VALUES ({', '.join('?' for _ in present)})"
             batch = 50_000
             for i in range(0, len(rows), batch):
-                cur.executemany(sql, [tuple(conv(r[k]) for k in present) for r in rows[i:i + batch]])
+                cur.executemany(sql, [tuple(conv(r[k]) for k in present) for r in rows[i : i + batch]])
         else:
+
             def conv(v):
                 if v is None:
                     return "\\N"
@@ -200,10 +289,11 @@ def load(db, table, rows: list[dict]) -> float:  # noqa: C901
                 if isinstance(v, bool):
                     return "t" if v else "f"
                 return str(v).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
             batch = 100_000
             for i in range(0, len(rows), batch):
                 buf = io.StringIO()
-                for r in rows[i:i + batch]:
+                for r in rows[i : i + batch]:
                     buf.write("\t".join(conv(r[k]) for k in present))
                     buf.write("\n")
                 buf.seek(0)
@@ -238,8 +328,11 @@ def measure(db, capture: Capture, fn, runs: int) -> dict:
     capture.statements, capture.active = [], True
     fn()
     capture.active = False
-    stmts = [(s, p) for s, p in capture.statements if s.lstrip().upper().startswith(("SELECT", "WITH"))
-             and s.strip().upper() != "SELECT 1"]
+    stmts = [
+        (s, p)
+        for s, p in capture.statements
+        if s.lstrip().upper().startswith(("SELECT", "WITH")) and s.strip().upper() != "SELECT 1"
+    ]
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
@@ -317,26 +410,41 @@ def run_db(kind: str, args, data, now) -> dict:
             out["analyze_s"] = time.perf_counter() - t0
         out["load_s"] = {"access_requests": t_req, "approvals": t_app, "audit_log": t_aud}
         with db.engine.connect() as conn:
-            out["counts"] = {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()
-                             for t in ("access_requests", "approvals", "audit_log")}
+            out["counts"] = {
+                t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()
+                for t in ("access_requests", "approvals", "audit_log")
+            }
             out["states"] = dict(conn.execute(text("SELECT state, count(*) FROM access_requests GROUP BY state")).all())
             out["actors"] = conn.execute(text("SELECT count(DISTINCT actor) FROM audit_log")).scalar()
-            top_req = conn.execute(text("SELECT requester_id, count(*) n FROM access_requests GROUP BY requester_id "
-                                        "ORDER BY n DESC LIMIT 1")).first()
-            top_actor = conn.execute(text("SELECT actor, count(*) n FROM audit_log WHERE actor <> 'bot' "
-                                          "GROUP BY actor ORDER BY n DESC LIMIT 1")).first()
+            top_req = conn.execute(
+                text(
+                    "SELECT requester_id, count(*) n FROM access_requests GROUP BY requester_id ORDER BY n DESC LIMIT 1"
+                )
+            ).first()
+            top_actor = conn.execute(
+                text(
+                    "SELECT actor, count(*) n FROM audit_log WHERE actor <> 'bot' "
+                    "GROUP BY actor ORDER BY n DESC LIMIT 1"
+                )
+            ).first()
             bot_rows = conn.execute(text("SELECT count(*) FROM audit_log WHERE actor = 'bot'")).scalar()
-            per_actor = conn.execute(text("SELECT actor, count(*) n FROM audit_log WHERE actor <> 'bot' "
-                                          "GROUP BY actor ORDER BY n, actor")).all()
+            per_actor = conn.execute(
+                text("SELECT actor, count(*) n FROM audit_log WHERE actor <> 'bot' GROUP BY actor ORDER BY n, actor")
+            ).all()
             median_actor = per_actor[len(per_actor) // 2]
             rare_actor = per_actor[0]
-            busy_req = conn.execute(text("SELECT request_id FROM audit_log WHERE request_id IS NOT NULL "
-                                         "GROUP BY request_id ORDER BY count(*) DESC LIMIT 1")).scalar()
+            busy_req = conn.execute(
+                text(
+                    "SELECT request_id FROM audit_log WHERE request_id IS NOT NULL "
+                    "GROUP BY request_id ORDER BY count(*) DESC LIMIT 1"
+                )
+            ).scalar()
             size = None
             if not db.is_sqlite:
                 size = conn.execute(text("SELECT pg_size_pretty(pg_total_relation_size('audit_log'))")).scalar()
-        out["audit_size"] = size or (f"{os.path.getsize(url.split('///', 1)[1]) / 2**20:.0f} MB (whole file)"
-                                     if db.is_sqlite else "?")
+        out["audit_size"] = size or (
+            f"{os.path.getsize(url.split('///', 1)[1]) / 2**20:.0f} MB (whole file)" if db.is_sqlite else "?"
+        )
 
         class Nowhere:
             polaris_url, slack_api_url = DEAD_URL, DEAD_URL + "/api/"
@@ -346,21 +454,54 @@ def run_db(kind: str, args, data, now) -> dict:
         service = core.service
         capture = Capture(db.engine)
         cases = [
-            ("status", f"`AccessService.cmd_status` - heaviest requester ({top_req[1]} requests)",
-             lambda: service.cmd_status(top_req[0]), True),
-            ("pending", f"`AccessService.cmd_pending` - approver ({out['states'].get('pending', 0)} pending)",
-             lambda: service.cmd_pending(c.APPROVER), True),
-            ("audit listing", f"`AuditLog.for_actor` - heaviest human actor ({top_actor[1]:,} rows)",
-             lambda: core.audit.for_actor(top_actor[0]), True),
-            ("audit listing (median)", f"`AuditLog.for_actor` - median actor ({median_actor[1]:,} rows)",
-             lambda: core.audit.for_actor(median_actor[0]), True),
-            ("audit listing (rare)", f"`AuditLog.for_actor` - least active actor ({rare_actor[1]:,} rows)",
-             lambda: core.audit.for_actor(rare_actor[0]), True),
-            ("audit listing (bot)", f"`AuditLog.for_actor('bot')` ({bot_rows:,} rows)",
-             lambda: core.audit.for_actor("bot"), True),
-            ("rate limit", "`Admission.over_command_limit` (every command)",
-             lambda: service.admission.over_command_limit(top_actor[0]), False),
-            ("request history", "`AuditLog.for_request` (busiest request)", lambda: core.audit.for_request(busy_req), False),
+            (
+                "status",
+                f"`AccessService.cmd_status` - heaviest requester ({top_req[1]} requests)",
+                lambda: service.cmd_status(top_req[0]),
+                True,
+            ),
+            (
+                "pending",
+                f"`AccessService.cmd_pending` - approver ({out['states'].get('pending', 0)} pending)",
+                lambda: service.cmd_pending(c.APPROVER),
+                True,
+            ),
+            (
+                "audit listing",
+                f"`AuditLog.for_actor` - heaviest human actor ({top_actor[1]:,} rows)",
+                lambda: core.audit.for_actor(top_actor[0]),
+                True,
+            ),
+            (
+                "audit listing (median)",
+                f"`AuditLog.for_actor` - median actor ({median_actor[1]:,} rows)",
+                lambda: core.audit.for_actor(median_actor[0]),
+                True,
+            ),
+            (
+                "audit listing (rare)",
+                f"`AuditLog.for_actor` - least active actor ({rare_actor[1]:,} rows)",
+                lambda: core.audit.for_actor(rare_actor[0]),
+                True,
+            ),
+            (
+                "audit listing (bot)",
+                f"`AuditLog.for_actor('bot')` ({bot_rows:,} rows)",
+                lambda: core.audit.for_actor("bot"),
+                True,
+            ),
+            (
+                "rate limit",
+                "`Admission.over_command_limit` (every command)",
+                lambda: service.admission.over_command_limit(top_actor[0]),
+                False,
+            ),
+            (
+                "request history",
+                "`AuditLog.for_request` (busiest request)",
+                lambda: core.audit.for_request(busy_req),
+                False,
+            ),
             ("worker pass", "`AccessService.run_due` (idle pass, nothing due)", lambda: service.run_due(), False),
         ]
         for key, label, fn, is_target in cases:
@@ -371,8 +512,10 @@ def run_db(kind: str, args, data, now) -> dict:
                 continue
             m.update(key=key, label=label, target=is_target)
             out["rows"].append(m)
-            c.log(f"{kind}: {key}: median {m['median']:.2f} ms (max {m['max']:.2f}); "
-                  + "; ".join(indexes_used(p[2], db.is_sqlite) for p in m["plans"]))
+            c.log(
+                f"{kind}: {key}: median {m['median']:.2f} ms (max {m['max']:.2f}); "
+                + "; ".join(indexes_used(p[2], db.is_sqlite) for p in m["plans"])
+            )
         db.dispose()
     return out
 
@@ -418,22 +561,45 @@ def report(args, results, gen_s, elapsed) -> None:
             if m["target"]:
                 checked += 1
                 all_ok &= ok
-            rows.append([r["kind"], m["label"], m["median"], m["max"], slowest, idx,
-                         (c.met(ok) if m["target"] else ("ok" if ok else "slow")) + ("" if m["target"] else " (info)")])
+            rows.append(
+                [
+                    r["kind"],
+                    m["label"],
+                    m["median"],
+                    m["max"],
+                    slowest,
+                    idx,
+                    (c.met(ok) if m["target"] else ("ok" if ok else "slow")) + ("" if m["target"] else " (info)"),
+                ]
+            )
             plan_text = "\n\n".join(f"-- {p[0].strip()}\n-- params: {p[1]!r}\n{p[2]}" for p in m["plans"])
-            details.append(f"<details><summary>{r['kind']}: {m['key']} - plans</summary>\n\n```\n{plan_text}\n```\n</details>")
-    table = c.md_table(["database", "query (product code)", "median ms", "max ms", "slowest SQL alone, median ms",
-                        "indexes / scans in the plan", "target < 50 ms"], rows)
+            details.append(
+                f"<details><summary>{r['kind']}: {m['key']} - plans</summary>\n\n```\n{plan_text}\n```\n</details>"
+            )
+    table = c.md_table(
+        [
+            "database",
+            "query (product code)",
+            "median ms",
+            "max ms",
+            "slowest SQL alone, median ms",
+            "indexes / scans in the plan",
+            "target < 50 ms",
+        ],
+        rows,
+    )
     facts = []
     for r in results:
         if r.get("skipped"):
             continue
         load_s = r["load_s"]
-        facts.append(f"- {r['kind']}: {r['counts']['audit_log']:,} audit rows by {r['actors']:,} actors, "
-                     f"{r['counts']['access_requests']:,} requests ({', '.join(f'{k} {v:,}' for k, v in sorted(r['states'].items()))}), "
-                     f"{r['counts']['approvals']:,} approvals; loaded in {sum(load_s.values()):.1f} s "
-                     f"(audit_log {load_s['audit_log']:.1f} s){'; ANALYZE %.1f s' % r['analyze_s'] if 'analyze_s' in r else ''}; "
-                     f"audit_log size {r['audit_size']}.")
+        facts.append(
+            f"- {r['kind']}: {r['counts']['audit_log']:,} audit rows by {r['actors']:,} actors, "
+            f"{r['counts']['access_requests']:,} requests ({', '.join(f'{k} {v:,}' for k, v in sorted(r['states'].items()))}), "
+            f"{r['counts']['approvals']:,} approvals; loaded in {sum(load_s.values()):.1f} s "
+            f"(audit_log {load_s['audit_log']:.1f} s){'; ANALYZE %.1f s' % r['analyze_s'] if 'analyze_s' in r else ''}; "
+            f"audit_log size {r['audit_size']}."
+        )
     body = f"""Run: {c.machine_facts()}.
 
 Command: `.venv/bin/python bench/audit_scale.py`. Parameters: {args.rows:,} audit rows, {args.requests:,} access

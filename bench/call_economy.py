@@ -18,6 +18,7 @@ Admin) and the Slack stand-in, both served on 127.0.0.1. Every Polaris call the 
 Targets: whois <= 3 calls; no step lists all users (no ``GET /v1/users`` without ``search``, and no paging
 with ``skip`` > 0); the second ``groups`` makes 0 calls.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,14 +55,21 @@ def main(argv=None) -> int:
     server = sandbox.serve()
     slack = SlackStandIn(bot_token=c.BOT_TOKEN)
     slack.serve()
-    for uid, name, email in ((c.APPROVER, "bob", "bob@example.com"), (c.APPROVER2, "erin", "erin@example.com"),
-                             (c.ADMIN, "carol", "carol@example.com"), (NEWBIE, "newbie", "newbie@example.com"),
-                             (BULK_USER, "bulk1", "bulk.user00001@example.com"),
-                             (BULK_USER2, "bulk2", "bulk.user00002@example.com")):
+    for uid, name, email in (
+        (c.APPROVER, "bob", "bob@example.com"),
+        (c.APPROVER2, "erin", "erin@example.com"),
+        (c.ADMIN, "carol", "carol@example.com"),
+        (NEWBIE, "newbie", "newbie@example.com"),
+        (BULK_USER, "bulk1", "bulk.user00001@example.com"),
+        (BULK_USER2, "bulk2", "bulk.user00002@example.com"),
+    ):
         slack.add_user(uid, name, email, first_name=name.capitalize(), last_name="Bench")
     bulk1 = sandbox.find_user("bulk.user00001@example.com")
-    not_member = next(g for g in (sandbox.group_by_name(f"Bulk Group {i:04d}") for i in range(args.groups))
-                      if g and g["id"] not in {x["id"] for x in bulk1["groups"]})["name"]
+    not_member = next(
+        g
+        for g in (sandbox.group_by_name(f"Bulk Group {i:04d}") for i in range(args.groups))
+        if g and g["id"] not in {x["id"] for x in bulk1["groups"]}
+    )["name"]
     steps: list[dict] = []
 
     class Services:  # what make_settings needs
@@ -77,8 +85,15 @@ def main(argv=None) -> int:
                 n_polaris, n_slack = len(sandbox.calls), len(slack.calls)
                 out = fn()
                 calls = [(x.method, x.path, dict(x.query)) for x in sandbox.calls[n_polaris:]]
-                steps.append({"group": group, "name": name, "calls": calls,
-                              "slack": [m for m, _ in slack.calls[n_slack:]], "out": out})
+                steps.append(
+                    {
+                        "group": group,
+                        "name": name,
+                        "calls": calls,
+                        "slack": [m for m, _ in slack.calls[n_slack:]],
+                        "out": out,
+                    }
+                )
                 return out
 
             def command(user: str, text: str):
@@ -90,9 +105,12 @@ def main(argv=None) -> int:
                 from bot.models import PENDING, AccessRequest
 
                 with db.session() as s:
-                    return s.scalar(select(AccessRequest.id).where(AccessRequest.requester_id == user,
-                                                                   AccessRequest.state == PENDING)
-                                    .order_by(AccessRequest.created_at.desc()).limit(1))
+                    return s.scalar(
+                        select(AccessRequest.id)
+                        .where(AccessRequest.requester_id == user, AccessRequest.state == PENDING)
+                        .order_by(AccessRequest.created_at.desc())
+                        .limit(1)
+                    )
 
             def state_of(rid: str) -> str:
                 req = service.get(rid)
@@ -112,8 +130,11 @@ def main(argv=None) -> int:
             step("request (new account)", "click: approve", lambda: service.decide(rid, c.APPROVER, approve=True))
             step("request (new account)", "worker: run_due (apply)", lambda: (service.run_due(), state_of(rid))[1])
 
-            step("request (existing user)", f"command: request {not_member}",
-                 command(BULK_USER, f"request {not_member} reports"))
+            step(
+                "request (existing user)",
+                f"command: request {not_member}",
+                command(BULK_USER, f"request {not_member} reports"),
+            )
             rid2 = pending_id(BULK_USER)
             step("request (existing user)", "click: approve", lambda: service.decide(rid2, c.APPROVER, approve=True))
             step("request (existing user)", "worker: run_due (apply)", lambda: (service.run_due(), state_of(rid2))[1])
@@ -163,11 +184,20 @@ def report(args, steps, seed_s, elapsed) -> None:
     rows, totals = [], {}
     for s in steps:
         totals[s["group"]] = totals.get(s["group"], 0) + len(s["calls"])
-        rows.append([s["group"], s["name"], len(s["calls"]), describe(s["calls"]), len(s["slack"]),
-                     ", ".join(scans(s["calls"])) or "no",
-                     str(s["out"])[:70].replace("|", "/").replace("\n", " ")])
-    table = c.md_table(["flow", "step", "Polaris calls", "which", "Slack calls", "lists/pages users?", "answer / state"],
-                       rows)
+        rows.append(
+            [
+                s["group"],
+                s["name"],
+                len(s["calls"]),
+                describe(s["calls"]),
+                len(s["slack"]),
+                ", ".join(scans(s["calls"])) or "no",
+                str(s["out"])[:70].replace("|", "/").replace("\n", " "),
+            ]
+        )
+    table = c.md_table(
+        ["flow", "step", "Polaris calls", "which", "Slack calls", "lists/pages users?", "answer / state"], rows
+    )
     whois = {s["name"]: len(s["calls"]) for s in steps if s["group"] == "whois"}
     groups = [len(s["calls"]) for s in steps if s["group"] == "groups"]
     any_scan = [(s["name"], scans(s["calls"])) for s in steps if scans(s["calls"])]
@@ -187,14 +217,16 @@ per step; group cache emptied before the first `groups`, warm afterwards. Whole 
 {flows}
 
 Targets: whois <= 3 calls: {c.met(ok_whois)} (max {max(whois.values())}).
-No command scans all users (no unfiltered `GET /v1/users`, no paging): {c.met(ok_scan)}{'' if ok_scan else ' (' + '; '.join(f'{n}: {b}' for n, b in any_scan) + ')'}.
-Group list cached (2nd `groups` makes 0 calls): {c.met(ok_cache)} ({groups[0] if groups else '?'} then {groups[1] if len(groups) > 1 else '?'}).
+No command scans all users (no unfiltered `GET /v1/users`, no paging): {c.met(ok_scan)}{"" if ok_scan else " (" + "; ".join(f"{n}: {b}" for n, b in any_scan) + ")"}.
+Group list cached (2nd `groups` makes 0 calls): {c.met(ok_cache)} ({groups[0] if groups else "?"} then {groups[1] if len(groups) > 1 else "?"}).
 """
     c.write_section("call_economy", body)
     print(table)
     print(flows)
-    print(f"whois {'met' if ok_whois else 'NOT met'}; no scans {'met' if ok_scan else 'NOT met'}; "
-          f"cache {'met' if ok_cache else 'NOT met'}")
+    print(
+        f"whois {'met' if ok_whois else 'NOT met'}; no scans {'met' if ok_scan else 'NOT met'}; "
+        f"cache {'met' if ok_cache else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@
 
 Only 127.0.0.1 is ever contacted. Every loop is bounded in count and in time.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,7 +43,7 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
-OUT = os.path.join(BENCH, "out")          # logs, profiles (git-ignored)
+OUT = os.path.join(BENCH, "out")  # logs, profiles (git-ignored)
 RESULTS = os.path.join(BENCH, "RESULTS.md")
 PYTHON = sys.executable
 
@@ -119,10 +120,17 @@ def _services_main(conn, load_users: int, bulk: tuple[int, int] | None) -> None:
                 conn.send(True)
             elif cmd == "stats":
                 with sandbox.lock, slack.lock:
-                    conn.send({"polaris_calls": len(sandbox.calls), "responses": len(slack.responses),
-                               "slack_calls": len(slack.calls), "messages": len(slack.messages),
-                               "arrivals": len(arrivals), "last_arrival": arrivals[-1] if arrivals else None,
-                               "polaris_writes": len(sandbox.writes())})
+                    conn.send(
+                        {
+                            "polaris_calls": len(sandbox.calls),
+                            "responses": len(slack.responses),
+                            "slack_calls": len(slack.calls),
+                            "messages": len(slack.messages),
+                            "arrivals": len(arrivals),
+                            "last_arrival": arrivals[-1] if arrivals else None,
+                            "polaris_writes": len(sandbox.writes()),
+                        }
+                    )
             elif cmd == "arrivals_since":
                 conn.send(list(arrivals[arg:]))
             elif cmd == "polaris_calls":
@@ -142,14 +150,18 @@ class Services:
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
         self._lock = threading.Lock()
-        self.proc = ctx.Process(target=_services_main, args=(child, load_users, bulk), daemon=True,
-                                name="bench-services")
+        self.proc = ctx.Process(
+            target=_services_main, args=(child, load_users, bulk), daemon=True, name="bench-services"
+        )
         self.proc.start()
         if not self._conn.poll(60):
             raise RuntimeError("services process did not start")
         info = self._conn.recv()
         self.polaris_url, self.slack_api_url, self.slack_base_url = (
-            info["polaris_url"], info["slack_api_url"], info["slack_base_url"])
+            info["polaris_url"],
+            info["slack_api_url"],
+            info["slack_base_url"],
+        )
 
     def _ask(self, cmd: str, arg=None, timeout: float = 60):
         with self._lock:
@@ -269,8 +281,7 @@ def database(kind: str = "auto", migrate: bool = True):
 def run_migrate(url: str) -> None:
     """``python app.py migrate`` (the Procfile's release step) on ``url``."""
     env = clean_env(DATABASE_URL=url)
-    out = subprocess.run([PYTHON, "app.py", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([PYTHON, "app.py", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     if out.returncode != 0:
         raise RuntimeError(f"migrate failed: {out.stderr[-2000:]}")
 
@@ -298,10 +309,17 @@ def gunicorn_workers(db_kind: str) -> tuple[int, int]:
 
 
 def product_env(services: Services, db_url: str, **extra) -> dict:
-    env = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-           "SLACK_API_URL": services.slack_api_url, "POLARIS_API_URL": services.polaris_url,
-           "POLARIS_API_KEY": "pok_sandbox_demo_key", "DATABASE_URL": db_url, "APPROVAL_CHANNEL": CHANNEL,
-           "APPROVERS": f"{APPROVER},{APPROVER2}", "ADMINS": ADMIN}
+    env = {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": services.slack_api_url,
+        "POLARIS_API_URL": services.polaris_url,
+        "POLARIS_API_KEY": "pok_sandbox_demo_key",
+        "DATABASE_URL": db_url,
+        "APPROVAL_CHANNEL": CHANNEL,
+        "APPROVERS": f"{APPROVER},{APPROVER2}",
+        "ADMINS": ADMIN,
+    }
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -317,8 +335,9 @@ class ServerProcess:
         full = clean_env(**env, PORT=self.port, WEB_CONCURRENCY=workers, PYTHONUNBUFFERED=1)
         self.log_path = os.path.join(OUT, f"{name}-{self.port}.log")
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=full, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, env=full, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.workers = workers
         self._wait_healthy(health_path)
 
@@ -330,8 +349,10 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited:\n{self.output()[-3000:]}")
             try:
-                if requests.get(self.url + path, timeout=1).status_code == 200 and \
-                        len(self.worker_pids()) >= self.workers:
+                if (
+                    requests.get(self.url + path, timeout=1).status_code == 200
+                    and len(self.worker_pids()) >= self.workers
+                ):
                     return
             except requests.RequestException:
                 pass
@@ -377,17 +398,26 @@ class ServerProcess:
 
 
 def start_product(services: Services, db_url: str, workers: int, **extra) -> ServerProcess:
-    return ServerProcess("product", [PYTHON, "app.py", "serve", "--host", "127.0.0.1"],
-                         product_env(services, db_url, **extra), workers)
+    return ServerProcess(
+        "product", [PYTHON, "app.py", "serve", "--host", "127.0.0.1"], product_env(services, db_url, **extra), workers
+    )
 
 
 def start_prototype(services: Services, db_url: str, workers: int, **extra) -> ServerProcess:
-    return ServerProcess("prototype", [PYTHON, os.path.join(BENCH, "prototype_ack_first.py")],
-                         product_env(services, db_url, **extra), workers)
+    return ServerProcess(
+        "prototype",
+        [PYTHON, os.path.join(BENCH, "prototype_ack_first.py")],
+        product_env(services, db_url, **extra),
+        workers,
+    )
 
 
 def start_floor(services: Services, workers: int) -> ServerProcess:
-    env = {"SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": services.slack_api_url}
+    env = {
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_API_URL": services.slack_api_url,
+    }
     return ServerProcess("floor", [PYTHON, os.path.join(BENCH, "floor_app.py")], env, workers)
 
 
@@ -403,39 +433,61 @@ def rss_kb(pid: int) -> int:
 def sign(body: str, secret: str = SIGNING_SECRET) -> dict:
     ts = str(int(time.time()))
     digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
-    return {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": f"v0={digest}"}
+    return {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": f"v0={digest}",
+    }
 
 
 def slash_body(user_id: str, text: str, response_url: str) -> str:
-    return urllib.parse.urlencode({
-        "token": "x", "team_id": "T0STANDIN", "team_domain": "standin", "channel_id": "C0GENERAL",
-        "channel_name": "general", "user_id": user_id, "user_name": "u", "command": "/polaris", "text": text,
-        "api_app_id": "A0BENCH", "is_enterprise_install": "false", "response_url": response_url,
-        "trigger_id": f"{time.time():.6f}.{random.randint(1, 10**9)}.trigger"})
+    return urllib.parse.urlencode(
+        {
+            "token": "x",
+            "team_id": "T0STANDIN",
+            "team_domain": "standin",
+            "channel_id": "C0GENERAL",
+            "channel_name": "general",
+            "user_id": user_id,
+            "user_name": "u",
+            "command": "/polaris",
+            "text": text,
+            "api_app_id": "A0BENCH",
+            "is_enterprise_install": "false",
+            "response_url": response_url,
+            "trigger_id": f"{time.time():.6f}.{random.randint(1, 10**9)}.trigger",
+        }
+    )
 
 
 def click_body(user_id: str, action_id: str, request_id: str, response_url: str) -> str:
-    payload = {"type": "block_actions", "team": {"id": "T0STANDIN", "domain": "standin"},
-               "user": {"id": user_id, "username": "u", "team_id": "T0STANDIN"},
-               "api_app_id": "A0BENCH", "token": "x", "trigger_id": "1.2.trigger", "channel": {"id": CHANNEL},
-               "container": {"type": "message", "channel_id": CHANNEL, "message_ts": "1.1"},
-               "response_url": response_url,
-               "actions": [{"type": "button", "action_id": action_id, "block_id": "b", "value": request_id,
-                            "action_ts": "1.3"}]}
+    payload = {
+        "type": "block_actions",
+        "team": {"id": "T0STANDIN", "domain": "standin"},
+        "user": {"id": user_id, "username": "u", "team_id": "T0STANDIN"},
+        "api_app_id": "A0BENCH",
+        "token": "x",
+        "trigger_id": "1.2.trigger",
+        "channel": {"id": CHANNEL},
+        "container": {"type": "message", "channel_id": CHANNEL, "message_ts": "1.1"},
+        "response_url": response_url,
+        "actions": [
+            {"type": "button", "action_id": action_id, "block_id": "b", "value": request_id, "action_ts": "1.3"}
+        ],
+    }
     return urllib.parse.urlencode({"payload": json.dumps(payload)})
 
 
 @dataclass
 class Job:
-    kind: str   # a label: "command" or "click"
+    kind: str  # a label: "command" or "click"
     body: str
 
 
 @dataclass
 class LoadResult:
-    latencies: dict[str, list[float]] = field(default_factory=dict)   # kind -> seconds (200 answers)
-    statuses: dict[str, int] = field(default_factory=dict)            # "200", "401", "exc:Timeout" ...
+    latencies: dict[str, list[float]] = field(default_factory=dict)  # kind -> seconds (200 answers)
+    statuses: dict[str, int] = field(default_factory=dict)  # "200", "401", "exc:Timeout" ...
     wall: float = 0.0
     sent: int = 0
     started_mono: float = 0.0
@@ -454,8 +506,9 @@ class LoadResult:
         return self.sent / self.wall if self.wall else 0.0
 
 
-def run_load(url: str, jobs: Sequence[Job], concurrency: int, *, timeout: float = 10.0,
-             max_seconds: float = 240.0) -> LoadResult:
+def run_load(
+    url: str, jobs: Sequence[Job], concurrency: int, *, timeout: float = 10.0, max_seconds: float = 240.0
+) -> LoadResult:
     """Send every job (POST ``url``, signed at send time) from ``concurrency`` threads, each with its own
     ``requests.Session`` (keep-alive), closed loop. Latency = time to the complete HTTP response (the ack),
     measured client side. Stops early after ``max_seconds``."""
@@ -528,8 +581,13 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 
 def summary_ms(values: Sequence[float]) -> dict:
-    return {"n": len(values), "p50": percentile(values, 50) * 1000, "p95": percentile(values, 95) * 1000,
-            "p99": percentile(values, 99) * 1000, "max": (max(values) * 1000 if values else float("nan"))}
+    return {
+        "n": len(values),
+        "p50": percentile(values, 50) * 1000,
+        "p95": percentile(values, 95) * 1000,
+        "p99": percentile(values, 99) * 1000,
+        "max": (max(values) * 1000 if values else float("nan")),
+    }
 
 
 def interleave(*lists: Sequence) -> list:
@@ -543,16 +601,22 @@ def interleave(*lists: Sequence) -> list:
 def make_settings(services: Services, db_url: str, **overrides):
     from bot.config import Settings
 
-    values = dict(slack_bot_token=BOT_TOKEN, slack_signing_secret=SIGNING_SECRET,
-                  slack_api_url=services.slack_api_url, polaris_api_url=services.polaris_url,
-                  polaris_api_key="pok_sandbox_demo_key", database_url=db_url, approval_channel=CHANNEL,
-                  approvers=frozenset({APPROVER, APPROVER2}), admins=frozenset({ADMIN}))
+    values = dict(
+        slack_bot_token=BOT_TOKEN,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_api_url=services.slack_api_url,
+        polaris_api_url=services.polaris_url,
+        polaris_api_key="pok_sandbox_demo_key",
+        database_url=db_url,
+        approval_channel=CHANNEL,
+        approvers=frozenset({APPROVER, APPROVER2}),
+        admins=frozenset({ADMIN}),
+    )
     values.update(overrides)
     return Settings(**values)
 
 
-def create_pending(services: Services, db_url: str, users: Iterable[int], group: str,
-                   threads: int = 8) -> list[str]:
+def create_pending(services: Services, db_url: str, users: Iterable[int], group: str, threads: int = 8) -> list[str]:
     """Create one pending access request (card posted) per load user through the product's own service
     (``/polaris request <group>``), in-process. Returns the request IDs."""
     from concurrent.futures import ThreadPoolExecutor
@@ -572,21 +636,34 @@ def create_pending(services: Services, db_url: str, users: Iterable[int], group:
     if bad:
         raise RuntimeError(f"{len(bad)} requests not created, e.g. {bad[0]!r}")
     with db.session() as s:
-        ids = list(s.scalars(select(AccessRequest.id).where(
-            AccessRequest.state == PENDING, AccessRequest.group_name == group,
-            AccessRequest.requester_id.in_(user_ids), AccessRequest.approval_ts.is_not(None))))
+        ids = list(
+            s.scalars(
+                select(AccessRequest.id).where(
+                    AccessRequest.state == PENDING,
+                    AccessRequest.group_name == group,
+                    AccessRequest.requester_id.in_(user_ids),
+                    AccessRequest.approval_ts.is_not(None),
+                )
+            )
+        )
     db.dispose()
     return ids
 
 
 # =========================================================================================== results
-ORDER = [("findings", "Findings and proposed fixes (written by hand from the runs below)"),
-         ("ack_latency", "Ack latency (bench/ack_latency.py)"), ("throughput", "Throughput (bench/throughput.py)"),
-         ("call_economy", "Polaris call economy (bench/call_economy.py)"),
-         ("audit_scale", "Audit log at scale (bench/audit_scale.py)"), ("memory", "Memory (bench/memory.py)"),
-         ("ack_variants", "Diagnosis: ack latency of candidate fixes (bench/ack_variants.py)")]
-HEADER = ("# Benchmark results\n\nWritten by the scripts in `bench/` (see `bench/README.md`); each script "
-          "replaces only its own section, between its markers. Latest run of each.\n")
+ORDER = [
+    ("findings", "Findings and proposed fixes (written by hand from the runs below)"),
+    ("ack_latency", "Ack latency (bench/ack_latency.py)"),
+    ("throughput", "Throughput (bench/throughput.py)"),
+    ("call_economy", "Polaris call economy (bench/call_economy.py)"),
+    ("audit_scale", "Audit log at scale (bench/audit_scale.py)"),
+    ("memory", "Memory (bench/memory.py)"),
+    ("ack_variants", "Diagnosis: ack latency of candidate fixes (bench/ack_variants.py)"),
+]
+HEADER = (
+    "# Benchmark results\n\nWritten by the scripts in `bench/` (see `bench/README.md`); each script "
+    "replaces only its own section, between its markers. Latest run of each.\n"
+)
 
 
 def machine_facts() -> str:
@@ -605,10 +682,16 @@ def machine_facts() -> str:
         nproc = os.cpu_count() or 0
     commit = ""
     with contextlib.suppress(Exception):
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         commit += " (+ uncommitted changes)" if dirty else ""
     versions = []
     from importlib.metadata import version
@@ -616,9 +699,11 @@ def machine_facts() -> str:
     for pkg in ("slack_bolt", "gunicorn", "SQLAlchemy", "requests"):
         with contextlib.suppress(Exception):
             versions.append(f"{pkg} {version(pkg)}")
-    return (f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}; nproc {nproc} ({cpu}), {mem} RAM; "
-            f"Python {platform.python_version()} on {platform.system()} {platform.release()}; "
-            f"{', '.join(versions)}; commit {commit or '?'}")
+    return (
+        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}; nproc {nproc} ({cpu}), {mem} RAM; "
+        f"Python {platform.python_version()} on {platform.system()} {platform.release()}; "
+        f"{', '.join(versions)}; commit {commit or '?'}"
+    )
 
 
 def write_section(name: str, body: str) -> None:

@@ -6,6 +6,7 @@ threads (default 8), timeout 30, graceful 25, no access log, Bolt's WSGI adapter
 
     SLACK_SIGNING_SECRET=... PORT=3001 python bench/floor_app.py
 """
+
 from __future__ import annotations
 
 import os
@@ -21,11 +22,17 @@ def build_wsgi():
 
     # Bolt's SingleTeamAuthorization calls auth.test once per process (as in the product): point the client
     # at the same Slack stand-in the product uses.
-    client = WebClient(token=os.environ.get("SLACK_BOT_TOKEN", "xoxb-floor"),
-                       base_url=os.environ.get("SLACK_API_URL", "http://127.0.0.1:9/api/"))
-    app = App(signing_secret=os.environ["SLACK_SIGNING_SECRET"], client=client, token_verification_enabled=False,
-              process_before_response=False,
-              listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="listener"))
+    client = WebClient(
+        token=os.environ.get("SLACK_BOT_TOKEN", "xoxb-floor"),
+        base_url=os.environ.get("SLACK_API_URL", "http://127.0.0.1:9/api/"),
+    )
+    app = App(
+        signing_secret=os.environ["SLACK_SIGNING_SECRET"],
+        client=client,
+        token_verification_enabled=False,
+        process_before_response=False,
+        listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="listener"),
+    )
 
     @app.command("/polaris")
     def command(ack):

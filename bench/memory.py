@@ -13,6 +13,7 @@ from /proc. The slope is a least-squares fit over the samples after the first ba
 Targets: RSS <= 150 MB after the run, and no steady growth (slope over the samples after the first batch
 < 1 MB per 1,000 requests, i.e. < 10 MB over the whole run).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,7 +82,9 @@ def main(argv=None) -> int:
                     k = sent + i
                     if k % 10 < 7:
                         uid, _ = c.load_user(rng.randrange(load_users))
-                        jobs.append(c.Job("command", c.slash_body(uid, COMMANDS[k % len(COMMANDS)], services.response_url())))
+                        jobs.append(
+                            c.Job("command", c.slash_body(uid, COMMANDS[k % len(COMMANDS)], services.response_url()))
+                        )
                         expected += 1
                     else:
                         rid = ids[rng.randrange(len(ids))]
@@ -102,8 +105,10 @@ def main(argv=None) -> int:
                 sent += n
                 samples.append({"requests": sent, **proc_facts(pid), "rps": res.rps})
                 s = samples[-1]
-                c.log(f"{sent:>6} requests: RSS {s['rss_mb']:.1f} MB, threads {s['threads']}, fds {s['fds']}, "
-                      f"{res.rps:.0f} req/s, statuses {res.statuses}")
+                c.log(
+                    f"{sent:>6} requests: RSS {s['rss_mb']:.1f} MB, threads {s['threads']}, fds {s['fds']}, "
+                    f"{res.rps:.0f} req/s, statuses {res.statuses}"
+                )
             log_errors = server.errors_since(log_at)
     finally:
         if server is not None:
@@ -123,32 +128,38 @@ def report(args, db_kind, samples, errors, missing, log_errors, elapsed) -> None
     final = samples[-1]["rss_mb"]
     ok_size = final <= 150
     ok_growth = sl == sl and sl < 1.0
-    table = c.md_table(["requests", "RSS MB", "threads", "open fds", "req/s in the batch"],
-                       [[s["requests"], s["rss_mb"], s["threads"], s["fds"], f"{s['rps']:.0f}" if "rps" in s else "–"]
-                        for s in samples])
+    table = c.md_table(
+        ["requests", "RSS MB", "threads", "open fds", "req/s in the batch"],
+        [
+            [s["requests"], s["rss_mb"], s["threads"], s["fds"], f"{s['rps']:.0f}" if "rps" in s else "–"]
+            for s in samples
+        ],
+    )
     body = f"""Run: {c.machine_facts()}.
 
 Command: `.venv/bin/python bench/memory.py`. Parameters: one `python app.py serve` worker (WEB_CONCURRENCY=1,
 GUNICORN_THREADS default), database {db_kind}; {args.requests:,} signed requests in batches of {args.every:,} at concurrency
-{args.concurrency}: 70% commands ({', '.join(sorted(set(COMMANDS)))}) from 400 people, 30% Approve/Deny clicks
+{args.concurrency}: 70% commands ({", ".join(sorted(set(COMMANDS)))}) from 400 people, 30% Approve/Deny clicks
 (approvers and a non-approver) on {args.pending} real pending requests. After each batch the listeners' work
 finished (response_url answers) before the worker's VmRSS, threads and fds were read. Whole run {elapsed:.0f} s.
 
 {table}
 
-- RSS before any request {samples[0]['rss_mb']:.1f} MB, after {args.requests:,} requests {final:.1f} MB
-  (+{final - samples[0]['rss_mb']:.1f} MB; after the first batch {samples[1]['rss_mb']:.1f} MB).
+- RSS before any request {samples[0]["rss_mb"]:.1f} MB, after {args.requests:,} requests {final:.1f} MB
+  (+{final - samples[0]["rss_mb"]:.1f} MB; after the first batch {samples[1]["rss_mb"]:.1f} MB).
 - Slope from {2 * args.every:,} requests on: {sl:.2f} MB per 1,000 requests; over the second half: {sl_half:.2f} MB per 1,000.
-- Errors: non-200 {sum(errors.values())}{(' ' + str(errors)) if errors else ''}, response_url answers missing {missing},
-  error lines in the log {len(log_errors)}{(' (e.g. `' + log_errors[0][:160] + '`)') if log_errors else ''}.
+- Errors: non-200 {sum(errors.values())}{(" " + str(errors)) if errors else ""}, response_url answers missing {missing},
+  error lines in the log {len(log_errors)}{(" (e.g. `" + log_errors[0][:160] + "`)") if log_errors else ""}.
 
 Targets: RSS <= 150 MB: {c.met(ok_size)} ({final:.1f} MB). No steady growth (slope < 1 MB per 1,000 requests):
 {c.met(ok_growth)} ({sl:.2f} MB per 1,000).
 """
     c.write_section("memory", body)
     print(table)
-    print(f"slope {sl:.2f} MB/1000 (second half {sl_half:.2f}); size {'met' if ok_size else 'NOT met'}, "
-          f"growth {'met' if ok_growth else 'NOT met'}")
+    print(
+        f"slope {sl:.2f} MB/1000 (second half {sl_half:.2f}); size {'met' if ok_size else 'NOT met'}, "
+        f"growth {'met' if ok_growth else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

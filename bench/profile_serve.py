@@ -8,6 +8,7 @@ Output: collapsed stacks per worker (``bench/out/profile-<pid>.txt``, for flameg
 summary (``bench/out/profile-summary-<mode>.txt``): the share of busy samples spent under notable product,
 library and stdlib frames (inclusive), and the top self-time functions.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,8 +75,7 @@ def summarise(paths: list[str], out_path: str) -> str:
                         inclusive[label] += n
                 if frames:
                     self_time[frames[-1]] += n
-    lines = [f"samples: {busy} (all workers, all threads; idle excluded)", "",
-             "inclusive share of busy samples:"]
+    lines = [f"samples: {busy} (all workers, all threads; idle excluded)", "", "inclusive share of busy samples:"]
     for label, _ in MARKERS:
         if inclusive[label]:
             lines.append(f"  {inclusive[label] / busy * 100:5.1f}%  {label}")
@@ -98,9 +98,13 @@ def main(argv=None) -> int:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--slow-delay", type=float, default=0.0, help="delay every Polaris call (seconds)")
     ap.add_argument("--db", choices=("auto", "postgresql", "sqlite"), default="auto")
-    ap.add_argument("--mode", choices=("gil", "wall", "idle"), default="gil",
-                    help="gil: only samples holding the GIL (CPU in Python); wall: every non-idle thread; "
-                         "idle: every thread, idle ones too (shows how busy the listener pool is)")
+    ap.add_argument(
+        "--mode",
+        choices=("gil", "wall", "idle"),
+        default="gil",
+        help="gil: only samples holding the GIL (CPU in Python); wall: every non-idle thread; "
+        "idle: every thread, idle ones too (shows how busy the listener pool is)",
+    )
     args = ap.parse_args(argv)
     spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
     if not os.path.exists(spy):
@@ -123,14 +127,39 @@ def main(argv=None) -> int:
             for pid in product.worker_pids():
                 path = os.path.join(c.OUT, f"profile-{pid}.txt")
                 paths.append(path)
-                spies.append(subprocess.Popen([spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
-                                               "--duration", "120", "--nonblocking", "--threads", "-o", path]
-                                              + {"gil": ["--gil"], "wall": [], "idle": ["--idle"]}[args.mode],
-                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                spies.append(
+                    subprocess.Popen(
+                        [
+                            spy,
+                            "record",
+                            "--pid",
+                            str(pid),
+                            "--format",
+                            "raw",
+                            "--rate",
+                            "200",
+                            "--duration",
+                            "120",
+                            "--nonblocking",
+                            "--threads",
+                            "-o",
+                            path,
+                        ]
+                        + {"gil": ["--gil"], "wall": [], "idle": ["--idle"]}[args.mode],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
             time.sleep(1.0)
             before = services.stats()["arrivals"]
-            meter = c.CpuMeter({"product workers": product.worker_pids, "postgres": lambda: c.pids_named("postgres"),
-                                "sandbox + stand-in": lambda: [services.proc.pid], "load client": lambda: [os.getpid()]})
+            meter = c.CpuMeter(
+                {
+                    "product workers": product.worker_pids,
+                    "postgres": lambda: c.pids_named("postgres"),
+                    "sandbox + stand-in": lambda: [services.proc.pid],
+                    "load client": lambda: [os.getpid()],
+                }
+            )
             meter.start()
             res = c.run_load(product.url + "/slack/events", jobs, args.concurrency)
             cores = meter.stop()

@@ -11,6 +11,7 @@ they can run in the request thread itself: ``process_before_response=True``. Thi
 unchanged product (``app.main(["serve", ...])``: same core, handlers, worker, gunicorn settings) with only
 that flag forced on, by wrapping ``slack_bolt.App.__init__`` in this process before ``app`` builds it.
 """
+
 from __future__ import annotations
 
 import os

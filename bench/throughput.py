@@ -12,6 +12,7 @@ arrived (the listener's work after the ack must finish too; "completed/s" counts
 The throughput of a server is the highest acked requests/s over the levels that had zero errors.
 Target: product >= 0.7x the floor.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,16 @@ import common as c  # noqa: E402
 from ack_latency import build_jobs  # noqa: E402
 
 
-def level(name: str, server: c.ServerProcess, services: c.Services, jobs, expected: int, concurrency: int,
-          product: bool, meter: c.CpuMeter) -> dict:
+def level(
+    name: str,
+    server: c.ServerProcess,
+    services: c.Services,
+    jobs,
+    expected: int,
+    concurrency: int,
+    product: bool,
+    meter: c.CpuMeter,
+) -> dict:
     before = services.stats()
     log_at = server.log_size()
     meter.start()
@@ -43,12 +52,24 @@ def level(name: str, server: c.ServerProcess, services: c.Services, jobs, expect
     log_errors = server.errors_since(log_at)
     s = c.summary_ms(res.all_latencies)
     errors = res.errors + len(log_errors) + missing
-    c.log(f"{name} @ {concurrency}: {res.rps:.0f} req/s, p50 {s['p50']:.1f} ms, p99 {s['p99']:.1f} ms, "
-          f"statuses {res.statuses}, log errors {len(log_errors)}, missing responses {missing}, "
-          f"cores {cores.get('server', 0):.2f}")
-    return {"name": name, "concurrency": concurrency, "rps": res.rps if res.errors == 0 else (res.sent - res.errors) / res.wall,
-            "completed_rps": completed_rps, "p50": s["p50"], "p99": s["p99"], "statuses": res.statuses,
-            "log_errors": log_errors, "missing": missing, "errors": errors, "cores": cores}
+    c.log(
+        f"{name} @ {concurrency}: {res.rps:.0f} req/s, p50 {s['p50']:.1f} ms, p99 {s['p99']:.1f} ms, "
+        f"statuses {res.statuses}, log errors {len(log_errors)}, missing responses {missing}, "
+        f"cores {cores.get('server', 0):.2f}"
+    )
+    return {
+        "name": name,
+        "concurrency": concurrency,
+        "rps": res.rps if res.errors == 0 else (res.sent - res.errors) / res.wall,
+        "completed_rps": completed_rps,
+        "p50": s["p50"],
+        "p99": s["p99"],
+        "statuses": res.statuses,
+        "log_errors": log_errors,
+        "missing": missing,
+        "errors": errors,
+        "cores": cores,
+    }
 
 
 def main(argv=None) -> int:
@@ -83,12 +104,34 @@ def main(argv=None) -> int:
                 services.wait_responses(base + (warm_expected if server is product else 0), timeout=60)
             for n, conc in enumerate(levels):
                 for name, server in (("floor", floor), ("product", product)):
-                    meter = c.CpuMeter({"server": server.worker_pids, "postgres": pg,
-                                        "services": lambda: [services.proc.pid], "client": lambda: [os.getpid()]})
-                    jobs, expected = build_jobs(services, args.requests // 2, args.requests - args.requests // 2,
-                                                pending[n], load_users, 1000 + n)
-                    rows.append(level(name, server, services, jobs, expected if name == "product" else 0, conc,
-                                      name == "product", meter))
+                    meter = c.CpuMeter(
+                        {
+                            "server": server.worker_pids,
+                            "postgres": pg,
+                            "services": lambda: [services.proc.pid],
+                            "client": lambda: [os.getpid()],
+                        }
+                    )
+                    jobs, expected = build_jobs(
+                        services,
+                        args.requests // 2,
+                        args.requests - args.requests // 2,
+                        pending[n],
+                        load_users,
+                        1000 + n,
+                    )
+                    rows.append(
+                        level(
+                            name,
+                            server,
+                            services,
+                            jobs,
+                            expected if name == "product" else 0,
+                            conc,
+                            name == "product",
+                            meter,
+                        )
+                    )
     finally:
         for server in servers:
             server.stop()
@@ -107,19 +150,52 @@ def report(args, db_kind, workers, threads, rows, elapsed) -> None:
 
     b_floor, b_product = best("floor"), best("product")
     ratio = (done_rps(b_product) / done_rps(b_floor)) if b_floor and b_product else float("nan")
-    acked_ratio = (max(r["rps"] for r in rows if r["name"] == "product" and r["errors"] == 0) / b_floor["rps"]
-                   if b_floor and b_product else float("nan"))
+    acked_ratio = (
+        max(r["rps"] for r in rows if r["name"] == "product" and r["errors"] == 0) / b_floor["rps"]
+        if b_floor and b_product
+        else float("nan")
+    )
     ok = bool(b_floor and b_product) and ratio >= 0.7
     table = c.md_table(
-        ["server", "concurrency", "acked req/s", "completed req/s", "p50 ms", "p99 ms", "errors", "server CPU (cores)",
-         "postgres", "sandbox+stand-in", "load client"],
-        [[r["name"], r["concurrency"], f"{r['rps']:.0f}",
-          "–" if r["completed_rps"] is None else f"{r['completed_rps']:.0f}", r["p50"], r["p99"],
-          (f"{r['errors']}" + (f" ({', '.join(f'{k}: {v}' for k, v in r['statuses'].items() if k != '200')}"
-                               f"{'; log ' + str(len(r['log_errors'])) if r['log_errors'] else ''}"
-                               f"{'; missing responses ' + str(r['missing']) if r['missing'] else ''})" if r['errors'] else "")),
-          f"{r['cores']['server']:.2f}", f"{r['cores']['postgres']:.2f}", f"{r['cores']['services']:.2f}",
-          f"{r['cores']['client']:.2f}"] for r in rows])
+        [
+            "server",
+            "concurrency",
+            "acked req/s",
+            "completed req/s",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+            "server CPU (cores)",
+            "postgres",
+            "sandbox+stand-in",
+            "load client",
+        ],
+        [
+            [
+                r["name"],
+                r["concurrency"],
+                f"{r['rps']:.0f}",
+                "–" if r["completed_rps"] is None else f"{r['completed_rps']:.0f}",
+                r["p50"],
+                r["p99"],
+                (
+                    f"{r['errors']}"
+                    + (
+                        f" ({', '.join(f'{k}: {v}' for k, v in r['statuses'].items() if k != '200')}"
+                        f"{'; log ' + str(len(r['log_errors'])) if r['log_errors'] else ''}"
+                        f"{'; missing responses ' + str(r['missing']) if r['missing'] else ''})"
+                        if r["errors"]
+                        else ""
+                    )
+                ),
+                f"{r['cores']['server']:.2f}",
+                f"{r['cores']['postgres']:.2f}",
+                f"{r['cores']['services']:.2f}",
+                f"{r['cores']['client']:.2f}",
+            ]
+            for r in rows
+        ],
+    )
     cpu_per_req = {}
     for name in ("floor", "product"):
         rs = [r for r in rows if r["name"] == name]
@@ -141,13 +217,13 @@ server's log + response_url answers that never arrived. Whole run {elapsed:.0f} 
 {table}
 
 Throughput with zero errors (best level; a request counts when acked and, for the product, when its work
-finished: min(acked, completed)): floor {done_rps(b_floor) if b_floor else float('nan'):.0f} req/s (concurrency
-{b_floor['concurrency'] if b_floor else '–'}), product {done_rps(b_product) if b_product else float('nan'):.0f} req/s (concurrency
-{b_product['concurrency'] if b_product else '–'}): ratio {ratio:.2f}. Counting acks only (the product's work then
+finished: min(acked, completed)): floor {done_rps(b_floor) if b_floor else float("nan"):.0f} req/s (concurrency
+{b_floor["concurrency"] if b_floor else "–"}), product {done_rps(b_product) if b_product else float("nan"):.0f} req/s (concurrency
+{b_product["concurrency"] if b_product else "–"}): ratio {ratio:.2f}. Counting acks only (the product's work then
 falls behind): ratio {acked_ratio:.2f}.
-Server CPU per request at the highest level: floor {cpu_per_req.get('floor', float('nan')):.2f} ms, product
-{cpu_per_req.get('product', float('nan')):.2f} ms.
-{('Error lines, e.g. `' + errs[0]['log_errors'][0][:160] + '`.') if errs else ''}
+Server CPU per request at the highest level: floor {cpu_per_req.get("floor", float("nan")):.2f} ms, product
+{cpu_per_req.get("product", float("nan")):.2f} ms.
+{("Error lines, e.g. `" + errs[0]["log_errors"][0][:160] + "`.") if errs else ""}
 
 Target product >= 0.7x floor: {c.met(ok)} ({ratio:.2f}x).
 """

@@ -5,6 +5,7 @@ Rows carry an allow-list of fields (see :class:`bot.models.AuditEvent`); free te
 :func:`bot.redact.redact` and is capped, so no header, token or key can land in the table.
 :func:`audit_context` tells the Polaris call hook which actor and request a call belongs to.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,8 +22,9 @@ from .redact import redact
 
 log = logging.getLogger(__name__)
 DETAIL_MAX = 500
-_context: contextvars.ContextVar[tuple[str, str | None]] = contextvars.ContextVar("audit_context",
-                                                                               default=("bot", None))
+_context: contextvars.ContextVar[tuple[str, str | None]] = contextvars.ContextVar(
+    "audit_context", default=("bot", None)
+)
 
 
 @contextlib.contextmanager
@@ -49,17 +51,36 @@ class AuditLog:
     def __init__(self, db: Database):
         self.db = db
 
-    def record(self, actor: str, action: str, *, request_id: str | None = None, target: str | None = None,
-               outcome: str = "ok", detail: str | None = None, session: Session | None = None,
-               polaris_method: str | None = None, polaris_path: str | None = None,
-               polaris_status: int | None = None, duration_ms: float | None = None) -> None:
+    def record(
+        self,
+        actor: str,
+        action: str,
+        *,
+        request_id: str | None = None,
+        target: str | None = None,
+        outcome: str = "ok",
+        detail: str | None = None,
+        session: Session | None = None,
+        polaris_method: str | None = None,
+        polaris_path: str | None = None,
+        polaris_status: int | None = None,
+        duration_ms: float | None = None,
+    ) -> None:
         """Append one row. ``actor`` is a Slack user ID or ``bot``; ``action`` a dotted verb such as
         ``decision.approve``; ``detail`` a short plain text (redacted, capped at 500 characters)."""
-        row = AuditEvent(at=utcnow(), actor=(actor or "bot")[:32], action=action[:40], request_id=request_id,
-                         target=_clean(target, 320), outcome=outcome[:20], detail=_clean(detail),
-                         polaris_method=polaris_method, polaris_path=_clean(polaris_path, 300),
-                         polaris_status=polaris_status,
-                         duration_ms=None if duration_ms is None else round(duration_ms, 2))
+        row = AuditEvent(
+            at=utcnow(),
+            actor=(actor or "bot")[:32],
+            action=action[:40],
+            request_id=request_id,
+            target=_clean(target, 320),
+            outcome=outcome[:20],
+            detail=_clean(detail),
+            polaris_method=polaris_method,
+            polaris_path=_clean(polaris_path, 300),
+            polaris_status=polaris_status,
+            duration_ms=None if duration_ms is None else round(duration_ms, 2),
+        )
         if session is not None:
             session.add(row)
             return
@@ -69,23 +90,36 @@ class AuditLog:
         except Exception:
             log.exception("could not write audit row %s for %s", action, request_id)
 
-    def polaris_hook(self, method: str, path: str, status: int | None, duration_ms: float,
-                     error_code: str | None) -> None:
+    def polaris_hook(
+        self, method: str, path: str, status: int | None, duration_ms: float, error_code: str | None
+    ) -> None:
         """:class:`bot.polaris.PolarisClient` ``on_call`` hook: one ``polaris.call`` row per HTTP attempt."""
         actor, request_id = _context.get()
         ok = status is not None and 200 <= status < 300
-        self.record(actor, "polaris.call", request_id=request_id, outcome="ok" if ok else "error",
-                    detail=error_code, polaris_method=method, polaris_path=path, polaris_status=status,
-                    duration_ms=duration_ms)
+        self.record(
+            actor,
+            "polaris.call",
+            request_id=request_id,
+            outcome="ok" if ok else "error",
+            detail=error_code,
+            polaris_method=method,
+            polaris_path=path,
+            polaris_status=status,
+            duration_ms=duration_ms,
+        )
 
     def for_request(self, request_id: str) -> list[AuditEvent]:
         """Every row about one access request, oldest first."""
         with self.db.session() as s:
-            return list(s.scalars(select(AuditEvent).where(AuditEvent.request_id == request_id)
-                                  .order_by(AuditEvent.id)))
+            return list(
+                s.scalars(select(AuditEvent).where(AuditEvent.request_id == request_id).order_by(AuditEvent.id))
+            )
 
     def for_actor(self, actor: str, limit: int = 50) -> list[AuditEvent]:
         """The newest ``limit`` rows by one actor, newest first (uses index ``ix_audit_log_actor_at``)."""
         with self.db.session() as s:
-            return list(s.scalars(select(AuditEvent).where(AuditEvent.actor == actor)
-                                  .order_by(AuditEvent.at.desc()).limit(limit)))
+            return list(
+                s.scalars(
+                    select(AuditEvent).where(AuditEvent.actor == actor).order_by(AuditEvent.at.desc()).limit(limit)
+                )
+            )

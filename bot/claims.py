@@ -7,6 +7,7 @@ database, so a deployment in a schema other than ``public`` salts its keys with 
 test runs) in two schemas of one database never block each other. SQLite serves one process, so an in-process
 set of claimed IDs is enough there.
 """
+
 from __future__ import annotations
 
 import contextlib

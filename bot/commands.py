@@ -4,6 +4,7 @@ Handles Slack's escaped forms in command text (``<@U123|name>`` mentions, ``<mai
 straight and curly quotes, control characters and length caps. Anything it cannot read raises
 :class:`UsageError` with a sentence for the person who typed it; nothing else is raised, whatever the input.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -20,10 +21,29 @@ REASON_MAX = 500
 GROUP_MAX = 100
 EMAIL_MAX = 254
 
-SUBCOMMANDS = ("help", "whois", "groups", "members", "permissions", "request", "invite", "reset-password",
-               "status", "pending", "policy")
-ALIASES = {"reset": "reset-password", "resetpassword": "reset-password", "reset_password": "reset-password",
-           "group": "groups", "perms": "permissions", "join": "request", "who": "whois", "?": "help"}
+SUBCOMMANDS = (
+    "help",
+    "whois",
+    "groups",
+    "members",
+    "permissions",
+    "request",
+    "invite",
+    "reset-password",
+    "status",
+    "pending",
+    "policy",
+)
+ALIASES = {
+    "reset": "reset-password",
+    "resetpassword": "reset-password",
+    "reset_password": "reset-password",
+    "group": "groups",
+    "perms": "permissions",
+    "join": "request",
+    "who": "whois",
+    "?": "help",
+}
 
 _MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 _MAILTO = re.compile(r"^<mailto:([^|>]+)(?:\|[^>]*)?>$")
@@ -63,8 +83,11 @@ def clean(text: str | None, limit: int | None = TEXT_MAX) -> str:
     if not text:
         return ""
     text = unicodedata.normalize("NFC", str(text))
-    text = "".join(" " if ch in "\t\n\r\u2028\u2029" else ch for ch in text
-                   if ch in "\t\n\r\u2028\u2029" or unicodedata.category(ch)[0] != "C")
+    text = "".join(
+        " " if ch in "\t\n\r\u2028\u2029" else ch
+        for ch in text
+        if ch in "\t\n\r\u2028\u2029" or unicodedata.category(ch)[0] != "C"
+    )
     text = " ".join(text.split())
     return text if limit is None else text[:limit]
 
@@ -152,9 +175,19 @@ def _invite(name: str, rest: str) -> Command:
 
 
 #: How each subcommand reads the words after its name.
-_ARGUMENTS = {"help": _no_arguments, "groups": _no_arguments, "permissions": _no_arguments, "status": _no_arguments,
-              "pending": _no_arguments, "policy": _no_arguments, "whois": _one_person, "reset-password": _one_person,
-              "members": _members, "request": _request, "invite": _invite}
+_ARGUMENTS = {
+    "help": _no_arguments,
+    "groups": _no_arguments,
+    "permissions": _no_arguments,
+    "status": _no_arguments,
+    "pending": _no_arguments,
+    "policy": _no_arguments,
+    "whois": _one_person,
+    "reset-password": _one_person,
+    "members": _members,
+    "request": _request,
+    "invite": _invite,
+}
 
 
 def is_quoted(rest: str) -> bool:
@@ -173,8 +206,9 @@ def check_reason(reason: str) -> str:
 
 def reason_too_long(length: int) -> str:
     """The sentence for a reason of ``length`` characters, over :data:`REASON_MAX` (commands and the form)."""
-    return (f"The reason is {length:,} characters long; the limit is {REASON_MAX:,}. "
-            "Please shorten it; nothing was sent.")
+    return (
+        f"The reason is {length:,} characters long; the limit is {REASON_MAX:,}. Please shorten it; nothing was sent."
+    )
 
 
 def split_group_and_reason(rest: str, group_names: list[str], *, check_lengths: bool = True) -> tuple[str, str]:
@@ -195,7 +229,7 @@ def split_group_and_reason(rest: str, group_names: list[str], *, check_lengths: 
         end = min(found) if found else -1
         if end < 0:
             raise UsageError("The group name has an opening quote but no closing one.")
-        group, reason = rest[1:end].strip(), rest[end + 1:].strip()
+        group, reason = rest[1:end].strip(), rest[end + 1 :].strip()
     else:
         words = rest.split(" ")
         known = {normalize_group_name(n) for n in group_names}

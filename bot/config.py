@@ -7,6 +7,7 @@ everything to fix. Values that are secrets (``POLARIS_API_KEY``, ``SLACK_BOT_TOK
 ``SLACK_SIGNING_SECRET``) are kept out of ``repr`` and are registered with :mod:`bot.redact` so that no
 log line can carry them.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,10 @@ SLACK_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 PROFILE_FIELD_ID = re.compile(r"^Xf[A-Z0-9]{2,}$")  # a Slack custom profile field ID, e.g. Xf01ABCDEF
 DATABASE_BACKENDS = ("sqlite", "postgresql")  # what bot.db and bot.claims support
-_DATABASE_HINT = ("DATABASE_URL must be a SQLAlchemy URL of a SQLite or PostgreSQL database, e.g. "
-                  "sqlite:///polaris_access_bot.sqlite3 or postgresql://user@host:5432/dbname")
+_DATABASE_HINT = (
+    "DATABASE_URL must be a SQLAlchemy URL of a SQLite or PostgreSQL database, e.g. "
+    "sqlite:///polaris_access_bot.sqlite3 or postgresql://user@host:5432/dbname"
+)
 
 
 class ConfigError(ValueError):
@@ -78,8 +81,17 @@ class Settings:
         import base64
 
         basic = base64.b64encode(f"{self.polaris_api_key}:".encode()).decode() if self.polaris_api_key else ""
-        return [s for s in (self.slack_bot_token, self.slack_signing_secret, self.polaris_api_key,
-                            self.slack_app_token, basic) if s]
+        return [
+            s
+            for s in (
+                self.slack_bot_token,
+                self.slack_signing_secret,
+                self.polaris_api_key,
+                self.slack_app_token,
+                basic,
+            )
+            if s
+        ]
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -94,13 +106,16 @@ def _user_ids(env: Mapping[str, str], name: str) -> frozenset[str]:
     ids = [p.strip() for p in raw.split(",") if p.strip()]
     bad = [i for i in ids if not SLACK_ID.match(i)]
     if bad:
-        raise ConfigError(f"{name} must be comma-separated Slack user IDs like U012ABCDEF; bad entries: "
-                          + ", ".join(repr(b[:20]) for b in bad[:5]))
+        raise ConfigError(
+            f"{name} must be comma-separated Slack user IDs like U012ABCDEF; bad entries: "
+            + ", ".join(repr(b[:20]) for b in bad[:5])
+        )
     return frozenset(ids)
 
 
-def _number(env: Mapping[str, str], name: str, default: float, *, kind=float, minimum: float = 0,
-            maximum: float | None = None) -> float:
+def _number(
+    env: Mapping[str, str], name: str, default: float, *, kind=float, minimum: float = 0, maximum: float | None = None
+) -> float:
     raw = (env.get(name) or "").strip()
     if not raw:
         return default
@@ -139,8 +154,10 @@ def database_url(env: Mapping[str, str] | None = None) -> str:
     try:
         url.get_dialect().import_dbapi()
     except Exception:  # NoSuchModuleError (unknown driver), ImportError (driver not installed)
-        raise ConfigError(f"{_DATABASE_HINT}; its driver {url.drivername[:40]!r} is not available "
-                          "(postgresql:// uses psycopg2, which is installed)") from None
+        raise ConfigError(
+            f"{_DATABASE_HINT}; its driver {url.drivername[:40]!r} is not available "
+            "(postgresql:// uses psycopg2, which is installed)"
+        ) from None
     return raw
 
 
@@ -155,8 +172,9 @@ def _url(env: Mapping[str, str], name: str, required: bool) -> str | None:
     return raw.rstrip("/")
 
 
-def load_settings(env: Mapping[str, str] | None = None, *, require_slack_app_token: bool = False,
-                  require_polaris: bool = True) -> Settings:
+def load_settings(
+    env: Mapping[str, str] | None = None, *, require_slack_app_token: bool = False, require_polaris: bool = True
+) -> Settings:
     """Build :class:`Settings` from ``env`` (default ``os.environ``).
 
     ``require_slack_app_token`` is set by Socket Mode. ``require_polaris=False`` lets the demo fill
@@ -198,10 +216,18 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack_app_tok
         check(fail, f"APPROVAL_CHANNEL must be a channel ID like C012ABCDEF, got {channel[:30]!r}")
     approvers = check(_user_ids, env, "APPROVERS")
     admins = check(_user_ids, env, "ADMINS")
-    if approvers is not None and admins is not None and not approvers and not admins \
-            and not (env.get("POLICY_FILE") or "").strip():
-        check(fail, "APPROVERS is empty: name at least one Slack user ID in APPROVERS or ADMINS "
-                    "(or approvers in a POLICY_FILE)")
+    if (
+        approvers is not None
+        and admins is not None
+        and not approvers
+        and not admins
+        and not (env.get("POLICY_FILE") or "").strip()
+    ):
+        check(
+            fail,
+            "APPROVERS is empty: name at least one Slack user ID in APPROVERS or ADMINS "
+            "(or approvers in a POLICY_FILE)",
+        )
     db_url = check(database_url, env)
     numbers = {
         "port": check(_number, env, "PORT", 3000, kind=int, minimum=1, maximum=65535),
@@ -212,7 +238,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack_app_tok
         "worker_interval": check(_number, env, "WORKER_INTERVAL", 5.0, minimum=0.05, maximum=3600),
         "group_cache_ttl": check(_number, env, "GROUP_CACHE_TTL", 60.0, minimum=0, maximum=86400),
         "max_open_requests": check(_number, env, "MAX_OPEN_REQUESTS", 5, kind=int, minimum=1, maximum=10000),
-        "max_commands_per_minute": check(_number, env, "MAX_COMMANDS_PER_MINUTE", 30, kind=int, minimum=1, maximum=100000),
+        "max_commands_per_minute": check(
+            _number, env, "MAX_COMMANDS_PER_MINUTE", 30, kind=int, minimum=1, maximum=100000
+        ),
         "work_threads": check(_number, env, "WORK_THREADS", 2, kind=int, minimum=1, maximum=64),
         # read by gunicorn too, which fails on a bad one with a traceback: checked here, before it starts
         "web_concurrency": check(_number, env, "WEB_CONCURRENCY", 2, kind=int, minimum=1, maximum=256),
@@ -220,12 +248,22 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_slack_app_tok
     }
     manager_field = (env.get("MANAGER_PROFILE_FIELD") or "").strip() or None
     if manager_field and not PROFILE_FIELD_ID.match(manager_field):
-        check(fail, f"MANAGER_PROFILE_FIELD must be a Slack custom profile field ID like Xf01ABCDEF (Xf and capital "
-                    f"letters or digits), got {manager_field[:30]!r}")
+        check(
+            fail,
+            f"MANAGER_PROFILE_FIELD must be a Slack custom profile field ID like Xf01ABCDEF (Xf and capital "
+            f"letters or digits), got {manager_field[:30]!r}",
+        )
     if problems:
         raise ConfigError(problems)
-    ints = ("port", "polaris_max_attempts", "max_open_requests", "max_commands_per_minute", "work_threads",
-            "web_concurrency", "gunicorn_threads")
+    ints = (
+        "port",
+        "polaris_max_attempts",
+        "max_open_requests",
+        "max_commands_per_minute",
+        "work_threads",
+        "web_concurrency",
+        "gunicorn_threads",
+    )
     return Settings(
         slack_bot_token=bot_token,
         slack_signing_secret=signing_secret,

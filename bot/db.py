@@ -4,6 +4,7 @@ SQLite (the default, a single process) and PostgreSQL (any number of processes s
 work. Sessions are not thread-safe: every listener invocation or worker step opens its own with
 :meth:`Database.session` and closes it at the end.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -72,9 +73,9 @@ class Database:
 def normalize_url(url: str) -> str:
     """Map ``postgres://`` and ``postgresql://`` to the psycopg2 driver; leave others as they are."""
     if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
+        url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg2://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg2://" + url[len("postgresql://") :]
     return url
 
 

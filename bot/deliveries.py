@@ -15,6 +15,7 @@ any other error is tried again after ``base * 2**(n-1)`` seconds (jittered, at m
 caller decides the fallback. The worker picks due rows with :meth:`DeliveryLedger.due` (index
 ``ix_deliveries_status_next``: it costs what is due, not what exists).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -38,21 +39,48 @@ log = logging.getLogger(__name__)
 PENDING, DELIVERED, FAILED, SUPERSEDED = "pending", "delivered", "failed", "superseded"
 DM, RELAY, CARD = "dm", "relay", "card"
 
-DELIVERY_BACKOFF_BASE = 10.0    # seconds before the 2nd attempt; doubles each time
-DELIVERY_BACKOFF_CAP = 900.0    # at most 15 minutes between attempts
-DELIVERY_MAX_ATTEMPTS = 8       # about 45 minutes of trying in all
-DELIVERY_LEASE = 120.0          # seconds an attempt holds its row; a crashed sender's row is due again after
+DELIVERY_BACKOFF_BASE = 10.0  # seconds before the 2nd attempt; doubles each time
+DELIVERY_BACKOFF_CAP = 900.0  # at most 15 minutes between attempts
+DELIVERY_MAX_ATTEMPTS = 8  # about 45 minutes of trying in all
+DELIVERY_LEASE = 120.0  # seconds an attempt holds its row; a crashed sender's row is due again after
 
 #: Slack errors that no retry can cure (Slack Web API method docs: conversations.open, chat.postMessage,
 #: chat.update). The person cannot get a DM, the bot cannot reach the channel, or the message is gone.
-RECIPIENT_ERRORS = frozenset({"user_disabled", "account_inactive", "cannot_dm_bot", "user_not_found",
-                              "users_not_found", "user_not_visible", "cannot_dm_user"})
-PERMANENT_ERRORS = RECIPIENT_ERRORS | frozenset({
-    "channel_not_found", "not_in_channel", "is_archived", "channel_is_archived", "message_not_found",
-    "cant_update_message", "edit_window_closed", "restricted_action", "restricted_action_read_only_channel",
-    "restricted_action_non_threadable_channel", "ekm_access_denied", "team_access_not_granted",
-    "invalid_blocks", "invalid_blocks_format", "msg_too_long", "no_text", "too_many_attachments",
-    "missing_scope", "not_allowed_token_type", "users_list_not_supplied"})
+RECIPIENT_ERRORS = frozenset(
+    {
+        "user_disabled",
+        "account_inactive",
+        "cannot_dm_bot",
+        "user_not_found",
+        "users_not_found",
+        "user_not_visible",
+        "cannot_dm_user",
+    }
+)
+PERMANENT_ERRORS = RECIPIENT_ERRORS | frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "channel_is_archived",
+        "message_not_found",
+        "cant_update_message",
+        "edit_window_closed",
+        "restricted_action",
+        "restricted_action_read_only_channel",
+        "restricted_action_non_threadable_channel",
+        "ekm_access_denied",
+        "team_access_not_granted",
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "msg_too_long",
+        "no_text",
+        "too_many_attachments",
+        "missing_scope",
+        "not_allowed_token_type",
+        "users_list_not_supplied",
+    }
+)
 
 
 def is_permanent(error: str | None) -> bool:
@@ -88,16 +116,34 @@ class DeliveryLedger:
     ``clock`` returns aware UTC now (the service's injected clock); ``base``/``cap`` in seconds;
     ``jitter`` returns the factor applied to each backoff (default uniform 0.8-1.2)."""
 
-    def __init__(self, db: Database, audit: AuditLog, clock: Callable[[], dt.datetime], *,
-                 base: float = DELIVERY_BACKOFF_BASE, cap: float = DELIVERY_BACKOFF_CAP,
-                 max_attempts: int = DELIVERY_MAX_ATTEMPTS, lease: float = DELIVERY_LEASE):
+    def __init__(
+        self,
+        db: Database,
+        audit: AuditLog,
+        clock: Callable[[], dt.datetime],
+        *,
+        base: float = DELIVERY_BACKOFF_BASE,
+        cap: float = DELIVERY_BACKOFF_CAP,
+        max_attempts: int = DELIVERY_MAX_ATTEMPTS,
+        lease: float = DELIVERY_LEASE,
+    ):
         self.db, self.audit, self.clock = db, audit, clock
         self.base, self.cap, self.max_attempts, self.lease = base, cap, max_attempts, lease
         self.jitter: Callable[[], float] = lambda: random.uniform(0.8, 1.2)
 
     # ------------------------------------------------------------------------------- rows
-    def want(self, request_id: str, kind: str, recipient: str, key: str, *, text: str | None = None,
-             state: str | None = None, content: str | None = None, supersede: bool = False) -> Delivery:
+    def want(
+        self,
+        request_id: str,
+        kind: str,
+        recipient: str,
+        key: str,
+        *,
+        text: str | None = None,
+        state: str | None = None,
+        content: str | None = None,
+        supersede: bool = False,
+    ) -> Delivery:
         """The row owed for (``request_id``, ``kind``, ``recipient``, ``key``), created pending if new.
 
         ``text``: a DM's text (sent as is on every attempt); ``state``: the request state a requester DM
@@ -111,30 +157,65 @@ class DeliveryLedger:
             try:
                 with self.db.session() as s:
                     if supersede:
-                        s.execute(update(Delivery).where(
-                            Delivery.request_id == request_id, Delivery.kind == kind,
-                            Delivery.recipient == recipient, Delivery.status == PENDING)
-                            .values(status=SUPERSEDED, updated_at=now))
-                    s.add(Delivery(request_id=request_id, kind=kind, recipient=recipient[:64], key=key[:64],
-                                   state=state, text=text, content_hash=content, status=PENDING, attempts=0,
-                                   next_attempt_at=None, created_at=now, updated_at=now))
+                        s.execute(
+                            update(Delivery)
+                            .where(
+                                Delivery.request_id == request_id,
+                                Delivery.kind == kind,
+                                Delivery.recipient == recipient,
+                                Delivery.status == PENDING,
+                            )
+                            .values(status=SUPERSEDED, updated_at=now)
+                        )
+                    s.add(
+                        Delivery(
+                            request_id=request_id,
+                            kind=kind,
+                            recipient=recipient[:64],
+                            key=key[:64],
+                            state=state,
+                            text=text,
+                            content_hash=content,
+                            status=PENDING,
+                            attempts=0,
+                            next_attempt_at=None,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
             except IntegrityError:  # another process made it at the same moment
                 pass
             with self.db.session() as s:
                 return self._find(s, request_id, kind, recipient, key)
         if content is not None and row.content_hash != content and row.status in (PENDING, DELIVERED):
             with self.db.session() as s:
-                s.execute(update(Delivery).where(Delivery.id == row.id, Delivery.status == row.status,
-                                                 Delivery.content_hash == row.content_hash)
-                          .values(content_hash=content, status=PENDING, attempts=0, next_attempt_at=None,
-                                  last_error=None, updated_at=now))
+                s.execute(
+                    update(Delivery)
+                    .where(
+                        Delivery.id == row.id, Delivery.status == row.status, Delivery.content_hash == row.content_hash
+                    )
+                    .values(
+                        content_hash=content,
+                        status=PENDING,
+                        attempts=0,
+                        next_attempt_at=None,
+                        last_error=None,
+                        updated_at=now,
+                    )
+                )
                 row = s.get(Delivery, row.id)
         return row
 
     @staticmethod
     def _find(s, request_id: str, kind: str, recipient: str, key: str) -> Delivery | None:
-        return s.scalar(select(Delivery).where(Delivery.request_id == request_id, Delivery.kind == kind,
-                                               Delivery.recipient == recipient[:64], Delivery.key == key[:64]))
+        return s.scalar(
+            select(Delivery).where(
+                Delivery.request_id == request_id,
+                Delivery.kind == kind,
+                Delivery.recipient == recipient[:64],
+                Delivery.key == key[:64],
+            )
+        )
 
     def find(self, request_id: str, kind: str, recipient: str, key: str) -> Delivery | None:
         """The row for (``request_id``, ``kind``, ``recipient``, ``key``), or ``None``."""
@@ -147,31 +228,52 @@ class DeliveryLedger:
         if row is None:
             return
         with self.db.session() as s:
-            s.execute(update(Delivery).where(Delivery.id == row.id).values(
-                status=PENDING, attempts=0, next_attempt_at=None, content_hash=None, updated_at=self.clock()))
+            s.execute(
+                update(Delivery)
+                .where(Delivery.id == row.id)
+                .values(status=PENDING, attempts=0, next_attempt_at=None, content_hash=None, updated_at=self.clock())
+            )
 
     def due(self, limit: int = 20) -> list[Delivery]:
         """Pending rows whose next attempt is due, oldest first (index ``ix_deliveries_status_next``)."""
         now = self.clock()
         with self.db.session() as s:
-            return list(s.scalars(select(Delivery).where(
-                Delivery.status == PENDING, or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now))
-                .order_by(Delivery.next_attempt_at).limit(limit)))
+            return list(
+                s.scalars(
+                    select(Delivery)
+                    .where(
+                        Delivery.status == PENDING,
+                        or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+                    )
+                    .order_by(Delivery.next_attempt_at)
+                    .limit(limit)
+                )
+            )
 
     def unreachable(self, request_id: str, recipient: str) -> str | None:
         """The error of an earlier DM of this request that found ``recipient`` unable to get any DM
         (:data:`RECIPIENT_ERRORS`), or ``None``."""
         with self.db.session() as s:
-            errors = s.scalars(select(Delivery.last_error).where(
-                Delivery.request_id == request_id, Delivery.recipient == recipient, Delivery.status == FAILED,
-                Delivery.kind.in_((DM, RELAY))))
+            errors = s.scalars(
+                select(Delivery.last_error).where(
+                    Delivery.request_id == request_id,
+                    Delivery.recipient == recipient,
+                    Delivery.status == FAILED,
+                    Delivery.kind.in_((DM, RELAY)),
+                )
+            )
             return next((e for e in errors if e in RECIPIENT_ERRORS), None)
 
     def settle(self, row: Delivery, status: str, error: str | None = None) -> bool:
         """Mark a pending row ``delivered``/``failed``/``superseded`` without sending (compare-and-set)."""
         with self.db.session() as s:
-            return bool(s.execute(update(Delivery).where(Delivery.id == row.id, Delivery.status == PENDING)
-                                  .values(status=status, last_error=error, updated_at=self.clock())).rowcount)
+            return bool(
+                s.execute(
+                    update(Delivery)
+                    .where(Delivery.id == row.id, Delivery.status == PENDING)
+                    .values(status=status, last_error=error, updated_at=self.clock())
+                ).rowcount
+            )
 
     # ------------------------------------------------------------------------------- attempts
     def run(self, row: Delivery, send: Callable[[], object], *, what: str = "") -> Attempt:
@@ -180,11 +282,18 @@ class DeliveryLedger:
         description such as ``DM to U123``). Only the process that took the row sends."""
         now = self.clock()
         with self.db.session() as s:
-            took = s.execute(update(Delivery).where(
-                Delivery.id == row.id, Delivery.status == PENDING, Delivery.attempts == row.attempts,
-                or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now))
-                .values(attempts=row.attempts + 1, next_attempt_at=now + dt.timedelta(seconds=self.lease),
-                        updated_at=now)).rowcount
+            took = s.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id == row.id,
+                    Delivery.status == PENDING,
+                    Delivery.attempts == row.attempts,
+                    or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+                )
+                .values(
+                    attempts=row.attempts + 1, next_attempt_at=now + dt.timedelta(seconds=self.lease), updated_at=now
+                )
+            ).rowcount
         if not took:
             return Attempt("skipped", row=row)
         attempts = row.attempts + 1
@@ -196,25 +305,53 @@ class DeliveryLedger:
             if is_permanent(e.error) or attempts >= self.max_attempts:
                 why = "permanent error" if is_permanent(e.error) else f"attempt limit ({self.max_attempts})"
                 with self.db.session() as s:
-                    s.execute(update(Delivery).where(*mine).values(status=FAILED, last_error=e.error[:80],
-                                                                   next_attempt_at=None, updated_at=later))
-                    self.audit.record("bot", "notify.gave_up", request_id=row.request_id, target=row.recipient,
-                                      outcome="error", session=s,
-                                      detail=f"{what or row.kind}: {e.error} after {attempts} attempt(s); {why}")
-                log.warning("gave up on %s for request %s: %s after %d attempt(s)", what or row.kind,
-                            row.request_id, e.error, attempts)
+                    s.execute(
+                        update(Delivery)
+                        .where(*mine)
+                        .values(status=FAILED, last_error=e.error[:80], next_attempt_at=None, updated_at=later)
+                    )
+                    self.audit.record(
+                        "bot",
+                        "notify.gave_up",
+                        request_id=row.request_id,
+                        target=row.recipient,
+                        outcome="error",
+                        session=s,
+                        detail=f"{what or row.kind}: {e.error} after {attempts} attempt(s); {why}",
+                    )
+                log.warning(
+                    "gave up on %s for request %s: %s after %d attempt(s)",
+                    what or row.kind,
+                    row.request_id,
+                    e.error,
+                    attempts,
+                )
                 return Attempt("gave_up", e.error, row=row)
             delay = min(self.cap, self.base * 2 ** (attempts - 1)) * self.jitter()
             delay = max(delay, min(getattr(e, "retry_after", None) or 0.0, self.cap))
             with self.db.session() as s:
-                s.execute(update(Delivery).where(*mine).values(
-                    last_error=e.error[:80], next_attempt_at=later + dt.timedelta(seconds=delay), updated_at=later))
-                self.audit.record("bot", "notify.retry_later", request_id=row.request_id, target=row.recipient,
-                                  outcome="error", session=s,
-                                  detail=f"{what or row.kind}: {e.error}; attempt {attempts} of {self.max_attempts}, "
-                                         f"next in {delay:.0f}s")
+                s.execute(
+                    update(Delivery)
+                    .where(*mine)
+                    .values(
+                        last_error=e.error[:80], next_attempt_at=later + dt.timedelta(seconds=delay), updated_at=later
+                    )
+                )
+                self.audit.record(
+                    "bot",
+                    "notify.retry_later",
+                    request_id=row.request_id,
+                    target=row.recipient,
+                    outcome="error",
+                    session=s,
+                    detail=f"{what or row.kind}: {e.error}; attempt {attempts} of {self.max_attempts}, "
+                    f"next in {delay:.0f}s",
+                )
             return Attempt("retry", e.error, row=row)
         with self.db.session() as s:
-            s.execute(update(Delivery).where(*mine).values(status=DELIVERED, last_error=None, next_attempt_at=None,
-                                                           updated_at=self.clock()))
+            s.execute(
+                update(Delivery)
+                .where(*mine)
+                .values(status=DELIVERED, last_error=None, next_attempt_at=None, updated_at=self.clock())
+            )
         return Attempt("delivered", result=result, row=row)

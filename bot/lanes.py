@@ -11,6 +11,7 @@ Each lane has its own threads and its own queue limit: a full lane answers "busy
 other lane goes on. Slack's rate limits never make a lane thread sleep: :class:`bot.slack.SlackGateway` fails
 a 429 at once (``SlackError.retry_after``) and the worker retries unposted cards and untold DMs later.
 """
+
 from __future__ import annotations
 
 import logging

@@ -4,19 +4,19 @@ Slack messages owed (the delivery ledger, :mod:`bot.deliveries`).
 SQLAlchemy 2.0 declarative models; Alembic (``migrations/``) creates them on SQLite and PostgreSQL.
 Times are stored as naive UTC and read back as aware UTC (:class:`UTCDateTime`).
 """
+
 from __future__ import annotations
 
 import datetime as dt
 import uuid
 
-from sqlalchemy import (BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text,
-                        UniqueConstraint)
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 # Access request kinds
-JOIN = "join"                 # requester joins a group (account created with the group if they have none)
-INVITE = "invite"             # an account (or membership) for someone else
+JOIN = "join"  # requester joins a group (account created with the group if they have none)
+INVITE = "invite"  # an account (or membership) for someone else
 RESET_PASSWORD = "reset_password"
 KINDS = (JOIN, INVITE, RESET_PASSWORD)
 

@@ -33,6 +33,7 @@ Without a file (or for what it leaves out) the environment's ``APPROVERS`` and `
 approval is needed (two for Organization Admin), nothing is auto-approved and ``REQUEST_TTL`` applies.
 Errors raise :class:`PolicyError` naming the file and line.
 """
+
 from __future__ import annotations
 
 import re
@@ -73,8 +74,13 @@ class Rule:
         return MANAGER in self.approvers
 
     def describe(self) -> str:
-        who = ", ".join(f"<@{a}>" if _USER.match(a) else (f"<!subteam^{a}>" if _USERGROUP.match(a) else a)
-                        for a in self.approvers) or "the default approvers"
+        who = (
+            ", ".join(
+                f"<@{a}>" if _USER.match(a) else (f"<!subteam^{a}>" if _USERGROUP.match(a) else a)
+                for a in self.approvers
+            )
+            or "the default approvers"
+        )
         parts = [f"approvers: {who}", f"{self.approvals} approval{'s' if self.approvals != 1 else ''}"]
         if self.auto_approve:
             parts.append("auto-approved")
@@ -107,8 +113,12 @@ class Policy:
         if rule is not None:
             return rule
         if key == ORG_ADMIN:
-            return replace(self.defaults, approvals=max(2, self.defaults.approvals), auto_approve=False,
-                           source="built-in two-person rule for Organization Admin")
+            return replace(
+                self.defaults,
+                approvals=max(2, self.defaults.approvals),
+                auto_approve=False,
+                source="built-in two-person rule for Organization Admin",
+            )
         return self.defaults
 
     def direct_approvers(self) -> set[str]:
@@ -123,7 +133,7 @@ def _line_of(text: str, table: list[str] | None, key: str | None) -> int:
     start = 0
     if table:
         names = [re.escape(t) for t in table]
-        pattern = re.compile(r"^\s*\[\s*" + r"\s*\.\s*".join(f'(?:"{n}"|\'{n}\'|{n})' for n in names) + r"\s*\]")
+        pattern = re.compile(r"^\s*\[\s*" + r"\s*\.\s*".join(f"(?:\"{n}\"|'{n}'|{n})" for n in names) + r"\s*\]")
         for i, line in enumerate(lines):
             if pattern.match(line):
                 start = i
@@ -164,7 +174,7 @@ def _approvers_of(data: dict, fail: Callable) -> dict[str, Any]:
         fail("approvers", "approvers must be a list of strings")
     for a in approvers:
         if a != MANAGER and not _USER.match(a) and not _USERGROUP.match(a):
-            fail("approvers", f"approver {a!r} is not a Slack user ID (U…), user group ID (S…) or \"manager\"")
+            fail("approvers", f'approver {a!r} is not a Slack user ID (U…), user group ID (S…) or "manager"')
     return {"approvers": tuple(dict.fromkeys(approvers))}
 
 
@@ -201,9 +211,12 @@ def _ttl_of(data: dict, fail: Callable) -> dict[str, Any]:
 def _check_consistent(rule: Rule, fail: Callable) -> None:
     if rule.auto_approve and rule.approvals > 1:
         fail("auto_approve", "a rule cannot both auto-approve and need more than one approval")
-    if rule.approvers and rule.approvers != (MANAGER,) and rule.approvals > len(
-            [a for a in rule.approvers if a != MANAGER]) + (1 if rule.wants_manager else 0) and not any(
-            _USERGROUP.match(a) for a in rule.approvers):
+    if (
+        rule.approvers
+        and rule.approvers != (MANAGER,)
+        and rule.approvals > len([a for a in rule.approvers if a != MANAGER]) + (1 if rule.wants_manager else 0)
+        and not any(_USERGROUP.match(a) for a in rule.approvers)
+    ):
         fail("approvals", f"approvals = {rule.approvals} but only {len(rule.approvers)} approvers are named")
 
 
@@ -220,11 +233,15 @@ def load_policy(path: str | None, *, ttl: float = 24 * 3600.0, manager_field: st
     allowed = {"defaults", "groups", "password_reset", "managers", "manager_field"}
     for key in data:
         if key not in allowed:
-            raise PolicyError(f"{path}:{_line_of(text, None, key) if not isinstance(data[key], dict) else _line_of(text, [key], None)}: "
-                              f"unknown section or key {key!r}; allowed: {', '.join(sorted(allowed))}")
+            raise PolicyError(
+                f"{path}:{_line_of(text, None, key) if not isinstance(data[key], dict) else _line_of(text, [key], None)}: "
+                f"unknown section or key {key!r}; allowed: {', '.join(sorted(allowed))}"
+            )
     field_id = data.get("manager_field", manager_field)
     if field_id is not None and (not isinstance(field_id, str) or not _FIELD.match(field_id)):
-        raise PolicyError(f"{path}:{_line_of(text, None, 'manager_field')}: manager_field must be a profile field ID like Xf01ABCDEF")
+        raise PolicyError(
+            f"{path}:{_line_of(text, None, 'manager_field')}: manager_field must be a profile field ID like Xf01ABCDEF"
+        )
     defaults = _rule(data.get("defaults", {}), base, where=["defaults"], text=text, path=path)
     if "defaults" not in data:
         defaults = replace(defaults, source="defaults")
@@ -233,10 +250,18 @@ def load_policy(path: str | None, *, ttl: float = 24 * 3600.0, manager_field: st
     if "password_reset" in data:
         reset = _rule(data["password_reset"], defaults, where=["password_reset"], text=text, path=path)
         if reset.auto_approve:
-            raise PolicyError(f"{path}:{_line_of(text, ['password_reset'], 'auto_approve')}: password resets cannot be auto-approved")
+            raise PolicyError(
+                f"{path}:{_line_of(text, ['password_reset'], 'auto_approve')}: password resets cannot be auto-approved"
+            )
     managers = _managers_of(data, text=text, path=path)
-    return Policy(defaults=defaults, groups=groups, password_reset=reset, managers=dict(managers),
-                  manager_field=field_id, path=path)
+    return Policy(
+        defaults=defaults,
+        groups=groups,
+        password_reset=reset,
+        managers=dict(managers),
+        manager_field=field_id,
+        path=path,
+    )
 
 
 def _read_toml(path: str) -> tuple[str, dict]:
@@ -269,8 +294,10 @@ def _group_rules(data: dict, defaults: Rule, *, text: str, path: str) -> dict[st
         groups[key] = _rule(table, inherited, where=["groups", name], text=text, path=path)
         if key == ORG_ADMIN and (groups[key].approvals < 2 or groups[key].auto_approve):
             bad = "auto_approve" if groups[key].auto_approve else "approvals"
-            raise PolicyError(f"{path}:{_line_of(text, ['groups', name], bad)}: Organization Admin needs at least two "
-                              "approvals and cannot be auto-approved")
+            raise PolicyError(
+                f"{path}:{_line_of(text, ['groups', name], bad)}: Organization Admin needs at least two "
+                "approvals and cannot be auto-approved"
+            )
     return groups
 
 
@@ -280,7 +307,9 @@ def _managers_of(data: dict, *, text: str, path: str) -> dict:
         raise PolicyError(f"{path}:{_line_of(text, None, 'managers')}: [managers] must map user IDs to user IDs")
     for who, manager in managers.items():
         if not _USER.match(who) or not isinstance(manager, str) or not _USER.match(manager):
-            raise PolicyError(f"{path}:{_line_of(text, ['managers'], who)}: [managers] entries look like U01ALICE = \"U01BOB\"")
+            raise PolicyError(
+                f'{path}:{_line_of(text, ["managers"], who)}: [managers] entries look like U01ALICE = "U01BOB"'
+            )
         if who == manager:
             raise PolicyError(f"{path}:{_line_of(text, ['managers'], who)}: {who} cannot be their own manager")
     return managers

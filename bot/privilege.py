@@ -13,6 +13,7 @@ ones are here. ``ManageApiKeys`` is organization-level too but is not an adminis
 predefined Data Manager group grants it); a permission Polaris adds later whose name starts with
 ``Administer`` and that carries no ``resources`` counts as privileged as well, so a new one is not missed.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -23,14 +24,16 @@ if TYPE_CHECKING:  # pragma: no cover
 ORG_ADMIN = "Organization Admin"
 
 #: Organization-level administration permissions (the guide's catalogue, entries without ``resources``).
-ORG_ADMIN_PERMISSIONS: frozenset[str] = frozenset({
-    "AdministerUsers",
-    "AdministerApiKeys",
-    "AdministerClients",
-    "AdministerProjects",
-    "AdministerBilling",
-    "AdministerCustomizations",
-})
+ORG_ADMIN_PERMISSIONS: frozenset[str] = frozenset(
+    {
+        "AdministerUsers",
+        "AdministerApiKeys",
+        "AdministerClients",
+        "AdministerProjects",
+        "AdministerBilling",
+        "AdministerCustomizations",
+    }
+)
 
 #: The least number of approvals a privileged group needs, whatever the policy file says.
 PRIVILEGED_APPROVALS = 2
@@ -66,6 +69,8 @@ def approvals_needed(policy_approvals: int, group: "Group | None") -> int:
 def describe() -> str:
     """One sentence for the policy text: what makes a group privileged and what it then needs."""
     names = ", ".join(sorted(ORG_ADMIN_PERMISSIONS))
-    return (f"*{ORG_ADMIN}*, and any group granting an organization-level administration permission ({names}), "
-            f"needs {PRIVILEGED_APPROVALS} approvals by approvers who are {ORG_ADMIN} members in Polaris; "
-            "it is read from Polaris at each decision and again before it is applied.")
+    return (
+        f"*{ORG_ADMIN}*, and any group granting an organization-level administration permission ({names}), "
+        f"needs {PRIVILEGED_APPROVALS} approvals by approvers who are {ORG_ADMIN} members in Polaris; "
+        "it is read from Polaris at each decision and again before it is applied."
+    )

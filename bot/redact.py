@@ -9,6 +9,7 @@ carries can start a line that looks like a log record of its own. :func:`install
 handlers, so library loggers (slack_sdk, urllib3, Bolt) are covered too; :func:`protect` covers a logger with
 handlers of its own (gunicorn's ``gunicorn.error``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,8 +48,13 @@ def redact(text: str) -> str:
 
 def one_line(text: str) -> str:
     """``text`` with every control character escaped (TAB kept): ``\\n``, ``\\r``, ``\\xNN``, ``\\u2028``."""
-    return _CONTROL.sub(lambda m: _ESCAPES.get(m.group()) or
-                        (f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}"), text)
+    return _CONTROL.sub(
+        lambda m: (
+            _ESCAPES.get(m.group())
+            or (f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}")
+        ),
+        text,
+    )
 
 
 def indented(text: str) -> str:

@@ -15,6 +15,7 @@
 
 Socket Mode does not come through here: its payloads arrive as JSON objects that Bolt does not re-parse.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -90,8 +91,7 @@ def read_body(environ: dict, limit: int = MAX_BODY) -> bytes:
         chunks.append(chunk)
 
 
-def signature_problem(secret: str, raw: bytes, timestamp: str | None, signature: str | None,
-                      now: float) -> str | None:
+def signature_problem(secret: str, raw: bytes, timestamp: str | None, signature: str | None, now: float) -> str | None:
     """Why the Slack signature of ``raw`` is not valid (``"missing"``, ``"timestamp not a number"``,
     ``"stale"``, ``"wrong"``), or ``None``.
     ``timestamp`` is ``X-Slack-Request-Timestamp`` (Unix seconds), ``signature`` is ``X-Slack-Signature``."""
@@ -153,8 +153,9 @@ def check_shape(data: dict) -> None:
         if data.get(key) is not None and not isinstance(data[key], (dict, str)):
             raise MalformedBody(f"{key} is neither an object nor an ID")
     authorizations = data.get("authorizations")
-    if authorizations is not None and not (isinstance(authorizations, list)
-                                           and all(isinstance(a, dict) for a in authorizations)):
+    if authorizations is not None and not (
+        isinstance(authorizations, list) and all(isinstance(a, dict) for a in authorizations)
+    ):
         raise MalformedBody("authorizations is not a list of objects")
     if kind in _ACTION_TYPES:
         actions = data.get("actions")
@@ -172,16 +173,22 @@ class ParsedBoltRequest(BoltRequest):
     """A ``BoltRequest`` in HTTP mode whose ``body`` is the dict :func:`parse_body` made, not Bolt's parse of
     ``raw_body`` (which stays the signed text Bolt's verification reads)."""
 
-    def __init__(self, *, raw_body: str, body: dict, query: Any = None, headers: dict | None = None,
-                 context: dict | None = None):
+    def __init__(
+        self, *, raw_body: str, body: dict, query: Any = None, headers: dict | None = None, context: dict | None = None
+    ):
         super().__init__(body="", query=query, headers=headers, context=context, mode="http")
         self.raw_body, self.body = raw_body, body
         self.context = build_context(BoltContext(context if context else {}), body)
 
     def to_copyable(self) -> "ParsedBoltRequest":
         """A copy for Bolt's lazy listeners, with the same parse."""
-        return ParsedBoltRequest(raw_body=self.raw_body, body=self.body, query=self.query, headers=self.headers,
-                                 context=self.context.to_copyable())
+        return ParsedBoltRequest(
+            raw_body=self.raw_body,
+            body=self.body,
+            query=self.query,
+            headers=self.headers,
+            context=self.context.to_copyable(),
+        )
 
 
 # ----------------------------------------------------------------------------------------- health
@@ -247,16 +254,31 @@ class Health:
 
 
 # ------------------------------------------------------------------------------------------ WSGI
-_PHRASES = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-            413: "Content Too Large", 503: "Service Unavailable"}
+_PHRASES = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Content Too Large",
+    503: "Service Unavailable",
+}
 
 
 class SlackEdge:
     """The WSGI app: ``POST /slack/events`` through the steps of this module's docstring into ``bolt_app``,
     ``GET``/``HEAD /healthz`` answered by ``health``, 404 for anything else. ``clock`` gives Unix seconds."""
 
-    def __init__(self, bolt_app, signing_secret: str, health: Callable[[], tuple[int, dict]], *,
-                 path: str = "/slack/events", max_body: int = MAX_BODY, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        bolt_app,
+        signing_secret: str,
+        health: Callable[[], tuple[int, dict]],
+        *,
+        path: str = "/slack/events",
+        max_body: int = MAX_BODY,
+        clock: Callable[[], float] = time.time,
+    ):
         self.bolt_app, self.secret, self.health = bolt_app, signing_secret, health
         self.path, self.max_body, self.clock = path, max_body, clock
 
@@ -287,16 +309,22 @@ class SlackEdge:
             log.warning("refused a request from %s: %s", peer, e)
             return 400, [("Connection", "close")], b"Bad Request"
         headers = _headers(environ)
-        problem = signature_problem(self.secret, raw, _first(headers, "x-slack-request-timestamp"),
-                                    _first(headers, "x-slack-signature"), self.clock())
+        problem = signature_problem(
+            self.secret,
+            raw,
+            _first(headers, "x-slack-request-timestamp"),
+            _first(headers, "x-slack-signature"),
+            self.clock(),
+        )
         if problem:
             log.warning("refused a request from %s: signature %s", peer, problem)
             return 401, [], b'{"error": "invalid request"}'
         try:
             text = raw.decode("utf-8")
             body = parse_body(text, (_first(headers, "content-type") or "").split(";")[0].strip() or None)
-            request = ParsedBoltRequest(raw_body=text, body=body, query=environ.get("QUERY_STRING", ""),
-                                        headers=headers)
+            request = ParsedBoltRequest(
+                raw_body=text, body=body, query=environ.get("QUERY_STRING", ""), headers=headers
+            )
         except UnicodeDecodeError:
             log.warning("refused a signed request from %s: the body is not UTF-8", peer)
             return 400, [], b"Bad Request"
@@ -311,13 +339,24 @@ class SlackEdge:
         except Exception as e:  # Bolt's routing fell over an oddly shaped value: the body, not us
             log.warning("refused a signed request from %s: Bolt cannot route it (%s)", peer, type(e).__name__)
             return 400, [], b"Bad Request"
-        out = [(name, value) for name, values in response.headers.items() if name.lower() != "content-length"
-               for value in values]
+        out = [
+            (name, value)
+            for name, values in response.headers.items()
+            if name.lower() != "content-length"
+            for value in values
+        ]
         return response.status, out, (response.body or "").encode("utf-8")
 
     @staticmethod
-    def _answer(start_response, status: int, body: bytes, content_type: str | None = "text/plain;charset=utf-8",
-                *, head: bool = False, extra: list[tuple[str, str]] | None = None) -> list[bytes]:
+    def _answer(
+        start_response,
+        status: int,
+        body: bytes,
+        content_type: str | None = "text/plain;charset=utf-8",
+        *,
+        head: bool = False,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> list[bytes]:
         headers = list(extra or [])
         if content_type and not any(name.lower() == "content-type" for name, _ in headers):
             headers.append(("Content-Type", content_type))

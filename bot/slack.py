@@ -8,6 +8,7 @@ retries unposted cards and untold DMs later. Every notification it sends is audi
 Follows Slack's docs for ``users.info``, ``chat.postMessage``, ``chat.update``, ``chat.postEphemeral``,
 ``conversations.open``, ``usergroups.users.list`` and ``response_url``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,8 +18,11 @@ from dataclasses import dataclass
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_handlers import (ConnectionErrorRetryHandler, RateLimitErrorRetryHandler,
-                                                   ServerErrorRetryHandler)
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
 from slack_sdk.webhook import WebhookClient
 
 from .audit import AuditLog
@@ -64,10 +68,16 @@ class SlackIdentity:
         if not first and not last and real:
             first, _, last = real.partition(" ")
         email = (profile.get("email") or "").strip() or None
-        return cls(id=user.get("id", ""), email=email, first_name=first.strip(), last_name=last.strip(),
-                   real_name=real, is_bot=bool(user.get("is_bot")) or user.get("id") == "USLACKBOT",
-                   deleted=bool(user.get("deleted")),
-                   is_guest=bool(user.get("is_restricted") or user.get("is_ultra_restricted")))
+        return cls(
+            id=user.get("id", ""),
+            email=email,
+            first_name=first.strip(),
+            last_name=last.strip(),
+            real_name=real,
+            is_bot=bool(user.get("is_bot")) or user.get("id") == "USLACKBOT",
+            deleted=bool(user.get("deleted")),
+            is_guest=bool(user.get("is_restricted") or user.get("is_ultra_restricted")),
+        )
 
     @property
     def barred(self) -> bool:
@@ -85,8 +95,10 @@ class SlackIdentity:
         if self.is_guest:
             return "Guest accounts cannot use the Polaris access bot; ask a full member of the workspace."
         if not self.email:
-            return ("Your Slack profile has no email address I can read, and your Polaris account is matched by "
-                    "email. Add one to your profile, or ask an admin.")
+            return (
+                "Your Slack profile has no email address I can read, and your Polaris account is matched by "
+                "email. Add one to your profile, or ask an admin."
+            )
         return None
 
 
@@ -112,21 +124,33 @@ class SlackGateway:
     5xx; short backoff). No rate-limit handler: a 429 raises :class:`SlackError` with ``retry_after`` at once.
     """
 
-    def __init__(self, token: str, *, base_url: str | None = None, audit: AuditLog | None = None,
-                 retries: int = 2, timeout: int = 10, client: WebClient | None = None):
+    def __init__(
+        self,
+        token: str,
+        *,
+        base_url: str | None = None,
+        audit: AuditLog | None = None,
+        retries: int = 2,
+        timeout: int = 10,
+        client: WebClient | None = None,
+    ):
         kwargs = {"token": token, "timeout": timeout}
         if base_url:
             kwargs["base_url"] = base_url if base_url.endswith("/") else base_url + "/"
         self.client = client or WebClient(**kwargs)
         # No RateLimitErrorRetryHandler: it sleeps out Retry-After on the calling thread (a shared work thread).
-        self.client.retry_handlers[:] = [h for h in self.client.retry_handlers
-                                         if not isinstance(h, RateLimitErrorRetryHandler)]
-        for handler in (ConnectionErrorRetryHandler(max_retry_count=retries),
-                        ServerErrorRetryHandler(max_retry_count=retries)):
+        self.client.retry_handlers[:] = [
+            h for h in self.client.retry_handlers if not isinstance(h, RateLimitErrorRetryHandler)
+        ]
+        for handler in (
+            ConnectionErrorRetryHandler(max_retry_count=retries),
+            ServerErrorRetryHandler(max_retry_count=retries),
+        ):
             self.client.retry_handlers.append(handler)
         # For calls made before the ack (views.open: its trigger_id lives 3 s): one try, 2 s at most.
-        self.ack_client = WebClient(token=self.client.token, base_url=self.client.base_url, timeout=ACK_CALL_TIMEOUT,
-                                    retry_handlers=[])
+        self.ack_client = WebClient(
+            token=self.client.token, base_url=self.client.base_url, timeout=ACK_CALL_TIMEOUT, retry_handlers=[]
+        )
         self.audit = audit
         self.timeout = timeout
         self._identities: dict[str, tuple[float, SlackIdentity]] = {}
@@ -136,8 +160,9 @@ class SlackGateway:
         try:
             return (_client or self.client).api_call(method, json=kwargs).data  # type: ignore[return-value]
         except SlackApiError as e:
-            raise SlackError(method, str(e.response.get("error") or e.response.status_code),
-                             retry_after=_retry_after(e.response)) from None
+            raise SlackError(
+                method, str(e.response.get("error") or e.response.status_code), retry_after=_retry_after(e.response)
+            ) from None
         except Exception as e:  # urllib errors after retries
             raise SlackError(method, type(e).__name__) from None
 
@@ -191,20 +216,34 @@ class SlackGateway:
         return value or None
 
     # ------------------------------------------------------------------------------ messages
-    def post(self, channel: str, text: str, blocks: list | None = None, *, request_id: str | None = None,
-             action: str = "notify.post") -> str:
+    def post(
+        self,
+        channel: str,
+        text: str,
+        blocks: list | None = None,
+        *,
+        request_id: str | None = None,
+        action: str = "notify.post",
+    ) -> str:
         """``chat.postMessage``; returns the message ``ts``. Audited. Raises :class:`SlackError`."""
         try:
-            data = self._call("chat.postMessage", channel=channel, text=text, blocks=blocks or None,
-                              unfurl_links=False, unfurl_media=False)
+            data = self._call(
+                "chat.postMessage",
+                channel=channel,
+                text=text,
+                blocks=blocks or None,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
         except SlackError as e:
             self._note(action, channel, "error", request_id, e.error)
             raise
         self._note(action, channel, "ok", request_id)
         return str(data.get("ts"))
 
-    def update(self, channel: str, ts: str, text: str, blocks: list | None = None, *,
-               request_id: str | None = None) -> None:
+    def update(
+        self, channel: str, ts: str, text: str, blocks: list | None = None, *, request_id: str | None = None
+    ) -> None:
         """``chat.update`` of a message the bot posted. Audited. Raises :class:`SlackError`."""
         try:
             self._call("chat.update", channel=channel, ts=ts, text=text, blocks=blocks or [])
@@ -228,8 +267,14 @@ class SlackGateway:
         (``notify.dm``). Raises :class:`SlackError` with Slack's error (e.g. ``user_disabled``)."""
         try:
             channel = (self._call("conversations.open", users=user_id).get("channel") or {}).get("id")
-            self._call("chat.postMessage", channel=channel, text=text, blocks=blocks or None,
-                       unfurl_links=False, unfurl_media=False)
+            self._call(
+                "chat.postMessage",
+                channel=channel,
+                text=text,
+                blocks=blocks or None,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
         except SlackError as e:
             log.warning("DM to %s failed: %s", user_id, e.error)
             self._note("notify.dm", user_id, "error", request_id, e.error)
@@ -237,8 +282,9 @@ class SlackGateway:
         self._note("notify.dm", user_id, "ok", request_id)
         return str(channel)
 
-    def dm_card(self, user_id: str, text: str, blocks: list | None = None, *,
-                request_id: str | None = None) -> tuple[str, str]:
+    def dm_card(
+        self, user_id: str, text: str, blocks: list | None = None, *, request_id: str | None = None
+    ) -> tuple[str, str]:
         """Send a message with buttons by DM; returns its (channel, ts) for later ``chat.update``.
         Audited. Raises :class:`SlackError`."""
         try:
@@ -257,12 +303,14 @@ class SlackGateway:
             log.warning("ephemeral to %s failed: %s", user_id, e.error)
             return False
 
-    def respond(self, response_url: str, text: str, blocks: list | None = None, *,
-                replace_original: bool = False) -> bool:
+    def respond(
+        self, response_url: str, text: str, blocks: list | None = None, *, replace_original: bool = False
+    ) -> bool:
         """Post to a ``response_url`` (ephemeral by default; at most 5 posts in 30 minutes)."""
         try:
             result = WebhookClient(response_url, timeout=self.timeout).send(
-                text=text, blocks=blocks, response_type="ephemeral", replace_original=replace_original)
+                text=text, blocks=blocks, response_type="ephemeral", replace_original=replace_original
+            )
             return 200 <= result.status_code < 300
         except Exception as e:
             log.warning("response_url post failed: %s", type(e).__name__)
@@ -272,8 +320,9 @@ class SlackGateway:
         """``views.open``; returns the view ID or ``None`` on failure (e.g. an expired ``trigger_id``). Called
         before the ack, so one try of at most :data:`ACK_CALL_TIMEOUT` seconds (the ``trigger_id`` lives 3 s)."""
         try:
-            return (self._call("views.open", _client=self.ack_client, trigger_id=trigger_id, view=view)
-                    .get("view") or {}).get("id")
+            return (
+                self._call("views.open", _client=self.ack_client, trigger_id=trigger_id, view=view).get("view") or {}
+            ).get("id")
         except SlackError as e:
             log.warning("views.open failed: %s", e.error)
             return None

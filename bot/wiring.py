@@ -12,6 +12,7 @@ imports neither of the first two, so the CLI and the console never import each o
   and :func:`make_wsgi` (:class:`bot.server.SlackEdge` in front of Bolt).
 - :func:`database_for_log`, :func:`origin`, :func:`reason_of`: what a log line may show of a URL or an error.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,22 +50,28 @@ def build_core(settings: Settings, *, db: Database | None = None) -> Core:
     redact.register(settings.secrets())
     db = db or Database(settings.database_url)
     audit = AuditLog(db)
-    polaris = PolarisClient(settings.polaris_api_url, settings.polaris_api_key,
-                            timeout=(min(3.05, settings.polaris_timeout), settings.polaris_timeout),
-                            retry_seconds=settings.polaris_retry_seconds, on_call=audit.polaris_hook)
+    polaris = PolarisClient(
+        settings.polaris_api_url,
+        settings.polaris_api_key,
+        timeout=(min(3.05, settings.polaris_timeout), settings.polaris_timeout),
+        retry_seconds=settings.polaris_retry_seconds,
+        on_call=audit.polaris_hook,
+    )
     slack = SlackGateway(settings.slack_bot_token, base_url=settings.slack_api_url, audit=audit)
     catalog = GroupCatalog(polaris, ttl=settings.group_cache_ttl)
     try:
         policy = load_policy(settings.policy_file, ttl=settings.request_ttl, manager_field=settings.manager_field)
     except PolicyError as e:
         raise ConfigError(f"POLICY_FILE: {e}") from None
-    service = AccessService(settings, db, polaris, slack, audit, catalog=catalog, policy=policy,
-                            background_threads=settings.work_threads)
+    service = AccessService(
+        settings, db, polaris, slack, audit, catalog=catalog, policy=policy, background_threads=settings.work_threads
+    )
     return Core(settings, db, audit, polaris, slack, service)
 
 
-def build_bolt_app(core: Core, *, listener_threads: int = 16, verify_token: bool = False,
-                   report_unreachable: bool = True):
+def build_bolt_app(
+    core: Core, *, listener_threads: int = 16, verify_token: bool = False, report_unreachable: bool = True
+):
     """The Bolt ``App`` with every listener registered.
 
     ``verify_token``: call ``auth.test`` now (serve and socket do), so a wrong ``SLACK_BOT_TOKEN`` stops the
@@ -85,8 +92,13 @@ def build_bolt_app(core: Core, *, listener_threads: int = 16, verify_token: bool
     # given, and then warns that it is unused next to our client: the client is all it gets.
     hidden = os.environ.pop("SLACK_BOT_TOKEN", None)
     try:
-        app = App(signing_secret=core.settings.slack_signing_secret, client=core.slack.client,
-                  token_verification_enabled=verified, process_before_response=True, listener_executor=executor)
+        app = App(
+            signing_secret=core.settings.slack_signing_secret,
+            client=core.slack.client,
+            token_verification_enabled=verified,
+            process_before_response=True,
+            listener_executor=executor,
+        )
     finally:
         if hidden is not None:
             os.environ["SLACK_BOT_TOKEN"] = hidden
@@ -109,8 +121,13 @@ def verify_slack_token(core: Core, *, report_unreachable: bool = True) -> bool:
     from slack_sdk import WebClient
     from slack_sdk.errors import SlackApiError
 
-    client = WebClient(token=core.slack.client.token, base_url=core.slack.client.base_url, timeout=5,
-                       retry_handlers=[], logger=_quiet_logger())
+    client = WebClient(
+        token=core.slack.client.token,
+        base_url=core.slack.client.base_url,
+        timeout=5,
+        retry_handlers=[],
+        logger=_quiet_logger(),
+    )
     try:
         client.auth_test()
         return True
@@ -122,8 +139,11 @@ def verify_slack_token(core: Core, *, report_unreachable: bool = True) -> bool:
     except Exception as e:  # Slack unreachable right now
         reason = reason_of(e)
     if report_unreachable:
-        log.warning("Slack's auth.test failed at %s (%s); Bolt will check the token on the first request",
-                    origin(client.base_url), reason)
+        log.warning(
+            "Slack's auth.test failed at %s (%s); Bolt will check the token on the first request",
+            origin(client.base_url),
+            reason,
+        )
     return False
 
 
@@ -154,11 +174,16 @@ def check_polaris(settings: Settings) -> str:
         probe_client(settings).list_permissions()
         return "ok"
     except PolarisAuthError as e:
-        raise ConfigError(f"POLARIS_API_KEY was refused by Polaris ({e.status}): check the key and its "
-                          "AdministerUsers permission") from None
+        raise ConfigError(
+            f"POLARIS_API_KEY was refused by Polaris ({e.status}): check the key and its AdministerUsers permission"
+        ) from None
     except PolarisError as e:
-        log.warning("Polaris at %s is unreachable at start (%s %s); serving anyway, /healthz says so until it "
-                    "answers", origin(settings.polaris_api_url), e.status or "no response", e.code)
+        log.warning(
+            "Polaris at %s is unreachable at start (%s %s); serving anyway, /healthz says so until it answers",
+            origin(settings.polaris_api_url),
+            e.status or "no response",
+            e.code,
+        )
         return "unreachable"
 
 
@@ -171,8 +196,10 @@ def database_for_log(url: str) -> str:
         parsed = make_url(url)
     except Exception:
         return "(unparseable DATABASE_URL)"
-    query = {k: ("***" if any(w in k.lower() for w in ("pass", "secret", "key", "token")) else v)
-             for k, v in parsed.query.items()}
+    query = {
+        k: ("***" if any(w in k.lower() for w in ("pass", "secret", "key", "token")) else v)
+        for k, v in parsed.query.items()
+    }
     return parsed.set(query=query).render_as_string(hide_password=True)
 
 
@@ -198,8 +225,10 @@ def check_schema(db: Database) -> None:
     with db.engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
     if current != head:
-        raise ConfigError(f"the database is at migration {current or 'none'}, not {head}: run `python app.py migrate` "
-                          "first (the Procfile's release step does)")
+        raise ConfigError(
+            f"the database is at migration {current or 'none'}, not {head}: run `python app.py migrate` "
+            "first (the Procfile's release step does)"
+        )
 
 
 WORKERS: list[Worker] = []  # the background worker of this (gunicorn worker) process, once built
@@ -213,8 +242,9 @@ def build_serving_app(settings: Settings, *, polaris_state: str | None = None):
     core = build_core(settings)
     worker = Worker(core.service, interval=settings.worker_interval).start()
     WORKERS.append(worker)
-    return make_wsgi(core, build_bolt_app(core, verify_token=True, report_unreachable=False),
-                     polaris_state=polaris_state)
+    return make_wsgi(
+        core, build_bolt_app(core, verify_token=True, report_unreachable=False), polaris_state=polaris_state
+    )
 
 
 def stop_workers() -> None:

@@ -2,6 +2,7 @@
 at once when woken (after an approval or a Retry). On start-up its first pass resumes every request left
 approved or mid-apply by a crash or deploy. :meth:`Worker.stop` (SIGTERM) lets the current apply finish.
 """
+
 from __future__ import annotations
 
 import logging

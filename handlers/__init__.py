@@ -1,5 +1,6 @@
 """Slack listeners. Each module registers itself with ``register(app, service)``; listeners parse and
 validate the payload, ``ack()`` at once, and hand off to :class:`bot.access.AccessService`."""
+
 from slack_bolt import App
 
 

@@ -1,4 +1,5 @@
 """Approval card buttons (``block_actions``): Approve, Deny, Retry."""
+
 from __future__ import annotations
 
 from slack_bolt import Ack, App, Respond
@@ -29,9 +30,11 @@ def register(app: App, service) -> None:
                 respond(text=message, response_type="ephemeral", replace_original=False)
 
         # A decision reads Polaris (authority, the group); a malformed button is refused locally.
-        service.background(work, on_busy=lambda: respond(text=BUSY, response_type="ephemeral",
-                                                         replace_original=False),
-                           lane=LOCAL if rid is None else POLARIS)
+        service.background(
+            work,
+            on_busy=lambda: respond(text=BUSY, response_type="ephemeral", replace_original=False),
+            lane=LOCAL if rid is None else POLARIS,
+        )
 
     @app.action(views.APPROVE_ACTION)
     def approve(ack: Ack, body: dict, respond: Respond) -> None:

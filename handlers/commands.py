@@ -1,4 +1,5 @@
 """The ``/polaris`` slash command (Slack: "Slash commands" — ack within 3 seconds, answer on response_url)."""
+
 from __future__ import annotations
 
 from slack_bolt import Ack, App, Respond
@@ -32,12 +33,15 @@ def register(app: App, service) -> None:
             reply = service.handle_command(who, words, channel_id=text(command, "channel_id", limit=32))
             respond(text=reply.text, blocks=reply.blocks, response_type="ephemeral")
 
-        service.background(work, on_busy=lambda: respond(text=BUSY, response_type="ephemeral"),
-                           lane=service.command_lane(words))
+        service.background(
+            work, on_busy=lambda: respond(text=BUSY, response_type="ephemeral"), lane=service.command_lane(words)
+        )
 
 
-FORM_NOT_OPENED = (":warning: I could not open the request form (Slack did not take it in time). Nothing was "
-                   "changed. Try `/polaris request` again, or type `/polaris request <group> [reason]`.")
+FORM_NOT_OPENED = (
+    ":warning: I could not open the request form (Slack did not take it in time). Nothing was "
+    "changed. Try `/polaris request` again, or type `/polaris request <group> [reason]`."
+)
 
 
 def open_request_form(service, who: str, trigger_id: str, respond: Respond) -> None:
@@ -47,11 +51,14 @@ def open_request_form(service, who: str, trigger_id: str, respond: Respond) -> N
     Slack does not open the modal (``expired_trigger_id`` or any failure) the person is told ephemerally."""
     view_id = service.open_request_form(trigger_id)
     if not view_id:
+
         def tell() -> None:
             service.request_form_not_opened(who)
             respond(text=views.esc(FORM_NOT_OPENED), response_type="ephemeral")
 
         service.background(tell, on_busy=lambda: respond(text=BUSY, response_type="ephemeral"), lane=LOCAL)
         return
-    service.background(lambda: service.fill_request_form(who, view_id),
-                       on_busy=lambda: service.show_form_error(view_id, views.esc(BUSY)))
+    service.background(
+        lambda: service.fill_request_form(who, view_id),
+        on_busy=lambda: service.show_form_error(view_id, views.esc(BUSY)),
+    )

@@ -1,5 +1,6 @@
 """One global error handler: one log line (redacted and made one line by the root filter), never a traceback in
 the log or in Slack, never an HTTP 500 to Slack."""
+
 from __future__ import annotations
 
 import logging

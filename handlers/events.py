@@ -1,5 +1,6 @@
 """Events API listeners: ``app_home_opened`` publishes the Home tab. Slack retries an event up to 3 times
 (``X-Slack-Retry-Num``); each ``event_id`` is handled once (``slack_events`` table)."""
+
 from __future__ import annotations
 
 from slack_bolt import Ack, App

@@ -1,4 +1,5 @@
 """Defensive reading of Slack payloads: a signed payload can still be oddly shaped; never raise."""
+
 from __future__ import annotations
 
 import re

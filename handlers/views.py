@@ -1,4 +1,5 @@
 """The request form's ``view_submission``."""
+
 from __future__ import annotations
 
 from slack_bolt import Ack, App

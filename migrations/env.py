@@ -1,4 +1,5 @@
 """Alembic environment: the URL comes from the Config (``bot.db.alembic_config``) or ``DATABASE_URL``."""
+
 import logging.config
 import os
 
@@ -13,7 +14,8 @@ if config.config_file_name and config.attributes.get("configure_logger") is not 
     logging.config.fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 url = config.get_main_option("sqlalchemy.url") or normalize_url(
-    os.environ.get("DATABASE_URL") or "sqlite:///polaris_access_bot.sqlite3")
+    os.environ.get("DATABASE_URL") or "sqlite:///polaris_access_bot.sqlite3"
+)
 target_metadata = Base.metadata
 
 

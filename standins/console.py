@@ -6,6 +6,7 @@ slash commands as a chosen Slack user; they are signed like Slack signs them and
 what the bot posts (approval cards, DMs, ephemeral answers) is printed as text; ``approve``/``deny``
 press the card's buttons. It reads commands from stdin, so a test can script it.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,8 +66,11 @@ class Console:
         from slack_bolt.request import BoltRequest
 
         ts = str(int(time.time()))
-        headers = {"content-type": [content_type], "x-slack-request-timestamp": [ts],
-                   "x-slack-signature": [self.verifier.generate_signature(timestamp=ts, body=body)]}
+        headers = {
+            "content-type": [content_type],
+            "x-slack-request-timestamp": [ts],
+            "x-slack-signature": [self.verifier.generate_signature(timestamp=ts, body=body)],
+        }
         response = self.dispatch(BoltRequest(body=body, headers=headers))
         return response.status
 
@@ -74,6 +78,7 @@ class Console:
     def mentions(text: str) -> str:
         """``@name`` of a demo person as Slack sends it in a slash command with ``should_escape`` (the
         manifest's setting): ``<@U0ALICE|alice>``."""
+
         def one(m: re.Match) -> str:
             name = m.group(1).lower()
             return f"<@{PEOPLE[name][0]}|{name}>" if name in PEOPLE else m.group(0)
@@ -83,10 +88,20 @@ class Console:
     def slash(self, text: str) -> None:
         text = self.mentions(text)
         uid = PEOPLE[self.user][0]
-        form = {"token": "demo", "team_id": "T0STANDIN", "team_domain": "demo", "channel_id": "C0GENERAL",
-                "channel_name": "general", "user_id": uid, "user_name": self.user, "command": "/polaris",
-                "text": text, "api_app_id": "A0DEMO", "response_url": self.slack.response_url(),
-                "trigger_id": f"{int(time.time())}.demo.{secrets.token_hex(4)}"}
+        form = {
+            "token": "demo",
+            "team_id": "T0STANDIN",
+            "team_domain": "demo",
+            "channel_id": "C0GENERAL",
+            "channel_name": "general",
+            "user_id": uid,
+            "user_name": self.user,
+            "command": "/polaris",
+            "text": text,
+            "api_app_id": "A0DEMO",
+            "response_url": self.slack.response_url(),
+            "trigger_id": f"{int(time.time())}.demo.{secrets.token_hex(4)}",
+        }
         status = self._send(urllib.parse.urlencode(form))
         if status != 200:
             self.say(f"(Slack would show an error: HTTP {status})")
@@ -110,13 +125,26 @@ class Console:
             self.say(f"Card {n} has no such button now.")
             return
         uid = PEOPLE[self.user][0]
-        payload = {"type": "block_actions", "team": {"id": "T0STANDIN"}, "user": {"id": uid, "name": self.user},
-                   "api_app_id": "A0DEMO", "trigger_id": f"{int(time.time())}.demo",
-                   "container": {"type": "message", "channel_id": APPROVAL_CHANNEL, "message_ts": card["ts"]},
-                   "channel": {"id": APPROVAL_CHANNEL}, "message": {"ts": card["ts"], "text": card.get("text")},
-                   "response_url": self.slack.response_url(),
-                   "actions": [{"type": "button", "action_id": action_id, "block_id": block_id, "value": value,
-                                "action_ts": str(time.time())}]}
+        payload = {
+            "type": "block_actions",
+            "team": {"id": "T0STANDIN"},
+            "user": {"id": uid, "name": self.user},
+            "api_app_id": "A0DEMO",
+            "trigger_id": f"{int(time.time())}.demo",
+            "container": {"type": "message", "channel_id": APPROVAL_CHANNEL, "message_ts": card["ts"]},
+            "channel": {"id": APPROVAL_CHANNEL},
+            "message": {"ts": card["ts"], "text": card.get("text")},
+            "response_url": self.slack.response_url(),
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": block_id,
+                    "value": value,
+                    "action_ts": str(time.time()),
+                }
+            ],
+        }
         self._send(urllib.parse.urlencode({"payload": json.dumps(payload)}))
 
     # ---------------------------------------------------------------------------- showing
@@ -134,12 +162,12 @@ class Console:
 
     def show_new(self) -> None:
         with self.slack.lock:
-            responses = self.slack.responses[self._seen_responses:]
+            responses = self.slack.responses[self._seen_responses :]
             self._seen_responses = len(self.slack.responses)
-            ephemerals = self.slack.ephemerals[self._seen_ephemerals:]
+            ephemerals = self.slack.ephemerals[self._seen_ephemerals :]
             self._seen_ephemerals = len(self.slack.ephemerals)
             forms: dict[str, dict] = {}  # the latest state of each form opened or updated since last time
-            for v in self.slack.views[self._seen_views:]:
+            for v in self.slack.views[self._seen_views :]:
                 if v["view"].get("type") == "modal":
                     forms[v["view_id"]] = v["view"]
             self._seen_views = len(self.slack.views)
@@ -154,8 +182,10 @@ class Console:
         for r in responses + ephemerals:
             self.say(f"[only visible to you] {self.slack.render(r)}")
         for view in forms.values():
-            self.say(f"--- a form opens (only visible to you) ---\n{self.slack.render(view)}\n"
-                     "(The console cannot fill in forms: type `/polaris request <group> [reason]` instead.)")
+            self.say(
+                f"--- a form opens (only visible to you) ---\n{self.slack.render(view)}\n"
+                "(The console cannot fill in forms: type `/polaris request <group> [reason]` instead.)"
+            )
         for m in changed:
             where = self._where(m["channel"])
             cards = self.slack.messages_in(APPROVAL_CHANNEL)
@@ -189,8 +219,10 @@ class Console:
             rows = list(s.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(n)))
         for r in reversed(rows):
             polaris = f" {r.polaris_method} {r.polaris_path} -> {r.polaris_status}" if r.polaris_method else ""
-            self.say(f"{r.at:%H:%M:%S} {r.actor:<8} {r.action:<18} {r.outcome:<8} "
-                     f"{(r.request_id or '')[:8]:<8} {r.target or ''}{polaris} {r.detail or ''}".rstrip())
+            self.say(
+                f"{r.at:%H:%M:%S} {r.actor:<8} {r.action:<18} {r.outcome:<8} "
+                f"{(r.request_id or '')[:8]:<8} {r.target or ''}{polaris} {r.detail or ''}".rstrip()
+            )
 
     # ---------------------------------------------------------------------------- loop
     def handle(self, line: str) -> bool:  # noqa: C901
@@ -256,8 +288,15 @@ class Console:
 def seed_people(slack: SlackStandIn, sandbox: PolarisSandbox) -> None:
     """The demo's Slack users, and the Polaris accounts some of them already have."""
     for name, (uid, email, first, last, _role) in PEOPLE.items():
-        slack.add_user(uid, name, email, real_name=f"{first} {last}", first_name=first, last_name=last,
-                       is_restricted=(name == "gus"))
+        slack.add_user(
+            uid,
+            name,
+            email,
+            real_name=f"{first} {last}",
+            first_name=first,
+            last_name=last,
+            is_restricted=(name == "gus"),
+        )
     admin = sandbox.group_by_name("Organization Admin")["id"]
     viewer = sandbox.group_by_name("Viewer")["id"]
     for name, groups in (("dan", [viewer]), ("bob", [admin]), ("carol", [admin])):
@@ -266,8 +305,9 @@ def seed_people(slack: SlackStandIn, sandbox: PolarisSandbox) -> None:
             sandbox.create_user(email, first, last, groups=groups, actions=[])
 
 
-def run_demo(*, database_url: str | None = None, script: bool = False,
-             stream: TextIO | None = None, out: TextIO = sys.stdout) -> int:
+def run_demo(
+    *, database_url: str | None = None, script: bool = False, stream: TextIO | None = None, out: TextIO = sys.stdout
+) -> int:
     """Run the demo console until ``quit`` or end of input. Returns an exit code."""
     from bot import redact, wiring
     from bot.db import Database
@@ -283,11 +323,19 @@ def run_demo(*, database_url: str | None = None, script: bool = False,
     slack.serve()
     seed_people(slack, sandbox)
     signing_secret = secrets.token_hex(16)
-    settings = Settings(slack_bot_token=slack.bot_token, slack_signing_secret=signing_secret,
-                        slack_api_url=slack.api_url, polaris_api_url=polaris_server.url,
-                        polaris_api_key=SANDBOX_API_KEY, database_url=database_url,
-                        approval_channel=APPROVAL_CHANNEL, approvers=frozenset({"U0BOB"}),
-                        admins=frozenset({"U0CAROL"}), worker_interval=0.5, polaris_retry_seconds=5)
+    settings = Settings(
+        slack_bot_token=slack.bot_token,
+        slack_signing_secret=signing_secret,
+        slack_api_url=slack.api_url,
+        polaris_api_url=polaris_server.url,
+        polaris_api_key=SANDBOX_API_KEY,
+        database_url=database_url,
+        approval_channel=APPROVAL_CHANNEL,
+        approvers=frozenset({"U0BOB"}),
+        admins=frozenset({"U0CAROL"}),
+        worker_interval=0.5,
+        polaris_retry_seconds=5,
+    )
     redact.install()
     import logging
 
@@ -298,8 +346,13 @@ def run_demo(*, database_url: str | None = None, script: bool = False,
     core.worker = Worker(core.service, interval=settings.worker_interval).start()
     bolt = wiring.build_bolt_app(core)
     console = Console(bolt.dispatch, signing_secret, slack, core, out=out)
-    console.say("Polaris access bot demo: Polaris sandbox at " + polaris_server.url + ", Slack console, "
-                + database_url + ". Type `help`.")
+    console.say(
+        "Polaris access bot demo: Polaris sandbox at "
+        + polaris_server.url
+        + ", Slack console, "
+        + database_url
+        + ". Type `help`."
+    )
     console.say(HELP)
     try:
         console.loop(stream or sys.stdin, interactive=not script)

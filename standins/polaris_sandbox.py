@@ -152,9 +152,18 @@ PREDEFINED_GROUPS: list[dict] = [
         "name": "Data Analyst",
         "readOnly": True,
         "permissions": _perms(
-            "AccessQueries", "ManageDashboards", "ManageCollections", "ViewTables", "ManageDataCubes",
-            "AccessAlerts", "AccessCollections", "AccessVisualization", "AccessScaling", "AccessReports",
-            "AccessDownloadData", "AccessDownloadLargeData",
+            "AccessQueries",
+            "ManageDashboards",
+            "ManageCollections",
+            "ViewTables",
+            "ManageDataCubes",
+            "AccessAlerts",
+            "AccessCollections",
+            "AccessVisualization",
+            "AccessScaling",
+            "AccessReports",
+            "AccessDownloadData",
+            "AccessDownloadLargeData",
         ),
     },
     {
@@ -162,12 +171,32 @@ PREDEFINED_GROUPS: list[dict] = [
         "name": "Data Manager",
         "readOnly": True,
         "permissions": _perms(
-            "ManageDashboards", "ManageCollections", "ManageFiles", "AdministerQueries", "AccessMetrics",
-            "AccessVisualization", "AccessScaling", "ManageAlertsWebhooks", "ManageConnections",
-            "ManageReports", "ManageDataCubes", "AccessAlerts", "AccessCollections", "ManageTables",
-            "AccessReports", "AdministerScaling", "AccessQueries", "AccessQueryRawData",
-            "AccessMonitorQueries", "ManageApiKeys", "ManageProjects", "ViewTables", "ManageIngestionJobs",
-            "AccessDownloadData", "AccessDownloadLargeData", "ManageAlerts",
+            "ManageDashboards",
+            "ManageCollections",
+            "ManageFiles",
+            "AdministerQueries",
+            "AccessMetrics",
+            "AccessVisualization",
+            "AccessScaling",
+            "ManageAlertsWebhooks",
+            "ManageConnections",
+            "ManageReports",
+            "ManageDataCubes",
+            "AccessAlerts",
+            "AccessCollections",
+            "ManageTables",
+            "AccessReports",
+            "AdministerScaling",
+            "AccessQueries",
+            "AccessQueryRawData",
+            "AccessMonitorQueries",
+            "ManageApiKeys",
+            "ManageProjects",
+            "ViewTables",
+            "ManageIngestionJobs",
+            "AccessDownloadData",
+            "AccessDownloadLargeData",
+            "ManageAlerts",
         ),
     },
     {
@@ -175,15 +204,42 @@ PREDEFINED_GROUPS: list[dict] = [
         "name": "Organization Admin",
         "readOnly": True,
         "permissions": _perms(
-            "ManageDashboards", "ManageCollections", "AdministerEmbedLinks", "ManageFiles",
-            "AdministerProjects", "AdministerQueries", "AdministerAlerts", "AdministerApiKeys",
-            "AccessMetrics", "AccessVisualization", "AccessScaling", "ManageAlertsWebhooks",
-            "AdministerBilling", "ManageConnections", "ManageReports", "ManageDataCubes",
-            "AdministerClients", "AccessAlerts", "AccessCollections", "ManageTables", "AccessReports",
-            "AdministerScaling", "AccessQueries", "AccessQueryRawData", "AccessMonitorQueries",
-            "ManageProjects", "ViewTables", "AdministerDataCubes", "ManageIngestionJobs",
-            "AdministerUsers", "AdministerReports", "AdministerCustomizations", "AdministerDashboards",
-            "AccessDownloadData", "AccessDownloadLargeData", "ManageAlerts",
+            "ManageDashboards",
+            "ManageCollections",
+            "AdministerEmbedLinks",
+            "ManageFiles",
+            "AdministerProjects",
+            "AdministerQueries",
+            "AdministerAlerts",
+            "AdministerApiKeys",
+            "AccessMetrics",
+            "AccessVisualization",
+            "AccessScaling",
+            "ManageAlertsWebhooks",
+            "AdministerBilling",
+            "ManageConnections",
+            "ManageReports",
+            "ManageDataCubes",
+            "AdministerClients",
+            "AccessAlerts",
+            "AccessCollections",
+            "ManageTables",
+            "AccessReports",
+            "AdministerScaling",
+            "AccessQueries",
+            "AccessQueryRawData",
+            "AccessMonitorQueries",
+            "ManageProjects",
+            "ViewTables",
+            "AdministerDataCubes",
+            "ManageIngestionJobs",
+            "AdministerUsers",
+            "AdministerReports",
+            "AdministerCustomizations",
+            "AdministerDashboards",
+            "AccessDownloadData",
+            "AccessDownloadLargeData",
+            "ManageAlerts",
         ),
     },
     {
@@ -207,35 +263,97 @@ ALERTS_AND_REPORTS_GROUP = {
 
 # Demo users for seed=True: (id, username, first, last, groups, enabled, emailVerified, actions, createdOn)
 _DEMO_USERS = [
-    ("d88d4e47-d6ed-4820-880e-c0564ce99752", "alex.smith@example.com", "Alex", "Smith",
-     [ORGANIZATION_ADMIN_ID], True, True, [], "2023-03-14T09:12:45.101Z"),
-    ("48b08425-7393-4730-bb7d-736e69ef1d92", "alexa.smith@example.com", "Alexa", "Smith",
-     [DATA_MANAGER_ID], True, True, [], "2023-05-02T16:40:03.350Z"),
-    ("880f6811-7e85-47ce-b3c5-a57a85ab95bd", "dani.lee@example.com", "Dani", "Lee",
-     [ALERTS_AND_REPORTS_ID, VIEWER_ID], True, False, ["VERIFY_EMAIL", "UPDATE_PASSWORD"],
-     "2023-09-21T02:45:09.205Z"),
-    ("3f0c2a7e-5b1d-4c8e-9a6f-2d7b8e1c4a90", "sam.patel@example.com", "Sam", "Patel",
-     [DATA_ANALYST_ID], True, True, [], "2023-10-11T11:05:27.418Z"),
-    ("b2e4d6f8-1a3c-4e5f-8b7d-9c0a2e4f6b81", "jo.kim@example.com", "Jo", "Kim",
-     [VIEWER_ID], False, True, [], "2023-11-30T20:18:52.777Z"),
+    (
+        "d88d4e47-d6ed-4820-880e-c0564ce99752",
+        "alex.smith@example.com",
+        "Alex",
+        "Smith",
+        [ORGANIZATION_ADMIN_ID],
+        True,
+        True,
+        [],
+        "2023-03-14T09:12:45.101Z",
+    ),
+    (
+        "48b08425-7393-4730-bb7d-736e69ef1d92",
+        "alexa.smith@example.com",
+        "Alexa",
+        "Smith",
+        [DATA_MANAGER_ID],
+        True,
+        True,
+        [],
+        "2023-05-02T16:40:03.350Z",
+    ),
+    (
+        "880f6811-7e85-47ce-b3c5-a57a85ab95bd",
+        "dani.lee@example.com",
+        "Dani",
+        "Lee",
+        [ALERTS_AND_REPORTS_ID, VIEWER_ID],
+        True,
+        False,
+        ["VERIFY_EMAIL", "UPDATE_PASSWORD"],
+        "2023-09-21T02:45:09.205Z",
+    ),
+    (
+        "3f0c2a7e-5b1d-4c8e-9a6f-2d7b8e1c4a90",
+        "sam.patel@example.com",
+        "Sam",
+        "Patel",
+        [DATA_ANALYST_ID],
+        True,
+        True,
+        [],
+        "2023-10-11T11:05:27.418Z",
+    ),
+    (
+        "b2e4d6f8-1a3c-4e5f-8b7d-9c0a2e4f6b81",
+        "jo.kim@example.com",
+        "Jo",
+        "Kim",
+        [VIEWER_ID],
+        False,
+        True,
+        [],
+        "2023-11-30T20:18:52.777Z",
+    ),
 ]
 
 _DEMO_PROJECTS = [
     {
-        "metadata": {"uid": DEMO_PROJECT_IDS[0], "name": "demo",
-                     "createdOnTimestamp": "2023-01-10T08:00:00.000Z"},
-        "spec": {"plan": "a.02", "desiredState": "running", "deletionProtection": False,
-                 "stopProtection": False, "region": "us-east-1"},
-        "status": {"maxBytes": 200000000000, "currentBytes": 98201000, "deepStorageBytes": 19201290,
-                   "state": "running", "version": "c47f5b18"},
+        "metadata": {"uid": DEMO_PROJECT_IDS[0], "name": "demo", "createdOnTimestamp": "2023-01-10T08:00:00.000Z"},
+        "spec": {
+            "plan": "a.02",
+            "desiredState": "running",
+            "deletionProtection": False,
+            "stopProtection": False,
+            "region": "us-east-1",
+        },
+        "status": {
+            "maxBytes": 200000000000,
+            "currentBytes": 98201000,
+            "deepStorageBytes": 19201290,
+            "state": "running",
+            "version": "c47f5b18",
+        },
     },
     {
-        "metadata": {"uid": DEMO_PROJECT_IDS[1], "name": "analytics",
-                     "createdOnTimestamp": "2023-02-22T14:30:00.000Z"},
-        "spec": {"plan": "a.04", "desiredState": "running", "deletionProtection": True,
-                 "stopProtection": False, "region": "eu-central-1"},
-        "status": {"maxBytes": 400000000000, "currentBytes": 1520300000, "deepStorageBytes": 402113000,
-                   "state": "running", "version": "c47f5b18"},
+        "metadata": {"uid": DEMO_PROJECT_IDS[1], "name": "analytics", "createdOnTimestamp": "2023-02-22T14:30:00.000Z"},
+        "spec": {
+            "plan": "a.04",
+            "desiredState": "running",
+            "deletionProtection": True,
+            "stopProtection": False,
+            "region": "eu-central-1",
+        },
+        "status": {
+            "maxBytes": 400000000000,
+            "currentBytes": 1520300000,
+            "deepStorageBytes": 402113000,
+            "state": "running",
+            "version": "c47f5b18",
+        },
     },
 ]
 
@@ -359,8 +477,9 @@ class _ReadTimedOut(Exception):
 
 
 class _ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, wrapped: bool = False,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self, status: int, code: str, message: str, wrapped: bool = False, headers: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.status = status
         self.code = code
@@ -423,14 +542,14 @@ _SEG = r"([^/]+)"
 _ROUTES: list[tuple[re.Pattern, dict[str, str]]] = [
     (re.compile(r"^/v1/permissions$"), {"GET": "_r_list_permissions"}),
     (re.compile(r"^/v1/users$"), {"GET": "_r_list_users", "POST": "_r_create_user"}),
-    (re.compile(rf"^/v1/users/{_SEG}$"),
-     {"GET": "_r_get_user", "PUT": "_r_put_user", "DELETE": "_r_delete_user"}),
+    (re.compile(rf"^/v1/users/{_SEG}$"), {"GET": "_r_get_user", "PUT": "_r_put_user", "DELETE": "_r_delete_user"}),
     (re.compile(rf"^/v1/users/{_SEG}/effectivepermissions$"), {"GET": "_r_effective_permissions"}),
     (re.compile(r"^/v1/groups$"), {"GET": "_r_list_groups", "POST": "_r_create_group"}),
-    (re.compile(rf"^/v1/groups/{_SEG}$"),
-     {"GET": "_r_get_group", "PUT": "_r_put_group", "DELETE": "_r_delete_group"}),
-    (re.compile(rf"^/v1/groups/{_SEG}/members$"),
-     {"GET": "_r_list_members", "POST": "_r_add_members", "DELETE": "_r_remove_members"}),
+    (re.compile(rf"^/v1/groups/{_SEG}$"), {"GET": "_r_get_group", "PUT": "_r_put_group", "DELETE": "_r_delete_group"}),
+    (
+        re.compile(rf"^/v1/groups/{_SEG}/members$"),
+        {"GET": "_r_list_members", "POST": "_r_add_members", "DELETE": "_r_remove_members"},
+    ),
     (re.compile(r"^/v1/projects$"), {"GET": "_r_list_projects"}),
     (re.compile(r"^/v1/audit/events$"), {"GET": "_r_audit_events"}),
 ]
@@ -480,9 +599,9 @@ class PolarisSandbox:
         self.projects: list[dict] = copy.deepcopy(_DEMO_PROJECTS)
         self._faults: list[Fault] = []
         self._permissions: list[dict] = copy.deepcopy(PERMISSION_CATALOGUE)
-        self._users: dict[str, dict] = {}          # id -> internal record
-        self._by_username: dict[str, str] = {}     # lower(username) -> id
-        self._groups: dict[str, dict] = {}         # id -> {"id","name","readOnly","permissions"}
+        self._users: dict[str, dict] = {}  # id -> internal record
+        self._by_username: dict[str, str] = {}  # lower(username) -> id
+        self._groups: dict[str, dict] = {}  # id -> {"id","name","readOnly","permissions"}
         self._members: dict[str, dict[str, None]] = {}  # group id -> ordered set of user ids
         self._sorted_ids: list[str] | None = None  # cache: user ids ordered by lower(username)
         self._bulk_users = 0
@@ -493,9 +612,18 @@ class PolarisSandbox:
             self._store_group(copy.deepcopy(g))
         if seed:
             self._store_group(copy.deepcopy(ALERTS_AND_REPORTS_GROUP))
-            for (uid, username, first, last, groups, enabled, verified, actions, created) in _DEMO_USERS:
-                self.create_user(username, first, last, groups=groups, enabled=enabled, actions=actions,
-                                 user_id=uid, email_verified=verified, created_on=created)
+            for uid, username, first, last, groups, enabled, verified, actions, created in _DEMO_USERS:
+                self.create_user(
+                    username,
+                    first,
+                    last,
+                    groups=groups,
+                    enabled=enabled,
+                    actions=actions,
+                    user_id=uid,
+                    email_verified=verified,
+                    created_on=created,
+                )
 
     # ---------------------------------------------------------------- faults and call log
 
@@ -526,9 +654,11 @@ class PolarisSandbox:
         rx = re.compile(path_regex) if path_regex is not None else None
         with self.lock:
             return [
-                c for c in self.calls
+                c
+                for c in self.calls
                 if c.method in ("POST", "PUT", "DELETE")
-                and c.handled_status is not None and 200 <= c.handled_status < 300
+                and c.handled_status is not None
+                and 200 <= c.handled_status < 300
                 and (method is None or c.method == method.upper())
                 and (rx is None or rx.search(c.path))
             ]
@@ -623,8 +753,10 @@ class PolarisSandbox:
                 raise _bad(f"{what}: '{name}' needs resources, e.g. [\"projects/*\"]")
             for r in res:
                 if not isinstance(r, str) or not _RESOURCE_RE.match(r):
-                    raise _bad(f"{what}: invalid resource {r!r} for '{name}' "
-                               "(expected 'projects/*' or 'projects/<project id>')")
+                    raise _bad(
+                        f"{what}: invalid resource {r!r} for '{name}' "
+                        "(expected 'projects/*' or 'projects/<project id>')"
+                    )
             entry = merged.setdefault(name, {"name": name, "resources": []})
             for r in res:
                 if r not in entry["resources"]:
@@ -634,7 +766,7 @@ class PolarisSandbox:
     def _resolve_group_refs(self, groups: Any) -> list[str]:
         """User bodies reference groups by ID only (README "Assign groups by ID, never by name")."""
         if not isinstance(groups, list):
-            raise _bad("groups must be an array of {\"id\": ...}")
+            raise _bad('groups must be an array of {"id": ...}')
         out: list[str] = []
         for g in groups:
             if not isinstance(g, dict) or not isinstance(g.get("id"), str) or not g["id"]:
@@ -664,18 +796,38 @@ class PolarisSandbox:
             raise _bad("enabled must be a boolean")
         out["enabled"] = True if enabled is None else enabled
         out["groups"] = self._resolve_group_refs(body["groups"]) if body.get("groups") is not None else []
-        out["permissions"] = (self._normalize_permissions(body["permissions"], "user")
-                              if body.get("permissions") is not None else [])
+        out["permissions"] = (
+            self._normalize_permissions(body["permissions"], "user") if body.get("permissions") is not None else []
+        )
         out["actions"] = self._check_actions(body["actions"]) if body.get("actions") is not None else None
         return out
 
-    def _insert_user(self, *, user_id: str, username: str, first: str | None, last: str | None,
-                     enabled: bool, email_verified: bool, permissions: list, groups: list[str],
-                     actions: list[str], created_on: str) -> dict:
+    def _insert_user(
+        self,
+        *,
+        user_id: str,
+        username: str,
+        first: str | None,
+        last: str | None,
+        enabled: bool,
+        email_verified: bool,
+        permissions: list,
+        groups: list[str],
+        actions: list[str],
+        created_on: str,
+    ) -> dict:
         rec = {
-            "id": user_id, "username": username, "firstName": first, "lastName": last,
-            "enabled": enabled, "emailVerified": email_verified, "permissions": permissions,
-            "groups": [], "identities": [], "actions": actions, "createdOn": created_on,
+            "id": user_id,
+            "username": username,
+            "firstName": first,
+            "lastName": last,
+            "enabled": enabled,
+            "emailVerified": email_verified,
+            "permissions": permissions,
+            "groups": [],
+            "identities": [],
+            "actions": actions,
+            "createdOn": created_on,
         }
         self._users[user_id] = rec
         self._by_username[username.lower()] = user_id
@@ -685,10 +837,20 @@ class PolarisSandbox:
 
     # ---------------------------------------------------------------- direct helpers (no HTTP)
 
-    def create_user(self, username: str, first_name: str = "", last_name: str = "",
-                    groups: Iterable[str] = (), enabled: bool = True, actions: list[str] | None = None,
-                    *, user_id: str | None = None, permissions: list[dict] | None = None,
-                    email_verified: bool = False, created_on: str | None = None) -> dict:
+    def create_user(
+        self,
+        username: str,
+        first_name: str = "",
+        last_name: str = "",
+        groups: Iterable[str] = (),
+        enabled: bool = True,
+        actions: list[str] | None = None,
+        *,
+        user_id: str | None = None,
+        permissions: list[dict] | None = None,
+        email_verified: bool = False,
+        created_on: str | None = None,
+    ) -> dict:
         """Create a user directly (not recorded in ``calls``) and return it as the API renders it.
 
         ``groups`` are group IDs (names are accepted too, case-insensitive, for convenience).
@@ -716,13 +878,23 @@ class PolarisSandbox:
                 acts = self._check_actions(list(_INVITE_ACTIONS if actions is None else actions))
             except _ApiError as e:
                 raise ValueError(e.message) from None
-            rec = self._insert_user(user_id=uid, username=username, first=first_name, last=last_name,
-                                    enabled=bool(enabled), email_verified=email_verified, permissions=perms,
-                                    groups=gids, actions=acts, created_on=created_on or _now_iso())
+            rec = self._insert_user(
+                user_id=uid,
+                username=username,
+                first=first_name,
+                last=last_name,
+                enabled=bool(enabled),
+                email_verified=email_verified,
+                permissions=perms,
+                groups=gids,
+                actions=acts,
+                created_on=created_on or _now_iso(),
+            )
             return self._render_user(rec)
 
-    def create_group(self, name: str, permissions: list[dict], *, group_id: str | None = None,
-                     read_only: bool = False) -> dict:
+    def create_group(
+        self, name: str, permissions: list[dict], *, group_id: str | None = None, read_only: bool = False
+    ) -> dict:
         """Create a group directly and return it as rendered by the API (``userCount`` 0).
 
         Raises ``ValueError`` on an empty/duplicate (case-insensitive) name or invalid permissions.
@@ -804,12 +976,62 @@ class PolarisSandbox:
         IDs are UUIDv5 of the name, so repeated runs produce identical data. Calling it again
         continues the numbering. 10,000 users / 200 groups take well under a second.
         """
-        first_names = ["Alex", "Blake", "Casey", "Dana", "Eli", "Frankie", "Gray", "Harper", "Indy",
-                       "Jordan", "Kai", "Logan", "Morgan", "Noa", "Oakley", "Parker", "Quinn", "Riley",
-                       "Sage", "Taylor", "Uma", "Val", "Wren", "Xen", "Yael", "Zion"]
-        last_names = ["Adams", "Brown", "Chen", "Diaz", "Evans", "Fischer", "Garcia", "Hughes", "Ito",
-                      "Jensen", "Khan", "Lopez", "Moreau", "Nakamura", "Okafor", "Patel", "Quist",
-                      "Rossi", "Silva", "Tanaka", "Ueda", "Varga", "Weber", "Xu", "Young", "Zhang"]
+        first_names = [
+            "Alex",
+            "Blake",
+            "Casey",
+            "Dana",
+            "Eli",
+            "Frankie",
+            "Gray",
+            "Harper",
+            "Indy",
+            "Jordan",
+            "Kai",
+            "Logan",
+            "Morgan",
+            "Noa",
+            "Oakley",
+            "Parker",
+            "Quinn",
+            "Riley",
+            "Sage",
+            "Taylor",
+            "Uma",
+            "Val",
+            "Wren",
+            "Xen",
+            "Yael",
+            "Zion",
+        ]
+        last_names = [
+            "Adams",
+            "Brown",
+            "Chen",
+            "Diaz",
+            "Evans",
+            "Fischer",
+            "Garcia",
+            "Hughes",
+            "Ito",
+            "Jensen",
+            "Khan",
+            "Lopez",
+            "Moreau",
+            "Nakamura",
+            "Okafor",
+            "Patel",
+            "Quist",
+            "Rossi",
+            "Silva",
+            "Tanaka",
+            "Ueda",
+            "Varga",
+            "Weber",
+            "Xu",
+            "Young",
+            "Zhang",
+        ]
         scoped = [p["name"] for p in PERMISSION_CATALOGUE if "resources" in p]
         predefined = [g["id"] for g in PREDEFINED_GROUPS]
         base = datetime(2022, 1, 1, tzinfo=timezone.utc)
@@ -820,8 +1042,14 @@ class PolarisSandbox:
                 gid = str(uuid.uuid5(_BULK_NS, "group:" + name))
                 res = ["projects/*"] if idx % 3 else [f"projects/{DEMO_PROJECT_IDS[idx % 2]}"]
                 names = list(dict.fromkeys(scoped[(idx * 7 + j * 5) % len(scoped)] for j in range(1 + idx % 4)))
-                self._store_group({"id": gid, "name": name, "readOnly": False,
-                                   "permissions": [{"name": n, "resources": list(res)} for n in names]})
+                self._store_group(
+                    {
+                        "id": gid,
+                        "name": name,
+                        "readOnly": False,
+                        "permissions": [{"name": n, "resources": list(res)} for n in names],
+                    }
+                )
                 self._bulk_groups.append(gid)
             nb = len(self._bulk_groups)
             for _ in range(users):
@@ -839,11 +1067,15 @@ class PolarisSandbox:
                         gids = gids[:2]
                 created = base + timedelta(minutes=idx)
                 rec = {
-                    "id": str(uuid.uuid5(_BULK_NS, "user:" + username)), "username": username,
+                    "id": str(uuid.uuid5(_BULK_NS, "user:" + username)),
+                    "username": username,
                     "firstName": first_names[idx % len(first_names)],
                     "lastName": last_names[(idx // len(first_names)) % len(last_names)],
-                    "enabled": idx % 50 != 49, "emailVerified": idx % 20 != 7, "permissions": [],
-                    "groups": gids, "identities": [],
+                    "enabled": idx % 50 != 49,
+                    "emailVerified": idx % 20 != 7,
+                    "permissions": [],
+                    "groups": gids,
+                    "identities": [],
                     "actions": list(_INVITE_ACTIONS) if idx % 20 == 7 else [],
                     "createdOn": created.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
                 }
@@ -855,8 +1087,9 @@ class PolarisSandbox:
 
     # ---------------------------------------------------------------- request entry points
 
-    def handle(self, method: str, path: str, query: dict[str, str] | None, headers: dict[str, str] | None,
-               body: bytes | None) -> tuple[int, dict[str, str], bytes]:
+    def handle(
+        self, method: str, path: str, query: dict[str, str] | None, headers: dict[str, str] | None, body: bytes | None
+    ) -> tuple[int, dict[str, str], bytes]:
         """Answer one API request: returns ``(status, headers, body_bytes)``.
 
         ``path`` is the decoded path (a ``?query`` suffix is parsed and merged into ``query``).
@@ -883,8 +1116,15 @@ class PolarisSandbox:
                     self._faults.remove(f)
         return delay, terminal
 
-    def _process(self, method: str, path: str, query: dict[str, str] | None, headers: Any,
-                 body: bytes | str | None, read_timeout: float | None = None) -> tuple[int, dict[str, str], bytes]:
+    def _process(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str] | None,
+        headers: Any,
+        body: bytes | str | None,
+        read_timeout: float | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
         method = method.upper()
         query = dict(query or {})
         if "?" in path:
@@ -954,22 +1194,31 @@ class PolarisSandbox:
             return False
         return hmac.compare_digest(decoded, key + b":")
 
-    def _dispatch(self, method: str, path: str, query: dict[str, str], headers: Any,
-                  parsed: Any) -> tuple[int, dict[str, str], bytes]:
+    def _dispatch(
+        self, method: str, path: str, query: dict[str, str], headers: Any, parsed: Any
+    ) -> tuple[int, dict[str, str], bytes]:
         try:
             if not self._authorized(headers):
-                raise _ApiError(401, "InvalidAuthentication", "The provided authorization is invalid.",
-                                wrapped=True, headers={"WWW-Authenticate": 'Basic realm="Imply Polaris"'})
+                raise _ApiError(
+                    401,
+                    "InvalidAuthentication",
+                    "The provided authorization is invalid.",
+                    wrapped=True,
+                    headers={"WWW-Authenticate": 'Basic realm="Imply Polaris"'},
+                )
             for regex, methods in _ROUTES:
                 m = regex.match(path)
                 if not m:
                     continue
                 name = methods.get(method)
                 if name is None:
-                    raise _ApiError(405, "MethodNotAllowed", f"{method} is not allowed on {path}",
-                                    headers={"Allow": ", ".join(methods)})
-                status, payload = getattr(self, name)(*[unquote(g) for g in m.groups()],
-                                                      query=query, body=parsed)
+                    raise _ApiError(
+                        405,
+                        "MethodNotAllowed",
+                        f"{method} is not allowed on {path}",
+                        headers={"Allow": ", ".join(methods)},
+                    )
+                status, payload = getattr(self, name)(*[unquote(g) for g in m.groups()], query=query, body=parsed)
                 data = b"" if payload is None else json.dumps(payload).encode()
                 return status, {"Content-Type": "application/json", "Content-Length": str(len(data))}, data
             raise _ApiError(404, "NotFound", f"No route for {method} {path}")
@@ -993,6 +1242,7 @@ class PolarisSandbox:
     @staticmethod
     def _paging(query: dict[str, str]) -> tuple[int, int, str]:
         """README "Paging": ``top`` 1..100 (default 100), ``skip`` >= 0; else 400 BadArgument."""
+
         def as_int(name: str, default: int) -> int:
             raw = query.get(name)
             if raw is None:
@@ -1000,6 +1250,7 @@ class PolarisSandbox:
             if not re.fullmatch(r"[+-]?\d+", raw.strip()):
                 raise _bad(f"'{name}' must be an integer")
             return int(raw)
+
         top, skip = as_int("top", 100), as_int("skip", 0)
         if not 1 <= top <= 100:
             raise _bad("'top' must be between 1 and 100")
@@ -1013,19 +1264,28 @@ class PolarisSandbox:
         matched = []
         for uid in ids:
             rec = self._users[uid]
-            if needle and not any(needle in (rec.get(k) or "").lower()
-                                  for k in ("username", "firstName", "lastName")):
+            if needle and not any(needle in (rec.get(k) or "").lower() for k in ("username", "firstName", "lastName")):
                 continue  # email == username
             matched.append(rec)
-        return {"values": [render(r) for r in matched[skip:skip + top]], "count": len(matched)}
+        return {"values": [render(r) for r in matched[skip : skip + top]], "count": len(matched)}
 
     def _event(self, kind: str, uid: str, summary: str) -> None:
         """Record one of Polaris's audit events (``category`` ADMIN, done by the API key) about user ``uid``;
         ``resource`` is ``users/<id>`` and ``context.userId`` the user's ID."""
-        self.audit_events.append({
-            "time": _now_iso(), "accountId": "sandbox-account", "type": kind, "category": "ADMIN",
-            "resource": f"users/{uid}", "actorType": "apikey", "actorId": "sandbox-api-key",
-            "actorName": "sandbox API key", "summary": summary, "context": {"userId": uid}})
+        self.audit_events.append(
+            {
+                "time": _now_iso(),
+                "accountId": "sandbox-account",
+                "type": kind,
+                "category": "ADMIN",
+                "resource": f"users/{uid}",
+                "actorType": "apikey",
+                "actorId": "sandbox-api-key",
+                "actorName": "sandbox API key",
+                "summary": summary,
+                "context": {"userId": uid},
+            }
+        )
 
     def _user_or_404(self, uid: str) -> dict:
         rec = self._users.get(uid)
@@ -1083,10 +1343,18 @@ class PolarisSandbox:
         actions = fields["actions"]
         if actions is None:
             actions = [] if skip_raw == "true" else list(_INVITE_ACTIONS)
-        rec = self._insert_user(user_id=str(uuid.uuid4()), username=username, first=fields["firstName"],
-                                last=fields["lastName"], enabled=fields["enabled"], email_verified=False,
-                                permissions=fields["permissions"], groups=fields["groups"], actions=actions,
-                                created_on=_now_iso())
+        rec = self._insert_user(
+            user_id=str(uuid.uuid4()),
+            username=username,
+            first=fields["firstName"],
+            last=fields["lastName"],
+            enabled=fields["enabled"],
+            email_verified=False,
+            permissions=fields["permissions"],
+            groups=fields["groups"],
+            actions=actions,
+            created_on=_now_iso(),
+        )
         self._event("USER_CREATED", rec["id"], f"User {username} created")
         return 201, self._render_user(rec)
 
@@ -1209,8 +1477,7 @@ class PolarisSandbox:
         firstName,lastName}], "count"} (guide "List all group members"), ordered by username."""
         self._group_or_404(gid)
         members = self._members[gid]
-        return 200, self._page_users((u for u in self._user_order() if u in members), query,
-                                     self._render_member)
+        return 200, self._page_users((u for u in self._user_order() if u in members), query, self._render_member)
 
     def _r_add_members(self, gid, *, query, body):
         """POST /v1/groups/{id}/members, body ``[{"id": ...}]`` -> 200 empty body (idempotent).
@@ -1318,7 +1585,7 @@ class PolarisSandbox:
             split = urlsplit(request.url)
             path = unquote(split.path) or "/"
             if prefix and path.startswith(prefix):
-                path = path[len(prefix):] or "/"
+                path = path[len(prefix) :] or "/"
             query = dict(parse_qsl(split.query, keep_blank_values=True))
             body = request.body
             if body is None:
@@ -1329,8 +1596,9 @@ class PolarisSandbox:
                 body = b"".join(c.encode() if isinstance(c, str) else bytes(c) for c in body)
             read_timeout = _read_timeout(getattr(request, "req_kwargs", {}).get("timeout"))
             try:
-                return self._process(request.method, path, query, dict(request.headers), bytes(body),
-                                     read_timeout=read_timeout)
+                return self._process(
+                    request.method, path, query, dict(request.headers), bytes(body), read_timeout=read_timeout
+                )
             except ConnectionDropped as e:
                 return requests.exceptions.ConnectionError(str(e), request=request)
             except _ReadTimedOut as e:
@@ -1409,8 +1677,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         try:
-            status, headers, payload = sandbox.handle(self.command, unquote(split.path), query,
-                                                      dict(self.headers.items()), body)
+            status, headers, payload = sandbox.handle(
+                self.command, unquote(split.path), query, dict(self.headers.items()), body
+            )
         except ConnectionDropped:
             self.close_connection = True
             try:
@@ -1473,8 +1742,12 @@ class SandboxServer:
         self._server = _Server((host, port), sandbox)
         self.host, self.port = self._server.server_address[:2]
         self.url = f"http://{self.host}:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"polaris-sandbox-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"polaris-sandbox-{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         self._stopped = False
 

@@ -36,6 +36,7 @@ Wire format (as the real Web API, https://api.slack.com/web):
 Everything is guarded by one re-entrant lock (:attr:`SlackStandIn.lock`); hold it when reading the
 recorded lists while a server thread may still be writing.
 """
+
 from __future__ import annotations
 
 import copy
@@ -445,8 +446,12 @@ class SlackStandIn:
             used = self._response_posts.get(key, 0)
             if used >= RESPONSE_URL_MAX_POSTS:
                 return _Reply(404, "expired_url")
-            if not (payload.get("text") or payload.get("blocks") or payload.get("attachments")
-                    or payload.get("delete_original")):
+            if not (
+                payload.get("text")
+                or payload.get("blocks")
+                or payload.get("attachments")
+                or payload.get("delete_original")
+            ):
                 return _Reply(400, "no_text")
             self._response_posts[key] = used + 1
             self.responses.append(
@@ -658,8 +663,9 @@ class SlackStandIn:
             raise SlackApiArgumentError("invalid_arguments", errors)
         return view
 
-    def _store_view(self, view: dict, *, view_id: str | None = None, root_id: str | None = None,
-                    previous_id: str | None = None) -> dict:
+    def _store_view(
+        self, view: dict, *, view_id: str | None = None, root_id: str | None = None, previous_id: str | None = None
+    ) -> dict:
         view_id = view_id or self._next_id("V")
         full = {
             "id": view_id,
@@ -728,8 +734,9 @@ class SlackStandIn:
         if args.get("hash") and args["hash"] != current["hash"]:
             raise SlackApiArgumentError("hash_conflict")
         view = self._check_view(args, (current["type"],))
-        full = self._store_view(view, view_id=view_id, root_id=current["root_view_id"],
-                                previous_id=current.get("previous_view_id"))
+        full = self._store_view(
+            view, view_id=view_id, root_id=current["root_view_id"], previous_id=current.get("previous_view_id")
+        )
         return self._record_view("views.update", full, None, None)
 
     def _views_publish(self, args: dict) -> dict:
@@ -816,7 +823,7 @@ def _make_handler(standin: SlackStandIn) -> type[BaseHTTPRequestHandler]:  # noq
             content_type = self.headers.get("Content-Type") or ""
             try:
                 if parts.path.startswith("/api/"):
-                    method = parts.path[len("/api/"):].strip("/")
+                    method = parts.path[len("/api/") :].strip("/")
                     try:
                         args = _parse_args(parts.query, body, content_type)
                     except ValueError:
@@ -826,7 +833,7 @@ def _make_handler(standin: SlackStandIn) -> type[BaseHTTPRequestHandler]:  # noq
                             time.sleep(standin.latency)
                         reply = standin.handle_api(method, args, self.headers.get("Authorization"))
                 elif parts.path.startswith("/response/") and self.command == "POST":
-                    key = parts.path[len("/response/"):]
+                    key = parts.path[len("/response/") :]
                     reply = standin.handle_response_url(key, _parse_response_payload(body, content_type))
                 else:
                     reply = _Reply(404, "not_found")
@@ -1028,8 +1035,9 @@ def _validate_view(view: dict) -> list[str]:
                 errors.append(f"must be less than 25 characters [json-pointer:/view/{key}/text]")
         blocks = view.get("blocks") if isinstance(view.get("blocks"), list) else []
         if not view.get("submit") and any(isinstance(b, dict) and b.get("type") == "input" for b in blocks):
-            errors.append("submit is required when an input block is within the blocks array "
-                          "[json-pointer:/view/submit]")
+            errors.append(
+                "submit is required when an input block is within the blocks array [json-pointer:/view/submit]"
+            )
     return errors
 
 
@@ -1071,8 +1079,16 @@ def _render_element(el: Any) -> str:
         return f"<{placeholder} ▾>{action}"
     if kind == "plain_text_input":
         return f"<text input>{action}"
-    if kind in ("datepicker", "timepicker", "datetimepicker", "checkboxes", "radio_buttons", "email_text_input",
-                "url_text_input", "number_input"):
+    if kind in (
+        "datepicker",
+        "timepicker",
+        "datetimepicker",
+        "checkboxes",
+        "radio_buttons",
+        "email_text_input",
+        "url_text_input",
+        "number_input",
+    ):
         return f"<{kind}>{action}"
     return f"<{kind}>{action}"
 

@@ -1,5 +1,6 @@
 """Shared fixtures: a migrated database (SQLite by default, PostgreSQL when TEST_DATABASE_URL is set), the
 Polaris sandbox and the Slack stand-in on 127.0.0.1, and a fully wired core and Bolt app."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -24,7 +25,15 @@ for _name in [k for k in os.environ if k.startswith("SLACK_")]:
 SIGNING_SECRET = "test-signing-secret-" + "x" * 12
 CHANNEL = "C0APPROVALS"
 REQUESTER, APPROVER, APPROVER2, ADMIN, OTHER, GUEST, GONE, BOT = (
-    "U0ALICE", "U0BOB", "U0ERIN", "U0CAROL", "U0OSCAR", "U0GUS", "U0GONE", "U0ROBOT")
+    "U0ALICE",
+    "U0BOB",
+    "U0ERIN",
+    "U0CAROL",
+    "U0OSCAR",
+    "U0GUS",
+    "U0GONE",
+    "U0ROBOT",
+)
 
 
 def pytest_configure(config):
@@ -96,9 +105,13 @@ def sandbox():
 def slack():
     standin = SlackStandIn(bot_token="xoxb-test-token-1234567890")
     standin.serve()
-    for uid, name, email in ((REQUESTER, "alice", "alice@example.com"), (APPROVER, "bob", "bob@example.com"),
-                             (APPROVER2, "erin", "erin@example.com"), (ADMIN, "carol", "carol@example.com"),
-                             (OTHER, "oscar", "oscar@example.com")):
+    for uid, name, email in (
+        (REQUESTER, "alice", "alice@example.com"),
+        (APPROVER, "bob", "bob@example.com"),
+        (APPROVER2, "erin", "erin@example.com"),
+        (ADMIN, "carol", "carol@example.com"),
+        (OTHER, "oscar", "oscar@example.com"),
+    ):
         first = name.capitalize()
         standin.add_user(uid, name, email, real_name=f"{first} Tester", first_name=first, last_name="Tester")
     standin.add_user(GUEST, "gus", "gus@partner.example", is_restricted=True)
@@ -109,10 +122,21 @@ def slack():
 
 
 def make_settings(sandbox, slack, database_url, **overrides) -> Settings:
-    values = dict(slack_bot_token=slack.bot_token, slack_signing_secret=SIGNING_SECRET, slack_api_url=slack.api_url,
-                  polaris_api_url=sandbox.url, polaris_api_key=SANDBOX_API_KEY, database_url=database_url,
-                  approval_channel=CHANNEL, approvers=frozenset({APPROVER, APPROVER2}), admins=frozenset({ADMIN}),
-                  polaris_retry_seconds=2.0, polaris_max_attempts=3, worker_interval=0.05, group_cache_ttl=60)
+    values = dict(
+        slack_bot_token=slack.bot_token,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_api_url=slack.api_url,
+        polaris_api_url=sandbox.url,
+        polaris_api_key=SANDBOX_API_KEY,
+        database_url=database_url,
+        approval_channel=CHANNEL,
+        approvers=frozenset({APPROVER, APPROVER2}),
+        admins=frozenset({ADMIN}),
+        polaris_retry_seconds=2.0,
+        polaris_max_attempts=3,
+        worker_interval=0.05,
+        group_cache_ttl=60,
+    )
     values.update(overrides)
     return Settings(**values)
 
@@ -139,10 +163,14 @@ def service(core):
 
 def seed_polaris(sandbox) -> dict:
     """Polaris accounts for the approvers (Organization Admin) and an existing analyst; returns group IDs."""
-    ids = {name: sandbox.group_by_name(name)["id"] for name in
-           ("Organization Admin", "Viewer", "Data Analyst", "Data Manager")}
+    ids = {
+        name: sandbox.group_by_name(name)["id"]
+        for name in ("Organization Admin", "Viewer", "Data Analyst", "Data Manager")
+    }
     for email in ("bob@example.com", "erin@example.com", "carol@example.com"):
-        sandbox.create_user(email, email.split("@")[0].capitalize(), "Tester", groups=[ids["Organization Admin"]], actions=[])
+        sandbox.create_user(
+            email, email.split("@")[0].capitalize(), "Tester", groups=[ids["Organization Admin"]], actions=[]
+        )
     return ids
 
 
@@ -152,29 +180,53 @@ def groups(sandbox):
 
 
 # ----------------------------------------------------------------------------------- signed requests
-def signed_headers(body: str, secret: str = SIGNING_SECRET, timestamp: int | None = None,
-                   content_type: str = "application/x-www-form-urlencoded") -> dict:
+def signed_headers(
+    body: str,
+    secret: str = SIGNING_SECRET,
+    timestamp: int | None = None,
+    content_type: str = "application/x-www-form-urlencoded",
+) -> dict:
     from slack_sdk.signature import SignatureVerifier
 
     ts = str(int(time.time()) if timestamp is None else timestamp)
-    return {"content-type": content_type, "x-slack-request-timestamp": ts,
-            "x-slack-signature": SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)}
+    return {
+        "content-type": content_type,
+        "x-slack-request-timestamp": ts,
+        "x-slack-signature": SignatureVerifier(secret).generate_signature(timestamp=ts, body=body),
+    }
 
 
 def slash_body(slack, user_id: str, text: str) -> str:
-    return urllib.parse.urlencode({
-        "token": "x", "team_id": "T0STANDIN", "channel_id": "C0GENERAL", "user_id": user_id, "user_name": "u",
-        "command": "/polaris", "text": text, "api_app_id": "A0TEST", "response_url": slack.response_url(),
-        "trigger_id": f"{time.time()}.trigger"})
+    return urllib.parse.urlencode(
+        {
+            "token": "x",
+            "team_id": "T0STANDIN",
+            "channel_id": "C0GENERAL",
+            "user_id": user_id,
+            "user_name": "u",
+            "command": "/polaris",
+            "text": text,
+            "api_app_id": "A0TEST",
+            "response_url": slack.response_url(),
+            "trigger_id": f"{time.time()}.trigger",
+        }
+    )
 
 
 def click_body(slack, user_id: str, action_id: str, request_id: str) -> str:
-    payload = {"type": "block_actions", "team": {"id": "T0STANDIN"}, "user": {"id": user_id},
-               "api_app_id": "A0TEST", "trigger_id": "1.2", "channel": {"id": CHANNEL},
-               "container": {"type": "message", "channel_id": CHANNEL, "message_ts": "1.1"},
-               "response_url": slack.response_url(),
-               "actions": [{"type": "button", "action_id": action_id, "block_id": "b", "value": request_id,
-                            "action_ts": "1.3"}]}
+    payload = {
+        "type": "block_actions",
+        "team": {"id": "T0STANDIN"},
+        "user": {"id": user_id},
+        "api_app_id": "A0TEST",
+        "trigger_id": "1.2",
+        "channel": {"id": CHANNEL},
+        "container": {"type": "message", "channel_id": CHANNEL, "message_ts": "1.1"},
+        "response_url": slack.response_url(),
+        "actions": [
+            {"type": "button", "action_id": action_id, "block_id": "b", "value": request_id, "action_ts": "1.3"}
+        ],
+    }
     return urllib.parse.urlencode({"payload": json.dumps(payload)})
 
 
@@ -207,10 +259,20 @@ class Clock:
 @pytest.fixture
 def serve_env(sandbox, slack, db, tmp_path, groups):
     """The environment of a ``python app.py serve`` process (``tests.test_serve.Serve``) on these stand-ins."""
-    return {"SLACK_BOT_TOKEN": slack.bot_token, "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": slack.api_url,
-            "POLARIS_API_URL": sandbox.url, "POLARIS_API_KEY": SANDBOX_API_KEY, "DATABASE_URL": db.url,
-            "APPROVAL_CHANNEL": CHANNEL, "APPROVERS": f"{APPROVER},{APPROVER2}", "ADMINS": "",
-            "WORKER_INTERVAL": "0.2", "POLARIS_RETRY_SECONDS": "2", "_LOG_DIR": str(tmp_path)}
+    return {
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.api_url,
+        "POLARIS_API_URL": sandbox.url,
+        "POLARIS_API_KEY": SANDBOX_API_KEY,
+        "DATABASE_URL": db.url,
+        "APPROVAL_CHANNEL": CHANNEL,
+        "APPROVERS": f"{APPROVER},{APPROVER2}",
+        "ADMINS": "",
+        "WORKER_INTERVAL": "0.2",
+        "POLARIS_RETRY_SECONDS": "2",
+        "_LOG_DIR": str(tmp_path),
+    }
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The Polaris documents the tests check against: the OpenAPI spec and the guide's sample JSON, shipped under
 ``tests/fixtures/polaris`` (copies of ``../shared/polaris``) so these checks run on any checkout."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ def guide_json_blocks() -> list:
     dec, out, i = json.JSONDecoder(), [], 0
     while (j := text.find('\n{\n"', i)) >= 0:
         try:
-            obj, end = dec.raw_decode(text[j + 1:])
+            obj, end = dec.raw_decode(text[j + 1 :])
             out.append(obj)
             i = j + 1 + end
         except ValueError:

@@ -1,4 +1,5 @@
 """``python app.py demo`` driven through standard input, as README's quick start runs it."""
+
 import os
 import subprocess
 import sys
@@ -22,8 +23,9 @@ quit
 
 def test_demo_request_approval_and_whois_show_the_change(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "POLARIS_", "DATABASE_URL"))}
-    out = subprocess.run([sys.executable, "app.py", "demo"], cwd=ROOT, input=SCRIPT, capture_output=True, text=True,
-                         timeout=120, env=env)
+    out = subprocess.run(
+        [sys.executable, "app.py", "demo"], cwd=ROOT, input=SCRIPT, capture_output=True, text=True, timeout=120, env=env
+    )
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert "went to the approvers" in text
@@ -40,8 +42,9 @@ def test_demo_mentions_people_by_at_name_and_shows_the_request_form(tmp_path):
     """New-user trial: `whois @dan` was refused (the console has no @-menu) and the form printed nothing."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "POLARIS_", "DATABASE_URL"))}
     script = "as bob\n/polaris whois @dan\n/polaris request\naudit abc\nquit\n"
-    out = subprocess.run([sys.executable, "app.py", "demo"], cwd=ROOT, input=script, capture_output=True, text=True,
-                         timeout=120, env=env)
+    out = subprocess.run(
+        [sys.executable, "app.py", "demo"], cwd=ROOT, input=script, capture_output=True, text=True, timeout=120, env=env
+    )
     assert out.returncode == 0, out.stderr
     whois = out.stdout.split("bob> /polaris whois @dan", 1)[1]
     assert "dan@example.com" in whois.split("bob> ", 1)[0] and "I can't tell who" not in whois

@@ -1,6 +1,7 @@
 """The HTTP edge in front of Bolt (``bot/server.py``): what a form body is, the body-size limit, no input gives a
 500, and nothing a request carries can forge a log line. In-process through the WSGI app, and against the real
 ``python app.py serve`` process (``tests/test_serve.py``'s ``Serve``)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -24,11 +25,23 @@ MiB = 1024 * 1024
 
 def slash_form(slack, text: str, **fields) -> dict:
     """The fields Slack sends with a slash command (https://api.slack.com/interactivity/slash-commands)."""
-    form = {"token": "x", "team_id": "T0STANDIN", "team_domain": "standin", "enterprise_id": "E0ENT",
-            "enterprise_name": "Standin Inc", "channel_id": "C0GENERAL", "channel_name": "general",
-            "user_id": REQUESTER, "user_name": "alice", "command": "/polaris", "text": text,
-            "api_app_id": "A0TEST", "is_enterprise_install": "false", "response_url": slack.response_url(),
-            "trigger_id": f"{time.time()}.trigger"}
+    form = {
+        "token": "x",
+        "team_id": "T0STANDIN",
+        "team_domain": "standin",
+        "enterprise_id": "E0ENT",
+        "enterprise_name": "Standin Inc",
+        "channel_id": "C0GENERAL",
+        "channel_name": "general",
+        "user_id": REQUESTER,
+        "user_name": "alice",
+        "command": "/polaris",
+        "text": text,
+        "api_app_id": "A0TEST",
+        "is_enterprise_install": "false",
+        "response_url": slack.response_url(),
+        "trigger_id": f"{time.time()}.trigger",
+    }
     form.update(fields)
     return form
 
@@ -47,17 +60,33 @@ class Input:
     def read(self, n: int = -1) -> bytes:
         left = self.size - self.read_bytes
         n = left if n is None or n < 0 else min(n, left)
-        chunk = self.data[self.read_bytes:self.read_bytes + n] if self.data else b"a" * n
+        chunk = self.data[self.read_bytes : self.read_bytes + n] if self.data else b"a" * n
         self.read_bytes += n
         return chunk
 
 
-def call(app, body: bytes = b"", headers: dict | None = None, *, method: str = "POST", path: str = "/slack/events",
-         stream: Input | None = None, content_length: str | None = "auto") -> tuple[int, dict, bytes]:
+def call(
+    app,
+    body: bytes = b"",
+    headers: dict | None = None,
+    *,
+    method: str = "POST",
+    path: str = "/slack/events",
+    stream: Input | None = None,
+    content_length: str | None = "auto",
+) -> tuple[int, dict, bytes]:
     """One request through a WSGI app: (status code, headers, body)."""
-    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1",
-               "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "3000", "REMOTE_ADDR": "127.0.0.1",
-               "wsgi.url_scheme": "http", "wsgi.input": stream or Input(body)}
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "3000",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": stream or Input(body),
+    }
     if content_length == "auto":
         environ["CONTENT_LENGTH"] = str(len(body))
     elif content_length is not None:
@@ -81,8 +110,9 @@ def edge(core, groups):
     bolt.listener_pool.shutdown(wait=True)
 
 
-def signed(body: str | bytes, *, timestamp: int | None = None,
-           content_type: str = "application/x-www-form-urlencoded") -> tuple[bytes, dict]:
+def signed(
+    body: str | bytes, *, timestamp: int | None = None, content_type: str = "application/x-www-form-urlencoded"
+) -> tuple[bytes, dict]:
     """``body`` as bytes and the headers of a valid Slack signature over those exact bytes (Slack signs the raw
     body: https://api.slack.com/authentication/verifying-requests-from-slack)."""
     raw = body.encode() if isinstance(body, str) else body
@@ -93,8 +123,14 @@ def signed(body: str | bytes, *, timestamp: int | None = None,
 
 # ------------------------------------------------------------------ finding 1: "payload" in a form body
 PAYLOAD_IN_FIELD = {
-    "token": "payload", "team_domain": "payload-co", "enterprise_name": "payload inc",
-    "channel_name": "api-payloads", "user_name": "payload.pete", "is_enterprise_install": "payload", "trigger_id": "1.payload", "payloads": "an extra field of that name",
+    "token": "payload",
+    "team_domain": "payload-co",
+    "enterprise_name": "payload inc",
+    "channel_name": "api-payloads",
+    "user_name": "payload.pete",
+    "is_enterprise_install": "payload",
+    "trigger_id": "1.payload",
+    "payloads": "an extra field of that name",
     "x": "payload=%7B%7D",
 }
 
@@ -122,12 +158,22 @@ def test_only_a_real_payload_field_is_an_interactive_payload():
 
     form = "command=%2Fpolaris&text=the+payload+format&user_name=payload.pete"
     assert parse_body(form, "application/x-www-form-urlencoded") == {
-        "command": "/polaris", "text": "the payload format", "user_name": "payload.pete"}
+        "command": "/polaris",
+        "text": "the payload format",
+        "user_name": "payload.pete",
+    }
     assert parse_body("command=%2Fpolaris&payloads=1", None) == {"command": "/polaris", "payloads": "1"}
     click = {"type": "block_actions", "actions": [{"action_id": "approve_request"}]}
     assert parse_body(urllib.parse.urlencode({"payload": json.dumps(click)}), None) == click
-    for bad in ("payload=%7Bnot+json", "payload=%5B1%2C2%5D", "payload=%7B%7D", "[1,2,3]", '"text"', "{not json",
-                "text=payload"):
+    for bad in (
+        "payload=%7Bnot+json",
+        "payload=%5B1%2C2%5D",
+        "payload=%7B%7D",
+        "[1,2,3]",
+        '"text"',
+        "{not json",
+        "text=payload",
+    ):
         with pytest.raises(MalformedBody):
             parse_body(bad, None)
     with pytest.raises(MalformedBody):
@@ -137,11 +183,13 @@ def test_only_a_real_payload_field_is_an_interactive_payload():
 def test_issue_inputs_with_payload_through_serve(serve_env, servers, slack, db):
     server = Serve(serve_env, workers=1)
     servers.append(server)
-    forms = [slash_form(slack, "request Viewer debugging the ingestion payload format"),
-             slash_form(slack, "whois payload@example.io"),
-             slash_form(slack, "help", channel_name="api-payloads"),
-             slash_form(slack, "help", user_name="payload.pete"),
-             slash_form(slack, "help", team_domain="payload")]
+    forms = [
+        slash_form(slack, "request Viewer debugging the ingestion payload format"),
+        slash_form(slack, "whois payload@example.io"),
+        slash_form(slack, "help", channel_name="api-payloads"),
+        slash_form(slack, "help", user_name="payload.pete"),
+        slash_form(slack, "help", team_domain="payload"),
+    ]
     for form in forms:
         assert server.post(urllib.parse.urlencode(form)).status_code == 200
     for form in forms[1:]:
@@ -158,8 +206,9 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(edge):
 
     assert MAX_BODY == MiB
     big = Input(size=100 * MiB)
-    status, headers, _ = call(edge, stream=big, content_length=str(100 * MiB),
-                              headers={"Content-Type": "application/x-www-form-urlencoded"})
+    status, headers, _ = call(
+        edge, stream=big, content_length=str(100 * MiB), headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert status == 413 and big.read_bytes == 0 and headers.get("connection") == "close"
     chunked = Input(size=100 * MiB)  # no Content-Length (a chunked body): read with a cap
     status, _, _ = call(edge, stream=chunked, content_length=None)
@@ -230,12 +279,16 @@ def test_large_unsigned_posts_get_a_quick_413_through_serve(serve_env, servers):
     before = _worker_peak_rss_kib(server)
     chunk = b"a" * 65536
     started = time.monotonic()
-    head = ("POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-            f"Content-Length: {100 * MiB}\r\n\r\n")
+    head = (
+        "POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {100 * MiB}\r\n\r\n"
+    )
     answer, sent = _raw_http(server.port, head, iter(lambda: chunk, None))
     assert answer.startswith(b"HTTP/1.1 413") and time.monotonic() - started < 2.0, (answer, sent)
-    head = ("POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n")
+    head = (
+        "POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    )
     started = time.monotonic()
     answer, sent = _raw_http(server.port, head, iter(lambda: b"10000\r\n" + chunk + b"\r\n", None))
     assert answer.startswith(b"HTTP/1.1 413") and time.monotonic() - started < 3.0, (answer, sent)
@@ -251,31 +304,60 @@ def _bad_inputs(slack) -> list[tuple[str, bytes, dict, int]]:
     """(what, body, headers, expected status) for each input of finding 12."""
     form = "application/x-www-form-urlencoded"
     no_trigger = {k: v for k, v in slash_form(slack, "help").items() if k != "trigger_id"}
-    empty_actions = urllib.parse.urlencode({"payload": json.dumps(
-        {"type": "block_actions", "team": {"id": "T0STANDIN"}, "user": {"id": REQUESTER}, "api_app_id": "A0TEST",
-         "response_url": slack.response_url(), "actions": []})})
+    empty_actions = urllib.parse.urlencode(
+        {
+            "payload": json.dumps(
+                {
+                    "type": "block_actions",
+                    "team": {"id": "T0STANDIN"},
+                    "user": {"id": REQUESTER},
+                    "api_app_id": "A0TEST",
+                    "response_url": slack.response_url(),
+                    "actions": [],
+                }
+            )
+        }
+    )
     no_type = urllib.parse.urlencode({"payload": json.dumps({"user": {"id": REQUESTER}, "actions": "x"})})
-    as_json = json.dumps({"command": "/polaris", "text": "help", "user_id": REQUESTER,
-                          "response_url": slack.response_url()})
-    cases = [("timestamp abc", b"a=1", {"Content-Type": form, "X-Slack-Request-Timestamp": "abc",
-                                        "X-Slack-Signature": "v0=00"}, 401),
-             ("unsigned", b"a=1", {"Content-Type": form}, 401),
-             # 5,000 ASCII digits pass str.isdigit() and then int() refuses them (a 500 before the fix)
-             ("timestamp of 5,000 digits", b"a=1", {"Content-Type": form, "X-Slack-Request-Timestamp": "1" * 5000,
-                                                    "X-Slack-Signature": "v0=x"}, 401),
-             ("timestamp a Unicode digit", b"a=1", {"Content-Type": form, "X-Slack-Request-Timestamp": "\u00b2",
-                                                    "X-Slack-Signature": "v0=x"}, 401),
-             ("stale", *signed("a=1", timestamp=int(time.time()) - 600), 401),
-             ("json list", *signed("[1,2,3]", content_type="application/json"), 400),
-             ("form list", *signed("[1,2,3]"), 400),
-             ("payload not json", *signed("payload=%7Bnot+json"), 400),
-             ("payload a list", *signed("payload=%5B1%5D"), 400),
-             ("actions empty", *signed(empty_actions), 400),
-             ("payload without type", *signed(no_type), 400),
-             ("slash command as JSON", *signed(as_json, content_type="application/json"), 400),
-             ("JSON event not an object", *signed('{"type": "event_callback", "event": []}',
-                                                  content_type="application/json"), 400),
-             ("no trigger_id", *signed(urllib.parse.urlencode(no_trigger)), 200)]
+    as_json = json.dumps(
+        {"command": "/polaris", "text": "help", "user_id": REQUESTER, "response_url": slack.response_url()}
+    )
+    cases = [
+        (
+            "timestamp abc",
+            b"a=1",
+            {"Content-Type": form, "X-Slack-Request-Timestamp": "abc", "X-Slack-Signature": "v0=00"},
+            401,
+        ),
+        ("unsigned", b"a=1", {"Content-Type": form}, 401),
+        # 5,000 ASCII digits pass str.isdigit() and then int() refuses them (a 500 before the fix)
+        (
+            "timestamp of 5,000 digits",
+            b"a=1",
+            {"Content-Type": form, "X-Slack-Request-Timestamp": "1" * 5000, "X-Slack-Signature": "v0=x"},
+            401,
+        ),
+        (
+            "timestamp a Unicode digit",
+            b"a=1",
+            {"Content-Type": form, "X-Slack-Request-Timestamp": "\u00b2", "X-Slack-Signature": "v0=x"},
+            401,
+        ),
+        ("stale", *signed("a=1", timestamp=int(time.time()) - 600), 401),
+        ("json list", *signed("[1,2,3]", content_type="application/json"), 400),
+        ("form list", *signed("[1,2,3]"), 400),
+        ("payload not json", *signed("payload=%7Bnot+json"), 400),
+        ("payload a list", *signed("payload=%5B1%5D"), 400),
+        ("actions empty", *signed(empty_actions), 400),
+        ("payload without type", *signed(no_type), 400),
+        ("slash command as JSON", *signed(as_json, content_type="application/json"), 400),
+        (
+            "JSON event not an object",
+            *signed('{"type": "event_callback", "event": []}', content_type="application/json"),
+            400,
+        ),
+        ("no trigger_id", *signed(urllib.parse.urlencode(no_trigger)), 200),
+    ]
     raw = "text=caf\xe9&command=%2Fpolaris".encode("latin-1")  # not UTF-8
     cases.append(("not UTF-8", *signed(raw), 400))
     return cases
@@ -308,9 +390,16 @@ def test_a_content_length_that_is_not_a_plain_number_is_400(edge, length):
     assert status == 400
 
 
-@pytest.mark.parametrize("method, path, expected", [("HEAD", "/slack/events", 405), ("HEAD", "/nope", 404),
-                                                    ("OPTIONS", "/healthz", 405), ("PUT", "/slack/events", 405),
-                                                    ("GET", "/nope", 404)])
+@pytest.mark.parametrize(
+    "method, path, expected",
+    [
+        ("HEAD", "/slack/events", 405),
+        ("HEAD", "/nope", 404),
+        ("OPTIONS", "/healthz", 405),
+        ("PUT", "/slack/events", 405),
+        ("GET", "/nope", 404),
+    ],
+)
 def test_every_answer_to_head_is_headers_only_and_odd_methods_are_refused(edge, method, path, expected):
     status, headers, body = call(edge, method=method, path=path)
     assert status == expected
@@ -335,8 +424,14 @@ FORGED = "a=1\n2099-01-01 00:00:00,000 ERROR polaris_access_bot: FORGED"
 def test_an_unsigned_body_cannot_forge_a_log_line_through_serve(serve_env, servers):
     server = Serve(serve_env, workers=1)
     servers.append(server)
-    response = server.post(FORGED, headers={"Content-Type": "application/x-www-form-urlencoded",
-                                            "X-Slack-Request-Timestamp": "abc", "X-Slack-Signature": "v0=1"})
+    response = server.post(
+        FORGED,
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": "abc",
+            "X-Slack-Signature": "v0=1",
+        },
+    )
     assert response.status_code == 401
     server.stop()
     out = server.output()

@@ -1,4 +1,5 @@
 """Alembic migrations create exactly the tables the models describe, and go down and up again."""
+
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -19,4 +20,6 @@ def test_downgrade_to_base_and_upgrade_again(tmp_path):
     command.downgrade(alembic_config(url), "base")
     assert set(inspect(Database(url).engine).get_table_names()) == {"alembic_version"}
     Database(url).migrate()
-    assert {"access_requests", "approvals", "audit_log", "slack_events"} <= set(inspect(Database(url).engine).get_table_names())
+    assert {"access_requests", "approvals", "audit_log", "slack_events"} <= set(
+        inspect(Database(url).engine).get_table_names()
+    )

@@ -3,6 +3,7 @@ migrate`` failed with ``No module named 'sqlalchemy'`` because the Deploying sec
 
 Commands are read from README's fenced code blocks and inline code; each is checked against the real thing:
 ``app.py`` subcommands (its own ``--help``), Makefile targets, and the files scripts name."""
+
 from __future__ import annotations
 
 import os
@@ -72,8 +73,9 @@ def test_every_app_py_subcommand_shown_exists_and_runs():
         sub = argv[argv.index("app.py") + 1]
         assert sub in subcommands, argv
     for sub in {c[c.index("app.py") + 1] for c in app_py_uses(shown_commands(README))}:
-        out = subprocess.run([sys.executable, "app.py", sub, "--help"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=60)
+        out = subprocess.run(
+            [sys.executable, "app.py", sub, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
         assert out.returncode == 0 and "usage: app.py" in out.stdout, (sub, out.stderr)
 
 
@@ -98,8 +100,10 @@ def test_every_script_and_requirements_file_shown_exists():
 def test_deploying_installs_the_requirements_before_running_anything():
     deploying = sections(README)["Deploying"]
     commands = shown_commands(deploying)
-    install = next((i for i, c in enumerate(commands)
-                    if c[0].endswith("pip") and c[1:] == ["install", "-r", "requirements.txt"]), None)
+    install = next(
+        (i for i, c in enumerate(commands) if c[0].endswith("pip") and c[1:] == ["install", "-r", "requirements.txt"]),
+        None,
+    )
     assert install is not None, "the Deploying section has no `pip install -r requirements.txt` step"
     venv = next((i for i, c in enumerate(commands) if c[:3] == ["python3", "-m", "venv"]), None)
     assert venv is not None and venv < install and commands[install][0] == f"{commands[venv][3]}/bin/pip"

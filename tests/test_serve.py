@@ -1,5 +1,6 @@
 """``python app.py serve`` as a real process (gunicorn, Bolt's WSGI adapter) with the Slack stand-in and the
 Polaris sandbox on 127.0.0.1: signatures, the main job end to end, secrets, health, crash and concurrency."""
+
 from __future__ import annotations
 
 import os
@@ -47,8 +48,14 @@ class Serve:
         full.update(env, PORT=str(self.port), WEB_CONCURRENCY=str(workers), PYTHONUNBUFFERED="1")
         self.log_path = os.path.join(env["_LOG_DIR"], f"serve-{self.port}.log")
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "app.py", "serve", "--host", "127.0.0.1"], cwd=ROOT, env=full,
-                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "app.py", "serve", "--host", "127.0.0.1"],
+            cwd=ROOT,
+            env=full,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.first_health: dict | None = None  # the body of the first /healthz answer
         wait_for(self._healthy, timeout=30, interval=0.1)
 
@@ -63,8 +70,12 @@ class Serve:
         return response.status_code == 200
 
     def post(self, body: str, headers: dict | None = None) -> requests.Response:
-        return requests.post(self.url + "/slack/events", data=body.encode(),
-                             headers=signed_headers(body) if headers is None else headers, timeout=5)
+        return requests.post(
+            self.url + "/slack/events",
+            data=body.encode(),
+            headers=signed_headers(body) if headers is None else headers,
+            timeout=5,
+        )
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -94,8 +105,9 @@ def requests_in(db) -> list[AccessRequest]:
 def test_serve_refuses_to_start_without_polaris_url(serve_env):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
     env.update({k: v for k, v in serve_env.items() if k != "POLARIS_API_URL"}, POLARIS_API_URL="")
-    out = subprocess.run([sys.executable, "app.py", "serve"], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=30)
+    out = subprocess.run(
+        [sys.executable, "app.py", "serve"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 2 and "POLARIS_API_URL" in out.stderr
 
 
@@ -118,8 +130,11 @@ def test_main_job_through_serve(serve_env, servers, db, sandbox, slack):
     user = sandbox.find_user("alice@example.com")
     assert user["firstName"] == "Alice" and [g["name"] for g in user["groups"]] == ["Viewer"]
     assert requests_in(db)[0].decided_by == APPROVER
-    health = wait_for(lambda: (lambda h: h if h["polaris"] != "unknown" else None)(
-        requests.get(server.url + "/healthz", timeout=5).json()))
+    health = wait_for(
+        lambda: (lambda h: h if h["polaris"] != "unknown" else None)(
+            requests.get(server.url + "/healthz", timeout=5).json()
+        )
+    )
     assert health == {"database": "ok", "polaris": "ok"}
     server.stop()
     scan_for_secrets(server.output(), db, slack, [SIGNING_SECRET, slack.bot_token, SANDBOX_API_KEY])
@@ -149,8 +164,12 @@ def test_kill_9_mid_apply_then_restart_applies_exactly_once(serve_env, servers, 
     req = wait_for(lambda: [r for r in requests_in(db) if r.approval_ts])[0]
     sandbox.add_fault(Fault(method="GET", path=r"^/v1/users$", delay=3.0, times=1))  # Polaris is slow
     server.post(click_body(slack, APPROVER, "approve_request", req.id))
-    wait_for(lambda: any(c.method == "GET" and c.path == "/v1/users" for c in sandbox.calls) and
-             requests_in(db)[0].attempts >= 1, timeout=10)
+    wait_for(
+        lambda: (
+            any(c.method == "GET" and c.path == "/v1/users" for c in sandbox.calls) and requests_in(db)[0].attempts >= 1
+        ),
+        timeout=10,
+    )
     server.kill()  # kill -9 while the apply waits on Polaris
     assert requests_in(db)[0].state == "approved"
     time.sleep(3.2)  # let the slow call finish on the sandbox side (its answer goes nowhere)
@@ -221,16 +240,18 @@ def test_health_answers_at_once_when_polaris_hangs(serve_env, servers, sandbox):
 def test_bad_gunicorn_settings_are_named(serve_env):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
     env.update({k: v for k, v in serve_env.items() if not k.startswith("_")}, WEB_CONCURRENCY="abc")
-    out = subprocess.run([sys.executable, "app.py", "serve"], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=30)
+    out = subprocess.run(
+        [sys.executable, "app.py", "serve"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 2 and "WEB_CONCURRENCY" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_unreachable_database_is_one_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
     env["DATABASE_URL"] = "postgresql://nobody@127.0.0.1:1/x"
-    out = subprocess.run([sys.executable, "app.py", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [sys.executable, "app.py", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 3 and "database error" in out.stderr and "Traceback" not in out.stderr
 
 
@@ -246,8 +267,9 @@ def test_wrong_bot_token_stops_at_start(serve_env, core):
 def test_serve_with_a_refused_bot_token_says_so(serve_env):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
     env.update({k: v for k, v in serve_env.items() if not k.startswith("_")}, SLACK_BOT_TOKEN="xoxb-refused")
-    out = subprocess.run([sys.executable, "app.py", "serve"], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [sys.executable, "app.py", "serve"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 2 and "SLACK_BOT_TOKEN was refused by Slack (invalid_auth)" in out.stderr
     assert "xoxb-refused" not in out.stderr + out.stdout
 
@@ -256,7 +278,8 @@ def test_serve_on_a_missing_sqlite_file_refuses_without_creating_it(serve_env, t
     missing = tmp_path / "never-migrated.sqlite3"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
     env.update({k: v for k, v in serve_env.items() if not k.startswith("_")}, DATABASE_URL=f"sqlite:///{missing}")
-    out = subprocess.run([sys.executable, "app.py", "serve"], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [sys.executable, "app.py", "serve"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 2 and "python app.py migrate" in out.stderr
     assert not missing.exists()

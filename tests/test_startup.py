@@ -1,5 +1,6 @@
 """Start-up of ``serve``, ``socket`` and ``migrate`` as real processes: what they say (one line per fact, no
 library noise, no traceback), what they refuse, and ``/healthz`` from its first answer."""
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,9 @@ def closed_port_url() -> str:
 def run(command: str, env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
     full.update({k: v for k, v in env.items() if not k.startswith("_")}, PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, "app.py", command], cwd=ROOT, env=full, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "app.py", command], cwd=ROOT, env=full, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def lines_with(text: str, word: str) -> list[str]:
@@ -103,7 +105,8 @@ def test_serve_refuses_a_polaris_key_polaris_refuses(serve_env):
     assert out.returncode == 2
     assert lines_with(out.stderr, "POLARIS_API_KEY") == [
         "configuration error: POLARIS_API_KEY was refused by Polaris (401): check the key and its "
-        "AdministerUsers permission"]
+        "AdministerUsers permission"
+    ]
     assert "pok_wrong_key_at_start" not in out.stdout + out.stderr
 
 
@@ -138,11 +141,20 @@ def test_serve_on_a_port_in_use_is_one_line(serve_env, db):
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        out = subprocess.run([sys.executable, "app.py", "serve", "--host", "127.0.0.1"], cwd=ROOT, timeout=60,
-                             capture_output=True, text=True,
-                             env={**{k: v for k, v in os.environ.items() if not k.startswith("SLACK_")},
-                                  **{k: v for k, v in serve_env.items() if not k.startswith("_")}, "PORT": str(port)})
+        out = subprocess.run(
+            [sys.executable, "app.py", "serve", "--host", "127.0.0.1"],
+            cwd=ROOT,
+            timeout=60,
+            capture_output=True,
+            text=True,
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith("SLACK_")},
+                **{k: v for k, v in serve_env.items() if not k.startswith("_")},
+                "PORT": str(port),
+            },
+        )
     lines = (out.stdout + out.stderr).strip().splitlines()
     assert out.returncode == 2
-    assert lines == [f"configuration error: PORT {port} on 127.0.0.1 is already in use: set PORT (or --host) to a "
-                     "free one"], lines
+    assert lines == [
+        f"configuration error: PORT {port} on 127.0.0.1 is already in use: set PORT (or --host) to a free one"
+    ], lines

@@ -4,6 +4,7 @@
 :meth:`Admission.admit` returns a refusal (a sentence) or ``None``; it raises :class:`bot.slack.SlackError`
 when Slack cannot be asked (:mod:`bot.access.errors` says what the person is told).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -36,18 +37,28 @@ class Admission:
                     return why
         with ctx.db.session() as s:
             over = self.over_command_limit(user_id, session=s)
-            ctx.audit.record(user_id, "command", session=s, outcome="refused" if over else "ok",
-                             detail=f"rate limited: {shown}" if over else shown)
+            ctx.audit.record(
+                user_id,
+                "command",
+                session=s,
+                outcome="refused" if over else "ok",
+                detail=f"rate limited: {shown}" if over else shown,
+            )
         if over:
-            return (f"You have sent more than {ctx.settings.max_commands_per_minute} commands in a minute; "
-                    "please wait a moment.")
+            return (
+                f"You have sent more than {ctx.settings.max_commands_per_minute} commands in a minute; "
+                "please wait a moment."
+            )
         return None
 
     def over_command_limit(self, user_id: str, *, session=None) -> bool:
         """True when ``user_id`` sent ``MAX_COMMANDS_PER_MINUTE`` commands in the last 60 s (audit rows)."""
         since = self.ctx.clock() - dt.timedelta(seconds=60)
-        query = select(func.count()).select_from(AuditEvent).where(
-            AuditEvent.actor == user_id, AuditEvent.action == "command", AuditEvent.at >= since)
+        query = (
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.actor == user_id, AuditEvent.action == "command", AuditEvent.at >= since)
+        )
         if session is not None:
             count = session.scalar(query)
         else:

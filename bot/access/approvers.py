@@ -5,6 +5,7 @@ Polaris reads that gather the facts for the pure rule in :mod:`bot.access.author
 Raises :class:`bot.polaris.PolarisError` or :class:`bot.slack.SlackError` when a read cannot be made; callers
 decide what the person is told.
 """
+
 from __future__ import annotations
 
 import logging
@@ -94,8 +95,9 @@ class Approvers:
         ids.discard(req.requester_id)
         return ids
 
-    def authority(self, actor_id: str, req: AccessRequest, *, approving: bool = True,
-                  group: Group | None = None) -> str | None:
+    def authority(
+        self, actor_id: str, req: AccessRequest, *, approving: bool = True, group: Group | None = None
+    ) -> str | None:
         """Why ``actor_id`` may not decide ``req`` now, or ``None`` (:func:`decide_authority`). Each fact is
         read when the rule needs it: Slack identities with ``max_age`` 0 (read now), the group from Polaris
         (``group``: as just read, else read here), Organization Admin membership from Polaris. Raises
@@ -109,8 +111,13 @@ class Approvers:
             "privileged": lambda f: self.is_privileged(group if group is not None else self.request_group(req)),
             "actor_org_admin": lambda f: self._org_admin(actor_id, f.actor.email, req.id),
         }
-        facts = AuthorityFacts(actor_id=actor_id, requester_id=req.requester_id, target_slack_id=req.target_slack_id,
-                               approving=approving, group_name=req.group_name)
+        facts = AuthorityFacts(
+            actor_id=actor_id,
+            requester_id=req.requester_id,
+            target_slack_id=req.target_slack_id,
+            approving=approving,
+            group_name=req.group_name,
+        )
         for _ in range(len(reads) + 1):
             verdict = decide_authority(facts)
             if verdict.needs is None:

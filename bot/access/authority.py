@@ -14,6 +14,7 @@ Facts that cost a Slack or Polaris read may be left ``None``; the verdict then n
 ``needs`` (in the order above), so the caller (:meth:`bot.access.approvers.Approvers.authority`) reads only
 what the decision needs, one fact at a time. With every fact given, a verdict never needs one.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,13 +48,13 @@ class AuthorityFacts:
     requester_id: str
     target_slack_id: str | None
     approving: bool
-    group_name: str | None = None               # the request's group, as recorded
+    group_name: str | None = None  # the request's group, as recorded
     approver_ids: frozenset[str] | None = None  # who may decide it now (policy, Slack user groups, manager)
     actor: SlackIdentity | None = None
     requester: SlackIdentity | None = None
-    target: SlackIdentity | None = None         # the person it is for (when not the requester)
-    privileged: bool | None = None              # the group, as Polaris has it now, is privileged
-    actor_org_admin: bool | None = None         # the actor is an enabled Organization Admin member in Polaris
+    target: SlackIdentity | None = None  # the person it is for (when not the requester)
+    privileged: bool | None = None  # the group, as Polaris has it now, is privileged
+    actor_org_admin: bool | None = None  # the actor is an enabled Organization Admin member in Polaris
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,10 @@ def _parties(f: AuthorityFacts) -> Verdict | None:
     if f.requester is None:
         return Verdict(needs="requester")
     if f.requester.barred:
-        return Verdict("The requester's Slack account is now deactivated or a guest account; this request can "
-                       "only be denied or left to expire.")
+        return Verdict(
+            "The requester's Slack account is now deactivated or a guest account; this request can "
+            "only be denied or left to expire."
+        )
     if f.target_slack_id and f.target_slack_id != f.requester_id:
         if f.target is None:
             return Verdict(needs="target")

@@ -4,6 +4,7 @@
 ``settings``, ``policy`` and ``clock`` from it at each use (never a copy), so the facade can replace them at
 run time (a test moves the clock, a reloaded policy) and every unit sees the change. No I/O happens here.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -24,8 +25,17 @@ class Context:
     ``settings``, ``policy``, ``clock`` (returns aware UTC now) and ``wake`` (set by the worker: run a pass
     soon)."""
 
-    def __init__(self, settings: Settings, db: Database, polaris: PolarisClient, slack: SlackGateway,
-                 audit: AuditLog, catalog: GroupCatalog, policy: Policy, clock: Callable[[], dt.datetime]):
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        polaris: PolarisClient,
+        slack: SlackGateway,
+        audit: AuditLog,
+        catalog: GroupCatalog,
+        policy: Policy,
+        clock: Callable[[], dt.datetime],
+    ):
         self.settings, self.db, self.polaris, self.slack, self.audit = settings, db, polaris, slack, audit
         self.catalog, self.policy, self.clock = catalog, policy, clock
         self.claims = Claims(db)

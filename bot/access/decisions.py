@@ -6,6 +6,7 @@ click or two approvers at once decide once and the loser is told who decided. Au
 count only while their approvers still have the authority. A refused click is audited (``decision.refused``)
 and answered with a sentence; nothing here raises for a bad click.
 """
+
 from __future__ import annotations
 
 import logging
@@ -80,8 +81,11 @@ class Decisions:
                 group = self.approvers.request_group(req)  # from Polaris, not the cache: it decides who may approve
             except PolarisNotFound:
                 if approve:
-                    raise _Refused("The group of this request no longer exists in Polaris; it can only be denied "
-                                   "or left to expire.", "approve: group deleted") from None
+                    raise _Refused(
+                        "The group of this request no longer exists in Polaris; it can only be denied "
+                        "or left to expire.",
+                        "approve: group deleted",
+                    ) from None
                 group = Group(id=req.group_id or "", name=req.group_name or "")
             required = self.approvers.approvals_required(req, group)
             why = self.approvers.authority(actor_id, req, approving=approve, group=group)
@@ -95,14 +99,26 @@ class Decisions:
             # Earlier approvals count only if their approvers still have the authority now.
             prior = self.store.approver_ids(req.id)
             try:
-                stale = [a for a in prior if a != actor_id and self.approvers.authority(a, req, group=group) is not None]
+                stale = [
+                    a for a in prior if a != actor_id and self.approvers.authority(a, req, group=group) is not None
+                ]
             except (PolarisError, SlackError):
-                raise _Refused("I could not re-check the earlier approvals right now; try again.",
-                               "approve: earlier approvals not re-checkable") from None
+                raise _Refused(
+                    "I could not re-check the earlier approvals right now; try again.",
+                    "approve: earlier approvals not re-checkable",
+                ) from None
         return group, required, stale
 
-    def _record(self, req: AccessRequest, actor_id: str, approve: bool, now, group: Group | None, required: int,
-                stale: list[str]) -> tuple[str | None, str | None]:
+    def _record(
+        self,
+        req: AccessRequest,
+        actor_id: str,
+        approve: bool,
+        now,
+        group: Group | None,
+        required: int,
+        stale: list[str],
+    ) -> tuple[str | None, str | None]:
         """Write the decision in one transaction: (message for the clicker, DM for the requester of a partial
         approval). Raises :class:`_Refused` when another decision won or the actor approved already."""
         verb = "approve" if approve else "deny"
@@ -115,35 +131,64 @@ class Decisions:
                 s.rollback()
                 raise _Refused(self.already(store.get(req.id)), f"{verb} lost the race")
             if not approve:
-                store.update(req.id, session=s, state=DENIED, decided_by=actor_id, decided_at=now, updated_at=now,
-                             open_key=None)
+                store.update(
+                    req.id, session=s, state=DENIED, decided_by=actor_id, decided_at=now, updated_at=now, open_key=None
+                )
                 audit.record(actor_id, "decision.deny", request_id=req.id, target=req.target_email, session=s)
                 return None, None
             if store.has_approved(req.id, actor_id, session=s):
                 s.rollback()
-                raise _Refused("You already approved this request; it needs another approver.",
-                               "second approval by the same person")
+                raise _Refused(
+                    "You already approved this request; it needs another approver.",
+                    "second approval by the same person",
+                )
             for gone in stale:
                 store.revoke_approval(req.id, gone, session=s)
-                audit.record(gone, "approval.revoked", request_id=req.id, session=s, outcome="refused",
-                             detail="approver no longer has the authority")
+                audit.record(
+                    gone,
+                    "approval.revoked",
+                    request_id=req.id,
+                    session=s,
+                    outcome="refused",
+                    detail="approver no longer has the authority",
+                )
             if required != req.approvals_required:
                 store.update(req.id, session=s, approvals_required=required)
-                audit.record("bot", "request.approvals_raised", request_id=req.id, session=s,
-                             detail=f"{req.approvals_required} -> {required}: the group now grants "
-                                    f"{', '.join(privilege.privileged_grants(group)) or ORG_ADMIN}")
+                audit.record(
+                    "bot",
+                    "request.approvals_raised",
+                    request_id=req.id,
+                    session=s,
+                    detail=f"{req.approvals_required} -> {required}: the group now grants "
+                    f"{', '.join(privilege.privileged_grants(group)) or ORG_ADMIN}",
+                )
             count = store.add_approval(req.id, actor_id, now, session=s)
             if count >= required:
-                store.update(req.id, session=s, state=APPROVED, decided_by=actor_id, decided_at=now, updated_at=now,
-                             next_attempt_at=None)
+                store.update(
+                    req.id,
+                    session=s,
+                    state=APPROVED,
+                    decided_by=actor_id,
+                    decided_at=now,
+                    updated_at=now,
+                    next_attempt_at=None,
+                )
                 audit.record(actor_id, "decision.approve", request_id=req.id, target=req.target_email, session=s)
             else:
-                audit.record(actor_id, "decision.approve", request_id=req.id, target=req.target_email,
-                             session=s, outcome="partial", detail=f"approval {count} of {required}")
-                message = (f"Your approval is recorded ({count} of {required}); "
-                           "another approver must approve too.")
-                partial = (f"{views.mention(actor_id)} approved your request for {views.kind_phrase(req)} "
-                           f"({count} of {required} approvals; request `{req.id[:8]}`).")
+                audit.record(
+                    actor_id,
+                    "decision.approve",
+                    request_id=req.id,
+                    target=req.target_email,
+                    session=s,
+                    outcome="partial",
+                    detail=f"approval {count} of {required}",
+                )
+                message = f"Your approval is recorded ({count} of {required}); another approver must approve too."
+                partial = (
+                    f"{views.mention(actor_id)} approved your request for {views.kind_phrase(req)} "
+                    f"({count} of {required} approvals; request `{req.id[:8]}`)."
+                )
         return message, partial
 
     @staticmethod
@@ -165,12 +210,16 @@ class Decisions:
         if req is None:
             return self.refuse(actor_id, None, "That request no longer exists.", "retry unknown request")
         if actor_id in (req.requester_id, req.target_slack_id):  # the authority rule, in words that fit a Retry
-            return self.refuse(actor_id, req.id, self._who_can_retry(req), "retry by the requester or the person it is for")
+            return self.refuse(
+                actor_id, req.id, self._who_can_retry(req), "retry by the requester or the person it is for"
+            )
         try:
             why = self.approvers.authority(actor_id, req)
         except PolarisNotFound:  # the group was deleted in Polaris: no Retry can apply it
-            why = ("The group of this request no longer exists in Polaris, so it cannot be applied; the requester "
-                   "can ask for a current group (`/polaris groups` lists them).")
+            why = (
+                "The group of this request no longer exists in Polaris, so it cannot be applied; the requester "
+                "can ask for a current group (`/polaris groups` lists them)."
+            )
         except (PolarisError, SlackError):
             why = "I could not check your authority right now; try again."
         if why:
@@ -178,18 +227,34 @@ class Decisions:
         try:
             with self.ctx.db.session() as s:
                 changed = self.store.update(
-                    req.id, session=s, expect=FAILED, state=APPROVED, attempts=0, next_attempt_at=None,
-                    updated_at=self.ctx.clock(), retries=AccessRequest.retries + 1,
+                    req.id,
+                    session=s,
+                    expect=FAILED,
+                    state=APPROVED,
+                    attempts=0,
+                    next_attempt_at=None,
+                    updated_at=self.ctx.clock(),
+                    retries=AccessRequest.retries + 1,
                     outcome="Retry requested by an approver",
-                    open_key=AccessRequest.make_open_key(req.target_email, req.group_id))
+                    open_key=AccessRequest.make_open_key(req.target_email, req.group_id),
+                )
                 if not changed:
                     s.rollback()
-                    return self.refuse(actor_id, req.id, f"Only a failed request can be retried; this one is "
-                                       f"{views.STATE_LABEL.get(req.state, req.state).lower()}.", "retry on non-failed")
+                    return self.refuse(
+                        actor_id,
+                        req.id,
+                        f"Only a failed request can be retried; this one is "
+                        f"{views.STATE_LABEL.get(req.state, req.state).lower()}.",
+                        "retry on non-failed",
+                    )
                 self.ctx.audit.record(actor_id, "decision.retry", request_id=req.id, target=req.target_email, session=s)
         except IntegrityError:
-            return self.refuse(actor_id, req.id, "A newer request for the same access is already open; decide that one.",
-                               "retry: newer open request")
+            return self.refuse(
+                actor_id,
+                req.id,
+                "A newer request for the same access is already open; decide that one.",
+                "retry: newer open request",
+            )
         self.notifications.refresh_card(req.id)
         self.ctx.wake()
         return "Retrying it now."
@@ -204,15 +269,18 @@ class Decisions:
             named = f" ({', '.join(views.mention(u) for u in who[:5])} and {len(who) - 5} more)"
         else:
             named = f" ({views.names(who)})" if who else ""
-        return (f"Only an approver can retry this request{named}; the card in <#{self.ctx.settings.approval_channel}> "
-                "has the Retry button for them.")
+        return (
+            f"Only an approver can retry this request{named}; the card in <#{self.ctx.settings.approval_channel}> "
+            "has the Retry button for them."
+        )
 
     def expire(self, request_id: str) -> bool:
         """Move a pending request past its TTL to expired (compare-and-set), update the card, tell the requester."""
         now = self.ctx.clock()
         with self.ctx.db.session() as s:
-            changed = self.store.update(request_id, session=s, expect=PENDING, expired_at=now, state=EXPIRED,
-                                        updated_at=now, open_key=None)
+            changed = self.store.update(
+                request_id, session=s, expect=PENDING, expired_at=now, state=EXPIRED, updated_at=now, open_key=None
+            )
             if changed:
                 self.ctx.audit.record("bot", "request.expired", request_id=request_id, session=s)
         if changed:
@@ -224,8 +292,15 @@ class Decisions:
         """Approve a request its policy rule auto-approves: recorded, announced on the card, applied."""
         now = self.ctx.clock()
         with self.ctx.db.session() as s:
-            changed = self.store.update(request_id, session=s, expect=PENDING, state=APPROVED,
-                                        decided_by=views.POLICY_ACTOR, decided_at=now, updated_at=now)
+            changed = self.store.update(
+                request_id,
+                session=s,
+                expect=PENDING,
+                state=APPROVED,
+                decided_by=views.POLICY_ACTOR,
+                decided_at=now,
+                updated_at=now,
+            )
             if changed:
                 self.ctx.audit.record(views.POLICY_ACTOR, "decision.auto_approve", request_id=request_id, session=s)
         if changed:

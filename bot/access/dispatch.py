@@ -2,6 +2,7 @@
 (:mod:`bot.access.admission`), and route it to the query or the submission that answers it. Failures are left
 to :func:`bot.access.errors.guarded`, which the facade wraps around this.
 """
+
 from __future__ import annotations
 
 from typing import Callable

@@ -9,6 +9,7 @@
 :func:`guarded` applies this to a command's work (never raises); :func:`form_problem` is the same mapping for
 the request form's modal, whose text is shown in the form.
 """
+
 from __future__ import annotations
 
 import logging

@@ -4,6 +4,7 @@ admit the person and fill in the groups, or show the refusal or the failure in t
 The listener calls :meth:`RequestForm.open` in the request thread (the ``trigger_id`` lives 3 seconds) and
 :meth:`RequestForm.fill` on a work lane. Its submission is :meth:`bot.access.requests.Submission.request_join`.
 """
+
 from __future__ import annotations
 
 from .. import views

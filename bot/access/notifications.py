@@ -9,6 +9,7 @@
 Nothing here raises for a Slack failure: the ledger records it and the worker (:mod:`bot.access.schedule`)
 tries again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -95,8 +96,10 @@ class Notifications:
     def _card_for(self, req: AccessRequest, recipient: str, note: str | None = None) -> tuple[str, list]:
         replaced = self.ctx.deliveries.find(req.id, CARD, recipient, "repost")
         if replaced is not None:
-            extra = (f":information_source: This card replaces an earlier one I could no longer update "
-                     f"(Slack: `{views.esc(replaced.last_error or 'error')}`).")
+            extra = (
+                f":information_source: This card replaces an earlier one I could no longer update "
+                f"(Slack: `{views.esc(replaced.last_error or 'error')}`)."
+            )
             note = f"{note}\n{extra}" if note else extra
         return self._card(req, note)
 
@@ -108,8 +111,11 @@ class Notifications:
         if row.status != ledger.PENDING:
             return row.status, False
         ts = req.manager_dm_ts if manager else req.approval_ts
-        if ts is None and (req.state == EXPIRED or (manager and req.state != PENDING)) \
-                and deliveries.find(req.id, CARD, recipient, "repost") is None:
+        if (
+            ts is None
+            and (req.state == EXPIRED or (manager and req.state != PENDING))
+            and deliveries.find(req.id, CARD, recipient, "repost") is None
+        ):
             deliveries.settle(row, ledger.SUPERSEDED)  # never shown, and nothing left to decide
             return ledger.SUPERSEDED, False
         what = f"{'manager copy' if manager else 'approval card'} {'update' if ts else 'post'} to {recipient}"
@@ -136,8 +142,9 @@ class Notifications:
             self.dm(req.id, req.requester_id, "card_posted", views.requester_update(self.store.get(req.id)))
         if attempt.outcome == "gave_up":
             self._card_gave_up(req, recipient, manager, bool(ts), attempt.error or "error")
-        return (ledger.DELIVERED if attempt.delivered else ledger.FAILED if attempt.outcome == "gave_up"
-                else ledger.PENDING), True
+        return (
+            ledger.DELIVERED if attempt.delivered else ledger.FAILED if attempt.outcome == "gave_up" else ledger.PENDING
+        ), True
 
     def _card_gave_up(self, req: AccessRequest, recipient: str, manager: bool, was_posted: bool, error: str) -> None:
         """The fallbacks when a card cannot be delivered: an update that is impossible posts a fresh card once
@@ -147,43 +154,70 @@ class Notifications:
         if was_posted and deliveries.find(req.id, CARD, recipient, "repost") is None:
             marker = deliveries.want(req.id, CARD, recipient, "repost")
             deliveries.settle(marker, ledger.DELIVERED, error)
-            self.store.set(req.id, **({"manager_dm_ts": None, "manager_dm_channel": None} if manager
-                                      else {"approval_ts": None}))
+            self.store.set(
+                req.id, **({"manager_dm_ts": None, "manager_dm_channel": None} if manager else {"approval_ts": None})
+            )
             deliveries.reopen(deliveries.find(req.id, CARD, recipient, "card"))
-            self.ctx.audit.record("bot", "notify.fallback", request_id=req.id, target=recipient,
-                                  detail=f"{'manager copy' if manager else 'approval card'} could not be updated "
-                                         f"({error}); posting a fresh one")
+            self.ctx.audit.record(
+                "bot",
+                "notify.fallback",
+                request_id=req.id,
+                target=recipient,
+                detail=f"{'manager copy' if manager else 'approval card'} could not be updated "
+                f"({error}); posting a fresh one",
+            )
             return
         if manager:
             return
         what = views.kind_phrase(req)
         if req.state != PENDING:
             # Decided already: the requester hears of the decision by its own DM; only the card is lost.
-            self._tell_admins(req, f"card:{recipient}", exclude=None,
-                              text=(f":warning: The approval card for request `{req.id[:8]}` "
-                                    f"({views.mention(req.requester_id)} asks for {what}) could not be updated or "
-                                    f"posted again in <#{recipient}>: Slack said `{views.esc(error)}`. The request is "
-                                    f"{views.STATE_LABEL.get(req.state, req.state).lower()}; the card in the channel "
-                                    "may show an older state. Check that the bot is in that channel."),
-                              why=f"approval card of a decided request not updated ({error})")
+            self._tell_admins(
+                req,
+                f"card:{recipient}",
+                exclude=None,
+                text=(
+                    f":warning: The approval card for request `{req.id[:8]}` "
+                    f"({views.mention(req.requester_id)} asks for {what}) could not be updated or "
+                    f"posted again in <#{recipient}>: Slack said `{views.esc(error)}`. The request is "
+                    f"{views.STATE_LABEL.get(req.state, req.state).lower()}; the card in the channel "
+                    "may show an older state. Check that the bot is in that channel."
+                ),
+                why=f"approval card of a decided request not updated ({error})",
+            )
             return
-        self.dm(req.id, req.requester_id, "card_failed",
-                f":warning: I could not post your request for {what} to the approvers: the approval card could "
-                f"not be posted in <#{recipient}> (Slack: `{views.esc(error)}`). The admins have been told "
-                f"(request `{req.id[:8]}`).")
-        self._tell_admins(req, f"card:{recipient}", exclude=None,
-                          text=(f":warning: I could not post the approval card for request `{req.id[:8]}` "
-                                f"({views.mention(req.requester_id)} asks for {what}) in <#{recipient}>: Slack said "
-                                f"`{views.esc(error)}`. Check that the bot is in that channel and that "
-                                "APPROVAL_CHANNEL is right; the request waits until it expires."),
-                          why=f"approval card not posted ({error})")
+        self.dm(
+            req.id,
+            req.requester_id,
+            "card_failed",
+            f":warning: I could not post your request for {what} to the approvers: the approval card could "
+            f"not be posted in <#{recipient}> (Slack: `{views.esc(error)}`). The admins have been told "
+            f"(request `{req.id[:8]}`).",
+        )
+        self._tell_admins(
+            req,
+            f"card:{recipient}",
+            exclude=None,
+            text=(
+                f":warning: I could not post the approval card for request `{req.id[:8]}` "
+                f"({views.mention(req.requester_id)} asks for {what}) in <#{recipient}>: Slack said "
+                f"`{views.esc(error)}`. Check that the bot is in that channel and that "
+                "APPROVAL_CHANNEL is right; the request waits until it expires."
+            ),
+            why=f"approval card not posted ({error})",
+        )
 
     def tell_unposted(self, request_id: str) -> None:
         """The card could not be posted at once: tell the requester it is saved and will be posted (unless
         the post failed for good, which the fallback already told them)."""
         req = self.store.get(request_id)
-        row = self.ctx.deliveries.find(request_id, CARD, req.approval_channel or self.ctx.settings.approval_channel,
-                                       "card") if req is not None else None
+        row = (
+            self.ctx.deliveries.find(
+                request_id, CARD, req.approval_channel or self.ctx.settings.approval_channel, "card"
+            )
+            if req is not None
+            else None
+        )
         if req is not None and not req.approval_ts and (row is None or row.status == ledger.PENDING):
             self.dm(req.id, req.requester_id, "unposted", views.requester_update(req))
 
@@ -224,13 +258,21 @@ class Notifications:
         blocked = deliveries.unreachable(row.request_id, row.recipient)
         if blocked:  # this request already found them unable to get any DM: do not ask Slack again
             deliveries.settle(row, ledger.FAILED, blocked)
-            self.ctx.audit.record("bot", "notify.gave_up", request_id=row.request_id, target=row.recipient,
-                                  outcome="error", detail=f"{row.kind} to {row.recipient}: not sent, {blocked} earlier")
+            self.ctx.audit.record(
+                "bot",
+                "notify.gave_up",
+                request_id=row.request_id,
+                target=row.recipient,
+                outcome="error",
+                detail=f"{row.kind} to {row.recipient}: not sent, {blocked} earlier",
+            )
             self._dm_settled(row, False, blocked)
             return False
-        attempt = deliveries.run(row, lambda: self.ctx.slack.send_dm(row.recipient, row.text or "",
-                                                                     request_id=row.request_id),
-                                 what=f"{'notice' if row.kind == RELAY else 'DM'} to {row.recipient}")
+        attempt = deliveries.run(
+            row,
+            lambda: self.ctx.slack.send_dm(row.recipient, row.text or "", request_id=row.request_id),
+            what=f"{'notice' if row.kind == RELAY else 'DM'} to {row.recipient}",
+        )
         if attempt.outcome in ("delivered", "gave_up"):
             self._dm_settled(row, attempt.delivered, attempt.error)
         return attempt.delivered
@@ -244,10 +286,16 @@ class Notifications:
         if row.state:
             self.store.update(req.id, expect=row.state, notified_state=row.state)
         if not delivered:
-            self._tell_admins(req, f"dm:{row.recipient}", exclude=row.recipient,
-                              text=(f":warning: I could not send {views.mention(row.recipient)} a DM about request "
-                                    f"`{req.id[:8]}` (Slack: `{views.esc(error or 'error')}`). It said: {row.text}"),
-                              why=f"requester DM not delivered ({error})")
+            self._tell_admins(
+                req,
+                f"dm:{row.recipient}",
+                exclude=row.recipient,
+                text=(
+                    f":warning: I could not send {views.mention(row.recipient)} a DM about request "
+                    f"`{req.id[:8]}` (Slack: `{views.esc(error or 'error')}`). It said: {row.text}"
+                ),
+                why=f"requester DM not delivered ({error})",
+            )
 
     def _tell_admins(self, req: AccessRequest, key: str, *, text: str, exclude: str | None, why: str) -> None:
         """Fallback: a notice to every ``ADMINS`` member (but ``exclude``), once per request and ``key``;
@@ -257,8 +305,12 @@ class Notifications:
         fresh = [a for a in admins if deliveries.find(req.id, RELAY, a, key) is None]
         if admins and not fresh:
             return  # told before
-        self.ctx.audit.record("bot", "notify.fallback", request_id=req.id, outcome="ok" if admins else "error",
-                              detail=f"{why}; " + (f"telling ADMINS {', '.join(admins)}" if admins else
-                                                   "no other admin to tell"))
+        self.ctx.audit.record(
+            "bot",
+            "notify.fallback",
+            request_id=req.id,
+            outcome="ok" if admins else "error",
+            detail=f"{why}; " + (f"telling ADMINS {', '.join(admins)}" if admins else "no other admin to tell"),
+        )
         for admin in fresh:
             self._send_dm_row(deliveries.want(req.id, RELAY, admin, key, text=text))

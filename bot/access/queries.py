@@ -5,6 +5,7 @@ name, with a fresh read of the group list on a miss).
 Nothing here writes. Refusals are :class:`bot.commands.UsageError` (quoting what was typed, unescaped: escaped
 once by :mod:`bot.access.errors`); Polaris and Slack failures propagate.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -74,9 +75,11 @@ class Queries:
         near = self.ctx.catalog.nearest(guess)
         hint = (" Did you mean " + " or ".join(f"*{n}*" for n in near) + "?") if near else ""
         shown = typed if len(typed) <= 300 else typed[:299] + "…"
-        return UsageError(f"There is no Polaris group called `{shown.replace('`', chr(39))}`"
-                          f"{', nor one named by its first words' if len(typed.split()) > 1 and typed != guess else ''}."
-                          f"{hint} `/polaris groups` lists them.")
+        return UsageError(
+            f"There is no Polaris group called `{shown.replace('`', chr(39))}`"
+            f"{', nor one named by its first words' if len(typed.split()) > 1 and typed != guess else ''}."
+            f"{hint} `/polaris groups` lists them."
+        )
 
     # ------------------------------------------------------------------------------- commands
     def whois(self, user_id: str, target: Target) -> Reply:
@@ -100,9 +103,11 @@ class Queries:
         group, extra = self.group_and_rest(rest)
         if extra:
             shown = extra if len(extra) <= 200 else extra[:199] + "…"
-            raise UsageError(f"`/polaris members` takes one group name; I don't know what to do with "
-                             f"`{shown.replace('`', chr(39))}` after *{group.name}*. Usage: `/polaris members <group>` "
-                             "(quote a name of several words: `/polaris members \"Data Analyst\"`).")
+            raise UsageError(
+                f"`/polaris members` takes one group name; I don't know what to do with "
+                f"`{shown.replace('`', chr(39))}` after *{group.name}*. Usage: `/polaris members <group>` "
+                '(quote a name of several words: `/polaris members "Data Analyst"`).'
+            )
         page = self.ctx.polaris.list_members(group.id, top=50)
         return Reply(*views.member_list(group, page.values, page.count))
 
@@ -122,8 +127,12 @@ class Queries:
     def pending(self, user_id: str) -> Reply:
         mine = self.awaiting(user_id)
         if mine is None:
-            return Reply("You are not an approver, so nothing is waiting for you. `/polaris status` shows your own requests.")
-        return Reply(*views.request_list("Requests awaiting a decision", mine[:25], "Nothing is waiting for your decision."))
+            return Reply(
+                "You are not an approver, so nothing is waiting for you. `/polaris status` shows your own requests."
+            )
+        return Reply(
+            *views.request_list("Requests awaiting a decision", mine[:25], "Nothing is waiting for your decision.")
+        )
 
     def policy(self, user_id: str) -> Reply:
         """``/polaris policy`` (admins): the effective rule for each group and for password resets."""
@@ -134,8 +143,10 @@ class Queries:
         lines.append(f"*Password resets*: {policy.for_group(None).describe()}")
         default_who = ", ".join(views.mention(u) for u in sorted(settings.deciders)) or "none"
         head = f"Default approvers (APPROVERS and ADMINS): {default_who}. {privilege.describe()}"
-        return Reply("Approval policy", [views.header("Approval policy"), views.section(head),
-                                         views.section(views.bullet_list(lines, limit=30))])
+        return Reply(
+            "Approval policy",
+            [views.header("Approval policy"), views.section(head), views.section(views.bullet_list(lines, limit=30))],
+        )
 
     def home_view(self, user_id: str) -> dict:
         """The App Home tab for ``user_id``: help, their open requests, and (for an approver) what awaits their
@@ -145,7 +156,8 @@ class Queries:
         blocks += mine.blocks or []
         waiting = self.awaiting(user_id)
         if waiting is not None:
-            _, more = views.request_list("Requests awaiting a decision", waiting[:25],
-                                         "Nothing is waiting for your decision.")
+            _, more = views.request_list(
+                "Requests awaiting a decision", waiting[:25], "Nothing is waiting for your decision."
+            )
             blocks += [{"type": "divider"}] + more
         return {"type": "home", "blocks": blocks[:100]}

@@ -1,4 +1,5 @@
 """The answer the core gives the person who typed a command or clicked (no logic, no I/O)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -7,6 +7,7 @@ one claim per requester (so requests at the same moment cannot slip past the lim
 open request per person and group), posts the approval card and answers. A rule that auto-approves approves it
 at once (:meth:`bot.access.decisions.Decisions.auto_approve`). Refusals are :class:`bot.commands.UsageError`.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -36,8 +37,15 @@ class Submission:
 
     check_duplicates = True
 
-    def __init__(self, ctx: Context, store: RequestStore, queries: Queries, approvers: Approvers,
-                 notifications: Notifications, decisions: Decisions):
+    def __init__(
+        self,
+        ctx: Context,
+        store: RequestStore,
+        queries: Queries,
+        approvers: Approvers,
+        notifications: Notifications,
+        decisions: Decisions,
+    ):
         self.ctx, self.store, self.queries, self.approvers = ctx, store, queries, approvers
         self.notifications, self.decisions = notifications, decisions
 
@@ -58,8 +66,10 @@ class Submission:
             return
         dup = self.store.open_duplicate(kind, email, group_id)
         if dup is not None:
-            raise UsageError(f"There is already an open request for that (request `{dup.id[:8]}`, "
-                             f"{views.STATE_LABEL.get(dup.state, dup.state).lower()}).")
+            raise UsageError(
+                f"There is already an open request for that (request `{dup.id[:8]}`, "
+                f"{views.STATE_LABEL.get(dup.state, dup.state).lower()})."
+            )
 
     def request_join(self, user_id: str, group_text: str, reason: str, *, group_id: str | None = None) -> Reply:
         """``request <group> [reason]`` (or the request form, which gives ``group_id``): the requester joins
@@ -74,8 +84,16 @@ class Submission:
             return Reply(f"You are already a member of *{views.esc(group.name)}* in Polaris.")
         self._check_open_limit(user_id)
         self._check_duplicate(JOIN, email, group.id)
-        return self._submit(JOIN, identity, email=email, target_slack_id=user_id, first=identity.first_name,
-                            last=identity.last_name, group=group, reason=reason)
+        return self._submit(
+            JOIN,
+            identity,
+            email=email,
+            target_slack_id=user_id,
+            first=identity.first_name,
+            last=identity.last_name,
+            group=group,
+            reason=reason,
+        )
 
     def request_invite(self, user_id: str, target: Target, group_text: str, reason: str) -> Reply:
         """``invite <email> <group> [reason]``: an account (or membership) for someone else."""
@@ -93,8 +111,17 @@ class Submission:
         if target_id:
             who = slack.identity(target_id)
             first, last = who.first_name, who.last_name
-        return self._submit(INVITE, identity, email=email, target_slack_id=target_id, first=first, last=last,
-                            group=group, reason=reason, polaris_user_id=existing.id if existing else None)
+        return self._submit(
+            INVITE,
+            identity,
+            email=email,
+            target_slack_id=target_id,
+            first=first,
+            last=last,
+            group=group,
+            reason=reason,
+            polaris_user_id=existing.id if existing else None,
+        )
 
     def request_reset(self, user_id: str, target: Target) -> Reply:
         """``reset-password [email | @user]``: yours by default (matched by your Slack email)."""
@@ -108,19 +135,43 @@ class Submission:
         user = self.ctx.polaris.find_user_by_email(email)
         if user is None:
             whose = "You have" if target_id == user_id else f"`{views.esc(email)}` has"
-            return Reply(f"{whose} no Polaris account, so there is no password to reset. "
-                         "`/polaris request <group>` asks for an account.")
+            return Reply(
+                f"{whose} no Polaris account, so there is no password to reset. "
+                "`/polaris request <group>` asks for an account."
+            )
         self._check_open_limit(user_id)
         self._check_duplicate(RESET_PASSWORD, email, None)
-        reply = self._submit(RESET_PASSWORD, identity, email=email, target_slack_id=target_id,
-                             first=user.first_name, last=user.last_name, group=None, reason="")
+        reply = self._submit(
+            RESET_PASSWORD,
+            identity,
+            email=email,
+            target_slack_id=target_id,
+            first=user.first_name,
+            last=user.last_name,
+            group=None,
+            reason="",
+        )
         if target_id and target_id != user_id:
-            slack.dm(target_id, f"{views.mention(user_id)} asked for a password reset of your Polaris account "
-                                f"`{views.esc(email)}`. If you did not expect this, tell an admin.")
+            slack.dm(
+                target_id,
+                f"{views.mention(user_id)} asked for a password reset of your Polaris account "
+                f"`{views.esc(email)}`. If you did not expect this, tell an admin.",
+            )
         return reply
 
-    def _submit(self, kind: str, requester: SlackIdentity, *, email: str, target_slack_id: str | None, first: str,
-                last: str, group: Group | None, reason: str, polaris_user_id: str | None = None) -> Reply:
+    def _submit(
+        self,
+        kind: str,
+        requester: SlackIdentity,
+        *,
+        email: str,
+        target_slack_id: str | None,
+        first: str,
+        last: str,
+        group: Group | None,
+        reason: str,
+        polaris_user_id: str | None = None,
+    ) -> Reply:
         ctx = self.ctx
         if target_slack_id and target_slack_id != requester.id:
             # The person it is for is checked like the requester (an invitee by email alone has no account).
@@ -134,20 +185,36 @@ class Submission:
         reason = check_reason(clean(reason, limit=None))  # too long: refused with its length, never cut
         if rule.reason_required and len(reason) < max(1, rule.reason_min_length):
             need = f" of at least {rule.reason_min_length} characters" if rule.reason_min_length > 1 else ""
-            raise UsageError(f"Requests for {'*' + group.name + '*' if group else 'this'} need a reason{need}: "
-                             f"`/polaris request {group.name if group else ''} <reason>`.")
+            raise UsageError(
+                f"Requests for {'*' + group.name + '*' if group else 'this'} need a reason{need}: "
+                f"`/polaris request {group.name if group else ''} <reason>`."
+            )
         manager = self.approvers.manager_of(requester.id) if rule.wants_manager else None
         now = ctx.clock()
         req = AccessRequest(
-            id=str(uuid.uuid4()), kind=kind, state=PENDING, requester_id=requester.id,
-            requester_email=(requester.email or "").lower() or None, target_email=email,
-            target_slack_id=target_slack_id, target_first_name=clean(first, 200), target_last_name=clean(last, 200),
-            group_id=group.id if group else None, group_name=group.name if group else None,
+            id=str(uuid.uuid4()),
+            kind=kind,
+            state=PENDING,
+            requester_id=requester.id,
+            requester_email=(requester.email or "").lower() or None,
+            target_email=email,
+            target_slack_id=target_slack_id,
+            target_first_name=clean(first, 200),
+            target_last_name=clean(last, 200),
+            group_id=group.id if group else None,
+            group_name=group.name if group else None,
             polaris_user_id=polaris_user_id,  # an invitee who has an account: the card says membership
-            reason=reason, approvals_required=approvals, manager_id=manager,
+            reason=reason,
+            approvals_required=approvals,
+            manager_id=manager,
             open_key=AccessRequest.make_open_key(email, group.id if group else None),
-            created_at=now, updated_at=now, expires_at=now + dt.timedelta(seconds=rule.ttl),
-            post_attempts=0, card_stale=False, attempts=0)
+            created_at=now,
+            updated_at=now,
+            expires_at=now + dt.timedelta(seconds=rule.ttl),
+            post_attempts=0,
+            card_stale=False,
+            attempts=0,
+        )
         # The open-request limit is counted and the row inserted under one claim per requester, so requests
         # sent at the same moment (any process) cannot slip past the limit together.
         with ctx.claims.hold(f"requester:{requester.id}", wait=10.0) as got:
@@ -157,8 +224,14 @@ class Submission:
             try:
                 with ctx.db.session() as s:
                     self.store.insert(req, session=s)
-                    ctx.audit.record(requester.id, "request.created", request_id=req.id, target=email, session=s,
-                                     detail=f"{kind} {group.name if group else ''}".strip())
+                    ctx.audit.record(
+                        requester.id,
+                        "request.created",
+                        request_id=req.id,
+                        target=email,
+                        session=s,
+                        detail=f"{kind} {group.name if group else ''}".strip(),
+                    )
             except IntegrityError:  # the same request, at the same moment, from another click or process
                 raise UsageError("There is already an open request for that; see `/polaris status`.") from None
         posted = self.notifications.post_card(req.id)
@@ -166,11 +239,17 @@ class Submission:
         channel = ctx.settings.approval_channel
         if auto:
             self.decisions.auto_approve(req.id)
-            return Reply(f":white_check_mark: Your request for {what} is approved by policy and is being applied "
-                         f"(request `{req.id[:8]}`). Approvers are informed in <#{channel}>.")
+            return Reply(
+                f":white_check_mark: Your request for {what} is approved by policy and is being applied "
+                f"(request `{req.id[:8]}`). Approvers are informed in <#{channel}>."
+            )
         if posted:
-            return Reply(f":inbox_tray: Your request for {what} went to the approvers in <#{channel}>. "
-                         f"I'll message you when it is decided (request `{req.id[:8]}`).")
+            return Reply(
+                f":inbox_tray: Your request for {what} went to the approvers in <#{channel}>. "
+                f"I'll message you when it is decided (request `{req.id[:8]}`)."
+            )
         self.notifications.tell_unposted(req.id)
-        return Reply(f":warning: Your request for {what} is saved (request `{req.id[:8]}`), but I could not post it "
-                     "to the approvers yet. I will keep trying and message you.")
+        return Reply(
+            f":warning: Your request for {what} is saved (request `{req.id[:8]}`), but I could not post it "
+            "to the approvers yet. I will keep trying and message you."
+        )

@@ -5,6 +5,7 @@ deliveries that are due (:mod:`bot.deliveries`), tell requesters never told the 
 ``slack_events``, apply due approved requests. Safe in any number of processes at once (claims and
 compare-and-set below); one failing step is logged and never stops the pass.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -24,8 +25,14 @@ log = logging.getLogger(__name__)
 
 
 class Schedule:
-    def __init__(self, ctx: Context, store: RequestStore, decisions: Decisions, notifications: Notifications,
-                 execution: Execution):
+    def __init__(
+        self,
+        ctx: Context,
+        store: RequestStore,
+        decisions: Decisions,
+        notifications: Notifications,
+        execution: Execution,
+    ):
         self.ctx, self.store, self.decisions = ctx, store, decisions
         self.notifications, self.execution = notifications, execution
         self._pruned_at: dt.datetime | None = None

@@ -15,6 +15,7 @@ The units, each depending only on those above it: ``context``, ``reply``, ``erro
 ``authority`` (pure), ``approvers``, ``admission``, ``notifications``, ``queries``, ``decisions``,
 ``execution``, ``requests``, ``schedule``, ``form``, ``dispatch``.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -78,12 +79,23 @@ class AccessService:
     claims = property(lambda self: self.ctx.claims)
     deliveries = property(lambda self: self.ctx.deliveries)
 
-    def __init__(self, settings: Settings, db: Database, polaris: PolarisClient, slack: SlackGateway,
-                 audit: AuditLog, *, catalog: GroupCatalog | None = None, policy: Policy | None = None,
-                 clock: Callable[[], dt.datetime] = utcnow, background_threads: int = 2,
-                 max_queued: int = 2000):
-        policy = policy or load_policy(settings.policy_file, ttl=settings.request_ttl,
-                                       manager_field=settings.manager_field)
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        polaris: PolarisClient,
+        slack: SlackGateway,
+        audit: AuditLog,
+        *,
+        catalog: GroupCatalog | None = None,
+        policy: Policy | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+        background_threads: int = 2,
+        max_queued: int = 2000,
+    ):
+        policy = policy or load_policy(
+            settings.policy_file, ttl=settings.request_ttl, manager_field=settings.manager_field
+        )
         catalog = catalog or GroupCatalog(polaris, ttl=settings.group_cache_ttl)
         self.ctx = ctx = Context(settings, db, polaris, slack, audit, catalog, policy, clock)
         self.worker_name = _worker_name()
@@ -113,8 +125,9 @@ class AccessService:
     def max_queued(self, value: int) -> None:
         self.lanes.set_max_queued(value)
 
-    def background(self, fn: Callable[[], object], *, on_busy: Callable[[], object] | None = None,
-                   lane: str = POLARIS) -> bool:
+    def background(
+        self, fn: Callable[[], object], *, on_busy: Callable[[], object] | None = None, lane: str = POLARIS
+    ) -> bool:
         """Run ``fn`` on the work lane ``lane`` (:data:`bot.lanes.LOCAL` for work that never waits on Polaris,
         :data:`bot.lanes.POLARIS`, the default, for work that may) after the listener has acked. Exceptions
         are logged, never lost. When the lane's ``max_queued`` tasks already wait, ``on_busy`` runs instead
@@ -220,8 +233,9 @@ class AccessService:
     def approver_ids(self, req: AccessRequest, memo: dict[str, list[str]] | None = None) -> set[str]:
         return self.approvers.approver_ids(req, memo)
 
-    def authority(self, actor_id: str, req: AccessRequest, *, approving: bool = True,
-                  group: Group | None = None) -> str | None:
+    def authority(
+        self, actor_id: str, req: AccessRequest, *, approving: bool = True, group: Group | None = None
+    ) -> str | None:
         return self.approvers.authority(actor_id, req, approving=approving, group=group)
 
     # =============================================================================== requests
@@ -266,5 +280,3 @@ class AccessService:
 
     def apply(self, request_id: str) -> bool:
         return self.execution.apply(request_id)
-
-

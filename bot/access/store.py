@@ -7,6 +7,7 @@ request once. A caller that must write an audit row in the same transaction pass
 :meth:`RequestStore.set` is the one unconditional write: the apply's bookkeeping columns (``write_started_at``,
 ``next_attempt_at``, ...), and the deliberate seam for tests that put a request in a state directly.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,8 +18,21 @@ from sqlalchemy import and_, delete, exists, func, or_, select, update
 
 from ..db import Database
 from ..deliveries import CARD, DM
-from ..models import (APPLIED, APPROVED, DENIED, EXPIRED, FAILED, INVITE, JOIN, OPEN_STATES, PENDING, RESET_PASSWORD,
-                      AccessRequest, Approval, Delivery)
+from ..models import (
+    APPLIED,
+    APPROVED,
+    DENIED,
+    EXPIRED,
+    FAILED,
+    INVITE,
+    JOIN,
+    OPEN_STATES,
+    PENDING,
+    RESET_PASSWORD,
+    AccessRequest,
+    Approval,
+    Delivery,
+)
 
 
 @dataclass
@@ -54,67 +68,136 @@ class RequestStore:
     def approver_ids(self, request_id: str, *, session=None) -> list[str]:
         """The approvers who approved ``request_id``, first first."""
         with self._session(session) as s:
-            return list(s.scalars(select(Approval.approver_id).where(Approval.request_id == request_id)
-                                  .order_by(Approval.id)))
+            return list(
+                s.scalars(select(Approval.approver_id).where(Approval.request_id == request_id).order_by(Approval.id))
+            )
 
     def count_open(self, requester_id: str) -> int:
         with self.db.session() as s:
-            return s.scalar(select(func.count()).select_from(AccessRequest).where(
-                AccessRequest.requester_id == requester_id, AccessRequest.state.in_(OPEN_STATES))) or 0
+            return (
+                s.scalar(
+                    select(func.count())
+                    .select_from(AccessRequest)
+                    .where(AccessRequest.requester_id == requester_id, AccessRequest.state.in_(OPEN_STATES))
+                )
+                or 0
+            )
 
     def open_duplicate(self, kind: str, email: str, group_id: str | None) -> AccessRequest | None:
         """An open request for the same person and group (or password reset), of any kind that grants it."""
         with self.db.session() as s:
-            return s.scalar(select(AccessRequest).where(
-                AccessRequest.state.in_(OPEN_STATES), AccessRequest.kind.in_((kind, JOIN, INVITE) if group_id else (kind,)),
-                func.lower(AccessRequest.target_email) == email.lower(),
-                AccessRequest.group_id == group_id if group_id else AccessRequest.group_id.is_(None)).limit(1))
+            return s.scalar(
+                select(AccessRequest)
+                .where(
+                    AccessRequest.state.in_(OPEN_STATES),
+                    AccessRequest.kind.in_((kind, JOIN, INVITE) if group_id else (kind,)),
+                    func.lower(AccessRequest.target_email) == email.lower(),
+                    AccessRequest.group_id == group_id if group_id else AccessRequest.group_id.is_(None),
+                )
+                .limit(1)
+            )
 
     def last_reset_answered(self, email: str, *, before: dt.datetime, other_than: str) -> dt.datetime | None:
         """When Polaris last answered a password-reset PUT of ``email`` (another request's, at or before
         ``before``), or ``None``: a reset's audit event older than that belongs to the earlier reset."""
         with self._session(None) as s:
-            return s.scalar(select(func.max(AccessRequest.write_answered_at)).where(
-                AccessRequest.kind == RESET_PASSWORD, AccessRequest.id != other_than,
-                func.lower(AccessRequest.target_email) == email.lower(), AccessRequest.write_answered_at <= before))
+            return s.scalar(
+                select(func.max(AccessRequest.write_answered_at)).where(
+                    AccessRequest.kind == RESET_PASSWORD,
+                    AccessRequest.id != other_than,
+                    func.lower(AccessRequest.target_email) == email.lower(),
+                    AccessRequest.write_answered_at <= before,
+                )
+            )
 
     def of_requester(self, user_id: str, *, failed_since: dt.datetime) -> list[AccessRequest]:
         """``user_id``'s open requests and those failed since ``failed_since``, newest first (25)."""
         with self.db.session() as s:
-            return list(s.scalars(select(AccessRequest).where(
-                AccessRequest.requester_id == user_id,
-                or_(AccessRequest.state.in_(OPEN_STATES),
-                    and_(AccessRequest.state == FAILED, AccessRequest.updated_at >= failed_since)))
-                .order_by(AccessRequest.created_at.desc()).limit(25)))
+            return list(
+                s.scalars(
+                    select(AccessRequest)
+                    .where(
+                        AccessRequest.requester_id == user_id,
+                        or_(
+                            AccessRequest.state.in_(OPEN_STATES),
+                            and_(AccessRequest.state == FAILED, AccessRequest.updated_at >= failed_since),
+                        ),
+                    )
+                    .order_by(AccessRequest.created_at.desc())
+                    .limit(25)
+                )
+            )
 
     def pending_of_others(self, user_id: str, now: dt.datetime) -> list[AccessRequest]:
         """Pending, unexpired requests not made by ``user_id``, oldest first (200)."""
         with self.db.session() as s:
-            return list(s.scalars(select(AccessRequest).where(
-                AccessRequest.state == PENDING, AccessRequest.requester_id != user_id,
-                AccessRequest.expires_at > now).order_by(AccessRequest.created_at).limit(200)))
+            return list(
+                s.scalars(
+                    select(AccessRequest)
+                    .where(
+                        AccessRequest.state == PENDING,
+                        AccessRequest.requester_id != user_id,
+                        AccessRequest.expires_at > now,
+                    )
+                    .order_by(AccessRequest.created_at)
+                    .limit(200)
+                )
+            )
 
     def due_work(self, now: dt.datetime, limit: int) -> DueWork:
         """What a worker pass has to do now (at most ``limit`` of each), read in one session."""
         card_owed = exists().where(Delivery.request_id == AccessRequest.id, Delivery.kind == CARD)
-        dm_owed = exists().where(Delivery.request_id == AccessRequest.id, Delivery.kind == DM,
-                                 Delivery.recipient == AccessRequest.requester_id,
-                                 Delivery.state == AccessRequest.state)
+        dm_owed = exists().where(
+            Delivery.request_id == AccessRequest.id,
+            Delivery.kind == DM,
+            Delivery.recipient == AccessRequest.requester_id,
+            Delivery.state == AccessRequest.state,
+        )
         with self.db.session() as s:
-            overdue = list(s.scalars(select(AccessRequest.id).where(
-                AccessRequest.state == PENDING, AccessRequest.expires_at <= now).limit(limit)))
-            unposted = list(s.scalars(select(AccessRequest.id).where(
-                AccessRequest.state == PENDING, AccessRequest.approval_ts.is_(None),
-                AccessRequest.created_at <= now - dt.timedelta(seconds=30), ~card_owed).limit(limit)))
-            untold = list(s.scalars(select(AccessRequest.id).where(
-                AccessRequest.state.in_((APPROVED, APPLIED, FAILED, DENIED, EXPIRED)),
-                AccessRequest.updated_at.between(now - dt.timedelta(days=1), now - dt.timedelta(seconds=20)),
-                or_(AccessRequest.notified_state.is_(None), AccessRequest.notified_state != AccessRequest.state),
-                ~dm_owed).limit(limit)))
-            due = list(s.scalars(select(AccessRequest.id).where(
-                AccessRequest.state == APPROVED,
-                or_(AccessRequest.next_attempt_at.is_(None), AccessRequest.next_attempt_at <= now))
-                .order_by(AccessRequest.decided_at).limit(limit)))
+            overdue = list(
+                s.scalars(
+                    select(AccessRequest.id)
+                    .where(AccessRequest.state == PENDING, AccessRequest.expires_at <= now)
+                    .limit(limit)
+                )
+            )
+            unposted = list(
+                s.scalars(
+                    select(AccessRequest.id)
+                    .where(
+                        AccessRequest.state == PENDING,
+                        AccessRequest.approval_ts.is_(None),
+                        AccessRequest.created_at <= now - dt.timedelta(seconds=30),
+                        ~card_owed,
+                    )
+                    .limit(limit)
+                )
+            )
+            untold = list(
+                s.scalars(
+                    select(AccessRequest.id)
+                    .where(
+                        AccessRequest.state.in_((APPROVED, APPLIED, FAILED, DENIED, EXPIRED)),
+                        AccessRequest.updated_at.between(now - dt.timedelta(days=1), now - dt.timedelta(seconds=20)),
+                        or_(
+                            AccessRequest.notified_state.is_(None), AccessRequest.notified_state != AccessRequest.state
+                        ),
+                        ~dm_owed,
+                    )
+                    .limit(limit)
+                )
+            )
+            due = list(
+                s.scalars(
+                    select(AccessRequest.id)
+                    .where(
+                        AccessRequest.state == APPROVED,
+                        or_(AccessRequest.next_attempt_at.is_(None), AccessRequest.next_attempt_at <= now),
+                    )
+                    .order_by(AccessRequest.decided_at)
+                    .limit(limit)
+                )
+            )
         return DueWork(overdue, unposted, untold, due)
 
     # ------------------------------------------------------------------------------- writes
@@ -124,8 +207,16 @@ class RequestStore:
         with self.db.session() as s:
             s.execute(update(AccessRequest).where(AccessRequest.id == request_id).values(**values))
 
-    def update(self, request_id: str, *, session=None, expect: str | None = None,
-               live_at: dt.datetime | None = None, expired_at: dt.datetime | None = None, **values) -> int:
+    def update(
+        self,
+        request_id: str,
+        *,
+        session=None,
+        expect: str | None = None,
+        live_at: dt.datetime | None = None,
+        expired_at: dt.datetime | None = None,
+        **values,
+    ) -> int:
         """Compare-and-set: write ``values`` where the request is (when given) in state ``expect``, not expired at
         ``live_at`` (``expires_at > live_at``), expired at ``expired_at`` (``expires_at <= expired_at``).
         Returns the number of rows changed (0: another caller won, or the request is not as expected)."""
@@ -146,15 +237,22 @@ class RequestStore:
     def record_card_post(self, request_id: str, channel: str, ts: str) -> None:
         """The approval card was posted in ``channel`` at ``ts`` (kept if another post recorded one first)."""
         with self.db.session() as s:
-            s.execute(update(AccessRequest).where(AccessRequest.id == request_id, AccessRequest.approval_ts.is_(None))
-                      .values(approval_channel=channel, approval_ts=ts, post_attempts=AccessRequest.post_attempts + 1))
+            s.execute(
+                update(AccessRequest)
+                .where(AccessRequest.id == request_id, AccessRequest.approval_ts.is_(None))
+                .values(approval_channel=channel, approval_ts=ts, post_attempts=AccessRequest.post_attempts + 1)
+            )
 
     def count_post_attempt(self, request_id: str) -> None:
         self.set(request_id, post_attempts=AccessRequest.post_attempts + 1)
 
     def has_approved(self, request_id: str, approver_id: str, *, session) -> bool:
-        return session.scalar(select(Approval.id).where(Approval.request_id == request_id,
-                                                        Approval.approver_id == approver_id)) is not None
+        return (
+            session.scalar(
+                select(Approval.id).where(Approval.request_id == request_id, Approval.approver_id == approver_id)
+            )
+            is not None
+        )
 
     def add_approval(self, request_id: str, approver_id: str, now: dt.datetime, *, session) -> int:
         """Record an approval; returns how many the request has now."""

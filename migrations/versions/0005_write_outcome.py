@@ -9,6 +9,7 @@ Revision ID: 0005
 Revises: 0004 (rechained onto 0004 at merge)
 Create Date: 2026-12-01
 """
+
 import sqlalchemy as sa
 from alembic import op
 

@@ -1,5 +1,6 @@
 """The audit log (bot/audit.py): what a row may hold, the order it is read back in, and that a row written in a
 caller's session lives and dies with that session's transaction."""
+
 from __future__ import annotations
 
 import time
@@ -26,16 +27,28 @@ def rows(db) -> list[AuditEvent]:
 
 
 def test_record_redacts_tokens_in_free_text(audit, db):
-    audit.record("U0ALICE", "command", target=f"alice {TOKEN}", detail=f"header Authorization: Bearer {TOKEN}",
-                 polaris_path=f"/v1/users?key={TOKEN}")
+    audit.record(
+        "U0ALICE",
+        "command",
+        target=f"alice {TOKEN}",
+        detail=f"header Authorization: Bearer {TOKEN}",
+        polaris_path=f"/v1/users?key={TOKEN}",
+    )
     (row,) = rows(db)
     for text in (row.target, row.detail, row.polaris_path):
         assert TOKEN not in text and "[REDACTED]" in text
 
 
 def test_record_caps_every_field(audit, db):
-    audit.record("U" * 50, "a" * 60, target="t" * 400, outcome="o" * 30, detail="d" * 2000,
-                 polaris_path="/" + "p" * 400, duration_ms=1.23456)
+    audit.record(
+        "U" * 50,
+        "a" * 60,
+        target="t" * 400,
+        outcome="o" * 30,
+        detail="d" * 2000,
+        polaris_path="/" + "p" * 400,
+        duration_ms=1.23456,
+    )
     (row,) = rows(db)
     assert len(row.actor) == 32 and len(row.action) == 40 and len(row.outcome) == 20
     assert len(row.detail) == DETAIL_MAX and row.detail.endswith("…")

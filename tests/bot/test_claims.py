@@ -1,4 +1,5 @@
 """Claims (bot/claims.py): one holder per name at a time, on SQLite and PostgreSQL, released on exit."""
+
 from __future__ import annotations
 
 import threading

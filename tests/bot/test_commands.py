@@ -4,6 +4,7 @@ Covers every subcommand and alias, Slack's escaped mentions and mailto links, em
 (straight and curly), the longest-known-group-prefix rule, length caps, control characters, and property
 tests: whatever the text, ``parse`` returns a :class:`Command` or raises :class:`UsageError`, nothing else.
 """
+
 from __future__ import annotations
 
 import unicodedata
@@ -13,8 +14,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 
-from bot.commands import (ALIASES, EMAIL_MAX, GROUP_MAX, REASON_MAX, SUBCOMMANDS, TEXT_MAX, Command,
-                          Target, UsageError, clean, parse, parse_email, parse_target, split_group_and_reason)
+from bot.commands import (
+    ALIASES,
+    EMAIL_MAX,
+    GROUP_MAX,
+    REASON_MAX,
+    SUBCOMMANDS,
+    TEXT_MAX,
+    Command,
+    Target,
+    UsageError,
+    clean,
+    parse,
+    parse_email,
+    parse_target,
+    split_group_and_reason,
+)
 
 NO_ARG = ("help", "groups", "permissions", "status", "pending", "policy")
 
@@ -74,16 +89,26 @@ class TestParseSubcommands:
             assert parse(f"{alias} <@U123ABC>") == Command(name, target=Target(user_id="U123ABC"))
         elif name == "request":
             assert parse(f"{alias} Data Analyst need dashboards") == Command(
-                "request", rest="Data Analyst need dashboards")
+                "request", rest="Data Analyst need dashboards"
+            )
         else:  # pragma: no cover - a new alias needs a test here
             pytest.fail(f"alias {alias} -> {name} not covered")
 
     def test_every_subcommand_is_known(self):
         # each subcommand parses to itself with a minimal valid argument
-        samples = {"help": "help", "whois": "whois", "groups": "groups", "members": "members Viewer",
-                   "permissions": "permissions", "request": "request", "invite": "invite a@b.com Viewer",
-                   "reset-password": "reset-password", "status": "status", "pending": "pending",
-                   "policy": "policy"}
+        samples = {
+            "help": "help",
+            "whois": "whois",
+            "groups": "groups",
+            "members": "members Viewer",
+            "permissions": "permissions",
+            "request": "request",
+            "invite": "invite a@b.com Viewer",
+            "reset-password": "reset-password",
+            "status": "status",
+            "pending": "pending",
+            "policy": "policy",
+        }
         assert set(samples) == set(SUBCOMMANDS)
         for name, text in samples.items():
             assert parse(text).name == name
@@ -126,7 +151,9 @@ class TestParseSubcommands:
         assert not cmd.target.is_self
 
     def test_whois_plain_email_lowercased(self):
-        assert parse("whois Alice.Smith@Example.COM") == Command("whois", target=Target(email="alice.smith@example.com"))
+        assert parse("whois Alice.Smith@Example.COM") == Command(
+            "whois", target=Target(email="alice.smith@example.com")
+        )
 
     def test_whois_two_words_refused(self):
         with pytest.raises(UsageError) as e:
@@ -137,7 +164,8 @@ class TestParseSubcommands:
         assert parse("reset-password") == Command("reset-password")
         assert parse("reset-password <@U42|bob>") == Command("reset-password", target=Target(user_id="U42"))
         assert parse("reset <mailto:Bob@Corp.io|Bob@Corp.io>") == Command(
-            "reset-password", target=Target(email="bob@corp.io"))
+            "reset-password", target=Target(email="bob@corp.io")
+        )
 
     def test_plain_at_name_refused(self):
         for text in ("whois @bob", "reset-password @bob.smith", "invite @bob Viewer"):
@@ -155,13 +183,13 @@ class TestParseSubcommands:
     def test_request(self):
         assert parse("request") == Command("request")  # the handler opens the form
         assert parse('request "Data Analyst" for the Q3 dashboards') == Command(
-            "request", rest='"Data Analyst" for the Q3 dashboards')
+            "request", rest='"Data Analyst" for the Q3 dashboards'
+        )
         assert parse("join   Data\n reason") == Command("request", rest="Data reason")
 
     def test_invite(self):
         cmd = parse("invite <mailto:New.Person@Corp.com|New.Person@Corp.com> Data Analyst starting Monday")
-        assert cmd == Command("invite", target=Target(email="new.person@corp.com"),
-                              rest="Data Analyst starting Monday")
+        assert cmd == Command("invite", target=Target(email="new.person@corp.com"), rest="Data Analyst starting Monday")
 
     def test_invite_plain_email(self):
         assert parse("invite x@y.org Viewer") == Command("invite", target=Target(email="x@y.org"), rest="Viewer")
@@ -230,8 +258,21 @@ class TestTargetsAndEmails:
         assert "`@alice`" in str(e.value)
         assert "@-menu" in str(e.value)
 
-    @pytest.mark.parametrize("raw", ["a@b", "a@@b.com", "a b@c.com", "@", "a@", "a@b..com", "plainaddress",
-                                     "<mailto:nope|nope>", "a@-b.com", "a@b.com."])
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            "a@b",
+            "a@@b.com",
+            "a b@c.com",
+            "@",
+            "a@",
+            "a@b..com",
+            "plainaddress",
+            "<mailto:nope|nope>",
+            "a@-b.com",
+            "a@b.com.",
+        ],
+    )
     def test_invalid_emails(self, raw):
         with pytest.raises(UsageError) as e:
             parse_email(raw)
@@ -277,11 +318,15 @@ class TestSplitGroupAndReason:
 
     def test_four_word_group(self):
         assert split_group_and_reason("project admin read only for audit", GROUPS) == (
-            "project admin read only", "for audit")
+            "project admin read only",
+            "for audit",
+        )
 
     def test_typo_of_a_multi_word_group_is_reported_whole(self):
         assert split_group_and_reason("Data Manger ingest stuff", ["Data Manager", "Data Analyst"]) == (
-            "Data Manger", "ingest stuff")
+            "Data Manger",
+            "ingest stuff",
+        )
 
     def test_unknown_group_is_first_word(self):
         assert split_group_and_reason("Unknown Thing please", GROUPS) == ("Unknown", "Thing please")
@@ -290,13 +335,16 @@ class TestSplitGroupAndReason:
     def test_group_only(self):
         assert split_group_and_reason("Data Analyst", GROUPS) == ("Data Analyst", "")
 
-    @pytest.mark.parametrize("rest", [
-        '"Data Analyst" need it',
-        "'Data Analyst' need it",
-        "\u201cData Analyst\u201d need it",
-        "\u2018Data Analyst\u2019 need it",
-        "\u201cData Analyst\" need it",  # curly open, straight close (mixed keyboard)
-    ])
+    @pytest.mark.parametrize(
+        "rest",
+        [
+            '"Data Analyst" need it',
+            "'Data Analyst' need it",
+            "\u201cData Analyst\u201d need it",
+            "\u2018Data Analyst\u2019 need it",
+            '\u201cData Analyst" need it',  # curly open, straight close (mixed keyboard)
+        ],
+    )
     def test_quoted_group(self, rest):
         assert split_group_and_reason(rest, []) == ("Data Analyst", "need it")
 
@@ -306,8 +354,9 @@ class TestSplitGroupAndReason:
     def test_quoted_group_spaces_trimmed(self):
         assert split_group_and_reason('"  Super Admin  "   why', GROUPS) == ("Super Admin", "why")
 
-    @pytest.mark.parametrize("rest", ['"Data Analyst need it', "\u201cData Analyst need it",
-                                      "'Data", "\u2018Data Analyst"])
+    @pytest.mark.parametrize(
+        "rest", ['"Data Analyst need it', "\u201cData Analyst need it", "'Data", "\u2018Data Analyst"]
+    )
     def test_unterminated_quote(self, rest):
         with pytest.raises(UsageError) as e:
             split_group_and_reason(rest, GROUPS)
@@ -352,14 +401,49 @@ any_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_siz
 heads = st.sampled_from(list(SUBCOMMANDS) + list(ALIASES) + [s.upper() for s in SUBCOMMANDS])
 tokens = st.one_of(
     st.text(max_size=20, alphabet=st.characters(blacklist_categories=("Cs",))),
-    st.sampled_from(['"', "'", "\u201c", "\u201d", "\u2018", "\u2019", "@", "<", ">", "|", "`", "\x00", "\n",
-                     "\u200b", "<@U123|x>", "<@U123>", "<@W9>", "<@u1>", "<mailto:a@b.com|a@b.com>",
-                     "<mailto:|>", "<mailto:x>", "a@b.com", "@bob", "a@b", "x@" + "y" * 300 + ".com",
-                     "Data Analyst", '"Data', "\u201cData\u201d", "\ud7ff", "\U0010ffff", "\u0301"]),
+    st.sampled_from(
+        [
+            '"',
+            "'",
+            "\u201c",
+            "\u201d",
+            "\u2018",
+            "\u2019",
+            "@",
+            "<",
+            ">",
+            "|",
+            "`",
+            "\x00",
+            "\n",
+            "\u200b",
+            "<@U123|x>",
+            "<@U123>",
+            "<@W9>",
+            "<@u1>",
+            "<mailto:a@b.com|a@b.com>",
+            "<mailto:|>",
+            "<mailto:x>",
+            "a@b.com",
+            "@bob",
+            "a@b",
+            "x@" + "y" * 300 + ".com",
+            "Data Analyst",
+            '"Data',
+            "\u201cData\u201d",
+            "\ud7ff",
+            "\U0010ffff",
+            "\u0301",
+        ]
+    ),
     st.emails(),
 )
-structured = st.builds(lambda h, ts, sep: h + sep + " ".join(ts), heads, st.lists(tokens, max_size=8),
-                       st.sampled_from([" ", "  ", "\t", "\n", "", " \u00a0"]))
+structured = st.builds(
+    lambda h, ts, sep: h + sep + " ".join(ts),
+    heads,
+    st.lists(tokens, max_size=8),
+    st.sampled_from([" ", "  ", "\t", "\n", "", " \u00a0"]),
+)
 
 
 def _check_parse(text):
@@ -417,8 +501,7 @@ def test_split_group_and_reason_never_raises_other_errors(rest, groups):
 
 
 @FUZZ
-@given(st.lists(st.sampled_from(GROUPS), min_size=1, max_size=5),
-       st.text(alphabet="abcdefghij ", max_size=60))
+@given(st.lists(st.sampled_from(GROUPS), min_size=1, max_size=5), st.text(alphabet="abcdefghij ", max_size=60))
 def test_known_group_prefix_property(groups, reason):
     """A known group typed in any case, followed by a reason, is split back exactly."""
     target = groups[0]

@@ -1,4 +1,5 @@
 """Tests for bot.config: ``load_settings(env)`` validation, defaults, and secrets kept out of ``repr``."""
+
 from __future__ import annotations
 
 import base64
@@ -43,6 +44,7 @@ def config_error(environ, **kw) -> str:
 def _no_slack_env(monkeypatch):
     """Settings must come only from the mapping given; clear the process environment's SLACK_*."""
     import os
+
     for name in list(os.environ):
         if name.startswith(("SLACK_", "POLARIS_")) or name in ("APPROVERS", "ADMINS", "APPROVAL_CHANNEL", "PORT"):
             monkeypatch.delenv(name, raising=False)
@@ -84,19 +86,41 @@ def test_blank_optional_values_use_defaults():
 
 
 def test_all_values_given():
-    s = load_settings(env(
-        SLACK_APP_TOKEN=APP_TOKEN, SLACK_API_URL="http://127.0.0.1:9999/api/", DATABASE_URL="postgresql://db/x",
-        ADMINS="UADMIN1", APPROVERS="", PORT=" 8080 ", REQUEST_TTL="3600", POLARIS_TIMEOUT="2.5",
-        POLARIS_RETRY_SECONDS="0", POLARIS_MAX_ATTEMPTS="3", WORKER_INTERVAL="0.5", GROUP_CACHE_TTL="0",
-        MAX_OPEN_REQUESTS="2", MAX_COMMANDS_PER_MINUTE="10"), require_slack_app_token=True)
+    s = load_settings(
+        env(
+            SLACK_APP_TOKEN=APP_TOKEN,
+            SLACK_API_URL="http://127.0.0.1:9999/api/",
+            DATABASE_URL="postgresql://db/x",
+            ADMINS="UADMIN1",
+            APPROVERS="",
+            PORT=" 8080 ",
+            REQUEST_TTL="3600",
+            POLARIS_TIMEOUT="2.5",
+            POLARIS_RETRY_SECONDS="0",
+            POLARIS_MAX_ATTEMPTS="3",
+            WORKER_INTERVAL="0.5",
+            GROUP_CACHE_TTL="0",
+            MAX_OPEN_REQUESTS="2",
+            MAX_COMMANDS_PER_MINUTE="10",
+        ),
+        require_slack_app_token=True,
+    )
     assert s.slack_app_token == APP_TOKEN
     assert s.slack_api_url == "http://127.0.0.1:9999/api"
     assert s.database_url == "postgresql://db/x"
     assert s.approvers == frozenset() and s.admins == frozenset({"UADMIN1"})
     assert s.deciders == frozenset({"UADMIN1"})
-    assert (s.port, s.request_ttl, s.polaris_timeout, s.polaris_retry_seconds, s.polaris_max_attempts,
-            s.worker_interval, s.group_cache_ttl, s.max_open_requests, s.max_commands_per_minute) == (
-        8080, 3600.0, 2.5, 0.0, 3, 0.5, 0.0, 2, 10)
+    assert (
+        s.port,
+        s.request_ttl,
+        s.polaris_timeout,
+        s.polaris_retry_seconds,
+        s.polaris_max_attempts,
+        s.worker_interval,
+        s.group_cache_ttl,
+        s.max_open_requests,
+        s.max_commands_per_minute,
+    ) == (8080, 3600.0, 2.5, 0.0, 3, 0.5, 0.0, 2, 10)
 
 
 def test_deciders_union():
@@ -105,8 +129,9 @@ def test_deciders_union():
 
 
 def test_values_are_stripped():
-    s = load_settings(env(SLACK_BOT_TOKEN=f"  {BOT_TOKEN}\n", APPROVAL_CHANNEL=" G012ABC ",
-                          APPROVERS=" ,U012ABCDEF,, "))
+    s = load_settings(
+        env(SLACK_BOT_TOKEN=f"  {BOT_TOKEN}\n", APPROVAL_CHANNEL=" G012ABC ", APPROVERS=" ,U012ABCDEF,, ")
+    )
     assert s.slack_bot_token == BOT_TOKEN
     assert s.approval_channel == "G012ABC"
     assert s.approvers == frozenset({"U012ABCDEF"})
@@ -134,8 +159,9 @@ def test_settings_frozen():
 
 
 # ---------------------------------------------------------------------------------------- missing
-@pytest.mark.parametrize("name", ["SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "POLARIS_API_URL", "POLARIS_API_KEY",
-                                  "APPROVAL_CHANNEL"])
+@pytest.mark.parametrize(
+    "name", ["SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "POLARIS_API_URL", "POLARIS_API_KEY", "APPROVAL_CHANNEL"]
+)
 @pytest.mark.parametrize("how", ["absent", "empty", "blank"])
 def test_required_variable_missing(name, how):
     value = {"absent": None, "empty": "", "blank": "   "}[how]
@@ -158,47 +184,50 @@ def test_app_token_required_for_socket_mode():
 
 
 # -------------------------------------------------------------------------------------- malformed
-@pytest.mark.parametrize("name,value", [
-    ("SLACK_BOT_TOKEN", "xoxp-user-token"),
-    ("SLACK_BOT_TOKEN", "xapp-1-app"),
-    ("SLACK_BOT_TOKEN", "token"),
-    ("SLACK_APP_TOKEN", "xoxb-1-bot"),
-    ("SLACK_APP_TOKEN", "app"),
-    ("APPROVAL_CHANNEL", "#approvals"),
-    ("APPROVAL_CHANNEL", "approvals"),
-    ("APPROVAL_CHANNEL", "c012abcdef"),
-    ("APPROVAL_CHANNEL", "U012ABCDEF"),
-    ("APPROVAL_CHANNEL", "C0"),
-    ("APPROVAL_CHANNEL", "C012 ABC"),
-    ("APPROVERS", "@alice"),
-    ("APPROVERS", "U012ABCDEF,alice"),
-    ("APPROVERS", "u012abcdef"),
-    ("APPROVERS", "U012ABCDEF;U034"),
-    ("APPROVERS", "<@U012ABCDEF>"),
-    ("APPROVERS", "C012ABCDEF"),
-    ("ADMINS", "admin@corp.com"),
-    ("PORT", "http"),
-    ("PORT", "80.5"),
-    ("PORT", "0"),
-    ("PORT", "-1"),
-    ("PORT", "65536"),
-    ("PORT", "100000"),
-    ("POLARIS_API_URL", "myorg.api.imply.io"),
-    ("POLARIS_API_URL", "ftp://myorg.api.imply.io"),
-    ("POLARIS_API_URL", "https://"),
-    ("POLARIS_API_URL", "https:///path"),
-    ("SLACK_API_URL", "localhost:3001"),
-    ("REQUEST_TTL", "1 day"),
-    ("REQUEST_TTL", "59"),
-    ("POLARIS_TIMEOUT", "0"),
-    ("POLARIS_RETRY_SECONDS", "-1"),
-    ("POLARIS_MAX_ATTEMPTS", "0"),
-    ("POLARIS_MAX_ATTEMPTS", "2.5"),
-    ("WORKER_INTERVAL", "0.01"),
-    ("GROUP_CACHE_TTL", "-5"),
-    ("MAX_OPEN_REQUESTS", "0"),
-    ("MAX_COMMANDS_PER_MINUTE", "many"),
-])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("SLACK_BOT_TOKEN", "xoxp-user-token"),
+        ("SLACK_BOT_TOKEN", "xapp-1-app"),
+        ("SLACK_BOT_TOKEN", "token"),
+        ("SLACK_APP_TOKEN", "xoxb-1-bot"),
+        ("SLACK_APP_TOKEN", "app"),
+        ("APPROVAL_CHANNEL", "#approvals"),
+        ("APPROVAL_CHANNEL", "approvals"),
+        ("APPROVAL_CHANNEL", "c012abcdef"),
+        ("APPROVAL_CHANNEL", "U012ABCDEF"),
+        ("APPROVAL_CHANNEL", "C0"),
+        ("APPROVAL_CHANNEL", "C012 ABC"),
+        ("APPROVERS", "@alice"),
+        ("APPROVERS", "U012ABCDEF,alice"),
+        ("APPROVERS", "u012abcdef"),
+        ("APPROVERS", "U012ABCDEF;U034"),
+        ("APPROVERS", "<@U012ABCDEF>"),
+        ("APPROVERS", "C012ABCDEF"),
+        ("ADMINS", "admin@corp.com"),
+        ("PORT", "http"),
+        ("PORT", "80.5"),
+        ("PORT", "0"),
+        ("PORT", "-1"),
+        ("PORT", "65536"),
+        ("PORT", "100000"),
+        ("POLARIS_API_URL", "myorg.api.imply.io"),
+        ("POLARIS_API_URL", "ftp://myorg.api.imply.io"),
+        ("POLARIS_API_URL", "https://"),
+        ("POLARIS_API_URL", "https:///path"),
+        ("SLACK_API_URL", "localhost:3001"),
+        ("REQUEST_TTL", "1 day"),
+        ("REQUEST_TTL", "59"),
+        ("POLARIS_TIMEOUT", "0"),
+        ("POLARIS_RETRY_SECONDS", "-1"),
+        ("POLARIS_MAX_ATTEMPTS", "0"),
+        ("POLARIS_MAX_ATTEMPTS", "2.5"),
+        ("WORKER_INTERVAL", "0.01"),
+        ("GROUP_CACHE_TTL", "-5"),
+        ("MAX_OPEN_REQUESTS", "0"),
+        ("MAX_COMMANDS_PER_MINUTE", "many"),
+    ],
+)
 def test_malformed_value_names_variable(name, value):
     msg = config_error(env(**{name: value}))
     assert name in msg
@@ -217,8 +246,10 @@ def test_bad_approver_entries_listed_and_truncated():
     assert "x" * 21 not in msg
 
 
-@pytest.mark.parametrize("name,value", [("REQUEST_TTL", "nan"), ("REQUEST_TTL", "inf"),
-                                        ("POLARIS_TIMEOUT", "NaN"), ("WORKER_INTERVAL", "infinity")])
+@pytest.mark.parametrize(
+    "name,value",
+    [("REQUEST_TTL", "nan"), ("REQUEST_TTL", "inf"), ("POLARIS_TIMEOUT", "NaN"), ("WORKER_INTERVAL", "infinity")],
+)
 def test_non_finite_durations_refused(name, value):
     """A duration of NaN or infinity is malformed: every new request would crash at
     ``now + timedelta(seconds=settings.request_ttl)`` (ValueError/OverflowError). Refuse it at start-up."""
@@ -278,8 +309,14 @@ def test_secret_fields_are_not_in_repr_fields():
 
 
 # ------------------------------------------------------------------ issue 8, finding 16: every problem at once
-SIX_MISSING = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "POLARIS_API_URL", "POLARIS_API_KEY", "APPROVAL_CHANNEL",
-               "APPROVERS")
+SIX_MISSING = (
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "POLARIS_API_URL",
+    "POLARIS_API_KEY",
+    "APPROVAL_CHANNEL",
+    "APPROVERS",
+)
 
 
 def config_problems(environ, **kw) -> list[str]:
@@ -297,15 +334,39 @@ def test_every_missing_setting_is_reported_at_once_a_line_each():
 
 
 def test_missing_and_malformed_settings_are_reported_together():
-    problems = config_problems(env(SLACK_BOT_TOKEN=None, PORT="http", DATABASE_URL="garbage",
-                                   MANAGER_PROFILE_FIELD="abc", APPROVAL_CHANNEL="#approvals", REQUEST_TTL="nan"))
-    assert [p.split(" ")[0] for p in problems] == ["SLACK_BOT_TOKEN", "APPROVAL_CHANNEL", "DATABASE_URL", "PORT",
-                                                   "REQUEST_TTL", "MANAGER_PROFILE_FIELD"], problems
+    problems = config_problems(
+        env(
+            SLACK_BOT_TOKEN=None,
+            PORT="http",
+            DATABASE_URL="garbage",
+            MANAGER_PROFILE_FIELD="abc",
+            APPROVAL_CHANNEL="#approvals",
+            REQUEST_TTL="nan",
+        )
+    )
+    assert [p.split(" ")[0] for p in problems] == [
+        "SLACK_BOT_TOKEN",
+        "APPROVAL_CHANNEL",
+        "DATABASE_URL",
+        "PORT",
+        "REQUEST_TTL",
+        "MANAGER_PROFILE_FIELD",
+    ], problems
 
 
-@pytest.mark.parametrize("value", ["garbage", ":memory:", "http://db.example.com/x", "mysql://u@h/db",
-                                   "postgresql+nodriver://u@h/db", "postgresql+pg8000://u@h/db",
-                                   "postgresql://u:S3CRETPASS@h:notaport/db", "sqlite:/x.db"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "garbage",
+        ":memory:",
+        "http://db.example.com/x",
+        "mysql://u@h/db",
+        "postgresql+nodriver://u@h/db",
+        "postgresql+pg8000://u@h/db",
+        "postgresql://u:S3CRETPASS@h:notaport/db",
+        "sqlite:/x.db",
+    ],
+)
 def test_unusable_database_url_is_one_clear_line(value):
     problems = config_problems(env(DATABASE_URL=value))
     assert len(problems) == 1 and problems[0].startswith("DATABASE_URL"), problems
@@ -313,9 +374,17 @@ def test_unusable_database_url_is_one_clear_line(value):
     assert "S3CRETPASS" not in problems[0]
 
 
-@pytest.mark.parametrize("value", ["sqlite:///bot.sqlite3", "sqlite:////var/lib/bot.db", "sqlite://",
-                                   "postgresql://u@h/db", "postgres://u:p@h:5432/db",
-                                   "postgresql+psycopg2://u@h/db?sslmode=require"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "sqlite:///bot.sqlite3",
+        "sqlite:////var/lib/bot.db",
+        "sqlite://",
+        "postgresql://u@h/db",
+        "postgres://u:p@h:5432/db",
+        "postgresql+psycopg2://u@h/db?sslmode=require",
+    ],
+)
 def test_usable_database_urls_are_accepted(value):
     assert load_settings(env(DATABASE_URL=value)).database_url == value
 
@@ -360,15 +429,25 @@ def test_config_error_of_one_message_still_works():
     assert str(e) == "POLICY_FILE: bad" and e.problems == ["POLICY_FILE: bad"]
 
 
-@pytest.mark.parametrize("name, value", [("WEB_CONCURRENCY", "\u00b2"), ("GUNICORN_THREADS", "1" * 5000),
-                                         ("WORK_THREADS", "1" * 5000), ("PORT", "\u00b3")])
+@pytest.mark.parametrize(
+    "name, value",
+    [("WEB_CONCURRENCY", "\u00b2"), ("GUNICORN_THREADS", "1" * 5000), ("WORK_THREADS", "1" * 5000), ("PORT", "\u00b3")],
+)
 def test_numbers_that_int_refuses_are_a_configuration_error(name, value):
     """``str.isdigit`` admits ``²`` and 5,000 digits, which ``int()`` then refuses: a traceback at start before."""
     assert name in config_error(env(**{name: value}))
 
 
-@pytest.mark.parametrize("name, value", [("REQUEST_TTL", "1e15"), ("POLARIS_TIMEOUT", "1e9"), ("WORKER_INTERVAL", "1e12"),
-                                         ("POLARIS_RETRY_SECONDS", "1e12"), ("GROUP_CACHE_TTL", "1e300")])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("REQUEST_TTL", "1e15"),
+        ("POLARIS_TIMEOUT", "1e9"),
+        ("WORKER_INTERVAL", "1e12"),
+        ("POLARIS_RETRY_SECONDS", "1e12"),
+        ("GROUP_CACHE_TTL", "1e300"),
+    ],
+)
 def test_durations_too_long_to_mean_anything_are_refused(name, value):
     """``REQUEST_TTL=1e15`` was accepted, and every request then failed with an OverflowError."""
     message = config_error(env(**{name: value}))

@@ -1,5 +1,6 @@
 """Database access (bot/db.py): URL normalisation, ``ping`` on a dead URL, sessions commit or roll back, and
 migrating a migrated database changes nothing."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,13 +10,16 @@ from bot.db import Database, normalize_url
 from bot.models import AuditEvent, utcnow
 
 
-@pytest.mark.parametrize("url, expected", [
-    ("postgres://u:p@h:5432/d", "postgresql+psycopg2://u:p@h:5432/d"),
-    ("postgresql://u@h/d?sslmode=require", "postgresql+psycopg2://u@h/d?sslmode=require"),
-    ("postgresql+psycopg2://u@h/d", "postgresql+psycopg2://u@h/d"),
-    ("sqlite:///bot.sqlite3", "sqlite:///bot.sqlite3"),
-    ("sqlite://", "sqlite://"),
-])
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("postgres://u:p@h:5432/d", "postgresql+psycopg2://u:p@h:5432/d"),
+        ("postgresql://u@h/d?sslmode=require", "postgresql+psycopg2://u@h/d?sslmode=require"),
+        ("postgresql+psycopg2://u@h/d", "postgresql+psycopg2://u@h/d"),
+        ("sqlite:///bot.sqlite3", "sqlite:///bot.sqlite3"),
+        ("sqlite://", "sqlite://"),
+    ],
+)
 def test_normalize_url(url, expected):
     assert normalize_url(url) == expected
     assert normalize_url(expected) == expected  # idempotent
@@ -31,8 +35,13 @@ def test_ping_is_true_on_a_live_database(db):
     assert db.ping() is True
 
 
-@pytest.mark.parametrize("url", ["postgresql://nobody@127.0.0.1:1/none?connect_timeout=2",
-                                 "sqlite:////nonexistent-dir-for-polaris-access-bot/x.sqlite3"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2",
+        "sqlite:////nonexistent-dir-for-polaris-access-bot/x.sqlite3",
+    ],
+)
 def test_ping_on_a_dead_url_is_false_not_an_exception(url):
     database = Database(url)
     try:

@@ -1,6 +1,7 @@
 """Every Slack delivery the worker retries (DMs, card posts, card updates, manager copies): per-recipient
 state in the ``deliveries`` table, exponential backoff with a cap, an attempt limit, no retry for a permanent
 error, fallbacks, audit. Runs against the Slack stand-in and the Polaris sandbox, on SQLite or PostgreSQL."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -124,8 +125,10 @@ def test_card_update_not_in_channel_after_approval_is_one_call_then_admins_are_t
     assert service.get(req.id).state == APPLIED
     assert len(calls(slack, "chat.update", channel=CHANNEL)) == 1
     assert len(calls(slack, "chat.postMessage", channel=CHANNEL)) == 2  # the card, and one fresh card
-    assert any("not_in_channel" in t and req.id[:8] in t and "could not be updated or posted again" in t
-               for t in dms(slack, ADMIN))
+    assert any(
+        "not_in_channel" in t and req.id[:8] in t and "could not be updated or posted again" in t
+        for t in dms(slack, ADMIN)
+    )
     # The approvers did see it and decided: the requester is not told they never saw it (attack review).
     assert not any("could not post your request" in t for t in dms(slack, REQUESTER))
     assert any("Done" in t or "applied" in t.lower() for t in dms(slack, REQUESTER))
@@ -223,8 +226,14 @@ def test_failure_text_names_the_group_by_name_not_id(service, db, sandbox, slack
     service.handle_command(REQUESTER, "request Data Analyst dashboards for the team")
     req = only_request(db)
     gid = groups["Data Analyst"]
-    sandbox.add_fault(Fault(method="POST", path=r"/members$", status=404,
-                            body=('{"code": "ObjectNotFound", "message": "Group \'%s\' not found"}' % gid).encode()))
+    sandbox.add_fault(
+        Fault(
+            method="POST",
+            path=r"/members$",
+            status=404,
+            body=('{"code": "ObjectNotFound", "message": "Group \'%s\' not found"}' % gid).encode(),
+        )
+    )
     service.decide(req.id, APPROVER, approve=True)
     service.run_due()
     req = service.get(req.id)
@@ -274,8 +283,11 @@ def test_manager_copy_that_cannot_be_updated_is_sent_afresh_once(service, db, sl
     from tests.conftest import OTHER
 
     base = load_policy(None)
-    service.policy = replace(base, managers={REQUESTER: OTHER},
-                             groups={"data analyst": replace(base.defaults, approvers=("manager", APPROVER2))})
+    service.policy = replace(
+        base,
+        managers={REQUESTER: OTHER},
+        groups={"data analyst": replace(base.defaults, approvers=("manager", APPROVER2))},
+    )
     clock = Clock(service)
     service.handle_command(REQUESTER, "request Data Analyst quarterly dashboards")
     old = only_request(db)

@@ -1,4 +1,5 @@
 """Approval policy: the TOML file's validation, and what each rule does in the workflow."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -56,23 +57,26 @@ def test_policy_file_rules_and_defaults(tmp_path):
     assert load_policy(None, ttl=60).for_group("Viewer").approvals == 1
 
 
-@pytest.mark.parametrize("text,line,words", [
-    ("[groups.Viewer\napprovers = []\n", 1, "invalid TOML"),
-    ("[defaults]\napprovals = 1\n\n[groups.Viewer]\napprovrs = ['U0BOB']\n", 5, "unknown key 'approvrs'"),
-    ("[defaults]\napprovers = ['bob']\n", 2, "not a Slack user ID"),
-    ("[groups.X]\napprovals = 0\n", 2, "whole number"),
-    ("[groups.X]\nreason_required = 'yes'\n", 2, "true or false"),
-    ("[groups.X]\nttl_hours = -1\n", 2, "ttl_hours"),
-    ("[groups.X]\nauto_approve = true\napprovals = 2\n", 2, "cannot both"),
-    ("[groups.X]\napprovers = ['U0BOB']\napprovals = 2\n", 3, "only 1 approvers"),
-    ("[password_reset]\nauto_approve = true\n", 2, "cannot be auto-approved"),
-    ("[managers]\nU0A1 = 'U0A1'\n", 2, "their own manager"),
-    ("[managers]\nU0A1 = 'bob'\n", 2, "[managers] entries"),
-    ("colour = 'blue'\n", 1, "unknown section or key"),
-    ("manager_field = 'nope'\n", 1, "manager_field"),
-    ("[groups.'Organization Admin']\napprovers = ['U0A1', 'U0A2']\napprovals = 1\n", 3, "at least two approvals"),
-    ("[groups.'organization admin']\nauto_approve = true\n", 2, "cannot both"),
-])
+@pytest.mark.parametrize(
+    "text,line,words",
+    [
+        ("[groups.Viewer\napprovers = []\n", 1, "invalid TOML"),
+        ("[defaults]\napprovals = 1\n\n[groups.Viewer]\napprovrs = ['U0BOB']\n", 5, "unknown key 'approvrs'"),
+        ("[defaults]\napprovers = ['bob']\n", 2, "not a Slack user ID"),
+        ("[groups.X]\napprovals = 0\n", 2, "whole number"),
+        ("[groups.X]\nreason_required = 'yes'\n", 2, "true or false"),
+        ("[groups.X]\nttl_hours = -1\n", 2, "ttl_hours"),
+        ("[groups.X]\nauto_approve = true\napprovals = 2\n", 2, "cannot both"),
+        ("[groups.X]\napprovers = ['U0BOB']\napprovals = 2\n", 3, "only 1 approvers"),
+        ("[password_reset]\nauto_approve = true\n", 2, "cannot be auto-approved"),
+        ("[managers]\nU0A1 = 'U0A1'\n", 2, "their own manager"),
+        ("[managers]\nU0A1 = 'bob'\n", 2, "[managers] entries"),
+        ("colour = 'blue'\n", 1, "unknown section or key"),
+        ("manager_field = 'nope'\n", 1, "manager_field"),
+        ("[groups.'Organization Admin']\napprovers = ['U0A1', 'U0A2']\napprovals = 1\n", 3, "at least two approvals"),
+        ("[groups.'organization admin']\nauto_approve = true\n", 2, "cannot both"),
+    ],
+)
 def test_policy_errors_name_the_line(tmp_path, text, line, words):
     path = write(tmp_path, text)
     with pytest.raises(PolicyError) as err:
@@ -90,9 +94,17 @@ def test_bad_policy_stops_serve_with_the_line(tmp_path):
     from bot.config import ConfigError, Settings
 
     path = write(tmp_path, "[defaults]\napprovals = 'two'\n")
-    settings = Settings(slack_bot_token="xoxb-1", slack_signing_secret="s", polaris_api_url="http://127.0.0.1:9",
-                        polaris_api_key="pok_x", approval_channel="C0X", approvers=frozenset({"U0BOB"}),
-                        admins=frozenset(), database_url=f"sqlite:///{tmp_path}/x.db", policy_file=path)
+    settings = Settings(
+        slack_bot_token="xoxb-1",
+        slack_signing_secret="s",
+        polaris_api_url="http://127.0.0.1:9",
+        polaris_api_key="pok_x",
+        approval_channel="C0X",
+        approvers=frozenset({"U0BOB"}),
+        admins=frozenset(),
+        database_url=f"sqlite:///{tmp_path}/x.db",
+        policy_file=path,
+    )
     with pytest.raises(ConfigError, match=rf"POLICY_FILE: {path}:2: approvals"):
         wiring.build_core(settings)
 
@@ -121,15 +133,21 @@ def test_auto_approved_group_is_recorded_announced_and_applied(policy_service, d
     assert "auto-approved" in str(slack.find_message(CHANNEL, req.approval_ts)["blocks"])
     policy_service.run_due()
     assert policy_service.get(req.id).state == APPLIED
-    assert ("policy", "decision.auto_approve") in [(r.actor, r.action) for r in policy_service.audit.for_request(req.id)]
+    assert ("policy", "decision.auto_approve") in [
+        (r.actor, r.action) for r in policy_service.audit.for_request(req.id)
+    ]
 
 
 def test_reason_rules(policy_service, db, groups):
-    assert "need a reason of at least 15 characters" in policy_service.handle_command(
-        REQUESTER, "request Data Analyst short").text
+    assert (
+        "need a reason of at least 15 characters"
+        in policy_service.handle_command(REQUESTER, "request Data Analyst short").text
+    )
     assert requests_(db) == []
-    assert "went to the approvers" in policy_service.handle_command(
-        REQUESTER, "request Data Analyst quarterly revenue dashboards").text
+    assert (
+        "went to the approvers"
+        in policy_service.handle_command(REQUESTER, "request Data Analyst quarterly revenue dashboards").text
+    )
 
 
 def test_manager_gets_the_card_and_decides(policy_service, db, slack, sandbox, groups):
@@ -137,7 +155,10 @@ def test_manager_gets_the_card_and_decides(policy_service, db, slack, sandbox, g
     req = requests_(db)[0]
     assert req.manager_id == OTHER  # from [managers]: no profile field value set
     copy = dms(slack, OTHER)[-1]
-    assert [e["text"]["text"] for b in copy["blocks"] if b["type"] == "actions" for e in b["elements"]] == ["Approve", "Deny"]
+    assert [e["text"]["text"] for b in copy["blocks"] if b["type"] == "actions" for e in b["elements"]] == [
+        "Approve",
+        "Deny",
+    ]
     assert "decides" in str(copy["blocks"])
     assert "Only approvers" in policy_service.decide(req.id, APPROVER, approve=True)  # not in this rule
     assert policy_service.decide(req.id, OTHER, approve=True) is None
@@ -157,7 +178,9 @@ def test_no_manager_known_other_approvers_decide_and_card_says_so(policy_service
     from dataclasses import replace
 
     base = load_policy(None)
-    policy_service.policy = replace(base, groups={"data analyst": replace(base.defaults, approvers=("manager", APPROVER2))})
+    policy_service.policy = replace(
+        base, groups={"data analyst": replace(base.defaults, approvers=("manager", APPROVER2))}
+    )
     policy_service.handle_command(REQUESTER, "request Data Analyst please")
     req = requests_(db)[0]
     assert req.manager_id is None

@@ -1,4 +1,5 @@
 """Tests for bot.redact: secrets and token-shaped strings never reach a log line."""
+
 from __future__ import annotations
 
 import contextlib
@@ -71,8 +72,9 @@ class TestRedactFunction:
         assert MASK in out
         assert out.startswith("header value ") and out.endswith(" end")
 
-    @pytest.mark.parametrize("text", ["authorization: basic dXNlcjpwYXNzd29yZA==", "BEARER abcdefgh12345678",
-                                      "bearer\tabcdefgh.ijk"])
+    @pytest.mark.parametrize(
+        "text", ["authorization: basic dXNlcjpwYXNzd29yZA==", "BEARER abcdefgh12345678", "bearer\tabcdefgh.ijk"]
+    )
     def test_auth_schemes_any_case(self, text):
         out = redact.redact(text)
         assert MASK in out

@@ -4,6 +4,7 @@ Checks /work/shared/slack/README.md: text from people or Polaris is escaped (``&
 nothing else), Block Kit limits hold even for huge inputs, each approval-card state has the right buttons,
 and the blocks pass slack_sdk's own Block Kit model validation.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -18,12 +19,35 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
 from bot import views
-from bot.models import (APPLIED, APPROVED, DENIED, EXPIRED, FAILED, INVITE, JOIN, PENDING,
-                        RESET_PASSWORD, STATES, AccessRequest)
+from bot.models import (
+    APPLIED,
+    APPROVED,
+    DENIED,
+    EXPIRED,
+    FAILED,
+    INVITE,
+    JOIN,
+    PENDING,
+    RESET_PASSWORD,
+    STATES,
+    AccessRequest,
+)
 from bot.polaris import Group, Permission, User
-from bot.views import (APPROVE_ACTION, DENY_ACTION, RETRY_ACTION, approval_card, esc, group_list,
-                       help_message, member_list, permission_catalogue, request_list, request_modal,
-                       requester_update, whois)
+from bot.views import (
+    APPROVE_ACTION,
+    DENY_ACTION,
+    RETRY_ACTION,
+    approval_card,
+    esc,
+    group_list,
+    help_message,
+    member_list,
+    permission_catalogue,
+    request_list,
+    request_modal,
+    requester_update,
+    whois,
+)
 
 NOW = dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc)
 REQ_ID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
@@ -35,17 +59,31 @@ SECTION_MAX, HEADER_MAX, BLOCKS_MAX, FIELD_MAX, FIELDS_MAX = 3000, 150, 50, 2000
 
 
 def make_request(**kw) -> AccessRequest:
-    values = dict(id=REQ_ID, kind=JOIN, state=PENDING, requester_id=REQUESTER, requester_email="req@corp.com",
-                  target_email="req@corp.com", target_slack_id=None, group_id="g-1", group_name="Data Analyst",
-                  reason="need dashboards", approvals_required=1, created_at=NOW, updated_at=NOW,
-                  expires_at=NOW + dt.timedelta(days=1), decided_by=None, outcome=None, approval_ts=None)
+    values = dict(
+        id=REQ_ID,
+        kind=JOIN,
+        state=PENDING,
+        requester_id=REQUESTER,
+        requester_email="req@corp.com",
+        target_email="req@corp.com",
+        target_slack_id=None,
+        group_id="g-1",
+        group_name="Data Analyst",
+        reason="need dashboards",
+        approvals_required=1,
+        created_at=NOW,
+        updated_at=NOW,
+        expires_at=NOW + dt.timedelta(days=1),
+        decided_by=None,
+        outcome=None,
+        approval_ts=None,
+    )
     values.update(kw)
     return AccessRequest(**values)
 
 
 def decided(state, **kw) -> AccessRequest:
-    return make_request(state=state, decided_by=None if state in (PENDING, EXPIRED) else DECIDER,
-                        decided_at=NOW, **kw)
+    return make_request(state=state, decided_by=None if state in (PENDING, EXPIRED) else DECIDER, decided_at=NOW, **kw)
 
 
 def all_texts(obj) -> list[str]:
@@ -168,8 +206,9 @@ class TestEsc:
 # --------------------------------------------------------------------------------------- escaping
 class TestNoInjectionFromUserText:
     def evil_request(self, **kw):
-        values = dict(reason=EVIL, group_name=EVIL, requester_email="<!here>@x.com",
-                      target_email="<@U123>@evil.com", outcome=EVIL)
+        values = dict(
+            reason=EVIL, group_name=EVIL, requester_email="<!here>@x.com", target_email="<@U123>@evil.com", outcome=EVIL
+        )
         values.update(kw)
         return make_request(**values)
 
@@ -205,8 +244,15 @@ class TestNoInjectionFromUserText:
         assert_block_kit_limits(blocks)
 
     def test_whois(self):
-        user = User("u1", EVIL, EVIL, first_name=EVIL, last_name="<!everyone>",
-                    groups=(("g1", EVIL), ("g2", "")), actions=(EVIL,))
+        user = User(
+            "u1",
+            EVIL,
+            EVIL,
+            first_name=EVIL,
+            last_name="<!everyone>",
+            groups=(("g1", EVIL), ("g2", "")),
+            actions=(EVIL,),
+        )
         perms = [Permission(EVIL), Permission("ManageData", resources=(EVIL,))]
         text, blocks = whois(user, perms, asked_for="x@y.com")
         for t in mrkdwn_texts(blocks):
@@ -232,8 +278,10 @@ class TestNoInjectionFromUserText:
 
     def test_group_list_and_permissions(self):
         groups = [Group("g", EVIL, permissions=(Permission(EVIL),), user_count=3)]
-        for text, blocks in (group_list(groups), permission_catalogue([Permission(EVIL),
-                                                                       Permission(EVIL, resources=("p",))])):
+        for text, blocks in (
+            group_list(groups),
+            permission_catalogue([Permission(EVIL), Permission(EVIL, resources=("p",))]),
+        ):
             for t in mrkdwn_texts(blocks) + [text]:
                 assert_no_injection(t)
             assert_block_kit_limits(blocks)
@@ -267,8 +315,9 @@ class TestApprovalCardStates:
         assert REQ_ID[:8] in rendered
         assert "2024-05-06 07:08 UTC" in rendered
 
-    @pytest.mark.parametrize("state,verb", [(APPROVED, "approved"), (APPLIED, "approved"),
-                                            (FAILED, "approved"), (DENIED, "denied")])
+    @pytest.mark.parametrize(
+        "state,verb", [(APPROVED, "approved"), (APPLIED, "approved"), (FAILED, "approved"), (DENIED, "denied")]
+    )
     def test_decided_states_show_decider_and_no_decision_buttons(self, state, verb):
         text, blocks = approval_card(decided(state, outcome="Added to Data Analyst"))
         labels = [b["text"]["text"] for b in buttons(blocks)]
@@ -316,8 +365,11 @@ class TestApprovalCardStates:
         assert "Needs 2 approvals" in rendered and "<@U0FIRST>" in rendered
 
     def test_grants_section(self):
-        group = Group("g-1", "Data Analyst", permissions=(
-            Permission("ViewDashboards"), Permission("ManageTables", resources=("projects/p1",))))
+        group = Group(
+            "g-1",
+            "Data Analyst",
+            permissions=(Permission("ViewDashboards"), Permission("ManageTables", resources=("projects/p1",))),
+        )
         _, blocks = approval_card(make_request(), group=group)
         rendered = "\n".join(all_texts(blocks))
         assert "Data Analyst grants:" in rendered
@@ -333,8 +385,13 @@ class TestApprovalCardStates:
 # ------------------------------------------------------------------------------------------ limits
 class TestLimits:
     def test_huge_reason_and_names(self):
-        req = make_request(reason="r" * 10_000, group_name="G" * 1000, target_email="t" * 300 + "@x.com",
-                           requester_email="q" * 300 + "@x.com", outcome="o" * 10_000)
+        req = make_request(
+            reason="r" * 10_000,
+            group_name="G" * 1000,
+            target_email="t" * 300 + "@x.com",
+            requester_email="q" * 300 + "@x.com",
+            outcome="o" * 10_000,
+        )
         for state in STATES:
             req.state = state
             req.decided_by = DECIDER
@@ -365,8 +422,9 @@ class TestLimits:
         assert "Perm000" in grants
 
     def test_group_list_many_groups(self):
-        groups = [Group(f"g{i}", f"Group {i} " + "x" * 50, permissions=(Permission("A"),), user_count=i)
-                  for i in range(500)]
+        groups = [
+            Group(f"g{i}", f"Group {i} " + "x" * 50, permissions=(Permission("A"),), user_count=i) for i in range(500)
+        ]
         text, blocks = group_list(groups)
         assert text == "500 Polaris groups"
         assert_block_kit_limits(blocks)
@@ -374,8 +432,13 @@ class TestLimits:
         assert blocks[1]["text"]["text"].count("• ") <= views.LIST_MAX
 
     def test_whois_with_many_groups_and_permissions(self):
-        user = User("u1", "a@b.com", "a@b.com", groups=tuple((f"g{i}", f"Group{i}") for i in range(500)),
-                    actions=tuple("UPDATE_PASSWORD" for _ in range(300)))
+        user = User(
+            "u1",
+            "a@b.com",
+            "a@b.com",
+            groups=tuple((f"g{i}", f"Group{i}") for i in range(500)),
+            actions=tuple("UPDATE_PASSWORD" for _ in range(300)),
+        )
         perms = [Permission(f"P{i}", resources=(f"projects/{i}",)) for i in range(500)]
         _, blocks = whois(user, perms, asked_for="a@b.com")
         assert_block_kit_limits(blocks)
@@ -391,8 +454,7 @@ class TestLimits:
         assert_block_kit_limits(blocks)
 
     def test_member_list_thousand_members(self):
-        members = [User(f"u{i}", f"user{i}@corp.com", f"user{i}@corp.com", first_name=f"First{i}")
-                   for i in range(1000)]
+        members = [User(f"u{i}", f"user{i}@corp.com", f"user{i}@corp.com", first_name=f"First{i}") for i in range(1000)]
         text, blocks = member_list(Group("g", "Viewer"), members, 1000)
         assert_block_kit_limits(blocks)
         body = blocks[1]["text"]["text"]
@@ -435,8 +497,9 @@ class TestLimits:
         assert blocks == [{"type": "section", "text": {"type": "mrkdwn", "text": "Nothing pending"}}]
 
     def test_permission_catalogue_huge(self):
-        perms = [Permission(f"Permission{i}") for i in range(500)] + \
-                [Permission(f"Project{i}", resources=("projects/*",)) for i in range(500)]
+        perms = [Permission(f"Permission{i}") for i in range(500)] + [
+            Permission(f"Project{i}", resources=("projects/*",)) for i in range(500)
+        ]
         text, blocks = permission_catalogue(perms)
         assert text == "1000 Polaris permissions"
         assert_block_kit_limits(blocks)
@@ -489,9 +552,16 @@ class TestRequestModal:
 
 # ------------------------------------------------------------------------------------- requester DMs
 class TestRequesterUpdate:
-    @pytest.mark.parametrize("state,needle", [
-        (APPROVED, f"approved by <@{DECIDER}>"), (APPLIED, "Done"), (FAILED, "An approver can retry"),
-        (DENIED, f"denied by <@{DECIDER}>"), (EXPIRED, "expired")])
+    @pytest.mark.parametrize(
+        "state,needle",
+        [
+            (APPROVED, f"approved by <@{DECIDER}>"),
+            (APPLIED, "Done"),
+            (FAILED, "An approver can retry"),
+            (DENIED, f"denied by <@{DECIDER}>"),
+            (EXPIRED, "expired"),
+        ],
+    )
     def test_states(self, state, needle):
         msg = requester_update(decided(state, outcome="ok"))
         assert needle in msg

@@ -1,5 +1,6 @@
 """The background worker (bot/worker.py) with a stand-in service: it runs passes, wakes on ``wake()``, lets
 the current pass finish on ``stop()``, and survives a pass that raises."""
+
 from __future__ import annotations
 
 import threading

@@ -3,6 +3,7 @@
 Each cell is ``ok`` (the action is carried out or answered) or ``no`` (refused with a message, nothing
 changed, the refusal audited). Commands go through ``AccessService.handle_command`` and buttons through
 ``decide``/``retry``, the same calls the Bolt listeners make after ``ack()``."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,23 +12,65 @@ from sqlalchemy import select
 from bot.models import APPROVED, DENIED, FAILED, PENDING, AccessRequest, AuditEvent
 from tests.conftest import ADMIN, APPROVER, GONE, GUEST, OTHER, REQUESTER
 
-ROLES = {"requester": REQUESTER, "approver": APPROVER, "admin": ADMIN, "member": OTHER, "guest": GUEST,
-         "deactivated": GONE}
+ROLES = {
+    "requester": REQUESTER,
+    "approver": APPROVER,
+    "admin": ADMIN,
+    "member": OTHER,
+    "guest": GUEST,
+    "deactivated": GONE,
+}
 
 # command -> (text, success marker, expected per role)
 COMMANDS = {
     "help": ("help", "Polaris access bot", dict.fromkeys(ROLES, "ok")),
-    "whois": ("whois bob@example.com", "Polaris user bob@example.com", {**dict.fromkeys(ROLES, "ok"), "guest": "no", "deactivated": "no"}),
+    "whois": (
+        "whois bob@example.com",
+        "Polaris user bob@example.com",
+        {**dict.fromkeys(ROLES, "ok"), "guest": "no", "deactivated": "no"},
+    ),
     "groups": ("groups", "Polaris groups", {**dict.fromkeys(ROLES, "ok"), "guest": "no", "deactivated": "no"}),
-    "members": ("members Viewer", "Members of Viewer", {**dict.fromkeys(ROLES, "ok"), "guest": "no", "deactivated": "no"}),
-    "permissions": ("permissions", "Polaris permissions", {**dict.fromkeys(ROLES, "ok"), "guest": "no", "deactivated": "no"}),
-    "request": ("request Data Manager", "went to the approvers", {**dict.fromkeys(ROLES, "ok"), "guest": "no", "deactivated": "no"}),
-    "invite": ("invite new.person@example.com Viewer", "went to the approvers", {**dict.fromkeys(ROLES, "ok"), "guest": "no", "deactivated": "no"}),
-    "reset-password (own)": ("reset-password", "went to the approvers", {**dict.fromkeys(ROLES, "ok"), "guest": "no", "deactivated": "no"}),
-    "reset-password (other)": ("reset-password dan@example.com", "went to the approvers", {**dict.fromkeys(ROLES, "ok"), "guest": "no", "deactivated": "no"}),
+    "members": (
+        "members Viewer",
+        "Members of Viewer",
+        {**dict.fromkeys(ROLES, "ok"), "guest": "no", "deactivated": "no"},
+    ),
+    "permissions": (
+        "permissions",
+        "Polaris permissions",
+        {**dict.fromkeys(ROLES, "ok"), "guest": "no", "deactivated": "no"},
+    ),
+    "request": (
+        "request Data Manager",
+        "went to the approvers",
+        {**dict.fromkeys(ROLES, "ok"), "guest": "no", "deactivated": "no"},
+    ),
+    "invite": (
+        "invite new.person@example.com Viewer",
+        "went to the approvers",
+        {**dict.fromkeys(ROLES, "ok"), "guest": "no", "deactivated": "no"},
+    ),
+    "reset-password (own)": (
+        "reset-password",
+        "went to the approvers",
+        {**dict.fromkeys(ROLES, "ok"), "guest": "no", "deactivated": "no"},
+    ),
+    "reset-password (other)": (
+        "reset-password dan@example.com",
+        "went to the approvers",
+        {**dict.fromkeys(ROLES, "ok"), "guest": "no", "deactivated": "no"},
+    ),
     "status": ("status", "open requests", {**dict.fromkeys(ROLES, "ok"), "guest": "no", "deactivated": "no"}),
-    "pending": ("pending", "decision", {"requester": "no", "approver": "ok", "admin": "ok", "member": "no", "guest": "no", "deactivated": "no"}),
-    "policy": ("policy", "Approval policy", {"requester": "no", "approver": "no", "admin": "ok", "member": "no", "guest": "no", "deactivated": "no"}),
+    "pending": (
+        "pending",
+        "decision",
+        {"requester": "no", "approver": "ok", "admin": "ok", "member": "no", "guest": "no", "deactivated": "no"},
+    ),
+    "policy": (
+        "policy",
+        "Approval policy",
+        {"requester": "no", "approver": "no", "admin": "ok", "member": "no", "guest": "no", "deactivated": "no"},
+    ),
 }
 BUTTONS = {
     "approve": {"requester": "no", "approver": "ok", "admin": "ok", "member": "no", "guest": "no", "deactivated": "no"},
@@ -39,8 +82,13 @@ BUTTONS = {
 @pytest.fixture
 def world(service, sandbox, slack, groups):
     """Polaris accounts for everyone with a Slack email, so own-account commands can succeed."""
-    for email in ("alice@example.com", "oscar@example.com", "dan@example.com", "gus@partner.example",
-                  "gone@example.com"):
+    for email in (
+        "alice@example.com",
+        "oscar@example.com",
+        "dan@example.com",
+        "gus@partner.example",
+        "gone@example.com",
+    ):
         sandbox.create_user(email, groups=[groups["Viewer"]])
     return service
 

@@ -1,4 +1,5 @@
 """Signed requests through the real Bolt app (``app.dispatch``), with the Slack stand-in and Polaris sandbox."""
+
 from __future__ import annotations
 
 import time
@@ -9,8 +10,7 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import select
 
 from bot.models import APPLIED, AccessRequest
-from tests.conftest import (APPROVER, OTHER, REQUESTER, click_body, signed_headers, slash_body,
-                            wait_for)
+from tests.conftest import APPROVER, OTHER, REQUESTER, click_body, signed_headers, slash_body, wait_for
 
 
 @pytest.fixture
@@ -27,14 +27,23 @@ def dispatch(bolt, body: str, headers: dict):
 
 
 def test_slacks_documented_signing_example():
-    body = ("token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V"
-            "&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text="
-            "&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN"
-            "&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c")
+    body = (
+        "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V"
+        "&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text="
+        "&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN"
+        "&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c"
+    )
     verifier = SignatureVerifier("8f742231b10e8888abcd99yyyzzz85a5")
     expected = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
     assert verifier.generate_signature(timestamp="1531420618", body=body) == expected
-    assert verifier.is_valid(body=body, timestamp="1531420618", signature=expected, ) is False  # 2018: too old now
+    assert (
+        verifier.is_valid(
+            body=body,
+            timestamp="1531420618",
+            signature=expected,
+        )
+        is False
+    )  # 2018: too old now
 
 
 def test_unsigned_tampered_and_stale_requests_get_401(bolt, slack, groups, db):
@@ -98,10 +107,23 @@ def test_request_without_arguments_opens_form_and_submission_creates_request(bol
     form = slack.views[1]["view"]
     options = form["blocks"][0]["element"]["options"]
     viewer = next(o["value"] for o in options if o["text"]["text"] == "Viewer")
-    payload = {"type": "view_submission", "team": {"id": "T0STANDIN"}, "user": {"id": REQUESTER},
-               "api_app_id": "A0TEST", "view": {"id": "V1", "type": "modal", "callback_id": "request_modal", "state": {"values": {
-                   "group": {"value": {"type": "static_select", "selected_option": {"value": viewer}}},
-                   "reason": {"value": {"type": "plain_text_input", "value": "from the form"}}}}}}
+    payload = {
+        "type": "view_submission",
+        "team": {"id": "T0STANDIN"},
+        "user": {"id": REQUESTER},
+        "api_app_id": "A0TEST",
+        "view": {
+            "id": "V1",
+            "type": "modal",
+            "callback_id": "request_modal",
+            "state": {
+                "values": {
+                    "group": {"value": {"type": "static_select", "selected_option": {"value": viewer}}},
+                    "reason": {"value": {"type": "plain_text_input", "value": "from the form"}},
+                }
+            },
+        },
+    }
     sub = urllib.parse.urlencode({"payload": json.dumps(payload)})
     assert dispatch(bolt, sub, signed_headers(sub)).status == 200
     req = wait_for(lambda: _requests(db))[0]
@@ -121,9 +143,15 @@ def test_app_home_is_published_once_per_event_id(bolt, slack, groups, core):
     import json
 
     core.service.handle_command(REQUESTER, "request Viewer")
-    event = {"token": "x", "team_id": "T0STANDIN", "api_app_id": "A0TEST", "type": "event_callback",
-             "event_id": "Ev0HOME1", "event_time": int(time.time()),
-             "event": {"type": "app_home_opened", "user": REQUESTER, "channel": "D0X", "tab": "home"}}
+    event = {
+        "token": "x",
+        "team_id": "T0STANDIN",
+        "api_app_id": "A0TEST",
+        "type": "event_callback",
+        "event_id": "Ev0HOME1",
+        "event_time": int(time.time()),
+        "event": {"type": "app_home_opened", "user": REQUESTER, "channel": "D0X", "tab": "home"},
+    }
     body = json.dumps(event)
     for retry in range(3):  # the first delivery and two of Slack's retries
         headers = signed_headers(body, content_type="application/json")

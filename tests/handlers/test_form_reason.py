@@ -1,5 +1,6 @@
 """The request form's reason (issue 8, finding 21): a reason over the limit is refused in the form itself,
 saying its real length and the limit, and nothing is saved."""
+
 from __future__ import annotations
 
 import json
@@ -24,10 +25,23 @@ def bolt(core):
 
 
 def test_form_reason_of_5000_characters_is_refused_with_its_length(bolt, core, groups, db):
-    payload = {"type": "view_submission", "team": {"id": "T0STANDIN"}, "user": {"id": REQUESTER},
-               "api_app_id": "A0TEST", "view": {"id": "V1", "type": "modal", "callback_id": "request_modal", "state": {
-                   "values": {"group": {"value": {"type": "static_select", "selected_option": {"value": groups["Viewer"]}}},
-                              "reason": {"value": {"type": "plain_text_input", "value": "r" * 5000}}}}}}
+    payload = {
+        "type": "view_submission",
+        "team": {"id": "T0STANDIN"},
+        "user": {"id": REQUESTER},
+        "api_app_id": "A0TEST",
+        "view": {
+            "id": "V1",
+            "type": "modal",
+            "callback_id": "request_modal",
+            "state": {
+                "values": {
+                    "group": {"value": {"type": "static_select", "selected_option": {"value": groups["Viewer"]}}},
+                    "reason": {"value": {"type": "plain_text_input", "value": "r" * 5000}},
+                }
+            },
+        },
+    }
     body = urllib.parse.urlencode({"payload": json.dumps(payload)})
     response = bolt.dispatch(BoltRequest(body=body, headers={k: [v] for k, v in signed_headers(body).items()}))
     assert response.status == 200

@@ -1,4 +1,5 @@
 """Defensive payload reading: oddly shaped but signed payloads never raise."""
+
 from handlers.payload import dig, request_id, text, user_id
 
 

@@ -1,6 +1,7 @@
 """Nothing waits behind Polaris or Slack (issue #8, findings 8 and 9): signed requests through the real Bolt
 app, with faults injected in the Polaris sandbox (``Fault(delay=...)``) and the Slack stand-in (429 with
 ``Retry-After``, a slow ``users.info``, ``views.open`` answering ``expired_trigger_id``)."""
+
 from __future__ import annotations
 
 import json
@@ -66,9 +67,15 @@ def test_the_home_tab_is_published_while_polaris_hangs(bolt, slack, groups, sand
     command(bolt, slack, REQUESTER, "whois")
     command(bolt, slack, APPROVER, "whois")
     wait_for(lambda: len([c for c in sandbox.calls if c.method == "GET" and c.path == "/v1/users"]) >= 2)
-    event = {"token": "x", "team_id": "T0STANDIN", "api_app_id": "A0TEST", "type": "event_callback",
-             "event_id": "Ev0HOMEFAST", "event_time": int(time.time()),
-             "event": {"type": "app_home_opened", "user": OTHER, "channel": "D0X", "tab": "home"}}
+    event = {
+        "token": "x",
+        "team_id": "T0STANDIN",
+        "api_app_id": "A0TEST",
+        "type": "event_callback",
+        "event_id": "Ev0HOMEFAST",
+        "event_time": int(time.time()),
+        "event": {"type": "app_home_opened", "user": OTHER, "channel": "D0X", "tab": "home"},
+    }
     body = json.dumps(event)
     started = time.monotonic()
     assert dispatch(bolt, body, signed_headers(body, content_type="application/json")).status == 200
@@ -81,8 +88,10 @@ def test_slack_rate_limiting_card_posts_holds_up_nobody(bolt, slack, groups, db)
     # The requesters' DMs saying so are refused too (4 posts), so which post meets which 429 does not matter.
     slack.fail_next("chat.postMessage", status=429, retry_after=20, times=4)
     started = time.monotonic()
-    asked = [command(bolt, slack, REQUESTER, "request Viewer dashboards"),
-             command(bolt, slack, OTHER, "request Viewer reports")]
+    asked = [
+        command(bolt, slack, REQUESTER, "request Viewer dashboards"),
+        command(bolt, slack, OTHER, "request Viewer reports"),
+    ]
     helped = command(bolt, slack, APPROVER, "help")
     assert wait_for(lambda: answers(slack, helped), timeout=5)
     assert time.monotonic() - started < 1.0
@@ -167,11 +176,23 @@ def test_views_open_failing_with_5xx_is_not_retried_past_the_trigger_lifetime(bo
 def test_a_form_submission_meeting_a_full_queue_is_refused_in_the_form(bolt, slack, groups, service, db):
     service.max_queued = 0
     viewer = groups["Viewer"]
-    payload = {"type": "view_submission", "team": {"id": "T0STANDIN"}, "user": {"id": REQUESTER},
-               "api_app_id": "A0TEST", "view": {"id": "V1", "type": "modal", "callback_id": "request_modal",
-                                                "state": {"values": {
-                   "group": {"value": {"type": "static_select", "selected_option": {"value": viewer}}},
-                   "reason": {"value": {"type": "plain_text_input", "value": "from the form"}}}}}}
+    payload = {
+        "type": "view_submission",
+        "team": {"id": "T0STANDIN"},
+        "user": {"id": REQUESTER},
+        "api_app_id": "A0TEST",
+        "view": {
+            "id": "V1",
+            "type": "modal",
+            "callback_id": "request_modal",
+            "state": {
+                "values": {
+                    "group": {"value": {"type": "static_select", "selected_option": {"value": viewer}}},
+                    "reason": {"value": {"type": "plain_text_input", "value": "from the form"}},
+                }
+            },
+        },
+    }
     body = urllib.parse.urlencode({"payload": json.dumps(payload)})
     response = dispatch(bolt, body)
     assert response.status == 200
@@ -179,11 +200,23 @@ def test_a_form_submission_meeting_a_full_queue_is_refused_in_the_form(bolt, sla
     assert answer["response_action"] == "errors" and "busy" in answer["errors"]["group"]
 
 
-@pytest.mark.parametrize("text, lane", [
-    ("help", "local"), ("", "local"), ("status", "local"), ("pending", "local"), ("nonsense words", "local"),
-    ("whois", "polaris"), ("groups", "polaris"), ("members Viewer", "polaris"), ("permissions", "polaris"),
-    ("request Viewer why", "polaris"), ("invite a@example.com Viewer", "polaris"), ("reset-password", "polaris"),
-])
+@pytest.mark.parametrize(
+    "text, lane",
+    [
+        ("help", "local"),
+        ("", "local"),
+        ("status", "local"),
+        ("pending", "local"),
+        ("nonsense words", "local"),
+        ("whois", "polaris"),
+        ("groups", "polaris"),
+        ("members Viewer", "polaris"),
+        ("permissions", "polaris"),
+        ("request Viewer why", "polaris"),
+        ("invite a@example.com Viewer", "polaris"),
+        ("reset-password", "polaris"),
+    ],
+)
 def test_each_command_runs_in_the_lane_of_what_it_waits_on(service, text, lane):
     assert service.command_lane(text) == lane
 

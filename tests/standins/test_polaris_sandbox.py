@@ -41,8 +41,20 @@ RAW_AUTH = {"Authorization": f"Basic {SANDBOX_API_KEY}"}
 RFC_AUTH = {"Authorization": "Basic " + base64.b64encode(f"{SANDBOX_API_KEY}:".encode()).decode()}
 BASE = "https://example.api.imply.io"
 ISO_MS_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-USER_KEYS = {"id", "username", "email", "firstName", "lastName", "enabled", "emailVerified",
-             "permissions", "groups", "identities", "actions", "createdOn"}
+USER_KEYS = {
+    "id",
+    "username",
+    "email",
+    "firstName",
+    "lastName",
+    "enabled",
+    "emailVerified",
+    "permissions",
+    "groups",
+    "identities",
+    "actions",
+    "createdOn",
+}
 DANI = "880f6811-7e85-47ce-b3c5-a57a85ab95bd"
 ALEX = "d88d4e47-d6ed-4820-880e-c0564ce99752"
 JO = "b2e4d6f8-1a3c-4e5f-8b7d-9c0a2e4f6b81"
@@ -132,8 +144,9 @@ def test_seed_matches_guide_exactly(sb, guide):
     by_id = {g["id"]: g for g in listed["values"]}
     for g in groups:  # exact id, name, readOnly and permission list (userCount reflects our members)
         mine = by_id[g["id"]]
-        assert {k: mine[k] for k in ("id", "name", "readOnly", "permissions")} == \
-               {k: g[k] for k in ("id", "name", "readOnly", "permissions")}
+        assert {k: mine[k] for k in ("id", "name", "readOnly", "permissions")} == {
+            k: g[k] for k in ("id", "name", "readOnly", "permissions")
+        }
     custom = by_id[ALERTS_AND_REPORTS_ID]
     assert custom["name"] == "Alerts and reports" and custom["readOnly"] is False
     assert custom["permissions"] == guide[2]["permissions"]  # the guide's create-group request
@@ -146,7 +159,12 @@ def test_seed_demo_users_and_seed_false():
     assert all(u["username"].endswith("@example.com") for u in users["values"])
     assert [u["enabled"] for u in users["values"]].count(False) == 1
     assert {g["id"] for u in users["values"] for g in u["groups"]} >= {
-        ORGANIZATION_ADMIN_ID, DATA_MANAGER_ID, DATA_ANALYST_ID, VIEWER_ID, ALERTS_AND_REPORTS_ID}
+        ORGANIZATION_ADMIN_ID,
+        DATA_MANAGER_ID,
+        DATA_ANALYST_ID,
+        VIEWER_ID,
+        ALERTS_AND_REPORTS_ID,
+    }
     _, _, groups = api(sb, "GET", "/v1/groups")
     counts = {g["id"]: g["userCount"] for g in groups["values"]}
     assert counts[VIEWER_ID] == 2 and counts[ALERTS_AND_REPORTS_ID] == 1
@@ -168,14 +186,17 @@ def test_auth_accepts_raw_and_rfc7617_forms(sb, headers):
     assert api(sb, "GET", "/v1/permissions", headers=headers)[0] == 200
 
 
-@pytest.mark.parametrize("headers", [
-    {},
-    {"Authorization": "Basic pok_wrong"},
-    {"Authorization": "Basic " + base64.b64encode(b"pok_wrong:").decode()},
-    {"Authorization": "Basic " + base64.b64encode(f"{SANDBOX_API_KEY}:secret".encode()).decode()},
-    {"Authorization": f"Bearer {SANDBOX_API_KEY}"},
-    {"Authorization": "Basic"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Basic pok_wrong"},
+        {"Authorization": "Basic " + base64.b64encode(b"pok_wrong:").decode()},
+        {"Authorization": "Basic " + base64.b64encode(f"{SANDBOX_API_KEY}:secret".encode()).decode()},
+        {"Authorization": f"Bearer {SANDBOX_API_KEY}"},
+        {"Authorization": "Basic"},
+    ],
+)
 def test_auth_rejects_with_wrapped_401(sb, headers):
     status, hdrs, body = api(sb, "GET", "/v1/users", headers=headers)
     assert status == 401
@@ -234,8 +255,8 @@ def test_search_is_case_insensitive_substring_over_fields(sb):
         return body["count"], {u["username"] for u in body["values"]}
 
     assert search("SMITH") == (2, {"alex.smith@example.com", "alexa.smith@example.com"})  # lastName + username
-    assert search("quin") == (1, {"zed@corp.example.org"})     # firstName
-    assert search("ORWEL") == (1, {"zed@corp.example.org"})    # lastName
+    assert search("quin") == (1, {"zed@corp.example.org"})  # firstName
+    assert search("ORWEL") == (1, {"zed@corp.example.org"})  # lastName
     assert search("corp.EXAMPLE") == (1, {"zed@corp.example.org"})  # username/email
     assert search("alex")[0] == 2  # substring, not exact: the client must filter exact matches
     assert search("nobody-here") == (0, set())
@@ -247,8 +268,12 @@ def test_search_is_case_insensitive_substring_over_fields(sb):
 
 
 def test_create_user_201_shape(sb, oas):
-    body = {"username": "new.person@example.com", "firstName": "New", "lastName": "Person",
-            "groups": [{"id": ALERTS_AND_REPORTS_ID}]}
+    body = {
+        "username": "new.person@example.com",
+        "firstName": "New",
+        "lastName": "Person",
+        "groups": [{"id": ALERTS_AND_REPORTS_ID}],
+    }
     status, _, user = api(sb, "POST", "/v1/users", body)
     assert status == 201
     oas.response(user, "/v1/users", "post", 201)
@@ -279,18 +304,21 @@ def test_create_duplicate_is_wrapped_409_case_insensitive(sb):
     assert api(sb, "GET", "/v1/users")[2]["count"] == 5
 
 
-@pytest.mark.parametrize("body", [
-    {"username": "not-an-email"},
-    {"username": "a@b"},
-    {"firstName": "No", "lastName": "Username"},
-    {"username": "ok@example.com", "groups": [{"id": "00000000-0000-4000-8000-000000000000"}]},
-    {"username": "ok@example.com", "groups": [{"name": "Viewer"}]},  # by name: not allowed
-    {"username": "ok@example.com", "groups": ["d919f276-7857-4b59-a616-0c2540fb4ad1"]},
-    {"username": "ok@example.com", "enabled": "yes"},
-    {"username": "ok@example.com", "actions": ["RESET"]},
-    {"username": "ok@example.com", "permissions": [{"name": "NoSuchPermission"}]},
-    [{"username": "ok@example.com"}],
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"username": "not-an-email"},
+        {"username": "a@b"},
+        {"firstName": "No", "lastName": "Username"},
+        {"username": "ok@example.com", "groups": [{"id": "00000000-0000-4000-8000-000000000000"}]},
+        {"username": "ok@example.com", "groups": [{"name": "Viewer"}]},  # by name: not allowed
+        {"username": "ok@example.com", "groups": ["d919f276-7857-4b59-a616-0c2540fb4ad1"]},
+        {"username": "ok@example.com", "enabled": "yes"},
+        {"username": "ok@example.com", "actions": ["RESET"]},
+        {"username": "ok@example.com", "permissions": [{"name": "NoSuchPermission"}]},
+        [{"username": "ok@example.com"}],
+    ],
+)
 def test_create_user_invalid_is_bare_400(sb, body):
     status, _, err = api(sb, "POST", "/v1/users", body)
     assert status == 400
@@ -310,13 +338,14 @@ def test_malformed_json_and_missing_body_are_bare_400(sb):
 
 
 def test_put_replaces_user_omitted_fields_lost(sb, oas):
-    created = sb.create_user("pat@example.com", "Pat", "Doe", groups=[VIEWER_ID, DATA_ANALYST_ID],
-                             enabled=False, actions=["UPDATE_PASSWORD"])
+    created = sb.create_user(
+        "pat@example.com", "Pat", "Doe", groups=[VIEWER_ID, DATA_ANALYST_ID], enabled=False, actions=["UPDATE_PASSWORD"]
+    )
     status, _, user = api(sb, "PUT", f"/v1/users/{created['id']}", {"username": "pat@example.com"})
     assert status == 200
     oas.response(user, "/v1/users/{id}", "put", 200)
     assert user.get("firstName", "") == "" and user.get("lastName", "") == ""
-    assert user["enabled"] is True            # schema default
+    assert user["enabled"] is True  # schema default
     assert user["groups"] == [] and user["actions"] == [] and user["permissions"] == []
     for key in ("id", "username", "email", "emailVerified", "identities", "createdOn"):
         assert user[key] == created[key]
@@ -404,7 +433,9 @@ def test_effective_permissions_union_and_merge(sb, oas):
     assert eff == {
         "AdministerReports": [f"projects/{p}" for p in DEMO_PROJECT_IDS],
         "AdministerAlerts": [f"projects/{p}" for p in DEMO_PROJECT_IDS],
-        "ViewTables": ["projects/*"], "AccessCollections": ["projects/*"], "AccessVisualization": ["projects/*"],
+        "ViewTables": ["projects/*"],
+        "AccessCollections": ["projects/*"],
+        "AccessVisualization": ["projects/*"],
     }
     # a custom group with an overlapping permission merges resources; org-level stays resource-less;
     # the user's own permissions are included
@@ -459,8 +490,12 @@ def test_group_members_add_idempotent_and_remove(sb, oas):
 
 @pytest.mark.parametrize("body", [[{"id": "no-such-user"}], {"id": ALEX}, [ALEX], None])
 def test_group_members_bad_body_is_400_atomic(sb, body):
-    status, _, err = api(sb, "POST", f"/v1/groups/{DATA_ANALYST_ID}/members",
-                         body if body is None else [{"id": ALEX}] + body if isinstance(body, list) else body)
+    status, _, err = api(
+        sb,
+        "POST",
+        f"/v1/groups/{DATA_ANALYST_ID}/members",
+        body if body is None else [{"id": ALEX}] + body if isinstance(body, list) else body,
+    )
     assert status == 400
     assert_bare(err, "BadArgument")
     assert ALEX not in sb.group_member_ids(DATA_ANALYST_ID)
@@ -480,8 +515,10 @@ def test_predefined_groups_are_read_only(sb):
 
 
 def test_custom_group_lifecycle(sb, oas):
-    body = {"name": "Report Readers",
-            "permissions": [{"name": "AccessReports", "resources": ["projects/*"]}, {"name": "AdministerBilling"}]}
+    body = {
+        "name": "Report Readers",
+        "permissions": [{"name": "AccessReports", "resources": ["projects/*"]}, {"name": "AdministerBilling"}],
+    }
     status, _, group = api(sb, "POST", "/v1/groups", body)
     assert status == 201
     oas.response(group, "/v1/groups", "post", 201)
@@ -507,15 +544,18 @@ def test_custom_group_lifecycle(sb, oas):
     assert api(sb, "GET", f"/v1/groups/{group['id']}")[0] == 404
 
 
-@pytest.mark.parametrize("body", [
-    {"permissions": []},
-    {"name": "   ", "permissions": []},
-    {"name": "No perms key"},
-    {"name": "X", "permissions": [{"name": "Bogus", "resources": ["projects/*"]}]},
-    {"name": "X", "permissions": [{"name": "AccessReports"}]},  # project-scoped needs resources
-    {"name": "X", "permissions": [{"name": "AdministerUsers", "resources": ["projects/*"]}]},
-    {"name": "X", "permissions": [{"name": "AccessReports", "resources": ["proj/1"]}]},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"permissions": []},
+        {"name": "   ", "permissions": []},
+        {"name": "No perms key"},
+        {"name": "X", "permissions": [{"name": "Bogus", "resources": ["projects/*"]}]},
+        {"name": "X", "permissions": [{"name": "AccessReports"}]},  # project-scoped needs resources
+        {"name": "X", "permissions": [{"name": "AdministerUsers", "resources": ["projects/*"]}]},
+        {"name": "X", "permissions": [{"name": "AccessReports", "resources": ["proj/1"]}]},
+    ],
+)
 def test_create_group_invalid_is_bare_400(sb, body):
     status, _, err = api(sb, "POST", "/v1/groups", body)
     assert status == 400
@@ -564,8 +604,11 @@ def test_calls_and_writes(sb):
     api(sb, "POST", "/v1/users", {"username": "w1@example.com"})  # 409: not a write
     api(sb, "DELETE", f"/v1/groups/{VIEWER_ID}/members", [{"id": JO}])
     assert [(c.method, c.path, c.status) for c in sb.calls] == [
-        ("GET", "/v1/users", 200), ("POST", "/v1/users", 201), ("POST", "/v1/users", 409),
-        ("DELETE", f"/v1/groups/{VIEWER_ID}/members", 200)]
+        ("GET", "/v1/users", 200),
+        ("POST", "/v1/users", 201),
+        ("POST", "/v1/users", 409),
+        ("DELETE", f"/v1/groups/{VIEWER_ID}/members", 200),
+    ]
     assert sb.calls[0].query == {"top": "2"} and sb.calls[0].body is None
     assert sb.calls[1].query == {"skipInvite": "true"} and sb.calls[1].body == {"username": "w1@example.com"}
     assert sb.calls[3].body == [{"id": JO}]
@@ -585,9 +628,13 @@ def test_direct_helpers(sb):
     assert sb.group_by_name("nope") is None and sb.get_user("nope") is None and sb.find_user("x@y.z") is None
     g = sb.create_group("Helpers", [{"name": "ManageFiles", "resources": ["projects/*"]}])
     assert g["readOnly"] is False and g["userCount"] == 0
-    for bad in (lambda: sb.create_user("helper@example.com"), lambda: sb.create_user("bad"),
-                lambda: sb.create_user("ok2@example.com", groups=["Nope"]),
-                lambda: sb.create_group("HELPERS", []), lambda: sb.create_group("Y", [{"name": "Nope"}])):
+    for bad in (
+        lambda: sb.create_user("helper@example.com"),
+        lambda: sb.create_user("bad"),
+        lambda: sb.create_user("ok2@example.com", groups=["Nope"]),
+        lambda: sb.create_group("HELPERS", []),
+        lambda: sb.create_group("Y", [{"name": "Nope"}]),
+    ):
         with pytest.raises(ValueError):
             bad()
     # returned dicts are copies: mutating them does not change state
@@ -619,8 +666,9 @@ def test_seed_bulk_fast_and_deterministic():
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.sampled_from(["add", "remove", "put"]), st.integers(0, 4), st.integers(0, 4)),
-                max_size=25))
+@given(
+    st.lists(st.tuples(st.sampled_from(["add", "remove", "put"]), st.integers(0, 4), st.integers(0, 4)), max_size=25)
+)
 def test_membership_stays_consistent(ops):
     sb = PolarisSandbox()
     users = [u["id"] for u in api(sb, "GET", "/v1/users")[2]["values"]]
@@ -637,7 +685,9 @@ def test_membership_stays_consistent(ops):
             assert api(sb, "PUT", f"/v1/users/{uid}", user)[0] == 200
     for g in api(sb, "GET", "/v1/groups")[2]["values"]:
         _, _, members = api(sb, "GET", f"/v1/groups/{g['id']}/members")
-        holders = {u["id"] for u in api(sb, "GET", "/v1/users")[2]["values"] if g["id"] in {x["id"] for x in u["groups"]}}
+        holders = {
+            u["id"] for u in api(sb, "GET", "/v1/users")[2]["values"] if g["id"] in {x["id"] for x in u["groups"]}
+        }
         assert g["userCount"] == members["count"] == len(holders)
         assert {m["id"] for m in members["values"]} == holders
 
@@ -730,8 +780,11 @@ def test_http_server_end_to_end(sb, server, oas):
     assert isinstance(server, SandboxServer) and re.fullmatch(r"http://127\.0\.0\.1:\d+", server.url)
     with requests.Session() as s:
         s.headers.update(RFC_AUTH)
-        r = s.post(f"{server.url}/v1/users", params={"skipInvite": "true"},
-                   json={"username": "http.user@example.com", "firstName": "Http", "groups": [{"id": VIEWER_ID}]})
+        r = s.post(
+            f"{server.url}/v1/users",
+            params={"skipInvite": "true"},
+            json={"username": "http.user@example.com", "firstName": "Http", "groups": [{"id": VIEWER_ID}]},
+        )
         assert r.status_code == 201 and r.headers["Content-Type"] == "application/json"
         oas.response(r.json(), "/v1/users", "post", 201)
         uid = r.json()["id"]
@@ -781,15 +834,26 @@ def test_http_concurrent_requests(sb, server):
     sb.add_fault(Fault(path=r"^/v1/groups$", delay=0.3, times=None))
     t0 = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:
-        codes = list(pool.map(lambda _: requests.get(f"{server.url}/v1/groups", headers=RAW_AUTH, timeout=5).status_code,
-                              range(8)))
+        codes = list(
+            pool.map(
+                lambda _: requests.get(f"{server.url}/v1/groups", headers=RAW_AUTH, timeout=5).status_code, range(8)
+            )
+        )
     assert codes == [200] * 8
     assert time.perf_counter() - t0 < 1.5  # 8 x 0.3 s would take 2.4 s if serialized
     sb.clear_faults()
     # concurrent creates of the same username: exactly one wins
     with ThreadPoolExecutor(8) as pool:
-        codes = list(pool.map(lambda _: requests.post(f"{server.url}/v1/users", headers=RAW_AUTH, timeout=5,
-                                                      json={"username": "race@example.com"}).status_code, range(8)))
+        codes = list(
+            pool.map(
+                lambda _: (
+                    requests.post(
+                        f"{server.url}/v1/users", headers=RAW_AUTH, timeout=5, json={"username": "race@example.com"}
+                    ).status_code
+                ),
+                range(8),
+            )
+        )
     assert sorted(codes) == [201] + [409] * 7
 
 
@@ -845,7 +909,10 @@ def test_mount_all_routes_and_faults(sb):
         r = s.post(f"{BASE}/v1/users", json={"username": "mock@example.com"})
         assert r.status_code == 201 and r.headers["Content-Type"] == "application/json"
         uid = r.json()["id"]
-        assert s.put(f"{BASE}/v1/users/{uid}", json={"username": "mock@example.com", "firstName": "M"}).json()["firstName"] == "M"
+        assert (
+            s.put(f"{BASE}/v1/users/{uid}", json={"username": "mock@example.com", "firstName": "M"}).json()["firstName"]
+            == "M"
+        )
         assert s.post(f"{BASE}/v1/groups/{VIEWER_ID}/members", json=[{"id": uid}]).status_code == 200
         r = s.delete(f"{BASE}/v1/groups/{VIEWER_ID}/members", json=[{"id": uid}])
         assert r.status_code == 200 and r.content == b""
@@ -894,9 +961,15 @@ def test_wsgi_app(sb):
     from wsgiref.util import setup_testing_defaults
 
     body = json.dumps({"username": "wsgi@example.com"}).encode()
-    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/v1/users", "QUERY_STRING": "skipInvite=true",
-               "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": "application/json",
-               "HTTP_AUTHORIZATION": f"Basic {SANDBOX_API_KEY}", "wsgi.input": io.BytesIO(body)}
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/v1/users",
+        "QUERY_STRING": "skipInvite=true",
+        "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": "application/json",
+        "HTTP_AUTHORIZATION": f"Basic {SANDBOX_API_KEY}",
+        "wsgi.input": io.BytesIO(body),
+    }
     setup_testing_defaults(environ)
     seen = {}
 

@@ -1,4 +1,5 @@
 """Tests for standins.slack_api: a real slack_sdk WebClient (urllib) against the local stand-in server."""
+
 from __future__ import annotations
 
 import json
@@ -18,16 +19,33 @@ TOKEN = "xoxb-test-token"
 
 APPROVAL_BLOCKS = [
     {"type": "header", "text": {"type": "plain_text", "text": "Access request"}},
-    {"type": "section", "text": {"type": "mrkdwn", "text": "*<@U1>* wants `analysts` &amp; more &lt;now&gt;"},
-     "fields": [{"type": "mrkdwn", "text": "*Group:* analysts"}, {"type": "mrkdwn", "text": "*For:* 7 days"}]},
+    {
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": "*<@U1>* wants `analysts` &amp; more &lt;now&gt;"},
+        "fields": [{"type": "mrkdwn", "text": "*Group:* analysts"}, {"type": "mrkdwn", "text": "*For:* 7 days"}],
+    },
     {"type": "divider"},
     {"type": "context", "elements": [{"type": "mrkdwn", "text": "Request #42"}]},
-    {"type": "actions", "block_id": "decision", "elements": [
-        {"type": "button", "text": {"type": "plain_text", "text": "Approve"}, "style": "primary",
-         "action_id": "approve_request", "value": "42"},
-        {"type": "button", "text": {"type": "plain_text", "text": "Deny"}, "style": "danger",
-         "action_id": "deny_request", "value": "42"},
-    ]},
+    {
+        "type": "actions",
+        "block_id": "decision",
+        "elements": [
+            {
+                "type": "button",
+                "text": {"type": "plain_text", "text": "Approve"},
+                "style": "primary",
+                "action_id": "approve_request",
+                "value": "42",
+            },
+            {
+                "type": "button",
+                "text": {"type": "plain_text", "text": "Deny"},
+                "style": "danger",
+                "action_id": "deny_request",
+                "value": "42",
+            },
+        ],
+    },
 ]
 
 
@@ -90,13 +108,18 @@ def test_post_message_then_update_with_blocks(standin, client):
 
 
 def test_form_encoded_blocks_are_decoded(standin, client):
-    resp = client.api_call("chat.postMessage", data={"channel": "C2", "text": "t", "blocks": json.dumps(APPROVAL_BLOCKS)})
+    resp = client.api_call(
+        "chat.postMessage", data={"channel": "C2", "text": "t", "blocks": json.dumps(APPROVAL_BLOCKS)}
+    )
     assert resp["ok"]
     assert standin.messages_in("C2")[0]["blocks"] == APPROVAL_BLOCKS
     # A raw urlencoded body with the token as a field (older clients) works as well.
-    raw = requests.post(standin.api_url + "chat.postMessage",
-                        data=urlencode({"token": TOKEN, "channel": "C2", "blocks": json.dumps(APPROVAL_BLOCKS[:1])}),
-                        headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=5)
+    raw = requests.post(
+        standin.api_url + "chat.postMessage",
+        data=urlencode({"token": TOKEN, "channel": "C2", "blocks": json.dumps(APPROVAL_BLOCKS[:1])}),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=5,
+    )
     assert raw.status_code == 200 and raw.json()["ok"] is True
     assert "token" not in standin.calls[-1][1]
 
@@ -151,8 +174,15 @@ def test_post_ephemeral(standin, client):
     resp = client.chat_postEphemeral(channel="C1", user="U1", text="only you", blocks=APPROVAL_BLOCKS[:2])
     assert resp["message_ts"]
     assert standin.ephemerals == [
-        {"channel": "C1", "user": "U1", "text": "only you", "blocks": APPROVAL_BLOCKS[:2],
-         "attachments": None, "thread_ts": None, "ts": resp["message_ts"]}
+        {
+            "channel": "C1",
+            "user": "U1",
+            "text": "only you",
+            "blocks": APPROVAL_BLOCKS[:2],
+            "attachments": None,
+            "thread_ts": None,
+            "ts": resp["message_ts"],
+        }
     ]
     assert standin.messages == []
 
@@ -221,13 +251,26 @@ def test_fail_next_ok_false_and_server_error(standin, client):
 
 
 def test_views_open_update_publish(standin, client):
-    modal = {"type": "modal", "callback_id": "request_access", "title": {"type": "plain_text", "text": "Request"},
-             "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "Loading…"}}]}
+    modal = {
+        "type": "modal",
+        "callback_id": "request_access",
+        "title": {"type": "plain_text", "text": "Request"},
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "Loading…"}}],
+    }
     opened = client.views_open(trigger_id="123.456.abc", view=modal)["view"]
     assert opened["id"].startswith("V") and opened["callback_id"] == "request_access"
-    filled = dict(modal, submit={"type": "plain_text", "text": "Send"}, blocks=[
-        {"type": "input", "block_id": "group", "label": {"type": "plain_text", "text": "Group"},
-         "element": {"type": "plain_text_input", "action_id": "group_name"}}])
+    filled = dict(
+        modal,
+        submit={"type": "plain_text", "text": "Send"},
+        blocks=[
+            {
+                "type": "input",
+                "block_id": "group",
+                "label": {"type": "plain_text", "text": "Group"},
+                "element": {"type": "plain_text_input", "action_id": "group_name"},
+            }
+        ],
+    )
     updated = client.views_update(view_id=opened["id"], hash=opened["hash"], view=filled)["view"]
     assert updated["id"] == opened["id"] and updated["blocks"] == filled["blocks"]
     with pytest.raises(SlackApiError) as err:  # stale hash
@@ -272,10 +315,17 @@ def test_response_url_records_posts_and_allows_five(standin):
     sixth = requests.post(url, json={"text": "too many"}, timeout=5)
     assert (sixth.status_code, sixth.text) == (404, "expired_url")
     assert len(standin.responses) == 5
-    assert standin.responses[0] == {"key": "cmd-1", "text": "step 0", "blocks": None, "response_type": None,
-                                    "replace_original": True, "delete_original": False}
-    other = requests.post(standin.response_url("cmd-2"),
-                          json={"response_type": "in_channel", "blocks": APPROVAL_BLOCKS}, timeout=5)
+    assert standin.responses[0] == {
+        "key": "cmd-1",
+        "text": "step 0",
+        "blocks": None,
+        "response_type": None,
+        "replace_original": True,
+        "delete_original": False,
+    }
+    other = requests.post(
+        standin.response_url("cmd-2"), json={"response_type": "in_channel", "blocks": APPROVAL_BLOCKS}, timeout=5
+    )
     assert other.status_code == 200
     assert standin.responses[-1]["blocks"] == APPROVAL_BLOCKS
     assert standin.responses[-1]["response_type"] == "in_channel"
@@ -290,11 +340,22 @@ def test_render_shows_blocks_buttons_and_unescapes(standin):
     assert "[Approve] (approve_request)" in text and "[Deny] (deny_request)" in text
     assert "fallback" not in text
     assert standin.render({"text": "a &amp; b &lt;c&gt;", "blocks": None}) == "a & b <c>"
-    modal = {"type": "modal", "title": {"type": "plain_text", "text": "Request"},
-             "submit": {"type": "plain_text", "text": "Send"},
-             "blocks": [{"type": "input", "label": {"type": "plain_text", "text": "Group"},
-                         "element": {"type": "static_select", "action_id": "g",
-                                     "placeholder": {"type": "plain_text", "text": "Pick"}}}]}
+    modal = {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": "Request"},
+        "submit": {"type": "plain_text", "text": "Send"},
+        "blocks": [
+            {
+                "type": "input",
+                "label": {"type": "plain_text", "text": "Group"},
+                "element": {
+                    "type": "static_select",
+                    "action_id": "g",
+                    "placeholder": {"type": "plain_text", "text": "Pick"},
+                },
+            }
+        ],
+    }
     rendered = standin.render(modal)
     assert "Request" in rendered and "Group: <Pick ▾> (g)" in rendered and "[Send]" in rendered
 
@@ -324,8 +385,11 @@ def test_bolt_app_against_standin(standin):
     from slack_sdk.signature import SignatureVerifier
 
     secret = "test-secret"
-    app = App(client=WebClient(token=TOKEN, base_url=standin.api_url, timeout=5), signing_secret=secret,
-              process_before_response=True)
+    app = App(
+        client=WebClient(token=TOKEN, base_url=standin.api_url, timeout=5),
+        signing_secret=secret,
+        process_before_response=True,
+    )
 
     @app.command("/access")
     def handle(ack, respond, client, command):
@@ -333,13 +397,29 @@ def test_bolt_app_against_standin(standin):
         respond(text=f"got {command['text']}")
         client.chat_postMessage(channel=command["channel_id"], text="card")
 
-    body = urlencode({"command": "/access", "text": "analysts", "user_id": "U1", "channel_id": "C1",
-                      "team_id": "T0STANDIN", "trigger_id": "1.2.3", "response_url": standin.response_url("slash")})
+    body = urlencode(
+        {
+            "command": "/access",
+            "text": "analysts",
+            "user_id": "U1",
+            "channel_id": "C1",
+            "team_id": "T0STANDIN",
+            "trigger_id": "1.2.3",
+            "response_url": standin.response_url("slash"),
+        }
+    )
     ts = str(int(time.time()))
     sig = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
-    resp = app.dispatch(BoltRequest(body=body, headers={
-        "content-type": ["application/x-www-form-urlencoded"],
-        "x-slack-request-timestamp": [ts], "x-slack-signature": [sig]}))
+    resp = app.dispatch(
+        BoltRequest(
+            body=body,
+            headers={
+                "content-type": ["application/x-www-form-urlencoded"],
+                "x-slack-request-timestamp": [ts],
+                "x-slack-signature": [sig],
+            },
+        )
+    )
     assert resp.status == 200
     assert [r["text"] for r in standin.responses] == ["got analysts"]
     assert standin.messages_in("C1")[0]["text"] == "card"

@@ -1,13 +1,14 @@
 """Helpers shared by the tests of bot/access (and tests/bot/test_deliveries.py): the one request, audit rows, the
 card, DMs, clock moves, a process that dies mid-call (through the PolarisClient.transport seam)."""
+
 from __future__ import annotations
 
 import datetime as dt
 
 from sqlalchemy import select
 
-from bot.models import (AccessRequest, AuditEvent)
-from tests.conftest import (CHANNEL)
+from bot.models import AccessRequest, AuditEvent
+from tests.conftest import CHANNEL
 
 
 def only_request(db) -> AccessRequest:
@@ -57,8 +58,13 @@ def _finance_readers(sandbox) -> str:
 
 def _not_org_admin(sandbox, groups, email="erin@example.com"):
     user = sandbox.find_user(email)
-    sandbox.handle("PUT", f"/v1/users/{user['id']}", {}, {"Authorization": f"Basic {sandbox_key()}"},
-                   b'{"username": "%s", "groups": [{"id": "%s"}]}' % (email.encode(), groups["Viewer"].encode()))
+    sandbox.handle(
+        "PUT",
+        f"/v1/users/{user['id']}",
+        {},
+        {"Authorization": f"Basic {sandbox_key()}"},
+        b'{"username": "%s", "groups": [{"id": "%s"}]}' % (email.encode(), groups["Viewer"].encode()),
+    )
 
 
 # --- findings 3 and 7: a write whose answer was lost

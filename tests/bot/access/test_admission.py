@@ -2,10 +2,11 @@
 
 Moved from tests/bot/test_workflow.py; against the Polaris sandbox (HTTP) and the Slack stand-in, on SQLite or
 PostgreSQL (TEST_DATABASE_URL)."""
+
 from __future__ import annotations
 
-from tests.bot.access.helpers import (audit_actions)
-from tests.conftest import (OTHER, REQUESTER, make_settings)
+from tests.bot.access.helpers import audit_actions
+from tests.conftest import OTHER, REQUESTER, make_settings
 
 
 def test_command_rate_limit(service, db, sandbox, slack, groups):

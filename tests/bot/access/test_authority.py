@@ -1,4 +1,5 @@
 """The pure authority rule (bot/access/authority.py): facts in, verdict out; properties checked with hypothesis."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -13,8 +14,15 @@ PEOPLE = ["U1", "U2", "U3", "U4"]
 
 
 def identities(uid: str):
-    return st.builds(SlackIdentity, id=st.just(uid), email=st.sampled_from([None, f"{uid.lower()}@example.com"]),
-                     is_bot=st.booleans(), deleted=st.booleans(), is_guest=st.booleans(), exists=st.booleans())
+    return st.builds(
+        SlackIdentity,
+        id=st.just(uid),
+        email=st.sampled_from([None, f"{uid.lower()}@example.com"]),
+        is_bot=st.booleans(),
+        deleted=st.booleans(),
+        is_guest=st.booleans(),
+        exists=st.booleans(),
+    )
 
 
 @st.composite
@@ -23,12 +31,18 @@ def facts(draw) -> AuthorityFacts:
     actor, requester = draw(st.sampled_from(PEOPLE)), draw(st.sampled_from(PEOPLE))
     target = draw(st.sampled_from([None, *PEOPLE]))
     return AuthorityFacts(
-        actor_id=actor, requester_id=requester, target_slack_id=target, approving=draw(st.booleans()),
+        actor_id=actor,
+        requester_id=requester,
+        target_slack_id=target,
+        approving=draw(st.booleans()),
         group_name=draw(st.sampled_from([None, "Viewer", ORG_ADMIN, ORG_ADMIN.lower()])),
         approver_ids=frozenset(draw(st.sets(st.sampled_from(PEOPLE)))),
-        actor=draw(identities(actor)), requester=draw(identities(requester)),
+        actor=draw(identities(actor)),
+        requester=draw(identities(requester)),
         target=draw(identities(target)) if target else None,
-        privileged=draw(st.booleans()), actor_org_admin=draw(st.booleans()))
+        privileged=draw(st.booleans()),
+        actor_org_admin=draw(st.booleans()),
+    )
 
 
 @given(facts())
@@ -82,9 +96,14 @@ def test_denying_never_looks_at_the_requester_or_the_person_it_is_for(f):
 def test_allowed_exactly_when_every_rule_holds(f):
     privileged = f.privileged or (f.group_name or "").lower() == ORG_ADMIN.lower()
     other_ok = not (f.approving and f.target_slack_id and f.target_slack_id != f.requester_id and f.target.barred)
-    expected = (f.actor_id not in (f.requester_id, f.target_slack_id) and f.actor_id in f.approver_ids
-                and not f.actor.barred and (not f.approving or not f.requester.barred) and other_ok
-                and (not privileged or (bool(f.actor.email) and f.actor_org_admin)))
+    expected = (
+        f.actor_id not in (f.requester_id, f.target_slack_id)
+        and f.actor_id in f.approver_ids
+        and not f.actor.barred
+        and (not f.approving or not f.requester.barred)
+        and other_ok
+        and (not privileged or (bool(f.actor.email) and f.actor_org_admin))
+    )
     assert decide_authority(f).allowed == expected
 
 
@@ -104,10 +123,14 @@ def test_facts_are_asked_for_in_order_cheapest_first_and_only_when_needed():
     assert decide_authority(f).needs == "actor_org_admin"
     assert decide_authority(replace(f, actor_org_admin=True)).allowed
     # refused early: nothing more is read
-    assert decide_authority(replace(f, approver_ids=None, actor_id="U2")).refusal == "You cannot decide your own request."
+    assert (
+        decide_authority(replace(f, approver_ids=None, actor_id="U2")).refusal == "You cannot decide your own request."
+    )
 
 
 def test_barred_reason_names_the_flag():
-    assert barred_reason(SlackIdentity("U1", None, deleted=True), "The requester's") == \
-        "The requester's Slack account is deactivated."
+    assert (
+        barred_reason(SlackIdentity("U1", None, deleted=True), "The requester's")
+        == "The requester's Slack account is deactivated."
+    )
     assert barred_reason(SlackIdentity("U1", None), "x") is None

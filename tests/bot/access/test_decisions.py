@@ -2,6 +2,7 @@
 
 Moved from tests/bot/test_workflow.py; against the Polaris sandbox (HTTP) and the Slack stand-in, on SQLite or
 PostgreSQL (TEST_DATABASE_URL)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -10,9 +11,9 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from bot.models import (APPLIED, APPROVED, DENIED, EXPIRED, FAILED, PENDING, Approval)
-from tests.bot.access.helpers import (only_request, audit_actions, card, buttons, dms, sandbox_key, _not_org_admin)
-from tests.conftest import (ADMIN, APPROVER, APPROVER2, BOT, GONE, GUEST, OTHER, REQUESTER, make_settings)
+from bot.models import APPLIED, APPROVED, DENIED, EXPIRED, FAILED, PENDING, Approval
+from tests.bot.access.helpers import only_request, audit_actions, card, buttons, dms, sandbox_key, _not_org_admin
+from tests.conftest import ADMIN, APPROVER, APPROVER2, BOT, GONE, GUEST, OTHER, REQUESTER, make_settings
 
 
 def test_requester_and_non_approvers_cannot_decide(service, db, slack, groups):
@@ -110,8 +111,13 @@ def test_organization_admin_needs_two_approvers_who_are_org_admins(service, db, 
 
 def test_organization_admin_approval_refused_for_approver_not_org_admin_in_polaris(service, db, sandbox, slack, groups):
     erin = sandbox.find_user("erin@example.com")
-    sandbox.handle("PUT", f"/v1/users/{erin['id']}", {}, {"Authorization": f"Basic {sandbox_key()}"},
-                   b'{"username": "erin@example.com", "groups": [{"id": "%s"}]}' % groups["Viewer"].encode())
+    sandbox.handle(
+        "PUT",
+        f"/v1/users/{erin['id']}",
+        {},
+        {"Authorization": f"Basic {sandbox_key()}"},
+        b'{"username": "erin@example.com", "groups": [{"id": "%s"}]}' % groups["Viewer"].encode(),
+    )
     service.handle_command(REQUESTER, "request Organization Admin")
     req = only_request(db)
     assert "Only members of Organization Admin" in service.decide(req.id, APPROVER2, approve=True)
@@ -136,8 +142,13 @@ def test_custom_group_granting_administer_users_is_treated_like_organization_adm
     sandbox.create_group("Break Glass", [{"name": "AdministerUsers"}])
     service.catalog.invalidate()
     erin = sandbox.find_user("erin@example.com")
-    sandbox.handle("PUT", f"/v1/users/{erin['id']}", {}, {"Authorization": f"Basic {sandbox_key()}"},
-                   b'{"username": "erin@example.com", "groups": [{"id": "%s"}]}' % groups["Viewer"].encode())
+    sandbox.handle(
+        "PUT",
+        f"/v1/users/{erin['id']}",
+        {},
+        {"Authorization": f"Basic {sandbox_key()}"},
+        b'{"username": "erin@example.com", "groups": [{"id": "%s"}]}' % groups["Viewer"].encode(),
+    )
     service.handle_command(REQUESTER, "request Break Glass incident")
     req = only_request(db)
     assert req.approvals_required == 2
@@ -188,7 +199,8 @@ def test_request_of_someone_deactivated_since_cannot_be_approved_but_can_be_deni
 
 
 def test_group_made_privileged_after_the_request_needs_two_org_admin_approvals_at_click_time(
-        service, db, sandbox, slack, groups):
+    service, db, sandbox, slack, groups
+):
     """Carol asks for Data Analyst (1 approval); AdministerUsers is then added to it in Polaris (the cached
     group does not show it); an approver who is not an Organization Admin cannot approve it alone."""
     _not_org_admin(sandbox, groups)
@@ -206,13 +218,24 @@ def test_group_made_privileged_after_the_request_needs_two_org_admin_approvals_a
     assert groups["Data Analyst"] not in {g["id"] for g in sandbox.find_user("carol@example.com")["groups"]}
 
 
-@pytest.mark.parametrize("permission", ["AdministerUsers", "AdministerApiKeys", "AdministerClients", "AdministerProjects",
-                                        "AdministerBilling", "AdministerCustomizations"])
+@pytest.mark.parametrize(
+    "permission",
+    [
+        "AdministerUsers",
+        "AdministerApiKeys",
+        "AdministerClients",
+        "AdministerProjects",
+        "AdministerBilling",
+        "AdministerCustomizations",
+    ],
+)
 def test_every_organization_level_administration_permission_is_privileged(service, sandbox, groups, permission):
     from bot.polaris import Group, Permission
 
     assert service.is_privileged(Group(id="g", name="Custom", permissions=(Permission(permission),)))
-    assert not service.is_privileged(Group(id="g", name="Custom", permissions=(Permission("AdministerReports", ("projects/*",)),)))
+    assert not service.is_privileged(
+        Group(id="g", name="Custom", permissions=(Permission("AdministerReports", ("projects/*",)),))
+    )
 
 
 def test_card_and_policy_name_what_makes_a_group_privileged(service, db, sandbox, slack, groups):
@@ -224,8 +247,14 @@ def test_card_and_policy_name_what_makes_a_group_privileged(service, db, sandbox
     text = str(card(slack, req)["blocks"])
     assert "Privileged (AdministerApiKeys)" in text and "Organization Admin members" in text
     policy = str(service.cmd_policy(ADMIN).blocks)
-    for name in ("AdministerUsers", "AdministerApiKeys", "AdministerClients", "AdministerProjects", "AdministerBilling",
-                 "AdministerCustomizations"):
+    for name in (
+        "AdministerUsers",
+        "AdministerApiKeys",
+        "AdministerClients",
+        "AdministerProjects",
+        "AdministerBilling",
+        "AdministerCustomizations",
+    ):
         assert name in policy
 
 

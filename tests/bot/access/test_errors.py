@@ -2,10 +2,11 @@
 
 Moved from tests/bot/test_workflow.py; against the Polaris sandbox (HTTP) and the Slack stand-in, on SQLite or
 PostgreSQL (TEST_DATABASE_URL)."""
+
 from __future__ import annotations
 
 from standins.polaris_sandbox import Fault
-from tests.conftest import (REQUESTER)
+from tests.conftest import REQUESTER
 
 
 def test_polaris_unauthorized_is_a_clear_message(service, db, sandbox, groups):
@@ -26,6 +27,7 @@ class FakeAudit:
 def _raise(e):
     def work():
         raise e
+
     return work
 
 
@@ -47,7 +49,10 @@ def test_polaris_slack_and_unexpected_errors():
     audit = FakeAudit()
     polaris = guarded(audit, "U0A", "x", _raise(PolarisUnavailable(503, "ServiceUnavailable", "down")))
     assert polaris.text.startswith(":warning: ") and polaris.text.endswith(". Nothing was changed.")
-    assert guarded(audit, "U0A", "x", _raise(SlackError("users.info", "ratelimited"))).text == f":warning: {SLACK_UNANSWERED}"
+    assert (
+        guarded(audit, "U0A", "x", _raise(SlackError("users.info", "ratelimited"))).text
+        == f":warning: {SLACK_UNANSWERED}"
+    )
     oops = guarded(audit, "U0A", "x", _raise(KeyError("k")))
     assert "Something went wrong on my side (ref `" in oops.text and "nothing was changed" in oops.text
     assert audit.rows == []  # only refusals are audited here; the rest are logged

@@ -2,6 +2,7 @@
 
 Moved from tests/bot/test_workflow.py; against the Polaris sandbox (HTTP) and the Slack stand-in, on SQLite or
 PostgreSQL (TEST_DATABASE_URL)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -10,16 +11,32 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from bot.models import (APPLIED, APPROVED, FAILED, PENDING, AccessRequest)
+from bot.models import APPLIED, APPROVED, FAILED, PENDING, AccessRequest
 from standins.polaris_sandbox import Fault
-from tests.bot.access.helpers import (only_request, audit_actions, card, buttons, dms, _not_org_admin, _Crash, _later,
-                                      _puts, _crash_after_put)
-from tests.conftest import (ADMIN, APPROVER, APPROVER2, OTHER, REQUESTER, make_settings, wait_for)
+from tests.bot.access.helpers import (
+    only_request,
+    audit_actions,
+    card,
+    buttons,
+    dms,
+    _not_org_admin,
+    _Crash,
+    _later,
+    _puts,
+    _crash_after_put,
+)
+from tests.conftest import ADMIN, APPROVER, APPROVER2, OTHER, REQUESTER, make_settings, wait_for
 
 
 def test_password_reset_keeps_groups_names_and_enabled(service, db, sandbox, groups):
-    before = sandbox.create_user("alice@example.com", "Alicia", "Keep", groups=[groups["Viewer"], groups["Data Analyst"]],
-                                 enabled=False, actions=["VERIFY_EMAIL"])
+    before = sandbox.create_user(
+        "alice@example.com",
+        "Alicia",
+        "Keep",
+        groups=[groups["Viewer"], groups["Data Analyst"]],
+        enabled=False,
+        actions=["VERIFY_EMAIL"],
+    )
     service.handle_command(REQUESTER, "reset-password")
     req = only_request(db)
     service.decide(req.id, APPROVER, approve=True)
@@ -40,8 +57,11 @@ def test_transient_polaris_failures_are_retried_then_applied(service, db, sandbo
     service.run_due()
     assert service.get(req.id).state == APPLIED
     assert len(sandbox.writes("POST")) == 1
-    statuses = [(r.polaris_method, r.polaris_status) for r in service.audit.for_request(req.id)
-                if r.polaris_method and r.polaris_path == "/v1/users"]
+    statuses = [
+        (r.polaris_method, r.polaris_status)
+        for r in service.audit.for_request(req.id)
+        if r.polaris_method and r.polaris_path == "/v1/users"
+    ]
     assert statuses[:3] == [("GET", 503), ("GET", 503), ("GET", 200)]
 
 
@@ -143,13 +163,22 @@ def test_polaris_error_text_echoing_the_key_is_redacted(service, db, sandbox, sl
     service.handle_command(REQUESTER, "request Viewer")
     req = only_request(db)
     service.decide(req.id, APPROVER, approve=True)
-    sandbox.add_fault(Fault(method="GET", path=r"^/v1/users$", status=400,
-                            body=('{"code": "BadArgument", "message": "%s"}' % echoed).encode()))
+    sandbox.add_fault(
+        Fault(
+            method="GET",
+            path=r"^/v1/users$",
+            status=400,
+            body=('{"code": "BadArgument", "message": "%s"}' % echoed).encode(),
+        )
+    )
     service.run_due()
     req = service.get(req.id)
     assert req.state == FAILED
-    payloads = str([slack.messages, slack.calls]) + str(req.outcome) + str(
-        [(r.detail, r.target) for r in service.audit.for_request(req.id)])
+    payloads = (
+        str([slack.messages, slack.calls])
+        + str(req.outcome)
+        + str([(r.detail, r.target) for r in service.audit.for_request(req.id)])
+    )
     assert SANDBOX_API_KEY not in payloads
     assert base64.b64encode(f"{SANDBOX_API_KEY}:".encode()).decode() not in payloads
 
@@ -244,7 +273,8 @@ def test_reset_for_a_user_with_update_password_pending_is_sent_after_get_failure
 
 
 def test_reset_resumed_after_a_crash_between_put_and_answer_is_proven_by_polaris_audit_events(
-        service, db, sandbox, slack, groups):
+    service, db, sandbox, slack, groups
+):
     sandbox.create_user("alice@example.com", "Alice", "Tester", groups=[groups["Viewer"]])  # UPDATE_PASSWORD pending
     service.handle_command(REQUESTER, "reset-password")
     req = only_request(db)

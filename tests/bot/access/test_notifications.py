@@ -2,18 +2,21 @@
 
 Moved from tests/bot/test_workflow.py; against the Polaris sandbox (HTTP) and the Slack stand-in, on SQLite or
 PostgreSQL (TEST_DATABASE_URL)."""
+
 from __future__ import annotations
 
 import datetime as dt
 import threading
 
-from bot.models import (APPLIED, APPROVED, DENIED, PENDING)
-from tests.bot.access.helpers import (only_request, audit_actions, card, buttons, dms)
-from tests.conftest import (APPROVER, CHANNEL, REQUESTER, Clock)
+from bot.models import APPLIED, APPROVED, DENIED, PENDING
+from tests.bot.access.helpers import only_request, audit_actions, card, buttons, dms
+from tests.conftest import APPROVER, CHANNEL, REQUESTER, Clock
 
 
 def test_card_post_failure_tells_requester_and_is_retried(service, db, sandbox, slack, groups):
-    slack.fail_next("chat.postMessage", status=200, error="fatal_error", times=1)  # transient (channel_not_found is not)
+    slack.fail_next(
+        "chat.postMessage", status=200, error="fatal_error", times=1
+    )  # transient (channel_not_found is not)
     reply = service.handle_command(REQUESTER, "request Viewer")
     assert "could not post it" in reply.text
     req = only_request(db)

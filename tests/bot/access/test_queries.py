@@ -2,11 +2,12 @@
 
 Moved from tests/bot/test_workflow.py; against the Polaris sandbox (HTTP) and the Slack stand-in, on SQLite or
 PostgreSQL (TEST_DATABASE_URL)."""
+
 from __future__ import annotations
 
-from bot.models import (APPLIED)
-from tests.bot.access.helpers import (only_request)
-from tests.conftest import (APPROVER, OTHER, REQUESTER)
+from bot.models import APPLIED
+from tests.bot.access.helpers import only_request
+from tests.conftest import APPROVER, OTHER, REQUESTER
 
 
 def test_whois_groups_members_permissions(service, db, sandbox, groups):

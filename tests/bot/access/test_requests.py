@@ -2,16 +2,24 @@
 
 Moved from tests/bot/test_workflow.py; against the Polaris sandbox (HTTP) and the Slack stand-in, on SQLite or
 PostgreSQL (TEST_DATABASE_URL)."""
+
 from __future__ import annotations
 
 import threading
 
 import pytest
 
-from bot.models import (APPLIED, APPROVED, PENDING)
-from tests.bot.access.helpers import (only_request, audit_actions, card, buttons, dms, only_request_count,
-                                      _finance_readers)
-from tests.conftest import (APPROVER, BOT, CHANNEL, GONE, GUEST, OTHER, REQUESTER, make_settings)
+from bot.models import APPLIED, APPROVED, PENDING
+from tests.bot.access.helpers import (
+    only_request,
+    audit_actions,
+    card,
+    buttons,
+    dms,
+    only_request_count,
+    _finance_readers,
+)
+from tests.conftest import APPROVER, BOT, CHANNEL, GONE, GUEST, OTHER, REQUESTER, make_settings
 
 
 def test_request_by_someone_without_account_creates_user_in_group_with_slack_names(service, db, sandbox, slack, groups):
@@ -33,17 +41,35 @@ def test_request_by_someone_without_account_creates_user_in_group_with_slack_nam
     assert [g["id"] for g in user["groups"]] == [groups["Viewer"]]
     assert len(sandbox.writes("POST", r"^/v1/users$")) == 1
     message = card(slack, req)
-    assert buttons(message) == [] and "Approved and applied" in str(message["blocks"]) and APPROVER in str(message["blocks"])
+    assert (
+        buttons(message) == []
+        and "Approved and applied" in str(message["blocks"])
+        and APPROVER in str(message["blocks"])
+    )
     assert any("approved by" in t for t in dms(slack, REQUESTER)) and any("Done" in t for t in dms(slack, REQUESTER))
     actions = [a for _, a, _ in audit_actions(db, req.id)]
-    for expected in ("request.created", "notify.card", "decision.approve", "apply.start", "polaris.call", "apply.done",
-                     "notify.dm", "notify.update"):
+    for expected in (
+        "request.created",
+        "notify.card",
+        "decision.approve",
+        "apply.start",
+        "polaris.call",
+        "apply.done",
+        "notify.dm",
+        "notify.update",
+    ):
         assert expected in actions
 
 
 def test_existing_user_keeps_every_group_when_added_to_another(service, db, sandbox, groups):
-    sandbox.create_user("alice@example.com", "Alicia", "Original", groups=[groups["Viewer"], groups["Data Manager"]],
-                        enabled=True, actions=[])
+    sandbox.create_user(
+        "alice@example.com",
+        "Alicia",
+        "Original",
+        groups=[groups["Viewer"], groups["Data Manager"]],
+        enabled=True,
+        actions=[],
+    )
     service.handle_command(REQUESTER, 'request "Data Analyst" queries')
     req = only_request(db)
     service.decide(req.id, APPROVER, approve=True)
@@ -232,5 +258,6 @@ def test_invite_of_someone_with_a_polaris_account_asks_for_a_membership(service,
     text = str(card(slack, req)["blocks"])
     assert "membership in *Viewer* for `bob@example.com`" in text and "a Polaris account" not in text
     service.handle_command(REQUESTER, "invite newhire@example.com Viewer dashboards")
-    assert any("a Polaris account for `newhire@example.com`" in str(m.get("blocks"))
-               for m in slack.messages_in(CHANNEL))
+    assert any(
+        "a Polaris account for `newhire@example.com`" in str(m.get("blocks")) for m in slack.messages_in(CHANNEL)
+    )

@@ -2,6 +2,7 @@
 
 Moved from tests/bot/test_workflow.py; against the Polaris sandbox (HTTP) and the Slack stand-in, on SQLite or
 PostgreSQL (TEST_DATABASE_URL)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -24,7 +25,7 @@ def test_worker_expires_overdue_requests(service, db, sandbox, slack, groups):
 
 def test_a_failing_step_does_not_stop_the_pass(service, db, groups):
     service.handle_command(REQUESTER, "request Viewer")
-    service.handle_command(REQUESTER, "request \"Data Analyst\" queries")
+    service.handle_command(REQUESTER, 'request "Data Analyst" queries')
     with db.session() as s:
         ids = [r.id for r in s.scalars(select(AccessRequest).order_by(AccessRequest.created_at))]
     for rid in ids:

@@ -1,4 +1,5 @@
 """The request store (bot/access/store.py): compare-and-set updates decide once; the set() seam; the queries."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -11,11 +12,24 @@ NOW = dt.datetime(2026, 1, 1, 12, tzinfo=dt.timezone.utc)
 
 
 def add(db, store, *, state=PENDING, email="a@example.com", group="g1", expires=NOW + dt.timedelta(hours=1)):
-    req = AccessRequest(id=str(uuid.uuid4()), kind=JOIN, state=state, requester_id="U0A", target_email=email,
-                        group_id=group, group_name="G", reason="", approvals_required=1,
-                        open_key=AccessRequest.make_open_key(email, group) if state == PENDING else None,
-                        created_at=NOW, updated_at=NOW, expires_at=expires, post_attempts=0, card_stale=False,
-                        attempts=0)
+    req = AccessRequest(
+        id=str(uuid.uuid4()),
+        kind=JOIN,
+        state=state,
+        requester_id="U0A",
+        target_email=email,
+        group_id=group,
+        group_name="G",
+        reason="",
+        approvals_required=1,
+        open_key=AccessRequest.make_open_key(email, group) if state == PENDING else None,
+        created_at=NOW,
+        updated_at=NOW,
+        expires_at=expires,
+        post_attempts=0,
+        card_stale=False,
+        attempts=0,
+    )
     with db.session() as s:
         store.insert(req, session=s)
     return req.id

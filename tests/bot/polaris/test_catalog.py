@@ -1,5 +1,6 @@
 """GroupCatalog's refresh on a miss (finding 11): a group made in Polaris outside the bot is found at once,
 and misses cost at most one Polaris call every few seconds, however many threads miss together."""
+
 from __future__ import annotations
 
 import threading

@@ -6,6 +6,7 @@ test double are used, both through the ``responses`` library: raw ``rsps.add`` s
 statuses and headers) and the stateful ``PolarisSandbox`` mounted on ``https://example.api.imply.io``
 (real semantics: PUT replaces the user, faults, call log).
 """
+
 from __future__ import annotations
 
 import base64
@@ -104,9 +105,20 @@ def wrapped(code: str, message: str) -> dict:
 
 
 def user_json(uid="u-1", username="pat@example.com", **extra) -> dict:
-    data = {"id": uid, "username": username, "email": username, "firstName": "Pat", "lastName": "Doe",
-            "enabled": True, "emailVerified": True, "permissions": [], "groups": [], "identities": [],
-            "actions": [], "createdOn": "2024-01-02T03:04:05.678Z"}
+    data = {
+        "id": uid,
+        "username": username,
+        "email": username,
+        "firstName": "Pat",
+        "lastName": "Doe",
+        "enabled": True,
+        "emailVerified": True,
+        "permissions": [],
+        "groups": [],
+        "identities": [],
+        "actions": [],
+        "createdOn": "2024-01-02T03:04:05.678Z",
+    }
     data.update(extra)
     return data
 
@@ -154,8 +166,7 @@ def validate_request(spec: dict, body, path: str, method: str) -> None:
     from openapi_schema_validator import OAS30Validator, oas30_format_checker
 
     schema = request_schema(spec, path, method)
-    OAS30Validator({**schema, "components": spec["components"]},
-                   format_checker=oas30_format_checker).validate(body)
+    OAS30Validator({**schema, "components": spec["components"]}, format_checker=oas30_format_checker).validate(body)
     if isinstance(body, dict) and "$ref" in schema:
         target = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
         read_only = {k for k, v in target.get("properties", {}).items() if v.get("readOnly")}
@@ -245,19 +256,26 @@ def test_list_users_query_clamped_and_search(rsps, client):
 def test_list_members_query(rsps, client):
     rsps.add("GET", BASE + f"/v1/groups/{VIEWER_ID}/members", json={"values": [], "count": 0})
     client.list_members(VIEWER_ID, top=25, skip=50, search="smith")
-    assert sent(rsps.calls[0]) == ("GET", f"/v1/groups/{VIEWER_ID}/members",
-                                   {"top": "25", "skip": "50", "search": "smith"}, None)
+    assert sent(rsps.calls[0]) == (
+        "GET",
+        f"/v1/groups/{VIEWER_ID}/members",
+        {"top": "25", "skip": "50", "search": "smith"},
+        None,
+    )
 
 
 def test_create_user_request(rsps, client, spec):
     rsps.add("POST", BASE + "/v1/users", status=201, json=user_json())
-    client.create_user("dani.lee@example.io", first_name="Dani", last_name="Lee",
-                       group_ids=[ALERTS_AND_REPORTS_ID])
+    client.create_user("dani.lee@example.io", first_name="Dani", last_name="Lee", group_ids=[ALERTS_AND_REPORTS_ID])
     method, path, query, body = sent(rsps.calls[0])
     assert (method, path, query) == ("POST", "/v1/users", {})
     # the guide's "Create a user with group membership" payload
-    assert body == {"username": "dani.lee@example.io", "firstName": "Dani", "lastName": "Lee",
-                    "groups": [{"id": ALERTS_AND_REPORTS_ID}]}
+    assert body == {
+        "username": "dani.lee@example.io",
+        "firstName": "Dani",
+        "lastName": "Lee",
+        "groups": [{"id": ALERTS_AND_REPORTS_ID}],
+    }
     validate_request(spec, body, "/v1/users", "POST")
     assert rsps.calls[0].request.headers["Content-Type"] == "application/json"
 
@@ -274,8 +292,9 @@ def test_create_user_skip_invite_and_no_names(rsps, client, spec):
 def test_create_group_request(rsps, client, spec, guide):
     rsps.add("POST", BASE + "/v1/groups", status=201, json=guide["create_group_response"])
     projects = tuple(f"projects/{p}" for p in DEMO_PROJECT_IDS)
-    group = client.create_group("Alerts and reports", [Permission("AdministerReports", projects),
-                                                       Permission("AdministerAlerts", projects)])
+    group = client.create_group(
+        "Alerts and reports", [Permission("AdministerReports", projects), Permission("AdministerAlerts", projects)]
+    )
     method, path, query, body = sent(rsps.calls[0])
     assert (method, path) == ("POST", "/v1/groups")
     # exactly the guide's "Create a group" request
@@ -289,8 +308,10 @@ def test_create_group_org_level_permission_has_no_resources(rsps, client, spec):
     rsps.add("POST", BASE + "/v1/groups", status=201, json={"id": "g", "name": "Admins", "readOnly": False})
     client.create_group("Admins", [Permission("AdministerUsers"), Permission("ViewTables", ("projects/*",))])
     body = sent(rsps.calls[0])[3]
-    assert body == {"name": "Admins", "permissions": [{"name": "AdministerUsers"},
-                                                      {"name": "ViewTables", "resources": ["projects/*"]}]}
+    assert body == {
+        "name": "Admins",
+        "permissions": [{"name": "AdministerUsers"}, {"name": "ViewTables", "resources": ["projects/*"]}],
+    }
     validate_request(spec, body, "/v1/groups", "POST")
 
 
@@ -310,16 +331,19 @@ def test_add_and_remove_members_requests(rsps, client, spec):
         assert c.request.headers["Content-Type"] == "application/json"
 
 
-@pytest.mark.parametrize("call, method, path", [
-    (lambda c: c.list_permissions(), "GET", "/v1/permissions"),
-    (lambda c: c.get_user(DANI), "GET", f"/v1/users/{DANI}"),
-    (lambda c: c.effective_permissions(DANI), "GET", f"/v1/users/{DANI}/effectivepermissions"),
-    (lambda c: c.list_groups(), "GET", "/v1/groups"),
-    (lambda c: c.get_group(VIEWER_ID), "GET", f"/v1/groups/{VIEWER_ID}"),
-    (lambda c: c.list_projects(), "GET", "/v1/projects"),
-    (lambda c: c.delete_user(SAM), "DELETE", f"/v1/users/{SAM}"),
-    (lambda c: c.delete_group(ALERTS_AND_REPORTS_ID), "DELETE", f"/v1/groups/{ALERTS_AND_REPORTS_ID}"),
-])
+@pytest.mark.parametrize(
+    "call, method, path",
+    [
+        (lambda c: c.list_permissions(), "GET", "/v1/permissions"),
+        (lambda c: c.get_user(DANI), "GET", f"/v1/users/{DANI}"),
+        (lambda c: c.effective_permissions(DANI), "GET", f"/v1/users/{DANI}/effectivepermissions"),
+        (lambda c: c.list_groups(), "GET", "/v1/groups"),
+        (lambda c: c.get_group(VIEWER_ID), "GET", f"/v1/groups/{VIEWER_ID}"),
+        (lambda c: c.list_projects(), "GET", "/v1/projects"),
+        (lambda c: c.delete_user(SAM), "DELETE", f"/v1/users/{SAM}"),
+        (lambda c: c.delete_group(ALERTS_AND_REPORTS_ID), "DELETE", f"/v1/groups/{ALERTS_AND_REPORTS_ID}"),
+    ],
+)
 def test_simple_endpoints_method_and_path(sandbox, client, call, method, path):
     call(client)
     assert [(c.method, c.path, c.query, c.status) for c in sandbox.calls] == [(method, path, {}, 200)]
@@ -348,12 +372,17 @@ def test_parse_guide_groups(rsps, client, guide):
     rsps.add("GET", BASE + "/v1/groups", json=guide["groups"])
     groups = client.list_groups()
     assert [(g.id, g.name, g.read_only, g.user_count) for g in groups] == [
-        (DATA_ANALYST_ID, "Data Analyst", True, 9), (DATA_MANAGER_ID, "Data Manager", True, 163),
-        (ORGANIZATION_ADMIN_ID, "Organization Admin", True, 39), (VIEWER_ID, "Viewer", True, 18)]
+        (DATA_ANALYST_ID, "Data Analyst", True, 9),
+        (DATA_MANAGER_ID, "Data Manager", True, 163),
+        (ORGANIZATION_ADMIN_ID, "Organization Admin", True, 39),
+        (VIEWER_ID, "Viewer", True, 18),
+    ]
     viewer = groups[3]
-    assert viewer.permissions == (Permission("ViewTables", ("projects/*",)),
-                                  Permission("AccessCollections", ("projects/*",)),
-                                  Permission("AccessVisualization", ("projects/*",)))
+    assert viewer.permissions == (
+        Permission("ViewTables", ("projects/*",)),
+        Permission("AccessCollections", ("projects/*",)),
+        Permission("AccessVisualization", ("projects/*",)),
+    )
     admin = groups[2]
     assert Permission("AdministerUsers") in admin.permissions
     assert len(admin.permissions) == 36
@@ -363,9 +392,16 @@ def test_parse_guide_created_group(rsps, client, guide):
     rsps.add("GET", BASE + f"/v1/groups/{ALERTS_AND_REPORTS_ID}", json=guide["create_group_response"])
     g = client.get_group(ALERTS_AND_REPORTS_ID)
     assert isinstance(g, Group)
-    assert g == Group(ALERTS_AND_REPORTS_ID, "Alerts and reports", False, (
-        Permission("AdministerReports", (f"projects/{DEMO_PROJECT_IDS[1]}", f"projects/{DEMO_PROJECT_IDS[0]}")),
-        Permission("AdministerAlerts", tuple(f"projects/{p}" for p in DEMO_PROJECT_IDS))), 0)
+    assert g == Group(
+        ALERTS_AND_REPORTS_ID,
+        "Alerts and reports",
+        False,
+        (
+            Permission("AdministerReports", (f"projects/{DEMO_PROJECT_IDS[1]}", f"projects/{DEMO_PROJECT_IDS[0]}")),
+            Permission("AdministerAlerts", tuple(f"projects/{p}" for p in DEMO_PROJECT_IDS)),
+        ),
+        0,
+    )
 
 
 def test_group_parse_defaults():
@@ -375,11 +411,16 @@ def test_group_parse_defaults():
 
 def test_parse_guide_created_user(rsps, client, guide):
     rsps.add("POST", BASE + "/v1/users", status=201, json=guide["create_user_response"])
-    u = client.create_user("dani.lee@example.io", first_name="Dani", last_name="Lee",
-                           group_ids=[ALERTS_AND_REPORTS_ID])
+    u = client.create_user("dani.lee@example.io", first_name="Dani", last_name="Lee", group_ids=[ALERTS_AND_REPORTS_ID])
     assert isinstance(u, User)
     assert (u.id, u.username, u.email, u.first_name, u.last_name, u.enabled) == (
-        DANI, "dani.lee@example.io", "dani.lee@example.io", "Dani", "Lee", True)
+        DANI,
+        "dani.lee@example.io",
+        "dani.lee@example.io",
+        "Dani",
+        "Lee",
+        True,
+    )
     assert u.groups == ((ALERTS_AND_REPORTS_ID, "Alerts and reports"),)
     assert u.group_ids == {ALERTS_AND_REPORTS_ID}
     assert u.actions == ("VERIFY_EMAIL", "UPDATE_PASSWORD")
@@ -406,7 +447,13 @@ def test_user_raw_is_a_copy(rsps, client):
 def test_user_parse_minimal_and_disabled():
     u = User.parse({"id": "u", "username": "min@example.com", "enabled": False})
     assert (u.email, u.first_name, u.last_name, u.enabled, u.groups, u.actions) == (
-        "min@example.com", "", "", False, (), ())
+        "min@example.com",
+        "",
+        "",
+        False,
+        (),
+        (),
+    )
     assert u.display_name == "min@example.com"
 
 
@@ -417,7 +464,8 @@ def test_parse_guide_members_page(rsps, client, guide):
     assert [(u.id, u.username, u.email, u.display_name) for u in page.values] == [
         (ALEX, "alex.smith@email.com", "alex.smith@email.com", "Alex Smith"),
         (ALEXA, "alexa.smith@example.com", "alexa.smith@example.com", "Alexa Smith"),
-        (DANI, "dani.lee@example.io", "dani.lee@example.io", "Dani Lee")]
+        (DANI, "dani.lee@example.io", "dani.lee@example.io", "Dani Lee"),
+    ]
 
 
 def test_parse_guide_effective_permissions(rsps, client, guide):
@@ -531,18 +579,47 @@ def test_delete_204_is_an_error(rsps, client):
 
 
 # ============================================================================ errors
-@pytest.mark.parametrize("status, body, cls, code, message", [
-    (400, {"code": "BadArgument", "message": "'username' must be a valid email address"},
-     PolarisBadRequest, "BadArgument", "'username' must be a valid email address"),
-    (404, {"code": "ObjectNotFound", "message": "User 'u-9' not found"},
-     PolarisNotFound, "ObjectNotFound", "User 'u-9' not found"),
-    (401, wrapped("InvalidAuthentication", "The provided authorization is invalid."),
-     PolarisAuthError, "InvalidAuthentication", "The provided authorization is invalid."),
-    (403, wrapped("Forbidden", "Missing AdministerUsers"), PolarisAuthError, "Forbidden", "Missing AdministerUsers"),
-    (409, wrapped("StateConflict", "A user with username 'pat@example.com' already exists"),
-     PolarisConflict, "StateConflict", "A user with username 'pat@example.com' already exists"),
-    (418, {"code": "Teapot", "message": "short and stout"}, PolarisError, "Teapot", "short and stout"),
-])
+@pytest.mark.parametrize(
+    "status, body, cls, code, message",
+    [
+        (
+            400,
+            {"code": "BadArgument", "message": "'username' must be a valid email address"},
+            PolarisBadRequest,
+            "BadArgument",
+            "'username' must be a valid email address",
+        ),
+        (
+            404,
+            {"code": "ObjectNotFound", "message": "User 'u-9' not found"},
+            PolarisNotFound,
+            "ObjectNotFound",
+            "User 'u-9' not found",
+        ),
+        (
+            401,
+            wrapped("InvalidAuthentication", "The provided authorization is invalid."),
+            PolarisAuthError,
+            "InvalidAuthentication",
+            "The provided authorization is invalid.",
+        ),
+        (
+            403,
+            wrapped("Forbidden", "Missing AdministerUsers"),
+            PolarisAuthError,
+            "Forbidden",
+            "Missing AdministerUsers",
+        ),
+        (
+            409,
+            wrapped("StateConflict", "A user with username 'pat@example.com' already exists"),
+            PolarisConflict,
+            "StateConflict",
+            "A user with username 'pat@example.com' already exists",
+        ),
+        (418, {"code": "Teapot", "message": "short and stout"}, PolarisError, "Teapot", "short and stout"),
+    ],
+)
 def test_error_envelopes(rsps, client, status, body, cls, code, message):
     rsps.add("GET", BASE + "/v1/users/u-9", status=status, json=body)
     with pytest.raises(PolarisError) as info:
@@ -654,8 +731,9 @@ def test_no_response_error_str(rsps, client):
     rsps.add("GET", BASE + "/v1/groups", body=requests.exceptions.ConnectionError("refused"))
     with pytest.raises(PolarisUnavailable) as info:
         make_client(max_attempts=1).list_groups()
-    assert str(info.value) == ("GET /v1/groups -> no response ConnectionError: "
-                               "could not connect or the connection dropped")
+    assert str(info.value) == (
+        "GET /v1/groups -> no response ConnectionError: could not connect or the connection dropped"
+    )
 
 
 # ============================================================================ retries
@@ -697,11 +775,13 @@ def test_retry_after_is_honoured(rsps, client):
     assert len(rsps.calls) == 2
 
 
-@pytest.mark.parametrize("value, expected", [("7", 7.0), ("1.5", 1.5), ("-3", 0.0),
-                                             ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0), ("soon", None)])
+@pytest.mark.parametrize(
+    "value, expected", [("7", 7.0), ("1.5", 1.5), ("-3", 0.0), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0), ("soon", None)]
+)
 def test_retry_after_parsed(rsps, value, expected):
-    rsps.add("GET", BASE + "/v1/groups", status=429, headers={"Retry-After": value},
-             json=wrapped("TooManyRequests", "x"))
+    rsps.add(
+        "GET", BASE + "/v1/groups", status=429, headers={"Retry-After": value}, json=wrapped("TooManyRequests", "x")
+    )
     with pytest.raises(PolarisUnavailable) as info:
         make_client(max_attempts=1).list_groups()
     assert info.value.retry_after == expected
@@ -754,8 +834,9 @@ def test_retry_seconds_bounds_number_of_attempts(sandbox):
 def test_retry_seconds_bounds_total_time(rsps):
     # Retry-After says 0.6 s, the retry budget is 0.7 s: one wait fits, the second would end after the
     # budget. A client bounded by retry_seconds must give up instead of sleeping past it.
-    rsps.add("GET", BASE + "/v1/groups", status=503, headers={"Retry-After": "0.6"},
-             json=wrapped("ServiceUnavailable", "x"))
+    rsps.add(
+        "GET", BASE + "/v1/groups", status=503, headers={"Retry-After": "0.6"}, json=wrapped("ServiceUnavailable", "x")
+    )
     client = make_client(max_attempts=10, retry_seconds=0.7)
     started = time.monotonic()
     with pytest.raises(PolarisUnavailable):
@@ -771,15 +852,24 @@ def test_retry_seconds_zero_means_single_attempt(rsps):
     assert len(rsps.calls) == 1
 
 
-@pytest.mark.parametrize("status, cls", [(400, PolarisBadRequest), (401, PolarisAuthError),
-                                         (403, PolarisAuthError), (404, PolarisNotFound),
-                                         (409, PolarisConflict)])
+@pytest.mark.parametrize(
+    "status, cls",
+    [
+        (400, PolarisBadRequest),
+        (401, PolarisAuthError),
+        (403, PolarisAuthError),
+        (404, PolarisNotFound),
+        (409, PolarisConflict),
+    ],
+)
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
 def test_non_transient_never_retried(sandbox, client, status, cls, method):
     sandbox.add_fault(Fault(method=method, path=r"^/v1/users/", status=status, times=None))
-    calls = {"GET": lambda: client.get_user(SAM),
-             "PUT": lambda: client.replace_user(SAM, {"username": "sam.patel@example.com"}),
-             "DELETE": lambda: client.delete_user(SAM)}
+    calls = {
+        "GET": lambda: client.get_user(SAM),
+        "PUT": lambda: client.replace_user(SAM, {"username": "sam.patel@example.com"}),
+        "DELETE": lambda: client.delete_user(SAM),
+    }
     with pytest.raises(cls) as info:
         calls[method]()
     assert info.value.status == status
@@ -831,7 +921,13 @@ def test_update_starts_over_with_a_fresh_get_and_delete_is_retried(sandbox, clie
     client.update_user(SAM, lambda body: body.update(lastName="Patel-Ng"))
     client.remove_members(VIEWER_ID, [JO])
     assert [(c.method, c.status) for c in sandbox.calls] == [
-        ("GET", 200), ("PUT", 503), ("GET", 200), ("PUT", 200), ("DELETE", 504), ("DELETE", 200)]
+        ("GET", 200),
+        ("PUT", 503),
+        ("GET", 200),
+        ("PUT", 200),
+        ("DELETE", 504),
+        ("DELETE", 200),
+    ]
     assert sandbox.get_user(SAM)["lastName"] == "Patel-Ng"
     assert JO not in sandbox.group_member_ids(VIEWER_ID)
 
@@ -860,11 +956,14 @@ def test_reset_before_put_sees_the_fresh_get(sandbox, client):
     assert len(sandbox.writes("PUT")) == 1  # already pending: the PUT is still sent (it sends the email)
 
 
-@pytest.mark.parametrize("exc, code", [
-    (requests.exceptions.ConnectTimeout("connect timed out"), "Timeout"),
-    (requests.exceptions.ReadTimeout("read timed out"), "Timeout"),
-    (requests.exceptions.ConnectionError("connection refused"), "ConnectionError"),
-])
+@pytest.mark.parametrize(
+    "exc, code",
+    [
+        (requests.exceptions.ConnectTimeout("connect timed out"), "Timeout"),
+        (requests.exceptions.ReadTimeout("read timed out"), "Timeout"),
+        (requests.exceptions.ConnectionError("connection refused"), "ConnectionError"),
+    ],
+)
 def test_network_failures_become_unavailable_and_retried(rsps, exc, code):
     url = BASE + "/v1/groups"
     rsps.add("GET", url, body=exc)
@@ -876,10 +975,13 @@ def test_network_failures_become_unavailable_and_retried(rsps, exc, code):
     assert [(h[2], h[4]) for h in hook] == [(None, code), (200, None)]
 
 
-@pytest.mark.parametrize("exc, code", [
-    (requests.exceptions.ConnectTimeout("connect timed out"), "Timeout"),
-    (requests.exceptions.ConnectionError("connection refused"), "ConnectionError"),
-])
+@pytest.mark.parametrize(
+    "exc, code",
+    [
+        (requests.exceptions.ConnectTimeout("connect timed out"), "Timeout"),
+        (requests.exceptions.ConnectionError("connection refused"), "ConnectionError"),
+    ],
+)
 def test_network_failure_after_last_attempt(rsps, exc, code):
     rsps.add("GET", BASE + "/v1/users/u", body=exc)
     with pytest.raises(PolarisUnavailable) as info:
@@ -914,7 +1016,11 @@ def test_sandbox_drop_and_read_timeout(sandbox):
     assert len(client.list_groups()) == 5
     assert len(client.list_permissions()) == len(PERMISSION_CATALOGUE)
     assert [(c.path, c.status) for c in sandbox.calls] == [
-        ("/v1/groups", 0), ("/v1/groups", 200), ("/v1/permissions", 0), ("/v1/permissions", 200)]
+        ("/v1/groups", 0),
+        ("/v1/groups", 200),
+        ("/v1/permissions", 0),
+        ("/v1/permissions", 200),
+    ]
 
 
 # ============================================================================ on_call hook
@@ -929,7 +1035,8 @@ def test_on_call_every_attempt(sandbox):
         ("GET", "/v1/users", 503, "ServiceUnavailable"),
         ("GET", "/v1/users", 503, "ServiceUnavailable"),
         ("GET", "/v1/users", 200, None),
-        ("GET", "/v1/users/missing", 404, "ObjectNotFound")]
+        ("GET", "/v1/users/missing", 404, "ObjectNotFound"),
+    ]
     assert all(isinstance(d, float) and d >= 0 for _, _, _, d, _ in hook)
 
 
@@ -941,7 +1048,9 @@ def test_on_call_path_has_no_query_and_duration_measured(rsps):
     client.list_members(VIEWER_ID, top=5, skip=10, search="x")
     client.create_user("pat@example.com", skip_invite=True)
     assert [(h[0], h[1], h[2], h[4]) for h in hook] == [
-        ("GET", f"/v1/groups/{VIEWER_ID}/members", 200, None), ("POST", "/v1/users", 201, None)]
+        ("GET", f"/v1/groups/{VIEWER_ID}/members", 200, None),
+        ("POST", "/v1/users", 201, None),
+    ]
 
 
 def test_on_call_duration_ms(sandbox):
@@ -983,8 +1092,14 @@ def _assert_no_secret(text: str) -> None:
 
 
 def _exception_texts(err: BaseException) -> list[str]:
-    return [str(err), repr(err), getattr(err, "message", ""), getattr(err, "plain", lambda: "")(),
-            repr(err.args), "".join(traceback.format_exception(err))]
+    return [
+        str(err),
+        repr(err),
+        getattr(err, "message", ""),
+        getattr(err, "plain", lambda: "")(),
+        repr(err.args),
+        "".join(traceback.format_exception(err)),
+    ]
 
 
 @pytest.mark.parametrize("style", ["rfc7617", "raw"])
@@ -1009,11 +1124,19 @@ def test_key_never_in_exceptions_or_logs(rsps, caplog, style):
         with pytest.raises(PolarisError) as info:
             client.get_user("u")
         errors.append(info.value)
-    assert [type(e) for e in errors] == [PolarisAuthError, PolarisBadRequest, PolarisUnavailable,
-                                         PolarisUnavailable, PolarisUnavailable, PolarisNotFound]
+    assert [type(e) for e in errors] == [
+        PolarisAuthError,
+        PolarisBadRequest,
+        PolarisUnavailable,
+        PolarisUnavailable,
+        PolarisUnavailable,
+        PolarisNotFound,
+    ]
     # the key really was sent, so the checks below are meaningful
-    assert KEY in rsps.calls[0].request.headers["Authorization"] or \
-        B64_CREDENTIAL in rsps.calls[0].request.headers["Authorization"]
+    assert (
+        KEY in rsps.calls[0].request.headers["Authorization"]
+        or B64_CREDENTIAL in rsps.calls[0].request.headers["Authorization"]
+    )
     for err in errors:
         for text in _exception_texts(err):
             _assert_no_secret(text)
@@ -1039,8 +1162,10 @@ def test_key_never_in_urllib3_logs_over_real_http(caplog):
         assert len(client.list_groups()) == 5
         client.request_password_reset(SAM)
         errors = []
-        for call in (lambda: client.get_user("missing"),
-                     lambda: PolarisClient(srv.url, "pok_other_key", session=session).list_groups()):
+        for call in (
+            lambda: client.get_user("missing"),
+            lambda: PolarisClient(srv.url, "pok_other_key", session=session).list_groups(),
+        ):
             with pytest.raises(PolarisError) as info:
                 call()
             errors.append(info.value)
@@ -1078,7 +1203,8 @@ def test_find_user_substring_is_not_a_match(sandbox, client):
 def test_find_user_absent(sandbox, client):
     assert client.find_user_by_email("nobody@example.com") is None
     assert [(c.method, c.path, c.query.get("search")) for c in sandbox.calls] == [
-        ("GET", "/v1/users", "nobody@example.com")]
+        ("GET", "/v1/users", "nobody@example.com")
+    ]
 
 
 def test_find_user_empty_makes_no_call(rsps, client):
@@ -1094,7 +1220,9 @@ def test_find_user_pages_through_search_results(sandbox, client):
     assert u is not None and u.username == "zz@example.com"
     users_calls = [c for c in sandbox.calls if c.path == "/v1/users"]
     assert [(c.query["skip"], c.query["search"]) for c in users_calls] == [
-        ("0", "zz@example.com"), ("100", "zz@example.com")]
+        ("0", "zz@example.com"),
+        ("100", "zz@example.com"),
+    ]
     assert len(sandbox.calls) == len(users_calls)
 
 
@@ -1107,8 +1235,10 @@ def test_find_user_raw_stub_paging_and_case(rsps, client):
     u = client.find_user_by_email("al@example.com")
     assert u is not None and u.id == "id-al"
     queries = [sent(c)[2] for c in rsps.calls]
-    assert queries == [{"top": "100", "skip": "0", "search": "al@example.com"},
-                       {"top": "100", "skip": "100", "search": "al@example.com"}]
+    assert queries == [
+        {"top": "100", "skip": "0", "search": "al@example.com"},
+        {"top": "100", "skip": "100", "search": "al@example.com"},
+    ]
 
 
 def test_find_user_stops_on_empty_page(rsps, client):
@@ -1135,10 +1265,14 @@ RICH_USER = {
     "lastName": "Ünïcode",
     "enabled": False,
     "emailVerified": True,
-    "permissions": [{"id": "perm-1", "name": "AdministerUsers", "description": "admin"},
-                    {"name": "ViewTables", "resources": ["projects/*"]}],
-    "groups": [{"id": VIEWER_ID, "name": "Viewer"}, {"id": ALERTS_AND_REPORTS_ID, "name": "Alerts and reports",
-                                                     "readOnly": False}],
+    "permissions": [
+        {"id": "perm-1", "name": "AdministerUsers", "description": "admin"},
+        {"name": "ViewTables", "resources": ["projects/*"]},
+    ],
+    "groups": [
+        {"id": VIEWER_ID, "name": "Viewer"},
+        {"id": ALERTS_AND_REPORTS_ID, "name": "Alerts and reports", "readOnly": False},
+    ],
     "identities": [{"providerId": "okta"}],
     "actions": ["VERIFY_EMAIL"],
     "createdOn": "2023-09-21T02:45:09.205Z",
@@ -1165,17 +1299,19 @@ def test_password_reset_put_body_carries_everything(rsps, client, spec):
     puts = _stub_get_put(rsps, copy.deepcopy(RICH_USER))
     result = client.request_password_reset("u-rich")
     assert [sent(c)[:2] for c in rsps.calls] == [("GET", "/v1/users/u-rich"), ("PUT", "/v1/users/u-rich")]
-    assert puts == [{
-        "username": "rich@example.com",
-        "email": "rich@example.com",
-        "firstName": "Ríchard",
-        "lastName": "Ünïcode",
-        "enabled": False,
-        "permissions": [{"name": "AdministerUsers"}, {"name": "ViewTables", "resources": ["projects/*"]}],
-        "groups": [{"id": VIEWER_ID}, {"id": ALERTS_AND_REPORTS_ID}],
-        "actions": ["VERIFY_EMAIL", "UPDATE_PASSWORD"],
-        "department": {"name": "Sales", "cost_center": 42},
-    }]
+    assert puts == [
+        {
+            "username": "rich@example.com",
+            "email": "rich@example.com",
+            "firstName": "Ríchard",
+            "lastName": "Ünïcode",
+            "enabled": False,
+            "permissions": [{"name": "AdministerUsers"}, {"name": "ViewTables", "resources": ["projects/*"]}],
+            "groups": [{"id": VIEWER_ID}, {"id": ALERTS_AND_REPORTS_ID}],
+            "actions": ["VERIFY_EMAIL", "UPDATE_PASSWORD"],
+            "department": {"name": "Sales", "cost_center": 42},
+        }
+    ]
     body = puts[0]
     assert not set(body) & {"id", "emailVerified", "identities", "createdOn"}
     validate_request(spec, body, "/v1/users/{id}", "PUT")
@@ -1194,8 +1330,9 @@ def test_password_reset_does_not_duplicate_action(rsps, client):
 def test_password_reset_minimal_user(rsps, client, spec):
     puts = _stub_get_put(rsps, {"id": "u-min", "username": "min@example.com", "email": "min@example.com"})
     client.request_password_reset("u-min")
-    assert puts == [{"username": "min@example.com", "email": "min@example.com", "groups": [],
-                     "actions": ["UPDATE_PASSWORD"]}]
+    assert puts == [
+        {"username": "min@example.com", "email": "min@example.com", "groups": [], "actions": ["UPDATE_PASSWORD"]}
+    ]
     validate_request(spec, puts[0], "/v1/users/{id}", "PUT")
 
 
@@ -1265,10 +1402,14 @@ def test_password_reset_in_sandbox_pending_invite(sandbox, client):
 
 
 def test_password_reset_in_sandbox_with_permissions(sandbox, client):
-    created = sandbox.create_user("perm.holder@example.com", "Perm", "Holder",
-                                  groups=[DATA_ANALYST_ID, ALERTS_AND_REPORTS_ID], actions=["VERIFY_EMAIL"],
-                                  permissions=[{"name": "AdministerUsers"},
-                                               {"name": "ManageFiles", "resources": ["projects/*"]}])
+    created = sandbox.create_user(
+        "perm.holder@example.com",
+        "Perm",
+        "Holder",
+        groups=[DATA_ANALYST_ID, ALERTS_AND_REPORTS_ID],
+        actions=["VERIFY_EMAIL"],
+        permissions=[{"name": "AdministerUsers"}, {"name": "ManageFiles", "resources": ["projects/*"]}],
+    )
     client.request_password_reset(created["id"])
     after = sandbox.get_user(created["id"])
     assert after == {**created, "actions": ["VERIFY_EMAIL", "UPDATE_PASSWORD"]}
@@ -1282,8 +1423,9 @@ def test_update_user_in_sandbox(sandbox, client):
 
 
 _GROUP_CHOICES = [DATA_ANALYST_ID, DATA_MANAGER_ID, ORGANIZATION_ADMIN_ID, VIEWER_ID, ALERTS_AND_REPORTS_ID]
-_PERMISSION_CHOICES = [{"name": p["name"], **({"resources": ["projects/*"]} if "resources" in p else {})}
-                       for p in PERMISSION_CATALOGUE]
+_PERMISSION_CHOICES = [
+    {"name": p["name"], **({"resources": ["projects/*"]} if "resources" in p else {})} for p in PERMISSION_CATALOGUE
+]
 
 
 @settings(max_examples=30, deadline=None)
@@ -1297,13 +1439,22 @@ _PERMISSION_CHOICES = [{"name": p["name"], **({"resources": ["projects/*"]} if "
     permissions=st.lists(st.sampled_from(_PERMISSION_CHOICES), unique_by=lambda p: p["name"], max_size=4),
     verified=st.booleans(),
 )
-def test_property_password_reset_changes_only_actions(local, first, last, enabled, groups, actions,
-                                                      permissions, verified):
+def test_property_password_reset_changes_only_actions(
+    local, first, last, enabled, groups, actions, permissions, verified
+):
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         sb = PolarisSandbox(api_key=KEY)
         sb.mount(mock, BASE)
-        created = sb.create_user(f"{local}@example.com", first, last, groups=groups, enabled=enabled,
-                                 actions=actions, permissions=permissions, email_verified=verified)
+        created = sb.create_user(
+            f"{local}@example.com",
+            first,
+            last,
+            groups=groups,
+            enabled=enabled,
+            actions=actions,
+            permissions=permissions,
+            email_verified=verified,
+        )
         result = make_client().request_password_reset(created["id"])
         after = sb.get_user(created["id"])
     expected_actions = actions if "UPDATE_PASSWORD" in actions else actions + ["UPDATE_PASSWORD"]
@@ -1336,8 +1487,13 @@ def test_catalog_caches_for_ttl(sandbox, client):
     second = catalog.all()
     assert _group_gets(sandbox) == 1
     assert first == second
-    assert [g.name for g in first] == ["Alerts and reports", "Data Analyst", "Data Manager",
-                                       "Organization Admin", "Viewer"]  # sorted by name, case-insensitive
+    assert [g.name for g in first] == [
+        "Alerts and reports",
+        "Data Analyst",
+        "Data Manager",
+        "Organization Admin",
+        "Viewer",
+    ]  # sorted by name, case-insensitive
     clock.now += 59.9
     catalog.by_name("viewer")
     catalog.by_id(VIEWER_ID)
@@ -1380,9 +1536,20 @@ def test_catalog_failure_is_not_cached(sandbox, client):
     assert _group_gets(sandbox) == 2
 
 
-@pytest.mark.parametrize("name", ["Data Analyst", "data analyst", "  DATA ANALYST  ", '"Data Analyst"',
-                                  "'data analyst'", "\u201cData Analyst\u201d", "\u2018Data Analyst\u2019",
-                                  "Data   Analyst", '" Data Analyst "'])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Data Analyst",
+        "data analyst",
+        "  DATA ANALYST  ",
+        '"Data Analyst"',
+        "'data analyst'",
+        "\u201cData Analyst\u201d",
+        "\u2018Data Analyst\u2019",
+        "Data   Analyst",
+        '" Data Analyst "',
+    ],
+)
 def test_catalog_by_name_case_and_quotes(sandbox, client, name):
     catalog = GroupCatalog(client, ttl=60, clock=FakeClock())
     group = catalog.by_name(name)
@@ -1523,8 +1690,12 @@ def test_list_audit_events_filters_and_needs_access_audit_logs(sandbox, client):
     assert [(e.type, e.concerns(SAM), e.concerns(ALEX)) for e in events] == [("USER_PASSWORD_RESET", True, False)]
     query = [c.query for c in sandbox.calls if c.path == "/v1/audit/events"][0]
     assert query["type"] == "USER_PASSWORD_RESET" and query["user"] == SAM and query["from"].endswith("Z")
-    assert client.list_audit_events(type="USER_PASSWORD_RESET", user=SAM,
-                                    since=dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)) == []
+    assert (
+        client.list_audit_events(
+            type="USER_PASSWORD_RESET", user=SAM, since=dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)
+        )
+        == []
+    )
     sandbox.audit_access = False
     with pytest.raises(PolarisAuthError):
         client.list_audit_events(type="USER_PASSWORD_RESET", user=SAM)
