@@ -2,31 +2,38 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
 
 .PHONY: demo test serve migrate bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+# The bot's own requirements (what Deploying installs): enough for demo, serve and migrate.
+$(RUNTIME): requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt
-	touch $(STAMP)
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $(RUNTIME)
 
-demo: $(STAMP)
+# Tests and tools on top: only test and bench need them.
+$(DEV): $(RUNTIME) requirements-dev.txt
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(DEV)
+
+demo: $(RUNTIME)
 	$(BIN)/python app.py demo
 
-test: $(STAMP)
+test: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
-serve: $(STAMP)
+serve: $(RUNTIME)
 	$(BIN)/python app.py serve
 
-migrate: $(STAMP)
+migrate: $(RUNTIME)
 	$(BIN)/python app.py migrate
 
-bench: $(STAMP)
+bench: $(DEV)
 	bash bench/run_all.sh
 
 clean:

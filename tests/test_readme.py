@@ -58,6 +58,12 @@ def make_targets() -> dict[str, str]:
     return {m.group(1): m.group(2) for m in re.finditer(r"^([A-Za-z0-9_.-]+):(?!=)(.*)$", MAKEFILE, flags=re.M)}
 
 
+def targets_recipe(target: str) -> str:
+    """The recipe lines of ``target`` in the Makefile."""
+    m = re.search(r"^" + re.escape(target) + r":.*\n((?:\t.*\n)+)", MAKEFILE, flags=re.M)
+    return m.group(1) if m else ""
+
+
 def app_py_uses(commands):
     return [c for c in commands if "app.py" in c]
 
@@ -118,7 +124,11 @@ def test_deploying_runs_the_bot_with_the_interpreter_that_has_the_requirements()
         if "app.py" in argv:
             assert argv[0] == VENV_PYTHON, argv
         if argv[0] == "make":
-            assert "$(STAMP)" in targets[argv[1]], f"make {argv[1]} does not install the requirements first"
+            # The runtime requirements, as Deploying installs them, not the dev tools (final check).
+            assert targets[argv[1]].split() == ["$(RUNTIME)"], f"make {argv[1]} must install requirements.txt only"
+    assert "-r requirements.txt" in targets_recipe("$(RUNTIME)") and "requirements-dev" not in targets_recipe(
+        "$(RUNTIME)"
+    )
 
 
 def test_the_deploy_install_has_no_test_tools_and_the_dev_file_builds_on_it():
