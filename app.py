@@ -75,12 +75,9 @@ def cmd_serve(args) -> int:
             return wiring.build_serving_app(settings, polaris_state=polaris_state)
 
     core = wiring.build_core(settings)
-    wiring.check_schema(core.db)
-    # A refused token or key stops here, with one line, before any worker starts.
-    wiring.verify_slack_token(core)
-    polaris_state = wiring.check_polaris(settings)
+    # A refused token or key, an unmigrated database or a taken port stops here, a line each, before any worker.
+    _, polaris_state = wiring.start_checks(core, more=[lambda: _check_port(args.host, settings.port)])
     core.db.dispose()
-    _check_port(args.host, settings.port)
     if one_process:
         log.warning("SQLite serves one process: running 1 gunicorn worker (use PostgreSQL to run more)")
     _start_line(settings, f"serving on {args.host}:{settings.port} ({workers} worker{'s' * (workers > 1)})")
@@ -110,15 +107,14 @@ def cmd_socket(_args) -> int:
     from slack_sdk.errors import SlackApiError
 
     core = wiring.build_core(settings)
-    wiring.check_schema(core.db)
-    if not wiring.verify_slack_token(core, report_unreachable=False):  # Socket Mode is a connection to Slack
+    slack_ok, _ = wiring.start_checks(core, report_unreachable=False)
+    if not slack_ok:  # Socket Mode is a connection to Slack
         print(
             f"cannot reach Slack at {wiring.origin(core.slack.client.base_url)} (auth.test did not answer): Socket "
             "Mode needs it; check the network or SLACK_API_URL",
             file=sys.stderr,
         )
         return 4
-    wiring.check_polaris(settings)
     bolt = wiring.build_bolt_app(core, verify_token=True, report_unreachable=False)
     handler = SocketModeHandler(bolt, settings.slack_app_token)
     try:

@@ -212,6 +212,29 @@ def make_wsgi(core: Core, bolt_app, *, polaris_state: str | None = None):
     return SlackEdge(bolt_app, core.settings.slack_signing_secret, Health(core, initial=polaris_state))
 
 
+def start_checks(core: Core, *, report_unreachable: bool = True, more=()) -> tuple[bool, str]:
+    """Every check ``serve`` and ``socket`` make at start, all of them, so that one run names every problem:
+    the schema (:func:`check_schema`), the Slack token (:func:`verify_slack_token`), the Polaris key
+    (:func:`check_polaris`), then each callable in ``more``. Returns (Slack reachable, Polaris state). Raises
+    :class:`ConfigError` with every problem found, a line each."""
+    problems: list[str] = []
+    results: list = [False, "unreachable"]
+    steps = [
+        lambda: check_schema(core.db),
+        lambda: results.__setitem__(0, verify_slack_token(core, report_unreachable=report_unreachable)),
+        lambda: results.__setitem__(1, check_polaris(core.settings)),
+        *more,
+    ]
+    for step in steps:
+        try:
+            step()
+        except ConfigError as e:
+            problems.extend(e.problems)
+    if problems:
+        raise ConfigError(problems)
+    return results[0], results[1]
+
+
 def check_schema(db: Database) -> None:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory

@@ -158,3 +158,21 @@ def test_serve_on_a_port_in_use_is_one_line(serve_env, db):
     assert lines == [
         f"configuration error: PORT {port} on 127.0.0.1 is already in use: set PORT (or --host) to a free one"
     ], lines
+
+
+def test_serve_names_a_refused_token_a_refused_key_and_a_taken_port_in_one_run(serve_env):
+    """Final check: a wrong SLACK_BOT_TOKEN hid a wrong POLARIS_API_KEY until the next run."""
+    import socket as sockets
+
+    with sockets.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = str(taken.getsockname()[1])
+        out = run(
+            "serve",
+            {**serve_env, "SLACK_BOT_TOKEN": "xoxb-wrong-token", "POLARIS_API_KEY": "pok_wrong", "PORT": port},
+        )
+    errors = [line for line in out.stderr.splitlines() if line.startswith("configuration error:")]
+    assert out.returncode == 2
+    assert [e.split(":")[1].split()[0] for e in errors] == ["SLACK_BOT_TOKEN", "POLARIS_API_KEY", "PORT"], errors
+    assert "xoxb-wrong-token" not in out.stdout + out.stderr and "pok_wrong" not in out.stdout + out.stderr
