@@ -222,12 +222,13 @@ class Execution:
                 f"{ORG_ADMIN} members, has {len(valid)}",
             )
         self.notifications.refresh_card(req.id)
-        ctx.slack.dm(
+        self.notifications.dm(  # through the delivery ledger: retried, and ADMINS told if Slack refuses it
+            req.id,
             req.requester_id,
+            f"held:{required}",
             f"Your request for {views.kind_phrase(req)} was not applied yet: *{views.esc(group.name)}* now "
             f"grants {views.esc(grants)} in Polaris, so it needs {required} approvals by {ORG_ADMIN} "
             f"members ({len(valid)} so far). It is back with the approvers (request `{req.id[:8]}`).",
-            request_id=req.id,
         )
 
     def _apply_failed(self, req: AccessRequest, error: PolarisError | SlackError) -> bool:

@@ -151,9 +151,12 @@ class Submission:
             group=None,
             reason="",
         )
-        if target_id and target_id != user_id:
-            slack.dm(
+        saved = self.store.open_duplicate(RESET_PASSWORD, email, None)
+        if target_id and target_id != user_id and saved is not None:
+            self.notifications.dm(  # through the delivery ledger: retried, and ADMINS told if Slack refuses it
+                saved.id,
                 target_id,
+                "reset_asked",
                 f"{views.mention(user_id)} asked for a password reset of your Polaris account "
                 f"`{views.esc(email)}`. If you did not expect this, tell an admin.",
             )

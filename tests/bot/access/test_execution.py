@@ -424,3 +424,17 @@ def test_create_whose_answer_was_lost_on_the_last_attempt_is_looked_at_before_fa
         assert not any("failed" in t.lower() for t in dms(slack, REQUESTER))
     finally:
         service.drain()
+
+
+def test_held_for_approvals_dm_goes_through_the_delivery_ledger(service, db, sandbox, slack, groups):
+    """Final check: the DM of a request held for approvals was fire and forget; a requester whose DMs Slack
+    refuses was never told, and ADMINS neither (every other requester DM falls back to them)."""
+    _not_org_admin(sandbox, groups)
+    service.handle_command(REQUESTER, "request Data Analyst month end")
+    req = only_request(db)
+    assert service.decide(req.id, APPROVER2, approve=True) is None
+    sandbox.add_group_permissions(groups["Data Analyst"], [{"name": "AdministerUsers"}])
+    slack.fail_for("conversations.open", "user_disabled", users=REQUESTER)
+    service.run_due()
+    assert service.get(req.id).state == PENDING  # held: back with the approvers
+    assert ("bot", "notify.fallback", "ok") in audit_actions(db, req.id)

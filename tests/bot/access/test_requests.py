@@ -9,7 +9,9 @@ import threading
 
 import pytest
 
-from bot.models import APPLIED, APPROVED, PENDING
+from sqlalchemy import select
+
+from bot.models import APPLIED, APPROVED, PENDING, Delivery
 from tests.bot.access.helpers import (
     only_request,
     audit_actions,
@@ -261,3 +263,16 @@ def test_invite_of_someone_with_a_polaris_account_asks_for_a_membership(service,
     assert any(
         "a Polaris account for `newhire@example.com`" in str(m.get("blocks")) for m in slack.messages_in(CHANNEL)
     )
+
+
+def test_the_person_whose_reset_someone_asked_for_is_told_through_the_delivery_ledger(
+    service, db, sandbox, slack, groups
+):
+    """Final check: that DM was fire and forget; now it is owed in the ledger (retried, ADMINS told)."""
+    sandbox.create_user("oscar@example.com", "Oscar", "Tester", groups=[groups["Viewer"]], actions=[])
+    slack.fail_next("conversations.open", status=200, error="fatal_error", times=1)  # transient: retried
+    service.handle_command(REQUESTER, "reset-password <@U0OSCAR>")
+    req = only_request(db)
+    with db.session() as s:
+        owed = [d for d in s.scalars(select(Delivery).where(Delivery.request_id == req.id)) if d.recipient == OTHER]
+    assert [(d.key, d.status) for d in owed] == [("reset_asked", "pending")]
