@@ -20,7 +20,14 @@ class Dispatch:
         self.admission, self.queries, self.requests = admission, queries, requests
 
     def run(self, user_id: str, text: str | None, shown: str, channel_id: str | None) -> Reply:
-        command = parse(text)  # pure; a UsageError is audited by guarded()
+        try:
+            command = parse(text)  # pure; a UsageError is audited by guarded()
+        except UsageError:
+            # Counted and rate limited like any command (a flood of bad ones was answered without end).
+            why = self.admission.admit(user_id, shown, check_identity=False)
+            if why:
+                return Reply(f":no_entry: {why}")
+            raise
         why = self.admission.admit(user_id, shown, check_identity=command.name != "help")
         if why:
             return Reply(f":no_entry: {why}")

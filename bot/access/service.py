@@ -170,9 +170,12 @@ class AccessService:
 
     def submit_form(self, user_id: str, group_id: str, reason: str) -> Reply:
         """The request form's submission: like ``/polaris request`` with a group chosen by ID."""
-        self.audit.record(user_id, "command", detail=f"request form {group_id[:64]}")
 
         def work() -> Reply:
+            # Admitted like a command: audited and rate limited (the identity is checked by request_join).
+            why = self.admission.admit(user_id, f"request form {group_id[:64]}", check_identity=False)
+            if why:
+                return Reply(f":no_entry: {why}")
             text = check_reason(clean(reason, limit=None))  # refused with its length, never cut
             if self.catalog.by_id(group_id) is None:
                 self.catalog.refresh()  # a group made in Polaris since the list was read

@@ -5,7 +5,7 @@ PostgreSQL (TEST_DATABASE_URL)."""
 
 from __future__ import annotations
 
-from tests.bot.access.helpers import audit_actions
+from tests.bot.access.helpers import audit_actions, only_request_count
 from tests.conftest import OTHER, REQUESTER, make_settings
 
 
@@ -35,3 +35,20 @@ def test_the_request_form_refuses_a_guest_and_audits_it(service, db, groups):
     assert "Guest accounts" in service.form_refusal(GUEST)
     assert ("command", "refused") in [(a, o) for _, a, o in audit_actions(db)]
     assert service.form_refusal(REQUESTER) is None
+
+
+def test_bad_commands_and_form_submissions_count_against_the_rate_limit(sandbox, slack, db, groups):
+    """Final check: a command that does not parse wrote only ``command.invalid`` (not counted), and the form's
+    submission was never limited: any number of them was answered and audited."""
+    from bot import wiring
+
+    core = wiring.build_core(make_settings(sandbox, slack, db.url, max_commands_per_minute=3), db=db)
+    service = core.service
+    try:
+        answers = [service.handle_command(REQUESTER, "frobnicate").text for _ in range(5)]
+        assert [("commands in a minute" in a) for a in answers] == [False, False, False, True, True], answers
+        reply = service.submit_form(REQUESTER, groups["Viewer"], "dashboards")
+        assert "commands in a minute" in reply.text
+        assert only_request_count(db) == 0
+    finally:
+        service.drain()
