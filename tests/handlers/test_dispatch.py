@@ -4,26 +4,12 @@ from __future__ import annotations
 
 import time
 
-import pytest
-from slack_bolt.request import BoltRequest
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import select
 
 from bot.models import APPLIED, AccessRequest
+from tests.handlers.conftest import dispatch, form_submission
 from tests.conftest import APPROVER, OTHER, REQUESTER, click_body, signed_headers, slash_body, wait_for
-
-
-@pytest.fixture
-def bolt(core):
-    from bot import wiring
-
-    app = wiring.build_bolt_app(core)
-    yield app
-    app.listener_pool.shutdown(wait=True)
-
-
-def dispatch(bolt, body: str, headers: dict):
-    return bolt.dispatch(BoltRequest(body=body, headers={k: [v] for k, v in headers.items()}))
 
 
 def test_slacks_documented_signing_example():
@@ -97,8 +83,6 @@ def test_malformed_button_value_is_refused_politely(bolt, slack, groups):
 
 
 def test_request_without_arguments_opens_form_and_submission_creates_request(bolt, slack, groups, db):
-    import json
-    import urllib.parse
 
     body = slash_body(slack, REQUESTER, "request")
     assert dispatch(bolt, body, signed_headers(body)).status == 200
@@ -107,29 +91,11 @@ def test_request_without_arguments_opens_form_and_submission_creates_request(bol
     form = slack.views[1]["view"]
     options = form["blocks"][0]["element"]["options"]
     viewer = next(o["value"] for o in options if o["text"]["text"] == "Viewer")
-    payload = {
-        "type": "view_submission",
-        "team": {"id": "T0STANDIN"},
-        "user": {"id": REQUESTER},
-        "api_app_id": "A0TEST",
-        "view": {
-            "id": "V1",
-            "type": "modal",
-            "callback_id": "request_modal",
-            "state": {
-                "values": {
-                    "group": {"value": {"type": "static_select", "selected_option": {"value": viewer}}},
-                    "reason": {"value": {"type": "plain_text_input", "value": "from the form"}},
-                }
-            },
-        },
-    }
-    sub = urllib.parse.urlencode({"payload": json.dumps(payload)})
+    sub = form_submission(viewer, "from the form")
     assert dispatch(bolt, sub, signed_headers(sub)).status == 200
     req = wait_for(lambda: _requests(db))[0]
     assert (req.group_id, req.reason) == (viewer, "from the form")
-    payload["view"]["state"]["values"]["reason"]["value"]["value"] = "x" * 501
-    sub = urllib.parse.urlencode({"payload": json.dumps(payload)})
+    sub = form_submission(viewer, "x" * 501)
     response = dispatch(bolt, sub, signed_headers(sub))
     assert response.status == 200 and "errors" in response.body
 

@@ -4,45 +4,18 @@ saying its real length and the limit, and nothing is saved."""
 from __future__ import annotations
 
 import json
-import urllib.parse
 
-import pytest
 from slack_bolt.request import BoltRequest
 from sqlalchemy import select
 
 from bot.commands import REASON_MAX
 from bot.models import AccessRequest
+from tests.handlers.conftest import form_submission
 from tests.conftest import REQUESTER, signed_headers, slash_body, wait_for
 
 
-@pytest.fixture
-def bolt(core):
-    from bot import wiring
-
-    app = wiring.build_bolt_app(core)
-    yield app
-    app.listener_pool.shutdown(wait=True)
-
-
 def test_form_reason_of_5000_characters_is_refused_with_its_length(bolt, core, groups, db):
-    payload = {
-        "type": "view_submission",
-        "team": {"id": "T0STANDIN"},
-        "user": {"id": REQUESTER},
-        "api_app_id": "A0TEST",
-        "view": {
-            "id": "V1",
-            "type": "modal",
-            "callback_id": "request_modal",
-            "state": {
-                "values": {
-                    "group": {"value": {"type": "static_select", "selected_option": {"value": groups["Viewer"]}}},
-                    "reason": {"value": {"type": "plain_text_input", "value": "r" * 5000}},
-                }
-            },
-        },
-    }
-    body = urllib.parse.urlencode({"payload": json.dumps(payload)})
+    body = form_submission(groups["Viewer"], "r" * 5000)
     response = bolt.dispatch(BoltRequest(body=body, headers={k: [v] for k, v in signed_headers(body).items()}))
     assert response.status == 200
     errors = json.loads(response.body)["errors"]

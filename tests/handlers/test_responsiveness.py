@@ -14,23 +14,8 @@ from sqlalchemy import select
 
 from bot.models import AccessRequest
 from standins.polaris_sandbox import Fault
+from tests.handlers.conftest import dispatch, form_submission
 from tests.conftest import ADMIN, APPROVER, GUEST, OTHER, REQUESTER, signed_headers, slash_body, wait_for
-
-
-@pytest.fixture
-def bolt(core):
-    from bot import wiring
-
-    app = wiring.build_bolt_app(core)
-    yield app
-    app.listener_pool.shutdown(wait=True)
-
-
-def dispatch(bolt, body: str, headers: dict | None = None):
-    from slack_bolt.request import BoltRequest
-
-    headers = headers or signed_headers(body)
-    return bolt.dispatch(BoltRequest(body=body, headers={k: [v] for k, v in headers.items()}))
 
 
 def command(bolt, slack, user_id: str, text: str) -> str:
@@ -176,24 +161,7 @@ def test_views_open_failing_with_5xx_is_not_retried_past_the_trigger_lifetime(bo
 def test_a_form_submission_meeting_a_full_queue_is_refused_in_the_form(bolt, slack, groups, service, db):
     service.max_queued = 0
     viewer = groups["Viewer"]
-    payload = {
-        "type": "view_submission",
-        "team": {"id": "T0STANDIN"},
-        "user": {"id": REQUESTER},
-        "api_app_id": "A0TEST",
-        "view": {
-            "id": "V1",
-            "type": "modal",
-            "callback_id": "request_modal",
-            "state": {
-                "values": {
-                    "group": {"value": {"type": "static_select", "selected_option": {"value": viewer}}},
-                    "reason": {"value": {"type": "plain_text_input", "value": "from the form"}},
-                }
-            },
-        },
-    }
-    body = urllib.parse.urlencode({"payload": json.dumps(payload)})
+    body = form_submission(viewer, "from the form")
     response = dispatch(bolt, body)
     assert response.status == 200
     answer = json.loads(response.body)
