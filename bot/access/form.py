@@ -33,7 +33,7 @@ class RequestForm:
             if why:
                 self.show_error(view_id, views.esc(why))
                 return
-            groups = self.ctx.catalog.all()
+            groups = self.ctx.catalog.refresh()  # a group made in Polaris a moment ago is listed (5 s at most)
         except Exception as e:  # Polaris down: say so in the form
             self.show_error(view_id, form_problem(e))
             return

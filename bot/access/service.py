@@ -138,8 +138,8 @@ class AccessService:
         """The work lane for the ``/polaris`` command ``text`` (:func:`bot.lanes.lane_for_command`)."""
         return lane_for_command(text, groups_cached=self.catalog.fresh())
 
-    def drain(self, timeout: float = 30.0) -> None:
-        """Wait for background work to finish (shutdown, tests)."""
+    def drain(self) -> None:
+        """Wait for the background work of every lane to finish, however long it takes (shutdown, tests)."""
         self.lanes.drain()
 
     # =============================================================================== commands and the form

@@ -129,3 +129,13 @@ def test_app_home_is_published_once_per_event_id(bolt, slack, groups, core):
     published = [v for v in slack.views if v["method"] == "views.publish"]
     assert len(published) == 1 and published[0]["user_id"] == REQUESTER
     assert "Viewer" in str(published[0]["view"]["blocks"])
+
+
+def test_the_request_form_lists_a_group_made_in_polaris_since_the_list_was_cached(bolt, slack, sandbox, groups, core):
+    core.service.handle_command(REQUESTER, "groups")  # the group list is cached now
+    sandbox.create_group("Finance Readers", [{"name": "ViewTables", "resources": ["projects/*"]}])
+    body = slash_body(slack, REQUESTER, "request")
+    assert dispatch(bolt, body, signed_headers(body)).status == 200
+    wait_for(lambda: len(slack.views) >= 2)
+    options = slack.views[1]["view"]["blocks"][0]["element"]["options"]
+    assert "Finance Readers" in [o["text"]["text"] for o in options]

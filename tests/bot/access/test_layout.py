@@ -72,5 +72,14 @@ def test_authority_is_pure():
 
 
 def test_handlers_use_the_facade_only():
+    """Every ``service.<name>`` in a listener is a public method of the facade: never a client, nor a room
+    (``service.notifications``, ``service.decisions`` ...) reached past it."""
+    from bot.access import AccessService
+
+    methods = {n for n, v in vars(AccessService).items() if callable(v) and not n.startswith("_")}
+    used = set()
     for path in (ROOT / "handlers").glob("*.py"):
-        assert not re.search(r"service\.(slack|catalog|audit|polaris|db|store|ctx)\b", path.read_text()), path.name
+        text = path.read_text()
+        assert not re.search(r"service\.(slack|catalog|audit|polaris|db|store|ctx)\b", text), path.name
+        used |= set(re.findall(r"service\.([A-Za-z_]+)", text))
+    assert used and used <= methods, sorted(used - methods)
