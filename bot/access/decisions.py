@@ -20,6 +20,7 @@ from ..slack import SlackError
 from .approvers import Approvers
 from .authority import ORG_ADMIN
 from .context import Context
+from .errors import AUTHORITY_UNCHECKABLE, EARLIER_APPROVALS_UNCHECKABLE, GROUP_GONE
 from .notifications import Notifications
 from .store import RequestStore
 
@@ -91,7 +92,7 @@ class Decisions:
             why = self.approvers.authority(actor_id, req, approving=approve, group=group)
         except (PolarisError, SlackError) as e:
             log.warning("authority check for %s failed: %s", actor_id, e)
-            why = "I could not check your authority right now (Polaris or Slack did not answer); try again."
+            why = AUTHORITY_UNCHECKABLE
         if why:
             raise _Refused(why, f"{verb}: {why}")
         stale: list[str] = []
@@ -104,7 +105,7 @@ class Decisions:
                 ]
             except (PolarisError, SlackError):
                 raise _Refused(
-                    "I could not re-check the earlier approvals right now; try again.",
+                    EARLIER_APPROVALS_UNCHECKABLE,
                     "approve: earlier approvals not re-checkable",
                 ) from None
         return group, required, stale
@@ -216,12 +217,9 @@ class Decisions:
         try:
             why = self.approvers.authority(actor_id, req)
         except PolarisNotFound:  # the group was deleted in Polaris: no Retry can apply it
-            why = (
-                "The group of this request no longer exists in Polaris, so it cannot be applied; the requester "
-                "can ask for a current group (`/polaris groups` lists them)."
-            )
+            why = GROUP_GONE
         except (PolarisError, SlackError):
-            why = "I could not check your authority right now; try again."
+            why = AUTHORITY_UNCHECKABLE
         if why:
             return self.refuse(actor_id, req.id, why, f"retry: {why}")
         try:

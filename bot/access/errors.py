@@ -4,6 +4,8 @@
   here, once, and audited as ``command.invalid``.
 - :class:`bot.polaris.PolarisError`: Polaris's own plain message, redacted, and "Nothing was changed".
 - :class:`bot.slack.SlackError`: :data:`SLACK_UNANSWERED`.
+- a decision whose checks Polaris or Slack could not answer: :data:`AUTHORITY_UNCHECKABLE`,
+  :data:`EARLIER_APPROVALS_UNCHECKABLE`, :data:`GROUP_GONE` (used by :mod:`bot.access.decisions`).
 - anything else: logged with a short reference that the person is given; nothing was changed.
 
 :func:`guarded` applies this to a command's work (never raises); :func:`form_problem` is the same mapping for
@@ -27,6 +29,15 @@ from .reply import Reply
 log = logging.getLogger(__name__)
 
 SLACK_UNANSWERED = "Slack did not answer a lookup I needed; please try again in a moment."
+#: A click whose authority check needed Polaris or Slack, and they did not answer (nothing was decided).
+AUTHORITY_UNCHECKABLE = "I could not check your authority right now (Polaris or Slack did not answer); try again."
+#: The same for the earlier approvals of a two-person rule, re-checked when the last one arrives.
+EARLIER_APPROVALS_UNCHECKABLE = "I could not re-check the earlier approvals right now; try again."
+#: Retry of a request whose group Polaris no longer has (404): no Retry can apply it.
+GROUP_GONE = (
+    "The group of this request no longer exists in Polaris, so it cannot be applied; the requester can ask for a "
+    "current group (`/polaris groups` lists them)."
+)
 
 
 def guarded(audit: AuditLog, user_id: str, shown: str, work: Callable[[], Reply]) -> Reply:
