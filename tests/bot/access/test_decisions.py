@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.models import APPLIED, APPROVED, DENIED, EXPIRED, FAILED, PENDING, Approval
-from tests.bot.access.helpers import only_request, audit_actions, card, buttons, dms, sandbox_key, _not_org_admin
+from tests.bot.access.helpers import only_request, audit_actions, card, buttons, dms, _not_org_admin
 from tests.conftest import ADMIN, APPROVER, APPROVER2, BOT, GONE, GUEST, OTHER, REQUESTER, make_settings
 
 
@@ -110,14 +110,7 @@ def test_organization_admin_needs_two_approvers_who_are_org_admins(service, db, 
 
 
 def test_organization_admin_approval_refused_for_approver_not_org_admin_in_polaris(service, db, sandbox, slack, groups):
-    erin = sandbox.find_user("erin@example.com")
-    sandbox.handle(
-        "PUT",
-        f"/v1/users/{erin['id']}",
-        {},
-        {"Authorization": f"Basic {sandbox_key()}"},
-        b'{"username": "erin@example.com", "groups": [{"id": "%s"}]}' % groups["Viewer"].encode(),
-    )
+    _not_org_admin(sandbox, groups)  # erin is in Viewer only, no longer an Organization Admin
     service.handle_command(REQUESTER, "request Organization Admin")
     req = only_request(db)
     assert "Only members of Organization Admin" in service.decide(req.id, APPROVER2, approve=True)
@@ -141,14 +134,7 @@ def test_pending_request_expires_and_cannot_be_approved(service, db, sandbox, sl
 def test_custom_group_granting_administer_users_is_treated_like_organization_admin(service, db, sandbox, groups):
     sandbox.create_group("Break Glass", [{"name": "AdministerUsers"}])
     service.catalog.invalidate()
-    erin = sandbox.find_user("erin@example.com")
-    sandbox.handle(
-        "PUT",
-        f"/v1/users/{erin['id']}",
-        {},
-        {"Authorization": f"Basic {sandbox_key()}"},
-        b'{"username": "erin@example.com", "groups": [{"id": "%s"}]}' % groups["Viewer"].encode(),
-    )
+    _not_org_admin(sandbox, groups)  # erin is in Viewer only, no longer an Organization Admin
     service.handle_command(REQUESTER, "request Break Glass incident")
     req = only_request(db)
     assert req.approvals_required == 2
