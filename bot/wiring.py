@@ -218,21 +218,22 @@ def start_checks(core: Core, *, report_unreachable: bool = True, more=()) -> tup
     (:func:`check_polaris`), then each callable in ``more``. Returns (Slack reachable, Polaris state). Raises
     :class:`ConfigError` with every problem found, a line each."""
     problems: list[str] = []
-    results: list = [False, "unreachable"]
-    steps = [
-        lambda: check_schema(core.db),
-        lambda: results.__setitem__(0, verify_slack_token(core, report_unreachable=report_unreachable)),
-        lambda: results.__setitem__(1, check_polaris(core.settings)),
-        *more,
-    ]
-    for step in steps:
+
+    def attempt(check, refused):
         try:
-            step()
+            return check()
         except ConfigError as e:
             problems.extend(e.problems)
+            return refused
+
+    attempt(lambda: check_schema(core.db), None)
+    slack_ok = attempt(lambda: verify_slack_token(core, report_unreachable=report_unreachable), False)
+    polaris_state = attempt(lambda: check_polaris(core.settings), "unreachable")
+    for check in more:
+        attempt(check, None)
     if problems:
         raise ConfigError(problems)
-    return results[0], results[1]
+    return slack_ok, polaris_state
 
 
 def check_schema(db: Database) -> None:
