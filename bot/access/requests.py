@@ -151,8 +151,8 @@ class Submission:
             group=None,
             reason="",
         )
-        saved = self.store.open_duplicate(RESET_PASSWORD, email, None)
-        if target_id and target_id != user_id and saved is not None:
+        saved = self.store.open_duplicate(RESET_PASSWORD, email, None) if target_id and target_id != user_id else None
+        if saved is not None:  # someone else's reset: they are told, through the ledger
             self.notifications.dm(  # through the delivery ledger: retried, and ADMINS told if Slack refuses it
                 saved.id,
                 target_id,
