@@ -18,12 +18,27 @@ from sqlalchemy.types import TypeDecorator
 JOIN = "join"  # requester joins a group (account created with the group if they have none)
 INVITE = "invite"  # an account (or membership) for someone else
 RESET_PASSWORD = "reset_password"
-KINDS = (JOIN, INVITE, RESET_PASSWORD)
+LEAVE = "leave"  # the requester leaves a group (no approval: less access needs none)
+REMOVE = "remove"  # someone is removed from a group (decided by the group's approvers)
+OFFBOARD = "offboard"  # a user loses every group and is disabled (decided by admins)
+KINDS = (JOIN, INVITE, RESET_PASSWORD, LEAVE, REMOVE, OFFBOARD)
+GRANTS = (JOIN, INVITE)  # kinds that give a membership (and may be time-bound)
+REMOVALS = (LEAVE, REMOVE, OFFBOARD)  # kinds that take access away
 
 # Access request states
 PENDING, APPROVED, APPLIED, FAILED, DENIED, EXPIRED = "pending", "approved", "applied", "failed", "denied", "expired"
-STATES = (PENDING, APPROVED, APPLIED, FAILED, DENIED, EXPIRED)
+CANCELLED = "cancelled"  # withdrawn by the requester, or closed by an offboarding, before it was decided
+STATES = (PENDING, APPROVED, APPLIED, FAILED, DENIED, EXPIRED, CANCELLED)
 OPEN_STATES = (PENDING, APPROVED)
+
+#: The requester of a request the bot itself opened (an offboarding card after a Slack deactivation).
+BOT_REQUESTER = "bot"
+
+# Lease states (table ``leases``)
+LEASE_PENDING = "pending"  # prepared just before the membership is written in Polaris (the apply is under way)
+LEASE_ACTIVE = "active"  # the membership is in Polaris and ends at ``ends_at``
+LEASE_ENDED = "ended"  # over: removed, or kept on purpose (``end_reason``)
+LEASE_STATES = (LEASE_PENDING, LEASE_ACTIVE, LEASE_ENDED)
 
 
 def utcnow() -> dt.datetime:
@@ -105,6 +120,8 @@ class AccessRequest(Base):
     open_key: Mapped[str | None] = mapped_column(String(400))
     notified_state: Mapped[str | None] = mapped_column(String(12))
     retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    duration_seconds: Mapped[int | None] = mapped_column(Integer)  # a time-bound grant; None: for good
+    plan: Mapped[str | None] = mapped_column(Text)  # JSON: what a removal or offboarding will take away
 
     __table_args__ = (
         Index("ix_access_requests_requester_state", "requester_id", "state"),
@@ -116,8 +133,14 @@ class AccessRequest(Base):
     )
 
     @staticmethod
-    def make_open_key(email: str, group_id: str | None) -> str:
-        """The key that makes at most one open request per person and group (or password reset)."""
+    def make_open_key(email: str, group_id: str | None, kind: str | None = None) -> str:
+        """The key that makes at most one open request per person and group (or password reset): grants share
+        one key per person and group; a removal (leave, remove) has its own per person and group, an
+        offboarding one per person."""
+        if kind == OFFBOARD:
+            return f"offboard|{email.lower()}"
+        if kind in (LEAVE, REMOVE):
+            return f"remove|{email.lower()}|{group_id}"
         return f"{email.lower()}|{group_id or 'reset'}"
 
 
@@ -195,6 +218,7 @@ class Delivery(Base):
     state: Mapped[str | None] = mapped_column(String(12))
     text: Mapped[str | None] = mapped_column(Text)
     content_hash: Mapped[str | None] = mapped_column(String(64))
+    blocks: Mapped[str | None] = mapped_column(Text)  # a DM's Block Kit blocks, JSON (buttons), or None
     status: Mapped[str] = mapped_column(String(12), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -206,3 +230,58 @@ class Delivery(Base):
         UniqueConstraint("request_id", "kind", "recipient", "key", name="uq_deliveries_request_kind_recipient_key"),
         Index("ix_deliveries_status_next", "status", "next_attempt_at"),
     )
+
+
+class Lease(Base):
+    """A time-bound membership: ``email`` (``polaris_user_id``, ``slack_id``) is in ``group_id`` until
+    ``ends_at``, then the worker removes it (``DELETE /v1/groups/{id}/members``), once.
+
+    ``request_id``: the grant that made it; ``extended_by``: the latest grant that moved its end. ``state``:
+    ``pending`` (written just before the membership is added in Polaris, so a resumed apply knows the
+    membership is its own), ``active``, ``ended``. ``active_key`` (``email|group_id``, unique, ``None`` once
+    ended) makes at most one lease per person and group: a later grant extends it. ``started_at``: when the
+    membership was applied (the time counts from there); ``warn_at``: when the person is offered Extend and
+    I'm done (a tenth of the duration before the end, at most an hour), ``warned_at`` once done. Removal
+    bookkeeping: ``attempts``, ``next_attempt_at`` (backoff on Polaris faults), ``last_error``. Once over:
+    ``ended_at``, ``end_reason`` (``expired``, ``done``, ``left``, ``removed``, ``offboarded``,
+    ``user_gone``, ``group_gone``, ``made_permanent``, ``not_applied``) and ``ended_by`` (a Slack user ID or
+    ``bot``). Times are aware UTC (revision 0006)."""
+
+    __tablename__ = "leases"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    request_id: Mapped[str] = mapped_column(ForeignKey("access_requests.id", ondelete="CASCADE"))
+    extended_by: Mapped[str | None] = mapped_column(String(36))
+    email: Mapped[str] = mapped_column(String(320))
+    slack_id: Mapped[str | None] = mapped_column(String(32))
+    polaris_user_id: Mapped[str | None] = mapped_column(String(64))
+    group_id: Mapped[str] = mapped_column(String(64))
+    group_name: Mapped[str | None] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(12), default=LEASE_PENDING)
+    duration_seconds: Mapped[int] = mapped_column(Integer)
+    active_key: Mapped[str | None] = mapped_column(String(400))
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    ends_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    warn_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    warned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    end_reason: Mapped[str | None] = mapped_column(String(40))
+    ended_by: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("active_key", name="uq_leases_active_key"),
+        Index("ix_leases_state_ends", "state", "ends_at"),
+        Index("ix_leases_state_warn", "state", "warn_at"),
+        Index("ix_leases_request", "request_id"),
+        Index("ix_leases_email_state", "email", "state"),
+    )
+
+    @staticmethod
+    def make_active_key(email: str, group_id: str) -> str:
+        """At most one pending or active lease per person and group."""
+        return f"{email.lower()}|{group_id}"

@@ -11,6 +11,9 @@ Example (every key optional; ``[defaults]`` applies to groups without a table of
     reason_required = false
     reason_min_length = 0
     ttl_hours = 24                       # pending requests expire after this
+    permanent = true                     # false: every request must say for how long (or get default_duration)
+    default_duration = "8h"              # a request that names no duration gets this one (time-bound access)
+    max_duration = "1w"                  # a request for longer is refused, naming the maximum
 
     [groups."Organization Admin"]        # group names match without regard to case
     approvals = 2
@@ -41,12 +44,24 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+from . import durations
+
 MANAGER = "manager"
 ORG_ADMIN = "organization admin"
 _USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _USERGROUP = re.compile(r"^S[A-Z0-9]{2,}$")
 _FIELD = re.compile(r"^X[A-Za-z0-9]{2,}$")
-_KEYS = {"approvers", "approvals", "auto_approve", "reason_required", "reason_min_length", "ttl_hours"}
+_KEYS = {
+    "approvers",
+    "approvals",
+    "auto_approve",
+    "reason_required",
+    "reason_min_length",
+    "ttl_hours",
+    "permanent",
+    "default_duration",
+    "max_duration",
+}
 
 
 class PolicyError(ValueError):
@@ -59,7 +74,8 @@ class Rule:
 
     ``approvers``: Slack user IDs, user group IDs and/or ``"manager"``; empty means the defaults from the
     environment. ``approvals``: distinct approvals needed. ``ttl``: seconds a request stays pending.
-    ``source``: where it came from, for ``/polaris policy``."""
+    ``source``: where it came from, for ``/polaris policy``. Time-bound access: ``permanent`` (False: a
+    request must be time-bound), ``default_duration`` and ``max_duration`` (seconds, or ``None``)."""
 
     approvers: tuple[str, ...] = ()
     approvals: int = 1
@@ -67,11 +83,23 @@ class Rule:
     reason_required: bool = False
     reason_min_length: int = 0
     ttl: float = 24 * 3600.0
+    permanent: bool = True
+    default_duration: int | None = None
+    max_duration: int | None = None
     source: str = "defaults"
 
     @property
     def wants_manager(self) -> bool:
         return MANAGER in self.approvers
+
+    def describe_durations(self) -> str:
+        """Time-bound access under this rule, in words: "time-bound only; default 8 hours; at most 1 week"."""
+        parts = ["time-bound only" if not self.permanent else "for good or time-bound"]
+        if self.default_duration:
+            parts.append(f"default {durations.describe(self.default_duration)}")
+        if self.max_duration:
+            parts.append(f"at most {durations.describe(self.max_duration)}")
+        return ", ".join(parts)
 
     def describe(self) -> str:
         who = (
@@ -87,6 +115,8 @@ class Rule:
         if self.reason_required:
             parts.append(f"reason required (≥ {self.reason_min_length} characters)")
         parts.append(f"expires after {self.ttl / 3600:g} h")
+        if self.default_duration or self.max_duration or not self.permanent:
+            parts.append(self.describe_durations())
         return "; ".join(parts) + f" _({self.source})_"
 
 
@@ -159,7 +189,13 @@ def _rule(data: Any, base: Rule, *, where: list[str], text: str, path: str) -> R
     unknown = sorted(set(data) - _KEYS)
     if unknown:
         fail(unknown[0], f"unknown key {unknown[0]!r} in [{'.'.join(where)}]; allowed: {', '.join(sorted(_KEYS))}")
-    values = {**_approvers_of(data, fail), **_numbers_of(data, fail), **_flags_of(data, fail), **_ttl_of(data, fail)}
+    values = {
+        **_approvers_of(data, fail),
+        **_numbers_of(data, fail),
+        **_flags_of(data, fail),
+        **_ttl_of(data, fail),
+        **_durations_of(data, fail),
+    }
     line = _line_of(text, where, None) if where else 1
     rule = replace(base, **values, source=f"{path} line {line}")
     _check_consistent(rule, fail)
@@ -191,7 +227,7 @@ def _numbers_of(data: dict, fail: Callable) -> dict[str, Any]:
 
 def _flags_of(data: dict, fail: Callable) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for key in ("auto_approve", "reason_required"):
+    for key in ("auto_approve", "reason_required", "permanent"):
         if key in data:
             if not isinstance(data[key], bool):
                 fail(key, f"{key} must be true or false")
@@ -208,7 +244,23 @@ def _ttl_of(data: dict, fail: Callable) -> dict[str, Any]:
     return {"ttl": float(v) * 3600.0}
 
 
+def _durations_of(data: dict, fail: Callable) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key in ("default_duration", "max_duration"):
+        if key in data:
+            v = data[key]
+            if not isinstance(v, str):
+                fail(key, f'{key} must be a duration in quotes, like "8h", "2d" or "90 minutes"')
+            try:
+                values[key] = durations.parse_duration(v)
+            except ValueError as e:
+                fail(key, f"{key}: {str(e).replace('`', '')}")
+    return values
+
+
 def _check_consistent(rule: Rule, fail: Callable) -> None:
+    if rule.default_duration and rule.max_duration and rule.default_duration > rule.max_duration:
+        fail("default_duration", "default_duration is longer than max_duration")
     if rule.auto_approve and rule.approvals > 1:
         fail("auto_approve", "a rule cannot both auto-approve and need more than one approval")
     if (

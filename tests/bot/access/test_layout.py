@@ -15,6 +15,7 @@ ORDER = [
     "context",
     "errors",
     "store",
+    "lease_store",
     "authority",
     "approvers",
     "admission",
