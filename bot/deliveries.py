@@ -140,13 +140,15 @@ class DeliveryLedger:
         key: str,
         *,
         text: str | None = None,
+        blocks: list | None = None,
         state: str | None = None,
         content: str | None = None,
         supersede: bool = False,
     ) -> Delivery:
         """The row owed for (``request_id``, ``kind``, ``recipient``, ``key``), created pending if new.
 
-        ``text``: a DM's text (sent as is on every attempt); ``state``: the request state a requester DM
+        ``text``: a DM's text (sent as is on every attempt), ``blocks`` its Block Kit blocks (buttons), kept as
+        JSON; ``state``: the request state a requester DM
         tells; ``content``: for a card, the hash of what it should show now: a delivered or pending row with
         another hash goes back to pending with a fresh attempt count (a failed one stays failed).
         ``supersede``: older pending rows of the same kind to the same recipient are superseded by this one."""
@@ -175,6 +177,7 @@ class DeliveryLedger:
                             key=key[:64],
                             state=state,
                             text=text,
+                            blocks=json.dumps(blocks) if blocks else None,
                             content_hash=content,
                             status=PENDING,
                             attempts=0,

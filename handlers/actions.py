@@ -1,4 +1,5 @@
-"""Approval card buttons (``block_actions``): Approve, Deny, Retry."""
+"""Buttons (``block_actions``): Approve, Deny, Retry on the approval card; Extend and I'm done on the DM before
+time-bound access ends."""
 
 from __future__ import annotations
 
@@ -47,3 +48,36 @@ def register(app: App, service) -> None:
     @app.action(views.RETRY_ACTION)
     def retry(ack: Ack, body: dict, respond: Respond) -> None:
         handle(ack, body, respond, "retry")
+
+    register_lease_buttons(app, service)
+
+
+def register_lease_buttons(app: App, service) -> None:
+    """Extend and I'm done on the DM before a lease ends."""
+
+    def lease_click(ack: Ack, body: dict, respond: Respond, action: str) -> None:
+        """Extend / I'm done on the DM before a lease ends (``value`` = the lease ID)."""
+        ack()
+        who = user_id(body, "user", "id")
+        lease_id = request_id(body)  # a UUID, like a request ID
+        if who is None:
+            return
+
+        def work() -> None:
+            if lease_id is None:
+                message = service.refuse_malformed_button(who, action)
+            elif action == "extend":
+                message = service.extend_lease(lease_id, who).text
+            else:
+                message = service.end_lease(lease_id, who).text
+            respond(text=message, response_type="ephemeral", replace_original=False)
+
+        service.background(work, on_busy=lambda: respond(text=BUSY, response_type="ephemeral", replace_original=False))
+
+    @app.action(views.LEASE_EXTEND_ACTION)
+    def lease_extend(ack: Ack, body: dict, respond: Respond) -> None:
+        lease_click(ack, body, respond, "extend")
+
+    @app.action(views.LEASE_DONE_ACTION)
+    def lease_done(ack: Ack, body: dict, respond: Respond) -> None:
+        lease_click(ack, body, respond, "done")

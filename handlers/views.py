@@ -5,7 +5,8 @@ from __future__ import annotations
 from slack_bolt import Ack, App
 
 from bot import views
-from bot.commands import REASON_MAX
+from bot.commands import REASON_MAX, UsageError
+from bot.durations import parse_duration
 from bot.lanes import POLARIS
 
 from .commands import BUSY
@@ -22,6 +23,14 @@ def register(app: App, service) -> None:
         if not group_id or len(group_id) > 64:
             ack(response_action="errors", errors={"group": "Choose a group."})
             return
+        typed = text(values, "duration", "value", "value", limit=200).strip()
+        duration = None
+        if typed:
+            try:  # pure parsing; the group's maximum is checked by the core, which answers by DM
+                duration = parse_duration(typed[4:] if typed.lower().startswith("for ") else typed)
+            except UsageError as e:
+                ack(response_action="errors", errors={"duration": str(e).replace("`", "")})
+                return
         if len(reason) > REASON_MAX:
             from bot.commands import reason_too_long  # its real length and the limit, as commands say it
 
@@ -33,7 +42,7 @@ def register(app: App, service) -> None:
             return
 
         def work() -> None:
-            service.submit_form_and_tell(who, group_id, reason)
+            service.submit_form_and_tell(who, group_id, reason, duration)
 
         # Handed off before the ack (which Bolt sends when this returns), so a full work lane keeps the form
         # open with the busy answer instead of dropping the submission.

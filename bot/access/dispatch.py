@@ -9,6 +9,7 @@ from typing import Callable
 
 from .. import views
 from ..commands import Command, UsageError, check_reason, parse
+from ..durations import split_duration
 from .admission import Admission
 from .queries import Queries
 from .reply import Reply
@@ -55,10 +56,14 @@ class Dispatch:
 
     def _request(self, user_id: str, cmd: Command) -> Reply:
         if not cmd.rest:
-            return Reply("Usage: `/polaris request <group> [reason]` (or the form, from a slash command).")
-        group, reason = self.queries.group_and_rest(cmd.rest)
-        return self.requests.request_join(user_id, group.name, check_reason(reason))
+            return Reply(
+                "Usage: `/polaris request <group> [for <duration>] [reason]` (or the form, from a slash command)."
+            )
+        group, rest = self.queries.group_and_rest(cmd.rest)
+        duration, reason = split_duration(rest)  # "for 2h because ..." -> 7200, "because ..."
+        return self.requests.request_join(user_id, group.name, check_reason(reason), duration=duration)
 
     def _invite(self, user_id: str, cmd: Command) -> Reply:
-        group, reason = self.queries.group_and_rest(cmd.rest)
-        return self.requests.request_invite(user_id, cmd.target, group.name, check_reason(reason))
+        group, rest = self.queries.group_and_rest(cmd.rest)
+        duration, reason = split_duration(rest)
+        return self.requests.request_invite(user_id, cmd.target, group.name, check_reason(reason), duration=duration)

@@ -26,6 +26,7 @@ from ..slack import SlackError
 from .approvers import Approvers
 from .authority import ORG_ADMIN, barred_reason
 from .context import Context
+from .leases import Leases
 from .notifications import Notifications
 from .polaris_side import NotConfirmed, PolarisSide
 from .store import RequestStore
@@ -38,10 +39,16 @@ APPLY_BACKOFF_MAX = 300.0
 
 class Execution:
     def __init__(
-        self, ctx: Context, store: RequestStore, approvers: Approvers, notifications: Notifications, worker_name: str
+        self,
+        ctx: Context,
+        store: RequestStore,
+        approvers: Approvers,
+        notifications: Notifications,
+        worker_name: str,
+        leases: Leases,
     ):
         self.ctx, self.store, self.approvers, self.notifications = ctx, store, approvers, notifications
-        self.worker_name = worker_name
+        self.worker_name, self.leases = worker_name, leases
         self.side = PolarisSide(ctx, store)
 
     def apply(self, request_id: str) -> bool:
@@ -85,7 +92,7 @@ class Execution:
                 with audit_context("bot", req.id):
                     if not self._fit_to_apply(req):
                         return False
-                    outcome, polaris_user_id = self.side.run(req)
+                    outcome, polaris_user_id = self.side.run(req, before_add=lambda: self.leases.before_add(req))
             except (PolarisError, SlackError) as e:
                 return self._apply_failed(req, e)
             except NotConfirmed as e:
@@ -95,18 +102,24 @@ class Execution:
                 log.exception("apply of %s crashed", req.id)
                 return self._apply_failed(req, PolarisError(None, "InternalError", type(e).__name__))
             with ctx.db.session() as s:
-                store.update(
+                applied_at = ctx.clock()
+                lease_part = self.leases.settle(req, applied_at=applied_at, polaris_user_id=polaris_user_id, session=s)
+                outcome = f"{outcome} {lease_part}".strip()
+                changed = store.update(
                     req.id,
                     session=s,
                     expect=APPROVED,
                     state=APPLIED,
                     outcome=outcome,
                     polaris_user_id=polaris_user_id,
-                    applied_at=ctx.clock(),
-                    updated_at=ctx.clock(),
+                    applied_at=applied_at,
+                    updated_at=applied_at,
                     claimed_by=None,
                     open_key=None,
                 )
+                if not changed:  # no longer approved (cannot happen under the claim): keep the lease as it was
+                    s.rollback()
+                    return False
                 ctx.audit.record(
                     "bot", "apply.done", request_id=req.id, target=req.target_email, detail=outcome, session=s
                 )

@@ -188,6 +188,8 @@ class LeaseStore:
                 warn_at=warn_time(ends_at, duration_seconds),
                 warned_at=None,
                 extended_by=by,
+                end_reason=None,  # a later grant wins over an "I'm done" that Polaris has not taken yet
+                ended_by=None,
                 attempts=0,
                 next_attempt_at=None,
                 last_error=None,
@@ -233,9 +235,15 @@ class LeaseStore:
                 .values(warned_at=now, updated_at=now)
             ).rowcount
 
-    def removal_attempt(self, lease_id: str, now: dt.datetime) -> None:
+    def take(self, lease_id: str, *, attempts: int, now: dt.datetime, hold: dt.timedelta) -> int:
+        """Take a live lease's removal (compare-and-set on ``attempts``: one caller wins): ``attempts`` goes up
+        and, for ``hold``, the worker's due query leaves it alone (the process that took it is removing it)."""
         with self.db.session() as s:
-            s.execute(update(Lease).where(Lease.id == lease_id).values(attempts=Lease.attempts + 1, updated_at=now))
+            return s.execute(
+                update(Lease)
+                .where(Lease.id == lease_id, Lease.state.in_(LIVE), Lease.attempts == attempts)
+                .values(attempts=attempts + 1, next_attempt_at=now + hold if hold else None, updated_at=now)
+            ).rowcount
 
     def removal_failed(self, lease_id: str, *, next_attempt_at: dt.datetime, error: str, now: dt.datetime) -> None:
         """A removal Polaris did not take: tried again at ``next_attempt_at``."""

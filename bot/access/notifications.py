@@ -12,15 +12,17 @@ tries again.
 
 from __future__ import annotations
 
+import json
 import logging
 
 from .. import deliveries as ledger
 from .. import views
 from ..deliveries import CARD, DM, RELAY, content_hash
-from ..models import APPLIED, APPROVED, DENIED, EXPIRED, PENDING, AccessRequest
+from ..models import APPLIED, APPROVED, DENIED, EXPIRED, GRANTS, PENDING, AccessRequest
 from ..polaris import PolarisError
 from .approvers import Approvers
 from .context import Context
+from .lease_store import LeaseStore
 from .store import RequestStore
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 class Notifications:
     def __init__(self, ctx: Context, store: RequestStore, approvers: Approvers):
         self.ctx, self.store, self.approvers = ctx, store, approvers
+        self.leases = LeaseStore(ctx.db)
 
     # ------------------------------------------------------------------------------- cards
     def _card(self, req: AccessRequest, note: str | None = None) -> tuple[str, list]:
@@ -40,7 +43,15 @@ class Notifications:
                 group = None
         approvals = self.store.approver_ids(req.id)
         rule = self.approvers.rule_of(req)
-        return views.approval_card(req, group=group, approvals=approvals, note=note, manager_wanted=rule.wants_manager)
+        lease = self.leases.of_request(req.id) if req.kind in GRANTS and req.state == APPLIED else None
+        return views.approval_card(
+            req,
+            group=group,
+            approvals=approvals,
+            note=note,
+            manager_wanted=rule.wants_manager,
+            lease_line=views.leases.card_line(lease, self.ctx.clock()),
+        )
 
     def post_card(self, request_id: str) -> bool:
         """Post the approval card of a request that has none yet (and the manager's copy). True when it is
@@ -236,11 +247,22 @@ class Notifications:
             self.dm(req.id, req.target_slack_id, key, f"For your information: {text}")
         return ok
 
-    def dm(self, request_id: str, recipient: str, key: str, text: str, *, state: str | None = None) -> bool:
-        """Owe ``recipient`` the DM ``text`` about a request, once per ``key``, and try it now (an older DM to
-        them about the request still pending is superseded). ``state``: the request state it tells the
-        requester. True when delivered (now or before)."""
-        row = self.ctx.deliveries.want(request_id, DM, recipient, key, text=text, state=state, supersede=True)
+    def dm(
+        self,
+        request_id: str,
+        recipient: str,
+        key: str,
+        text: str,
+        *,
+        state: str | None = None,
+        blocks: list | None = None,
+    ) -> bool:
+        """Owe ``recipient`` the DM ``text`` (with ``blocks``, e.g. buttons) about a request, once per ``key``,
+        and try it now (an older DM to them about the request still pending is superseded). ``state``: the
+        request state it tells the requester. True when delivered (now or before)."""
+        row = self.ctx.deliveries.want(
+            request_id, DM, recipient, key, text=text, blocks=blocks, state=state, supersede=True
+        )
         return self._send_dm_row(row)
 
     def deliver_due(self, row) -> None:
@@ -270,7 +292,9 @@ class Notifications:
             return False
         attempt = deliveries.run(
             row,
-            lambda: self.ctx.slack.send_dm(row.recipient, row.text or "", request_id=row.request_id),
+            lambda: self.ctx.slack.send_dm(
+                row.recipient, row.text or "", json.loads(row.blocks) if row.blocks else None, request_id=row.request_id
+            ),
             what=f"{'notice' if row.kind == RELAY else 'DM'} to {row.recipient}",
         )
         if attempt.outcome in ("delivered", "gave_up"):

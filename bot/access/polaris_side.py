@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import Callable
 
 from ..models import RESET_PASSWORD, AccessRequest
 from ..polaris import PolarisAuthError, PolarisConflict, PolarisError, PolarisNotFound, PolarisUnavailable
@@ -40,14 +41,18 @@ class PolarisSide:
     def __init__(self, ctx: Context, store: RequestStore):
         self.ctx, self.store = ctx, store
 
-    def run(self, req: AccessRequest) -> tuple[str, str]:
-        """The Polaris side of an approved request; returns (outcome sentence, Polaris user ID)."""
+    def run(self, req: AccessRequest, *, before_add: Callable[[], None] | None = None) -> tuple[str, str]:
+        """The Polaris side of an approved request; returns (outcome sentence, Polaris user ID).
+        ``before_add`` runs just before the membership is written (the user created with it, or added): a
+        time-bound grant records its pending lease there (:meth:`bot.access.leases.Leases.before_add`)."""
         if req.kind == RESET_PASSWORD:
             return self._apply_reset(req)
+        before_add = before_add or (lambda: None)
         polaris, store = self.ctx.polaris, self.store
         group_label = req.group_name or req.group_id
         user = polaris.find_user_by_email(req.target_email)
         if user is None:
+            before_add()
             # Committed before the POST: a resumed apply (any process) waits out its time budget and looks the
             # user up before creating it again (see apply).
             store.set(req.id, write_started_at=self.ctx.clock(), write_answered_at=None)
@@ -74,6 +79,7 @@ class PolarisSide:
                     raise
         if req.group_id in user.group_ids:
             return f"{req.target_email} is a member of {group_label}.", user.id
+        before_add()
         polaris.add_members(req.group_id, [user.id])
         return f"Added {req.target_email} to {group_label}; their other groups are unchanged.", user.id
 

@@ -16,6 +16,7 @@ from ..models import AccessRequest
 from ..polaris import Group
 from .approvers import Approvers
 from .context import Context
+from .lease_store import LeaseStore
 from .reply import Reply
 from .store import RequestStore
 
@@ -23,6 +24,7 @@ from .store import RequestStore
 class Queries:
     def __init__(self, ctx: Context, store: RequestStore, approvers: Approvers):
         self.ctx, self.store, self.approvers = ctx, store, approvers
+        self.leases = LeaseStore(ctx.db)
 
     # ------------------------------------------------------------------------------- lookups
     def email_for(self, user_id: str, target: Target) -> str:
@@ -112,8 +114,18 @@ class Queries:
         return Reply(*views.member_list(group, page.values, page.count))
 
     def status(self, user_id: str) -> Reply:
-        rows = self.store.of_requester(user_id, failed_since=self.ctx.clock() - dt.timedelta(days=30))
-        return Reply(*views.request_list("Your open requests", rows, "You have no open requests."))
+        """``status``: your open requests (and those failed in the last 30 days), then your time-bound access
+        with its ends."""
+        now = self.ctx.clock()
+        rows = self.store.of_requester(user_id, failed_since=now - dt.timedelta(days=30))
+        text, blocks = views.request_list("Your open requests", rows, "You have no open requests.")
+        email = self.ctx.slack.identity(user_id, max_age=60).email or ""
+        leases = (
+            self.leases.active_of(email, slack_id=user_id) if email else self.leases.active_of("", slack_id=user_id)
+        )
+        if leases:
+            text += f" · time-bound access: {len(leases)}"
+        return Reply(text, blocks + views.leases.lease_list(leases, now))
 
     def awaiting(self, user_id: str) -> list[AccessRequest] | None:
         """The pending requests ``user_id`` may decide now; ``None`` when they are no approver at all."""

@@ -15,7 +15,7 @@ import uuid
 
 from sqlalchemy.exc import IntegrityError
 
-from .. import privilege, views
+from .. import durations, privilege, views
 from ..commands import Target, UsageError, check_reason, clean
 from ..models import INVITE, JOIN, PENDING, RESET_PASSWORD, AccessRequest
 from ..polaris import Group
@@ -24,6 +24,7 @@ from .approvers import Approvers
 from .authority import barred_reason
 from .context import Context
 from .decisions import Decisions
+from .lease_store import LeaseStore
 from .notifications import Notifications
 from .queries import Queries
 from .reply import Reply
@@ -48,6 +49,7 @@ class Submission:
     ):
         self.ctx, self.store, self.queries, self.approvers = ctx, store, queries, approvers
         self.notifications, self.decisions = notifications, decisions
+        self.leases = LeaseStore(ctx.db)
 
     def _requester(self, user_id: str) -> SlackIdentity:
         identity = self.ctx.slack.identity(user_id, max_age=60)
@@ -61,6 +63,22 @@ class Submission:
         if n >= self.ctx.settings.max_open_requests:
             raise UsageError(f"You already have {n} open requests; wait for a decision or see `/polaris status`.")
 
+    def _duration(self, group: Group, asked: int | None) -> int | None:
+        """The duration (seconds; ``None``: for good) a grant of ``group`` gets under its policy rule. Raises
+        :class:`UsageError` naming the maximum, or saying a duration is required."""
+        rule = self.approvers.rule_for(group.name)
+        return durations.choose(
+            asked,
+            default=rule.default_duration,
+            maximum=rule.max_duration,
+            permanent=rule.permanent,
+            group=group.name,
+        )
+
+    def _on_lease(self, email: str, group: Group) -> bool:
+        """``email`` holds ``group`` on a lease (a new grant would extend it, or make it permanent)."""
+        return self.leases.live_for(email, group.id) is not None
+
     def _check_duplicate(self, kind: str, email: str, group_id: str | None) -> None:
         if not self.check_duplicates:
             return
@@ -71,22 +89,34 @@ class Submission:
                 f"{views.STATE_LABEL.get(dup.state, dup.state).lower()})."
             )
 
-    def request_join(self, user_id: str, group_text: str, reason: str, *, group_id: str | None = None) -> Reply:
-        """``request <group> [reason]`` (or the request form, which gives ``group_id``): the requester joins
-        the group; their Polaris account is created with it if they have none."""
+    def request_join(
+        self,
+        user_id: str,
+        group_text: str,
+        reason: str,
+        *,
+        group_id: str | None = None,
+        duration: int | None = None,
+    ) -> Reply:
+        """``request <group> [for <duration>] [reason]`` (or the request form, which gives ``group_id``): the
+        requester joins the group, for ``duration`` seconds or for good (the group's policy may set a default,
+        a maximum, or require a duration); their Polaris account is created with it if they have none. A
+        member of the group on a lease may ask again: approved, it extends the lease."""
         identity = self._requester(user_id)
         group = self.ctx.catalog.by_id(group_id) if group_id else self.queries.resolve_group(group_text)
         if group is None:
             raise UsageError("That group no longer exists in Polaris; `/polaris groups` lists the current ones.")
         email = identity.email.lower()  # type: ignore[union-attr]
+        duration = self._duration(group, duration)
         existing = self.ctx.polaris.find_user_by_email(email)
-        if existing is not None and group.id in existing.group_ids:
+        if existing is not None and group.id in existing.group_ids and not self._on_lease(email, group):
             return Reply(f"You are already a member of *{views.esc(group.name)}* in Polaris.")
         self._check_open_limit(user_id)
         self._check_duplicate(JOIN, email, group.id)
         return self._submit(
             JOIN,
             identity,
+            duration=duration,
             email=email,
             target_slack_id=user_id,
             first=identity.first_name,
@@ -95,14 +125,18 @@ class Submission:
             reason=reason,
         )
 
-    def request_invite(self, user_id: str, target: Target, group_text: str, reason: str) -> Reply:
-        """``invite <email> <group> [reason]``: an account (or membership) for someone else."""
+    def request_invite(
+        self, user_id: str, target: Target, group_text: str, reason: str, *, duration: int | None = None
+    ) -> Reply:
+        """``invite <email> <group> [for <duration>] [reason]``: an account (or membership) for someone else,
+        for ``duration`` seconds or for good, under the group's policy like :meth:`request_join`."""
         slack = self.ctx.slack
         identity = self._requester(user_id)
         email = self.queries.email_for(user_id, target)
         group = self.queries.resolve_group(group_text)
+        duration = self._duration(group, duration)
         existing = self.ctx.polaris.find_user_by_email(email)
-        if existing is not None and group.id in existing.group_ids:
+        if existing is not None and group.id in existing.group_ids and not self._on_lease(email, group):
             return Reply(f"`{views.esc(email)}` is already a member of *{views.esc(group.name)}*.")
         self._check_open_limit(user_id)
         self._check_duplicate(INVITE, email, group.id)
@@ -114,6 +148,7 @@ class Submission:
         return self._submit(
             INVITE,
             identity,
+            duration=duration,
             email=email,
             target_slack_id=target_id,
             first=first,
@@ -174,6 +209,7 @@ class Submission:
         group: Group | None,
         reason: str,
         polaris_user_id: str | None = None,
+        duration: int | None = None,
     ) -> Reply:
         ctx = self.ctx
         if target_slack_id and target_slack_id != requester.id:
@@ -208,6 +244,7 @@ class Submission:
             group_name=group.name if group else None,
             polaris_user_id=polaris_user_id,  # an invitee who has an account: the card says membership
             reason=reason,
+            duration_seconds=duration,
             approvals_required=approvals,
             manager_id=manager,
             open_key=AccessRequest.make_open_key(email, group.id if group else None),

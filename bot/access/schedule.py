@@ -2,7 +2,8 @@
 
 Expire overdue requests, post cards where nothing was ever tried (a crash in between), make the Slack
 deliveries that are due (:mod:`bot.deliveries`), tell requesters never told the current state, prune old
-``slack_events``, apply due approved requests. Safe in any number of processes at once (claims and
+``slack_events``, apply due approved requests, then the leases' work (:meth:`bot.access.leases.Leases.run_due`:
+end those whose time is up, warn those about to end). Safe in any number of processes at once (claims and
 compare-and-set below); one failing step is logged and never stops the pass.
 """
 
@@ -18,6 +19,7 @@ from ..models import SlackEvent
 from .context import Context
 from .decisions import Decisions
 from .execution import Execution
+from .leases import Leases
 from .notifications import Notifications
 from .store import RequestStore
 
@@ -32,9 +34,10 @@ class Schedule:
         decisions: Decisions,
         notifications: Notifications,
         execution: Execution,
+        leases: Leases,
     ):
         self.ctx, self.store, self.decisions = ctx, store, decisions
-        self.notifications, self.execution = notifications, execution
+        self.notifications, self.execution, self.leases = notifications, execution, leases
         self._pruned_at: dt.datetime | None = None
 
     def run_due(self, *, limit: int = 20, stop: threading.Event | None = None) -> int:
@@ -63,6 +66,7 @@ class Schedule:
                 break
             if self._safely(self.execution.apply, rid):
                 applied += 1
+        self._safely(self.leases.run_due, self.ctx.clock(), limit, stop)
         return applied
 
     def _prune_events(self, now: dt.datetime) -> None:

@@ -41,6 +41,8 @@ from .dispatch import Dispatch
 from .errors import guarded
 from .execution import Execution
 from .form import RequestForm
+from .lease_clicks import LeaseClicks
+from .leases import Leases
 from .notifications import Notifications
 from .queries import Queries
 from .reply import Reply
@@ -105,10 +107,12 @@ class AccessService:
         self.notifications = Notifications(ctx, self.store, self.approvers)
         self.queries = Queries(ctx, self.store, self.approvers)
         self.decisions = Decisions(ctx, self.store, self.approvers, self.notifications)
-        self.execution = Execution(ctx, self.store, self.approvers, self.notifications, self.worker_name)
+        self.leases = Leases(ctx, self.store, self.notifications)
+        self.execution = Execution(ctx, self.store, self.approvers, self.notifications, self.worker_name, self.leases)
         self.requests = Submission(ctx, self.store, self.queries, self.approvers, self.notifications, self.decisions)
-        self.schedule = Schedule(ctx, self.store, self.decisions, self.notifications, self.execution)
+        self.schedule = Schedule(ctx, self.store, self.decisions, self.notifications, self.execution, self.leases)
         self.form = RequestForm(ctx, self.admission)
+        self.lease_clicks = LeaseClicks(ctx, self.leases, self.requests)
         self.dispatch = Dispatch(self.admission, self.queries, self.requests)
         # Work handed off by listeners after ack(): bounded lanes apart from Bolt's listener threads (which
         # run the acks), one for work that waits on Polaris and one for work that does not, so a slow Polaris
@@ -168,8 +172,9 @@ class AccessService:
     def show_form_error(self, view_id: str, escaped: str) -> None:
         self.form.show_error(view_id, escaped)
 
-    def submit_form(self, user_id: str, group_id: str, reason: str) -> Reply:
-        """The request form's submission: like ``/polaris request`` with a group chosen by ID."""
+    def submit_form(self, user_id: str, group_id: str, reason: str, duration: int | None = None) -> Reply:
+        """The request form's submission: like ``/polaris request`` with a group chosen by ID and ``duration``
+        (seconds; ``None``: for good or the group's default)."""
 
         def work() -> Reply:
             # Admitted like a command: audited and rate limited (the identity is checked by request_join).
@@ -179,13 +184,13 @@ class AccessService:
             text = check_reason(clean(reason, limit=None))  # refused with its length, never cut
             if self.catalog.by_id(group_id) is None:
                 self.catalog.refresh()  # a group made in Polaris since the list was read
-            return self.requests.request_join(user_id, "", text, group_id=group_id)
+            return self.requests.request_join(user_id, "", text, group_id=group_id, duration=duration)
 
         return self.guarded(user_id, "request form", work)
 
-    def submit_form_and_tell(self, user_id: str, group_id: str, reason: str) -> Reply:
+    def submit_form_and_tell(self, user_id: str, group_id: str, reason: str, duration: int | None = None) -> Reply:
         """:meth:`submit_form`, its answer sent to ``user_id`` by DM (a modal has no response_url)."""
-        reply = self.submit_form(user_id, group_id, reason)
+        reply = self.submit_form(user_id, group_id, reason, duration)
         self.slack.dm(user_id, reply.text, reply.blocks)
         return reply
 
@@ -242,11 +247,15 @@ class AccessService:
         return self.approvers.authority(actor_id, req, approving=approving, group=group)
 
     # =============================================================================== requests
-    def request_join(self, user_id: str, group_text: str, reason: str, *, group_id: str | None = None) -> Reply:
-        return self.requests.request_join(user_id, group_text, reason, group_id=group_id)
+    def request_join(
+        self, user_id: str, group_text: str, reason: str, *, group_id: str | None = None, duration: int | None = None
+    ) -> Reply:
+        return self.requests.request_join(user_id, group_text, reason, group_id=group_id, duration=duration)
 
-    def request_invite(self, user_id: str, target: Target, group_text: str, reason: str) -> Reply:
-        return self.requests.request_invite(user_id, target, group_text, reason)
+    def request_invite(
+        self, user_id: str, target: Target, group_text: str, reason: str, *, duration: int | None = None
+    ) -> Reply:
+        return self.requests.request_invite(user_id, target, group_text, reason, duration=duration)
 
     def request_reset(self, user_id: str, target: Target) -> Reply:
         return self.requests.request_reset(user_id, target)
@@ -276,6 +285,19 @@ class AccessService:
 
     def auto_approve(self, request_id: str) -> None:
         self.decisions.auto_approve(request_id)
+
+    # =============================================================================== time-bound access
+    def extend_lease(self, lease_id: str, actor_id: str) -> Reply:
+        """**Extend** on the DM before a lease ends: a new request for the same group and duration."""
+        return self.guarded(actor_id, "extend", lambda: self.lease_clicks.extend(lease_id, actor_id))
+
+    def end_lease(self, lease_id: str, actor_id: str) -> Reply:
+        """**I'm done** on the DM before a lease ends: the access ends now."""
+        return self.guarded(actor_id, "I'm done", lambda: self.lease_clicks.done(lease_id, actor_id))
+
+    def revoke_lease(self, lease_id: str) -> bool:
+        """End a lease whose time is up (the worker does this on its own; tests and tools call it)."""
+        return self.leases.revoke(lease_id)
 
     # =============================================================================== worker
     def run_due(self, *, limit: int = 20, stop=None) -> int:

@@ -35,6 +35,8 @@ from .cards import (
     approval_card,
     requester_update,
 )
+from .leases import LEASE_DONE_ACTION, LEASE_EXTEND_ACTION
+from . import leases
 from .lookups import (
     whois,
     group_list,
@@ -48,6 +50,9 @@ from .lookups import (
 
 __all__ = [
     "APPROVE_ACTION",
+    "LEASE_DONE_ACTION",
+    "LEASE_EXTEND_ACTION",
+    "leases",
     "DENY_ACTION",
     "HEADER_MAX",
     "HELP_TEXT",

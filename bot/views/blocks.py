@@ -4,7 +4,8 @@ sections, headers, lists, and the words for what a request is for."""
 from collections import defaultdict
 from typing import Iterable, Sequence
 
-from ..models import APPLIED, APPROVED, DENIED, EXPIRED, FAILED, INVITE, JOIN, PENDING, AccessRequest
+from .. import durations
+from ..models import APPLIED, APPROVED, DENIED, EXPIRED, FAILED, GRANTS, INVITE, JOIN, PENDING, AccessRequest
 from ..polaris import Permission
 
 
@@ -105,8 +106,10 @@ def outcome_text(req: AccessRequest) -> str:
 
 
 def kind_phrase(req: AccessRequest) -> str:
-    """What the request is for, in words (escaped)."""
+    """What the request is for, in words (escaped); a time-bound grant says for how long ("for 2 hours")."""
     group = f"*{esc(req.group_name)}*" if req.group_name else ""
+    if req.kind in GRANTS and req.duration_seconds:
+        group = f"{group} for {durations.describe(req.duration_seconds)}"
     if req.kind == JOIN:
         return f"membership in {group}"
     if req.kind == INVITE and req.polaris_user_id:  # the invitee had an account when asked: a membership

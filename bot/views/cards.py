@@ -35,12 +35,14 @@ def approval_card(
     approvals: Sequence[str] = (),
     note: str | None = None,
     manager_wanted: bool = False,
+    lease_line: str | None = None,
 ) -> tuple[str, list[dict]]:
     """The approval message for ``req`` in its current state: (fallback text, blocks).
 
     Pending: who asks, what for, the reason, what the group grants, and the ``Approve``/``Deny`` buttons
     (``value`` = request ID). Decided: the decision, the decider and the outcome, buttons gone; a failed
-    request gets a ``Retry`` button.
+    request gets a ``Retry`` button. ``lease_line``: what became of the time-bound access the grant gave
+    (:func:`bot.views.leases.card_line`: "Access until 21:47 UTC", "Access ended ...").
     """
     who = mention(req.requester_id)
     title = f"Access request: {kind_phrase(req)}"
@@ -53,6 +55,8 @@ def approval_card(
     blocks += _card_grants(req, group)
     blocks += _card_approvals(req, approvals, manager_wanted)
     blocks += _card_state(req)
+    if lease_line:
+        blocks.append(context(lease_line))
     if note:
         blocks.append(context(note))
     blocks += _card_buttons(req)

@@ -110,7 +110,8 @@ def help_message() -> tuple[str, list[dict]]:
 
 
 def request_modal(groups: Sequence[Group] | None, *, error: str | None = None) -> dict:
-    """The request form: a group select (loading placeholder while ``groups`` is ``None``) and a reason."""
+    """The request form: a group select (loading placeholder while ``groups`` is ``None``), for how long
+    (empty: for good, or the group's default) and a reason."""
     view: dict = {
         "type": "modal",
         "callback_id": REQUEST_MODAL,
@@ -138,6 +139,22 @@ def request_modal(groups: Sequence[Group] | None, *, error: str | None = None) -
                 "action_id": "value",
                 "options": options,
                 "placeholder": {"type": "plain_text", "text": "Choose a Polaris group"},
+            },
+        },
+        {
+            "type": "input",
+            "block_id": "duration",
+            "optional": True,
+            "label": {"type": "plain_text", "text": "For how long"},
+            "hint": {
+                "type": "plain_text",
+                "text": "e.g. 30m, 4h, 2d, 1w or 2 hours. Empty: for good, or the group's default duration.",
+            },
+            "element": {
+                "type": "plain_text_input",
+                "action_id": "value",
+                "max_length": 40,
+                "placeholder": {"type": "plain_text", "text": "for good"},
             },
         },
         {
