@@ -247,7 +247,7 @@ def test_a_pending_lease_of_a_grant_that_failed_is_closed_and_its_membership_rem
     req = requests_of(db)[-1]
     service.decide(req.id, APPROVER, approve=True)
     # The add lands but its answer is lost (every retry too), and the apply gives up: failed.
-    sandbox.add_fault(Fault(method="POST", path=r"/members$", status=503, after_handle=True, times=3))
+    sandbox.add_fault(Fault(method="POST", path=r"/members$", status=503, after_handle=True, times=50))
     service.run_due()
     assert groups["Viewer"] in [g["id"] for g in sandbox.find_user("alice@example.com")["groups"]]
     assert leases(db)[0].state == "pending"
