@@ -93,11 +93,11 @@ def request_list(title: str, requests: Sequence[AccessRequest], empty: str) -> t
 HELP_TEXT = "\n".join(
     [
         "*Polaris access bot* — ask for Polaris access here; approvers decide in Slack; everything is audited.",
-        "• `/polaris request <group> [reason]` — join a Polaris group (creates your account if you have none). "
-        "With no arguments it opens a form.",
-        "• `/polaris invite <email> <group> [reason]` — a Polaris account for someone else",
+        "• `/polaris request <group> [for <duration>] [reason]` — join a Polaris group, for good or for a time "
+        "(`for 4h`, `for 2 days`); creates your account if you have none. With no arguments it opens a form.",
+        "• `/polaris invite <email> <group> [for <duration>] [reason]` — a Polaris account for someone else",
         "• `/polaris reset-password [email | @user]` — a password reset (yours by default)",
-        "• `/polaris status` — your open requests · `/polaris pending` — requests awaiting your decision",
+        "• `/polaris status` — your open requests and time-bound access · `/polaris pending` — requests awaiting your decision",
         "• `/polaris whois [email | @user]` — a Polaris user, their groups and effective permissions",
         "• `/polaris groups` · `/polaris members <group>` · `/polaris permissions`",
         'Group names match without regard to case, with or without quotes: `/polaris request "Data Analyst" dashboards`.',

@@ -27,10 +27,12 @@ def dispatch(bolt, body: str, headers: dict | None = None):
     return bolt.dispatch(BoltRequest(body=body, headers={k: [v] for k, v in headers.items()}))
 
 
-def form_submission(group_id: str, reason: str, user_id: str = REQUESTER) -> str:
-    """The form body of the request form's ``view_submission`` with ``group_id`` chosen and ``reason`` typed."""
+def form_submission(group_id: str, reason: str, user_id: str = REQUESTER, duration: str | None = None) -> str:
+    """The form body of the request form's ``view_submission`` with ``group_id`` chosen and ``reason`` (and
+    ``duration``, "For how long") typed."""
     values = {
         "group": {"value": {"type": "static_select", "selected_option": {"value": group_id}}},
+        "duration": {"value": {"type": "plain_text_input", "value": duration}},
         "reason": {"value": {"type": "plain_text_input", "value": reason}},
     }
     payload = {
