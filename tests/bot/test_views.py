@@ -532,7 +532,8 @@ class TestRequestModal:
 
     def test_reason_input(self):
         view = request_modal(self.groups(3))
-        reason = view["blocks"][1]
+        duration, reason = view["blocks"][1], view["blocks"][2]
+        assert duration["block_id"] == "duration" and duration["optional"] is True
         assert reason["block_id"] == "reason" and reason["optional"] is True
         assert reason["element"]["max_length"] <= 3000
         assert view["submit"]["text"] == "Request"
