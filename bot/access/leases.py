@@ -150,7 +150,8 @@ class Leases:
                 return False
             ended = self._record_end(lease, reason, by, was_member)
         if ended:
-            self._tell(lease.id, was_member, quiet=reason in ("not_applied",))
+            # A grant never applied, or a user deleted in Polaris meanwhile: the card says so, nobody is DMed.
+            self._tell(lease.id, was_member, quiet=reason in ("not_applied", "user_gone"))
         return ended
 
     def _still_due(self, lease: Lease, reason: str, now: dt.datetime) -> bool:

@@ -147,7 +147,7 @@ def test_a_grant_for_good_while_on_a_lease_makes_it_permanent(service, db, sandb
     assert groups["Viewer"] in [g["id"] for g in sandbox.find_user("alice@example.com")["groups"]]
 
 
-def test_a_user_deleted_in_polaris_ends_the_lease_quietly(service, db, sandbox, groups):
+def test_a_user_deleted_in_polaris_ends_the_lease_quietly(service, db, sandbox, groups, slack):
     clock = Clock(service)
     grant(service, "request Viewer for 1h")
     user = sandbox.find_user("alice@example.com")
@@ -156,6 +156,8 @@ def test_a_user_deleted_in_polaris_ends_the_lease_quietly(service, db, sandbox, 
     service.run_due()
     lease = leases(db)[0]
     assert lease.state == LEASE_ENDED and lease.end_reason == "user_gone"
+    assert not [t for t in dms(slack, REQUESTER) if "ended" in t or "over" in t]  # quietly
+    assert "no longer exists" in str(card(slack, service.get(lease.request_id))["blocks"])
 
 
 def test_polaris_faults_are_retried_with_backoff_then_the_lease_ends(service, db, sandbox, groups):
