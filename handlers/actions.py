@@ -1,6 +1,8 @@
-"""Approval card buttons (``block_actions``): Approve, Deny, Retry."""
+"""Buttons (``block_actions``): Approve, Deny, Retry on the approval card; Cancel in ``status`` and the App Home."""
 
 from __future__ import annotations
+
+import re
 
 from slack_bolt import Ack, App, Respond
 
@@ -8,7 +10,7 @@ from bot import views
 from bot.lanes import LOCAL, POLARIS
 
 from .commands import BUSY
-from .payload import request_id, user_id
+from .payload import dig, request_id, user_id
 
 
 def register(app: App, service) -> None:
@@ -24,6 +26,8 @@ def register(app: App, service) -> None:
                 message = service.refuse_malformed_button(who, action)
             elif action == "retry":
                 message = service.retry(rid, who)
+            elif action == "cancel":
+                message = cancel_and_show(service, body, rid, who)
             else:
                 message = service.decide(rid, who, approve=(action == "approve"))
             if message:
@@ -47,3 +51,17 @@ def register(app: App, service) -> None:
     @app.action(views.RETRY_ACTION)
     def retry(ack: Ack, body: dict, respond: Respond) -> None:
         handle(ack, body, respond, "retry")
+
+    @app.action(re.compile(rf"^{views.CANCEL_ACTION}(:[0-9a-f]{{8}})?$"))
+    def cancel(ack: Ack, body: dict, respond: Respond) -> None:
+        handle(ack, body, respond, "cancel")
+
+
+def cancel_and_show(service, body: dict, rid: str, who: str) -> str | None:
+    """The Cancel button: the answer for the clicker, or ``None`` when it was pressed on the App Home (which has
+    no response_url: the Home tab is published afresh, showing the request cancelled)."""
+    message = service.cancel_request(rid, who)
+    if dig(body, "container", "type") == "view":
+        service.publish_home(who)
+        return None
+    return message

@@ -19,7 +19,7 @@ import random
 
 from .. import privilege, views
 from ..audit import audit_context
-from ..models import APPLIED, APPROVED, FAILED, PENDING, RESET_PASSWORD, AccessRequest
+from ..models import APPLIED, APPROVED, FAILED, LEAVE, OFFBOARD, PENDING, REMOVALS, RESET_PASSWORD, AccessRequest
 from ..polaris import Group, PolarisError, PolarisUnavailable
 from ..redact import redact
 from ..slack import SlackError
@@ -28,6 +28,7 @@ from .authority import ORG_ADMIN, barred_reason
 from .context import Context
 from .notifications import Notifications
 from .polaris_side import NotConfirmed, PolarisSide
+from .removal_side import Refused, RemovalSide
 from .store import RequestStore
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,12 @@ class Execution:
         self.ctx, self.store, self.approvers, self.notifications = ctx, store, approvers, notifications
         self.worker_name = worker_name
         self.side = PolarisSide(ctx, store)
+        self.removals = RemovalSide(ctx, store, notifications)  # leave, remove, offboard (by kind)
 
-    def apply(self, request_id: str) -> bool:
+    def apply(self, request_id: str, *, quiet: bool = False) -> bool:
         """Apply one approved request in Polaris if this worker can claim it. True when it ended applied.
+        ``quiet``: the requester is answered by the caller (a leave, applied in the command's own work), so
+        no DM tells them it was applied.
 
         Idempotent: safe to run again after a crash at any point."""
         ctx, store = self.ctx, self.store
@@ -85,9 +89,13 @@ class Execution:
                 with audit_context("bot", req.id):
                     if not self._fit_to_apply(req):
                         return False
-                    outcome, polaris_user_id = self.side.run(req)
+                    side = self.removals if req.kind in REMOVALS else self.side
+                    outcome, polaris_user_id = side.run(req)
             except (PolarisError, SlackError) as e:
                 return self._apply_failed(req, e)
+            except Refused as e:  # the last enabled Organization Admin: never removed
+                self._apply_refused(req, str(e))
+                return False
             except NotConfirmed as e:
                 self._apply_refused(req, str(e), action="apply.failed", outcome="error", write_started_at=None)
                 return False
@@ -110,11 +118,22 @@ class Execution:
                 ctx.audit.record(
                     "bot", "apply.done", request_id=req.id, target=req.target_email, detail=outcome, session=s
                 )
-        if req.kind != RESET_PASSWORD:
-            ctx.catalog.invalidate()  # a membership changed: `groups` member counts are read again
-        self.notifications.refresh_card(req.id)
-        self.notifications.notify_requester(store.get(req.id))
+                closed = self.removals.settle(req, session=s, now=ctx.clock()) if req.kind in REMOVALS else []
+        self._after_applied(req, closed, quiet)
         return True
+
+    def _after_applied(self, req: AccessRequest, closed: list[str], quiet: bool) -> None:
+        """Once ``req`` is applied: the group list read again, the card updated, the requester told (unless
+        ``quiet``), and the cards and requesters of the requests an offboarding ``closed``."""
+        if req.kind != RESET_PASSWORD:
+            self.ctx.catalog.invalidate()  # a membership changed: `groups` member counts are read again
+        self.notifications.refresh_card(req.id)
+        done = self.store.get(req.id)
+        if quiet:
+            self.notifications.mark_told(done)
+        else:
+            self.notifications.notify_requester(done)
+        self.removals.announce(req, closed)
 
     def _fit_to_apply(self, req: AccessRequest) -> bool:
         """The checks made just before a request is applied, on what Slack and Polaris say now (no cache).
@@ -125,10 +144,15 @@ class Execution:
           the request lacks the approvals that needs (at least two, each by an Organization Admin member in
           Polaris, checked now), it goes back to pending for them (:meth:`_hold_for_approvals`).
 
+        A leave, removal or offboarding takes access away: nobody's Slack account is checked (removing a
+        deactivated person is the point), and a leave or offboarding has no group to re-check.
+
         True when it may be applied. Raises :class:`PolarisError` / :class:`SlackError` when a check cannot be
         made (the apply is retried later)."""
-        people = [(req.requester_id, "The requester's")]
-        if req.target_slack_id and req.target_slack_id != req.requester_id:
+        if req.kind in (LEAVE, OFFBOARD):
+            return True
+        people = [] if req.kind in REMOVALS else [(req.requester_id, "The requester's")]
+        if req.target_slack_id and req.target_slack_id != req.requester_id and req.kind not in REMOVALS:
             people.append((req.target_slack_id, "The Slack account of the person it is for"))
         for slack_id, whose in people:
             why = barred_reason(self.ctx.slack.identity(slack_id), whose)  # max_age 0: read now
