@@ -113,7 +113,9 @@ class Queries:
 
     def status(self, user_id: str) -> Reply:
         rows = self.store.of_requester(user_id, failed_since=self.ctx.clock() - dt.timedelta(days=30))
-        return Reply(*views.request_list("Your open requests", rows, "You have no open requests."))
+        return Reply(
+            *views.request_list("Your open requests", rows, "You have no open requests.", cancellable_by=user_id)
+        )
 
     def awaiting(self, user_id: str) -> list[AccessRequest] | None:
         """The pending requests ``user_id`` may decide now; ``None`` when they are no approver at all."""
@@ -141,6 +143,8 @@ class Queries:
             return Reply("Only admins can see the approval policy.")
         lines = [f"*{views.esc(g.name)}*: {policy.for_group(g.name).describe()}" for g in self.ctx.catalog.all()]
         lines.append(f"*Password resets*: {policy.for_group(None).describe()}")
+        offboard = policy.for_offboard()
+        lines.append(f"*Offboarding*: {offboard.describe().replace('the default approvers', 'ADMINS', 1)}")
         default_who = ", ".join(views.mention(u) for u in sorted(settings.deciders)) or "none"
         head = f"Default approvers (APPROVERS and ADMINS): {default_who}. {privilege.describe()}"
         return Reply(
