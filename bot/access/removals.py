@@ -119,9 +119,9 @@ class Removals:
             return Reply(f":white_check_mark: {views.outcome_text(req)} {ref}")
         if req.state == FAILED:
             return Reply(f":x: I could not remove you from *{views.esc(group.name)}*: {views.outcome_text(req)} {ref}")
-        return Reply(
-            f":hourglass: Polaris has not taken your leaving *{views.esc(group.name)}* yet; I will keep trying "
-            f"and message you {ref}."
+        return Reply(  # Polaris did not answer (retried with backoff), or a worker took it first
+            f":hourglass: Your leaving *{views.esc(group.name)}* is being applied in Polaris; I will message you "
+            f"when it is done {ref}."
         )
 
     # ------------------------------------------------------------------------------- remove

@@ -114,7 +114,7 @@ def test_leave_that_polaris_fails_is_retried_by_the_worker_and_told_by_dm(servic
     sandbox.create_user("alice@example.com", "Alice", "Tester", groups=[groups["Viewer"]])
     sandbox.add_fault(Fault(method="DELETE", path=r"^/v1/groups/.*/members$", status=503, times=10))
     reply = service.handle_command(REQUESTER, "leave Viewer")
-    assert "I will keep trying" in reply.text
+    assert "is being applied in Polaris; I will message you" in reply.text
     req = _requests(db, LEAVE)[0]
     assert req.state == APPROVED
     sandbox.clear_faults()
