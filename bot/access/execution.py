@@ -20,7 +20,7 @@ import random
 from .. import privilege, views
 from ..audit import audit_context
 from ..models import APPLIED, APPROVED, FAILED, LEAVE, OFFBOARD, PENDING, REMOVALS, RESET_PASSWORD, AccessRequest
-from ..polaris import Group, PolarisError, PolarisUnavailable
+from ..polaris import Group, PolarisError, PolarisNotFound, PolarisUnavailable
 from ..redact import redact
 from ..slack import SlackError
 from .approvers import Approvers
@@ -162,7 +162,12 @@ class Execution:
                     f"{why} Nothing was changed in Polaris: access is not given to deactivated, guest or bot accounts.",
                 )
                 return False
-        group = self.approvers.request_group(req)
+        try:
+            group = self.approvers.request_group(req)
+        except PolarisNotFound:
+            if req.kind in REMOVALS:  # the group is gone, and the membership with it: the removal is done
+                return True
+            raise
         if not self.approvers.is_privileged(group):
             return True
         required = self.approvers.approvals_required(req, group)

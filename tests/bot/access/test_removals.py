@@ -229,6 +229,18 @@ def test_a_removal_whose_user_was_deleted_in_polaris_is_done_quietly(service, db
     assert sandbox.writes() == []
 
 
+def test_a_removal_whose_group_was_deleted_in_polaris_is_done(service, db, sandbox, groups):
+    group = sandbox.create_group("Finance Readers", [{"name": "ViewTables", "resources": ["projects/*"]}])
+    sandbox.create_user("oscar@example.com", "Oscar", "Keep", groups=[group["id"]], actions=[])
+    service.handle_command(REQUESTER, "remove oscar@example.com Finance Readers")
+    req = only_request(db)
+    service.decide(req.id, APPROVER, approve=True)
+    sandbox.handle("DELETE", f"/v1/groups/{group['id']}", {}, {"Authorization": f"Basic {_key()}"}, b"")
+    service.run_due()
+    req = service.get(req.id)
+    assert req.state == APPLIED and "not a member of Finance Readers" in req.outcome
+
+
 def _key():
     from standins.polaris_sandbox import SANDBOX_API_KEY
 
