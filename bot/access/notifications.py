@@ -18,7 +18,7 @@ import logging
 from .. import deliveries as ledger
 from .. import views
 from ..deliveries import CARD, DM, RELAY, content_hash
-from ..models import APPLIED, APPROVED, DENIED, EXPIRED, GRANTS, PENDING, AccessRequest
+from ..models import APPLIED, APPROVED, BOT_REQUESTER, DENIED, EXPIRED, GRANTS, LEAVE, PENDING, AccessRequest
 from ..polaris import PolarisError
 from .approvers import Approvers
 from .context import Context
@@ -98,7 +98,10 @@ class Notifications:
             return current
 
     def _card_targets(self, req: AccessRequest) -> list[tuple[str, bool]]:
-        """(recipient, is the manager's copy): the approval channel, and the manager when there is one."""
+        """(recipient, is the manager's copy): the approval channel, and the manager when there is one; none for
+        a leave (applied at once, nobody decides it)."""
+        if req.kind == LEAVE:
+            return []
         targets = [(req.approval_channel or self.ctx.settings.approval_channel, False)]
         if req.manager_id:
             targets.append((req.manager_id, True))
@@ -237,6 +240,9 @@ class Notifications:
         """DM the requester the request's current state (and the person it is for, when it ends), once per
         state (and per Retry), through the delivery ledger: a DM Slack did not take is retried with backoff,
         one it refuses for good is not, and ``ADMINS`` are told instead. True when the requester got it."""
+        if req.requester_id == BOT_REQUESTER:  # the bot opened it (a Slack deactivation): nobody to DM
+            self.mark_told(req)
+            return True
         key = req.state if not req.retries else f"{req.state}#{req.retries}"
         approvers: list[str] = []
         if req.state == APPROVED and req.decided_by != views.POLICY_ACTOR:
@@ -246,6 +252,11 @@ class Notifications:
         if req.target_slack_id and req.target_slack_id != req.requester_id and req.state in (APPLIED, DENIED):
             self.dm(req.id, req.target_slack_id, key, f"For your information: {text}")
         return ok
+
+    def mark_told(self, req: AccessRequest) -> None:
+        """The requester needs no DM of the request's current state (they were answered in the command itself,
+        or the bot is the requester): recorded as settled, so the worker does not send one."""
+        self.store.update(req.id, expect=req.state, notified_state=req.state)
 
     def dm(
         self,
@@ -259,7 +270,10 @@ class Notifications:
     ) -> bool:
         """Owe ``recipient`` the DM ``text`` (with ``blocks``, e.g. buttons) about a request, once per ``key``,
         and try it now (an older DM to them about the request still pending is superseded). ``state``: the
-        request state it tells the requester. True when delivered (now or before)."""
+        request state it tells the requester. True when delivered (now or before). Nothing is owed to
+        :data:`BOT_REQUESTER` (a request the bot opened has nobody to tell; the admins see its card)."""
+        if recipient == BOT_REQUESTER:
+            return True
         row = self.ctx.deliveries.want(
             request_id, DM, recipient, key, text=text, blocks=blocks, state=state, supersede=True
         )

@@ -11,9 +11,14 @@ Lifecycle of an access request (``access_requests.state``)::
        |  \\--deny--> denied                    \\--apply fails for good--> failed --Retry--> approved
        \\--TTL passes--> expired
 
+Taking access away (``leave``, ``remove``, ``offboard``) follows the same lifecycle (a leave starts approved);
+``cancel`` withdraws a pending request (``pending --cancel--> cancelled``), and an offboarding, once applied,
+closes the person's other open requests the same way.
+
 The units, each depending only on those above it: ``context``, ``reply``, ``errors``, ``store``,
-``authority`` (pure), ``approvers``, ``admission``, ``notifications``, ``queries``, ``decisions``,
-``execution``, ``requests``, ``schedule``, ``form``, ``dispatch``.
+``lease_store``, ``authority`` (pure), ``approvers``, ``admission``, ``notifications``, ``queries``,
+``decisions``, ``polaris_side``, ``removal_side``, ``execution``, ``requests``, ``removals``, ``schedule``,
+``form``, ``dispatch``.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from .lease_clicks import LeaseClicks
 from .leases import Leases
 from .notifications import Notifications
 from .queries import Queries
+from .removals import Removals
 from .reply import Reply
 from .requests import Submission
 from .schedule import Schedule
@@ -113,7 +119,8 @@ class AccessService:
         self.schedule = Schedule(ctx, self.store, self.decisions, self.notifications, self.execution, self.leases)
         self.form = RequestForm(ctx, self.admission)
         self.lease_clicks = LeaseClicks(ctx, self.leases, self.requests)
-        self.dispatch = Dispatch(self.admission, self.queries, self.requests)
+        self.removals = Removals(ctx, self.store, self.queries, self.approvers, self.notifications, self.execution)
+        self.dispatch = Dispatch(self.admission, self.queries, self.requests, self.removals)
         # Work handed off by listeners after ack(): bounded lanes apart from Bolt's listener threads (which
         # run the acks), one for work that waits on Polaris and one for work that does not, so a slow Polaris
         # never holds up `help` (bot/lanes.py). Few threads on purpose: they share the GIL with the acks.
@@ -259,6 +266,27 @@ class AccessService:
 
     def request_reset(self, user_id: str, target: Target) -> Reply:
         return self.requests.request_reset(user_id, target)
+
+    def cmd_leave(self, user_id: str, rest: str) -> Reply:
+        return self.removals.leave(user_id, rest)
+
+    def request_remove(self, user_id: str, target: Target, rest: str) -> Reply:
+        return self.removals.remove(user_id, target, rest)
+
+    def request_offboard(self, user_id: str, target: Target, reason: str) -> Reply:
+        return self.removals.offboard(user_id, target, reason)
+
+    def cmd_cancel(self, user_id: str, ref: str) -> Reply:
+        return self.removals.cancel(user_id, ref)
+
+    def cancel_request(self, request_id: str, actor_id: str) -> str:
+        """The Cancel button (``status``, App Home): ``actor_id`` withdraws their pending request; the answer."""
+        return self.removals.withdraw(request_id, actor_id)
+
+    def slack_user_deactivated(self, slack_id: str, email_hint: str = "") -> AccessRequest | None:
+        """A ``user_change`` event with ``deleted: true``: an offboarding card for the admins, when the person
+        has an enabled Polaris account (:meth:`bot.access.removals.Removals.deactivated`)."""
+        return self.removals.deactivated(slack_id, email_hint)
 
     def get(self, request_id: str) -> AccessRequest | None:
         return self.store.get(request_id)

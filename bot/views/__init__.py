@@ -15,6 +15,7 @@ from .blocks import (
     APPROVE_ACTION,
     DENY_ACTION,
     RETRY_ACTION,
+    CANCEL_ACTION,
     REQUEST_MODAL,
     STATE_LABEL,
     STATE_EMOJI,
@@ -29,6 +30,7 @@ from .blocks import (
     names,
     outcome_text,
     kind_phrase,
+    ask_phrase,
     permission_lines,
 )
 from .cards import (
@@ -50,6 +52,7 @@ from .lookups import (
 
 __all__ = [
     "APPROVE_ACTION",
+    "CANCEL_ACTION",
     "LEASE_DONE_ACTION",
     "LEASE_EXTEND_ACTION",
     "leases",
@@ -65,6 +68,7 @@ __all__ = [
     "STATE_EMOJI",
     "STATE_LABEL",
     "approval_card",
+    "ask_phrase",
     "bullet_list",
     "clip",
     "context",
