@@ -33,6 +33,9 @@ PEOPLE = {  # name -> (Slack user ID, email, first, last, role)
     "gus": ("U0GUS", "gus@partner.example", "Gus", "Guest", "a guest account"),
 }
 
+APPROVER_IDS = frozenset({"U0BOB"})
+ADMIN_IDS = frozenset({"U0CAROL"})
+
 HELP = """Commands:
   as <name>                 act as alice, dan, bob (approver), carol (admin) or gus (guest)
   /polaris <subcommand>     a slash command as the current user, e.g. /polaris request Viewer dashboards;
@@ -331,8 +334,8 @@ def run_demo(
         polaris_api_key=SANDBOX_API_KEY,
         database_url=database_url,
         approval_channel=APPROVAL_CHANNEL,
-        approvers=frozenset({"U0BOB"}),
-        admins=frozenset({"U0CAROL"}),
+        approvers=APPROVER_IDS,
+        admins=ADMIN_IDS,
         worker_interval=0.5,
         polaris_retry_seconds=5,
     )

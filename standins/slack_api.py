@@ -31,7 +31,8 @@ Wire format (as the real Web API, https://api.slack.com/web):
   ``response_metadata.messages`` like Slack.
 
 ``response_url`` endpoints live at ``/response/<key>`` on the same server: JSON posts are recorded in
-:attr:`SlackStandIn.responses`, at most five per URL (the sixth gets HTTP 404 ``expired_url``).
+:attr:`SlackStandIn.responses`, at most five per URL (the sixth gets HTTP 404 ``expired_url``); a ``GET`` of it
+answers ``{"ok": true, "answers": [...]}``, each post rendered as text (``python -m standins.sandbox post``).
 
 Everything is guarded by one re-entrant lock (:attr:`SlackStandIn.lock`); hold it when reading the
 recorded lists while a server thread may still be writing.
@@ -835,6 +836,11 @@ def _make_handler(standin: SlackStandIn) -> type[BaseHTTPRequestHandler]:  # noq
                 elif parts.path.startswith("/response/") and self.command == "POST":
                     key = parts.path[len("/response/") :]
                     reply = standin.handle_response_url(key, _parse_response_payload(body, content_type))
+                elif parts.path.startswith("/response/"):  # GET: what was posted there, rendered (the sandbox CLI)
+                    key = parts.path[len("/response/") :]
+                    with standin.lock:
+                        answers = [standin.render(r) for r in standin.responses if r["key"] == key]
+                    reply = _Reply(200, {"ok": True, "answers": answers})
                 else:
                     reply = _Reply(404, "not_found")
             except Exception as e:  # pragma: no cover - a bug here should be visible, not a hang
