@@ -23,6 +23,8 @@ import urllib.parse
 import urllib.request
 from typing import TextIO
 
+from bot import logs
+
 from .console import ADMIN_IDS, APPROVAL_CHANNEL, APPROVER_IDS, PEOPLE, seed_people
 from .polaris_sandbox import SANDBOX_API_KEY, PolarisSandbox
 from .slack_api import SlackStandIn
@@ -64,17 +66,17 @@ def run_sandbox(
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print("# Polaris sandbox and Slack stand-in are running on 127.0.0.1. In another shell:", file=out)
-    for name, value in env.items():
-        print(f"export {name}={shlex.quote(value)}", file=out)
-    print("# then: python app.py migrate && python app.py serve --host 127.0.0.1", file=out)
-    print(
-        "# and send a signed slash command as alice (U0ALICE), e.g.:\n"
-        f"#   python -m standins.sandbox post http://127.0.0.1:{serve_port} U0ALICE 'groups'\n"
+    lines = ["# Polaris sandbox and Slack stand-in are running on 127.0.0.1. In another shell:"]
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
+    lines += [
+        "# then: python app.py migrate && python app.py serve --host 127.0.0.1",
+        "# and send a signed slash command as alice (U0ALICE), e.g.:",
+        f"#   python -m standins.sandbox post http://127.0.0.1:{serve_port} U0ALICE 'groups'",
         "# (it reads SLACK_SIGNING_SECRET and SLACK_API_URL from the environment and prints the answer)",
-        file=out,
-    )
-    print("# people: " + ", ".join(f"{n} {p[0]}" for n, p in PEOPLE.items()) + ". Ctrl-C stops.", file=out, flush=True)
+        "# people: " + ", ".join(f"{n} {p[0]}" for n, p in PEOPLE.items()) + ". Ctrl-C stops.",
+    ]
+    for line in lines:  # LOG_FORMAT=json: each a JSON log record (bot.logs.say)
+        logs.say(line, stream=out)
     try:
         while not stop.wait(0.5):
             pass
