@@ -298,10 +298,13 @@ class SlackGateway:
             raise
         return channel, self.post(channel, text, blocks, request_id=request_id, action="notify.card_dm")
 
-    def ephemeral(self, channel: str, user_id: str, text: str, blocks: list | None = None) -> bool:
-        """``chat.postEphemeral``; returns False on failure."""
+    def ephemeral(
+        self, channel: str, user_id: str, text: str, blocks: list | None = None, *, thread_ts: str | None = None
+    ) -> bool:
+        """``chat.postEphemeral`` (in the thread ``thread_ts`` when given); returns False on failure."""
         try:
-            self._call("chat.postEphemeral", channel=channel, user=user_id, text=text, blocks=blocks or None)
+            extra = {"thread_ts": thread_ts} if thread_ts else {}
+            self._call("chat.postEphemeral", channel=channel, user=user_id, text=text, blocks=blocks or None, **extra)
             return True
         except SlackError as e:
             log.warning("ephemeral to %s failed: %s", user_id, e.error)

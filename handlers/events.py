@@ -1,4 +1,6 @@
-"""Events API listeners: ``app_home_opened`` publishes the Home tab. Slack retries an event up to 3 times
+"""Events API listeners: ``app_home_opened`` publishes the Home tab; ``app_mention`` and messages in the bot's
+Messages tab (``message.im``) get a short answer pointing to ``/polaris help``; every other ``message`` event
+(channels, edits, the bot's own posts) is acknowledged and left alone. Slack retries an event up to 3 times
 (``X-Slack-Retry-Num``); each ``event_id`` is handled once (``slack_events`` table)."""
 
 from __future__ import annotations
@@ -6,6 +8,10 @@ from __future__ import annotations
 from slack_bolt import Ack, App
 
 from bot.lanes import LOCAL
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def register(app: App, service) -> None:
@@ -24,3 +30,30 @@ def register(app: App, service) -> None:
                 service.publish_home(user_id)
 
         service.background(work, lane=LOCAL)  # the database and Slack only: never behind a slow Polaris
+
+    @app.event("app_mention")
+    def mentioned(ack: Ack, event: dict, body: dict) -> None:
+        ack()
+        if event.get("bot_id") or event.get("subtype"):
+            return
+        user_id, channel_id = _text(event.get("user")), _text(event.get("channel"))
+        thread_ts = _text(event.get("thread_ts")) or None
+        event_id = _text(body.get("event_id"))
+        service.background(
+            lambda: service.answer_mention(event_id, user_id, channel_id, direct=False, thread_ts=thread_ts),
+            lane=LOCAL,
+        )
+
+    @app.event("message")
+    def message(ack: Ack, event: dict, body: dict) -> None:
+        ack()
+        # Only what a person wrote to the bot in its Messages tab: no edits, joins or bot posts (its own answer
+        # comes back as a message event too), never a channel message.
+        if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
+            return
+        user_id, channel_id, event_id = (
+            _text(event.get("user")),
+            _text(event.get("channel")),
+            _text(body.get("event_id")),
+        )
+        service.background(lambda: service.answer_mention(event_id, user_id, channel_id, direct=True), lane=LOCAL)

@@ -12,7 +12,7 @@ Lifecycle of an access request (``access_requests.state``)::
        \\--TTL passes--> expired
 
 The units, each depending only on those above it: ``context``, ``reply``, ``errors``, ``store``,
-``authority`` (pure), ``approvers``, ``admission``, ``notifications``, ``queries``, ``decisions``,
+``authority`` (pure), ``approvers``, ``admission``, ``mentions``, ``notifications``, ``queries``, ``decisions``,
 ``execution``, ``requests``, ``schedule``, ``form``, ``dispatch``.
 """
 
@@ -41,6 +41,7 @@ from .dispatch import Dispatch
 from .errors import guarded
 from .execution import Execution
 from .form import RequestForm
+from .mentions import Mentions
 from .notifications import Notifications
 from .queries import Queries
 from .reply import Reply
@@ -102,6 +103,7 @@ class AccessService:
         self.store = RequestStore(db)
         self.approvers = Approvers(ctx)
         self.admission = Admission(ctx)
+        self.mentions = Mentions(ctx, self.admission)
         self.notifications = Notifications(ctx, self.store, self.approvers)
         self.queries = Queries(ctx, self.store, self.approvers)
         self.decisions = Decisions(ctx, self.store, self.approvers, self.notifications)
@@ -196,6 +198,13 @@ class AccessService:
 
     def first_delivery(self, event_id: str) -> bool:
         return self.admission.first_delivery(event_id)
+
+    def answer_mention(
+        self, event_id: str, user_id: str, channel_id: str, *, direct: bool, thread_ts: str | None = None
+    ) -> bool:
+        """A mention of the bot, or a DM to it: a short answer pointing to ``/polaris help``
+        (:mod:`bot.access.mentions`)."""
+        return self.mentions.answer(event_id, user_id, channel_id, direct=direct, thread_ts=thread_ts)
 
     def home_view(self, user_id: str) -> dict:
         return self.queries.home_view(user_id)

@@ -18,6 +18,7 @@ ORDER = [
     "authority",
     "approvers",
     "admission",
+    "mentions",
     "notifications",
     "queries",
     "decisions",
