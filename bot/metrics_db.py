@@ -9,9 +9,9 @@ import datetime as dt
 import logging
 from typing import Callable, Iterator
 
-from sqlalchemy import func, inspect, or_, select, text
+from sqlalchemy import bindparam, func, inspect, or_, select, text
 
-from .models import APPROVED, KINDS, PENDING, STATES, AccessRequest, Delivery
+from .models import APPROVED, KINDS, PENDING, STATES, AccessRequest, Delivery, UTCDateTime
 
 log = logging.getLogger(__name__)
 PREFIX = "polaris_access_bot_"
@@ -134,5 +134,7 @@ class DatabaseCollector:
         end = next((c for c in ("expires_at", "ends_at", "end_at") if c in columns), None)
         if end is None:
             return int(active), 0
-        overdue = s.scalar(text(f"SELECT count(*) FROM leases WHERE {active_sql} AND {end} <= :now"), {"now": now})
+        query = text(f"SELECT count(*) FROM leases WHERE {active_sql} AND {end} <= :now")
+        # bound as UTCDateTime stores times (naive UTC)
+        overdue = s.scalar(query.bindparams(bindparam("now", type_=UTCDateTime())), {"now": now})
         return int(active), int(overdue or 0)

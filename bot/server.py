@@ -1,4 +1,4 @@
-"""The HTTP edge of ``python app.py serve``: one WSGI app in front of Bolt, and ``/healthz``.
+"""The HTTP edge of ``python app.py serve``: one WSGI app in front of Bolt, ``/healthz`` and ``/metrics``.
 
 ``POST /slack/events`` passes these steps in order, and each refusal is one log line, never a traceback:
 

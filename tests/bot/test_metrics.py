@@ -146,7 +146,7 @@ def test_no_personal_data_or_ids_in_labels(edge, core, slack, sandbox):
 def test_leases_are_read_when_the_table_exists(edge, core, db):
     got = scrape(edge)
     assert value(got, P + "leases_active") == 0 and value(got, P + "leases_overdue") == 0
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)  # naive UTC, as UTCDateTime stores times
     with db.engine.begin() as conn:
         conn.execute(text("CREATE TABLE leases (id INTEGER PRIMARY KEY, expires_at TIMESTAMP, ended_at TIMESTAMP)"))
         conn.execute(
