@@ -16,7 +16,7 @@ Taking access away (``leave``, ``remove``, ``offboard``) follows the same lifecy
 closes the person's other open requests the same way.
 
 The units, each depending only on those above it: ``context``, ``reply``, ``errors``, ``store``,
-``lease_store``, ``authority`` (pure), ``approvers``, ``admission``, ``notifications``, ``queries``,
+``lease_store``, ``authority`` (pure), ``approvers``, ``admission``, ``mentions``, ``notifications``, ``queries``,
 ``decisions``, ``polaris_side``, ``removal_side``, ``execution``, ``requests``, ``removals``, ``schedule``,
 ``form``, ``dispatch``.
 """
@@ -48,6 +48,7 @@ from .execution import Execution
 from .form import RequestForm
 from .lease_clicks import LeaseClicks
 from .leases import Leases
+from .mentions import Mentions
 from .notifications import Notifications
 from .queries import Queries
 from .removals import Removals
@@ -110,6 +111,7 @@ class AccessService:
         self.store = RequestStore(db)
         self.approvers = Approvers(ctx)
         self.admission = Admission(ctx)
+        self.mentions = Mentions(ctx, self.admission)
         self.notifications = Notifications(ctx, self.store, self.approvers)
         self.queries = Queries(ctx, self.store, self.approvers)
         self.decisions = Decisions(ctx, self.store, self.approvers, self.notifications)
@@ -208,6 +210,13 @@ class AccessService:
 
     def first_delivery(self, event_id: str) -> bool:
         return self.admission.first_delivery(event_id)
+
+    def answer_mention(
+        self, event_id: str, user_id: str, channel_id: str, *, direct: bool, thread_ts: str | None = None
+    ) -> bool:
+        """A mention of the bot, or a DM to it: a short answer pointing to ``/polaris help``
+        (:mod:`bot.access.mentions`)."""
+        return self.mentions.answer(event_id, user_id, channel_id, direct=direct, thread_ts=thread_ts)
 
     def home_view(self, user_id: str) -> dict:
         return self.queries.home_view(user_id)

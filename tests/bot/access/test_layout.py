@@ -19,6 +19,7 @@ ORDER = [
     "authority",
     "approvers",
     "admission",
+    "mentions",
     "notifications",
     "queries",
     "decisions",
