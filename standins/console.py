@@ -51,6 +51,7 @@ HELP = """Commands:
   retry [N]                 press Retry on a failed card
   home                      open the bot's App Home tab as the current user
   wait <time>               move the bot's clock forward, e.g. wait 2h, wait 30m, wait 2d (expiry, leases)
+  extend | done             press Extend / I'm done on your DM before time-bound access ends
   cards                     show every approval card
   audit [N]                 the last N audit rows (default 15)
   people                    who is who
@@ -167,6 +168,36 @@ class Console:
             ],
         }
         self._send(urllib.parse.urlencode({"payload": json.dumps(payload)}))
+
+    def press_dm(self, action_id: str) -> None:
+        """Press the newest button ``action_id`` in your DMs from the bot (Extend / I'm done before a lease ends)."""
+        uid = PEOPLE[self.user][0]
+        channel = self.slack.dm_channel(uid)
+        for message in reversed(self.slack.messages_in(channel)):
+            for block in message.get("blocks") or []:
+                for element in block.get("elements") or []:
+                    if element.get("action_id") == action_id:
+                        action = {
+                            "type": "button",
+                            "action_id": action_id,
+                            "block_id": block.get("block_id"),
+                            "value": element.get("value"),
+                            "action_ts": str(time.time()),
+                        }
+                        payload = {
+                            "type": "block_actions",
+                            "team": {"id": "T0STANDIN"},
+                            "user": {"id": uid, "name": self.user},
+                            "api_app_id": "A0DEMO",
+                            "trigger_id": f"{int(time.time())}.demo",
+                            "container": {"type": "message", "channel_id": channel, "message_ts": message["ts"]},
+                            "channel": {"id": channel},
+                            "response_url": self.slack.response_url(),
+                            "actions": [action],
+                        }
+                        self._send(urllib.parse.urlencode({"payload": json.dumps(payload)}))
+                        return
+        self.say("None of your DMs from the bot has that button (it comes before time-bound access ends).")
 
     def _remember_buttons(self) -> None:
         """Every button any card has shown, so a click on a card decided meanwhile can still be made."""
@@ -326,6 +357,8 @@ class Console:
                 self.say("Give a card number, e.g. `approve 1`.")
                 return True
             self.click({"approve": "approve_request", "deny": "deny_request", "retry": "retry_request"}[word], index)
+        elif word in ("extend", "done"):
+            self.press_dm("lease_extend" if word == "extend" else "lease_done")
         elif word == "home":
             self.open_home()
         elif word == "wait":

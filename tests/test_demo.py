@@ -117,3 +117,23 @@ def test_line_editing_and_history_at_a_terminal():
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
+
+
+def test_the_demo_shows_time_bound_access_ending():
+    """Issue 10: a lease applied, the warning with Extend / I'm done, then its end on the card and by DM."""
+    text = run_demo(
+        "as alice\n/polaris request Viewer for 1h dashboards\nas bob\napprove\nas alice\n/polaris status\n"
+        "wait 55m\nwait 5m\n/polaris whois alice@example.com\nquit\n"
+    )
+    assert "membership in *Viewer* for 1 hour" in text and "Access to *Viewer* until" in text
+    assert "Your time-bound access" in text
+    warning = text.split("alice> wait 55m", 1)[1].split("alice> wait 5m", 1)[0]
+    assert "[Extend] (lease_extend)" in warning and "[I'm done] (lease_done)" in warning
+    ended = text.split("alice> wait 5m", 1)[1]
+    assert "Access ended at" in ended and "Your access to *Viewer* has ended" in ended
+    assert "• Viewer" not in ended.split("/polaris whois alice@example.com", 1)[1]
+
+
+def test_im_done_in_the_demo_ends_access_now():
+    text = run_demo("as alice\n/polaris request Viewer for 2h\nas bob\napprove\nas alice\nwait 110m\ndone\nquit\n")
+    assert "ended early by its holder" in text and "Your access to *Viewer* has ended" in text
