@@ -64,7 +64,7 @@ def run_demo(script: str) -> str:
 
 def test_the_request_form_is_a_text_form_and_a_second_clicker_hears_who_decided():
     script = (
-        "as alice\n/polaris request\n5\nI need it <!here> &lt;!channel&gt; for <@U0BOB>\n"
+        "as alice\n/polaris request\n5\n4h\nI need it <!here> &lt;!channel&gt; for <@U0BOB>\n"
         "as bob\napprove\nas carol\napprove\nquit\n"
     )
     text = run_demo(script)
@@ -73,7 +73,7 @@ def test_the_request_form_is_a_text_form_and_a_second_clicker_hears_who_decided(
     assert "Group (a number or a name; empty closes the form): 5" in form and "(form submitted)" in form
     card = form.split("--- #polaris-approvals card 1 ---", 1)[1]
     # Rendered as Slack shows it: the person by name, what they typed as harmless text (no ping, no mention)
-    assert "@alice asks for membership in *Viewer*" in card
+    assert "@alice asks for membership in *Viewer* for 4 hours" in card
     assert "I need it <!here> &lt;!channel&gt; for <@U0BOB>" in card and "@here" not in card
     second = text.split("carol> approve\n", 1)[1]
     assert "[only visible to you] Already approved by @bob" in second
