@@ -46,8 +46,35 @@ _UNITS = {
     "wks": 604800,
     "week": 604800,
     "weeks": 604800,
+    "month": 30 * 86400,
+    "months": 30 * 86400,
+    "year": 365 * 86400,
+    "years": 365 * 86400,
 }
-_WORD_NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "twelve": 12}
+_WORD_NUMBERS = {
+    "a": 1,
+    "an": 1,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "fifteen": 15,
+    "twenty": 20,
+    "thirty": 30,
+    "forty-five": 45,
+    "ninety": 90,
+    "half": 0.5,
+}
+#: Punctuation that may follow a duration ("for 4h: dashboards", "for 2 h.") and is not part of it.
+_TRAILING = ",.;:!?)"
 _NUMBER = r"(?:\d+(?:\.\d+)?|\.\d+)"
 _COMPACT = re.compile(rf"^(?:{_NUMBER}[a-z]+)+$")
 _COMPACT_PART = re.compile(rf"({_NUMBER})([a-z]+)")
@@ -74,20 +101,30 @@ def _read(words: list[str]) -> tuple[float, int]:
     """The longest leading run of ``words`` that is a duration: (seconds, words used); (0, 0) when none.
     Raises :class:`UsageError` for a number without a unit right after the start (``for 30``)."""
     total, used, i = 0.0, 0, 0
+    words = [w.lower().rstrip(_TRAILING) for w in words]
     while i < len(words):
-        word = words[i].lower().rstrip(",")
+        word = words[i]
         if _COMPACT.match(word) and all(unit in _UNITS for _, unit in _COMPACT_PART.findall(word)):
             total += sum(float(n) * _UNITS[unit] for n, unit in _COMPACT_PART.findall(word))
             i += 1
             used = i
             continue
+        if used == 0 and re.match(rf"^{_NUMBER}[a-z]", word):
+            # Starts like "4h" but is not one ("1h30", "2hrs30"): the person meant a time; say so, never read
+            # it as a reason (the request would be for good).
+            raise UsageError(f"`{word}` is not a duration I know; try {_EXAMPLES}.")
         amount = _amount(word)
-        if amount is not None and i + 1 < len(words) and words[i + 1].lower().rstrip(",") in _UNITS:
-            total += amount * _UNITS[words[i + 1].lower().rstrip(",")]
+        if word == "half" and i + 2 < len(words) and words[i + 1] in ("a", "an") and words[i + 2] in _UNITS:
+            total += 0.5 * _UNITS[words[i + 2]]  # "half an hour"
+            i += 3
+            used = i
+            continue
+        if amount is not None and i + 1 < len(words) and words[i + 1] in _UNITS:
+            total += amount * _UNITS[words[i + 1]]
             i += 2
             used = i
             continue
-        if amount is not None and used == 0 and word not in _WORD_NUMBERS and _unit_missing(words[i + 1 : i + 2]):
+        if amount is not None and used == 0 and _unit_missing(words[i + 1 : i + 2]) and word not in ("a", "an"):
             raise UsageError(f"`{' '.join(words[i : i + 2])}` is not a duration I know; try {_EXAMPLES}.")
         if word == "and" and used and i + 1 < len(words):  # "1 hour and 30 minutes"
             i += 1
@@ -130,13 +167,16 @@ def split_duration(words_after_group: str) -> tuple[int | None, str]:
 
 
 def describe(seconds: int | float | None) -> str:
-    """``7200`` -> "2 hours"; ``93600`` -> "1 day 2 hours"; ``None`` -> "for good" (no end). At most the two
-    largest units, rounded down to the minute."""
+    """``7200`` -> "2 hours"; ``93600`` -> "1 day 2 hours"; ``90`` -> "1 minute 30 seconds"; ``None`` ->
+    "for good" (no end). At most the two largest units (seconds only under an hour), rounded down."""
     if seconds is None:
         return "for good"
     seconds = int(seconds)
+    sizes = [("week", 604800), ("day", 86400), ("hour", 3600), ("minute", 60)]
+    if seconds < 3600:
+        sizes.append(("second", 1))
     parts = []
-    for name, size in (("week", 604800), ("day", 86400), ("hour", 3600), ("minute", 60)):
+    for name, size in sizes:
         n, seconds = divmod(seconds, size)
         if n:
             parts.append(f"{n} {name}{'s' if n != 1 else ''}")

@@ -242,7 +242,8 @@ class Lease(Base):
     ended) makes at most one lease per person and group: a later grant extends it. ``started_at``: when the
     membership was applied (the time counts from there); ``warn_at``: when the person is offered Extend and
     I'm done (a tenth of the duration before the end, at most an hour), ``warned_at`` once done. Removal
-    bookkeeping: ``attempts``, ``next_attempt_at`` (backoff on Polaris faults), ``last_error``. Once over:
+    bookkeeping: ``attempts``, ``next_attempt_at`` (backoff on Polaris faults; once ended: the announcement of
+    the end still owed), ``last_error``. Once over:
     ``ended_at``, ``end_reason`` (``expired``, ``done``, ``left``, ``removed``, ``offboarded``,
     ``user_gone``, ``group_gone``, ``made_permanent``, ``not_applied``) and ``ended_by`` (a Slack user ID or
     ``bot``). Times are aware UTC (revision 0006)."""
@@ -279,6 +280,7 @@ class Lease(Base):
         Index("ix_leases_state_warn", "state", "warn_at"),
         Index("ix_leases_request", "request_id"),
         Index("ix_leases_email_state", "email", "state"),
+        Index("ix_leases_state_next", "state", "next_attempt_at"),
     )
 
     @staticmethod

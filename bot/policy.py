@@ -13,7 +13,8 @@ Example (every key optional; ``[defaults]`` applies to groups without a table of
     ttl_hours = 24                       # pending requests expire after this
     permanent = true                     # false: every request must say for how long (or get default_duration)
     default_duration = "8h"              # a request that names no duration gets this one (time-bound access)
-    max_duration = "1w"                  # a request for longer is refused, naming the maximum
+    max_duration = "1w"                  # a request for longer is refused, naming the maximum; with it, access is
+                                         # time-bound only unless permanent = true is given too
 
     [groups."Organization Admin"]        # group names match without regard to case
     approvals = 2
@@ -259,7 +260,11 @@ def _ttl_of(data: dict, fail: Callable) -> dict[str, Any]:
 
 
 def _durations_of(data: dict, fail: Callable) -> dict[str, Any]:
+    """``default_duration``/``max_duration`` as seconds. A maximum makes access time-bound only (a request for
+    good would outlast it) unless the table says ``permanent = true`` as well."""
     values: dict[str, Any] = {}
+    if "max_duration" in data and "permanent" not in data:
+        values["permanent"] = False
     for key in ("default_duration", "max_duration"):
         if key in data:
             v = data[key]

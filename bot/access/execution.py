@@ -160,6 +160,8 @@ class Execution:
         else:
             self.notifications.notify_requester(done)
         self.removals.announce(req, closed)
+        if req.kind != RESET_PASSWORD:  # the cards of the grants whose leases it ended (or made permanent)
+            self.leases.ends.announce_owed(req.target_email)
 
     def _fit_to_apply(self, req: AccessRequest) -> bool:
         """The checks made just before a request is applied, on what Slack and Polaris say now (no cache).

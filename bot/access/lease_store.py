@@ -63,6 +63,27 @@ class LeaseStore:
                 .limit(1)
             )
 
+    def for_grant(self, req: AccessRequest, *, session=None) -> Lease | None:
+        """The lease an applied grant made or extended (its card names the end): by the grant's ID, else the
+        lease of that person and group that was live when it was applied (a grant in the middle of a chain of
+        extensions)."""
+        lease = self.of_request(req.id, session=session)
+        if lease is not None or req.applied_at is None or not req.group_id:
+            return lease
+        with self._session(session) as s:
+            return s.scalar(
+                select(Lease)
+                .where(
+                    func.lower(Lease.email) == req.target_email.lower(),
+                    Lease.group_id == req.group_id,
+                    Lease.created_at <= req.applied_at,
+                    or_(Lease.ended_at.is_(None), Lease.ended_at >= req.applied_at),
+                    Lease.started_at.is_not(None),
+                )
+                .order_by(Lease.created_at.desc())
+                .limit(1)
+            )
+
     def active_of(self, email: str, *, slack_id: str | None = None, limit: int = 50) -> list[Lease]:
         """The active leases of a person (by email, or their Slack ID), soonest end first."""
         who = func.lower(Lease.email) == email.lower()
@@ -224,7 +245,11 @@ class LeaseStore:
         if group_id is not None:
             where.append(Lease.group_id == group_id)
         leases = list(session.scalars(select(Lease).where(*where)))
-        ended = [lease for lease in leases if self.end(lease.id, reason=reason, by=by, now=now, session=session)]
+        ended = [  # each end's announcement (the grant's card) is owed with it, like an expiry's
+            lease
+            for lease in leases
+            if self.end(lease.id, reason=reason, by=by, now=now, session=session, next_attempt_at=now)
+        ]
         for lease in ended:
             session.expunge(lease)
         return ended
@@ -242,6 +267,40 @@ class LeaseStore:
                 )
                 .values(warned_at=now, updated_at=now)
             ).rowcount
+
+    def due_announcements(self, before: dt.datetime, limit: int) -> list[str]:
+        """Ended leases whose announcement (cards, DM) was owed before ``before`` and never settled: a crash
+        came between the end and the telling (index ``ix_leases_state_next``)."""
+        with self.db.session() as s:
+            return list(
+                s.scalars(
+                    select(Lease.id)
+                    .where(
+                        Lease.state == LEASE_ENDED, Lease.next_attempt_at.is_not(None), Lease.next_attempt_at <= before
+                    )
+                    .limit(limit)
+                )
+            )
+
+    def owed_announcements_of(self, email: str) -> list[str]:
+        """The ended leases of ``email`` whose announcement is still owed."""
+        with self.db.session() as s:
+            return list(
+                s.scalars(
+                    select(Lease.id).where(
+                        func.lower(Lease.email) == email.lower(),
+                        Lease.state == LEASE_ENDED,
+                        Lease.next_attempt_at.is_not(None),
+                    )
+                )
+            )
+
+    def announced(self, lease_id: str) -> None:
+        """The end of an ended lease has been told (its cards and DM are owed in the delivery ledger)."""
+        with self.db.session() as s:
+            s.execute(
+                update(Lease).where(Lease.id == lease_id, Lease.state == LEASE_ENDED).values(next_attempt_at=None)
+            )
 
     def take(self, lease_id: str, *, attempts: int, now: dt.datetime, hold: dt.timedelta) -> int:
         """Take a live lease's removal (compare-and-set on ``attempts``: one caller wins): ``attempts`` goes up

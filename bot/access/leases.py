@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import random
 
 from sqlalchemy.exc import IntegrityError
 
 from .. import durations, views
-from ..audit import audit_context
-from ..models import APPROVED, BOT_REQUESTER, GRANTS, LEASE_ACTIVE, LEASE_PENDING, AccessRequest, Lease
-from ..polaris import PolarisError, PolarisNotFound
+from ..models import GRANTS, LEASE_ACTIVE, LEASE_PENDING, AccessRequest, Lease
 from .context import Context
-from .lease_store import LIVE, LeaseStore
+from .lease_ends import ENDED, LeaseEnds
+from .lease_store import LeaseStore
 from .notifications import Notifications
 from .store import RequestStore
 
@@ -48,6 +46,7 @@ class Leases:
     def __init__(self, ctx: Context, store: RequestStore, notifications: Notifications):
         self.ctx, self.store, self.notifications = ctx, store, notifications
         self.leases = LeaseStore(ctx.db)
+        self.ends = LeaseEnds(ctx, store, notifications)
 
     # ------------------------------------------------------------------------------- granting
     def before_add(self, req: AccessRequest) -> None:
@@ -82,7 +81,14 @@ class Leases:
             # under the same user claim: this grant takes it over rather than leave it to be swept away with the
             # membership this grant gave.
             if not req.duration_seconds:
-                self.leases.end(lease.id, reason="made_permanent", by="bot", now=applied_at, session=session)
+                self.leases.end(
+                    lease.id,
+                    reason="made_permanent",
+                    by="bot",
+                    now=applied_at,
+                    session=session,
+                    next_attempt_at=applied_at,
+                )
                 return ""
             self.leases.adopt(lease.id, request_id=req.id, duration_seconds=req.duration_seconds, session=session)
             lease = self.leases.live_for(req.target_email, req.group_id, session=session)
@@ -101,8 +107,13 @@ class Leases:
         if lease.state != LEASE_ACTIVE:
             return ""
         if not req.duration_seconds:  # a grant for good: the membership stays when the lease would have ended
-            self.leases.end(
-                lease.id, reason="made_permanent", by=req.decided_by or "bot", now=applied_at, session=session
+            self.leases.end(  # the earlier grants' cards are told (announcement owed)
+                lease.id,
+                reason="made_permanent",
+                by=req.decided_by or "bot",
+                now=applied_at,
+                session=session,
+                next_attempt_at=applied_at,
             )
             self.ctx.audit.record(
                 "bot",
@@ -129,126 +140,11 @@ class Leases:
 
     # ------------------------------------------------------------------------------- ending
     def revoke(self, lease_id: str, *, reason: str = "expired", by: str = "bot") -> bool:
-        """End a live lease (``reason``: ``expired`` when its time is up, ``done`` from I'm done,
-        ``not_applied`` for a pending lease whose grant failed) and remove its membership if it is still in
-        Polaris. True when this call ended it. Never raises for a Polaris fault (retried later)."""
-        lease = self.leases.get(lease_id)
-        if lease is None:
-            return False
-        with self.ctx.claims.hold(f"user:{lease.email.lower()}") as got:
-            if not got:
-                return False
-            lease = self.leases.get(lease_id)
-            now = self.ctx.clock()
-            if lease is None or not self._still_due(lease, reason, now):
-                return False
-            hold = (
-                dt.timedelta(seconds=self.ctx.polaris.read_timeout + REMOVAL_HOLD_MARGIN)
-                if self.ctx.db.is_sqlite
-                else None
-            )
-            if not self.leases.take(lease.id, attempts=lease.attempts, now=now, hold=hold):
-                return False  # another process took it
-            if lease.end_reason and reason == "expired":  # asked for earlier (I'm done): that reason and person
-                reason, by = lease.end_reason, lease.ended_by or by
-            try:
-                with audit_context(by, lease.request_id):
-                    was_member, reason = self._remove_in_polaris(lease, reason)
-            except PolarisError as e:
-                self._removal_failed(lease, e, now)
-                return False
-            ended = self._record_end(lease, reason, by, was_member)
-        if ended:
-            # A grant never applied, or a user deleted in Polaris meanwhile: the card says so, nobody is DMed.
-            self._tell(lease.id, was_member, quiet=reason in ("not_applied", "user_gone"))
-        return ended
-
-    def _still_due(self, lease: Lease, reason: str, now: dt.datetime) -> bool:
-        if lease.state not in LIVE:
-            return False
-        if reason == "not_applied":  # a pending lease whose grant is no longer being applied
-            req = self.store.get(lease.request_id)
-            return lease.state == LEASE_PENDING and (req is None or req.state != APPROVED)
-        if lease.state != LEASE_ACTIVE:
-            return False
-        if reason == "expired":
-            due = lease.ends_at is not None and lease.ends_at <= now
-            return due and (lease.next_attempt_at is None or lease.next_attempt_at <= now)
-        return True
-
-    def _remove_in_polaris(self, lease: Lease, reason: str) -> tuple[bool, str]:
-        """Remove the lease's membership if the user still has it: (was a member, the end reason)."""
-        polaris = self.ctx.polaris
-        try:
-            user = polaris.get_user(lease.polaris_user_id) if lease.polaris_user_id else None
-        except PolarisNotFound:
-            user = None
-        if user is None:
-            user = polaris.find_user_by_email(lease.email)
-        if user is None:
-            return False, "user_gone" if reason != "not_applied" else reason
-        if lease.group_id not in user.group_ids:
-            return False, reason
-        try:
-            polaris.remove_members(lease.group_id, [user.id])
-        except PolarisNotFound:
-            return False, "group_gone"
-        return True, reason
-
-    def _record_end(self, lease: Lease, reason: str, by: str, was_member: bool) -> bool:
-        now = self.ctx.clock()
-        with self.ctx.db.session() as s:
-            if not self.leases.end(lease.id, reason=reason, by=by, now=now, session=s):
-                return False
-            group = lease.group_name or lease.group_id
-            self.ctx.audit.record(
-                by,
-                "lease.ended",
-                request_id=lease.request_id,
-                target=lease.email,
-                session=s,
-                detail=f"{group}: {reason}; "
-                + ("membership removed, other groups unchanged" if was_member else "was no longer a member"),
-            )
-        return True
-
-    def _removal_failed(self, lease: Lease, error: PolarisError, now: dt.datetime) -> None:
-        attempts = lease.attempts + 1
-        delay = min(REMOVAL_BACKOFF_MAX, REMOVAL_BACKOFF_BASE * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
-        delay = max(delay, min(error.retry_after or 0.0, 3600.0))
-        if not error.transient:
-            log.error("removing lease %s failed: Polaris said %s %s", lease.id, error.status, error.code)
-        self.leases.removal_failed(
-            lease.id, next_attempt_at=now + dt.timedelta(seconds=delay), error=error.plain(), now=now
-        )
-        self.ctx.audit.record(
-            "bot",
-            "lease.retry_later",
-            request_id=lease.request_id,
-            target=lease.email,
-            outcome="error",
-            detail=f"{error.code} {error.status}; removal attempt {attempts}, next in {delay:.0f}s",
-        )
-
-    def _tell(self, lease_id: str, was_member: bool, *, quiet: bool) -> None:
-        """After an end: the cards of the grants that made and extended it, and a DM to the person."""
-        lease = self.leases.get(lease_id)
-        for rid in {lease.request_id, lease.extended_by} - {None}:
-            self.notifications.refresh_card(rid)
-        if quiet:
-            return
-        who = self.holder(lease)
-        if who:
-            self.notifications.dm(
-                lease.request_id, who, f"lease_end:{lease.id}", views.leases.ended(lease, was_member=was_member)
-            )
+        """End a lease whose time is up (:meth:`bot.access.lease_ends.LeaseEnds.revoke`); True when ended."""
+        return self.ends.revoke(lease_id, reason=reason, by=by) == ENDED
 
     def holder(self, lease: Lease) -> str | None:
-        """Whom a lease's DMs go to: the person it is for, else the requester of the grant."""
-        if lease.slack_id:
-            return lease.slack_id
-        req = self.store.get(lease.request_id)
-        return req.requester_id if req is not None and req.requester_id != BOT_REQUESTER else None
+        return self.ends.holder(lease)
 
     # ------------------------------------------------------------------------------- warning
     def warn(self, lease_id: str) -> bool:
@@ -257,16 +153,19 @@ class Leases:
         now = self.ctx.clock()
         if lease is None or lease.state != LEASE_ACTIVE or lease.warn_at is None or lease.warn_at > now:
             return False
-        if not self.leases.mark_warned(lease.id, now, warn_at=lease.warn_at):
-            return False
         who = self.holder(lease)
-        if not who:
-            return False
-        text, blocks = views.leases.warning(lease, now)
-        self.ctx.audit.record("bot", "lease.warned", request_id=lease.request_id, target=lease.email)
-        return self.notifications.dm(
-            lease.request_id, who, f"lease_warn:{lease.id}:{lease.ends_at:%Y%m%d%H%M%S}", text, blocks=blocks
-        )
+        sent = False
+        if who:
+            # Owed (and tried) before warned_at is committed: a crash in between sends it on the next pass, and
+            # the key (per end) makes it once however many processes get here.
+            about = None if who == lease.slack_id else lease.email
+            text, blocks = views.leases.warning(lease, now, about=about)
+            sent = self.notifications.dm(
+                lease.request_id, who, f"lease_warn:{lease.id}:{lease.ends_at:%Y%m%d%H%M%S}", text, blocks=blocks
+            )
+        if self.leases.mark_warned(lease.id, now, warn_at=lease.warn_at):
+            self.ctx.audit.record("bot", "lease.warned", request_id=lease.request_id, target=lease.email)
+        return sent
 
     # ------------------------------------------------------------------------------- worker
     def run_due(self, now: dt.datetime, limit: int, stop=None) -> int:
@@ -281,6 +180,7 @@ class Leases:
             self._safely(self.warn, lid)
         for lid in self.leases.stale_pending(now, limit):
             ended += bool(self._safely(lambda x: self.revoke(x, reason="not_applied"), lid))
+        self._safely(self.ends.announce_due, now, limit)
         return ended
 
     @staticmethod

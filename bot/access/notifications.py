@@ -43,7 +43,7 @@ class Notifications:
                 group = None
         approvals = self.store.approver_ids(req.id)
         rule = self.approvers.rule_of(req)
-        lease = self.leases.of_request(req.id) if req.kind in GRANTS and req.state == APPLIED else None
+        lease = self.leases.for_grant(req) if req.kind in GRANTS and req.state == APPLIED else None
         return views.approval_card(
             req,
             group=group,
@@ -334,6 +334,10 @@ class Notifications:
                 ),
                 why=f"requester DM not delivered ({error})",
             )
+
+    def tell_admins(self, req: AccessRequest, key: str, *, text: str, why: str) -> None:
+        """A notice (mrkdwn ``text``) to every ``ADMINS`` member about ``req``, once per ``key``; audited."""
+        self._tell_admins(req, key, text=text, exclude=None, why=why)
 
     def _tell_admins(self, req: AccessRequest, key: str, *, text: str, exclude: str | None, why: str) -> None:
         """Fallback: a notice to every ``ADMINS`` member (but ``exclude``), once per request and ``key``;

@@ -126,14 +126,24 @@ class Submission:
         )
 
     def request_invite(
-        self, user_id: str, target: Target, group_text: str, reason: str, *, duration: int | None = None
+        self,
+        user_id: str,
+        target: Target,
+        group_text: str,
+        reason: str,
+        *,
+        duration: int | None = None,
+        group_id: str | None = None,
     ) -> Reply:
         """``invite <email> <group> [for <duration>] [reason]``: an account (or membership) for someone else,
-        for ``duration`` seconds or for good, under the group's policy like :meth:`request_join`."""
+        for ``duration`` seconds or for good, under the group's policy like :meth:`request_join`. ``group_id``
+        (Extend on a lease) names the group by ID instead of ``group_text``."""
         slack = self.ctx.slack
         identity = self._requester(user_id)
         email = self.queries.email_for(user_id, target)
-        group = self.queries.resolve_group(group_text)
+        group = self.ctx.catalog.by_id(group_id) if group_id else self.queries.resolve_group(group_text)
+        if group is None:
+            raise UsageError("That group no longer exists in Polaris; `/polaris groups` lists the current ones.")
         duration = self._duration(group, duration)
         existing = self.ctx.polaris.find_user_by_email(email)
         if existing is not None and group.id in existing.group_ids and not self._on_lease(email, group):

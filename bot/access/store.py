@@ -121,6 +121,38 @@ class RequestStore:
             )
         )
 
+    def open_grants_of(self, email: str, group_id: str) -> list[AccessRequest]:
+        """The open (pending or approved) grants of ``email`` in ``group_id``."""
+        with self.db.session() as s:
+            return list(
+                s.scalars(
+                    select(AccessRequest).where(
+                        AccessRequest.kind.in_((JOIN, INVITE)),
+                        AccessRequest.state.in_(OPEN_STATES),
+                        AccessRequest.group_id == group_id,
+                        func.lower(AccessRequest.target_email) == email.lower(),
+                    )
+                )
+            )
+
+    def grants_of_lease(self, lease) -> list[str]:
+        """The grants a lease carried: the one that made it and every grant of that person and group applied
+        while it was live (each extended it, and its card names the end)."""
+        with self.db.session() as s:
+            ids = list(
+                s.scalars(
+                    select(AccessRequest.id).where(
+                        AccessRequest.kind.in_((JOIN, INVITE)),
+                        AccessRequest.state == APPLIED,
+                        AccessRequest.group_id == lease.group_id,
+                        func.lower(AccessRequest.target_email) == lease.email.lower(),
+                        AccessRequest.applied_at >= lease.created_at,
+                        AccessRequest.applied_at <= (lease.ended_at or lease.updated_at),
+                    )
+                )
+            )
+        return list(dict.fromkeys([lease.request_id, *ids]))
+
     def last_reset_answered(self, email: str, *, before: dt.datetime, other_than: str) -> dt.datetime | None:
         """When Polaris last answered a password-reset PUT of ``email`` (another request's, at or before
         ``before``), or ``None``: a reset's audit event older than that belongs to the earlier reset."""

@@ -30,12 +30,24 @@ def _group(lease: Lease) -> str:
 
 
 def ends_phrase(lease: Lease, now: dt.datetime) -> str:
-    """ "until 21:47 UTC (in 2 hours)" for an active lease."""
+    """For an active lease: "until 21:47 UTC (in 2 hours)"; past its end: "ended at 21:47 UTC; the membership is
+    being removed"."""
     if lease.ends_at is None:
         return "until its grant is applied"
     left = (lease.ends_at - now).total_seconds()
     when = durations.until(lease.ends_at, now)
+    if left < 0:
+        return f"ended at {when}; the membership is being removed"
     return f"until {when} (in {durations.describe(left)})" if left >= 60 else f"until {when} (in under a minute)"
+
+
+def _whose(about: str | None) -> str:
+    """ "Your" to the person holding it; "The" (the email follows) to the inviter of someone without Slack."""
+    return "Your" if about is None else "The"
+
+
+def _of(about: str | None) -> str:
+    return "" if about is None else f" of `{esc(about)}`"
 
 
 def card_line(lease: Lease | None, now: dt.datetime) -> str | None:
@@ -58,12 +70,14 @@ def lease_list(leases: Sequence[Lease], now: dt.datetime) -> list[dict]:
     return [header("Your time-bound access"), section(bullet_list(lines, limit=25))]
 
 
-def warning(lease: Lease, now: dt.datetime) -> tuple[str, list[dict]]:
-    """The DM before a lease ends: (text, blocks with Extend and I'm done; ``value`` = lease ID)."""
+def warning(lease: Lease, now: dt.datetime, *, about: str | None = None) -> tuple[str, list[dict]]:
+    """The DM before a lease ends: (text, blocks with Extend and I'm done; ``value`` = lease ID). ``about``:
+    the email of the person it is for, when the DM goes to the one who invited them (they have no Slack)."""
     left = max(0.0, (lease.ends_at - now).total_seconds())
     soon = f"in {durations.describe(left)}" if left >= 60 else "in under a minute"
     text = (
-        f":hourglass: Your access to {_group(lease)} ends at {durations.until(lease.ends_at, now)} ({soon}). "
+        f":hourglass: {_whose(about)} access{_of(about)} to {_group(lease)} ends at "
+        f"{durations.until(lease.ends_at, now)} ({soon}). "
         f"*Extend* asks for {durations.describe(lease.duration_seconds)} more (decided like any request); "
         "*I'm done* ends it now."
     )
@@ -88,9 +102,12 @@ def warning(lease: Lease, now: dt.datetime) -> tuple[str, list[dict]]:
     return text, [section(text), buttons]
 
 
-def ended(lease: Lease, *, was_member: bool) -> str:
-    """The DM once a lease ended by the worker or by I'm done."""
+def ended(lease: Lease, *, was_member: bool, about: str | None = None) -> str:
+    """The DM once a lease ended by the worker or by I'm done (``about``: as in :func:`warning`)."""
     reason = END_REASONS.get(lease.end_reason or "", lease.end_reason or "")
+    whose, of = _whose(about), _of(about)
     if not was_member:
-        return f"Your time-bound access to {_group(lease)} is over ({esc(reason)}); you were no longer a member."
-    return f":lock: Your access to {_group(lease)} has ended ({esc(reason)}). Your other groups are unchanged."
+        who = "you were" if about is None else "they were"
+        return f"{whose} time-bound access{of} to {_group(lease)} is over ({esc(reason)}); {who} no longer a member."
+    others = "Your other groups are unchanged." if about is None else "Their other groups are unchanged."
+    return f":lock: {whose} access{of} to {_group(lease)} has ended ({esc(reason)}). {others}"

@@ -56,6 +56,7 @@ def upgrade() -> None:
     op.create_index("ix_leases_state_warn", "leases", ["state", "warn_at"])
     op.create_index("ix_leases_request", "leases", ["request_id"])
     op.create_index("ix_leases_email_state", "leases", ["email", "state"])
+    op.create_index("ix_leases_state_next", "leases", ["state", "next_attempt_at"])
     with op.batch_alter_table("access_requests") as batch:
         batch.add_column(sa.Column("duration_seconds", sa.Integer))
         batch.add_column(sa.Column("plan", sa.Text))
@@ -69,6 +70,7 @@ def downgrade() -> None:
     with op.batch_alter_table("access_requests") as batch:
         batch.drop_column("plan")
         batch.drop_column("duration_seconds")
+    op.drop_index("ix_leases_state_next", table_name="leases")
     op.drop_index("ix_leases_email_state", table_name="leases")
     op.drop_index("ix_leases_request", table_name="leases")
     op.drop_index("ix_leases_state_warn", table_name="leases")

@@ -24,6 +24,7 @@ ORDER = [
     "queries",
     "decisions",
     "polaris_side",
+    "lease_ends",
     "leases",
     "removal_side",
     "execution",

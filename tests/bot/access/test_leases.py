@@ -24,14 +24,21 @@ def requests_of(db) -> list[AccessRequest]:
         return list(s.scalars(select(AccessRequest).order_by(AccessRequest.created_at)))
 
 
+def newest(db, before: set[str]) -> AccessRequest:
+    """The one request made since ``before`` (IDs): under a frozen clock ``created_at`` cannot order them."""
+    (made,) = [r for r in requests_of(db) if r.id not in before]
+    return made
+
+
 def grant(service, text: str, approver: str = APPROVER) -> AccessRequest:
     """``/polaris <text>`` by alice, approved by bob, applied by one worker pass."""
+    before = {r.id for r in requests_of(service.db)}
     reply = service.handle_command(REQUESTER, text)
-    newest = requests_of(service.db)[-1]
-    assert newest.state == "pending", reply.text
-    assert service.decide(newest.id, approver, approve=True) is None
+    newest_ = newest(service.db, before)
+    assert newest_.state == "pending", reply.text
+    assert service.decide(newest_.id, approver, approve=True) is None
     service.run_due()
-    return service.get(newest.id)
+    return service.get(newest_.id)
 
 
 def put_policy(service, tmp_path, text: str) -> None:
@@ -199,9 +206,10 @@ def test_extend_asks_again_and_im_done_ends_it_now(service, db, sandbox, groups)
     grant(service, "request Viewer for 2h")
     lease = leases(db)[0]
     assert "only the person" in service.extend_lease(lease.id, OTHER).text.lower()
+    before = {r.id for r in requests_of(db)}
     reply = service.extend_lease(lease.id, REQUESTER)
     assert "went to the approvers" in reply.text and "for 2 hours" in reply.text
-    extension = requests_of(db)[-1]
+    extension = newest(db, before)
     assert extension.duration_seconds == 7200
     service.decide(extension.id, APPROVER, approve=True)
     service.run_due()
@@ -295,8 +303,9 @@ def test_a_grant_for_good_after_a_failed_time_bound_one_keeps_its_membership(ser
     # The failed grant gives up before the sweeper runs; a grant for good of the same group is then applied.
     service.store.set(first.id, state=FAILED, open_key=None)
     sandbox.clear_faults()
+    before = {r.id for r in requests_of(db)}
     service.handle_command(REQUESTER, "request Viewer for good")
-    second = requests_of(db)[-1]
+    second = newest(db, before)
     # (alice is a member already, but only through the failed grant's pending lease: the bot lets her ask)
     assert second.id != first.id, "a member on a lease may ask again"
     service.decide(second.id, APPROVER, approve=True)
