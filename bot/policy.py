@@ -56,17 +56,10 @@ ORG_ADMIN = "organization admin"
 _USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _USERGROUP = re.compile(r"^S[A-Z0-9]{2,}$")
 _FIELD = re.compile(r"^X[A-Za-z0-9]{2,}$")
-_KEYS = {
-    "approvers",
-    "approvals",
-    "auto_approve",
-    "reason_required",
-    "reason_min_length",
-    "ttl_hours",
-    "permanent",
-    "default_duration",
-    "max_duration",
-}
+_KEYS = frozenset(
+    "approvers approvals auto_approve reason_required reason_min_length ttl_hours permanent default_duration "
+    "max_duration".split()
+)
 
 
 class PolicyError(ValueError):
