@@ -494,6 +494,7 @@ def run_demo(
         if not script:
             console.say("bye")
         core.worker.stop()
+        core.service.drain()  # work handed off by the last click finishes before the stand-ins go
         slack.shutdown()
         polaris_server.shutdown()
         db.dispose()
