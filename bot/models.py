@@ -139,7 +139,9 @@ class AccessRequest(Base):
         offboarding one per person."""
         if kind == OFFBOARD:
             return f"offboard|{email.lower()}"
-        if kind in (LEAVE, REMOVE):
+        if kind == LEAVE:  # its own: someone else's pending removal never stops you leaving
+            return f"leave|{email.lower()}|{group_id}"
+        if kind == REMOVE:
             return f"remove|{email.lower()}|{group_id}"
         return f"{email.lower()}|{group_id or 'reset'}"
 

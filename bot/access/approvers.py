@@ -111,7 +111,11 @@ class Approvers:
             "actor": lambda f: slack.identity(actor_id),
             "requester": lambda f: slack.identity(req.requester_id),
             "target": lambda f: slack.identity(req.target_slack_id),
-            "privileged": lambda f: self.is_privileged(group if group is not None else self.request_group(req)),
+            "privileged": lambda f: (
+                self._offboards_privileged(req)
+                if req.kind == OFFBOARD
+                else self.is_privileged(group if group is not None else self.request_group(req))
+            ),
             "actor_org_admin": lambda f: self._org_admin(actor_id, f.actor.email, req.id),
         }
         facts = AuthorityFacts(
@@ -128,6 +132,16 @@ class Approvers:
                 return verdict.refusal
             facts = replace(facts, **{verdict.needs: reads[verdict.needs](facts)})
         raise AssertionError("authority: a fact was asked for twice")  # pragma: no cover
+
+    def _offboards_privileged(self, req: AccessRequest) -> bool:
+        """An offboarding takes away a privileged group (Organization Admin, or one granting an
+        organization-level administration permission) from the person, as Polaris has them now: then it needs
+        what removing that group needs (Organization Admin members approve)."""
+        user = self.ctx.polaris.find_user_by_email(req.target_email)
+        if user is None:
+            return False
+        catalog = self.ctx.catalog
+        return any(self.is_privileged(catalog.by_id(gid)) for gid, _name in user.groups)
 
     def _org_admin(self, actor_id: str, email: str, request_id: str) -> bool:
         admins = self.ctx.catalog.by_name(ORG_ADMIN)

@@ -17,10 +17,12 @@ updates their cards and tells their requesters.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 
-from ..models import BOT_REQUESTER, CANCELLED, LEAVE, OFFBOARD, AccessRequest
-from ..polaris import Group, PolarisNotFound, User
+from ..models import BOT_REQUESTER, CANCELLED, INVITE, JOIN, LEAVE, OFFBOARD, REMOVE, AccessRequest
+from ..polaris import Group, PolarisNotFound, PolarisUnavailable, User
 from .authority import ORG_ADMIN
 from .context import Context
 from .lease_store import LeaseStore
@@ -99,39 +101,85 @@ class RemovalSide:
             return self._offboard(req, user), user.id
         return self._remove(req, user), user.id
 
+    @contextlib.contextmanager
+    def _admin_guard(self, user: User, group_id: str | None):
+        """Around the last-Organization-Admin check and the write that could make it untrue: one claim for the
+        whole organization when ``user`` is an enabled Organization Admin member losing that group (or all), so
+        two such removals at once (any process) cannot both pass the check. A busy claim is a transient
+        failure: the apply is retried."""
+        admins = self.org_admin_group()
+        if admins is None or admins.id not in user.group_ids or not user.enabled or group_id not in (None, admins.id):
+            yield
+            return
+        with self.ctx.claims.hold("org-admin-members", wait=10.0) as got:
+            if not got:
+                raise PolarisUnavailable(None, "Busy", f"another change to {ORG_ADMIN} is being made; retrying")
+            yield
+
     def _remove(self, req: AccessRequest, user: User) -> str:
         group = req.group_name or req.group_id
         if req.group_id not in user.group_ids:
             return f"{req.target_email} is not a member of {group} (any more); nothing to remove."
-        why = self.last_admin_refusal(user, group_id=req.group_id)
-        if why:
-            raise Refused(why)
-        try:
-            self.ctx.polaris.remove_members(req.group_id, [user.id])
-        except PolarisNotFound:
-            return f"{group} no longer exists in Polaris; {req.target_email} is in it no more."
+        with self._admin_guard(user, req.group_id):
+            if self.org_admin_group() is not None and req.group_id == self.org_admin_group().id:
+                user = self.ctx.polaris.get_user(user.id)  # read again under the guard
+            why = self.last_admin_refusal(user, group_id=req.group_id)
+            if why:
+                raise Refused(why)
+            try:
+                self.ctx.polaris.remove_members(req.group_id, [user.id])
+            except PolarisNotFound:
+                return f"{group} no longer exists in Polaris; {req.target_email} is in it no more."
         return f"Removed {req.target_email} from {group}; their other groups are unchanged."
 
     def _offboard(self, req: AccessRequest, user: User) -> str:
+        self._check_still_deactivated(req)
         if not user.enabled and not user.groups:
+            planned = self._planned_groups(req)
+            if req.attempts > 0 and planned:  # an earlier attempt's PUT landed; its answer was lost
+                return (
+                    f"Removed {req.target_email} from every group ({', '.join(planned)}) and disabled the account; "
+                    "names and everything else kept."
+                )
             return f"{req.target_email} was already disabled and in no group; nothing more to do."
-        why = self.last_admin_refusal(user, group_id=None)
-        if why:
-            raise Refused(why)
 
         def change(body: dict) -> None:
             body["groups"] = []
             body["enabled"] = False
 
-        try:
-            self.ctx.polaris.update_user(user.id, change, done=lambda now: not now.enabled and not now.groups)
-        except PolarisNotFound:
-            return f"{req.target_email} was deleted in Polaris meanwhile; nothing to do."
+        with self._admin_guard(user, None):
+            user = self.ctx.polaris.get_user(user.id)  # read again under the guard
+            why = self.last_admin_refusal(user, group_id=None)
+            if why:
+                raise Refused(why)
+            try:
+                self.ctx.polaris.update_user(user.id, change, done=lambda now: not now.enabled and not now.groups)
+            except PolarisNotFound:
+                return f"{req.target_email} was deleted in Polaris meanwhile; nothing to do."
         names = ", ".join(name or gid for gid, name in user.groups) or "no group"
         return (
             f"Removed {req.target_email} from every group ({names}) and disabled the account; "
             "names and everything else kept."
         )
+
+    def _check_still_deactivated(self, req: AccessRequest) -> None:
+        """An offboarding the bot opened after a Slack deactivation is applied only while that Slack account is
+        still deactivated (read now). Raises :class:`Refused`."""
+        if req.requester_id != BOT_REQUESTER or not req.target_slack_id:
+            return
+        who = self.ctx.slack.identity(req.target_slack_id)
+        if who.exists and not who.deleted:
+            raise Refused(
+                "The Slack account is active again, so the offboarding its deactivation asked for was not applied; "
+                "an admin can still `/polaris offboard` the person."
+            )
+
+    @staticmethod
+    def _planned_groups(req: AccessRequest) -> list[str]:
+        try:
+            return [str(g) for g in (json.loads(req.plan or "{}").get("groups") or [])]
+        except ValueError:
+            return []
 
     # ------------------------------------------------------------------------------- in the bot's tables
     def settle(self, req: AccessRequest, *, session, now: dt.datetime) -> list[str]:
@@ -150,13 +198,20 @@ class RemovalSide:
                 session=session,
                 detail=f"{lease.group_name or lease.group_id}: {reason}",
             )
-        if req.kind != OFFBOARD:
-            return []
         closed = []
-        why = f"{req.target_email} was offboarded (request {req.id[:8]})"
-        for other in self.store.open_of_person(
-            req.target_email, req.target_slack_id, other_than=req.id, session=session
-        ):
+        if req.kind != OFFBOARD:
+            # Open grants of that person and group (one being retried could add them back) and other removals of
+            # it are closed: the removal decided it.
+            why = f"{req.target_email} was removed from {req.group_name or req.group_id} (request {req.id[:8]})"
+            others = self.store.open_grants_of(
+                req.target_email, req.group_id, kinds=(JOIN, INVITE, LEAVE, REMOVE), other_than=req.id, session=session
+            )
+        else:
+            why = f"{req.target_email} was offboarded (request {req.id[:8]})"
+            others = self.store.open_of_person(
+                req.target_email, req.target_slack_id, other_than=req.id, session=session
+            )
+        for other in others:
             if self.store.update(
                 other.id,
                 session=session,

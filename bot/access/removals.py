@@ -32,6 +32,7 @@ from ..models import (
     APPROVED,
     BOT_REQUESTER,
     CANCELLED,
+    DENIED,
     FAILED,
     LEAVE,
     OFFBOARD,
@@ -39,8 +40,8 @@ from ..models import (
     REMOVE,
     AccessRequest,
 )
-from ..polaris import Group, User
-from ..slack import SlackIdentity
+from ..polaris import Group, PolarisError, User
+from ..slack import SlackError, SlackIdentity
 from .approvers import Approvers
 from .context import Context
 from .decisions import Decisions
@@ -84,8 +85,9 @@ class Removals:
         return user
 
     def _check_open(self, requester_id: str, kind: str, email: str, group_id: str | None) -> None:
-        """The open-request limit of the requester (not the bot), and an open request for the same removal."""
-        if requester_id != BOT_REQUESTER:
+        """The open-request limit of the requester (not the bot; never for a leave: taking your own access
+        away is never blocked), and an open request for the same removal."""
+        if requester_id != BOT_REQUESTER and kind != LEAVE:
             n = self.store.count_open(requester_id)
             if n >= self.ctx.settings.max_open_requests:
                 raise UsageError(f"You already have {n} open requests; wait for a decision or see `/polaris status`.")
@@ -177,24 +179,30 @@ class Removals:
         (requester :data:`BOT_REQUESTER`) and post its card for the admins. Nothing is applied without an
         approval. Audited (``slack.user_deactivated``). Returns the request opened, or ``None``."""
         ctx = self.ctx
-        who = ctx.slack.identity(slack_id)
+        try:
+            who = ctx.slack.identity(slack_id)
+        except SlackError:  # the event itself (signed by Slack) says deactivated: go by it
+            who = SlackIdentity(id=slack_id, exists=True, deleted=True, email=email_hint or None)
         email = (who.email or email_hint or "").strip().lower()
-        skip = None
+        skip, user, unread = None, None, None
         if who.exists and not who.deleted:
             skip = "the account is active again"
         elif not email:
             skip = "no email on the Slack profile"
-        user = None if skip else ctx.polaris.find_user_by_email(email)
-        if skip is None and (user is None or not user.enabled):
-            skip = "no enabled Polaris account"
         if skip is None:
-            skip = self.side.last_admin_refusal(user, group_id=None)
-        if skip is None and self.store.open_duplicate(OFFBOARD, email, None) is not None:
-            skip = "an offboarding is already open"
+            try:
+                user = ctx.polaris.find_user_by_email(email)
+                if user is None or not user.enabled:
+                    skip = "no enabled Polaris account"
+                else:
+                    skip = self.side.last_admin_refusal(user, group_id=None)
+            except PolarisError as e:  # never lost: the card opens, saying Polaris could not be read
+                unread = f"{e.status or 'no answer'} {e.code}"
+        skip = skip or self._already_offboarding(email)
         if skip:
             ctx.audit.record("bot", "slack.user_deactivated", target=email or slack_id, detail=f"no card: {skip}")
             return None
-        req = self._offboarding(BOT_REQUESTER, None, email, slack_id, user, DEACTIVATED_REASON)
+        req = self._offboarding(BOT_REQUESTER, None, email, slack_id, user, DEACTIVATED_REASON, unread=unread)
         try:
             self._save(req, BOT_REQUESTER, "offboard after a Slack deactivation")
         except UsageError:  # the same event from another process, at the same moment
@@ -202,17 +210,42 @@ class Removals:
         self.notifications.post_card(req.id)
         return self.store.get(req.id)
 
+    def _already_offboarding(self, email: str) -> str | None:
+        """Why no new offboarding card is opened for ``email``: one is open, or the admins denied the last
+        one the bot opened (that decision stands until someone asks again with ``/polaris offboard``)."""
+        if self.store.open_duplicate(OFFBOARD, email, None) is not None:
+            return "an offboarding is already open"
+        last = self.store.last_bot_offboarding(email)
+        if last is not None and last.state == DENIED:
+            return f"the admins denied the last one (request {last.id[:8]})"
+        return None
+
     def _offboarding(
-        self, requester_id: str, requester_email: str | None, email: str, target_id: str | None, user: User, reason
+        self,
+        requester_id: str,
+        requester_email: str | None,
+        email: str,
+        target_id: str | None,
+        user: User | None,
+        reason: str,
+        *,
+        unread: str | None = None,
     ) -> AccessRequest:
         rule = self.ctx.policy.for_offboard()
         req = self._new(
-            OFFBOARD, requester_id, requester_email, email, target_id, None, reason, polaris_user_id=user.id
+            OFFBOARD, requester_id, requester_email, email, target_id, None, reason, polaris_user_id=user and user.id
         )
-        req.approvals_required = rule.approvals
+        # Taking away Organization Admin (or any privileged group) needs what removing it needs: two approvals by
+        # Organization Admin members (checked again at each click, on the groups Polaris has then).
+        privileged = user is not None and any(self.approvers.is_privileged(g) for g in self._groups_of(user))
+        req.approvals_required = max(rule.approvals, privilege.PRIVILEGED_APPROVALS if privileged else 1)
         req.expires_at = req.created_at + dt.timedelta(seconds=rule.ttl)
-        req.plan = self._plan(user, email, target_id)
+        req.plan = self._plan(user, email, target_id) if user is not None else json.dumps({"unread": unread})
         return req
+
+    def _groups_of(self, user: User) -> list[Group]:
+        catalog = self.ctx.catalog
+        return [g for g in (catalog.by_id(gid) for gid, _name in user.groups) if g is not None]
 
     def _plan(self, user: User, email: str, slack_id: str | None) -> str:
         """What an offboarding takes away, as Polaris and the bot have it now (JSON for the card): the groups

@@ -21,12 +21,14 @@ from ..deliveries import CARD, DM
 from ..models import (
     APPLIED,
     APPROVED,
+    BOT_REQUESTER,
     DENIED,
     EXPIRED,
     FAILED,
     INVITE,
     JOIN,
     LEAVE,
+    OFFBOARD,
     OPEN_STATES,
     PENDING,
     REMOVE,
@@ -88,7 +90,7 @@ class RequestStore:
     def open_duplicate(self, kind: str, email: str, group_id: str | None) -> AccessRequest | None:
         """An open request for the same person and group (or password reset, or offboarding), of any kind that
         grants it (a join or invite) or, for a removal (leave, remove), of any kind that removes it."""
-        kinds = (LEAVE, REMOVE) if kind in (LEAVE, REMOVE) else (kind, JOIN, INVITE) if group_id else (kind,)
+        kinds = (kind,) if kind in (LEAVE, REMOVE) else (kind, JOIN, INVITE) if group_id else (kind,)
         with self.db.session() as s:
             return s.scalar(
                 select(AccessRequest)
@@ -121,18 +123,36 @@ class RequestStore:
             )
         )
 
-    def open_grants_of(self, email: str, group_id: str) -> list[AccessRequest]:
-        """The open (pending or approved) grants of ``email`` in ``group_id``."""
-        with self.db.session() as s:
+    def open_grants_of(
+        self, email: str, group_id: str, *, kinds=(JOIN, INVITE), other_than: str = "", session=None
+    ) -> list[AccessRequest]:
+        """The open (pending or approved) requests of ``kinds`` (grants by default) of ``email`` in
+        ``group_id``, but ``other_than``."""
+        with self._session(session) as s:
             return list(
                 s.scalars(
                     select(AccessRequest).where(
-                        AccessRequest.kind.in_((JOIN, INVITE)),
+                        AccessRequest.id != other_than,
+                        AccessRequest.kind.in_(kinds),
                         AccessRequest.state.in_(OPEN_STATES),
                         AccessRequest.group_id == group_id,
                         func.lower(AccessRequest.target_email) == email.lower(),
                     )
                 )
+            )
+
+    def last_bot_offboarding(self, email: str) -> AccessRequest | None:
+        """The newest offboarding the bot itself opened for ``email`` (after a Slack deactivation), or ``None``."""
+        with self.db.session() as s:
+            return s.scalar(
+                select(AccessRequest)
+                .where(
+                    AccessRequest.kind == OFFBOARD,
+                    AccessRequest.requester_id == BOT_REQUESTER,
+                    func.lower(AccessRequest.target_email) == email.lower(),
+                )
+                .order_by(AccessRequest.created_at.desc())
+                .limit(1)
             )
 
     def grants_of_lease(self, lease) -> list[str]:

@@ -134,6 +134,14 @@ def _card_plan(req: AccessRequest) -> list[dict]:
     if req.kind != OFFBOARD:
         return []
     plan = plan_of(req)
+    if "unread" in plan:  # a Slack deactivation seen while Polaris could not be read
+        return [
+            section(
+                "*What this offboarding removes*: Polaris could not be read when the deactivation was seen "
+                f"(`{esc(plan.get('unread'))}`). Approved, it removes every group of the Polaris account with this "
+                "email and disables it (names and everything else kept), if there is such an account."
+            )
+        ]
     groups = [esc(g) for g in plan.get("groups") or []]
     leases = [f"{esc(x.get('group'))} (until {esc(x.get('ends_at'))})" for x in plan.get("leases") or []]
     requests = [

@@ -182,8 +182,8 @@ def test_organization_admin_removal_needs_two_organization_admins(service, db, s
 
 
 def _only_admin_left(sandbox, groups, keep="bob@example.com"):
-    for email in ("bob@example.com", "erin@example.com", "carol@example.com"):
-        if email != keep:
+    for email in ("bob@example.com", "erin@example.com", "carol@example.com", "oscar@example.com"):
+        if email != keep and sandbox.find_user(email) is not None:
             uid = sandbox.find_user(email)["id"]
             sandbox._users[uid]["enabled"] = False  # disabled members do not count
 
@@ -200,12 +200,17 @@ def test_the_last_enabled_organization_admin_is_refused_at_request_time(service,
 
 
 def test_the_last_enabled_organization_admin_is_refused_again_at_apply_time(service, db, sandbox, slack, groups):
-    """A removal from Organization Admin is approved by two other enabled members, so at apply time only an
-    offboarding (decided by admins) can meet the last one: refused then, nothing written."""
-    service.settings = make_settings(sandbox, slack, db.url, admins=frozenset({ADMIN, APPROVER}))
+    """An offboarding of an Organization Admin member is approved by two other enabled members; the others are
+    disabled before it is applied, so it would remove the last one: refused then, nothing written."""
+    service.settings = make_settings(sandbox, slack, db.url, admins=frozenset({ADMIN, APPROVER, OTHER}))
+    sandbox.create_user(
+        "oscar@example.com", "Oscar", "T", groups=[groups["Organization Admin"]], actions=[]
+    )  # a third Organization Admin member, who approves with bob
     service.handle_command(ADMIN, "offboard erin@example.com")
     req = only_request(db)
+    assert req.approvals_required == 2  # taking Organization Admin away needs two of its members
     service.decide(req.id, APPROVER, approve=True)
+    service.decide(req.id, OTHER, approve=True)
     assert service.get(req.id).state == APPROVED
     _only_admin_left(sandbox, groups, keep="erin@example.com")  # the others were disabled in between
     service.run_due()
