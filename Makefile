@@ -24,7 +24,7 @@ demo: $(RUNTIME)
 
 # The Polaris sandbox and the Slack stand-in on 127.0.0.1, and the environment to point `serve` at them.
 sandbox: $(RUNTIME)
-	$(BIN)/python app.py sandbox
+	@$(BIN)/python app.py sandbox
 
 test: $(DEV)
 	$(BIN)/ruff check .

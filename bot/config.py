@@ -172,6 +172,19 @@ def _url(env: Mapping[str, str], name: str, required: bool) -> str | None:
     return raw.rstrip("/")
 
 
+def _policy_problems(policy_file: str | None) -> list[str]:
+    """The policy file read here too, so a bad one is named in the same run as every other problem."""
+    if not policy_file:
+        return []
+    from .policy import PolicyError, load_policy
+
+    try:
+        load_policy(policy_file)
+    except PolicyError as e:
+        return [f"POLICY_FILE: {e}"]
+    return []
+
+
 def load_settings(
     env: Mapping[str, str] | None = None, *, require_slack_app_token: bool = False, require_polaris: bool = True
 ) -> Settings:
@@ -253,6 +266,8 @@ def load_settings(
             f"MANAGER_PROFILE_FIELD must be a Slack custom profile field ID like Xf01ABCDEF (Xf and capital "
             f"letters or digits), got {manager_field[:30]!r}",
         )
+    policy_file = (env.get("POLICY_FILE") or "").strip() or None
+    problems.extend(_policy_problems(policy_file))
     if problems:
         raise ConfigError(problems)
     ints = (
@@ -275,7 +290,7 @@ def load_settings(
         approval_channel=channel,
         approvers=approvers,
         admins=admins,
-        policy_file=(env.get("POLICY_FILE") or "").strip() or None,
+        policy_file=policy_file,
         manager_field=manager_field,
         **{k: int(v) if k in ints else v for k, v in numbers.items()},
     )

@@ -35,10 +35,15 @@ from .audit import AuditLog
 log = logging.getLogger(__name__)
 
 PREFIX = "polaris_access_bot_"
-COMMANDS = frozenset(
-    ("help", "whois", "groups", "members", "permissions", "request", "invite", "reset-password")
-    + ("status", "pending", "policy", "request-form")
-)
+
+
+def _commands() -> frozenset[str]:
+    from .commands import SUBCOMMANDS  # every subcommand is a label value (a fixed set: no personal data)
+
+    return frozenset((*SUBCOMMANDS, "request-form"))
+
+
+COMMANDS = _commands()
 """The ``command`` label values; anything else is counted as ``other``."""
 _POLARIS_WORDS = frozenset(
     ("v1", "users", "groups", "members", "permissions", "effectivepermissions", "projects", "audit", "events")

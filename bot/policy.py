@@ -335,7 +335,7 @@ def _read_toml(path: str) -> tuple[str, dict]:
         with open(path, "rb") as fh:
             raw = fh.read()
     except OSError as e:
-        raise PolicyError(f"{path}:0: cannot read the policy file ({e.strerror})") from None
+        raise PolicyError(f"{path}: cannot read the policy file ({e.strerror})") from None
     text = raw.decode("utf-8", "replace")
     try:
         return text, tomllib.loads(text)

@@ -25,7 +25,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot.config import Settings
 
-from .console_parts import DemoClock, fill_form, home_opened_body, parse_duration, submission_body
+from .console_parts import DemoClock, fill_form, home_opened_body, parse_duration, submission_body, user_change_body
 from .polaris_sandbox import SANDBOX_API_KEY, PolarisSandbox
 from .slack_api import SlackStandIn
 
@@ -39,7 +39,7 @@ PEOPLE = {  # name -> (Slack user ID, email, first, last, role)
 }
 
 APPROVER_IDS = frozenset({"U0BOB"})
-ADMIN_IDS = frozenset({"U0CAROL"})
+ADMIN_IDS = frozenset({"U0CAROL", "U0BOB"})  # two admins: one asks for an offboarding, the other decides
 
 HELP = """Commands:
   as <name>                 act as alice, dan, bob (approver), carol (admin) or gus (guest)
@@ -52,6 +52,7 @@ HELP = """Commands:
   home                      open the bot's App Home tab as the current user
   wait <time>               move the bot's clock forward, e.g. wait 2h, wait 30m, wait 2d (expiry, leases)
   extend | done             press Extend / I'm done on your DM before time-bound access ends
+  deactivate <name>         deactivate a person's Slack account (the bot opens an offboarding card)
   cards                     show every approval card
   audit [N]                 the last N audit rows (default 15)
   people                    who is who
@@ -213,6 +214,18 @@ class Console:
         if status != 200:
             self.say(f"(Slack would show an error: HTTP {status})")
 
+    def deactivate(self, rest: str) -> None:
+        """The Slack account of a demo person is deactivated: the stand-in marks it, and Slack's ``user_change``
+        event (``deleted: true``) reaches the bot, which opens an offboarding card for the admins."""
+        name = rest.strip().lower()
+        if name not in PEOPLE:
+            self.say(f"Nobody called {rest.strip()!r}; try: {', '.join(PEOPLE)}")
+            return
+        user = self.slack.users[PEOPLE[name][0]]
+        user["deleted"] = True
+        self.say(f"(the Slack account of {name} is deactivated)")
+        self._send(user_change_body(user), "application/json")
+
     def wait(self, rest: str) -> None:
         seconds = parse_duration(rest)
         if seconds is None or self.clock is None:
@@ -357,6 +370,8 @@ class Console:
                 self.say("Give a card number, e.g. `approve 1`.")
                 return True
             self.click({"approve": "approve_request", "deny": "deny_request", "retry": "retry_request"}[word], index)
+        elif word == "deactivate":
+            self.deactivate(rest)
         elif word in ("extend", "done"):
             self.press_dm("lease_extend" if word == "extend" else "lease_done")
         elif word == "home":

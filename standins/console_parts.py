@@ -15,9 +15,19 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(text: str) -> float | None:
-    """``"90"``, ``"30m"``, ``"2h"``, ``"3d"`` -> seconds; ``None`` when it is not one of those."""
+    """``"90"``, ``"30m"``, ``"2h"``, ``"3d"``, and what the bot reads (``1h30m``, ``2 hours``) -> seconds;
+    ``None`` when it is none of those."""
     m = _DURATION.match(text or "")
-    return float(int(m.group(1)) * _UNITS[m.group(2).lower()]) if m else None
+    if m:
+        return float(int(m.group(1)) * _UNITS[m.group(2).lower()])
+    from bot.commands import UsageError
+    from bot.durations import split_duration
+
+    try:
+        seconds, rest = split_duration(f"for {text}")
+    except UsageError:
+        return None
+    return float(seconds) if seconds is not None and not rest else None
 
 
 class DemoClock:
@@ -45,6 +55,21 @@ def home_opened_body(user_id: str) -> str:
             "event_time": int(time.time()),
             "authorizations": [{"team_id": "T0STANDIN", "user_id": "U0BOT", "is_bot": True}],
             "event": {"type": "app_home_opened", "user": user_id, "channel": "D" + user_id, "tab": "home"},
+        }
+    )
+
+
+def user_change_body(user: dict) -> str:
+    """The JSON body Slack sends when a workspace member's account changes (``user_change``), e.g. deactivated."""
+    return json.dumps(
+        {
+            "token": "demo",
+            "team_id": "T0STANDIN",
+            "api_app_id": "A0DEMO",
+            "type": "event_callback",
+            "event_id": f"Ev{uuid.uuid4().hex[:12].upper()}",
+            "event_time": int(time.time()),
+            "event": {"type": "user_change", "user": user},
         }
     )
 

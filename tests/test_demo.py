@@ -137,3 +137,15 @@ def test_the_demo_shows_time_bound_access_ending():
 def test_im_done_in_the_demo_ends_access_now():
     text = run_demo("as alice\n/polaris request Viewer for 2h\nas bob\napprove\nas alice\nwait 110m\ndone\nquit\n")
     assert "ended early by its holder" in text and "Your access to *Viewer* has ended" in text
+
+
+def test_a_deactivated_slack_account_gets_an_offboarding_card_in_the_demo():
+    text = run_demo("deactivate dan\nas carol\napprove\n/polaris whois dan@example.com\nquit\n")
+    assert "the bot asks to offboard `dan@example.com`" in text
+    assert "Removed dan@example.com from every group (Viewer) and disabled the account" in text
+    assert "— *disabled*" in text.split("/polaris whois dan@example.com", 1)[1]
+
+
+def test_an_offboarding_by_hand_is_decided_by_the_other_admin_in_the_demo():
+    text = run_demo("as carol\n/polaris offboard dan@example.com leaving\nas bob\napprove\nquit\n")
+    assert "Approved and applied" in text and "disabled the account" in text

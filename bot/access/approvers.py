@@ -124,6 +124,7 @@ class Approvers:
             target_slack_id=req.target_slack_id,
             approving=approving,
             removal=req.kind in REMOVALS,
+            offboarding=req.kind == OFFBOARD,
             group_name=req.group_name,
         )
         for _ in range(len(reads) + 1):

@@ -50,6 +50,7 @@ class AuthorityFacts:
     target_slack_id: str | None
     approving: bool
     removal: bool = False  # the request takes access away (leave, remove, offboard)
+    offboarding: bool = False  # an offboarding (decided by admins)
     group_name: str | None = None  # the request's group, as recorded
     approver_ids: frozenset[str] | None = None  # who may decide it now (policy, Slack user groups, manager)
     actor: SlackIdentity | None = None
@@ -94,7 +95,9 @@ def _who(f: AuthorityFacts) -> Verdict | None:
     if f.approver_ids is None:
         return Verdict(needs="approver_ids")
     if f.actor_id not in f.approver_ids:
-        return Verdict("Only approvers can decide access requests.")
+        return Verdict(
+            "Only admins can decide an offboarding." if f.offboarding else "Only approvers can decide access requests."
+        )
     if f.actor is None:
         return Verdict(needs="actor")
     if f.actor.barred:

@@ -153,7 +153,15 @@ class Queries:
         settings, policy = self.ctx.settings, self.ctx.policy
         if user_id not in settings.admins:
             return Reply("Only admins can see the approval policy.")
-        lines = [f"*{views.esc(g.name)}*: {policy.for_group(g.name).describe()}" for g in self.ctx.catalog.all()]
+        groups = self.ctx.catalog.all()
+        lines = [f"*{views.esc(g.name)}*: {policy.for_group(g.name).describe()}" for g in groups]
+        known = {" ".join(g.name.split()).lower() for g in groups}
+        unknown = sorted(name for name in policy.groups if name not in known)
+        if unknown:  # a misspelt table ("Viewr") would otherwise be silently unused
+            lines.append(
+                ":warning: The policy file has rules for groups Polaris does not have (misspelt, or deleted): "
+                + ", ".join(f"`{views.esc(n)}`" for n in unknown)
+            )
         lines.append(f"*Password resets*: {policy.for_group(None).describe()}")
         offboard = policy.for_offboard()
         lines.append(f"*Offboarding*: {offboard.describe().replace('the default approvers', 'ADMINS', 1)}")

@@ -130,7 +130,8 @@ class RemovalSide:
                 self.ctx.polaris.remove_members(req.group_id, [user.id])
             except PolarisNotFound:
                 return f"{group} no longer exists in Polaris; {req.target_email} is in it no more."
-        return f"Removed {req.target_email} from {group}; their other groups are unchanged."
+        whose = "your" if req.kind == LEAVE else "their"
+        return f"Removed {req.target_email} from {group}; {whose} other groups are unchanged."
 
     def _offboard(self, req: AccessRequest, user: User) -> str:
         self._check_still_deactivated(req)

@@ -38,7 +38,14 @@ def ends_phrase(lease: Lease, now: dt.datetime) -> str:
     when = durations.until(lease.ends_at, now)
     if left < 0:
         return f"ended at {when}; the membership is being removed"
-    return f"until {when} (in {durations.describe(left)})" if left >= 60 else f"until {when} (in under a minute)"
+    return f"until {when} ({_in(left)})"
+
+
+def _in(seconds: float) -> str:
+    """ "in 5 minutes" for 4 min 10 s (rounded up to the minute: never sooner than it is); "in under a minute"."""
+    if seconds < 60:
+        return "in under a minute"
+    return f"in {durations.describe(-(-int(seconds) // 60) * 60)}"
 
 
 def _whose(about: str | None) -> str:
@@ -73,13 +80,12 @@ def lease_list(leases: Sequence[Lease], now: dt.datetime) -> list[dict]:
 def warning(lease: Lease, now: dt.datetime, *, about: str | None = None) -> tuple[str, list[dict]]:
     """The DM before a lease ends: (text, blocks with Extend and I'm done; ``value`` = lease ID). ``about``:
     the email of the person it is for, when the DM goes to the one who invited them (they have no Slack)."""
-    left = max(0.0, (lease.ends_at - now).total_seconds())
-    soon = f"in {durations.describe(left)}" if left >= 60 else "in under a minute"
+    soon = _in(max(0.0, (lease.ends_at - now).total_seconds()))
     text = (
         f":hourglass: {_whose(about)} access{_of(about)} to {_group(lease)} ends at "
         f"{durations.until(lease.ends_at, now)} ({soon}). "
-        f"*Extend* asks for {durations.describe(lease.duration_seconds)} more (decided like any request); "
-        "*I'm done* ends it now."
+        f"*Extend* asks for it again, for {durations.describe(lease.duration_seconds)} from its approval (decided "
+        "like any request); *I'm done* ends it now."
     )
     buttons = {
         "type": "actions",

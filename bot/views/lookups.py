@@ -121,22 +121,24 @@ def request_list(
     return f"{title}: {len(requests)}", blocks
 
 
+#: The commands, in mrkdwn: ``<`` and ``>`` are written ``&lt;``/``&gt;`` (Slack reads ``<...>`` as a link or a
+#: mention even inside backticks).
 HELP_TEXT = "\n".join(
     [
         "*Polaris access bot* — ask for Polaris access here; approvers decide in Slack; everything is audited.",
-        "• `/polaris request <group> [for <duration>] [reason]` — join a Polaris group, for good or for a time "
+        "• `/polaris request &lt;group&gt; [for &lt;duration&gt;] [reason]` — join a Polaris group, for good or for a time "
         "(`for 4h`, `for 2 days`); creates your account if you have none. With no arguments it opens a form.",
-        "• `/polaris invite <email> <group> [for <duration>] [reason]` — a Polaris account for someone else",
+        "• `/polaris invite &lt;email&gt; &lt;group&gt; [for &lt;duration&gt;] [reason]` — a Polaris account for someone else",
         "• `/polaris reset-password [email | @user]` — a password reset (yours by default)",
-        "• `/polaris leave <group>` — leave a group at once (no approval) · "
-        "`/polaris remove <email | @user> <group> [reason]` — ask for someone's removal from a group",
-        "• `/polaris offboard <email | @user> [reason]` — admins: every group removed and the account disabled, "
+        "• `/polaris leave &lt;group&gt;` — leave a group at once (no approval) · "
+        "`/polaris remove &lt;email | @user&gt; &lt;group&gt; [reason]` — ask for someone's removal from a group",
+        "• `/polaris offboard &lt;email | @user&gt; [reason]` — admins: every group removed and the account disabled, "
         "once another admin approves",
-        "• `/polaris cancel <request id>` — withdraw your pending request",
+        "• `/polaris cancel &lt;request id&gt;` — withdraw your pending request",
         "• `/polaris status` — your open requests and time-bound access · "
         "`/polaris pending` — requests awaiting your decision",
         "• `/polaris whois [email | @user]` — a Polaris user, their groups and effective permissions",
-        "• `/polaris groups` · `/polaris members <group>` · `/polaris permissions`",
+        "• `/polaris groups` · `/polaris members &lt;group&gt;` · `/polaris permissions`",
         'Group names match without regard to case, with or without quotes: `/polaris request "Data Analyst" dashboards`.',
     ]
 )
