@@ -75,6 +75,18 @@ class Submission:
             group=group.name,
         )
 
+    @staticmethod
+    def _check_enabled(user, *, yours: bool) -> None:
+        """A disabled Polaris account (offboarded, or disabled by an admin) gets no membership: it cannot sign in,
+        and an offboarding must not be undone piecemeal by requests. :class:`UsageError`. (A password reset is
+        still allowed: it changes no access.)"""
+        if user is not None and not user.enabled:
+            whose = "Your Polaris account" if yours else f"The Polaris account `{user.email or user.username}`"
+            raise UsageError(
+                f"{whose} is disabled (offboarded, or disabled by an admin), so access cannot be given to it. "
+                "An admin must enable it in Polaris first."
+            )
+
     def _on_lease(self, email: str, group: Group) -> bool:
         """``email`` holds ``group`` on a lease (a new grant would extend it, or make it permanent)."""
         return self.leases.live_for(email, group.id) is not None
@@ -109,6 +121,7 @@ class Submission:
         email = identity.email.lower()  # type: ignore[union-attr]
         duration = self._duration(group, duration)
         existing = self.ctx.polaris.find_user_by_email(email)
+        self._check_enabled(existing, yours=True)
         if existing is not None and group.id in existing.group_ids and not self._on_lease(email, group):
             return Reply(f"You are already a member of *{views.esc(group.name)}* in Polaris.")
         self._check_open_limit(user_id)
@@ -146,6 +159,7 @@ class Submission:
             raise UsageError("That group no longer exists in Polaris; `/polaris groups` lists the current ones.")
         duration = self._duration(group, duration)
         existing = self.ctx.polaris.find_user_by_email(email)
+        self._check_enabled(existing, yours=False)
         if existing is not None and group.id in existing.group_ids and not self._on_lease(email, group):
             return Reply(f"`{views.esc(email)}` is already a member of *{views.esc(group.name)}*.")
         self._check_open_limit(user_id)

@@ -71,3 +71,13 @@ def test_offboarding_refusal_names_who_decides_it(service, db, groups):
 def test_leaving_yourself_says_your_other_groups(service, sandbox, groups):
     sandbox.create_user("alice@example.com", "Alice", "T", groups=[groups["Viewer"], groups["Data Analyst"]])
     assert "your other groups are unchanged" in service.handle_command(REQUESTER, "leave Viewer").text
+
+
+def test_a_disabled_polaris_account_gets_no_grant(service, db, sandbox, groups):
+    """Trial: after dan was offboarded, `request Viewer` for the disabled account was accepted and applied."""
+    sandbox.create_user("alice@example.com", "Alice", "T", groups=[], enabled=False)
+    for text in ("request Viewer back", "invite alice@example.com Viewer"):
+        reply = service.handle_command(REQUESTER if "invite" not in text else ADMIN, text)
+        assert "is disabled" in reply.text, (text, reply.text)
+    with db.session() as s:
+        assert list(s.scalars(select(AccessRequest))) == []
