@@ -23,6 +23,7 @@ ORDER = [
     "notifications",
     "queries",
     "decisions",
+    "cancels",
     "polaris_side",
     "lease_ends",
     "leases",
