@@ -14,6 +14,11 @@ Example (every key optional; ``[defaults]`` applies to groups without a table of
     permanent = true                     # false: every request must say for how long (or get default_duration)
     default_duration = "8h"              # a request that names no duration gets this one (time-bound access)
     max_duration = "1w"                  # a request for longer is refused, naming the maximum
+    remind_after = "4h"                  # a pending request reminds its approvers after this (default 4h) ...
+    max_reminders = 2                    # ... at most this many times (0: never)
+    escalate_after = "8h"                # then it also goes to escalate_to, who may decide too
+    escalate_to = ["U01BACKUP", "S01ONCALL"]
+    deny_reason_required = false         # true: Deny needs a reason (the Deny form refuses an empty one)
 
     [groups."Organization Admin"]        # group names match without regard to case
     approvals = 2
@@ -44,7 +49,8 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from . import durations
+from . import durations, policy_reminders
+from .policy_reminders import DEFAULT_MAX_REMINDERS, DEFAULT_REMIND_AFTER, mentions
 
 MANAGER = "manager"
 ORG_ADMIN = "organization admin"
@@ -61,6 +67,11 @@ _KEYS = {
     "permanent",
     "default_duration",
     "max_duration",
+    "remind_after",
+    "max_reminders",
+    "escalate_after",
+    "escalate_to",
+    "deny_reason_required",
 }
 
 
@@ -75,7 +86,10 @@ class Rule:
     ``approvers``: Slack user IDs, user group IDs and/or ``"manager"``; empty means the defaults from the
     environment. ``approvals``: distinct approvals needed. ``ttl``: seconds a request stays pending.
     ``source``: where it came from, for ``/polaris policy``. Time-bound access: ``permanent`` (False: a
-    request must be time-bound), ``default_duration`` and ``max_duration`` (seconds, or ``None``)."""
+    request must be time-bound), ``default_duration`` and ``max_duration`` (seconds, or ``None``). Approvers:
+    ``remind_after`` (seconds) between reminders, at most ``max_reminders``; ``escalate_after`` (seconds, or
+    ``None``) before the request also goes to ``escalate_to`` (Slack user and user group IDs);
+    ``deny_reason_required``: a Deny must say why."""
 
     approvers: tuple[str, ...] = ()
     approvals: int = 1
@@ -86,6 +100,11 @@ class Rule:
     permanent: bool = True
     default_duration: int | None = None
     max_duration: int | None = None
+    remind_after: int = DEFAULT_REMIND_AFTER
+    max_reminders: int = DEFAULT_MAX_REMINDERS
+    escalate_after: int | None = None
+    escalate_to: tuple[str, ...] = ()
+    deny_reason_required: bool = False
     source: str = "defaults"
 
     @property
@@ -101,14 +120,12 @@ class Rule:
             parts.append(f"at most {durations.describe(self.max_duration)}")
         return ", ".join(parts)
 
+    def describe_approvers(self) -> str:
+        """Reminders, escalation and deny reasons under this rule, in words (:func:`bot.policy_reminders.describe`)."""
+        return policy_reminders.describe(self)
+
     def describe(self) -> str:
-        who = (
-            ", ".join(
-                f"<@{a}>" if _USER.match(a) else (f"<!subteam^{a}>" if _USERGROUP.match(a) else a)
-                for a in self.approvers
-            )
-            or "the default approvers"
-        )
+        who = mentions(self.approvers) or "the default approvers"
         parts = [f"approvers: {who}", f"{self.approvals} approval{'s' if self.approvals != 1 else ''}"]
         if self.auto_approve:
             parts.append("auto-approved")
@@ -117,6 +134,7 @@ class Rule:
         parts.append(f"expires after {self.ttl / 3600:g} h")
         if self.default_duration or self.max_duration or not self.permanent:
             parts.append(self.describe_durations())
+        parts.append(self.describe_approvers())
         return "; ".join(parts) + f" _({self.source})_"
 
 
@@ -195,6 +213,7 @@ def _rule(data: Any, base: Rule, *, where: list[str], text: str, path: str) -> R
         **_flags_of(data, fail),
         **_ttl_of(data, fail),
         **_durations_of(data, fail),
+        **policy_reminders.values_of(data, fail),
     }
     line = _line_of(text, where, None) if where else 1
     rule = replace(base, **values, source=f"{path} line {line}")
@@ -227,7 +246,7 @@ def _numbers_of(data: dict, fail: Callable) -> dict[str, Any]:
 
 def _flags_of(data: dict, fail: Callable) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for key in ("auto_approve", "reason_required", "permanent"):
+    for key in ("auto_approve", "reason_required", "permanent", "deny_reason_required"):
         if key in data:
             if not isinstance(data[key], bool):
                 fail(key, f"{key} must be true or false")
@@ -246,7 +265,7 @@ def _ttl_of(data: dict, fail: Callable) -> dict[str, Any]:
 
 def _durations_of(data: dict, fail: Callable) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for key in ("default_duration", "max_duration"):
+    for key in ("default_duration", "max_duration", "remind_after", "escalate_after"):
         if key in data:
             v = data[key]
             if not isinstance(v, str):
@@ -259,6 +278,7 @@ def _durations_of(data: dict, fail: Callable) -> dict[str, Any]:
 
 
 def _check_consistent(rule: Rule, fail: Callable) -> None:
+    policy_reminders.check(rule, fail)
     if rule.default_duration and rule.max_duration and rule.default_duration > rule.max_duration:
         fail("default_duration", "default_duration is longer than max_duration")
     if rule.auto_approve and rule.approvals > 1:

@@ -12,8 +12,9 @@ Lifecycle of an access request (``access_requests.state``)::
        \\--TTL passes--> expired
 
 The units, each depending only on those above it: ``context``, ``reply``, ``errors``, ``store``,
-``authority`` (pure), ``approvers``, ``admission``, ``notifications``, ``queries``, ``decisions``,
-``execution``, ``requests``, ``schedule``, ``form``, ``dispatch``.
+``authority`` (pure), ``verdicts`` (pure), ``approvers``, ``admission``, ``threads``, ``notifications``,
+``queries``, ``decisions``, ``reminders``, ``execution``, ``requests``, ``schedule``, ``form``, ``decision_forms``,
+``dispatch``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from .lease_clicks import LeaseClicks
 from .leases import Leases
 from .notifications import Notifications
 from .queries import Queries
+from .reminders import Reminders
 from .reply import Reply
 from .requests import Submission
 from .schedule import Schedule
@@ -110,7 +112,10 @@ class AccessService:
         self.leases = Leases(ctx, self.store, self.notifications)
         self.execution = Execution(ctx, self.store, self.approvers, self.notifications, self.worker_name, self.leases)
         self.requests = Submission(ctx, self.store, self.queries, self.approvers, self.notifications, self.decisions)
-        self.schedule = Schedule(ctx, self.store, self.decisions, self.notifications, self.execution, self.leases)
+        self.reminders = Reminders(ctx, self.store, self.approvers, self.notifications)
+        self.schedule = Schedule(
+            ctx, self.store, self.decisions, self.notifications, self.execution, self.leases, self.reminders
+        )
         self.form = RequestForm(ctx, self.admission)
         self.lease_clicks = LeaseClicks(ctx, self.leases, self.requests)
         self.dispatch = Dispatch(self.admission, self.queries, self.requests)

@@ -200,7 +200,69 @@ class RequestStore:
             )
         return DueWork(overdue, unposted, untold, due)
 
+    def due_reminders(self, now: dt.datetime, limit: int) -> list[str]:
+        """Pending, unexpired requests whose next reminder is due (index ``ix_access_requests_state_remind``)."""
+        return self._due(AccessRequest.remind_at, now, limit)
+
+    def due_escalations(self, now: dt.datetime, limit: int) -> list[str]:
+        """Pending, unexpired requests whose escalation is due (index ``ix_access_requests_state_escalate``)."""
+        return self._due(AccessRequest.escalate_at, now, limit)
+
+    def _due(self, column, now: dt.datetime, limit: int) -> list[str]:
+        with self.db.session() as s:
+            return list(
+                s.scalars(
+                    select(AccessRequest.id)
+                    .where(AccessRequest.state == PENDING, column <= now, AccessRequest.expires_at > now)
+                    .order_by(column)
+                    .limit(limit)
+                )
+            )
+
     # ------------------------------------------------------------------------------- writes
+    def take_reminder(
+        self, request_id: str, *, expected_at: dt.datetime, sent: int, next_at: dt.datetime | None, now: dt.datetime
+    ) -> int:
+        """Compare-and-set: reminder ``sent + 1`` of a pending request is this caller's to send (its
+        ``remind_at`` and ``reminders_sent`` are still ``expected_at`` and ``sent``); the next one is due at
+        ``next_at`` (``None``: no more). Returns 1 when this caller won, else 0 (another process, or decided)."""
+        with self.db.session() as s:
+            return s.execute(
+                update(AccessRequest)
+                .where(
+                    AccessRequest.id == request_id,
+                    AccessRequest.state == PENDING,
+                    AccessRequest.remind_at == expected_at,
+                    AccessRequest.reminders_sent == sent,
+                )
+                .values(remind_at=next_at, reminders_sent=sent + 1, updated_at=now)
+            ).rowcount
+
+    def stop_reminders(self, request_id: str, *, expected_at: dt.datetime) -> int:
+        """No more reminders for this request (the policy allows no more than were sent)."""
+        with self.db.session() as s:
+            return s.execute(
+                update(AccessRequest)
+                .where(AccessRequest.id == request_id, AccessRequest.remind_at == expected_at)
+                .values(remind_at=None)
+            ).rowcount
+
+    def take_escalation(self, request_id: str, *, expected_at: dt.datetime, now: dt.datetime, escalate: bool) -> int:
+        """Compare-and-set: the escalation of a pending request due at ``expected_at`` is this caller's
+        (``escalate``: it is escalated now; otherwise only cleared, the policy no longer escalates). Returns 1
+        when this caller won."""
+        values = {"escalate_at": None, **({"escalated_at": now, "updated_at": now} if escalate else {})}
+        with self.db.session() as s:
+            return s.execute(
+                update(AccessRequest)
+                .where(
+                    AccessRequest.id == request_id,
+                    AccessRequest.state == PENDING,
+                    AccessRequest.escalate_at == expected_at,
+                )
+                .values(**values)
+            ).rowcount
+
     def set(self, request_id: str, **values) -> None:
         """Unconditional write of ``values`` on the request (no compare-and-set): the apply's bookkeeping
         columns; and the deliberate seam for tests that put a request in a state (``state=FAILED``)."""
