@@ -37,6 +37,7 @@ from ..slack import SlackGateway
 from .admission import Admission
 from .approvers import Approvers
 from .context import Context
+from .decision_forms import DecisionForms
 from .decisions import Decisions
 from .dispatch import Dispatch
 from .errors import guarded
@@ -117,6 +118,7 @@ class AccessService:
             ctx, self.store, self.decisions, self.notifications, self.execution, self.leases, self.reminders
         )
         self.form = RequestForm(ctx, self.admission)
+        self.decision_forms = DecisionForms(ctx, self.store, self.approvers, self.decisions, self.notifications)
         self.lease_clicks = LeaseClicks(ctx, self.leases, self.requests)
         self.dispatch = Dispatch(self.admission, self.queries, self.requests)
         # Work handed off by listeners after ack(): bounded lanes apart from Bolt's listener threads (which
@@ -279,8 +281,30 @@ class AccessService:
         return self.notifications.notify_requester(req)
 
     # =============================================================================== decisions
-    def decide(self, request_id: str, actor_id: str, approve: bool) -> str | None:
-        return self.decisions.decide(request_id, actor_id, approve)
+    def decide(
+        self, request_id: str, actor_id: str, approve: bool, *, note: str = "", duration: int | None = None
+    ) -> str | None:
+        """A decision (:meth:`bot.access.decisions.Decisions.decide`): ``note`` a deny reason or approval
+        comment, ``duration`` a shorter time granted (seconds)."""
+        return self.decisions.decide(request_id, actor_id, approve, note=note, duration=duration)
+
+    def open_decision_form(
+        self, trigger_id: str, request_id: str, actor_id: str, *, approve: bool
+    ) -> tuple[str | None, str | None]:
+        """The Deny form (``approve`` False) or the Approve form: (view ID, or a sentence for the clicker)."""
+        return self.decision_forms.open(trigger_id, request_id, actor_id, approve=approve)
+
+    def check_decision_form(self, view_id: str, request_id: str, actor_id: str, *, approve: bool) -> None:
+        self.decision_forms.check(view_id, request_id, actor_id, approve=approve)
+
+    def deny_reason_required(self, request_id: str) -> bool:
+        return self.decision_forms.reason_required(request_id)
+
+    def submit_decision_form(
+        self, request_id: str, actor_id: str, *, approve: bool, note: str, duration: int | None = None
+    ) -> str | None:
+        """A Deny or Approve form's submission: the decision, its answer DMed to the clicker."""
+        return self.decision_forms.submit(request_id, actor_id, approve=approve, note=note, duration=duration)
 
     def retry(self, request_id: str, actor_id: str) -> str | None:
         return self.decisions.retry(request_id, actor_id)

@@ -32,6 +32,7 @@ ORDER = [
     "lease_clicks",
     "schedule",
     "form",
+    "decision_forms",
     "dispatch",
     "service",
 ]
