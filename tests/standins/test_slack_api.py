@@ -455,3 +455,17 @@ def test_fail_for_refuses_one_user_or_channel_until_cleared(standin, client):
     assert client.chat_postMessage(channel="C2", text="hi")["ok"]
     standin.clear_failures()
     assert client.conversations_open(users="U1")["ok"]
+
+
+def test_thread_replies_are_kept_apart_from_the_channel_history(standin, client):
+    parent = client.chat_postMessage(channel="C0APPROVALS", text="the card")["ts"]
+    reply = client.chat_postMessage(channel="C0APPROVALS", text="approved", thread_ts=parent)
+    assert reply["message"]["thread_ts"] == parent
+    client.chat_postMessage(channel="C0APPROVALS", text="another card")
+    assert [m["text"] for m in standin.messages_in("C0APPROVALS")] == ["the card", "another card"]
+    assert [m["text"] for m in standin.messages_in("C0APPROVALS", replies=True)] == [
+        "the card",
+        "approved",
+        "another card",
+    ]
+    assert [m["text"] for m in standin.thread_replies("C0APPROVALS", parent)] == ["approved"]
