@@ -38,6 +38,7 @@ HELP = """Commands:
   /polaris <subcommand>     a slash command as the current user, e.g. /polaris request Viewer dashboards;
                             @name mentions a person (/polaris whois @dan), as Slack's @-menu does
   approve [N] | deny [N]    press a button on approval card N (default: the newest) as the current user
+  deny [N] <reason>         press Deny and send its form with that reason
   retry [N]                 press Retry on a failed card
   cards                     show every approval card
   audit [N]                 the last N audit rows (default 15)
@@ -57,6 +58,7 @@ class Console:
         self._seen_responses = 0
         self._seen_ephemerals = 0
         self._seen_views = 0
+        self.last_body = ""
 
     def say(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
@@ -72,6 +74,7 @@ class Console:
             "x-slack-signature": [self.verifier.generate_signature(timestamp=ts, body=body)],
         }
         response = self.dispatch(BoltRequest(body=body, headers=headers))
+        self.last_body = response.body
         return response.status
 
     @staticmethod
@@ -147,6 +150,29 @@ class Console:
         }
         self._send(urllib.parse.urlencode({"payload": json.dumps(payload)}))
 
+    def deny(self, index: int | None, reason: str) -> None:
+        """Deny on card ``index``, then send the Deny form it opens with ``reason`` (as Slack would)."""
+        seen = len(self.slack.views)
+        self.click("deny_request", index)
+        deadline = time.monotonic() + 3.0
+        form = None
+        while form is None and time.monotonic() < deadline:
+            form = next((v for v in self.slack.views[seen:] if v["view"].get("callback_id") == "deny_modal"), None)
+            time.sleep(0.02)
+        if form is None:
+            return
+        values = {"reason": {"value": {"type": "plain_text_input", "value": reason}}}
+        payload = {
+            "type": "view_submission",
+            "team": {"id": "T0STANDIN"},
+            "user": {"id": PEOPLE[self.user][0], "name": self.user},
+            "api_app_id": "A0DEMO",
+            "view": {**form["view"], "state": {"values": values}},
+        }
+        self._send(urllib.parse.urlencode({"payload": json.dumps(payload)}))
+        if self.last_body:
+            self.say(f"(the form says: {self.last_body})")
+
     # ---------------------------------------------------------------------------- showing
     def settle(self, timeout: float = 15.0) -> None:
         """Wait until the bot has gone quiet (no new Slack calls for a moment, worker idle)."""
@@ -184,13 +210,20 @@ class Console:
         for view in forms.values():
             self.say(
                 f"--- a form opens (only visible to you) ---\n{self.slack.render(view)}\n"
-                "(The console cannot fill in forms: type `/polaris request <group> [reason]` instead.)"
+                + (
+                    "(`deny [N] <reason>` presses Deny and sends this form with a reason.)"
+                    if view.get("callback_id") == "deny_modal"
+                    else "(The console cannot fill in forms: type `/polaris request <group> [reason]` instead.)"
+                )
             )
         for m in changed:
             where = self._where(m["channel"])
             cards = self.slack.messages_in(APPROVAL_CHANNEL)
             label = ""
-            if m["channel"] == APPROVAL_CHANNEL:
+            if m["channel"] == APPROVAL_CHANNEL and m.get("thread_ts"):  # a reply in a card's thread
+                parents = [c["ts"] for c in cards]
+                label = f" thread of card {parents.index(m['thread_ts']) + 1}" if m["thread_ts"] in parents else ""
+            elif m["channel"] == APPROVAL_CHANNEL:
                 label = f" card {[c['ts'] for c in cards].index(m['ts']) + 1}"
                 label += " (updated)" if m["_seen_before"] else ""
             self.say(f"--- {where}{label} ---\n{self.slack.render(m)}")
@@ -249,6 +282,10 @@ class Console:
                 self.say(f"Nobody called {rest.strip()!r}; try: {', '.join(PEOPLE)}")
         elif word == "/polaris":
             self.slash(rest)
+        elif word == "deny" and rest.strip() and not rest.strip().isdigit():
+            number, _, reason = rest.strip().partition(" ")
+            index = int(number) if number.isdigit() else None
+            self.deny(index, reason if number.isdigit() else rest.strip())
         elif word in ("approve", "deny", "retry"):
             try:
                 index = int(rest) if rest.strip() else None

@@ -51,3 +51,17 @@ def test_demo_mentions_people_by_at_name_and_shows_the_request_form(tmp_path):
     form = out.stdout.split("bob> /polaris request\n", 1)[1].split("bob> ", 1)[0]
     assert "a form opens" in form and "Choose a Polaris group" in form and "/polaris request <group>" in form
     assert "Give a number of rows" in out.stdout
+
+
+def test_demo_deny_with_a_reason_and_the_thread_replies(tmp_path):
+    """Deny opens a form; the console's `deny N <reason>` sends it; the thread replies are shown as such."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "POLARIS_", "DATABASE_URL"))}
+    script = "as alice\n/polaris request Viewer dashboards\nas bob\ndeny 1 not this quarter\nquit\n"
+    out = subprocess.run(
+        [sys.executable, "app.py", "demo"], cwd=ROOT, input=script, capture_output=True, text=True, timeout=120, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert "*Reason for denial:* not this quarter" in out.stdout
+    assert "Reason: not this quarter" in out.stdout.split("--- DM to alice ---")[-1]
+    assert "--- #polaris-approvals thread of card 1 ---\n:no_entry_sign: Denied by <@U0BOB>" in out.stdout
+    assert "Traceback" not in out.stderr
