@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 
-.PHONY: demo test serve migrate bench clean
+.PHONY: demo sandbox test serve migrate bench clean
 
 # The bot's own requirements (what Deploying installs): enough for demo, serve and migrate.
 $(RUNTIME): requirements.txt
@@ -21,6 +21,10 @@ $(DEV): $(RUNTIME) requirements-dev.txt
 
 demo: $(RUNTIME)
 	$(BIN)/python app.py demo
+
+# The Polaris sandbox and the Slack stand-in on 127.0.0.1, and the environment to point `serve` at them.
+sandbox: $(RUNTIME)
+	$(BIN)/python app.py sandbox
 
 test: $(DEV)
 	$(BIN)/ruff check .

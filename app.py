@@ -4,10 +4,12 @@
     python app.py socket    # Socket Mode (SLACK_APP_TOKEN), for a workspace without a public URL
     python app.py demo      # the whole job locally: SQLite, the Polaris sandbox and a Slack console
     python app.py migrate   # alembic upgrade head
+    python app.py sandbox   # the Polaris sandbox and the Slack stand-in on 127.0.0.1, for trying serve
 
 Configuration is read from the environment and ``.env`` (see README and ``.env.example``). Exit status: 0, 2 for a
 configuration error (a missing or refused setting, token or key), 3 when the database does not answer, 4 when
-``socket`` cannot reach Slack; each with one line on stderr.
+``socket`` cannot reach Slack; each with one line on stderr. ``LOG_FORMAT=json`` makes every line a process
+prints one JSON object (:mod:`bot.logs`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import threading
 
 from sqlalchemy.exc import OperationalError
 
-from bot import redact, wiring
+from bot import logs, metrics, redact, wiring
 from bot.config import ConfigError, Settings, database_url, load_settings
 from bot.db import Database
 from bot.worker import Worker
@@ -42,7 +44,7 @@ def _start_line(settings: Settings, mode: str) -> None:
 def cmd_migrate(_args) -> int:
     url = database_url()  # checked like serve's: a URL that cannot work is one line, not a traceback
     Database(url).migrate()
-    print("database migrated to head")
+    logs.say("database migrated to head")
     return 0
 
 
@@ -67,6 +69,8 @@ def cmd_serve(args) -> int:
             self.cfg.set("graceful_timeout", 25)
             self.cfg.set("accesslog", None)
             self.cfg.set("worker_exit", lambda _arbiter, _worker: wiring.stop_workers())
+            self.cfg.set("child_exit", lambda _arbiter, worker: metrics.worker_exited(worker.pid))
+            self.cfg.set("logger_class", logs.gunicorn_logger_class())
 
             if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25.1: one shared path per user
                 self.cfg.set("control_socket_disable", True)
@@ -78,6 +82,7 @@ def cmd_serve(args) -> int:
     # A refused token or key, an unmigrated database or a taken port stops here, a line each, before any worker.
     _, polaris_state = wiring.start_checks(core, more=[lambda: _check_port(args.host, settings.port)])
     core.db.dispose()
+    metrics.prepare_multiprocess()  # before any worker: every worker's counters in one folder (GET /metrics)
     if one_process:
         log.warning("SQLite serves one process: running 1 gunicorn worker (use PostgreSQL to run more)")
     _start_line(settings, f"serving on {args.host}:{settings.port} ({workers} worker{'s' * (workers > 1)})")
@@ -109,10 +114,11 @@ def cmd_socket(_args) -> int:
     core = wiring.build_core(settings)
     slack_ok, _ = wiring.start_checks(core, report_unreachable=False)
     if not slack_ok:  # Socket Mode is a connection to Slack
-        print(
+        logs.say(
             f"cannot reach Slack at {wiring.origin(core.slack.client.base_url)} (auth.test did not answer): Socket "
             "Mode needs it; check the network or SLACK_API_URL",
-            file=sys.stderr,
+            level=logging.ERROR,
+            stream=sys.stderr,
         )
         return 4
     bolt = wiring.build_bolt_app(core, verify_token=True, report_unreachable=False)
@@ -123,7 +129,7 @@ def cmd_socket(_args) -> int:
         error = e.response.get("error") if e.response is not None else None
         raise ConfigError(f"SLACK_APP_TOKEN was refused by Slack ({error})") from None
     except Exception as e:
-        print(f"cannot reach Slack's Socket Mode ({wiring.reason_of(e)})", file=sys.stderr)
+        logs.say(f"cannot reach Slack's Socket Mode ({wiring.reason_of(e)})", level=logging.ERROR, stream=sys.stderr)
         return 4
     worker = Worker(core.service, interval=settings.worker_interval).start()
     signal.signal(signal.SIGTERM, lambda *_: (worker.stop(), sys.exit(0)))
@@ -136,6 +142,12 @@ def cmd_demo(args) -> int:
     from standins.console import run_demo
 
     return run_demo(database_url=args.database_url, script=not sys.stdin.isatty())
+
+
+def cmd_sandbox(args) -> int:
+    from standins.sandbox import run_sandbox
+
+    return run_sandbox(polaris_port=args.polaris_port, slack_port=args.slack_port, serve_port=args.port)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,21 +165,37 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="local demo: SQLite, Polaris sandbox, Slack console")
     demo.add_argument("--database-url", default=None, help="default: a fresh SQLite file in a temporary folder")
     sub.add_parser("migrate", help="alembic upgrade head")
+    sandbox = sub.add_parser("sandbox", help="the Polaris sandbox and the Slack stand-in, to point serve at")
+    sandbox.add_argument("--polaris-port", type=int, default=0, help="default: a free port")
+    sandbox.add_argument("--slack-port", type=int, default=0, help="default: a free port")
+    sandbox.add_argument("--port", type=int, default=3000, help="the PORT serve will listen on (default 3000)")
     args = parser.parse_args(argv)
-    if args.command != "demo":
+    if args.command not in ("demo", "sandbox"):
         load_dotenv()
-    redact.install()
+    try:
+        logs.setup()
+    except logs.LogFormatError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return 2
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines (plugins, each revision) are noise
-    handlers = {"serve": cmd_serve, "socket": cmd_socket, "demo": cmd_demo, "migrate": cmd_migrate}
+    handlers = {
+        "serve": cmd_serve,
+        "socket": cmd_socket,
+        "demo": cmd_demo,
+        "migrate": cmd_migrate,
+        "sandbox": cmd_sandbox,
+    }
     try:
         return handlers[args.command](args)
     except ConfigError as e:  # every problem found, a line each
         for problem in e.problems:
-            print(f"configuration error: {problem}", file=sys.stderr)
+            logs.say(f"configuration error: {problem}", level=logging.ERROR, stream=sys.stderr)
         return 2
     except OperationalError as e:  # the database did not answer: one line, not two tracebacks
         reason = str(getattr(e, "orig", e)).strip().splitlines()[0][:300]
-        print(f"database error: cannot use DATABASE_URL ({redact.redact(reason)})", file=sys.stderr)
+        logs.say(
+            f"database error: cannot use DATABASE_URL ({redact.redact(reason)})", level=logging.ERROR, stream=sys.stderr
+        )
         return 3
 
 

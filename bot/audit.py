@@ -37,6 +37,11 @@ def audit_context(actor: str, request_id: str | None = None) -> Iterator[None]:
         _context.reset(token)
 
 
+def current_request_id() -> str | None:
+    """The access request the current :func:`audit_context` is about, or ``None`` (log lines carry it)."""
+    return _context.get()[1]
+
+
 def _clean(text: str | None, limit: int = DETAIL_MAX) -> str | None:
     if text is None:
         return None

@@ -30,10 +30,16 @@ SUBCOMMANDS = (
     "request",
     "invite",
     "reset-password",
+    "leave",
+    "remove",
+    "offboard",
+    "cancel",
     "status",
     "pending",
     "policy",
 )
+#: Commands whose text ends in a reason: kept whole, the reason measured (and refused when too long).
+WITH_REASON = ("request", "invite", "leave", "remove", "offboard")
 ALIASES = {
     "reset": "reset-password",
     "resetpassword": "reset-password",
@@ -48,6 +54,7 @@ ALIASES = {
 _MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 _MAILTO = re.compile(r"^<mailto:([^|>]+)(?:\|[^>]*)?>$")
 _QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019"}
+_REQUEST_REF = re.compile(r"^[0-9a-f]{8}(?:-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f-]{0,28})$")
 
 
 class UsageError(ValueError):
@@ -136,7 +143,7 @@ def parse(text: str | None) -> Command:
     rest = rest.strip()
     if name not in SUBCOMMANDS:
         raise UsageError(f"I don't know `{_quote(head)}`. Try `/polaris help`.")
-    if len(text) > TEXT_MAX and name not in ("request", "invite"):
+    if len(text) > TEXT_MAX and name not in WITH_REASON:
         raise UsageError(f"That command is {len(text):,} characters long; the limit is {TEXT_MAX:,}.")
     return _ARGUMENTS[name](name, rest)
 
@@ -174,6 +181,42 @@ def _invite(name: str, rest: str) -> Command:
     return Command(name, target=parse_target(email), rest=after.strip())
 
 
+def _leave(name: str, rest: str) -> Command:
+    """``leave <group> [reason]``."""
+    if not rest:
+        raise UsageError("Which group? `/polaris leave <group>`, e.g. `/polaris leave Viewer`.")
+    return Command(name, rest=rest)
+
+
+def _remove(name: str, rest: str) -> Command:
+    """``remove <email | @user> <group> [reason]``."""
+    who, _, after = rest.partition(" ")
+    if not who or not after.strip():
+        raise UsageError("Usage: `/polaris remove <email | @user> <group> [reason]`.")
+    return Command(name, target=parse_target(who), rest=after.strip())
+
+
+def _offboard(name: str, rest: str) -> Command:
+    """``offboard <email | @user> [reason]``."""
+    who, _, after = rest.partition(" ")
+    if not who:
+        raise UsageError("Usage: `/polaris offboard <email | @user> [reason]`.")
+    return Command(name, target=parse_target(who), rest=after.strip())
+
+
+def _cancel(name: str, rest: str) -> Command:
+    """``cancel <request id>``: the full ID or the 8 characters the bot shows (``request 1a2b3c4d``)."""
+    ref = rest.strip("`'\" ").lower()
+    if not ref:
+        raise UsageError("Which request? `/polaris cancel <request id>`; `/polaris status` shows your requests' IDs.")
+    if not _REQUEST_REF.match(ref):
+        raise UsageError(
+            f"`{_quote(rest)}` is not a request ID: give the 8 characters the bot shows (like `1a2b3c4d`) "
+            "or the full ID; `/polaris status` lists them."
+        )
+    return Command(name, rest=ref)
+
+
 #: How each subcommand reads the words after its name.
 _ARGUMENTS = {
     "help": _no_arguments,
@@ -187,6 +230,10 @@ _ARGUMENTS = {
     "members": _members,
     "request": _request,
     "invite": _invite,
+    "leave": _leave,
+    "remove": _remove,
+    "offboard": _offboard,
+    "cancel": _cancel,
 }
 
 

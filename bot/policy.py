@@ -34,6 +34,10 @@ Example (every key optional; ``[defaults]`` applies to groups without a table of
     [password_reset]                     # password resets (no group)
     approvers = ["U01HELPDESK"]
 
+    [offboard]                           # offboarding (every group removed, the account disabled)
+    approvers = ["S01SECURITY"]          # default: ADMINS; never the requester nor the person offboarded
+    approvals = 2
+
     [managers]                           # where the workspace has no manager profile field
     U01ALICE = "U01BOB"
 
@@ -141,11 +145,13 @@ class Rule:
 @dataclass(frozen=True)
 class Policy:
     """The whole policy: ``defaults``, per-group ``groups`` (keys lower-cased names), ``password_reset``,
-    ``managers`` (requester ID -> manager ID) and ``manager_field`` (a profile field ID)."""
+    ``offboard`` (offboarding; ``None``: ADMINS, one approval), ``managers`` (requester ID -> manager ID) and
+    ``manager_field`` (a profile field ID)."""
 
     defaults: Rule = field(default_factory=Rule)
     groups: dict[str, Rule] = field(default_factory=dict)
     password_reset: Rule | None = None
+    offboard: Rule | None = None
     managers: dict[str, str] = field(default_factory=dict)
     manager_field: str | None = None
     path: str | None = None
@@ -169,9 +175,17 @@ class Policy:
             )
         return self.defaults
 
+    def for_offboard(self) -> Rule:
+        """The rule for offboarding: the ``[offboard]`` section, else ADMINS (an empty ``approvers``) with one
+        approval, expiring like the defaults. Never auto-approved, never decided by a manager."""
+        if self.offboard is not None:
+            return self.offboard
+        return Rule(ttl=self.defaults.ttl, source="built-in: ADMINS decide offboarding")
+
     def direct_approvers(self) -> set[str]:
         """Every Slack user ID named anywhere in the policy (not user groups)."""
-        rules = [self.defaults, *self.groups.values(), *([self.password_reset] if self.password_reset else [])]
+        extra = [r for r in (self.password_reset, self.offboard) if r is not None]
+        rules = [self.defaults, *self.groups.values(), *extra]
         return {a for r in rules for a in r.approvers if _USER.match(a)}
 
 
@@ -302,7 +316,7 @@ def load_policy(path: str | None, *, ttl: float = 24 * 3600.0, manager_field: st
     if not path:
         return Policy(defaults=base, manager_field=manager_field)
     text, data = _read_toml(path)
-    allowed = {"defaults", "groups", "password_reset", "managers", "manager_field"}
+    allowed = {"defaults", "groups", "password_reset", "offboard", "managers", "manager_field"}
     for key in data:
         if key not in allowed:
             raise PolicyError(
@@ -330,6 +344,7 @@ def load_policy(path: str | None, *, ttl: float = 24 * 3600.0, manager_field: st
         defaults=defaults,
         groups=groups,
         password_reset=reset,
+        offboard=_offboard_rule(data, defaults, text=text, path=path),
         managers=dict(managers),
         manager_field=field_id,
         path=path,
@@ -385,3 +400,20 @@ def _managers_of(data: dict, *, text: str, path: str) -> dict:
         if who == manager:
             raise PolicyError(f"{path}:{_line_of(text, ['managers'], who)}: {who} cannot be their own manager")
     return managers
+
+
+def _offboard_rule(data: dict, defaults: Rule, *, text: str, path: str) -> Rule | None:
+    """The ``[offboard]`` section (``approvers``, ``approvals``, ``ttl_hours``, reason keys), or ``None``. It does
+    not inherit the defaults' approvers (ADMINS decide unless it names others); ``auto_approve`` and
+    ``"manager"`` are refused: an offboarding is always decided by a person named for it."""
+    if "offboard" not in data:
+        return None
+    base = Rule(ttl=defaults.ttl)
+    rule = _rule(data["offboard"], base, where=["offboard"], text=text, path=path)
+    for bad, why in (("auto_approve", rule.auto_approve), ("approvers", rule.wants_manager)):
+        if why:
+            raise PolicyError(
+                f"{path}:{_line_of(text, ['offboard'], bad)}: offboarding cannot be auto-approved nor decided by "
+                '"manager"; name Slack users or user groups (default: ADMINS)'
+            )
+    return rule

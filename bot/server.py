@@ -1,4 +1,4 @@
-"""The HTTP edge of ``python app.py serve``: one WSGI app in front of Bolt, and ``/healthz``.
+"""The HTTP edge of ``python app.py serve``: one WSGI app in front of Bolt, ``/healthz`` and ``/metrics``.
 
 ``POST /slack/events`` passes these steps in order, and each refusal is one log line, never a traceback:
 
@@ -267,7 +267,9 @@ _PHRASES = {
 
 class SlackEdge:
     """The WSGI app: ``POST /slack/events`` through the steps of this module's docstring into ``bolt_app``,
-    ``GET``/``HEAD /healthz`` answered by ``health``, 404 for anything else. ``clock`` gives Unix seconds."""
+    ``GET``/``HEAD /healthz`` answered by ``health``, ``GET /metrics`` by ``metrics`` (``() -> (status, body,
+    content type)``, :class:`bot.metrics.Exposition`; 404 without it), 404 for anything else. ``clock`` gives
+    Unix seconds."""
 
     def __init__(
         self,
@@ -278,8 +280,9 @@ class SlackEdge:
         path: str = "/slack/events",
         max_body: int = MAX_BODY,
         clock: Callable[[], float] = time.time,
+        metrics: Callable[[], tuple[int, bytes, str]] | None = None,
     ):
-        self.bolt_app, self.secret, self.health = bolt_app, signing_secret, health
+        self.bolt_app, self.secret, self.health, self.metrics = bolt_app, signing_secret, health, metrics
         self.path, self.max_body, self.clock = path, max_body, clock
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
@@ -290,6 +293,11 @@ class SlackEdge:
                 return self._answer(start_response, 405, b"Method Not Allowed", extra=[("Allow", "GET, HEAD")])
             status, body = self.health()
             return self._answer(start_response, status, json.dumps(body).encode(), "application/json", head=head)
+        if path == "/metrics" and self.metrics is not None:
+            if method not in ("GET", "HEAD"):
+                return self._answer(start_response, 405, b"Method Not Allowed", extra=[("Allow", "GET, HEAD")])
+            status, body, content_type = self.metrics()
+            return self._answer(start_response, status, body, content_type, head=head)
         if path != self.path:
             return self._answer(start_response, 404, b"Not Found", head=head)
         if method != "POST":

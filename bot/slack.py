@@ -25,6 +25,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 from slack_sdk.webhook import WebhookClient
 
+from . import metrics
 from .audit import AuditLog
 
 log = logging.getLogger(__name__)
@@ -158,13 +159,16 @@ class SlackGateway:
 
     def _call(self, method: str, *, _client: WebClient | None = None, **kwargs) -> dict:
         try:
-            return (_client or self.client).api_call(method, json=kwargs).data  # type: ignore[return-value]
+            data = (_client or self.client).api_call(method, json=kwargs).data
         except SlackApiError as e:
-            raise SlackError(
-                method, str(e.response.get("error") or e.response.status_code), retry_after=_retry_after(e.response)
-            ) from None
+            error = str(e.response.get("error") or e.response.status_code)
+            metrics.count_slack_call(method, error)
+            raise SlackError(method, error, retry_after=_retry_after(e.response)) from None
         except Exception as e:  # urllib errors after retries
+            metrics.count_slack_call(method, type(e).__name__)
             raise SlackError(method, type(e).__name__) from None
+        metrics.count_slack_call(method, None)
+        return data  # type: ignore[return-value]
 
     def _note(self, action: str, target: str, outcome: str, request_id: str | None, detail: str | None = None):
         if self.audit is not None:
@@ -297,10 +301,13 @@ class SlackGateway:
             raise
         return channel, self.post(channel, text, blocks, request_id=request_id, action="notify.card_dm")
 
-    def ephemeral(self, channel: str, user_id: str, text: str, blocks: list | None = None) -> bool:
-        """``chat.postEphemeral``; returns False on failure."""
+    def ephemeral(
+        self, channel: str, user_id: str, text: str, blocks: list | None = None, *, thread_ts: str | None = None
+    ) -> bool:
+        """``chat.postEphemeral`` (in the thread ``thread_ts`` when given); returns False on failure."""
         try:
-            self._call("chat.postEphemeral", channel=channel, user=user_id, text=text, blocks=blocks or None)
+            extra = {"thread_ts": thread_ts} if thread_ts else {}
+            self._call("chat.postEphemeral", channel=channel, user=user_id, text=text, blocks=blocks or None, **extra)
             return True
         except SlackError as e:
             log.warning("ephemeral to %s failed: %s", user_id, e.error)
@@ -314,10 +321,13 @@ class SlackGateway:
             result = WebhookClient(response_url, timeout=self.timeout).send(
                 text=text, blocks=blocks, response_type="ephemeral", replace_original=replace_original
             )
-            return 200 <= result.status_code < 300
         except Exception as e:
             log.warning("response_url post failed: %s", type(e).__name__)
+            metrics.count_slack_call("response_url", type(e).__name__)
             return False
+        ok = 200 <= result.status_code < 300
+        metrics.count_slack_call("response_url", None if ok else f"http_{result.status_code}")
+        return ok
 
     def open_view(self, trigger_id: str, view: dict) -> str | None:
         """``views.open``; returns the view ID or ``None`` on failure (e.g. an expired ``trigger_id``). Called

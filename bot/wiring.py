@@ -20,8 +20,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from bot import redact
-from bot.audit import AuditLog
+from bot import metrics, redact
 from bot.config import ConfigError, Settings
 from bot.db import Database
 from bot.policy import PolicyError, load_policy
@@ -39,7 +38,7 @@ class Core:
 
     settings: Settings
     db: Database
-    audit: AuditLog
+    audit: metrics.MeteredAuditLog
     polaris: PolarisClient
     slack: SlackGateway
     service: AccessService
@@ -49,13 +48,13 @@ def build_core(settings: Settings, *, db: Database | None = None) -> Core:
     """Wire database, audit log, Polaris client, Slack gateway and the access service for ``settings``."""
     redact.register(settings.secrets())
     db = db or Database(settings.database_url)
-    audit = AuditLog(db)
+    audit = metrics.MeteredAuditLog(db)  # the audit log, counting decisions for /metrics
     polaris = PolarisClient(
         settings.polaris_api_url,
         settings.polaris_api_key,
         timeout=(min(3.05, settings.polaris_timeout), settings.polaris_timeout),
         retry_seconds=settings.polaris_retry_seconds,
-        on_call=audit.polaris_hook,
+        on_call=metrics.polaris_hook(audit.polaris_hook),
     )
     slack = SlackGateway(settings.slack_bot_token, base_url=settings.slack_api_url, audit=audit)
     catalog = GroupCatalog(polaris, ttl=settings.group_cache_ttl)
@@ -206,10 +205,16 @@ def database_for_log(url: str) -> str:
 def make_wsgi(core: Core, bolt_app, *, polaris_state: str | None = None):
     """WSGI app (:class:`bot.server.SlackEdge`): ``POST /slack/events`` into Bolt after the body limit, the
     signature check and our own parse; ``GET``/``HEAD /healthz`` answered by :class:`bot.server.Health`, which
-    starts from ``polaris_state`` (the probe ``serve`` made at start) or probes Polaris once now."""
+    starts from ``polaris_state`` (the probe ``serve`` made at start) or probes Polaris once now; ``GET
+    /metrics`` by :class:`bot.metrics.Exposition`."""
     from bot.server import Health, SlackEdge
 
-    return SlackEdge(bolt_app, core.settings.slack_signing_secret, Health(core, initial=polaris_state))
+    return SlackEdge(
+        bolt_app,
+        core.settings.slack_signing_secret,
+        Health(core, initial=polaris_state),
+        metrics=metrics.Exposition(core.db, lambda: core.service.clock()),
+    )
 
 
 def start_checks(core: Core, *, report_unreachable: bool = True, more=()) -> tuple[bool, str]:
@@ -266,6 +271,7 @@ def build_serving_app(settings: Settings, *, polaris_state: str | None = None):
     core = build_core(settings)
     worker = Worker(core.service, interval=settings.worker_interval).start()
     WORKERS.append(worker)
+    metrics.worker_started()
     return make_wsgi(
         core, build_bolt_app(core, verify_token=True, report_unreachable=False), polaris_state=polaris_state
     )

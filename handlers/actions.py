@@ -1,8 +1,11 @@
 """Buttons (``block_actions``): Approve, Approve with options…, Deny, Retry on the approval card (and on the
-reminder and escalation DMs); Extend and I'm done on the DM before time-bound access ends. Deny and Approve with
-options… open a form (``views.open`` with the click's ``trigger_id``, in this thread: it lives 3 seconds)."""
+reminder and escalation DMs); Cancel in ``status`` and the App Home; Extend and I'm done on the DM before
+time-bound access ends. Deny and Approve with options… open a form (``views.open`` with the click's
+``trigger_id``, in this thread: it lives 3 seconds)."""
 
 from __future__ import annotations
+
+import re
 
 from slack_bolt import Ack, App, Respond
 
@@ -10,7 +13,7 @@ from bot import views
 from bot.lanes import LOCAL, POLARIS
 
 from .commands import BUSY
-from .payload import request_id, text, user_id
+from .payload import dig, request_id, text, user_id
 
 
 def register(app: App, service) -> None:
@@ -26,6 +29,8 @@ def register(app: App, service) -> None:
                 message = service.refuse_malformed_button(who, action)
             elif action == "retry":
                 message = service.retry(rid, who)
+            elif action == "cancel":
+                message = cancel_and_show(service, body, rid, who)
             else:
                 message = service.decide(rid, who, approve=(action == "approve"))
             if message:
@@ -45,6 +50,10 @@ def register(app: App, service) -> None:
     @app.action(views.RETRY_ACTION)
     def retry(ack: Ack, body: dict, respond: Respond) -> None:
         handle(ack, body, respond, "retry")
+
+    @app.action(re.compile(rf"^{views.CANCEL_ACTION}(:[0-9a-f]{{8}})?$"))
+    def cancel(ack: Ack, body: dict, respond: Respond) -> None:
+        handle(ack, body, respond, "cancel")
 
     register_decision_buttons(app, service)
     register_lease_buttons(app, service)
@@ -108,3 +117,13 @@ def register_lease_buttons(app: App, service) -> None:
     @app.action(views.LEASE_DONE_ACTION)
     def lease_done(ack: Ack, body: dict, respond: Respond) -> None:
         lease_click(ack, body, respond, "done")
+
+
+def cancel_and_show(service, body: dict, rid: str, who: str) -> str | None:
+    """The Cancel button: the answer for the clicker, or ``None`` when it was pressed on the App Home (which has
+    no response_url: the Home tab is published afresh, showing the request cancelled)."""
+    message = service.cancel_request(rid, who)
+    if dig(body, "container", "type") == "view":
+        service.publish_home(who)
+        return None
+    return message

@@ -3,8 +3,12 @@
 It starts the Polaris sandbox (``standins.polaris_sandbox``) and the Slack stand-in (``standins.slack_api``) on
 127.0.0.1, a SQLite database, the real Bolt app with every listener and the background worker. You type
 slash commands as a chosen Slack user; they are signed like Slack signs them and dispatched into Bolt;
-what the bot posts (approval cards, DMs, ephemeral answers) is printed as text; ``approve``/``deny``
-press the card's buttons. It reads commands from stdin, so a test can script it.
+what the bot posts (approval cards, DMs, ephemeral answers, the App Home) is printed as Slack would show it
+(mentions as names, an escaped ``&lt;!channel&gt;`` as harmless text); ``approve``/``deny`` press the card's
+buttons (a card already decided still has them on the copy a second approver saw, who then gets the ephemeral
+"already decided" answer); the request form is a text form to fill in; ``wait 2h`` moves the core's clock so
+expiry can be shown. At a terminal, lines are edited with readline (Left, Backspace, Up for history). It reads
+commands from stdin too, so a test can script it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot.config import Settings
 
+from .console_parts import DemoClock, fill_form, home_opened_body, parse_duration, submission_body
 from .polaris_sandbox import SANDBOX_API_KEY, PolarisSandbox
 from .slack_api import SlackStandIn
 
@@ -33,13 +38,20 @@ PEOPLE = {  # name -> (Slack user ID, email, first, last, role)
     "gus": ("U0GUS", "gus@partner.example", "Gus", "Guest", "a guest account"),
 }
 
+APPROVER_IDS = frozenset({"U0BOB"})
+ADMIN_IDS = frozenset({"U0CAROL"})
+
 HELP = """Commands:
   as <name>                 act as alice, dan, bob (approver), carol (admin) or gus (guest)
   /polaris <subcommand>     a slash command as the current user, e.g. /polaris request Viewer dashboards;
                             @name mentions a person (/polaris whois @dan), as Slack's @-menu does
-  approve [N] | deny [N]    press a button on approval card N (default: the newest) as the current user
-  deny [N] <reason>         press Deny and send its form with that reason
+  /polaris request           the request form, filled in here: a group by number or name, then a reason
+  approve [N] | deny [N]    press a button on approval card N (default: the newest) as the current user;
+                            on a card already decided, the button of the copy you saw before it changed
   retry [N]                 press Retry on a failed card
+  home                      open the bot's App Home tab as the current user
+  wait <time>               move the bot's clock forward, e.g. wait 2h, wait 30m, wait 2d (expiry, leases)
+  extend | done             press Extend / I'm done on your DM before time-bound access ends
   cards                     show every approval card
   audit [N]                 the last N audit rows (default 15)
   people                    who is who
@@ -58,13 +70,18 @@ class Console:
         self._seen_responses = 0
         self._seen_ephemerals = 0
         self._seen_views = 0
-        self.last_body = ""
+        self._buttons: dict[tuple[str, str], tuple[str, str]] = {}  # (card ts, action_id) -> (value, block_id)
+        self.ask: Callable[[str], str | None] = lambda prompt: None  # the next line typed (set by loop())
+        self.clock: DemoClock | None = None
 
     def say(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
 
     # ---------------------------------------------------------------------------- sending
     def _send(self, body: str, content_type: str = "application/x-www-form-urlencoded") -> int:
+        return self._dispatch(body, content_type).status
+
+    def _dispatch(self, body: str, content_type: str = "application/x-www-form-urlencoded"):
         from slack_bolt.request import BoltRequest
 
         ts = str(int(time.time()))
@@ -73,9 +90,7 @@ class Console:
             "x-slack-request-timestamp": [ts],
             "x-slack-signature": [self.verifier.generate_signature(timestamp=ts, body=body)],
         }
-        response = self.dispatch(BoltRequest(body=body, headers=headers))
-        self.last_body = response.body
-        return response.status
+        return self.dispatch(BoltRequest(body=body, headers=headers))
 
     @staticmethod
     def mentions(text: str) -> str:
@@ -119,11 +134,15 @@ class Console:
             self.say(f"Card numbers go from 1 to {len(cards)}.")
             return
         card = cards[n - 1]
+        self._remember_buttons()
         value = None
         for block in card.get("blocks") or []:
             for element in block.get("elements") or []:
                 if element.get("action_id") == action_id:
                     value, block_id = element.get("value"), block.get("block_id")
+        if value is None and (card["ts"], action_id) in self._buttons:
+            value, block_id = self._buttons[(card["ts"], action_id)]
+            self.say(f"(card {n} has changed; you press the button on the copy you saw before, as Slack allows)")
         if value is None:
             self.say(f"Card {n} has no such button now.")
             return
@@ -150,28 +169,79 @@ class Console:
         }
         self._send(urllib.parse.urlencode({"payload": json.dumps(payload)}))
 
-    def deny(self, index: int | None, reason: str) -> None:
-        """Deny on card ``index``, then send the Deny form it opens with ``reason`` (as Slack would)."""
-        seen = len(self.slack.views)
-        self.click("deny_request", index)
-        deadline = time.monotonic() + 3.0
-        form = None
-        while form is None and time.monotonic() < deadline:
-            form = next((v for v in self.slack.views[seen:] if v["view"].get("callback_id") == "deny_modal"), None)
-            time.sleep(0.02)
-        if form is None:
+    def press_dm(self, action_id: str) -> None:
+        """Press the newest button ``action_id`` in your DMs from the bot (Extend / I'm done before a lease ends)."""
+        uid = PEOPLE[self.user][0]
+        channel = self.slack.dm_channel(uid)
+        for message in reversed(self.slack.messages_in(channel)):
+            for block in message.get("blocks") or []:
+                for element in block.get("elements") or []:
+                    if element.get("action_id") == action_id:
+                        action = {
+                            "type": "button",
+                            "action_id": action_id,
+                            "block_id": block.get("block_id"),
+                            "value": element.get("value"),
+                            "action_ts": str(time.time()),
+                        }
+                        payload = {
+                            "type": "block_actions",
+                            "team": {"id": "T0STANDIN"},
+                            "user": {"id": uid, "name": self.user},
+                            "api_app_id": "A0DEMO",
+                            "trigger_id": f"{int(time.time())}.demo",
+                            "container": {"type": "message", "channel_id": channel, "message_ts": message["ts"]},
+                            "channel": {"id": channel},
+                            "response_url": self.slack.response_url(),
+                            "actions": [action],
+                        }
+                        self._send(urllib.parse.urlencode({"payload": json.dumps(payload)}))
+                        return
+        self.say("None of your DMs from the bot has that button (it comes before time-bound access ends).")
+
+    def _remember_buttons(self) -> None:
+        """Every button any card has shown, so a click on a card decided meanwhile can still be made."""
+        for card in self.slack.messages_in(APPROVAL_CHANNEL):
+            for block in card.get("blocks") or []:
+                for element in block.get("elements") or []:
+                    if element.get("type") == "button" and element.get("action_id") and element.get("value"):
+                        self._buttons[(card["ts"], element["action_id"])] = (element["value"], block.get("block_id"))
+
+    def open_home(self) -> None:
+        """``app_home_opened`` as the current user; the Home tab the bot publishes is shown by :meth:`show_new`."""
+        status = self._send(home_opened_body(PEOPLE[self.user][0]), "application/json")
+        if status != 200:
+            self.say(f"(Slack would show an error: HTTP {status})")
+
+    def wait(self, rest: str) -> None:
+        seconds = parse_duration(rest)
+        if seconds is None or self.clock is None:
+            self.say("Say how long, e.g. `wait 2h`, `wait 30m`, `wait 2d`.")
             return
-        values = {"reason": {"value": {"type": "plain_text_input", "value": reason}}}
-        payload = {
-            "type": "view_submission",
-            "team": {"id": "T0STANDIN"},
-            "user": {"id": PEOPLE[self.user][0], "name": self.user},
-            "api_app_id": "A0DEMO",
-            "view": {**form["view"], "state": {"values": values}},
-        }
-        self._send(urllib.parse.urlencode({"payload": json.dumps(payload)}))
-        if self.last_body:
-            self.say(f"(the form says: {self.last_body})")
+        self.clock.advance(seconds)
+        self.core.service.wake()  # the worker looks at once: what expired meanwhile is expired now
+        self.say(f"(the bot's clock is now {self.clock():%Y-%m-%d %H:%M} UTC)")
+
+    def fill(self, view_id: str, view: dict) -> None:
+        """The request form as a text form: ask each input, then submit it as Slack would."""
+        values = fill_form(view, self.ask, self.say)
+        if values is None:
+            self.say("(form closed; nothing was sent)")
+            return
+        uid = PEOPLE[self.user][0]
+        payload = submission_body(view, view_id, uid, self.user, values)
+        response = self._dispatch(urllib.parse.urlencode({"payload": json.dumps(payload)}))
+        try:
+            answer = json.loads(response.body) if response.body else {}
+        except ValueError:
+            answer = {}
+        if answer.get("response_action") == "errors":
+            for field, why in (answer.get("errors") or {}).items():
+                self.say(f"(the form says, at {field}: {why})")
+            return
+        self.say("(form submitted)")
+        self.settle()
+        self.show_new()
 
     # ---------------------------------------------------------------------------- showing
     def settle(self, timeout: float = 15.0) -> None:
@@ -193,9 +263,12 @@ class Console:
             ephemerals = self.slack.ephemerals[self._seen_ephemerals :]
             self._seen_ephemerals = len(self.slack.ephemerals)
             forms: dict[str, dict] = {}  # the latest state of each form opened or updated since last time
+            homes: dict[str, dict] = {}
             for v in self.slack.views[self._seen_views :]:
                 if v["view"].get("type") == "modal":
                     forms[v["view_id"]] = v["view"]
+                elif v["view"].get("type") == "home" and v.get("user_id") == PEOPLE[self.user][0]:
+                    homes[v["user_id"]] = v["view"]
             self._seen_views = len(self.slack.views)
             changed = []
             for m in self.slack.messages:
@@ -207,26 +280,25 @@ class Console:
                     changed.append({**m, "_seen_before": seen_before})
         for r in responses + ephemerals:
             self.say(f"[only visible to you] {self.slack.render(r)}")
-        for view in forms.values():
-            self.say(
-                f"--- a form opens (only visible to you) ---\n{self.slack.render(view)}\n"
-                + (
-                    "(`deny [N] <reason>` presses Deny and sends this form with a reason.)"
-                    if view.get("callback_id") == "deny_modal"
-                    else "(The console cannot fill in forms: type `/polaris request <group> [reason]` instead.)"
-                )
-            )
+        for view in homes.values():
+            self.say(f"--- App Home of {self.user} ---\n{self.slack.render(view)}")
+        for view_id, view in forms.items():
+            self.say(f"--- a form opens (only visible to you) ---\n{self.slack.render(view)}")
+            if any(b.get("type") == "input" for b in view.get("blocks") or []):
+                if view.get("callback_id") == "request_modal":
+                    self.say("(fill it in here, or type `/polaris request <group> [reason]` instead)")
+                self.fill(view_id, view)
         for m in changed:
-            where = self._where(m["channel"])
-            cards = self.slack.messages_in(APPROVAL_CHANNEL)
-            label = ""
-            if m["channel"] == APPROVAL_CHANNEL and m.get("thread_ts"):  # a reply in a card's thread
-                parents = [c["ts"] for c in cards]
-                label = f" thread of card {parents.index(m['thread_ts']) + 1}" if m["thread_ts"] in parents else ""
-            elif m["channel"] == APPROVAL_CHANNEL:
-                label = f" card {[c['ts'] for c in cards].index(m['ts']) + 1}"
-                label += " (updated)" if m["_seen_before"] else ""
-            self.say(f"--- {where}{label} ---\n{self.slack.render(m)}")
+            self.say(f"--- {self._where(m['channel'])}{self._label(m)} ---\n{self.slack.render(m)}")
+
+    def _label(self, m: dict) -> str:
+        """ " card 2", " card 2 (updated)" or " thread of card 2" for a message in the approval channel."""
+        if m["channel"] != APPROVAL_CHANNEL:
+            return ""
+        cards = [c["ts"] for c in self.slack.messages_in(APPROVAL_CHANNEL)]
+        if m.get("thread_ts"):  # a reply in a card's thread (no card itself)
+            return f" thread of card {cards.index(m['thread_ts']) + 1}" if m["thread_ts"] in cards else ""
+        return f" card {cards.index(m['ts']) + 1}" + (" (updated)" if m["_seen_before"] else "")
 
     def _where(self, channel: str) -> str:
         if channel == APPROVAL_CHANNEL:
@@ -282,10 +354,6 @@ class Console:
                 self.say(f"Nobody called {rest.strip()!r}; try: {', '.join(PEOPLE)}")
         elif word == "/polaris":
             self.slash(rest)
-        elif word == "deny" and rest.strip() and not rest.strip().isdigit():
-            number, _, reason = rest.strip().partition(" ")
-            index = int(number) if number.isdigit() else None
-            self.deny(index, reason if number.isdigit() else rest.strip())
         elif word in ("approve", "deny", "retry"):
             try:
                 index = int(rest) if rest.strip() else None
@@ -293,6 +361,12 @@ class Console:
                 self.say("Give a card number, e.g. `approve 1`.")
                 return True
             self.click({"approve": "approve_request", "deny": "deny_request", "retry": "retry_request"}[word], index)
+        elif word in ("extend", "done"):
+            self.press_dm("lease_extend" if word == "extend" else "lease_done")
+        elif word == "home":
+            self.open_home()
+        elif word == "wait":
+            self.wait(rest)
         elif word == "cards":
             self.show_cards()
         elif word == "audit":
@@ -307,17 +381,39 @@ class Console:
         return True
 
     def loop(self, stream: TextIO, interactive: bool) -> None:
+        """Read commands until ``quit`` or the end of input. ``interactive`` (a terminal): a prompt and readline's
+        line editing and history (Left, Right, Backspace, Up, Down, Ctrl-R); otherwise lines are read from
+        ``stream`` and echoed."""
         self.echo = not interactive
+        if interactive:
+            import readline  # noqa: F401 - input() edits lines and keeps history once it is loaded
+
+            def ask(prompt: str) -> str | None:
+                try:
+                    return input(prompt)
+                except EOFError:
+                    return None
+
+        else:
+
+            def ask(prompt: str) -> str | None:
+                line = stream.readline()
+                if not line:
+                    return None
+                line = line.rstrip("\n")
+                self.say(f"{prompt}{line}")
+                return line
+
+        self.ask = ask
         while True:
             if interactive:
-                print(f"{self.user}> ", end="", flush=True, file=self.out)
-            line = stream.readline()
-            if not line:
+                line = ask(f"{self.user}> ")
+            else:
+                line = stream.readline() or None
+            if line is None:
                 break
-            if interactive:
-                line = line.rstrip("\n")
-                if not line.strip():
-                    continue
+            if interactive and not line.strip():
+                continue
             if not self.handle(line):
                 break
 
@@ -368,8 +464,8 @@ def run_demo(
         polaris_api_key=SANDBOX_API_KEY,
         database_url=database_url,
         approval_channel=APPROVAL_CHANNEL,
-        approvers=frozenset({"U0BOB"}),
-        admins=frozenset({"U0CAROL"}),
+        approvers=APPROVER_IDS,
+        admins=ADMIN_IDS,
         worker_interval=0.5,
         polaris_retry_seconds=5,
     )
@@ -380,9 +476,12 @@ def run_demo(
     db = Database(settings.database_url)
     db.migrate()
     core = wiring.build_core(settings, db=db)
+    clock = DemoClock(core.service.clock)
+    core.service.clock = clock  # `wait 2h` moves it
     core.worker = Worker(core.service, interval=settings.worker_interval).start()
     bolt = wiring.build_bolt_app(core)
     console = Console(bolt.dispatch, signing_secret, slack, core, out=out)
+    console.clock = clock
     console.say(
         "Polaris access bot demo: Polaris sandbox at "
         + polaris_server.url

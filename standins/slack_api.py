@@ -31,7 +31,8 @@ Wire format (as the real Web API, https://api.slack.com/web):
   ``response_metadata.messages`` like Slack.
 
 ``response_url`` endpoints live at ``/response/<key>`` on the same server: JSON posts are recorded in
-:attr:`SlackStandIn.responses`, at most five per URL (the sixth gets HTTP 404 ``expired_url``).
+:attr:`SlackStandIn.responses`, at most five per URL (the sixth gets HTTP 404 ``expired_url``); a ``GET`` of it
+answers ``{"ok": true, "answers": [...]}``, each post rendered as text (``python -m standins.sandbox post``).
 
 Everything is guarded by one re-entrant lock (:attr:`SlackStandIn.lock`); hold it when reading the
 recorded lists while a server thread may still be writing.
@@ -39,11 +40,13 @@ recorded lists while a server thread may still be writing.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import email.parser
 import email.policy
 import itertools
 import json
+import re
 import socket
 import threading
 import time
@@ -382,9 +385,20 @@ class SlackStandIn:
         accessory), ``context`` (elements joined with `` | ``), ``divider`` (a rule), ``actions``,
         ``image``, ``input`` and ``rich_text``; buttons show as ``[Label] (action_id)``, selects as
         ``<Placeholder ▾> (action_id)``. A view also shows its title, and its submit/close buttons.
-        mrkdwn is kept as written except the Slack escapes ``&amp; &lt; &gt;``, which are decoded. Without
-        blocks the message's ``text`` is shown.
+        mrkdwn is shown as Slack shows it (:func:`_mrkdwn`): mentions as ``@name`` (the users known here),
+        ``<!channel>`` as ``@channel``, links as ``label (url)``, and the escapes ``&amp; &lt; &gt;`` decoded, so
+        an escaped ``&lt;!channel&gt;`` is the visible, harmless text ``<!channel>``. Without blocks the
+        message's ``text`` is shown.
         """
+        with self.lock:
+            names = {uid: str(u.get("name") or uid) for uid, u in self.users.items()}
+        reset = _NAMES.set(names)
+        try:
+            return self._render(message)
+        finally:
+            _NAMES.reset(reset)
+
+    def _render(self, message: dict) -> str:
         lines: list[str] = []
         if message.get("type") in ("modal", "home"):
             title = _text_of(message.get("title"))
@@ -392,7 +406,7 @@ class SlackStandIn:
         blocks = message.get("blocks") or []
         if not blocks:
             if message.get("type") not in ("modal", "home") or message.get("text"):
-                lines.append(_unescape(str(message.get("text") or "")))
+                lines.append(_mrkdwn(str(message.get("text") or "")))
         for block in blocks:
             if isinstance(block, dict):
                 lines.extend(_render_block(block))
@@ -842,6 +856,11 @@ def _make_handler(standin: SlackStandIn) -> type[BaseHTTPRequestHandler]:  # noq
                 elif parts.path.startswith("/response/") and self.command == "POST":
                     key = parts.path[len("/response/") :]
                     reply = standin.handle_response_url(key, _parse_response_payload(body, content_type))
+                elif parts.path.startswith("/response/"):  # GET: what was posted there, rendered (the sandbox CLI)
+                    key = parts.path[len("/response/") :]
+                    with standin.lock:
+                        answers = [standin.render(r) for r in standin.responses if r["key"] == key]
+                    reply = _Reply(200, {"ok": True, "answers": answers})
                 else:
                     reply = _Reply(404, "not_found")
             except Exception as e:  # pragma: no cover - a bug here should be visible, not a hang
@@ -1055,16 +1074,44 @@ def _unescape(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
+#: user ID -> the name Slack shows, for :func:`_mrkdwn` during one :meth:`SlackStandIn.render`.
+_NAMES: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("standin_names", default=None)
+_TOKEN = re.compile(r"<([^<>]*)>")
+_SPECIAL = {"channel": "@channel", "here": "@here", "everyone": "@everyone"}
+
+
+def _mrkdwn(text: str) -> str:
+    """mrkdwn as Slack shows it: ``<@U123>`` as ``@name``, ``<#C1|general>`` as ``#general``, ``<!channel>`` (a
+    real ping) as ``@channel``, ``<url|label>`` as ``label (url)``; then the three escapes decoded, so an escaped
+    ``&lt;!channel&gt;`` shows as the harmless text ``<!channel>``."""
+
+    def token(m: re.Match) -> str:
+        inner = m.group(1)
+        target, _, label = inner.partition("|")
+        if target.startswith("@"):
+            return "@" + ((_NAMES.get() or {}).get(target[1:]) or label or target[1:])
+        if target.startswith("#"):
+            return "#" + (label or target[1:])
+        if target.startswith("!"):
+            word = target[1:].split("^", 1)
+            if word[0] == "subteam" and len(word) > 1:
+                return "@" + (label.lstrip("@") or word[1])
+            return _SPECIAL.get(word[0], "@" + (label or word[0]))
+        return f"{_unescape(label)} ({_unescape(target)})" if label else _unescape(target)
+
+    return _unescape(_TOKEN.sub(token, text))
+
+
 def _text_of(obj: Any) -> str:
     """Display text of a text object; mrkdwn has Slack's three escapes decoded, plain_text is literal."""
     if obj is None:
         return ""
     if isinstance(obj, str):
-        return _unescape(obj)
+        return _mrkdwn(obj)
     if not isinstance(obj, dict):
         return str(obj)
     text = str(obj.get("text", ""))
-    return _unescape(text) if obj.get("type", "mrkdwn") == "mrkdwn" else text
+    return _mrkdwn(text) if obj.get("type", "mrkdwn") == "mrkdwn" else text
 
 
 def _render_element(el: Any) -> str:

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from .. import privilege
 from ..audit import audit_context
-from ..models import RESET_PASSWORD, AccessRequest
+from ..models import OFFBOARD, REMOVALS, RESET_PASSWORD, AccessRequest
 from ..polaris import Group
 from ..policy import MANAGER, Rule
 from ..slack import SlackError
@@ -33,6 +33,9 @@ class Approvers:
         return self.ctx.policy.for_group(group_name)
 
     def rule_of(self, req: AccessRequest) -> Rule:
+        """The rule of ``req``: its group's, the password-reset rule, or the offboarding rule (``[offboard]``)."""
+        if req.kind == OFFBOARD:
+            return self.ctx.policy.for_offboard()
         return self.rule_for(req.group_name if req.kind != RESET_PASSWORD else None)
 
     def manager_of(self, user_id: str) -> str | None:
@@ -74,15 +77,15 @@ class Approvers:
     def approver_ids(self, req: AccessRequest, memo: dict[str, list[str]] | None = None) -> set[str]:
         """Who may decide ``req`` now: the rule's user IDs, members of its Slack user groups
         (``usergroups.users.list``, read now) and the requester's manager; the environment's APPROVERS and
-        ADMINS when the rule names nobody (or only a manager nobody knows); once the request is escalated,
-        the rule's ``escalate_to`` too."""
+        ADMINS when the rule names nobody (or only a manager nobody knows); ADMINS alone for an offboarding;
+        once the request is escalated, the rule's ``escalate_to`` too."""
         rule = self.rule_of(req)
         memo = {} if memo is None else memo
         ids = self._members(rule.approvers, req, memo)
         named = [a for a in rule.approvers if a != MANAGER]
         if not named and not ids:
             # Nobody named (or only a manager nobody knows): the environment's approvers decide.
-            ids = set(self.ctx.settings.deciders)
+            ids = set(self.ctx.settings.admins if req.kind == OFFBOARD else self.ctx.settings.deciders)
         if req.escalated_at:  # escalated: the rule's escalate_to decide too, under the same checks
             ids |= self._members(rule.escalate_to, req, memo)
         ids.discard(req.requester_id)
@@ -124,6 +127,7 @@ class Approvers:
             requester_id=req.requester_id,
             target_slack_id=req.target_slack_id,
             approving=approving,
+            removal=req.kind in REMOVALS,
             group_name=req.group_name,
         )
         for _ in range(len(reads) + 1):

@@ -5,7 +5,8 @@
 1. never the requester, nor the person the request is for;
 2. an approver under the policy now (``approver_ids``);
 3. an active full member of the workspace (``actor`` not a guest, bot or deactivated account);
-4. approving (not denying): the requester, and the person it is for, still active full members;
+4. approving (not denying) access: the requester, and the person it is for, still active full members (not
+   for a removal or offboarding, ``removal``: taking access from a deactivated person is the point);
 5. for a privileged group (Organization Admin, or one granting an organization-level administration
    permission: :mod:`bot.privilege`), or one named Organization Admin: an enabled member of Organization Admin
    in Polaris (``actor_org_admin``), which needs an email on the actor's Slack profile.
@@ -48,6 +49,7 @@ class AuthorityFacts:
     requester_id: str
     target_slack_id: str | None
     approving: bool
+    removal: bool = False  # the request takes access away (leave, remove, offboard)
     group_name: str | None = None  # the request's group, as recorded
     approver_ids: frozenset[str] | None = None  # who may decide it now (policy, Slack user groups, manager)
     actor: SlackIdentity | None = None
@@ -76,7 +78,7 @@ ALLOWED = Verdict()
 def decide_authority(f: AuthorityFacts) -> Verdict:
     """The verdict on ``f`` (see the module's docstring): the first of these checks that refuses, or asks for a
     fact, decides; the facts are asked for in the order the checks need them."""
-    for check in (_who, _parties if f.approving else None, _privilege):
+    for check in (_who, _parties if f.approving and not f.removal else None, _privilege):
         verdict = check(f) if check else None
         if verdict is not None:
             return verdict

@@ -14,7 +14,7 @@ import logging
 from sqlalchemy.exc import IntegrityError
 
 from .. import privilege, views
-from ..models import APPLIED, APPROVED, DENIED, EXPIRED, FAILED, PENDING, AccessRequest
+from ..models import APPLIED, APPROVED, CANCELLED, DENIED, EXPIRED, FAILED, PENDING, AccessRequest
 from ..polaris import Group, PolarisError, PolarisNotFound
 from ..slack import SlackError
 from .approvers import Approvers
@@ -243,6 +243,8 @@ class Decisions:
         who = views.mention(req.decided_by)
         if req.state == DENIED:
             return f"Already denied by {who}."
+        if req.state == CANCELLED:
+            return f"Cancelled by {who}."
         if req.state in (APPROVED, APPLIED, FAILED):
             return f"Already approved by {who} ({views.STATE_LABEL[req.state].lower()})."
         return "This request is still pending."
@@ -276,7 +278,7 @@ class Decisions:
                     updated_at=self.ctx.clock(),
                     retries=AccessRequest.retries + 1,
                     outcome="Retry requested by an approver",
-                    open_key=AccessRequest.make_open_key(req.target_email, req.group_id),
+                    open_key=AccessRequest.make_open_key(req.target_email, req.group_id, req.kind),
                 )
                 if not changed:
                     s.rollback()

@@ -12,13 +12,14 @@ from ..commands import Command, UsageError, check_reason, parse
 from ..durations import split_duration
 from .admission import Admission
 from .queries import Queries
+from .removals import Removals
 from .reply import Reply
 from .requests import Submission
 
 
 class Dispatch:
-    def __init__(self, admission: Admission, queries: Queries, requests: Submission):
-        self.admission, self.queries, self.requests = admission, queries, requests
+    def __init__(self, admission: Admission, queries: Queries, requests: Submission, removals: Removals):
+        self.admission, self.queries, self.requests, self.removals = admission, queries, requests, removals
 
     def run(self, user_id: str, text: str | None, shown: str, channel_id: str | None) -> Reply:
         try:
@@ -36,7 +37,7 @@ class Dispatch:
 
     def route(self, user_id: str, cmd: Command, channel_id: str | None) -> Reply:
         """The answer to ``cmd`` from the unit that owns it. Raises :class:`UsageError` for an unknown one."""
-        q, r = self.queries, self.requests
+        q, r, rm = self.queries, self.requests, self.removals
         routes: dict[str, Callable[[], Reply]] = {
             "help": lambda: Reply(*views.help_message()),
             "whois": lambda: q.whois(user_id, cmd.target),
@@ -46,6 +47,10 @@ class Dispatch:
             "request": lambda: self._request(user_id, cmd),
             "invite": lambda: self._invite(user_id, cmd),
             "reset-password": lambda: r.request_reset(user_id, cmd.target),
+            "leave": lambda: rm.leave(user_id, cmd.rest),
+            "remove": lambda: rm.remove(user_id, cmd.target, cmd.rest),
+            "offboard": lambda: rm.offboard(user_id, cmd.target, cmd.rest),
+            "cancel": lambda: rm.cancel(user_id, cmd.rest),
             "status": lambda: q.status(user_id),
             "pending": lambda: q.pending(user_id),
             "policy": lambda: q.policy(user_id),

@@ -18,7 +18,7 @@ import logging
 import uuid
 from typing import Callable
 
-from .. import views
+from .. import metrics, views
 from ..audit import AuditLog, audit_context
 from ..commands import UsageError
 from ..polaris import PolarisError
@@ -41,22 +41,30 @@ GROUP_GONE = (
 
 
 def guarded(audit: AuditLog, user_id: str, shown: str, work: Callable[[], Reply]) -> Reply:
-    """Run ``work`` turning every failure into a :class:`Reply` for the person (never raises)."""
+    """Run ``work`` turning every failure into a :class:`Reply` for the person (never raises). Each answer is
+    counted in ``commands_total`` (:func:`bot.metrics.count_command`) under its outcome."""
+    name = "request-form" if shown == "request form" else shown
     try:
         with audit_context(user_id):
-            return work()
+            reply = work()
+        metrics.count_command(name, "refused" if reply.text.startswith(":no_entry:") else "ok")
+        return reply
     except UsageError as e:
         audit.record(user_id, "command.invalid", outcome="refused", detail=str(e))
+        metrics.count_command(name, "invalid")
         return Reply(f":warning: {views.esc(e)}")  # messages quote what people typed: escaped here, once
     except PolarisError as e:
         log.warning("command %r failed in Polaris: %s", shown[:40], e)
+        metrics.count_command(name, "polaris_error")
         return Reply(f":warning: {views.esc(redact(e.plain()))}. Nothing was changed.")
     except SlackError as e:
         log.warning("command failed in Slack: %s", e)
+        metrics.count_command(name, "slack_error")
         return Reply(f":warning: {SLACK_UNANSWERED}")
     except Exception:
         ref = uuid.uuid4().hex[:8]
         log.exception("command failed (ref %s)", ref)
+        metrics.count_command(name, "error")
         return Reply(f":warning: Something went wrong on my side (ref `{ref}`); nothing was changed.")
 
 

@@ -19,8 +19,8 @@ import random
 
 from .. import privilege, views
 from ..audit import audit_context
-from ..models import APPLIED, APPROVED, FAILED, PENDING, RESET_PASSWORD, AccessRequest
-from ..polaris import Group, PolarisError, PolarisUnavailable
+from ..models import APPLIED, APPROVED, FAILED, LEAVE, OFFBOARD, PENDING, REMOVALS, RESET_PASSWORD, AccessRequest
+from ..polaris import Group, PolarisError, PolarisNotFound, PolarisUnavailable
 from ..redact import redact
 from ..slack import SlackError
 from .approvers import Approvers
@@ -29,6 +29,7 @@ from .context import Context
 from .leases import Leases
 from .notifications import Notifications
 from .polaris_side import NotConfirmed, PolarisSide
+from .removal_side import Refused, RemovalSide
 from .store import RequestStore
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,12 @@ class Execution:
         self.ctx, self.store, self.approvers, self.notifications = ctx, store, approvers, notifications
         self.worker_name, self.leases = worker_name, leases
         self.side = PolarisSide(ctx, store)
+        self.removals = RemovalSide(ctx, store, notifications)  # leave, remove, offboard (by kind)
 
-    def apply(self, request_id: str) -> bool:
+    def apply(self, request_id: str, *, quiet: bool = False) -> bool:
         """Apply one approved request in Polaris if this worker can claim it. True when it ended applied.
+        ``quiet``: the requester is answered by the caller (a leave, applied in the command's own work), so
+        no DM tells them it was applied.
 
         Idempotent: safe to run again after a crash at any point."""
         ctx, store = self.ctx, self.store
@@ -92,42 +96,70 @@ class Execution:
                 with audit_context("bot", req.id):
                     if not self._fit_to_apply(req):
                         return False
-                    outcome, polaris_user_id = self.side.run(req, before_add=lambda: self.leases.before_add(req))
+                    outcome, polaris_user_id = self._run_side(req)
             except (PolarisError, SlackError) as e:
                 return self._apply_failed(req, e)
+            except Refused as e:  # the last enabled Organization Admin: never removed
+                self._apply_refused(req, str(e))
+                return False
             except NotConfirmed as e:
                 self._apply_refused(req, str(e), action="apply.failed", outcome="error", write_started_at=None)
                 return False
             except Exception as e:  # a bug: record it, do not lose the request
                 log.exception("apply of %s crashed", req.id)
                 return self._apply_failed(req, PolarisError(None, "InternalError", type(e).__name__))
-            with ctx.db.session() as s:
-                applied_at = ctx.clock()
-                lease_part = self.leases.settle(req, applied_at=applied_at, polaris_user_id=polaris_user_id, session=s)
-                outcome = f"{outcome} {lease_part}".strip()
-                changed = store.update(
-                    req.id,
-                    session=s,
-                    expect=APPROVED,
-                    state=APPLIED,
-                    outcome=outcome,
-                    polaris_user_id=polaris_user_id,
-                    applied_at=applied_at,
-                    updated_at=applied_at,
-                    claimed_by=None,
-                    open_key=None,
-                )
-                if not changed:  # no longer approved (cannot happen under the claim): keep the lease as it was
-                    s.rollback()
-                    return False
-                ctx.audit.record(
-                    "bot", "apply.done", request_id=req.id, target=req.target_email, detail=outcome, session=s
-                )
-        if req.kind != RESET_PASSWORD:
-            ctx.catalog.invalidate()  # a membership changed: `groups` member counts are read again
-        self.notifications.refresh_card(req.id)
-        self.notifications.notify_requester(store.get(req.id))
+            closed = self._record_applied(req, outcome, polaris_user_id)
+            if closed is None:
+                return False
+        self._after_applied(req, closed, quiet)
         return True
+
+    def _run_side(self, req: AccessRequest) -> tuple[str, str]:
+        """The Polaris calls of ``req``: a removal's (:mod:`bot.access.removal_side`), or a grant's or reset's
+        (:mod:`bot.access.polaris_side`, a time-bound grant writing its pending lease just before the add)."""
+        if req.kind in REMOVALS:
+            return self.removals.run(req)
+        return self.side.run(req, before_add=lambda: self.leases.before_add(req))
+
+    def _record_applied(self, req: AccessRequest, outcome: str, polaris_user_id: str | None) -> list[str] | None:
+        """Mark ``req`` applied in one transaction with its lease (:meth:`Leases.settle`) or its removal's
+        bookkeeping (:meth:`RemovalSide.settle`: leases ended, an offboarding's other requests closed), audited.
+        Returns the requests closed, or ``None`` when the request was no longer approved (nothing written)."""
+        ctx, store = self.ctx, self.store
+        with ctx.db.session() as s:
+            applied_at = ctx.clock()
+            lease_part = self.leases.settle(req, applied_at=applied_at, polaris_user_id=polaris_user_id, session=s)
+            outcome = f"{outcome} {lease_part}".strip()
+            changed = store.update(
+                req.id,
+                session=s,
+                expect=APPROVED,
+                state=APPLIED,
+                outcome=outcome,
+                polaris_user_id=polaris_user_id,
+                applied_at=applied_at,
+                updated_at=applied_at,
+                claimed_by=None,
+                open_key=None,
+            )
+            if not changed:  # no longer approved (cannot happen under the claim): keep the lease as it was
+                s.rollback()
+                return None
+            ctx.audit.record("bot", "apply.done", request_id=req.id, target=req.target_email, detail=outcome, session=s)
+            return self.removals.settle(req, session=s, now=ctx.clock()) if req.kind in REMOVALS else []
+
+    def _after_applied(self, req: AccessRequest, closed: list[str], quiet: bool) -> None:
+        """Once ``req`` is applied: the group list read again, the card updated, the requester told (unless
+        ``quiet``), and the cards and requesters of the requests an offboarding ``closed``."""
+        if req.kind != RESET_PASSWORD:
+            self.ctx.catalog.invalidate()  # a membership changed: `groups` member counts are read again
+        self.notifications.refresh_card(req.id)
+        done = self.store.get(req.id)
+        if quiet:
+            self.notifications.mark_told(done)
+        else:
+            self.notifications.notify_requester(done)
+        self.removals.announce(req, closed)
 
     def _fit_to_apply(self, req: AccessRequest) -> bool:
         """The checks made just before a request is applied, on what Slack and Polaris say now (no cache).
@@ -138,10 +170,15 @@ class Execution:
           the request lacks the approvals that needs (at least two, each by an Organization Admin member in
           Polaris, checked now), it goes back to pending for them (:meth:`_hold_for_approvals`).
 
+        A leave, removal or offboarding takes access away: nobody's Slack account is checked (removing a
+        deactivated person is the point), and a leave or offboarding has no group to re-check.
+
         True when it may be applied. Raises :class:`PolarisError` / :class:`SlackError` when a check cannot be
         made (the apply is retried later)."""
-        people = [(req.requester_id, "The requester's")]
-        if req.target_slack_id and req.target_slack_id != req.requester_id:
+        if req.kind in (LEAVE, OFFBOARD):
+            return True
+        people = [] if req.kind in REMOVALS else [(req.requester_id, "The requester's")]
+        if req.target_slack_id and req.target_slack_id != req.requester_id and req.kind not in REMOVALS:
             people.append((req.target_slack_id, "The Slack account of the person it is for"))
         for slack_id, whose in people:
             why = barred_reason(self.ctx.slack.identity(slack_id), whose)  # max_age 0: read now
@@ -151,7 +188,12 @@ class Execution:
                     f"{why} Nothing was changed in Polaris: access is not given to deactivated, guest or bot accounts.",
                 )
                 return False
-        group = self.approvers.request_group(req)
+        try:
+            group = self.approvers.request_group(req)
+        except PolarisNotFound:
+            if req.kind in REMOVALS:  # the group is gone, and the membership with it: the removal is done
+                return True
+            raise
         if not self.approvers.is_privileged(group):
             return True
         required = self.approvers.approvals_required(req, group)

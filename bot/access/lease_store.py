@@ -177,6 +177,14 @@ class LeaseStore:
             )
         ).rowcount
 
+    def adopt(self, lease_id: str, *, request_id: str, duration_seconds: int, session) -> int:
+        """A pending lease left by a grant that failed becomes the pending lease of grant ``request_id``."""
+        return session.execute(
+            update(Lease)
+            .where(Lease.id == lease_id, Lease.state == LEASE_PENDING)
+            .values(request_id=request_id, duration_seconds=duration_seconds)
+        ).rowcount
+
     def extend(self, lease_id: str, *, ends_at: dt.datetime, duration_seconds: int, by: str, now, session) -> int:
         """An active lease now ends at ``ends_at`` (a later grant ``by``: the later end wins); its warning is
         due again before the new end."""

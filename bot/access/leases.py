@@ -77,6 +77,15 @@ class Leases:
                     "bot): nothing changed, and no end was set."
                 )
             return ""
+        if lease.state == LEASE_PENDING and lease.request_id != req.id:
+            # Left pending by an earlier grant that failed (its membership may have landed), found by this one
+            # under the same user claim: this grant takes it over rather than leave it to be swept away with the
+            # membership this grant gave.
+            if not req.duration_seconds:
+                self.leases.end(lease.id, reason="made_permanent", by="bot", now=applied_at, session=session)
+                return ""
+            self.leases.adopt(lease.id, request_id=req.id, duration_seconds=req.duration_seconds, session=session)
+            lease = self.leases.live_for(req.target_email, req.group_id, session=session)
         if lease.state == LEASE_PENDING and lease.request_id == req.id:
             self.leases.activate(lease.id, started_at=applied_at, polaris_user_id=polaris_user_id, session=session)
             ends = applied_at + dt.timedelta(seconds=lease.duration_seconds)

@@ -18,7 +18,7 @@ import logging
 from .. import deliveries as ledger
 from .. import views
 from ..deliveries import CARD, DM, RELAY, THREAD, content_hash
-from ..models import APPLIED, APPROVED, DENIED, EXPIRED, GRANTS, PENDING, AccessRequest
+from ..models import APPLIED, APPROVED, BOT_REQUESTER, DENIED, EXPIRED, GRANTS, LEAVE, PENDING, AccessRequest
 from ..polaris import PolarisError
 from .approvers import Approvers
 from .context import Context
@@ -104,7 +104,10 @@ class Notifications:
             return current
 
     def _card_targets(self, req: AccessRequest) -> list[tuple[str, bool]]:
-        """(recipient, is the manager's copy): the approval channel, and the manager when there is one."""
+        """(recipient, is the manager's copy): the approval channel, and the manager when there is one; none for
+        a leave (applied at once, nobody decides it)."""
+        if req.kind == LEAVE:
+            return []
         targets = [(req.approval_channel or self.ctx.settings.approval_channel, False)]
         if req.manager_id:
             targets.append((req.manager_id, True))
@@ -243,18 +246,35 @@ class Notifications:
         """DM the requester the request's current state (and the person it is for, when it ends), once per
         state (and per Retry), through the delivery ledger: a DM Slack did not take is retried with backoff,
         one it refuses for good is not, and ``ADMINS`` are told instead. True when the requester got it."""
+        if req.requester_id == BOT_REQUESTER:  # the bot opened it (a Slack deactivation): nobody to DM
+            self.mark_told(req)
+            return True
         key = req.state if not req.retries else f"{req.state}#{req.retries}"
         approvers: list[str] = []
         if req.state == APPROVED and req.decided_by != views.POLICY_ACTOR:
             approvers = self.store.approver_ids(req.id)
         text = views.requester_update(req, approvers) + views.approvals.requester_note(req)
         ok = self.dm(req.id, req.requester_id, key, text, state=req.state)
-        if req.state != PENDING:  # reminders not sent yet stop; the outcome goes in the card's thread, once
-            self.ctx.deliveries.supersede(req.id, NUDGE_KEYS)
-            self.threads.reply(req.id, f"state:{key}", views.approvals.thread_outcome(req, approvers))
+        self._in_thread(req, key, approvers)
         if req.target_slack_id and req.target_slack_id != req.requester_id and req.state in (APPLIED, DENIED):
             self.dm(req.id, req.target_slack_id, key, f"For your information: {text}")
         return ok
+
+    def mark_told(self, req: AccessRequest) -> None:
+        """The requester needs no DM of the request's current state (they were answered in the command itself,
+        or the bot is the requester): recorded as settled, so the worker does not send one."""
+        self.store.update(req.id, expect=req.state, notified_state=req.state)
+        self._in_thread(req, req.state if not req.retries else f"{req.state}#{req.retries}")
+
+    def _in_thread(self, req: AccessRequest, key: str, approvers: list[str] | None = None) -> None:
+        """Once a request is no longer pending: the reminders not sent yet are dropped, and the outcome is a
+        reply in the card's thread, once per state (``key``)."""
+        if req.state == PENDING:
+            return
+        self.ctx.deliveries.supersede(req.id, NUDGE_KEYS)
+        if approvers is None and req.state == APPROVED and req.decided_by != views.POLICY_ACTOR:
+            approvers = self.store.approver_ids(req.id)
+        self.threads.reply(req.id, f"state:{key}", views.approvals.thread_outcome(req, approvers or []))
 
     def dm(
         self,
@@ -268,7 +288,10 @@ class Notifications:
     ) -> bool:
         """Owe ``recipient`` the DM ``text`` (with ``blocks``, e.g. buttons) about a request, once per ``key``,
         and try it now (an older DM to them about the request still pending is superseded). ``state``: the
-        request state it tells the requester. True when delivered (now or before)."""
+        request state it tells the requester. True when delivered (now or before). Nothing is owed to
+        :data:`BOT_REQUESTER` (a request the bot opened has nobody to tell; the admins see its card)."""
+        if recipient == BOT_REQUESTER:
+            return True
         row = self.ctx.deliveries.want(
             request_id, DM, recipient, key, text=text, blocks=blocks, state=state, supersede=True
         )

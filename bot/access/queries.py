@@ -118,7 +118,9 @@ class Queries:
         with its ends."""
         now = self.ctx.clock()
         rows = self.store.of_requester(user_id, failed_since=now - dt.timedelta(days=30))
-        text, blocks = views.request_list("Your open requests", rows, "You have no open requests.")
+        text, blocks = views.request_list(
+            "Your open requests", rows, "You have no open requests.", cancellable_by=user_id
+        )
         email = self.ctx.slack.identity(user_id, max_age=60).email or ""
         leases = (
             self.leases.active_of(email, slack_id=user_id) if email else self.leases.active_of("", slack_id=user_id)
@@ -157,6 +159,8 @@ class Queries:
             return Reply("Only admins can see the approval policy.")
         lines = [f"*{views.esc(g.name)}*: {policy.for_group(g.name).describe()}" for g in self.ctx.catalog.all()]
         lines.append(f"*Password resets*: {policy.for_group(None).describe()}")
+        offboard = policy.for_offboard()
+        lines.append(f"*Offboarding*: {offboard.describe().replace('the default approvers', 'ADMINS', 1)}")
         default_who = ", ".join(views.mention(u) for u in sorted(settings.deciders)) or "none"
         head = f"Default approvers (APPROVERS and ADMINS): {default_who}. {privilege.describe()}"
         return Reply(

@@ -11,10 +11,14 @@ Lifecycle of an access request (``access_requests.state``)::
        |  \\--deny--> denied                    \\--apply fails for good--> failed --Retry--> approved
        \\--TTL passes--> expired
 
+Taking access away (``leave``, ``remove``, ``offboard``) follows the same lifecycle (a leave starts approved);
+``cancel`` withdraws a pending request (``pending --cancel--> cancelled``), and an offboarding, once applied,
+closes the person's other open requests the same way.
+
 The units, each depending only on those above it: ``context``, ``reply``, ``errors``, ``store``,
-``authority`` (pure), ``verdicts`` (pure), ``approvers``, ``admission``, ``threads``, ``notifications``,
-``queries``, ``decisions``, ``reminders``, ``execution``, ``requests``, ``schedule``, ``form``, ``decision_forms``,
-``dispatch``.
+``lease_store``, ``authority`` (pure), ``verdicts`` (pure), ``approvers``, ``admission``, ``mentions``,
+``threads``, ``notifications``, ``queries``, ``decisions``, ``reminders``, ``polaris_side``, ``removal_side``,
+``execution``, ``requests``, ``removals``, ``schedule``, ``form``, ``decision_forms``, ``dispatch``.
 """
 
 from __future__ import annotations
@@ -45,9 +49,11 @@ from .execution import Execution
 from .form import RequestForm
 from .lease_clicks import LeaseClicks
 from .leases import Leases
+from .mentions import Mentions
 from .notifications import Notifications
 from .queries import Queries
 from .reminders import Reminders
+from .removals import Removals
 from .reply import Reply
 from .requests import Submission
 from .schedule import Schedule
@@ -107,6 +113,7 @@ class AccessService:
         self.store = RequestStore(db)
         self.approvers = Approvers(ctx)
         self.admission = Admission(ctx)
+        self.mentions = Mentions(ctx, self.admission)
         self.notifications = Notifications(ctx, self.store, self.approvers)
         self.queries = Queries(ctx, self.store, self.approvers)
         self.decisions = Decisions(ctx, self.store, self.approvers, self.notifications)
@@ -120,7 +127,8 @@ class AccessService:
         self.form = RequestForm(ctx, self.admission)
         self.decision_forms = DecisionForms(ctx, self.store, self.approvers, self.decisions, self.notifications)
         self.lease_clicks = LeaseClicks(ctx, self.leases, self.requests)
-        self.dispatch = Dispatch(self.admission, self.queries, self.requests)
+        self.removals = Removals(ctx, self.store, self.queries, self.approvers, self.notifications, self.execution)
+        self.dispatch = Dispatch(self.admission, self.queries, self.requests, self.removals)
         # Work handed off by listeners after ack(): bounded lanes apart from Bolt's listener threads (which
         # run the acks), one for work that waits on Polaris and one for work that does not, so a slow Polaris
         # never holds up `help` (bot/lanes.py). Few threads on purpose: they share the GIL with the acks.
@@ -209,6 +217,13 @@ class AccessService:
     def first_delivery(self, event_id: str) -> bool:
         return self.admission.first_delivery(event_id)
 
+    def answer_mention(
+        self, event_id: str, user_id: str, channel_id: str, *, direct: bool, thread_ts: str | None = None
+    ) -> bool:
+        """A mention of the bot, or a DM to it: a short answer pointing to ``/polaris help``
+        (:mod:`bot.access.mentions`)."""
+        return self.mentions.answer(event_id, user_id, channel_id, direct=direct, thread_ts=thread_ts)
+
     def home_view(self, user_id: str) -> dict:
         return self.queries.home_view(user_id)
 
@@ -266,6 +281,27 @@ class AccessService:
 
     def request_reset(self, user_id: str, target: Target) -> Reply:
         return self.requests.request_reset(user_id, target)
+
+    def cmd_leave(self, user_id: str, rest: str) -> Reply:
+        return self.removals.leave(user_id, rest)
+
+    def request_remove(self, user_id: str, target: Target, rest: str) -> Reply:
+        return self.removals.remove(user_id, target, rest)
+
+    def request_offboard(self, user_id: str, target: Target, reason: str) -> Reply:
+        return self.removals.offboard(user_id, target, reason)
+
+    def cmd_cancel(self, user_id: str, ref: str) -> Reply:
+        return self.removals.cancel(user_id, ref)
+
+    def cancel_request(self, request_id: str, actor_id: str) -> str:
+        """The Cancel button (``status``, App Home): ``actor_id`` withdraws their pending request; the answer."""
+        return self.removals.withdraw(request_id, actor_id)
+
+    def slack_user_deactivated(self, slack_id: str, email_hint: str = "") -> AccessRequest | None:
+        """A ``user_change`` event with ``deleted: true``: an offboarding card for the admins, when the person
+        has an enabled Polaris account (:meth:`bot.access.removals.Removals.deactivated`)."""
+        return self.removals.deactivated(slack_id, email_hint)
 
     def get(self, request_id: str) -> AccessRequest | None:
         return self.store.get(request_id)

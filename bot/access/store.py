@@ -26,8 +26,10 @@ from ..models import (
     FAILED,
     INVITE,
     JOIN,
+    LEAVE,
     OPEN_STATES,
     PENDING,
+    REMOVE,
     RESET_PASSWORD,
     AccessRequest,
     Approval,
@@ -84,18 +86,40 @@ class RequestStore:
             )
 
     def open_duplicate(self, kind: str, email: str, group_id: str | None) -> AccessRequest | None:
-        """An open request for the same person and group (or password reset), of any kind that grants it."""
+        """An open request for the same person and group (or password reset, or offboarding), of any kind that
+        grants it (a join or invite) or, for a removal (leave, remove), of any kind that removes it."""
+        kinds = (LEAVE, REMOVE) if kind in (LEAVE, REMOVE) else (kind, JOIN, INVITE) if group_id else (kind,)
         with self.db.session() as s:
             return s.scalar(
                 select(AccessRequest)
                 .where(
                     AccessRequest.state.in_(OPEN_STATES),
-                    AccessRequest.kind.in_((kind, JOIN, INVITE) if group_id else (kind,)),
+                    AccessRequest.kind.in_(kinds),
                     func.lower(AccessRequest.target_email) == email.lower(),
                     AccessRequest.group_id == group_id if group_id else AccessRequest.group_id.is_(None),
                 )
                 .limit(1)
             )
+
+    def by_prefix(self, prefix: str, *, limit: int = 2) -> list[AccessRequest]:
+        """Requests whose ID starts with ``prefix`` (lower-case hex and dashes: the full ID, or the 8 characters
+        the bot shows), at most ``limit``."""
+        with self.db.session() as s:
+            return list(s.scalars(select(AccessRequest).where(AccessRequest.id.startswith(prefix)).limit(limit)))
+
+    def open_of_person(self, email: str, slack_id: str | None, *, other_than: str, session) -> list[AccessRequest]:
+        """What an offboarding of ``email`` closes: the open (pending or approved) requests for them, and the
+        pending ones they made for someone else (by ``slack_id``), but ``other_than`` (the offboarding)."""
+        mine = func.lower(AccessRequest.target_email) == email.lower()
+        if slack_id:
+            mine = or_(mine, and_(AccessRequest.requester_id == slack_id, AccessRequest.state == PENDING))
+        return list(
+            session.scalars(
+                select(AccessRequest)
+                .where(AccessRequest.state.in_(OPEN_STATES), AccessRequest.id != other_than, mine)
+                .order_by(AccessRequest.created_at)
+            )
+        )
 
     def last_reset_answered(self, email: str, *, before: dt.datetime, other_than: str) -> dt.datetime | None:
         """When Polaris last answered a password-reset PUT of ``email`` (another request's, at or before

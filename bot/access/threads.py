@@ -10,7 +10,7 @@ card is posted waits (retried) until there is a thread to put it in. Nothing her
 from __future__ import annotations
 
 from .. import deliveries as ledger
-from ..deliveries import THREAD
+from ..deliveries import CARD, THREAD
 from ..slack import SlackError
 from .context import Context
 from .store import RequestStore
@@ -30,6 +30,8 @@ class Threads:
         if req is None:
             return False
         channel = req.approval_channel or self.ctx.settings.approval_channel
+        if not req.approval_ts and self.ctx.deliveries.find(req.id, CARD, channel, "card") is None:
+            return False  # no card was ever owed (a leave needs none): no thread to reply in
         row = self.ctx.deliveries.want(req.id, THREAD, channel, key, text=text)
         return self.send_row(row)
 

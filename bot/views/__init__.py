@@ -18,6 +18,7 @@ from .blocks import (
     DENY_ACTION,
     DENY_MODAL,
     RETRY_ACTION,
+    CANCEL_ACTION,
     REQUEST_MODAL,
     STATE_LABEL,
     STATE_EMOJI,
@@ -32,6 +33,7 @@ from .blocks import (
     names,
     outcome_text,
     kind_phrase,
+    ask_phrase,
     permission_lines,
 )
 from .cards import (
@@ -58,6 +60,7 @@ __all__ = [
     "APPROVE_OPTIONS_ACTION",
     "DENY_MODAL",
     "approvals",
+    "CANCEL_ACTION",
     "LEASE_DONE_ACTION",
     "LEASE_EXTEND_ACTION",
     "leases",
@@ -73,6 +76,7 @@ __all__ = [
     "STATE_EMOJI",
     "STATE_LABEL",
     "approval_card",
+    "ask_phrase",
     "bullet_list",
     "clip",
     "context",

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from .. import durations
 from ..commands import REASON_MAX
-from ..models import APPLIED, APPROVED, DENIED, EXPIRED, FAILED, AccessRequest
+from ..models import APPLIED, APPROVED, CANCELLED, DENIED, EXPIRED, FAILED, AccessRequest
 from ..policy_reminders import mentions
 from .blocks import (
     APPROVE_ACTION,
@@ -140,6 +140,8 @@ def thread_outcome(req: AccessRequest, approvers: Sequence[str] = ()) -> str:
         return f":no_entry_sign: Denied by {mention(req.decided_by)}{_note(req.decision_note)}."
     if req.state == EXPIRED:
         return ":alarm_clock: Expired: nobody decided in time. The requester can ask again."
+    if req.state == CANCELLED:
+        return f":heavy_multiplication_x: Cancelled by {mention(req.decided_by)}; nothing to decide."
     return f"{STATE_EMOJI.get(req.state, '')} Now {STATE_LABEL.get(req.state, req.state).lower()}.".strip()
 
 

@@ -5,7 +5,23 @@ from collections import defaultdict
 from typing import Iterable, Sequence
 
 from .. import durations
-from ..models import APPLIED, APPROVED, DENIED, EXPIRED, FAILED, GRANTS, INVITE, JOIN, PENDING, AccessRequest
+from ..models import (
+    APPLIED,
+    APPROVED,
+    BOT_REQUESTER,
+    CANCELLED,
+    DENIED,
+    EXPIRED,
+    FAILED,
+    GRANTS,
+    INVITE,
+    JOIN,
+    LEAVE,
+    OFFBOARD,
+    PENDING,
+    REMOVE,
+    AccessRequest,
+)
 from ..polaris import Permission
 
 
@@ -20,6 +36,7 @@ APPROVE_OPTIONS_ACTION = "approve_options"  # opens the Approve form (a comment,
 DENY_MODAL = "deny_modal"
 APPROVE_MODAL = "approve_modal"
 RETRY_ACTION = "retry_request"
+CANCEL_ACTION = "cancel_request"  # the requester withdraws a pending request (status, App Home)
 REQUEST_MODAL = "request_modal"
 
 STATE_LABEL = {
@@ -29,6 +46,7 @@ STATE_LABEL = {
     FAILED: "Approved, but failed in Polaris",
     DENIED: "Denied",
     EXPIRED: "Expired",
+    CANCELLED: "Cancelled",
 }
 STATE_EMOJI = {
     PENDING: ":hourglass_flowing_sand:",
@@ -37,6 +55,7 @@ STATE_EMOJI = {
     FAILED: ":x:",
     DENIED: ":no_entry_sign:",
     EXPIRED: ":alarm_clock:",
+    CANCELLED: ":heavy_multiplication_x:",
 }
 
 
@@ -57,6 +76,8 @@ def mention(user_id: str | None) -> str:
     """A user mention for an ID the bot itself knows (never for typed text)."""
     if user_id == POLICY_ACTOR:
         return "the approval policy (auto-approved)"
+    if user_id == BOT_REQUESTER:
+        return "the bot"
     return f"<@{user_id}>" if user_id else "someone"
 
 
@@ -119,7 +140,29 @@ def kind_phrase(req: AccessRequest) -> str:
         return f"membership in {group} for `{esc(req.target_email)}`"
     if req.kind == INVITE:
         return f"a Polaris account for `{esc(req.target_email)}` in {group}"
+    if req.kind == LEAVE:
+        return f"leaving {group}"
+    if req.kind == REMOVE:
+        return f"the removal of `{esc(req.target_email)}` from {group}"
+    if req.kind == OFFBOARD:
+        return f"offboarding `{esc(req.target_email)}` (every group removed, the Polaris account disabled)"
     return f"a password reset for `{esc(req.target_email)}`"
+
+
+def ask_phrase(req: AccessRequest) -> str:
+    """The card's first line: who asks for what (escaped), e.g. "<@U1> asks to remove `x` from *G*"."""
+    who = mention(req.requester_id)
+    email = f"`{esc(req.target_email)}`"
+    if req.kind == REMOVE:
+        return f"{who} asks to remove {email} from *{esc(req.group_name or req.group_id)}*"
+    if req.kind == OFFBOARD and req.requester_id == BOT_REQUESTER:
+        whose = f"{mention(req.target_slack_id)} ({email})" if req.target_slack_id else email
+        return f":warning: The Slack account of {whose} was deactivated: the bot asks to offboard {email}"
+    if req.kind == OFFBOARD:
+        return f"{who} asks to offboard {email}"
+    if req.kind == LEAVE:
+        return f"{who} leaves *{esc(req.group_name or req.group_id)}*"
+    return f"{who} asks for {kind_phrase(req)}"
 
 
 def permission_lines(permissions: Iterable[Permission]) -> list[str]:

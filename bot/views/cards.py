@@ -1,9 +1,23 @@
 """The approval card (posted in the approval channel and copied to a manager) and the requester's DMs."""
 
+import json
 from typing import Sequence
 
 from .. import privilege
-from ..models import APPLIED, APPROVED, DENIED, EXPIRED, FAILED, PENDING, RESET_PASSWORD, AccessRequest
+from ..models import (
+    APPLIED,
+    APPROVED,
+    BOT_REQUESTER,
+    CANCELLED,
+    DENIED,
+    EXPIRED,
+    FAILED,
+    OFFBOARD,
+    PENDING,
+    REMOVALS,
+    RESET_PASSWORD,
+    AccessRequest,
+)
 from ..polaris import Group
 
 from .approvals import decide_buttons
@@ -12,6 +26,7 @@ from .blocks import (
     RETRY_ACTION,
     STATE_EMOJI,
     STATE_LABEL,
+    ask_phrase,
     bullet_list,
     clip,
     context,
@@ -46,15 +61,15 @@ def approval_card(
     the escalation, the deny reason or approval comment, a shorter time granted
     (:func:`bot.views.approvals.card_blocks`).
     """
-    who = mention(req.requester_id)
     title = f"Access request: {kind_phrase(req)}"
-    text = f"{who} asks for {kind_phrase(req)}"
+    text = ask_phrase(req)
     blocks: list[dict] = [
         header("Polaris access request"),
-        section(f"{who} asks for {kind_phrase(req)}."),
+        section(f"{text}."),
         _card_fields(req),
     ]
     blocks += _card_grants(req, group)
+    blocks += _card_plan(req)
     blocks += _card_approvals(req, approvals, manager_wanted)
     blocks += _card_state(req)
     blocks += list(decision_blocks)
@@ -70,15 +85,19 @@ def approval_card(
 def _card_fields(req: AccessRequest) -> dict:
     """Requester, the person it is for (when someone else), group and reason."""
     who = mention(req.requester_id)
-    fields = [f"*Requester*\n{who} (`{esc(req.requester_email or 'no email')}`)"]
+    if req.requester_id == BOT_REQUESTER:
+        fields = ["*Requester*\nthe bot (the Slack account was deactivated)"]
+    else:
+        fields = [f"*Requester*\n{who} (`{esc(req.requester_email or 'no email')}`)"]
     if (req.target_email or "").lower() != (req.requester_email or "").lower():
         target = (
             f"{mention(req.target_slack_id)} (`{esc(req.target_email)}`)"
             if req.target_slack_id
             else f"`{esc(req.target_email)}`"
         )
-        fields.append(f"*For*\n{target}")
-        fields.append("*Note*\n:warning: Requested on someone else's behalf")
+        fields.append(f"*{'Whose access' if req.kind in REMOVALS else 'For'}*\n{target}")
+        if req.kind not in REMOVALS:
+            fields.append("*Note*\n:warning: Requested on someone else's behalf")
     if req.group_name:
         fields.append(f"*Group*\n{esc(req.group_name)}")
     fields.append(f"*Reason*\n{esc(req.reason) if req.reason else '_none given_'}")
@@ -100,6 +119,38 @@ def _card_grants(req: AccessRequest, group: Group | None) -> list[dict]:
             )
         )
     return blocks
+
+
+def plan_of(req: AccessRequest) -> dict:
+    """The request's ``plan`` (JSON, written at request time: what a removal or offboarding takes away) as a
+    dict; ``{}`` when there is none or it cannot be read."""
+    try:
+        plan = json.loads(req.plan) if req.plan else {}
+    except ValueError:
+        return {}
+    return plan if isinstance(plan, dict) else {}
+
+
+def _card_plan(req: AccessRequest) -> list[dict]:
+    """An offboarding's plan, shown before anyone approves: the groups removed, the account disabled, the
+    active leases ended and the open requests closed (as Polaris and the bot had them when it was asked)."""
+    if req.kind != OFFBOARD:
+        return []
+    plan = plan_of(req)
+    groups = [esc(g) for g in plan.get("groups") or []]
+    leases = [f"{esc(x.get('group'))} (until {esc(x.get('ends_at'))})" for x in plan.get("leases") or []]
+    requests = [
+        f"`{esc(x.get('id'))}` {esc(x.get('what'))} ({esc(x.get('state'))})" for x in plan.get("requests") or []
+    ]
+    account = "enabled, will be disabled" if plan.get("enabled", True) else "already disabled"
+    lines = [
+        "*What this offboarding removes* (as it was when asked; Polaris is read again before it is applied)",
+        f"*Groups removed*\n{bullet_list(groups, limit=20)}",
+        f"*Polaris account*: {account} (names and everything else kept)",
+        f"*Active leases ended*\n{bullet_list(leases, limit=10)}",
+        f"*Open requests closed*\n{bullet_list(requests, limit=10)}",
+    ]
+    return [section("\n".join(lines))]
 
 
 def _card_approvals(req: AccessRequest, approvals: Sequence[str], manager_wanted: bool) -> list[dict]:
@@ -125,13 +176,15 @@ def _card_approvals(req: AccessRequest, approvals: Sequence[str], manager_wanted
 def _card_state(req: AccessRequest) -> list[dict]:
     """The state line (who decided), the outcome, and a failed attempt's count and time."""
     state = f"{STATE_EMOJI.get(req.state, '')} *{STATE_LABEL.get(req.state, req.state)}*"
-    if req.decided_by and req.state != PENDING:
+    if req.state == CANCELLED:
+        state = f"{STATE_EMOJI[CANCELLED]} *Cancelled by {mention(req.decided_by)}*"
+    elif req.decided_by and req.state != PENDING:
         verb = "Denied" if req.state == DENIED else "Approved"
         state += f" — {verb.lower()} by {mention(req.decided_by)}"
     if req.state == EXPIRED:
         state += " — nobody decided in time"
     blocks = [section(state)]
-    if req.outcome and req.state in (APPLIED, FAILED, APPROVED):
+    if req.outcome and req.state in (APPLIED, FAILED, APPROVED, CANCELLED):
         blocks.append(context(outcome_text(req)))
     if req.state == FAILED:
         retries = req.retries or 0
@@ -189,4 +242,7 @@ def requester_update(req: AccessRequest, approvers: Sequence[str] = ()) -> str:
         return f"Your request for {what} was denied by {mention(req.decided_by)} {ref}."
     if req.state == EXPIRED:
         return f"Your request for {what} expired before anyone decided {ref}. You can ask again."
+    if req.state == CANCELLED:
+        why = f": {outcome_text(req)}" if req.outcome else ""
+        return f"Your request for {what} was cancelled by {mention(req.decided_by)}{why} {ref}."
     return f"Your request {ref} is now {req.state}."

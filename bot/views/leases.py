@@ -60,10 +60,13 @@ def lease_list(leases: Sequence[Lease], now: dt.datetime) -> list[dict]:
 
 def warning(lease: Lease, now: dt.datetime) -> tuple[str, list[dict]]:
     """The DM before a lease ends: (text, blocks with Extend and I'm done; ``value`` = lease ID)."""
+    left = max(0.0, (lease.ends_at - now).total_seconds())
+    soon = f"in {durations.describe(left)}" if left >= 60 else "in under a minute"
     text = (
-        f":hourglass: Your access to {_group(lease)} ends {ends_phrase(lease, now)}. **Extend** asks for "
-        f"{durations.describe(lease.duration_seconds)} more (decided like any request); **I'm done** ends it now."
-    ).replace("**", "*")
+        f":hourglass: Your access to {_group(lease)} ends at {durations.until(lease.ends_at, now)} ({soon}). "
+        f"*Extend* asks for {durations.describe(lease.duration_seconds)} more (decided like any request); "
+        "*I'm done* ends it now."
+    )
     buttons = {
         "type": "actions",
         "block_id": f"lease:{lease.id}",

@@ -2,10 +2,11 @@
 
 from typing import Sequence
 
-from ..models import AccessRequest
+from ..models import PENDING, AccessRequest
 from ..polaris import Group, Permission, User
 
 from .blocks import (
+    CANCEL_ACTION,
     HEADER_MAX,
     REQUEST_MODAL,
     STATE_EMOJI,
@@ -78,8 +79,11 @@ def permission_catalogue(permissions: Sequence[Permission]) -> tuple[str, list[d
     )
 
 
-def request_list(title: str, requests: Sequence[AccessRequest], empty: str) -> tuple[str, list[dict]]:
-    """``/polaris status`` and ``/polaris pending``: one line per request."""
+def request_list(
+    title: str, requests: Sequence[AccessRequest], empty: str, *, cancellable_by: str | None = None
+) -> tuple[str, list[dict]]:
+    """``/polaris status`` and ``/polaris pending``: one line per request. ``cancellable_by``: the requester
+    whose pending requests get a Cancel button (``value`` = request ID; ``status`` and the App Home)."""
     if not requests:
         return empty, [section(empty)]
     lines = [
@@ -87,7 +91,34 @@ def request_list(title: str, requests: Sequence[AccessRequest], empty: str) -> t
         f" (asked by {mention(r.requester_id)} {r.created_at:%Y-%m-%d %H:%M} UTC)"
         for r in requests
     ]
-    return f"{title}: {len(requests)}", [header(title), section(bullet_list(lines, limit=25))]
+    blocks = [header(title), section(bullet_list(lines, limit=25))]
+    mine = [r for r in requests[:25] if cancellable_by and r.requester_id == cancellable_by and r.state == PENDING]
+    if mine:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": "cancel_requests",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": f"{CANCEL_ACTION}:{r.id[:8]}",  # unique in the block; the value says which
+                        "value": r.id,
+                        "text": {"type": "plain_text", "text": f"Cancel {r.id[:8]}"},
+                        "confirm": {
+                            "title": {"type": "plain_text", "text": "Cancel this request?"},
+                            "text": {
+                                "type": "mrkdwn",
+                                "text": clip(f"Withdraw request `{r.id[:8]}`: {kind_phrase(r)}", 300),
+                            },
+                            "confirm": {"type": "plain_text", "text": "Cancel it"},
+                            "deny": {"type": "plain_text", "text": "Keep it"},
+                        },
+                    }
+                    for r in mine
+                ],
+            }
+        )
+    return f"{title}: {len(requests)}", blocks
 
 
 HELP_TEXT = "\n".join(
@@ -97,7 +128,13 @@ HELP_TEXT = "\n".join(
         "(`for 4h`, `for 2 days`); creates your account if you have none. With no arguments it opens a form.",
         "• `/polaris invite <email> <group> [for <duration>] [reason]` — a Polaris account for someone else",
         "• `/polaris reset-password [email | @user]` — a password reset (yours by default)",
-        "• `/polaris status` — your open requests and time-bound access · `/polaris pending` — requests awaiting your decision",
+        "• `/polaris leave <group>` — leave a group at once (no approval) · "
+        "`/polaris remove <email | @user> <group> [reason]` — ask for someone's removal from a group",
+        "• `/polaris offboard <email | @user> [reason]` — admins: every group removed and the account disabled, "
+        "once another admin approves",
+        "• `/polaris cancel <request id>` — withdraw your pending request",
+        "• `/polaris status` — your open requests and time-bound access · "
+        "`/polaris pending` — requests awaiting your decision",
         "• `/polaris whois [email | @user]` — a Polaris user, their groups and effective permissions",
         "• `/polaris groups` · `/polaris members <group>` · `/polaris permissions`",
         'Group names match without regard to case, with or without quotes: `/polaris request "Data Analyst" dashboards`.',

@@ -108,6 +108,10 @@ class TestParseSubcommands:
             "status": "status",
             "pending": "pending",
             "policy": "policy",
+            "leave": "leave Viewer",
+            "remove": "remove a@b.com Viewer",
+            "offboard": "offboard a@b.com",
+            "cancel": "cancel 1a2b3c4d",
         }
         assert set(samples) == set(SUBCOMMANDS)
         for name, text in samples.items():
@@ -513,3 +517,45 @@ def test_known_group_prefix_property(groups, reason):
     assert len(group) >= len(typed)
     assert rest.startswith(group)
     assert (group + " " + got_reason).strip() == rest
+
+
+class TestRemovalCommands:
+    """leave, remove, offboard, cancel (issue 10): what each reads, and a sentence for what it cannot."""
+
+    def test_leave_takes_a_group_and_an_optional_reason(self):
+        assert parse("leave Data Analyst done") == Command("leave", rest="Data Analyst done")
+        with pytest.raises(UsageError, match="leave <group>"):
+            parse("leave")
+
+    def test_remove_takes_a_person_then_a_group(self):
+        assert parse("remove <@U123ABC|dan> Viewer left the team") == Command(
+            "remove", target=Target(user_id="U123ABC"), rest="Viewer left the team"
+        )
+        assert parse("remove dan@example.com Viewer").target == Target(email="dan@example.com")
+        for bad in ("remove", "remove dan@example.com"):
+            with pytest.raises(UsageError, match="remove <email"):
+                parse(bad)
+        with pytest.raises(UsageError, match="not a valid email"):
+            parse("remove dan Viewer")
+
+    def test_offboard_takes_a_person_and_an_optional_reason(self):
+        assert parse("offboard dan@example.com left the company") == Command(
+            "offboard", target=Target(email="dan@example.com"), rest="left the company"
+        )
+        with pytest.raises(UsageError, match="offboard <email"):
+            parse("offboard")
+
+    def test_cancel_takes_the_shown_prefix_or_the_full_id(self):
+        full = "1a2b3c4d-0000-4000-8000-00000000abcd"
+        assert parse("cancel 1A2B3C4D") == Command("cancel", rest="1a2b3c4d")
+        assert parse("cancel `1a2b3c4d`") == Command("cancel", rest="1a2b3c4d")
+        assert parse(f"cancel {full}") == Command("cancel", rest=full)
+        for bad in ("cancel 1a2b", "cancel xyz12345", "cancel 1a2b3c4d please"):
+            with pytest.raises(UsageError, match="not a request ID"):
+                parse(bad)
+        with pytest.raises(UsageError, match="Which request"):
+            parse("cancel")
+
+    def test_a_long_removal_reason_is_kept_whole_for_its_length_check(self):
+        text = "remove a@b.com Viewer " + "x" * 5000
+        assert len(parse(text).rest) > 5000

@@ -239,3 +239,31 @@ def test_default_auto_approve_never_reaches_privileged_groups_or_resets(core, db
     assert "went to the approvers" in service.handle_command(REQUESTER, "invite new@example.com Viewer").text
     assert [r.state for r in requests_(db)] == [PENDING, PENDING, PENDING]
     assert requests_(db)[0].approvals_required == 2
+
+
+def test_offboard_section_has_its_own_approvers_and_never_inherits_the_defaults(tmp_path):
+    """[offboard] (issue 10): approvers and approvals of their own; without it ADMINS decide with one approval;
+    the defaults' approvers never decide an offboarding."""
+    policy = load_policy(write(tmp_path, '[defaults]\napprovers = ["U01DEFAULT"]\nttl_hours = 2\n'))
+    rule = policy.for_offboard()
+    assert (rule.approvers, rule.approvals, rule.ttl, rule.auto_approve) == ((), 1, 7200.0, False)
+    policy = load_policy(
+        write(tmp_path, '[defaults]\napprovers = ["U01DEFAULT"]\n[offboard]\napprovers = ["S01SEC"]\napprovals = 2\n')
+    )
+    assert (policy.for_offboard().approvers, policy.for_offboard().approvals) == (("S01SEC",), 2)
+    assert "U01DEFAULT" in policy.direct_approvers()
+
+
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        ("[offboard]\nauto_approve = true\n", "cannot be auto-approved"),
+        ('[offboard]\napprovers = ["manager"]\n', "cannot be auto-approved nor decided by"),
+        ("[offboard]\nsurprise = 1\n", "unknown key 'surprise'"),
+    ],
+)
+def test_offboard_section_errors_name_the_line(tmp_path, text, words):
+    with pytest.raises(PolicyError) as e:
+        load_policy(write(tmp_path, "# policy\n" + text))
+    assert ":2:" in str(e.value) or ":3:" in str(e.value)
+    assert words in str(e.value)

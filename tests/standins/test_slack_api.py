@@ -331,10 +331,24 @@ def test_response_url_records_posts_and_allows_five(standin):
     assert standin.responses[-1]["response_type"] == "in_channel"
 
 
+def test_render_shows_mrkdwn_as_slack_does(standin):
+    """Mentions as names, links as their label, a real ``<!channel>`` as the ping it is, an escaped one as text."""
+    standin.add_user("U0ADA", "ada", "ada@example.com")
+    shown = standin.render({"text": "<@U0ADA> asks <!channel> in <#C1|general>: see <https://x.example|docs>"})
+    assert shown == "@ada asks @channel in #general: see docs (https://x.example)"
+    assert standin.render({"text": "reason: &lt;!channel&gt; &lt;@U0ADA&gt;"}) == "reason: <!channel> <@U0ADA>"
+    assert (
+        standin.render(
+            {"text": "x", "blocks": [{"type": "section", "text": {"type": "plain_text", "text": "<@U0ADA>"}}]}
+        )
+        == "<@U0ADA>"
+    )
+
+
 def test_render_shows_blocks_buttons_and_unescapes(standin):
     text = standin.render({"text": "fallback", "blocks": APPROVAL_BLOCKS})
     assert "=== Access request ===" in text
-    assert "*<@U1>* wants `analysts` & more <now>" in text
+    assert "*@U1* wants `analysts` & more <now>" in text  # a mention as Slack shows it (U1 is unknown here)
     assert "  • *Group:* analysts" in text
     assert "-" * 40 in text and "Request #42" in text
     assert "[Approve] (approve_request)" in text and "[Deny] (deny_request)" in text

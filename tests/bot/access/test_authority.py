@@ -134,3 +134,25 @@ def test_barred_reason_names_the_flag():
         == "The requester's Slack account is deactivated."
     )
     assert barred_reason(SlackIdentity("U1", None), "x") is None
+
+
+@given(facts())
+def test_a_removal_is_never_refused_for_a_deactivated_requester_or_person(f):
+    """Issue 10: approving a removal or offboarding does not ask that the person it is for (or the requester)
+    is an active Slack member: taking access from a deactivated person is the point. Everything else holds."""
+    removal = replace(f, removal=True)
+    verdict = decide_authority(removal)
+    assert verdict.needs not in ("requester", "target")
+    if verdict.refusal:
+        assert "now deactivated" not in verdict.refusal and "can only be denied" not in verdict.refusal
+    same_for_a_grant = decide_authority(replace(f, approving=False))
+    if not f.approving:
+        assert verdict == same_for_a_grant  # denying was never checked on the parties: unchanged
+
+
+def test_a_removal_still_refuses_the_requester_and_the_person_it_is_for():
+    base = AuthorityFacts(actor_id="U1", requester_id="U1", target_slack_id="U2", approving=True, removal=True)
+    assert decide_authority(base).refusal == "You cannot decide your own request."
+    assert decide_authority(replace(base, actor_id="U2", requester_id="U3")).refusal == (
+        "You cannot decide a request that is for you."
+    )

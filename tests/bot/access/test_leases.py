@@ -279,3 +279,50 @@ def test_two_workers_end_a_lease_once(service, db, sandbox, groups, settings, sl
     assert len(sandbox.writes("DELETE")) == 1
     assert [a for a in audit_actions(db) if a[1] == "lease.ended"] == [("bot", "lease.ended", "ok")]
     other.drain()
+
+
+def test_a_grant_for_good_after_a_failed_time_bound_one_keeps_its_membership(service, db, sandbox, groups):
+    """A failed grant left a pending lease (its membership landed); a later grant for good must not have that
+    membership swept away with the pending lease."""
+    Clock(service)
+    sandbox.create_user("alice@example.com", "Alice", "T", groups=[], actions=[])
+    service.handle_command(REQUESTER, "request Viewer for 1h")
+    first = requests_of(db)[-1]
+    service.decide(first.id, APPROVER, approve=True)
+    sandbox.add_fault(Fault(method="POST", path=r"/members$", status=503, after_handle=True, times=50))
+    service.run_due()
+    assert leases(db)[0].state == "pending"
+    # The failed grant gives up before the sweeper runs; a grant for good of the same group is then applied.
+    service.store.set(first.id, state=FAILED, open_key=None)
+    sandbox.clear_faults()
+    service.handle_command(REQUESTER, "request Viewer for good")
+    second = requests_of(db)[-1]
+    # (alice is a member already, but only through the failed grant's pending lease: the bot lets her ask)
+    assert second.id != first.id, "a member on a lease may ask again"
+    service.decide(second.id, APPROVER, approve=True)
+    service.run_due()
+    service.run_due()
+    assert service.get(second.id).state == APPLIED
+    assert groups["Viewer"] in [g["id"] for g in sandbox.find_user("alice@example.com")["groups"]]
+    assert leases(db)[0].state == LEASE_ENDED and leases(db)[0].end_reason == "made_permanent"
+
+
+def test_a_time_bound_grant_adopts_the_pending_lease_a_failed_one_left(service, db, sandbox, groups):
+    clock = Clock(service)
+    sandbox.create_user("alice@example.com", "Alice", "T", groups=[], actions=[])
+    service.handle_command(REQUESTER, "request Viewer for 1h")
+    first = requests_of(db)[-1]
+    service.decide(first.id, APPROVER, approve=True)
+    sandbox.add_fault(Fault(method="POST", path=r"/members$", status=503, after_handle=True, times=50))
+    service.run_due()
+    service.store.set(first.id, state=FAILED, open_key=None)
+    sandbox.clear_faults()
+    second = grant(service, "request Viewer for 2h")
+    assert second.state == APPLIED
+    (lease,) = leases(db)
+    assert lease.state == LEASE_ACTIVE and lease.request_id == second.id
+    assert lease.ends_at == second.applied_at + dt.timedelta(hours=2)
+    clock.advance(2 * 3600 + 1)
+    service.run_due()
+    assert leases(db)[0].state == LEASE_ENDED
+    assert groups["Viewer"] not in [g["id"] for g in sandbox.find_user("alice@example.com")["groups"]]

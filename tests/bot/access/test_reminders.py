@@ -109,6 +109,22 @@ def test_no_reminder_after_a_decision_and_none_left_in_the_ledger(service, db, s
         assert list(owed) == []
 
 
+def test_no_reminder_after_a_cancel_and_the_thread_says_so(service, db, slack, groups, tmp_path):
+    put_policy(service, tmp_path, '[defaults]\nremind_after = "1h"\nmax_reminders = 3\n')
+    clock = Clock(service)
+    req = request(service, db)
+    slack.fail_for("chat.postMessage", "internal_error", channel=slack.dm_channel(APPROVER))  # retried later
+    clock.advance(HOUR)
+    service.run_due()
+    assert "Cancelled request" in service.handle_command(REQUESTER, f"cancel {req.id[:8]}").text
+    slack.clear_failures()
+    for _ in range(4):
+        clock.advance(HOUR)
+        service.run_due()
+    assert len(reminders_in_thread(slack, req)) == 1 and reminder_dms(slack, APPROVER) == []
+    assert thread(slack, req)[-1] == f":heavy_multiplication_x: Cancelled by <@{REQUESTER}>; nothing to decide."
+
+
 def test_no_reminder_after_expiry(service, db, slack, groups, tmp_path):
     put_policy(service, tmp_path, '[defaults]\nremind_after = "1h"\nmax_reminders = 5\nttl_hours = 1.5\n')
     clock = Clock(service)
