@@ -254,3 +254,16 @@ def test_escalated_people_are_reminded_too_and_pending_says_when(service, db, sl
     assert service.get(req.id).state == PENDING
     home = str(service.home_view(APPROVER)["blocks"])
     assert "waited 3 hours" in home and "expires in" in home
+
+
+def test_a_removal_waiting_for_approval_is_reminded_like_a_grant(service, db, sandbox, slack, groups):
+    from tests.bot.access.test_removals import _oscar
+
+    _oscar(sandbox, groups, "Viewer", "Data Analyst")
+    clock = Clock(service)
+    service.handle_command(REQUESTER, "remove <@U0OSCAR|oscar> Data Analyst left the team")
+    req = only_request(db)
+    assert req.kind == "remove" and req.remind_at == req.created_at + dt.timedelta(hours=4)
+    clock.advance(4 * HOUR)
+    service.run_due()
+    assert len(reminders_in_thread(slack, req)) == 1 and len(reminder_dms(slack, APPROVER)) == 1
