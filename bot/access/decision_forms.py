@@ -33,6 +33,8 @@ FORM_NOT_OPENED = (
 
 
 class DecisionForms:
+    """The Deny and Approve forms: open, check at the click, submit (see the module's docstring)."""
+
     def __init__(
         self,
         ctx: Context,

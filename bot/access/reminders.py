@@ -46,6 +46,8 @@ def first_nudges(rule: Rule, now: dt.datetime) -> dict:
 
 
 class Reminders:
+    """The worker's reminders and escalations of pending requests (see the module's docstring)."""
+
     def __init__(self, ctx: Context, store: RequestStore, approvers: Approvers, notifications: Notifications):
         self.ctx, self.store, self.approvers, self.notifications = ctx, store, approvers, notifications
 

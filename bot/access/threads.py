@@ -20,6 +20,8 @@ NO_CARD_YET = "card_not_posted"
 
 
 class Threads:
+    """Replies in approval cards' threads, through the delivery ledger (see the module's docstring)."""
+
     def __init__(self, ctx: Context, store: RequestStore):
         self.ctx, self.store = ctx, store
 
