@@ -49,11 +49,13 @@ Errors raise :class:`PolicyError` naming the file and line.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from . import durations, policy_reminders
+from .policy_file import PolicyError
+from .policy_file import line_of as _line_of
+from .policy_file import read_toml as _read_toml
 from .policy_reminders import DEFAULT_MAX_REMINDERS, DEFAULT_REMIND_AFTER, mentions
 
 MANAGER = "manager"
@@ -77,10 +79,6 @@ _KEYS = {
     "escalate_to",
     "deny_reason_required",
 }
-
-
-class PolicyError(ValueError):
-    """The policy file is invalid; ``str(err)`` is ``FILE:LINE: what is wrong``."""
 
 
 @dataclass(frozen=True)
@@ -187,29 +185,6 @@ class Policy:
         extra = [r for r in (self.password_reset, self.offboard) if r is not None]
         rules = [self.defaults, *self.groups.values(), *extra]
         return {a for r in rules for a in r.approvers if _USER.match(a)}
-
-
-def _line_of(text: str, table: list[str] | None, key: str | None) -> int:
-    """Best-effort line number of ``key`` inside ``[table]`` (1-based; 1 when not found)."""
-    lines = text.splitlines()
-    start = 0
-    if table:
-        names = [re.escape(t) for t in table]
-        pattern = re.compile(r"^\s*\[\s*" + r"\s*\.\s*".join(f"(?:\"{n}\"|'{n}'|{n})" for n in names) + r"\s*\]")
-        for i, line in enumerate(lines):
-            if pattern.match(line):
-                start = i
-                if key is None:
-                    return i + 1
-                break
-    if key is not None:
-        key_re = re.compile(r'^\s*(?:"' + re.escape(key) + r'"|' + re.escape(key) + r")\s*=")
-        for i in range(start, len(lines)):
-            if i > start and table and lines[i].lstrip().startswith("["):
-                break
-            if key_re.match(lines[i]):
-                return i + 1
-    return start + 1
 
 
 def _rule(data: Any, base: Rule, *, where: list[str], text: str, path: str) -> Rule:
@@ -349,21 +324,6 @@ def load_policy(path: str | None, *, ttl: float = 24 * 3600.0, manager_field: st
         manager_field=field_id,
         path=path,
     )
-
-
-def _read_toml(path: str) -> tuple[str, dict]:
-    """The file's text and its parsed TOML; :class:`PolicyError` when it cannot be read or parsed."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as e:
-        raise PolicyError(f"{path}:0: cannot read the policy file ({e.strerror})") from None
-    text = raw.decode("utf-8", "replace")
-    try:
-        return text, tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        line = getattr(e, "lineno", None) or (re.search(r"line (\d+)", str(e)) or [None, "1"])[1]
-        raise PolicyError(f"{path}:{line}: invalid TOML: {getattr(e, 'msg', str(e))}") from None
 
 
 def _group_rules(data: dict, defaults: Rule, *, text: str, path: str) -> dict[str, Rule]:

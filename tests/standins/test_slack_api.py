@@ -93,13 +93,13 @@ def test_post_message_then_update_with_blocks(standin, client):
     msg = standin.find_message("C1", first["ts"])
     assert msg["blocks"] == APPROVAL_BLOCKS and msg["user"] == "U0BOT" and msg["updates"] == 0
     assert msg["thread_ts"] is None
-    assert standin.messages_in("C1")[1]["thread_ts"] == first["ts"]
+    assert standin.messages_in("C1", replies=True)[1]["thread_ts"] == first["ts"]
 
     done = [{"type": "section", "text": {"type": "mrkdwn", "text": "Approved by <@U2>"}}]
     upd = client.chat_update(channel="C1", ts=first["ts"], text="Approved", blocks=done)
     assert (upd["channel"], upd["ts"], upd["text"]) == ("C1", first["ts"], "Approved")
     assert msg["text"] == "Approved" and msg["blocks"] == done and msg["updates"] == 1
-    assert len(standin.messages_in("C1")) == 2
+    assert len(standin.messages_in("C1")) == 1 and len(standin.messages_in("C1", replies=True)) == 2
 
     with pytest.raises(SlackApiError) as err:
         client.chat_update(channel="C1", ts="1.000000", text="x")
