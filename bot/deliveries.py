@@ -37,7 +37,7 @@ from .slack import SlackError
 log = logging.getLogger(__name__)
 
 PENDING, DELIVERED, FAILED, SUPERSEDED = "pending", "delivered", "failed", "superseded"
-DM, RELAY, CARD = "dm", "relay", "card"
+DM, RELAY, CARD, THREAD = "dm", "relay", "card", "thread"  # THREAD: a reply in the card's thread
 
 DELIVERY_BACKOFF_BASE = 10.0  # seconds before the 2nd attempt; doubles each time
 DELIVERY_BACKOFF_CAP = 900.0  # at most 15 minutes between attempts
@@ -266,6 +266,20 @@ class DeliveryLedger:
                 )
             )
             return next((e for e in errors if e in RECIPIENT_ERRORS), None)
+
+    def supersede(self, request_id: str, key_prefixes: tuple[str, ...]) -> int:
+        """Supersede the pending rows of a request whose key starts with one of ``key_prefixes`` (reminders
+        not yet sent when the request is decided: none goes out after). Returns how many."""
+        with self.db.session() as s:
+            return s.execute(
+                update(Delivery)
+                .where(
+                    Delivery.request_id == request_id,
+                    Delivery.status == PENDING,
+                    or_(*(Delivery.key.startswith(p, autoescape=True) for p in key_prefixes)),
+                )
+                .values(status=SUPERSEDED, updated_at=self.clock())
+            ).rowcount
 
     def settle(self, row: Delivery, status: str, error: str | None = None) -> bool:
         """Mark a pending row ``delivered``/``failed``/``superseded`` without sending (compare-and-set)."""

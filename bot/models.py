@@ -122,6 +122,14 @@ class AccessRequest(Base):
     retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     duration_seconds: Mapped[int | None] = mapped_column(Integer)  # a time-bound grant; None: for good
     plan: Mapped[str | None] = mapped_column(Text)  # JSON: what a removal or offboarding will take away
+    # Approver experience (revision 0008): the next reminder and how many were sent, the escalation, the
+    # decider's note (a deny reason or an approval comment) and, when less was granted, the duration asked.
+    remind_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    escalate_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    escalated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    decision_note: Mapped[str | None] = mapped_column(Text)
+    asked_duration_seconds: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         Index("ix_access_requests_requester_state", "requester_id", "state"),
@@ -129,6 +137,8 @@ class AccessRequest(Base):
         Index("ix_access_requests_state_next", "state", "next_attempt_at"),
         Index("ix_access_requests_state_updated", "state", "updated_at"),
         Index("ix_access_requests_card_stale", "card_stale"),
+        Index("ix_access_requests_state_remind", "state", "remind_at"),
+        Index("ix_access_requests_state_escalate", "state", "escalate_at"),
         UniqueConstraint("open_key", name="uq_access_requests_open_key"),
     )
 

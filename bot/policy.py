@@ -15,6 +15,11 @@ Example (every key optional; ``[defaults]`` applies to groups without a table of
     default_duration = "8h"              # a request that names no duration gets this one (time-bound access)
     max_duration = "1w"                  # a request for longer is refused, naming the maximum; with it, access is
                                          # time-bound only unless permanent = true is given too
+    remind_after = "4h"                  # a pending request reminds its approvers after this (default 4h) ...
+    max_reminders = 2                    # ... at most this many times (0: never)
+    escalate_after = "8h"                # then it also goes to escalate_to, who may decide too
+    escalate_to = ["U01BACKUP", "S01ONCALL"]
+    deny_reason_required = false         # true: Deny needs a reason (the Deny form refuses an empty one)
 
     [groups."Organization Admin"]        # group names match without regard to case
     approvals = 2
@@ -45,11 +50,14 @@ Errors raise :class:`PolicyError` naming the file and line.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from . import durations
+from . import durations, policy_reminders
+from .policy_file import PolicyError
+from .policy_file import line_of as _line_of
+from .policy_file import read_toml as _read_toml
+from .policy_reminders import DEFAULT_MAX_REMINDERS, DEFAULT_REMIND_AFTER, mentions
 
 MANAGER = "manager"
 ORG_ADMIN = "organization admin"
@@ -58,12 +66,8 @@ _USERGROUP = re.compile(r"^S[A-Z0-9]{2,}$")
 _FIELD = re.compile(r"^X[A-Za-z0-9]{2,}$")
 _KEYS = frozenset(
     "approvers approvals auto_approve reason_required reason_min_length ttl_hours permanent default_duration "
-    "max_duration".split()
+    "max_duration remind_after max_reminders escalate_after escalate_to deny_reason_required".split()
 )
-
-
-class PolicyError(ValueError):
-    """The policy file is invalid; ``str(err)`` is ``FILE:LINE: what is wrong``."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,10 @@ class Rule:
     ``approvers``: Slack user IDs, user group IDs and/or ``"manager"``; empty means the defaults from the
     environment. ``approvals``: distinct approvals needed. ``ttl``: seconds a request stays pending.
     ``source``: where it came from, for ``/polaris policy``. Time-bound access: ``permanent`` (False: a
-    request must be time-bound), ``default_duration`` and ``max_duration`` (seconds, or ``None``)."""
+    request must be time-bound), ``default_duration`` and ``max_duration`` (seconds, or ``None``). Approvers:
+    ``remind_after`` (seconds) between reminders, at most ``max_reminders``; ``escalate_after`` (seconds, or
+    ``None``) before the request also goes to ``escalate_to`` (Slack user and user group IDs);
+    ``deny_reason_required``: a Deny must say why."""
 
     approvers: tuple[str, ...] = ()
     approvals: int = 1
@@ -84,6 +91,11 @@ class Rule:
     permanent: bool = True
     default_duration: int | None = None
     max_duration: int | None = None
+    remind_after: int = DEFAULT_REMIND_AFTER
+    max_reminders: int = DEFAULT_MAX_REMINDERS
+    escalate_after: int | None = None
+    escalate_to: tuple[str, ...] = ()
+    deny_reason_required: bool = False
     source: str = "defaults"
 
     @property
@@ -99,14 +111,12 @@ class Rule:
             parts.append(f"at most {durations.describe(self.max_duration)}")
         return ", ".join(parts)
 
+    def describe_approvers(self) -> str:
+        """Reminders, escalation and deny reasons under this rule, in words (:func:`bot.policy_reminders.describe`)."""
+        return policy_reminders.describe(self)
+
     def describe(self) -> str:
-        who = (
-            ", ".join(
-                f"<@{a}>" if _USER.match(a) else (f"<!subteam^{a}>" if _USERGROUP.match(a) else a)
-                for a in self.approvers
-            )
-            or "the default approvers"
-        )
+        who = mentions(self.approvers) or "the default approvers"
         parts = [f"approvers: {who}", f"{self.approvals} approval{'s' if self.approvals != 1 else ''}"]
         if self.auto_approve:
             parts.append("auto-approved")
@@ -115,6 +125,7 @@ class Rule:
         parts.append(f"expires after {self.ttl / 3600:g} h")
         if self.default_duration or self.max_duration or not self.permanent:
             parts.append(self.describe_durations())
+        parts.append(self.describe_approvers())
         return "; ".join(parts) + f" _({self.source})_"
 
 
@@ -165,29 +176,6 @@ class Policy:
         return {a for r in rules for a in r.approvers if _USER.match(a)}
 
 
-def _line_of(text: str, table: list[str] | None, key: str | None) -> int:
-    """Best-effort line number of ``key`` inside ``[table]`` (1-based; 1 when not found)."""
-    lines = text.splitlines()
-    start = 0
-    if table:
-        names = [re.escape(t) for t in table]
-        pattern = re.compile(r"^\s*\[\s*" + r"\s*\.\s*".join(f"(?:\"{n}\"|'{n}'|{n})" for n in names) + r"\s*\]")
-        for i, line in enumerate(lines):
-            if pattern.match(line):
-                start = i
-                if key is None:
-                    return i + 1
-                break
-    if key is not None:
-        key_re = re.compile(r'^\s*(?:"' + re.escape(key) + r'"|' + re.escape(key) + r")\s*=")
-        for i in range(start, len(lines)):
-            if i > start and table and lines[i].lstrip().startswith("["):
-                break
-            if key_re.match(lines[i]):
-                return i + 1
-    return start + 1
-
-
 def _rule(data: Any, base: Rule, *, where: list[str], text: str, path: str) -> Rule:
     def fail(key: str | None, message: str):
         raise PolicyError(f"{path}:{_line_of(text, where, key)}: {message}")
@@ -203,6 +191,7 @@ def _rule(data: Any, base: Rule, *, where: list[str], text: str, path: str) -> R
         **_flags_of(data, fail),
         **_ttl_of(data, fail),
         **_durations_of(data, fail),
+        **policy_reminders.values_of(data, fail),
     }
     line = _line_of(text, where, None) if where else 1
     rule = replace(base, **values, source=f"{path} line {line}")
@@ -235,7 +224,7 @@ def _numbers_of(data: dict, fail: Callable) -> dict[str, Any]:
 
 def _flags_of(data: dict, fail: Callable) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for key in ("auto_approve", "reason_required", "permanent"):
+    for key in ("auto_approve", "reason_required", "permanent", "deny_reason_required"):
         if key in data:
             if not isinstance(data[key], bool):
                 fail(key, f"{key} must be true or false")
@@ -258,7 +247,7 @@ def _durations_of(data: dict, fail: Callable) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if "max_duration" in data and "permanent" not in data:
         values["permanent"] = False
-    for key in ("default_duration", "max_duration"):
+    for key in ("default_duration", "max_duration", "remind_after", "escalate_after"):
         if key in data:
             v = data[key]
             if not isinstance(v, str):
@@ -271,6 +260,7 @@ def _durations_of(data: dict, fail: Callable) -> dict[str, Any]:
 
 
 def _check_consistent(rule: Rule, fail: Callable) -> None:
+    policy_reminders.check(rule, fail)
     if rule.default_duration and rule.max_duration and rule.default_duration > rule.max_duration:
         fail("default_duration", "default_duration is longer than max_duration")
     if rule.auto_approve and rule.approvals > 1:
@@ -327,21 +317,6 @@ def load_policy(path: str | None, *, ttl: float = 24 * 3600.0, manager_field: st
         manager_field=field_id,
         path=path,
     )
-
-
-def _read_toml(path: str) -> tuple[str, dict]:
-    """The file's text and its parsed TOML; :class:`PolicyError` when it cannot be read or parsed."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as e:
-        raise PolicyError(f"{path}: cannot read the policy file ({e.strerror})") from None
-    text = raw.decode("utf-8", "replace")
-    try:
-        return text, tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        line = getattr(e, "lineno", None) or (re.search(r"line (\d+)", str(e)) or [None, "1"])[1]
-        raise PolicyError(f"{path}:{line}: invalid TOML: {getattr(e, 'msg', str(e))}") from None
 
 
 def _group_rules(data: dict, defaults: Rule, *, text: str, path: str) -> dict[str, Rule]:

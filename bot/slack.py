@@ -228,8 +228,10 @@ class SlackGateway:
         *,
         request_id: str | None = None,
         action: str = "notify.post",
+        thread_ts: str | None = None,
     ) -> str:
-        """``chat.postMessage``; returns the message ``ts``. Audited. Raises :class:`SlackError`."""
+        """``chat.postMessage``; returns the message ``ts``. ``thread_ts``: a reply in that message's thread.
+        Audited. Raises :class:`SlackError`."""
         try:
             data = self._call(
                 "chat.postMessage",
@@ -238,6 +240,7 @@ class SlackGateway:
                 blocks=blocks or None,
                 unfurl_links=False,
                 unfurl_media=False,
+                **({"thread_ts": thread_ts} if thread_ts else {}),
             )
         except SlackError as e:
             self._note(action, channel, "error", request_id, e.error)

@@ -1,5 +1,7 @@
-"""Buttons (``block_actions``): Approve, Deny, Retry on the approval card; Cancel in ``status`` and the App Home;
-Extend and I'm done on the DM before time-bound access ends."""
+"""Buttons (``block_actions``): Approve, Approve with options…, Deny, Retry on the approval card (and on the
+reminder and escalation DMs); Cancel in ``status`` and the App Home; Extend and I'm done on the DM before
+time-bound access ends. Deny and Approve with options… open a form (``views.open`` with the click's
+``trigger_id``, in this thread: it lives 3 seconds)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from bot import views
 from bot.lanes import LOCAL, POLARIS
 
 from .commands import BUSY
-from .payload import dig, request_id, user_id
+from .payload import dig, request_id, text, user_id
 
 
 def register(app: App, service) -> None:
@@ -45,10 +47,6 @@ def register(app: App, service) -> None:
     def approve(ack: Ack, body: dict, respond: Respond) -> None:
         handle(ack, body, respond, "approve")
 
-    @app.action(views.DENY_ACTION)
-    def deny(ack: Ack, body: dict, respond: Respond) -> None:
-        handle(ack, body, respond, "deny")
-
     @app.action(views.RETRY_ACTION)
     def retry(ack: Ack, body: dict, respond: Respond) -> None:
         handle(ack, body, respond, "retry")
@@ -57,7 +55,37 @@ def register(app: App, service) -> None:
     def cancel(ack: Ack, body: dict, respond: Respond) -> None:
         handle(ack, body, respond, "cancel")
 
+    register_decision_buttons(app, service)
     register_lease_buttons(app, service)
+
+
+def register_decision_buttons(app: App, service) -> None:
+    """Deny and Approve with options…: each opens its form."""
+
+    def open_form(ack: Ack, body: dict, respond: Respond, approve: bool) -> None:
+        ack()
+        who, rid = user_id(body, "user", "id"), request_id(body)
+        tell = lambda message: service.background(  # noqa: E731
+            lambda: respond(text=message, response_type="ephemeral", replace_original=False), lane=LOCAL
+        )
+        if who is None:
+            return
+        if rid is None:
+            tell(service.refuse_malformed_button(who, "approve" if approve else "deny"))
+            return
+        view_id, message = service.open_decision_form(text(body, "trigger_id", limit=200), rid, who, approve=approve)
+        if message:
+            tell(message)
+        elif view_id:  # the click-time authority check: a refusal replaces the form
+            service.background(lambda: service.check_decision_form(view_id, rid, who, approve=approve))
+
+    @app.action(views.DENY_ACTION)
+    def deny(ack: Ack, body: dict, respond: Respond) -> None:
+        open_form(ack, body, respond, approve=False)
+
+    @app.action(views.APPROVE_OPTIONS_ACTION)
+    def approve_options(ack: Ack, body: dict, respond: Respond) -> None:
+        open_form(ack, body, respond, approve=True)
 
 
 def register_lease_buttons(app: App, service) -> None:

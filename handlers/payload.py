@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_REQUEST_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+REQUEST_ID = _REQUEST_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,40}$")
 
 

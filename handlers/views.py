@@ -1,4 +1,6 @@
-"""The request form's ``view_submission``."""
+"""The ``view_submission`` of the request form, the Deny form (a reason) and the Approve form (a comment, a
+shorter time). Each answers at once: a bad field keeps the form open with ``response_action: errors``; the rest is
+handed to a work lane."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from bot.durations import parse_duration
 from bot.lanes import POLARIS
 
 from .commands import BUSY
-from .payload import dig, text, user_id
+from .payload import REQUEST_ID, dig, text, user_id
 
 
 def register(app: App, service) -> None:
@@ -50,3 +52,48 @@ def register(app: App, service) -> None:
             ack()
         else:
             ack(response_action="errors", errors={"group": BUSY.removeprefix(":hourglass: ")})
+
+    register_decision_forms(app, service)
+
+
+def register_decision_forms(app: App, service) -> None:
+    """The Deny and Approve forms' submissions."""
+
+    def decision(ack: Ack, body: dict, view: dict, approve: bool) -> None:
+        """A Deny or Approve form: the request ID in ``private_metadata``; the reason (required when the policy
+        says so) or comment at most 500 characters, refused when longer (never cut)."""
+        values = dig(view, "state", "values")
+        rid = text(view, "private_metadata", limit=64)
+        block = "comment" if approve else "reason"
+        note = dig(values, block, "value", "value")
+        note = note.strip() if isinstance(note, str) else ""
+        chosen = text(values, "duration", "value", "selected_option", "value", limit=12)
+        who = user_id(body, "user", "id")
+        if who is None or not REQUEST_ID.match(rid):
+            ack()
+            return
+        if len(note) > REASON_MAX:
+            from bot.commands import reason_too_long
+
+            ack(response_action="errors", errors={block: reason_too_long(len(note))})
+            return
+        if not approve and not note and service.deny_reason_required(rid):
+            ack(response_action="errors", errors={"reason": "A reason is required to deny this request."})
+            return
+        duration = int(chosen) if chosen.isascii() and chosen.isdigit() else None
+
+        def work() -> None:
+            service.submit_decision_form(rid, who, approve=approve, note=note, duration=duration)
+
+        if service.background(work, lane=POLARIS):
+            ack()
+        else:
+            ack(response_action="errors", errors={block: BUSY.removeprefix(":hourglass: ")})
+
+    @app.view(views.DENY_MODAL)
+    def submit_deny(ack: Ack, body: dict, view: dict) -> None:
+        decision(ack, body, view, approve=False)
+
+    @app.view(views.APPROVE_MODAL)
+    def submit_approve(ack: Ack, body: dict, view: dict) -> None:
+        decision(ack, body, view, approve=True)

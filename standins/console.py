@@ -298,16 +298,20 @@ class Console:
         for view_id, view in forms.items():
             self.say(f"--- a form opens (only visible to you) ---\n{self.slack.render(view)}")
             if any(b.get("type") == "input" for b in view.get("blocks") or []):
-                self.say("(fill it in here, or type `/polaris request <group> [reason]` instead)")
+                if view.get("callback_id") == "request_modal":
+                    self.say("(fill it in here, or type `/polaris request <group> [reason]` instead)")
                 self.fill(view_id, view)
         for m in changed:
-            where = self._where(m["channel"])
-            cards = self.slack.messages_in(APPROVAL_CHANNEL)
-            label = ""
-            if m["channel"] == APPROVAL_CHANNEL:
-                label = f" card {[c['ts'] for c in cards].index(m['ts']) + 1}"
-                label += " (updated)" if m["_seen_before"] else ""
-            self.say(f"--- {where}{label} ---\n{self.slack.render(m)}")
+            self.say(f"--- {self._where(m['channel'])}{self._label(m)} ---\n{self.slack.render(m)}")
+
+    def _label(self, m: dict) -> str:
+        """ " card 2", " card 2 (updated)" or " thread of card 2" for a message in the approval channel."""
+        if m["channel"] != APPROVAL_CHANNEL:
+            return ""
+        cards = [c["ts"] for c in self.slack.messages_in(APPROVAL_CHANNEL)]
+        if m.get("thread_ts"):  # a reply in a card's thread (no card itself)
+            return f" thread of card {cards.index(m['thread_ts']) + 1}" if m["thread_ts"] in cards else ""
+        return f" card {cards.index(m['ts']) + 1}" + (" (updated)" if m["_seen_before"] else "")
 
     def _where(self, channel: str) -> str:
         if channel == APPROVAL_CHANNEL:

@@ -301,10 +301,17 @@ class SlackStandIn:
         """The IM channel id ``conversations.open`` returns for ``user_id``: ``"D" + user_id``."""
         return "D" + user_id
 
-    def messages_in(self, channel: str) -> list[dict]:
-        """Channel messages posted to ``channel``, oldest first (the stored dicts, so edits show up)."""
+    def messages_in(self, channel: str, *, replies: bool = False) -> list[dict]:
+        """Channel messages posted to ``channel``, oldest first (the stored dicts, so edits show up). Like
+        ``conversations.history``, thread replies are left out unless ``replies`` is true."""
         with self.lock:
-            return [m for m in self.messages if m["channel"] == channel]
+            return [m for m in self.messages if m["channel"] == channel and (replies or not m.get("thread_ts"))]
+
+    def thread_replies(self, channel: str, thread_ts: str) -> list[dict]:
+        """The replies in the thread of the message ``thread_ts`` in ``channel``, oldest first (like
+        ``conversations.replies`` without the parent)."""
+        with self.lock:
+            return [m for m in self.messages if m["channel"] == channel and m.get("thread_ts") == thread_ts]
 
     def find_message(self, channel: str, ts: str) -> dict | None:
         """The stored message at ``(channel, ts)``, or None."""

@@ -149,3 +149,19 @@ def test_a_deactivated_slack_account_gets_an_offboarding_card_in_the_demo():
 def test_an_offboarding_by_hand_is_decided_by_the_other_admin_in_the_demo():
     text = run_demo("as carol\n/polaris offboard dan@example.com leaving\nas bob\napprove\nquit\n")
     assert "Approved and applied" in text and "disabled the account" in text
+
+
+def test_demo_deny_with_a_reason_and_the_thread_replies(tmp_path):
+    """Deny opens a form; the console fills it in (the reason); the thread replies are shown as such."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "POLARIS_", "DATABASE_URL"))}
+    script = "as alice\n/polaris request Viewer dashboards\nas bob\ndeny\nnot this quarter\nquit\n"
+    out = subprocess.run(
+        [sys.executable, "app.py", "demo"], cwd=ROOT, input=script, capture_output=True, text=True, timeout=120, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert "*Reason for denial:* not this quarter" in out.stdout
+    assert "Reason: not this quarter" in out.stdout.split("--- DM to alice ---")[-1]
+    assert (
+        "--- #polaris-approvals thread of card 1 ---\n:no_entry_sign: Denied by @bob — “not this quarter”" in out.stdout
+    )
+    assert "Traceback" not in out.stderr

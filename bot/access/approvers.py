@@ -77,11 +77,24 @@ class Approvers:
     def approver_ids(self, req: AccessRequest, memo: dict[str, list[str]] | None = None) -> set[str]:
         """Who may decide ``req`` now: the rule's user IDs, members of its Slack user groups
         (``usergroups.users.list``, read now) and the requester's manager; the environment's APPROVERS and
-        ADMINS when the rule names nobody (or only a manager nobody knows); ADMINS alone for an offboarding."""
+        ADMINS when the rule names nobody (or only a manager nobody knows); ADMINS alone for an offboarding;
+        once the request is escalated, the rule's ``escalate_to`` too."""
         rule = self.rule_of(req)
         memo = {} if memo is None else memo
+        ids = self._members(rule.approvers, req, memo)
+        named = [a for a in rule.approvers if a != MANAGER]
+        if not named and not ids:
+            # Nobody named (or only a manager nobody knows): the environment's approvers decide.
+            ids = set(self.ctx.settings.admins if req.kind == OFFBOARD else self.ctx.settings.deciders)
+        if req.escalated_at:  # escalated: the rule's escalate_to decide too, under the same checks
+            ids |= self._members(rule.escalate_to, req, memo)
+        ids.discard(req.requester_id)
+        return ids
+
+    def _members(self, entries, req: AccessRequest, memo: dict[str, list[str]]) -> set[str]:
+        """The user IDs ``entries`` name: users, the members of user groups (read now), the manager."""
         ids: set[str] = set()
-        for entry in rule.approvers:
+        for entry in entries:
             if entry == MANAGER:
                 if req.manager_id:
                     ids.add(req.manager_id)
@@ -91,11 +104,6 @@ class Approvers:
                 ids.update(memo[entry])
             else:
                 ids.add(entry)
-        named = [a for a in rule.approvers if a != MANAGER]
-        if not named and not ids:
-            # Nobody named (or only a manager nobody knows): the environment's approvers decide.
-            ids = set(self.ctx.settings.admins if req.kind == OFFBOARD else self.ctx.settings.deciders)
-        ids.discard(req.requester_id)
         return ids
 
     def authority(

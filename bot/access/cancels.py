@@ -76,6 +76,7 @@ class Cancels:
             )
             return why
         self.notifications.refresh_card(req.id)
+        self.notifications.mark_told(self.store.get(req.id))  # answered here; reminders stop, the thread says so
         return (
             f":heavy_multiplication_x: Cancelled request {ref} ({views.kind_phrase(req)}); the approvers' card says so."
         )

@@ -23,6 +23,7 @@ from .context import Context
 from .errors import AUTHORITY_UNCHECKABLE, EARLIER_APPROVALS_UNCHECKABLE, GROUP_GONE
 from .notifications import Notifications
 from .store import RequestStore
+from . import verdicts
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,14 @@ class Decisions:
         self.ctx.audit.record(actor, "decision.refused", request_id=request_id, outcome="refused", detail=detail)
         return why
 
-    def decide(self, request_id: str, actor_id: str, approve: bool) -> str | None:
-        """Record ``actor_id``'s decision on a pending request. Returns a message for the clicker (shown
-        ephemerally) or ``None`` when the card update says it all. Never raises for bad clicks."""
+    def decide(
+        self, request_id: str, actor_id: str, approve: bool, *, note: str = "", duration: int | None = None
+    ) -> str | None:
+        """Record ``actor_id``'s decision on a pending request. ``note``: the deny reason or approval comment
+        (at most 500 characters, refused when longer; a Deny without one is refused where the policy says
+        ``deny_reason_required``); ``duration``: seconds granted, shorter than asked, for a time-bound request
+        (:func:`bot.access.verdicts.check_grant`). Returns a message for the clicker (shown ephemerally) or
+        ``None`` when the card update says it all. Never raises for bad clicks."""
         verb = "approve" if approve else "deny"
         req = self.store.get(request_id)
         if req is None:
@@ -59,8 +65,9 @@ class Decisions:
             self.expire(req.id)
             return self.refuse(actor_id, req.id, EXPIRED_TEXT, f"{verb} on expired request")
         try:
+            note, duration = self._check_note(req, approve, note, duration)
             group, required, stale = self._check(req, actor_id, approve)
-            message, partial = self._record(req, actor_id, approve, now, group, required, stale)
+            message, partial = self._record(req, actor_id, approve, now, group, required, stale, note, duration)
         except _Refused as r:
             return self.refuse(actor_id, req.id, r.why, r.detail)
         self.notifications.refresh_card(req.id)
@@ -69,9 +76,23 @@ class Decisions:
             self.notifications.notify_requester(req)
         elif partial:
             self.notifications.dm(req.id, req.requester_id, f"approval:{actor_id}", partial)
+            count = len(self.store.approver_ids(req.id))
+            text = views.approvals.thread_partial(req, actor_id, count, req.approvals_required, note)
+            self.notifications.threads.reply(req.id, f"approval:{actor_id}", text)
         if req.state == APPROVED:
             self.ctx.wake()
         return message
+
+    def _check_note(self, req: AccessRequest, approve: bool, note: str, duration: int | None) -> tuple[str, int | None]:
+        """The decision's own words and time, checked before anything is read (:mod:`bot.access.verdicts`):
+        (the note, cleaned; the shorter duration to grant, or ``None``). Raises :class:`_Refused`."""
+        rule = self.approvers.rule_of(req)
+        note, why = verdicts.check_note(note, approve=approve, required=rule.deny_reason_required)
+        if why is None and approve and duration is not None:
+            why = verdicts.check_grant(req, duration, rule.max_duration)
+        if why:
+            raise _Refused(why, f"{'approve' if approve else 'deny'}: {why}")
+        return note, duration if approve and duration != req.duration_seconds else None
 
     def _check(self, req: AccessRequest, actor_id: str, approve: bool) -> tuple[Group | None, int, list[str]]:
         """The click-time checks: (the group as Polaris has it now, approvals required now, earlier approvers
@@ -119,6 +140,8 @@ class Decisions:
         group: Group | None,
         required: int,
         stale: list[str],
+        note: str = "",
+        duration: int | None = None,
     ) -> tuple[str | None, str | None]:
         """Write the decision in one transaction: (message for the clicker, DM for the requester of a partial
         approval). Raises :class:`_Refused` when another decision won or the actor approved already."""
@@ -133,9 +156,23 @@ class Decisions:
                 raise _Refused(self.already(store.get(req.id)), f"{verb} lost the race")
             if not approve:
                 store.update(
-                    req.id, session=s, state=DENIED, decided_by=actor_id, decided_at=now, updated_at=now, open_key=None
+                    req.id,
+                    session=s,
+                    state=DENIED,
+                    decided_by=actor_id,
+                    decided_at=now,
+                    updated_at=now,
+                    open_key=None,
+                    decision_note=note or None,
                 )
-                audit.record(actor_id, "decision.deny", request_id=req.id, target=req.target_email, session=s)
+                audit.record(
+                    actor_id,
+                    "decision.deny",
+                    request_id=req.id,
+                    target=req.target_email,
+                    session=s,
+                    detail=note or None,
+                )
                 return None, None
             if store.has_approved(req.id, actor_id, session=s):
                 s.rollback()
@@ -163,6 +200,9 @@ class Decisions:
                     detail=f"{req.approvals_required} -> {required}: the group now grants "
                     f"{', '.join(privilege.privileged_grants(group)) or ORG_ADMIN}",
                 )
+            detail = verdicts.grant_detail(req, note, duration)
+            if duration is not None or note:
+                store.update(req.id, session=s, **verdicts.grant_values(req, note, duration))
             count = store.add_approval(req.id, actor_id, now, session=s)
             if count >= required:
                 store.update(
@@ -174,7 +214,9 @@ class Decisions:
                     updated_at=now,
                     next_attempt_at=None,
                 )
-                audit.record(actor_id, "decision.approve", request_id=req.id, target=req.target_email, session=s)
+                audit.record(
+                    actor_id, "decision.approve", request_id=req.id, target=req.target_email, session=s, detail=detail
+                )
             else:
                 audit.record(
                     actor_id,
@@ -183,7 +225,7 @@ class Decisions:
                     target=req.target_email,
                     session=s,
                     outcome="partial",
-                    detail=f"approval {count} of {required}",
+                    detail=f"approval {count} of {required}" + (f"; {detail}" if detail else ""),
                 )
                 message = f"Your approval is recorded ({count} of {required}); another approver must approve too."
                 partial = (

@@ -209,7 +209,7 @@ class LeaseEnds:
         lease = self.leases.get(lease_id)
         if lease is None:
             return
-        for rid in self.store.grants_of_lease(lease):
+        for rid in self.leases.grants_of(lease):
             self.notifications.refresh_card(rid)
         who = self.holder(lease)
         if who and lease.end_reason not in QUIET:

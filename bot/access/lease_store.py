@@ -16,7 +16,7 @@ import datetime as dt
 from sqlalchemy import and_, func, or_, select, update
 
 from ..db import Database
-from ..models import LEASE_ACTIVE, LEASE_ENDED, LEASE_PENDING, AccessRequest, Lease
+from ..models import GRANTS, LEASE_ACTIVE, LEASE_ENDED, LEASE_PENDING, AccessRequest, Lease
 
 LIVE = (LEASE_PENDING, LEASE_ACTIVE)
 #: How long before its end a lease's person is offered Extend and I'm done: a tenth of the duration, at most this.
@@ -153,6 +153,24 @@ class LeaseStore:
                 or 0
             )
         return active, overdue
+
+    def grants_of(self, lease: Lease) -> list[str]:
+        """The grants a lease carried: the one that made it and every grant of that person and group applied
+        while it was live (each extended it, and its card names the end)."""
+        with self.db.session() as s:
+            ids = list(
+                s.scalars(
+                    select(AccessRequest.id).where(
+                        AccessRequest.kind.in_(GRANTS),
+                        AccessRequest.state == "applied",
+                        AccessRequest.group_id == lease.group_id,
+                        func.lower(AccessRequest.target_email) == lease.email.lower(),
+                        AccessRequest.applied_at >= lease.created_at,
+                        AccessRequest.applied_at <= (lease.ended_at or lease.updated_at),
+                    )
+                )
+            )
+        return list(dict.fromkeys([lease.request_id, *ids]))
 
     # ------------------------------------------------------------------------------- writes
     def prepare(self, req: AccessRequest, now: dt.datetime, *, session=None) -> Lease:

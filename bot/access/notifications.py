@@ -17,21 +17,26 @@ import logging
 
 from .. import deliveries as ledger
 from .. import views
-from ..deliveries import CARD, DM, RELAY, content_hash
+from ..deliveries import CARD, DM, RELAY, THREAD, content_hash
 from ..models import APPLIED, APPROVED, BOT_REQUESTER, DENIED, EXPIRED, GRANTS, LEAVE, PENDING, AccessRequest
 from ..polaris import PolarisError
 from .approvers import Approvers
 from .context import Context
 from .lease_store import LeaseStore
 from .store import RequestStore
+from .threads import Threads
 
 log = logging.getLogger(__name__)
+
+#: Ledger keys of the nudges to approvers (reminders, the escalation): superseded once a request is decided.
+NUDGE_KEYS = ("remind:", "escalated")
 
 
 class Notifications:
     def __init__(self, ctx: Context, store: RequestStore, approvers: Approvers):
         self.ctx, self.store, self.approvers = ctx, store, approvers
         self.leases = LeaseStore(ctx.db)
+        self.threads = Threads(ctx, store)
 
     # ------------------------------------------------------------------------------- cards
     def _card(self, req: AccessRequest, note: str | None = None) -> tuple[str, list]:
@@ -51,6 +56,7 @@ class Notifications:
             note=note,
             manager_wanted=rule.wants_manager,
             lease_line=views.leases.card_line(lease, self.ctx.clock()),
+            decision_blocks=views.approvals.card_blocks(req, rule.escalate_to if req.escalated_at else ()),
         )
 
     def post_card(self, request_id: str) -> bool:
@@ -247,8 +253,9 @@ class Notifications:
         approvers: list[str] = []
         if req.state == APPROVED and req.decided_by != views.POLICY_ACTOR:
             approvers = self.store.approver_ids(req.id)
-        text = views.requester_update(req, approvers)
+        text = views.requester_update(req, approvers) + views.approvals.requester_note(req)
         ok = self.dm(req.id, req.requester_id, key, text, state=req.state)
+        self._in_thread(req, key, approvers)
         if req.target_slack_id and req.target_slack_id != req.requester_id and req.state in (APPLIED, DENIED):
             self.dm(req.id, req.target_slack_id, key, f"For your information: {text}")
         return ok
@@ -257,6 +264,17 @@ class Notifications:
         """The requester needs no DM of the request's current state (they were answered in the command itself,
         or the bot is the requester): recorded as settled, so the worker does not send one."""
         self.store.update(req.id, expect=req.state, notified_state=req.state)
+        self._in_thread(req, req.state if not req.retries else f"{req.state}#{req.retries}")
+
+    def _in_thread(self, req: AccessRequest, key: str, approvers: list[str] | None = None) -> None:
+        """Once a request is no longer pending: the reminders not sent yet are dropped, and the outcome is a
+        reply in the card's thread, once per state (``key``)."""
+        if req.state == PENDING:
+            return
+        self.ctx.deliveries.supersede(req.id, NUDGE_KEYS)
+        if approvers is None and req.state == APPROVED and req.decided_by != views.POLICY_ACTOR:
+            approvers = self.store.approver_ids(req.id)
+        self.threads.reply(req.id, f"state:{key}", views.approvals.thread_outcome(req, approvers or []))
 
     def dm(
         self,
@@ -283,6 +301,8 @@ class Notifications:
         """The worker's attempt at one due ledger row: a card is brought up to date, a DM sent again."""
         if row.kind == CARD:
             self.sync_cards(row.request_id, wait=0.0)
+        elif row.kind == THREAD:
+            self.threads.send_row(row)
         else:
             self._send_dm_row(row)
 

@@ -144,8 +144,12 @@ class Queries:
             return Reply(
                 "You are not an approver, so nothing is waiting for you. `/polaris status` shows your own requests."
             )
-        return Reply(
-            *views.request_list("Requests awaiting a decision", mine[:25], "Nothing is waiting for your decision.")
+        return Reply(*self._awaiting_list(mine))
+
+    def _awaiting_list(self, mine: list[AccessRequest]) -> tuple[str, list]:
+        """Each request awaiting you: how long it has waited, when it reminds, escalates and expires."""
+        return views.approvals.awaiting_list(
+            "Requests awaiting a decision", mine[:25], "Nothing is waiting for your decision.", self.ctx.clock()
         )
 
     def policy(self, user_id: str) -> Reply:
@@ -180,8 +184,6 @@ class Queries:
         blocks += mine.blocks or []
         waiting = self.awaiting(user_id)
         if waiting is not None:
-            _, more = views.request_list(
-                "Requests awaiting a decision", waiting[:25], "Nothing is waiting for your decision."
-            )
+            _, more = self._awaiting_list(waiting)
             blocks += [{"type": "divider"}] + more
         return {"type": "home", "blocks": blocks[:100]}

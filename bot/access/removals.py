@@ -47,6 +47,7 @@ from .context import Context
 from .execution import Execution
 from .notifications import Notifications
 from .queries import Queries
+from .reminders import first_nudges
 from .reply import Reply
 from .store import RequestStore
 
@@ -277,7 +278,7 @@ class Removals:
     ) -> AccessRequest:
         now = self.ctx.clock()
         names = self.ctx.slack.identity(target_id, max_age=60) if target_id else None
-        return AccessRequest(
+        req = AccessRequest(
             id=str(uuid.uuid4()),
             kind=kind,
             state=PENDING,
@@ -300,6 +301,9 @@ class Removals:
             card_stale=False,
             attempts=0,
         )
+        for column, value in first_nudges(self.approvers.rule_of(req), now).items():  # reminders, escalation
+            setattr(req, column, value)
+        return req
 
     def _save(self, req: AccessRequest, actor: str, detail: str, *, self_service: bool = False) -> None:
         """Insert ``req`` with its ``request.created`` audit row (and ``decision.self_service`` for a leave),

@@ -27,6 +27,7 @@ from .decisions import Decisions
 from .lease_store import LeaseStore
 from .notifications import Notifications
 from .queries import Queries
+from .reminders import first_nudges
 from .reply import Reply
 from .store import RequestStore
 
@@ -275,6 +276,7 @@ class Submission:
             created_at=now,
             updated_at=now,
             expires_at=now + dt.timedelta(seconds=rule.ttl),
+            **first_nudges(rule, now),  # the first reminder and the escalation (bot/access/reminders.py)
             post_attempts=0,
             card_stale=False,
             attempts=0,

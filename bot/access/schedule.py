@@ -1,6 +1,6 @@
 """One worker pass (:meth:`Schedule.run_due`): what is due now, done in a safe order.
 
-Expire overdue requests, post cards where nothing was ever tried (a crash in between), make the Slack
+Expire overdue requests, send due reminders and escalations (:mod:`bot.access.reminders`), post cards where nothing was ever tried (a crash in between), make the Slack
 deliveries that are due (:mod:`bot.deliveries`), tell requesters never told the current state, prune old
 ``slack_events``, apply due approved requests, then the leases' work (:meth:`bot.access.leases.Leases.run_due`:
 end those whose time is up, warn those about to end). Safe in any number of processes at once (claims and
@@ -21,6 +21,7 @@ from .decisions import Decisions
 from .execution import Execution
 from .leases import Leases
 from .notifications import Notifications
+from .reminders import Reminders
 from .store import RequestStore
 
 log = logging.getLogger(__name__)
@@ -35,9 +36,11 @@ class Schedule:
         notifications: Notifications,
         execution: Execution,
         leases: Leases,
+        reminders: Reminders | None = None,
     ):
         self.ctx, self.store, self.decisions = ctx, store, decisions
         self.notifications, self.execution, self.leases = notifications, execution, leases
+        self.reminders = reminders
         self._pruned_at: dt.datetime | None = None
 
     def run_due(self, *, limit: int = 20, stop: threading.Event | None = None) -> int:
@@ -50,6 +53,8 @@ class Schedule:
         work = self.store.due_work(now, limit)
         for rid in work.overdue:
             self._safely(self.decisions.expire, rid)
+        if self.reminders is not None:  # before the deliveries, so a reminder's messages go out in this pass
+            self._safely(self.reminders.run_due, now, limit, stop)
         for rid in work.unposted:
             self._safely(self.notifications.post_card, rid)
         for row in self.ctx.deliveries.due(limit):

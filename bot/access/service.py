@@ -16,9 +16,9 @@ Taking access away (``leave``, ``remove``, ``offboard``) follows the same lifecy
 closes the person's other open requests the same way.
 
 The units, each depending only on those above it: ``context``, ``reply``, ``errors``, ``store``,
-``lease_store``, ``authority`` (pure), ``approvers``, ``admission``, ``mentions``, ``notifications``, ``queries``,
-``decisions``, ``polaris_side``, ``removal_side``, ``execution``, ``requests``, ``removals``, ``schedule``,
-``form``, ``dispatch``.
+``lease_store``, ``authority`` (pure), ``verdicts`` (pure), ``approvers``, ``admission``, ``mentions``,
+``threads``, ``notifications``, ``queries``, ``decisions``, ``reminders``, ``polaris_side``, ``removal_side``,
+``execution``, ``requests``, ``removals``, ``schedule``, ``form``, ``decision_forms``, ``dispatch``.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from ..slack import SlackGateway
 from .admission import Admission
 from .approvers import Approvers
 from .context import Context
+from .decision_forms import DecisionForms
 from .decisions import Decisions
 from .dispatch import Dispatch
 from .errors import guarded
@@ -51,6 +52,7 @@ from .leases import Leases
 from .mentions import Mentions
 from .notifications import Notifications
 from .queries import Queries
+from .reminders import Reminders
 from .removals import Removals
 from .reply import Reply
 from .requests import Submission
@@ -118,8 +120,12 @@ class AccessService:
         self.leases = Leases(ctx, self.store, self.notifications)
         self.execution = Execution(ctx, self.store, self.approvers, self.notifications, self.worker_name, self.leases)
         self.requests = Submission(ctx, self.store, self.queries, self.approvers, self.notifications, self.decisions)
-        self.schedule = Schedule(ctx, self.store, self.decisions, self.notifications, self.execution, self.leases)
+        self.reminders = Reminders(ctx, self.store, self.approvers, self.notifications)
+        self.schedule = Schedule(
+            ctx, self.store, self.decisions, self.notifications, self.execution, self.leases, self.reminders
+        )
         self.form = RequestForm(ctx, self.admission)
+        self.decision_forms = DecisionForms(ctx, self.store, self.approvers, self.decisions, self.notifications)
         self.lease_clicks = LeaseClicks(ctx, self.leases, self.requests)
         self.removals = Removals(ctx, self.store, self.queries, self.approvers, self.notifications, self.execution)
         self.dispatch = Dispatch(self.admission, self.queries, self.requests, self.removals)
@@ -311,8 +317,30 @@ class AccessService:
         return self.notifications.notify_requester(req)
 
     # =============================================================================== decisions
-    def decide(self, request_id: str, actor_id: str, approve: bool) -> str | None:
-        return self.decisions.decide(request_id, actor_id, approve)
+    def decide(
+        self, request_id: str, actor_id: str, approve: bool, *, note: str = "", duration: int | None = None
+    ) -> str | None:
+        """A decision (:meth:`bot.access.decisions.Decisions.decide`): ``note`` a deny reason or approval
+        comment, ``duration`` a shorter time granted (seconds)."""
+        return self.decisions.decide(request_id, actor_id, approve, note=note, duration=duration)
+
+    def open_decision_form(
+        self, trigger_id: str, request_id: str, actor_id: str, *, approve: bool
+    ) -> tuple[str | None, str | None]:
+        """The Deny form (``approve`` False) or the Approve form: (view ID, or a sentence for the clicker)."""
+        return self.decision_forms.open(trigger_id, request_id, actor_id, approve=approve)
+
+    def check_decision_form(self, view_id: str, request_id: str, actor_id: str, *, approve: bool) -> None:
+        self.decision_forms.check(view_id, request_id, actor_id, approve=approve)
+
+    def deny_reason_required(self, request_id: str) -> bool:
+        return self.decision_forms.reason_required(request_id)
+
+    def submit_decision_form(
+        self, request_id: str, actor_id: str, *, approve: bool, note: str, duration: int | None = None
+    ) -> str | None:
+        """A Deny or Approve form's submission: the decision, its answer DMed to the clicker."""
+        return self.decision_forms.submit(request_id, actor_id, approve=approve, note=note, duration=duration)
 
     def retry(self, request_id: str, actor_id: str) -> str | None:
         return self.decisions.retry(request_id, actor_id)

@@ -155,24 +155,6 @@ class RequestStore:
                 .limit(1)
             )
 
-    def grants_of_lease(self, lease) -> list[str]:
-        """The grants a lease carried: the one that made it and every grant of that person and group applied
-        while it was live (each extended it, and its card names the end)."""
-        with self.db.session() as s:
-            ids = list(
-                s.scalars(
-                    select(AccessRequest.id).where(
-                        AccessRequest.kind.in_((JOIN, INVITE)),
-                        AccessRequest.state == APPLIED,
-                        AccessRequest.group_id == lease.group_id,
-                        func.lower(AccessRequest.target_email) == lease.email.lower(),
-                        AccessRequest.applied_at >= lease.created_at,
-                        AccessRequest.applied_at <= (lease.ended_at or lease.updated_at),
-                    )
-                )
-            )
-        return list(dict.fromkeys([lease.request_id, *ids]))
-
     def last_reset_answered(self, email: str, *, before: dt.datetime, other_than: str) -> dt.datetime | None:
         """When Polaris last answered a password-reset PUT of ``email`` (another request's, at or before
         ``before``), or ``None``: a reset's audit event older than that belongs to the earlier reset."""
@@ -276,7 +258,69 @@ class RequestStore:
             )
         return DueWork(overdue, unposted, untold, due)
 
+    def due_reminders(self, now: dt.datetime, limit: int) -> list[str]:
+        """Pending, unexpired requests whose next reminder is due (index ``ix_access_requests_state_remind``)."""
+        return self._due(AccessRequest.remind_at, now, limit)
+
+    def due_escalations(self, now: dt.datetime, limit: int) -> list[str]:
+        """Pending, unexpired requests whose escalation is due (index ``ix_access_requests_state_escalate``)."""
+        return self._due(AccessRequest.escalate_at, now, limit)
+
+    def _due(self, column, now: dt.datetime, limit: int) -> list[str]:
+        with self.db.session() as s:
+            return list(
+                s.scalars(
+                    select(AccessRequest.id)
+                    .where(AccessRequest.state == PENDING, column <= now, AccessRequest.expires_at > now)
+                    .order_by(column)
+                    .limit(limit)
+                )
+            )
+
     # ------------------------------------------------------------------------------- writes
+    def take_reminder(
+        self, request_id: str, *, expected_at: dt.datetime, sent: int, next_at: dt.datetime | None, now: dt.datetime
+    ) -> int:
+        """Compare-and-set: reminder ``sent + 1`` of a pending request is this caller's to send (its
+        ``remind_at`` and ``reminders_sent`` are still ``expected_at`` and ``sent``); the next one is due at
+        ``next_at`` (``None``: no more). Returns 1 when this caller won, else 0 (another process, or decided)."""
+        with self.db.session() as s:
+            return s.execute(
+                update(AccessRequest)
+                .where(
+                    AccessRequest.id == request_id,
+                    AccessRequest.state == PENDING,
+                    AccessRequest.remind_at == expected_at,
+                    AccessRequest.reminders_sent == sent,
+                )
+                .values(remind_at=next_at, reminders_sent=sent + 1, updated_at=now)
+            ).rowcount
+
+    def stop_reminders(self, request_id: str, *, expected_at: dt.datetime) -> int:
+        """No more reminders for this request (the policy allows no more than were sent)."""
+        with self.db.session() as s:
+            return s.execute(
+                update(AccessRequest)
+                .where(AccessRequest.id == request_id, AccessRequest.remind_at == expected_at)
+                .values(remind_at=None)
+            ).rowcount
+
+    def take_escalation(self, request_id: str, *, expected_at: dt.datetime, now: dt.datetime, escalate: bool) -> int:
+        """Compare-and-set: the escalation of a pending request due at ``expected_at`` is this caller's
+        (``escalate``: it is escalated now; otherwise only cleared, the policy no longer escalates). Returns 1
+        when this caller won."""
+        values = {"escalate_at": None, **({"escalated_at": now, "updated_at": now} if escalate else {})}
+        with self.db.session() as s:
+            return s.execute(
+                update(AccessRequest)
+                .where(
+                    AccessRequest.id == request_id,
+                    AccessRequest.state == PENDING,
+                    AccessRequest.escalate_at == expected_at,
+                )
+                .values(**values)
+            ).rowcount
+
     def set(self, request_id: str, **values) -> None:
         """Unconditional write of ``values`` on the request (no compare-and-set): the apply's bookkeeping
         columns; and the deliberate seam for tests that put a request in a state (``state=FAILED``)."""

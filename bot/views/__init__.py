@@ -13,7 +13,10 @@ from .blocks import (
     MESSAGE_BLOCKS_MAX,
     LIST_MAX,
     APPROVE_ACTION,
+    APPROVE_OPTIONS_ACTION,
+    APPROVE_MODAL,
     DENY_ACTION,
+    DENY_MODAL,
     RETRY_ACTION,
     CANCEL_ACTION,
     REQUEST_MODAL,
@@ -39,6 +42,7 @@ from .cards import (
 )
 from .leases import LEASE_DONE_ACTION, LEASE_EXTEND_ACTION
 from . import leases
+from . import approvals
 from .lookups import (
     whois,
     group_list,
@@ -52,6 +56,10 @@ from .lookups import (
 
 __all__ = [
     "APPROVE_ACTION",
+    "APPROVE_MODAL",
+    "APPROVE_OPTIONS_ACTION",
+    "DENY_MODAL",
+    "approvals",
     "CANCEL_ACTION",
     "LEASE_DONE_ACTION",
     "LEASE_EXTEND_ACTION",

@@ -31,7 +31,10 @@ MESSAGE_BLOCKS_MAX = 50
 LIST_MAX = 40
 
 APPROVE_ACTION = "approve_request"
-DENY_ACTION = "deny_request"
+DENY_ACTION = "deny_request"  # opens the Deny form (a reason), DENY_MODAL
+APPROVE_OPTIONS_ACTION = "approve_options"  # opens the Approve form (a comment, a shorter time), APPROVE_MODAL
+DENY_MODAL = "deny_modal"
+APPROVE_MODAL = "approve_modal"
 RETRY_ACTION = "retry_request"
 CANCEL_ACTION = "cancel_request"  # the requester withdraws a pending request (status, App Home)
 REQUEST_MODAL = "request_modal"

@@ -20,9 +20,8 @@ from ..models import (
 )
 from ..polaris import Group
 
+from .approvals import decide_buttons
 from .blocks import (
-    APPROVE_ACTION,
-    DENY_ACTION,
     MESSAGE_BLOCKS_MAX,
     RETRY_ACTION,
     STATE_EMOJI,
@@ -51,13 +50,16 @@ def approval_card(
     note: str | None = None,
     manager_wanted: bool = False,
     lease_line: str | None = None,
+    decision_blocks: Sequence[dict] = (),
 ) -> tuple[str, list[dict]]:
     """The approval message for ``req`` in its current state: (fallback text, blocks).
 
     Pending: who asks, what for, the reason, what the group grants, and the ``Approve``/``Deny`` buttons
     (``value`` = request ID). Decided: the decision, the decider and the outcome, buttons gone; a failed
     request gets a ``Retry`` button. ``lease_line``: what became of the time-bound access the grant gave
-    (:func:`bot.views.leases.card_line`: "Access until 21:47 UTC", "Access ended ...").
+    (:func:`bot.views.leases.card_line`: "Access until 21:47 UTC", "Access ended ..."). ``decision_blocks``:
+    the escalation, the deny reason or approval comment, a shorter time granted
+    (:func:`bot.views.approvals.card_blocks`).
     """
     title = f"Access request: {kind_phrase(req)}"
     text = ask_phrase(req)
@@ -70,6 +72,7 @@ def approval_card(
     blocks += _card_plan(req)
     blocks += _card_approvals(req, approvals, manager_wanted)
     blocks += _card_state(req)
+    blocks += list(decision_blocks)
     if lease_line:
         blocks.append(context(lease_line))
     if note:
@@ -200,30 +203,9 @@ def _card_state(req: AccessRequest) -> list[dict]:
 
 
 def _card_buttons(req: AccessRequest) -> list[dict]:
-    """Approve/Deny while pending, Retry when failed (``value`` = request ID), none otherwise."""
+    """Approve, Approve with options… and Deny while pending, Retry when failed (``value`` = request ID), none otherwise."""
     if req.state == PENDING:
-        return [
-            {
-                "type": "actions",
-                "block_id": f"decide:{req.id}",
-                "elements": [
-                    {
-                        "type": "button",
-                        "action_id": APPROVE_ACTION,
-                        "style": "primary",
-                        "value": req.id,
-                        "text": {"type": "plain_text", "text": "Approve"},
-                    },
-                    {
-                        "type": "button",
-                        "action_id": DENY_ACTION,
-                        "style": "danger",
-                        "value": req.id,
-                        "text": {"type": "plain_text", "text": "Deny"},
-                    },
-                ],
-            }
-        ]
+        return [decide_buttons(req.id)]
     if req.state == FAILED:
         return [
             {

@@ -55,7 +55,9 @@ def test_transient_dm_failure_backs_off_exponentially_then_delivers_once(service
     clock = Clock(service)
     service.handle_command(REQUESTER, "request Viewer")
     req = only_request(db)
-    slack.fail_next("chat.postMessage", status=200, error="fatal_error", times=2)
+    slack.fail_for(
+        "chat.postMessage", "fatal_error", times=2, channel=slack.dm_channel(REQUESTER)
+    )  # the DM, not the thread reply
     service.decide(req.id, APPROVER, approve=False)
     dm_posts = lambda: len(calls(slack, "chat.postMessage", channel=slack.dm_channel(REQUESTER)))  # noqa: E731
     assert dm_posts() == 1
@@ -161,7 +163,7 @@ def test_transient_card_post_failure_backs_off_then_posts_and_tells_the_requeste
     clock.advance(service.deliveries.base + 1)
     service.run_due()
     req = service.get(req.id)
-    assert req.approval_ts and buttons(card(slack, req)) == ["Approve", "Deny"]
+    assert req.approval_ts and buttons(card(slack, req)) == ["Approve", "Approve with options…", "Deny"]
     assert any("waiting for approval" in t for t in dms(slack, REQUESTER))
     assert len(calls(slack, "chat.update")) == 0
 

@@ -157,6 +157,7 @@ def test_manager_gets_the_card_and_decides(policy_service, db, slack, sandbox, g
     copy = dms(slack, OTHER)[-1]
     assert [e["text"]["text"] for b in copy["blocks"] if b["type"] == "actions" for e in b["elements"]] == [
         "Approve",
+        "Approve with options…",
         "Deny",
     ]
     assert "decides" in str(copy["blocks"])

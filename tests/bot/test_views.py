@@ -35,6 +35,7 @@ from bot.models import (
 from bot.polaris import Group, Permission, User
 from bot.views import (
     APPROVE_ACTION,
+    APPROVE_OPTIONS_ACTION,
     DENY_ACTION,
     RETRY_ACTION,
     approval_card,
@@ -295,11 +296,11 @@ class TestNoInjectionFromUserText:
 
 # ------------------------------------------------------------------------------------ card states
 class TestApprovalCardStates:
-    def test_pending_has_exactly_approve_and_deny(self):
+    def test_pending_has_exactly_approve_approve_with_options_and_deny(self):
         text, blocks = approval_card(make_request())
         btns = buttons(blocks)
-        assert [b["text"]["text"] for b in btns] == ["Approve", "Deny"]
-        assert [b["action_id"] for b in btns] == [APPROVE_ACTION, DENY_ACTION]
+        assert [b["text"]["text"] for b in btns] == ["Approve", "Approve with options…", "Deny"]
+        assert [b["action_id"] for b in btns] == [APPROVE_ACTION, APPROVE_OPTIONS_ACTION, DENY_ACTION]
         assert all(b["value"] == REQ_ID for b in btns)
         assert all(b["text"]["type"] == "plain_text" for b in btns)
         assert text.strip()

@@ -93,13 +93,13 @@ def test_post_message_then_update_with_blocks(standin, client):
     msg = standin.find_message("C1", first["ts"])
     assert msg["blocks"] == APPROVAL_BLOCKS and msg["user"] == "U0BOT" and msg["updates"] == 0
     assert msg["thread_ts"] is None
-    assert standin.messages_in("C1")[1]["thread_ts"] == first["ts"]
+    assert standin.messages_in("C1", replies=True)[1]["thread_ts"] == first["ts"]
 
     done = [{"type": "section", "text": {"type": "mrkdwn", "text": "Approved by <@U2>"}}]
     upd = client.chat_update(channel="C1", ts=first["ts"], text="Approved", blocks=done)
     assert (upd["channel"], upd["ts"], upd["text"]) == ("C1", first["ts"], "Approved")
     assert msg["text"] == "Approved" and msg["blocks"] == done and msg["updates"] == 1
-    assert len(standin.messages_in("C1")) == 2
+    assert len(standin.messages_in("C1")) == 1 and len(standin.messages_in("C1", replies=True)) == 2
 
     with pytest.raises(SlackApiError) as err:
         client.chat_update(channel="C1", ts="1.000000", text="x")
@@ -469,3 +469,17 @@ def test_fail_for_refuses_one_user_or_channel_until_cleared(standin, client):
     assert client.chat_postMessage(channel="C2", text="hi")["ok"]
     standin.clear_failures()
     assert client.conversations_open(users="U1")["ok"]
+
+
+def test_thread_replies_are_kept_apart_from_the_channel_history(standin, client):
+    parent = client.chat_postMessage(channel="C0APPROVALS", text="the card")["ts"]
+    reply = client.chat_postMessage(channel="C0APPROVALS", text="approved", thread_ts=parent)
+    assert reply["message"]["thread_ts"] == parent
+    client.chat_postMessage(channel="C0APPROVALS", text="another card")
+    assert [m["text"] for m in standin.messages_in("C0APPROVALS")] == ["the card", "another card"]
+    assert [m["text"] for m in standin.messages_in("C0APPROVALS", replies=True)] == [
+        "the card",
+        "approved",
+        "another card",
+    ]
+    assert [m["text"] for m in standin.thread_replies("C0APPROVALS", parent)] == ["approved"]

@@ -219,7 +219,7 @@ def test_group_made_privileged_between_approval_and_apply_goes_back_to_pending(s
     assert groups["Data Analyst"] not in {g["id"] for g in sandbox.find_user("carol@example.com")["groups"]}
     assert ("bot", "apply.held", "refused") in audit_actions(db, req.id)
     assert any("AdministerUsers" in t and "2 approvals" in t for t in dms(slack, ADMIN))
-    assert buttons(card(slack, req)) == ["Approve", "Deny"]
+    assert buttons(card(slack, req)) == ["Approve", "Approve with options…", "Deny"]
     # erin's approval no longer counts (not an Organization Admin); bob's is the first of two
     assert "1 of 2" in service.decide(req.id, APPROVER, approve=True)
 

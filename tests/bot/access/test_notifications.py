@@ -26,7 +26,7 @@ def test_card_post_failure_tells_requester_and_is_retried(service, db, sandbox, 
     service.clock = lambda: later
     service.run_due()
     req = service.get(req.id)
-    assert req.approval_ts and buttons(card(slack, req)) == ["Approve", "Deny"]
+    assert req.approval_ts and buttons(card(slack, req)) == ["Approve", "Approve with options…", "Deny"]
     assert ("bot", "notify.card", "error") in audit_actions(db, req.id)
 
 

@@ -134,7 +134,7 @@ def test_remove_is_decided_by_the_groups_approvers_then_applied(service, db, san
     assert (req.kind, req.state, req.target_slack_id, req.group_name) == (REMOVE, PENDING, OTHER, "Data Analyst")
     shown = str(card(slack, req)["blocks"])
     assert "asks to remove `oscar@example.com` from *Data Analyst*" in shown
-    assert buttons(card(slack, req)) == ["Approve", "Deny"]
+    assert buttons(card(slack, req)) == ["Approve", "Approve with options…", "Deny"]
     assert "your own request" in service.decide(req.id, REQUESTER, approve=True)
     assert "is for you" in service.decide(req.id, OTHER, approve=True)
     assert service.decide(req.id, APPROVER, approve=True) is None

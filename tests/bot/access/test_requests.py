@@ -30,7 +30,7 @@ def test_request_by_someone_without_account_creates_user_in_group_with_slack_nam
     req = only_request(db)
     assert (req.state, req.group_id, req.target_email) == (PENDING, groups["Viewer"], "alice@example.com")
     message = card(slack, req)
-    assert buttons(message) == ["Approve", "Deny"]
+    assert buttons(message) == ["Approve", "Approve with options…", "Deny"]
     assert "need dashboards" in str(message["blocks"]) and "ViewTables" in str(message["blocks"])
 
     assert service.decide(req.id, APPROVER, approve=True) is None

@@ -1,0 +1,57 @@
+"""Replies in the approval card's thread: every approval, denial, reminder, escalation and outcome after the
+card's first post, so the channel stays readable (the card itself always shows the current state).
+
+Each reply is a row of the delivery ledger (:mod:`bot.deliveries`, kind ``thread``, recipient the approval
+channel, key what it tells: ``state:denied``, ``approval:U123``, ``remind:1``, ``escalated``), so it is sent once
+whichever process or click asks, and retried with backoff when Slack does not take it. A reply owed before the
+card is posted waits (retried) until there is a thread to put it in. Nothing here raises for a Slack failure.
+"""
+
+from __future__ import annotations
+
+from .. import deliveries as ledger
+from ..deliveries import CARD, THREAD
+from ..slack import SlackError
+from .context import Context
+from .store import RequestStore
+
+#: Not an error from Slack: the card has no ``ts`` yet, so a reply has no thread; retried like a Slack fault.
+NO_CARD_YET = "card_not_posted"
+
+
+class Threads:
+    """Replies in approval cards' threads, through the delivery ledger (see the module's docstring)."""
+
+    def __init__(self, ctx: Context, store: RequestStore):
+        self.ctx, self.store = ctx, store
+
+    def reply(self, request_id: str, key: str, text: str) -> bool:
+        """Owe the reply ``text`` (mrkdwn, escaped by the caller) in the card's thread, once per ``key``, and
+        try it now. True when it is in the thread (now or before)."""
+        req = self.store.get(request_id)
+        if req is None:
+            return False
+        channel = req.approval_channel or self.ctx.settings.approval_channel
+        if not req.approval_ts and self.ctx.deliveries.find(req.id, CARD, channel, "card") is None:
+            return False  # no card was ever owed (a leave needs none): no thread to reply in
+        row = self.ctx.deliveries.want(req.id, THREAD, channel, key, text=text)
+        return self.send_row(row)
+
+    def send_row(self, row) -> bool:
+        """One attempt at a pending, due thread reply of the ledger (the worker's retries come here too)."""
+        if row.status != ledger.PENDING:
+            return row.status == ledger.DELIVERED
+
+        def send():
+            req = self.store.get(row.request_id)
+            if req is None or not req.approval_ts:
+                raise SlackError("chat.postMessage", NO_CARD_YET)
+            return self.ctx.slack.post(
+                req.approval_channel or row.recipient,
+                row.text or "",
+                request_id=req.id,
+                action="notify.thread",
+                thread_ts=req.approval_ts,
+            )
+
+        return self.ctx.deliveries.run(row, send, what=f"thread reply to {row.recipient}").delivered
