@@ -4,6 +4,9 @@
     python app.py socket    # Socket Mode (SLACK_APP_TOKEN), for a workspace without a public URL
     python app.py demo      # the whole job locally: SQLite, the Polaris sandbox and a Slack console
     python app.py migrate   # alembic upgrade head
+    python app.py audit verify [--witness] [--expect ID:SEAL]   # check the audit chain (exit 1 when broken)
+    python app.py audit export [--since T] [--until T] [--format csv|jsonl]
+    python app.py reconcile [--baseline] [--format text|json]   # drift between Polaris and the bot's records
 
 Configuration is read from the environment and ``.env`` (see README and ``.env.example``). Exit status: 0, 2 for a
 configuration error (a missing or refused setting, token or key), 3 when the database does not answer, 4 when
@@ -23,7 +26,6 @@ from sqlalchemy.exc import OperationalError
 from bot import redact, wiring
 from bot.config import ConfigError, Settings, database_url, load_settings
 from bot.db import Database
-from bot.worker import Worker
 
 log = logging.getLogger("polaris_access_bot")
 
@@ -125,7 +127,7 @@ def cmd_socket(_args) -> int:
     except Exception as e:
         print(f"cannot reach Slack's Socket Mode ({wiring.reason_of(e)})", file=sys.stderr)
         return 4
-    worker = Worker(core.service, interval=settings.worker_interval).start()
+    worker = wiring.build_worker(core).start()
     signal.signal(signal.SIGTERM, lambda *_: (worker.stop(), sys.exit(0)))
     _start_line(settings, "Socket Mode connected")
     threading.Event().wait()  # as SocketModeHandler.start does: the connection lives in its own threads
@@ -136,6 +138,37 @@ def cmd_demo(args) -> int:
     from standins.console import run_demo
 
     return run_demo(database_url=args.database_url, script=not sys.stdin.isatty())
+
+
+def cmd_audit(args) -> int:
+    from bot import audit_jobs
+
+    if args.audit_command == "export":
+        return audit_jobs.cli_export(args.since, args.until, args.format, sys.stdout)
+    return audit_jobs.cli_verify(args.expect or [], witness=args.witness, out=sys.stdout)
+
+
+def cmd_reconcile(args) -> int:
+    from bot import audit_jobs
+
+    return audit_jobs.cli_reconcile(baseline=args.baseline, fmt=args.format, out=sys.stdout)
+
+
+def _audit_parsers(sub) -> None:
+    audit = sub.add_parser("audit", help="the audit trail: verify its chain, export it")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser(
+        "verify", help="check the chain; exit 1 and the first broken row when it does not hold"
+    )
+    verify.add_argument("--witness", action="store_true", help="also post the chain head to AUDIT_CHANNEL")
+    verify.add_argument("--expect", action="append", metavar="ID:SEAL", help="a head from a witness post (repeatable)")
+    export = audit_sub.add_parser("export", help="the rows to standard output, oldest first")
+    export.add_argument("--since", help="from this UTC time (ISO 8601, inclusive)")
+    export.add_argument("--until", help="up to this UTC time (ISO 8601, exclusive)")
+    export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    reconcile = sub.add_parser("reconcile", help="report drift between Polaris and the bot's records")
+    reconcile.add_argument("--baseline", action="store_true", help="accept Polaris's state now (a new install)")
+    reconcile.add_argument("--format", choices=("text", "json"), default="text")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,12 +186,20 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="local demo: SQLite, Polaris sandbox, Slack console")
     demo.add_argument("--database-url", default=None, help="default: a fresh SQLite file in a temporary folder")
     sub.add_parser("migrate", help="alembic upgrade head")
+    _audit_parsers(sub)
     args = parser.parse_args(argv)
     if args.command != "demo":
         load_dotenv()
     redact.install()
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines (plugins, each revision) are noise
-    handlers = {"serve": cmd_serve, "socket": cmd_socket, "demo": cmd_demo, "migrate": cmd_migrate}
+    handlers = {
+        "serve": cmd_serve,
+        "socket": cmd_socket,
+        "demo": cmd_demo,
+        "migrate": cmd_migrate,
+        "audit": cmd_audit,
+        "reconcile": cmd_reconcile,
+    }
     try:
         return handlers[args.command](args)
     except ConfigError as e:  # every problem found, a line each
