@@ -196,11 +196,10 @@ def stream(db, *, since: dt.datetime | None = None, until: dt.datetime | None = 
     in memory at a time."""
     table = AuditEvent.__table__
     q = select(*[table.c[name] for name in EXPORT_COLUMNS]).order_by(table.c.id)
-    to_naive = lambda t: t.astimezone(dt.timezone.utc).replace(tzinfo=None)  # noqa: E731
     if since is not None:
-        q = q.where(table.c.at >= to_naive(since))
+        q = q.where(table.c.at >= since)
     if until is not None:
-        q = q.where(table.c.at < to_naive(until))
+        q = q.where(table.c.at < until)
     with db.engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=batch).execute(q)
         for row in result:
