@@ -12,7 +12,7 @@ Lifecycle of an access request (``access_requests.state``)::
        \\--TTL passes--> expired
 
 The units, each depending only on those above it: ``context``, ``reply``, ``errors``, ``store``,
-``authority`` (pure), ``approvers``, ``admission``, ``notifications``, ``queries``, ``decisions``,
+``authority`` (pure), ``approvers``, ``admission``, ``notifications``, ``queries``, ``audit_view``, ``decisions``,
 ``execution``, ``requests``, ``schedule``, ``form``, ``dispatch``.
 """
 
@@ -35,6 +35,7 @@ from ..policy import Policy, Rule, load_policy
 from ..slack import SlackGateway
 from .admission import Admission
 from .approvers import Approvers
+from .audit_view import AuditView
 from .context import Context
 from .decisions import Decisions
 from .dispatch import Dispatch
@@ -109,7 +110,8 @@ class AccessService:
         self.requests = Submission(ctx, self.store, self.queries, self.approvers, self.notifications, self.decisions)
         self.schedule = Schedule(ctx, self.store, self.decisions, self.notifications, self.execution)
         self.form = RequestForm(ctx, self.admission)
-        self.dispatch = Dispatch(self.admission, self.queries, self.requests)
+        self.audit_view = AuditView(ctx, self.queries)
+        self.dispatch = Dispatch(self.admission, self.queries, self.requests, self.audit_view)
         # Work handed off by listeners after ack(): bounded lanes apart from Bolt's listener threads (which
         # run the acks), one for work that waits on Polaris and one for work that does not, so a slow Polaris
         # never holds up `help` (bot/lanes.py). Few threads on purpose: they share the GIL with the acks.

@@ -100,6 +100,7 @@ HELP_TEXT = "\n".join(
         "• `/polaris status` — your open requests · `/polaris pending` — requests awaiting your decision",
         "• `/polaris whois [email | @user]` — a Polaris user, their groups and effective permissions",
         "• `/polaris groups` · `/polaris members <group>` · `/polaris permissions`",
+        "• `/polaris audit <email | @user | group> [page N]` — (admins) who asked, who decided, what Polaris holds today",
         'Group names match without regard to case, with or without quotes: `/polaris request "Data Analyst" dashboards`.',
     ]
 )

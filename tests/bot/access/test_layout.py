@@ -21,6 +21,7 @@ ORDER = [
     "admission",
     "notifications",
     "queries",
+    "audit_view",
     "decisions",
     "polaris_side",
     "execution",
