@@ -241,3 +241,31 @@ def test_the_cli_witness_posts_the_head(monkeypatch, capsys, sandbox, slack, db,
     assert "row " in post["text"] and "sha256:" in post["text"]
     _, _, seal = post["text"].partition("--expect ")
     assert app.main(["audit", "verify", "--expect", seal.rstrip("`.")]) == 0
+
+
+def test_the_worker_runs_its_periodic_jobs_after_each_pass_and_survives_one_failing():
+    import threading
+
+    from bot.worker import Worker
+
+    class Service:
+        wake = None
+
+        def run_due(self, stop=None):
+            return 0
+
+    ran = threading.Event()
+    calls = []
+
+    def failing():
+        calls.append("failing")
+        raise RuntimeError("boom")
+
+    def job():
+        calls.append("job")
+        ran.set()
+
+    worker = Worker(Service(), interval=0.01, periodic=[failing, job]).start()
+    assert ran.wait(5)
+    worker.stop()
+    assert calls[:2] == ["failing", "job"]
