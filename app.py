@@ -8,9 +8,10 @@
     python app.py audit export [--since T] [--until T] [--format csv|jsonl]
     python app.py reconcile [--baseline] [--format text|json]   # drift between Polaris and the bot's records
 
-Configuration is read from the environment and ``.env`` (see README and ``.env.example``). Exit status: 0, 2 for a
-configuration error (a missing or refused setting, token or key), 3 when the database does not answer, 4 when
-``socket`` cannot reach Slack; each with one line on stderr.
+Configuration is read from the environment and ``.env`` (see README and ``.env.example``). Exit status: 0, 1 when
+``audit verify`` finds the chain broken or ``reconcile`` finds drift, 2 for a configuration error (a missing or
+refused setting, token or key), 3 when the database does not answer, 4 when ``socket`` cannot reach Slack (or the
+witness post failed), 5 when ``reconcile`` cannot read Polaris; each with one line on stderr.
 """
 
 from __future__ import annotations
