@@ -281,7 +281,9 @@ def cli_reconcile(*, baseline: bool, fmt: str, out: TextIO) -> int:
     try:
         report = reconciler.take_baseline() if baseline else reconciler.run()
     except PolarisError as e:
-        print(f"Polaris could not be read ({e.status or 'no answer'} {e.code}): nothing was compared", file=out)
+        import sys
+
+        print(f"Polaris could not be read ({e.status or 'no answer'} {e.code}): nothing was compared", file=sys.stderr)
         return 5
     finally:
         core.db.dispose()

@@ -207,7 +207,7 @@ def test_the_cli_reports_in_json_and_exits_1_on_drift_0_after_a_baseline(
 def test_the_cli_says_when_polaris_cannot_be_read(monkeypatch, capsys, sandbox, slack, db):
     _env(monkeypatch, sandbox, slack, db, POLARIS_API_KEY="pok_wrong")
     assert app.main(["reconcile"]) == 5
-    assert "Polaris could not be read (401" in capsys.readouterr().out
+    assert "Polaris could not be read (401" in capsys.readouterr().err
 
 
 def test_the_worker_job_posts_the_witness_daily_and_the_report_every_interval(core, sandbox, slack, db, groups):
