@@ -108,6 +108,7 @@ class TestParseSubcommands:
             "status": "status",
             "pending": "pending",
             "policy": "policy",
+            "audit": "audit Viewer",
         }
         assert set(samples) == set(SUBCOMMANDS)
         for name, text in samples.items():
@@ -513,3 +514,23 @@ def test_known_group_prefix_property(groups, reason):
     assert len(group) >= len(typed)
     assert rest.startswith(group)
     assert (group + " " + got_reason).strip() == rest
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("audit alice@example.com", Command("audit", target=Target(email="alice@example.com"))),
+        ("audit <@U0ALICE|alice> page 2", Command("audit", target=Target(user_id="U0ALICE"), page=2)),
+        ("audit Data Analyst page 3", Command("audit", rest="Data Analyst", page=3)),
+        ('audit "Data Analyst"', Command("audit", rest='"Data Analyst"')),
+        ("audit Viewer PAGE 2", Command("audit", rest="Viewer", page=2)),
+    ],
+)
+def test_audit_takes_a_person_or_a_group_and_a_page(text, expected):
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize("text", ["audit", "audit page 2", "audit Viewer page x", "audit Viewer page 0"])
+def test_audit_without_a_subject_or_with_a_bad_page_is_a_sentence(text):
+    with pytest.raises(UsageError):
+        parse(text)
