@@ -180,6 +180,19 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+_HEAD_AND_TOP = text(
+    "SELECT h.last_id, h.last_hash, (SELECT max(a.id) FROM audit_log a) FROM audit_chain h WHERE h.id = 1"
+)
+
+
+def head_and_top(db) -> tuple[int | None, str | None, int | None]:
+    """(last id, last hash, highest id in ``audit_log``) read in one statement; (None, None, None) without a
+    head row."""
+    with db.engine.connect() as conn:
+        found = conn.execute(_HEAD_AND_TOP).first()
+    return (found[0], found[1], found[2]) if found else (None, None, None)
+
+
 def head(db) -> tuple[int | None, str | None]:
     """The chain head now: (last id, last hash); (None, None) before the first row."""
     with db.session() as s:
@@ -190,12 +203,21 @@ def head(db) -> tuple[int | None, str | None]:
 
 
 # =============================================================================== reading
-def stream(db, *, since: dt.datetime | None = None, until: dt.datetime | None = None, batch: int = 5000) -> Iterator:
+def stream(
+    db,
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    up_to: int | None = None,
+    batch: int = 5000,
+) -> Iterator:
     """Every ``audit_log`` row as a tuple in :data:`EXPORT_COLUMNS` order, in id order, ``since`` <= ``at`` <
-    ``until`` (aware UTC; either may be None). Streams: one server-side cursor on PostgreSQL, ``batch`` rows
-    in memory at a time."""
+    ``until`` (aware UTC; either may be None), ``id`` <= ``up_to`` when given. Streams: one server-side cursor
+    on PostgreSQL, ``batch`` rows in memory at a time."""
     table = AuditEvent.__table__
     q = select(*[table.c[name] for name in EXPORT_COLUMNS]).order_by(table.c.id)
+    if up_to is not None:
+        q = q.where(table.c.id <= up_to)
     if since is not None:
         q = q.where(table.c.at >= since)
     if until is not None:
@@ -237,19 +259,29 @@ def verify(db, sealer: Sealer, *, expect: dict[int, str] | None = None) -> Verdi
     """Walk the whole chain in id order, streaming (memory does not grow with the table), and compare its end
     with the ``audit_chain`` head and each ``expect`` checkpoint (row id -> seal, e.g. from a witness post).
 
-    The first break found is named: a row whose content no longer matches its seal (``edited``); a row with a
+    Rows appended while it runs are left for the next run (the walk ends at the head read when it starts); a row
+    above that head that was already there is ``inserted``. The first break found is named: a row whose content no longer matches its seal (``edited``); a row with a
     seal the chain skips (``inserted``) or none at all (``unsealed``); a row that is intact but follows another
     row than the one before it: ``reordered`` when its predecessor (or the expected successor) appears later,
     else ``deleted`` (the rows in between are gone); a chain whose end is not the head (``head``); a keyed seal
     without ``AUDIT_KEY``, or an unkeyed one after keyed ones while it is set (``key``); a checkpoint missed
     (``witness``)."""
+    # The head, and the highest id, are read first in one statement (one snapshot): a committed row and its head
+    # move commit together, so a row above the head then was never appended by the bot (inserted), while rows
+    # above the highest id then are appended meanwhile: the next run checks them.
+    head_id, head_hash, max_id = head_and_top(db)
     walk = _Walk(sealer, dict(expect or {}))
     rows = iter(stream(db))
     for row in rows:
+        if head_id is not None and row[0] > head_id:
+            if max_id is not None and row[0] <= max_id:
+                problem = f"row {row[0]} is after the chain head (row {head_id}): it was inserted"
+                return walk.broken("inserted", row[0], problem)
+            break
         found = walk.step(row, rows)
         if found is not None:
             return found
-    return walk.end(*head(db))
+    return walk.end(head_id, head_hash)
 
 
 class _Walk:

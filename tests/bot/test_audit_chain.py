@@ -149,7 +149,8 @@ def test_an_inserted_row_without_a_seal_is_named(audit, db):
 
 
 def test_a_row_appended_with_a_recomputed_unkeyed_seal_shows_against_the_head(audit, db):
-    """Without AUDIT_KEY anyone can compute SHA-256: a forged last row is caught only by the head (or a witness)."""
+    """Without AUDIT_KEY anyone can compute SHA-256: a forged last row shows against the head; forged with the head
+    too, only against a witness post."""
     ids = write(audit)
     prev = seals(db)[-1][2]
     at = dt.datetime(2026, 1, 1)
@@ -164,8 +165,12 @@ def test_a_row_appended_with_a_recomputed_unkeyed_seal_shows_against_the_head(au
         h=forged,
     )
     verdict = verify(db, Sealer())
-    assert verdict.kind == "head", verdict
-    assert verify(db, Sealer(), expect={ids[-1] + 10: "sha256:" + "0" * 64}).kind in ("head", "witness")
+    assert (verdict.kind, verdict.row_id) == ("inserted", ids[-1] + 10), verdict
+    assert "after the chain head" in verdict.problem
+    sql(db, "UPDATE audit_chain SET last_id = :i, last_hash = :h", i=ids[-1] + 10, h=forged)  # the head too
+    assert verify(db, Sealer()).ok  # now only a copy of the head kept elsewhere (a witness post) shows it
+    verdict = verify(db, Sealer(), expect={ids[-1]: seals(db)[-2][2], ids[-1] + 10: "sha256:" + "0" * 64})
+    assert (verdict.kind, verdict.row_id) == ("witness", ids[-1] + 10)
 
 
 def test_reordered_rows_are_named(audit, db):
@@ -214,6 +219,25 @@ def test_threads_appending_at_once_make_one_chain(audit, db):
         t.join()
     verdict = verify(db, Sealer())
     assert verdict.ok and verdict.rows == 150, verdict
+
+
+def test_verify_while_rows_are_appended_checks_up_to_the_head_it_read(audit, db):
+    write(audit, 20)
+    stop = threading.Event()
+
+    def keep_appending():
+        while not stop.is_set():
+            audit.record("U0BUSY", "command")
+
+    writer = threading.Thread(target=keep_appending)
+    writer.start()
+    try:
+        verdicts = [verify(db, Sealer()) for _ in range(5)]
+    finally:
+        stop.set()
+        writer.join()
+    assert all(v.ok for v in verdicts), [v for v in verdicts if not v.ok]
+    assert verify(db, Sealer()).ok
 
 
 APPEND = """
