@@ -5,11 +5,15 @@
     python app.py demo      # the whole job locally: SQLite, the Polaris sandbox and a Slack console
     python app.py migrate   # alembic upgrade head
     python app.py sandbox   # the Polaris sandbox and the Slack stand-in on 127.0.0.1, for trying serve
+    python app.py audit verify [--witness] [--expect ID:SEAL]   # check the audit chain (exit 1 when broken)
+    python app.py audit export [--since T] [--until T] [--format csv|jsonl]
+    python app.py reconcile [--baseline] [--format text|json]   # drift between Polaris and the bot's records
 
-Configuration is read from the environment and ``.env`` (see README and ``.env.example``). Exit status: 0, 2 for a
-configuration error (a missing or refused setting, token or key), 3 when the database does not answer, 4 when
-``socket`` cannot reach Slack; each with one line on stderr. ``LOG_FORMAT=json`` makes every line a process
-prints one JSON object (:mod:`bot.logs`).
+Configuration is read from the environment and ``.env`` (see README and ``.env.example``). Exit status: 0, 1 when
+``audit verify`` finds the chain broken or ``reconcile`` finds drift, 2 for a configuration error (a missing or
+refused setting, token or key), 3 when the database does not answer, 4 when ``socket`` cannot reach Slack (or the
+witness post failed), 5 when ``reconcile`` cannot read Polaris; each with one line on stderr. ``LOG_FORMAT=json``
+makes every line a process prints one JSON object (:mod:`bot.logs`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ from sqlalchemy.exc import OperationalError
 from bot import logs, metrics, redact, wiring
 from bot.config import ConfigError, Settings, database_url, load_settings
 from bot.db import Database
-from bot.worker import Worker
 
 log = logging.getLogger("polaris_access_bot")
 
@@ -131,7 +134,7 @@ def cmd_socket(_args) -> int:
     except Exception as e:
         logs.say(f"cannot reach Slack's Socket Mode ({wiring.reason_of(e)})", level=logging.ERROR, stream=sys.stderr)
         return 4
-    worker = Worker(core.service, interval=settings.worker_interval).start()
+    worker = wiring.build_worker(core).start()
     signal.signal(signal.SIGTERM, lambda *_: (worker.stop(), sys.exit(0)))
     _start_line(settings, "Socket Mode connected")
     threading.Event().wait()  # as SocketModeHandler.start does: the connection lives in its own threads
@@ -148,6 +151,37 @@ def cmd_sandbox(args) -> int:
     from standins.sandbox import run_sandbox
 
     return run_sandbox(polaris_port=args.polaris_port, slack_port=args.slack_port, serve_port=args.port)
+
+
+def cmd_audit(args) -> int:
+    from bot import audit_jobs
+
+    if args.audit_command == "export":
+        return audit_jobs.cli_export(args.since, args.until, args.format, sys.stdout)
+    return audit_jobs.cli_verify(args.expect or [], witness=args.witness, out=sys.stdout)
+
+
+def cmd_reconcile(args) -> int:
+    from bot import audit_jobs
+
+    return audit_jobs.cli_reconcile(baseline=args.baseline, fmt=args.format, out=sys.stdout)
+
+
+def _audit_parsers(sub) -> None:
+    audit = sub.add_parser("audit", help="the audit trail: verify its chain, export it")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser(
+        "verify", help="check the chain; exit 1 and the first broken row when it does not hold"
+    )
+    verify.add_argument("--witness", action="store_true", help="also post the chain head to AUDIT_CHANNEL")
+    verify.add_argument("--expect", action="append", metavar="ID:SEAL", help="a head from a witness post (repeatable)")
+    export = audit_sub.add_parser("export", help="the rows to standard output, oldest first")
+    export.add_argument("--since", help="from this UTC time (ISO 8601, inclusive)")
+    export.add_argument("--until", help="up to this UTC time (ISO 8601, exclusive)")
+    export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    reconcile = sub.add_parser("reconcile", help="report drift between Polaris and the bot's records")
+    reconcile.add_argument("--baseline", action="store_true", help="accept Polaris's state now (a new install)")
+    reconcile.add_argument("--format", choices=("text", "json"), default="text")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     sandbox.add_argument("--polaris-port", type=int, default=0, help="default: a free port")
     sandbox.add_argument("--slack-port", type=int, default=0, help="default: a free port")
     sandbox.add_argument("--port", type=int, default=3000, help="the PORT serve will listen on (default 3000)")
+    _audit_parsers(sub)
     args = parser.parse_args(argv)
     if args.command not in ("demo", "sandbox"):
         load_dotenv()
@@ -184,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         "demo": cmd_demo,
         "migrate": cmd_migrate,
         "sandbox": cmd_sandbox,
+        "audit": cmd_audit,
+        "reconcile": cmd_reconcile,
     }
     try:
         return handlers[args.command](args)

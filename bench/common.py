@@ -659,6 +659,7 @@ ORDER = [
     ("audit_scale", "Audit log at scale (bench/audit_scale.py)"),
     ("memory", "Memory (bench/memory.py)"),
     ("ack_variants", "Diagnosis: ack latency of candidate fixes (bench/ack_variants.py)"),
+    ("audit_chain", "Audit chain: verify, export, ack with the chain (bench/audit_chain.py)"),
 ]
 HEADER = (
     "# Benchmark results\n\nWritten by the scripts in `bench/` (see `bench/README.md`); each script "

@@ -16,6 +16,7 @@ from typing import Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .audit_chain import Sealer, attach
 from .db import Database
 from .models import AuditEvent, utcnow
 from .redact import redact
@@ -51,10 +52,14 @@ def _clean(text: str | None, limit: int = DETAIL_MAX) -> str | None:
 
 class AuditLog:
     """Writes audit rows to ``db``. Writing never raises into the caller's flow except when a session is
-    passed (then the row is part of that transaction and commits or rolls back with it)."""
+    passed (then the row is part of that transaction and commits or rolls back with it).
 
-    def __init__(self, db: Database):
+    Each row is sealed into the audit chain when its transaction commits (:mod:`bot.audit_chain`): HMAC-SHA256
+    with ``key`` (``AUDIT_KEY``), plain SHA-256 without one."""
+
+    def __init__(self, db: Database, *, key: str | None = None):
         self.db = db
+        self.sealer = Sealer(key)
 
     def record(
         self,
@@ -87,11 +92,11 @@ class AuditLog:
             duration_ms=None if duration_ms is None else round(duration_ms, 2),
         )
         if session is not None:
-            session.add(row)
+            attach(session, self.sealer, row)  # sealed and inserted when the caller's transaction commits
             return
         try:
             with self.db.session() as own:
-                own.add(row)
+                attach(own, self.sealer, row)
         except Exception:
             log.exception("could not write audit row %s for %s", action, request_id)
 

@@ -37,6 +37,7 @@ SUBCOMMANDS = (
     "status",
     "pending",
     "policy",
+    "audit",
 )
 #: Commands whose text ends in a reason: kept whole, the reason measured (and refused when too long).
 WITH_REASON = ("request", "invite", "leave", "remove", "offboard")
@@ -75,13 +76,14 @@ class Target:
 
 @dataclass(frozen=True)
 class Command:
-    """A parsed command: ``name`` (one of :data:`SUBCOMMANDS`), ``target`` for whois/reset-password/invite,
-    ``rest`` (the unparsed ``<group> [reason]`` text for request/invite/members, resolved against the group
+    """A parsed command: ``name`` (one of :data:`SUBCOMMANDS`), ``target`` for whois/reset-password/invite/audit,
+    ``page`` for audit, ``rest`` (the unparsed ``<group> [reason]`` text for request/invite/members, resolved against the group
     list by :func:`split_group_and_reason`)."""
 
     name: str
     target: Target = field(default_factory=Target)
     rest: str = ""
+    page: int = 1  # ``audit … page N``
 
 
 def clean(text: str | None, limit: int | None = TEXT_MAX) -> str:
@@ -217,6 +219,25 @@ def _cancel(name: str, rest: str) -> Command:
     return Command(name, rest=ref)
 
 
+_PAGE = re.compile(r"(?:^|\s)page\s+(\S+)$", re.IGNORECASE)
+PAGE_MAX = 1000
+
+
+def _audit(name: str, rest: str) -> Command:
+    """``audit <email | @user | group> [page N]``: a person (``target``) or a group (``rest``)."""
+    page = 1
+    m = _PAGE.search(rest)
+    if m:
+        if not m.group(1).isdigit() or not 1 <= int(m.group(1)) <= PAGE_MAX:
+            raise UsageError(f"`page` takes a number from 1 to {PAGE_MAX}, e.g. `/polaris audit Viewer page 2`.")
+        page, rest = int(m.group(1)), rest[: m.start()].strip()
+    if not rest:
+        raise UsageError("Usage: `/polaris audit <email | @user | group> [page N]`.")
+    if _MENTION.match(rest) or _MAILTO.match(rest) or ("@" in rest and " " not in rest):
+        return Command(name, target=parse_target(rest), page=page)
+    return Command(name, rest=rest, page=page)
+
+
 #: How each subcommand reads the words after its name.
 _ARGUMENTS = {
     "help": _no_arguments,
@@ -234,6 +255,7 @@ _ARGUMENTS = {
     "remove": _remove,
     "offboard": _offboard,
     "cancel": _cancel,
+    "audit": _audit,
 }
 
 

@@ -4,7 +4,7 @@ Every setting is documented in README.md and ``.env.example``. Every missing or 
 found in one pass: :class:`ConfigError` carries one line per problem, each naming its variable first, so the
 process stops with those lines (``app.py`` prints them and exits 2) instead of a traceback, and one run shows
 everything to fix. Values that are secrets (``POLARIS_API_KEY``, ``SLACK_BOT_TOKEN``, ``SLACK_APP_TOKEN``,
-``SLACK_SIGNING_SECRET``) are kept out of ``repr`` and are registered with :mod:`bot.redact` so that no
+``SLACK_SIGNING_SECRET``, ``AUDIT_KEY``) are kept out of ``repr`` and are registered with :mod:`bot.redact` so that no
 log line can carry them.
 """
 
@@ -70,6 +70,9 @@ class Settings:
     work_threads: int = 2
     web_concurrency: int = 2
     gunicorn_threads: int = 8
+    audit_key: str | None = field(default=None, repr=False)
+    audit_channel: str | None = None
+    reconcile_interval: float = 3600.0
 
     @property
     def deciders(self) -> frozenset[str]:
@@ -88,6 +91,7 @@ class Settings:
                 self.slack_signing_secret,
                 self.polaris_api_key,
                 self.slack_app_token,
+                self.audit_key,
                 basic,
             )
             if s
@@ -159,6 +163,47 @@ def database_url(env: Mapping[str, str] | None = None) -> str:
             "(postgresql:// uses psycopg2, which is installed)"
         ) from None
     return raw
+
+
+AUDIT_KEY_MIN = 16
+
+
+def audit_key(env: Mapping[str, str] | None = None) -> str | None:
+    """``AUDIT_KEY`` (the secret that keys the audit chain's HMAC, :mod:`bot.audit_chain`), or None when unset.
+    Registered with :mod:`bot.redact` so no log line carries it. Raises :class:`ConfigError` when it is shorter
+    than :data:`AUDIT_KEY_MIN` characters (the message never repeats it)."""
+    from . import redact
+
+    env = os.environ if env is None else env
+    key = (env.get("AUDIT_KEY") or "").strip() or None
+    if key is not None:
+        redact.register([key])
+        if len(key) < AUDIT_KEY_MIN:
+            raise ConfigError(f"AUDIT_KEY must be at least {AUDIT_KEY_MIN} characters (a random secret)")
+    return key
+
+
+def _audit_channel(env: Mapping[str, str]) -> str | None:
+    channel = (env.get("AUDIT_CHANNEL") or "").strip() or None
+    if channel and not CHANNEL_ID.match(channel):
+        raise ConfigError(f"AUDIT_CHANNEL must be a channel ID like C012ABCDEF, got {channel[:30]!r}")
+    return channel
+
+
+def load_audit_settings(env: Mapping[str, str] | None = None) -> tuple[str, str | None]:
+    """What ``app.py audit verify`` and ``audit export`` need: (``DATABASE_URL``, ``AUDIT_KEY``), both checked,
+    every problem at once (:class:`ConfigError`); no Slack or Polaris setting is needed for them."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    found = []
+    for fn in (database_url, audit_key):
+        try:
+            found.append(fn(env))
+        except ConfigError as e:
+            problems.extend(e.problems)
+    if problems:
+        raise ConfigError(problems)
+    return found[0], found[1]
 
 
 def _url(env: Mapping[str, str], name: str, required: bool) -> str | None:
@@ -258,7 +303,10 @@ def load_settings(
         # read by gunicorn too, which fails on a bad one with a traceback: checked here, before it starts
         "web_concurrency": check(_number, env, "WEB_CONCURRENCY", 2, kind=int, minimum=1, maximum=256),
         "gunicorn_threads": check(_number, env, "GUNICORN_THREADS", 8, kind=int, minimum=1, maximum=256),
+        "reconcile_interval": check(_number, env, "RECONCILE_INTERVAL", 3600.0, minimum=60, maximum=7 * 86400),
     }
+    key = check(audit_key, env)
+    audit_channel = check(_audit_channel, env)
     manager_field = (env.get("MANAGER_PROFILE_FIELD") or "").strip() or None
     if manager_field and not PROFILE_FIELD_ID.match(manager_field):
         check(
@@ -292,5 +340,7 @@ def load_settings(
         admins=admins,
         policy_file=policy_file,
         manager_field=manager_field,
+        audit_key=key,
+        audit_channel=audit_channel,
         **{k: int(v) if k in ints else v for k, v in numbers.items()},
     )

@@ -1,5 +1,6 @@
-"""Database tables: access requests, their approvals, the append-only audit log, Slack event IDs seen, and the
-Slack messages owed (the delivery ledger, :mod:`bot.deliveries`).
+"""Database tables: access requests, their approvals, the append-only audit log (chained: ``audit_chain``), Slack
+event IDs seen, the Slack messages owed (the delivery ledger, :mod:`bot.deliveries`), leases, the marks of
+periodic jobs and the reconcile baseline.
 
 SQLAlchemy 2.0 declarative models; Alembic (``migrations/``) creates them on SQLite and PostgreSQL.
 Times are stored as naive UTC and read back as aware UTC (:class:`UTCDateTime`).
@@ -174,7 +175,8 @@ class AuditEvent(Base):
     (e.g. ``command``, ``request.created``, ``decision.approve``, ``decision.refused``, ``polaris.call``,
     ``notify``), ``request_id``, ``target`` (an email or group), ``outcome`` (``ok``, ``refused``,
     ``error`` …), ``detail`` (a short allow-listed text, never headers or secrets) and, for Polaris calls,
-    ``polaris_method``, ``polaris_path``, ``polaris_status`` and ``duration_ms``."""
+    ``polaris_method``, ``polaris_path``, ``polaris_status`` and ``duration_ms``. ``prev_hash`` and ``row_hash``
+    chain the rows (``<algorithm>:<hex>``, :mod:`bot.audit_chain`; revision 0007)."""
 
     __tablename__ = "audit_log"
 
@@ -190,6 +192,8 @@ class AuditEvent(Base):
     polaris_path: Mapped[str | None] = mapped_column(String(300))
     polaris_status: Mapped[int | None] = mapped_column(Integer)
     duration_ms: Mapped[float | None] = mapped_column(Float)
+    prev_hash: Mapped[str | None] = mapped_column(String(80))  # the seal of the row before (bot.audit_chain)
+    row_hash: Mapped[str | None] = mapped_column(String(80))  # this row's seal, over its fields and prev_hash
 
     __table_args__ = (
         Index("ix_audit_log_actor_at", "actor", "at"),
@@ -299,3 +303,44 @@ class Lease(Base):
     def make_active_key(email: str, group_id: str) -> str:
         """At most one pending or active lease per person and group."""
         return f"{email.lower()}|{group_id}"
+
+
+class AuditChainHead(Base):
+    """The head of the audit chain (one row, ``id`` 1): the ``last_id`` and ``last_hash`` of the newest sealed
+    ``audit_log`` row. Every append locks it in its own transaction, so appends form one chain across
+    processes (:mod:`bot.audit_chain`, revision 0007)."""
+
+    __tablename__ = "audit_chain"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_id: Mapped[int | None] = mapped_column(BigInteger)
+    last_hash: Mapped[str | None] = mapped_column(String(80))
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class ScheduleMark(Base):
+    """When a periodic job last ran, shared by every process: ``name`` (``witness``, ``reconcile``,
+    ``reconcile.baseline``) and ``at`` (aware UTC), with a short ``detail`` (revision 0007)."""
+
+    __tablename__ = "schedule_marks"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class ReconcileBaseline(Base):
+    """What ``app.py reconcile --baseline`` accepted as Polaris's state: a membership (``kind`` ``member``:
+    ``email`` in ``group_id``) or an account (``kind`` ``account``: ``email`` and whether it was
+    ``enabled``). Replaced whole by each baseline; ``taken_at`` is when (revision 0007)."""
+
+    __tablename__ = "reconcile_baseline"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(12))
+    email: Mapped[str] = mapped_column(String(320))
+    group_id: Mapped[str | None] = mapped_column(String(64))
+    enabled: Mapped[bool | None] = mapped_column(Boolean)
+    taken_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_reconcile_baseline_kind_email", "kind", "email"),)

@@ -48,7 +48,7 @@ def build_core(settings: Settings, *, db: Database | None = None) -> Core:
     """Wire database, audit log, Polaris client, Slack gateway and the access service for ``settings``."""
     redact.register(settings.secrets())
     db = db or Database(settings.database_url)
-    audit = metrics.MeteredAuditLog(db)  # the audit log, counting decisions for /metrics
+    audit = metrics.MeteredAuditLog(db, key=settings.audit_key)  # counting decisions for /metrics; the chain's key
     polaris = PolarisClient(
         settings.polaris_api_url,
         settings.polaris_api_key,
@@ -260,6 +260,34 @@ def check_schema(db: Database) -> None:
         )
 
 
+def build_reconciler(core: Core):
+    """The :class:`bot.reconcile.Reconciler` of ``core`` (its database, Polaris client, audit log, claims, clock)."""
+    from bot.reconcile import Reconciler
+
+    return Reconciler(core.db, core.polaris, core.audit, core.service.claims, lambda: core.service.clock())
+
+
+def build_audit_jobs(core: Core):
+    """The periodic jobs (:class:`bot.audit_jobs.AuditJobs`: the daily witness post, ``reconcile`` every
+    ``RECONCILE_INTERVAL``) the worker of ``core`` runs; idle without ``AUDIT_CHANNEL``."""
+    from bot.audit_jobs import AuditJobs
+
+    return AuditJobs(
+        core.db,
+        core.audit,
+        core.slack,
+        build_reconciler(core),
+        channel=core.settings.audit_channel,
+        reconcile_interval=core.settings.reconcile_interval,
+        clock=lambda: core.service.clock(),
+    )
+
+
+def build_worker(core: Core) -> Worker:
+    """The background worker of ``core`` (not started): its passes and the periodic audit jobs."""
+    return Worker(core.service, interval=core.settings.worker_interval, periodic=[build_audit_jobs(core).run_due])
+
+
 WORKERS: list[Worker] = []  # the background worker of this (gunicorn worker) process, once built
 
 
@@ -269,7 +297,7 @@ def build_serving_app(settings: Settings, *, polaris_state: str | None = None):
     redact.install()
     redact.protect("gunicorn.error")
     core = build_core(settings)
-    worker = Worker(core.service, interval=settings.worker_interval).start()
+    worker = build_worker(core).start()
     WORKERS.append(worker)
     metrics.worker_started()
     return make_wsgi(

@@ -12,10 +12,13 @@ log = logging.getLogger(__name__)
 
 
 class Worker:
-    """A daemon thread around ``service.run_due``. ``interval`` in seconds."""
+    """A daemon thread around ``service.run_due``. ``interval`` in seconds. ``periodic``: callables run after
+    each pass (e.g. :meth:`bot.audit_jobs.AuditJobs.run_due`, which decides itself what is due); an exception
+    in one is logged."""
 
-    def __init__(self, service, interval: float = 5.0):
+    def __init__(self, service, interval: float = 5.0, *, periodic=()):
         self.service, self.interval = service, interval
+        self.periodic = list(periodic)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -35,6 +38,13 @@ class Worker:
                 self.service.run_due(stop=self._stop)
             except Exception:
                 log.exception("worker pass failed")
+            for job in self.periodic:
+                if self._stop.is_set():
+                    break
+                try:
+                    job()
+                except Exception:
+                    log.exception("periodic job failed")
             self.idle.set()
             self._wake.wait(self.interval)
             self._wake.clear()

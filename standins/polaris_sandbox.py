@@ -589,7 +589,9 @@ class PolarisSandbox:
     ``audit_events`` (Polaris's own audit events of the writes that landed, README "Polaris's own audit
     events": ``USER_CREATED``, ``USER_UPDATED``, ``USER_PASSWORD_RESET`` for a PUT carrying
     ``UPDATE_PASSWORD``, ``GROUP_MEMBER_ADDED``, ``GROUP_MEMBER_REMOVED``, ``USER_DELETED``),
-    ``audit_access`` (False: the key lacks ``AccessAuditLogs`` and ``GET /v1/audit/events`` answers 403).
+    ``audit_access`` (False: the key lacks ``AccessAuditLogs`` and ``GET /v1/audit/events`` answers 403),
+    ``actor`` (who the events name as having made a change: the API key by default; a test sets another, e.g.
+    an admin making a change in Polaris's console, outside the bot).
     """
 
     def __init__(self, api_key: str = SANDBOX_API_KEY, seed: bool = True):
@@ -608,6 +610,7 @@ class PolarisSandbox:
         self._bulk_groups: list[str] = []
         self.audit_events: list[dict] = []
         self.audit_access = True
+        self.actor = {"actorType": "apikey", "actorId": "sandbox-api-key", "actorName": "sandbox API key"}
         for g in PREDEFINED_GROUPS:
             self._store_group(copy.deepcopy(g))
         if seed:
@@ -1269,9 +1272,9 @@ class PolarisSandbox:
             matched.append(rec)
         return {"values": [render(r) for r in matched[skip : skip + top]], "count": len(matched)}
 
-    def _event(self, kind: str, uid: str, summary: str) -> None:
-        """Record one of Polaris's audit events (``category`` ADMIN, done by the API key) about user ``uid``;
-        ``resource`` is ``users/<id>`` and ``context.userId`` the user's ID."""
+    def _event(self, kind: str, uid: str, summary: str, **context: str) -> None:
+        """Record one of Polaris's audit events (``category`` ADMIN, done by ``actor``) about user ``uid``;
+        ``resource`` is ``users/<id>``, ``context.userId`` the user's ID (plus ``context``, e.g. ``groupId``)."""
         self.audit_events.append(
             {
                 "time": _now_iso(),
@@ -1279,11 +1282,9 @@ class PolarisSandbox:
                 "type": kind,
                 "category": "ADMIN",
                 "resource": f"users/{uid}",
-                "actorType": "apikey",
-                "actorId": "sandbox-api-key",
-                "actorName": "sandbox API key",
+                **self.actor,
                 "summary": summary,
-                "context": {"userId": uid},
+                "context": {"userId": uid, **context},
             }
         )
 
@@ -1377,6 +1378,7 @@ class PolarisSandbox:
                 if not isinstance(body[key], str) or body[key].lower() != rec["username"].lower():
                     raise _bad(f"'{key}' cannot be modified")
         fields = self._user_fields_from_body(body)
+        was_enabled = rec["enabled"]
         rec["firstName"] = fields["firstName"]
         rec["lastName"] = fields["lastName"]
         rec["enabled"] = fields["enabled"]
@@ -1384,6 +1386,9 @@ class PolarisSandbox:
         rec["actions"] = fields["actions"] or []
         self._set_user_groups(uid, fields["groups"])
         self._event("USER_UPDATED", uid, f"User {rec['username']} updated")
+        if was_enabled != rec["enabled"]:
+            kind = "USER_ENABLED" if rec["enabled"] else "USER_DISABLED"
+            self._event(kind, uid, f"User {rec['username']} {'enabled' if rec['enabled'] else 'disabled'}")
         if "UPDATE_PASSWORD" in rec["actions"]:  # the PUT asks Polaris to send the reset email
             self._event("USER_PASSWORD_RESET", uid, f"Password reset requested for {rec['username']}")
         return 200, self._render_user(rec)
@@ -1485,7 +1490,7 @@ class PolarisSandbox:
         self._group_or_404(gid)
         for uid in self._member_ids_from_body(body):
             if uid not in self._members[gid]:
-                self._event("GROUP_MEMBER_ADDED", uid, f"User added to group {gid}")
+                self._event("GROUP_MEMBER_ADDED", uid, f"User added to group {gid}", groupId=gid)
             self._add_member(gid, uid)
         return 200, None
 
@@ -1494,6 +1499,8 @@ class PolarisSandbox:
         ignored). Unknown group -> 404; malformed body or unknown user id -> 400."""
         self._group_or_404(gid)
         for uid in self._member_ids_from_body(body):
+            if uid in self._members[gid]:
+                self._event("GROUP_MEMBER_REMOVED", uid, f"User removed from group {gid}", groupId=gid)
             self._remove_member(gid, uid)
         return 200, None
 

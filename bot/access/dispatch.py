@@ -11,6 +11,7 @@ from .. import views
 from ..commands import Command, UsageError, check_reason, parse
 from ..durations import split_duration
 from .admission import Admission
+from .audit_view import AuditView
 from .queries import Queries
 from .removals import Removals
 from .reply import Reply
@@ -18,8 +19,16 @@ from .requests import Submission
 
 
 class Dispatch:
-    def __init__(self, admission: Admission, queries: Queries, requests: Submission, removals: Removals):
+    def __init__(
+        self,
+        admission: Admission,
+        queries: Queries,
+        requests: Submission,
+        removals: Removals,
+        audit_view: AuditView | None = None,
+    ):
         self.admission, self.queries, self.requests, self.removals = admission, queries, requests, removals
+        self.audit_view = audit_view or AuditView(queries.ctx, queries)
 
     def run(self, user_id: str, text: str | None, shown: str, channel_id: str | None) -> Reply:
         try:
@@ -54,6 +63,7 @@ class Dispatch:
             "status": lambda: q.status(user_id),
             "pending": lambda: q.pending(user_id),
             "policy": lambda: q.policy(user_id),
+            "audit": lambda: self.audit_view.show(user_id, cmd),
         }
         if cmd.name not in routes:
             raise UsageError("Try `/polaris help`.")

@@ -17,7 +17,7 @@ closes the person's other open requests the same way.
 
 The units, each depending only on those above it: ``context``, ``reply``, ``errors``, ``store``,
 ``lease_store``, ``authority`` (pure), ``verdicts`` (pure), ``approvers``, ``admission``, ``mentions``,
-``threads``, ``notifications``, ``queries``, ``decisions``, ``reminders``, ``polaris_side``, ``removal_side``,
+``threads``, ``notifications``, ``queries``, ``audit_view``, ``decisions``, ``reminders``, ``polaris_side``, ``removal_side``,
 ``execution``, ``requests``, ``removals``, ``schedule``, ``form``, ``decision_forms``, ``dispatch``.
 """
 
@@ -40,6 +40,7 @@ from ..policy import Policy, Rule, load_policy
 from ..slack import SlackGateway
 from .admission import Admission
 from .approvers import Approvers
+from .audit_view import AuditView
 from .context import Context
 from .decision_forms import DecisionForms
 from .decisions import Decisions
@@ -128,7 +129,8 @@ class AccessService:
         self.decision_forms = DecisionForms(ctx, self.store, self.approvers, self.decisions, self.notifications)
         self.lease_clicks = LeaseClicks(ctx, self.leases, self.requests)
         self.removals = Removals(ctx, self.store, self.queries, self.approvers, self.notifications, self.execution)
-        self.dispatch = Dispatch(self.admission, self.queries, self.requests, self.removals)
+        self.audit_view = AuditView(ctx, self.queries)
+        self.dispatch = Dispatch(self.admission, self.queries, self.requests, self.removals, self.audit_view)
         # Work handed off by listeners after ack(): bounded lanes apart from Bolt's listener threads (which
         # run the acks), one for work that waits on Polaris and one for work that does not, so a slow Polaris
         # never holds up `help` (bot/lanes.py). Few threads on purpose: they share the GIL with the acks.

@@ -139,6 +139,8 @@ HELP_TEXT = "\n".join(
         "`/polaris pending` — requests awaiting your decision",
         "• `/polaris whois [email | @user]` — a Polaris user, their groups and effective permissions",
         "• `/polaris groups` · `/polaris members &lt;group&gt;` · `/polaris permissions`",
+        "• `/polaris audit &lt;email | @user | group&gt; [page N]` — (admins) who asked, who decided, what Polaris "
+        "holds today",
         'Group names match without regard to case, with or without quotes: `/polaris request "Data Analyst" dashboards`.',
     ]
 )

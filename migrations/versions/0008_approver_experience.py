@@ -10,19 +10,16 @@
   (``duration_seconds`` then holds what was granted).
 - Indexes ``(state, remind_at)`` and ``(state, escalate_at)``: the worker's pass costs what is due.
 
-NOTE for the merge: written against 0006 while revision 0007 (the audit chain) was being written elsewhere;
-rechain ``down_revision`` to "0007" when both land.
-
 Revision ID: 0008
-Revises: 0006
-Create Date: 2026-12-09
+Revises: 0007 (written against 0006; rechained onto the audit chain's 0007 at merge)
+Create Date: 2026-12-02
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

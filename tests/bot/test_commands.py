@@ -112,6 +112,7 @@ class TestParseSubcommands:
             "remove": "remove a@b.com Viewer",
             "offboard": "offboard a@b.com",
             "cancel": "cancel 1a2b3c4d",
+            "audit": "audit Viewer",
         }
         assert set(samples) == set(SUBCOMMANDS)
         for name, text in samples.items():
@@ -559,3 +560,23 @@ class TestRemovalCommands:
     def test_a_long_removal_reason_is_kept_whole_for_its_length_check(self):
         text = "remove a@b.com Viewer " + "x" * 5000
         assert len(parse(text).rest) > 5000
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("audit alice@example.com", Command("audit", target=Target(email="alice@example.com"))),
+        ("audit <@U0ALICE|alice> page 2", Command("audit", target=Target(user_id="U0ALICE"), page=2)),
+        ("audit Data Analyst page 3", Command("audit", rest="Data Analyst", page=3)),
+        ('audit "Data Analyst"', Command("audit", rest='"Data Analyst"')),
+        ("audit Viewer PAGE 2", Command("audit", rest="Viewer", page=2)),
+    ],
+)
+def test_audit_takes_a_person_or_a_group_and_a_page(text, expected):
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize("text", ["audit", "audit page 2", "audit Viewer page x", "audit Viewer page 0"])
+def test_audit_without_a_subject_or_with_a_bad_page_is_a_sentence(text):
+    with pytest.raises(UsageError):
+        parse(text)

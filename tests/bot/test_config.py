@@ -305,7 +305,7 @@ def test_secrets_leaves_out_empty():
 
 def test_secret_fields_are_not_in_repr_fields():
     hidden = {f.name for f in dataclasses.fields(Settings) if not f.repr}
-    assert hidden == {"slack_bot_token", "slack_signing_secret", "polaris_api_key", "slack_app_token"}
+    assert hidden == {"slack_bot_token", "slack_signing_secret", "polaris_api_key", "slack_app_token", "audit_key"}
 
 
 # ------------------------------------------------------------------ issue 8, finding 16: every problem at once

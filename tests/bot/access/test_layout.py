@@ -24,6 +24,7 @@ ORDER = [
     "threads",
     "notifications",
     "queries",
+    "audit_view",
     "decisions",
     "cancels",
     "reminders",
