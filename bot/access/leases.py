@@ -81,14 +81,7 @@ class Leases:
             # under the same user claim: this grant takes it over rather than leave it to be swept away with the
             # membership this grant gave.
             if not req.duration_seconds:
-                self.leases.end(
-                    lease.id,
-                    reason="made_permanent",
-                    by="bot",
-                    now=applied_at,
-                    session=session,
-                    next_attempt_at=applied_at,
-                )
+                self._make_permanent(lease, req, applied_at, session)
                 return ""
             self.leases.adopt(lease.id, request_id=req.id, duration_seconds=req.duration_seconds, session=session)
             lease = self.leases.live_for(req.target_email, req.group_id, session=session)
@@ -107,22 +100,7 @@ class Leases:
         if lease.state != LEASE_ACTIVE:
             return ""
         if not req.duration_seconds:  # a grant for good: the membership stays when the lease would have ended
-            self.leases.end(  # the earlier grants' cards are told (announcement owed)
-                lease.id,
-                reason="made_permanent",
-                by=req.decided_by or "bot",
-                now=applied_at,
-                session=session,
-                next_attempt_at=applied_at,
-            )
-            self.ctx.audit.record(
-                "bot",
-                "lease.ended",
-                request_id=lease.request_id,
-                target=lease.email,
-                session=session,
-                detail=f"{group}: made permanent by request {req.id[:8]}; membership kept",
-            )
+            self._make_permanent(lease, req, applied_at, session)
             return "The membership is now for good: its earlier end was cancelled."
         ends = max(lease.ends_at, applied_at + dt.timedelta(seconds=req.duration_seconds))
         self.leases.extend(
@@ -137,6 +115,26 @@ class Leases:
             detail=f"{group}: lease {lease.id[:8]} now ends {ends:%Y-%m-%d %H:%M} UTC (was {lease.ends_at:%H:%M})",
         )
         return f"Access extended until {durations.until(ends, applied_at)}."
+
+    def _make_permanent(self, lease: Lease, req: AccessRequest, applied_at: dt.datetime, session) -> None:
+        """The grant for good ``req`` ends ``lease`` without removing its membership; audited, and the earlier
+        grants' cards are owed the news (announcement owed)."""
+        self.leases.end(
+            lease.id,
+            reason="made_permanent",
+            by=req.decided_by or "bot",
+            now=applied_at,
+            session=session,
+            next_attempt_at=applied_at,
+        )
+        self.ctx.audit.record(
+            "bot",
+            "lease.ended",
+            request_id=lease.request_id,
+            target=lease.email,
+            session=session,
+            detail=f"{lease.group_name or lease.group_id}: made permanent by request {req.id[:8]}; membership kept",
+        )
 
     # ------------------------------------------------------------------------------- ending
     def revoke(self, lease_id: str, *, reason: str = "expired", by: str = "bot") -> bool:

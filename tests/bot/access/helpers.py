@@ -92,3 +92,36 @@ def _crash_after_put(service):
 
     service.polaris.transport = once
     return real
+
+
+# ------------------------------------------------------------------ issue 10: time-bound access
+def leases_of(db) -> list:
+    """Every lease, oldest first."""
+    from bot.models import Lease
+
+    with db.session() as s:
+        return list(s.scalars(select(Lease).order_by(Lease.created_at)))
+
+
+def requests_of(db) -> list[AccessRequest]:
+    with db.session() as s:
+        return list(s.scalars(select(AccessRequest).order_by(AccessRequest.created_at)))
+
+
+def newest(db, before: set[str]) -> AccessRequest:
+    """The one request made since ``before`` (IDs): under a frozen clock ``created_at`` cannot order them."""
+    (made,) = [r for r in requests_of(db) if r.id not in before]
+    return made
+
+
+def grant(service, text: str, actor: str | None = None, approver: str | None = None) -> AccessRequest:
+    """``/polaris <text>`` by ``actor`` (alice), approved by ``approver`` (bob), applied by one worker pass."""
+    from tests.conftest import APPROVER, REQUESTER
+
+    before = {r.id for r in requests_of(service.db)}
+    reply = service.handle_command(actor or REQUESTER, text)
+    made = newest(service.db, before)
+    assert made.state == "pending", reply.text
+    assert service.decide(made.id, approver or APPROVER, approve=True) is None
+    service.run_due()
+    return service.get(made.id)

@@ -8,20 +8,10 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from bot.models import APPLIED, FAILED, LEASE_ACTIVE, LEASE_ENDED, AccessRequest, AuditEvent, Lease
+from bot.models import APPLIED, FAILED, LEASE_ACTIVE, LEASE_ENDED, AuditEvent
 from standins.polaris_sandbox import Fault
-from tests.bot.access.helpers import card, dms, sandbox_key
+from tests.bot.access.helpers import grant, leases_of as leases, newest, requests_of, card, dms, sandbox_key
 from tests.conftest import APPROVER, OTHER, REQUESTER, Clock
-
-
-def leases(db) -> list[Lease]:
-    with db.session() as s:
-        return list(s.scalars(select(Lease).order_by(Lease.created_at)))
-
-
-def requests_of(db) -> list[AccessRequest]:
-    with db.session() as s:
-        return list(s.scalars(select(AccessRequest).order_by(AccessRequest.created_at)))
 
 
 def in_group(sandbox, email: str, group_id: str) -> bool:
@@ -32,22 +22,6 @@ def in_group(sandbox, email: str, group_id: str) -> bool:
 def polaris(sandbox, method: str, path: str, body: bytes = b"") -> tuple:
     """A call made in Polaris outside the bot (an admin in the console)."""
     return sandbox.handle(method, path, {}, {"Authorization": f"Basic {sandbox_key()}"}, body)
-
-
-def newest(db, before: set[str]) -> AccessRequest:
-    """The one request made since ``before`` (IDs): the clock is frozen, so ``created_at`` cannot order them."""
-    (made,) = [r for r in requests_of(db) if r.id not in before]
-    return made
-
-
-def grant(service, text: str, actor: str = REQUESTER) -> AccessRequest:
-    before = {r.id for r in requests_of(service.db)}
-    reply = service.handle_command(actor, text)
-    made = newest(service.db, before)
-    assert made.state == "pending", reply.text
-    assert service.decide(made.id, APPROVER, approve=True) is None
-    service.run_due()
-    return service.get(made.id)
 
 
 # ----------------------------------------------------------------------------------------------- finding 1

@@ -6,39 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
 
-from bot.models import APPLIED, LEASE_ACTIVE, LEASE_ENDED, FAILED, AccessRequest, Lease
+from bot.models import APPLIED, LEASE_ACTIVE, LEASE_ENDED, FAILED
 from standins.polaris_sandbox import Fault
-from tests.bot.access.helpers import audit_actions, card, dms
+from tests.bot.access.helpers import grant, leases_of as leases, newest, requests_of, audit_actions, card, dms
 from tests.conftest import APPROVER, OTHER, REQUESTER, Clock, make_settings
-
-
-def leases(db) -> list[Lease]:
-    with db.session() as s:
-        return list(s.scalars(select(Lease).order_by(Lease.created_at)))
-
-
-def requests_of(db) -> list[AccessRequest]:
-    with db.session() as s:
-        return list(s.scalars(select(AccessRequest).order_by(AccessRequest.created_at)))
-
-
-def newest(db, before: set[str]) -> AccessRequest:
-    """The one request made since ``before`` (IDs): under a frozen clock ``created_at`` cannot order them."""
-    (made,) = [r for r in requests_of(db) if r.id not in before]
-    return made
-
-
-def grant(service, text: str, approver: str = APPROVER) -> AccessRequest:
-    """``/polaris <text>`` by alice, approved by bob, applied by one worker pass."""
-    before = {r.id for r in requests_of(service.db)}
-    reply = service.handle_command(REQUESTER, text)
-    newest_ = newest(service.db, before)
-    assert newest_.state == "pending", reply.text
-    assert service.decide(newest_.id, approver, approve=True) is None
-    service.run_due()
-    return service.get(newest_.id)
 
 
 def put_policy(service, tmp_path, text: str) -> None:
