@@ -348,6 +348,15 @@ class _Walk:
                 )
                 return self.broken("deleted", self.prev_id, problem)
             return self.broken("head", head_id, "the chain head does not match the last row")
+        if self.sealer.keyed and self.count and not self.keyed_seen:
+            # Unkeyed rows pass only as the start of a keyed chain: a chain with no keyed row at all is what
+            # anyone could have rewritten without the key.
+            return self.broken(
+                "key",
+                self.prev_id,
+                "no row is sealed with AUDIT_KEY: the trail may have been rewritten without the key (if AUDIT_KEY "
+                "was only just set, run any command so that one row is sealed with it, then verify again)",
+            )
         if self.expect:
             rid = min(self.expect)
             return self.broken("witness", rid, f"the witnessed row {rid} is not in the chain")

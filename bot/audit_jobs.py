@@ -167,7 +167,10 @@ def parse_time(raw: str | None, name: str) -> dt.datetime | None:
         at = dt.datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"{name} must be an ISO 8601 date or time such as 2026-12-01 or 2026-12-01T10:00Z") from None
-    return at.replace(tzinfo=dt.timezone.utc) if at.tzinfo is None else at.astimezone(dt.timezone.utc)
+    try:
+        return at.replace(tzinfo=dt.timezone.utc) if at.tzinfo is None else at.astimezone(dt.timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first UTC time there is
+        raise ValueError(f"{name} is out of range: give a time between the years 1 and 9999 (UTC)") from None
 
 
 def run_export(db: Database, out: TextIO, *, since=None, until=None, fmt: str = "csv") -> int:

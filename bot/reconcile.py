@@ -178,7 +178,12 @@ class Reconciler:
         beliefs, accounts, baseline_at = self._beliefs()
         findings = list(self._compare(users, groups, beliefs, accounts))
         notes: list[str] = []
-        for f, lease in [(f, beliefs[(f.email, f.group_id)].retry) for f in findings if f.kind == "lease_still_member"]:
+        stale = [(f, beliefs[(f.email, f.group_id)].retry) for f in findings if f.kind == "lease_still_member"]
+        readded = self._readded(stale, users)
+        for f, lease in stale:
+            if (f.email, f.group_id) in readded:  # given back in Polaris after the lease ended: not ours to undo
+                f.kind, f.detail = "outside_grant", "added again in Polaris after its lease ended; left in place"
+                continue
             f.action = self._retry_removal(lease, users[f.email], actor)
         self._name_changers([f for f in findings if f.kind != "lease_still_member"], users, notes, now)
         memberships = sum(len(u.group_ids) for u in users.values())
@@ -290,6 +295,32 @@ class Reconciler:
             detail=f"removed from {lease.group_id}",
         )
         return "removal retried: removed"
+
+    def _readded(self, stale: list, users: dict[str, User]) -> set[tuple[str, str]]:
+        """The (email, group) of ``stale`` leases whose membership Polaris's own audit events show added again
+        after it was removed (a ``GROUP_MEMBER_ADDED`` later than the last ``GROUP_MEMBER_REMOVED`` of that user
+        and group, both in Polaris's time): an admin's deliberate change, never undone by reconcile. Where the
+        events cannot be read nothing is known to be added again, and the removal is retried."""
+        if not stale:
+            return set()
+        since = min(lease.created_at for _f, lease in stale) - dt.timedelta(days=1)
+        try:
+            events = self.polaris.list_audit_events(since=since)
+        except PolarisError:
+            return set()
+        found = set()
+        for f, _lease in stale:
+            user = users.get(f.email)
+            if user is None:
+                continue
+            last: dict[str, str] = {}
+            for e in events:
+                if e.type in ("GROUP_MEMBER_ADDED", "GROUP_MEMBER_REMOVED") and e.concerns(user.id):
+                    if f.group_id in json.dumps(e.raw) and e.time > last.get(e.type, ""):
+                        last[e.type] = e.time  # ISO 8601 in Polaris's UTC: ordered as text
+            if "GROUP_MEMBER_REMOVED" in last and last.get("GROUP_MEMBER_ADDED", "") > last["GROUP_MEMBER_REMOVED"]:
+                found.add((f.email, f.group_id))
+        return found
 
     def _name_changers(
         self, findings: list[Finding], users: dict[str, User], notes: list[str], now: dt.datetime

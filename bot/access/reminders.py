@@ -25,8 +25,9 @@ import logging
 import re
 
 from .. import durations, views
-from ..models import PENDING, AccessRequest
+from ..models import OFFBOARD, PENDING, AccessRequest
 from ..policy import MANAGER, Rule
+from ..slack import SlackError
 from .approvers import Approvers
 from .context import Context
 from .notifications import Notifications
@@ -100,10 +101,20 @@ class Reminders:
         if req.manager_id and MANAGER in rule.approvers:
             ids.add(req.manager_id)
         if not [a for a in rule.approvers if a != MANAGER] and not ids:
-            ids = set(self.ctx.settings.deciders)
+            # Nobody named: those who may decide it (an offboarding: ADMINS only, never every approver).
+            ids = set(self.ctx.settings.admins if req.kind == OFFBOARD else self.ctx.settings.deciders)
         if req.escalated_at:
             ids |= {a for a in rule.escalate_to if _USER.match(a)}
-        return ids - set(self.store.approver_ids(req.id)) - {req.requester_id, req.target_slack_id}
+        ids -= set(self.store.approver_ids(req.id)) | {req.requester_id, req.target_slack_id}
+        return {a for a in ids if self._may_act(a)}
+
+    def _may_act(self, user_id: str) -> bool:
+        """No reminder or escalation DM (with the request's details and buttons) to a guest, bot or deactivated
+        account: the authority checks would refuse its click anyway (read with the 60 s identity cache)."""
+        try:
+            return not self.ctx.slack.identity(user_id, max_age=60).barred
+        except SlackError:
+            return True  # Slack cannot say now: the DM is tried; a click is checked anyway
 
     # ------------------------------------------------------------------------------- escalation
     def escalate(self, request_id: str) -> bool:
@@ -130,7 +141,8 @@ class Reminders:
         self.notifications.refresh_card(req.id)
         self.notifications.threads.reply(req.id, "escalated", thread)
         for uid in sorted({a for a in to if _USER.match(a)} - {req.requester_id, req.target_slack_id}):
-            self.notifications.dm(req.id, uid, "escalated", dm, blocks=blocks)
+            if self._may_act(uid):  # never a guest's, bot's or deactivated account's DM
+                self.notifications.dm(req.id, uid, "escalated", dm, blocks=blocks)
         return True
 
     @staticmethod
