@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import re
 import json
 import logging
 from typing import Callable, TextIO
@@ -141,7 +142,9 @@ def run_verify(db: Database, key: str | None, out: TextIO, *, expect: list[str] 
     checkpoints = {}
     for item in expect:
         rid, sep, seal = item.partition(":")
-        if not sep or not rid.strip().isdigit() or ":" not in seal:
+        algorithm, _, digest = seal.strip().partition(":")
+        well_formed = algorithm in ("sha256", "hmac-sha256") and re.fullmatch(r"[0-9a-f]{64}", digest)
+        if not sep or not rid.strip().isdigit() or not well_formed:  # a truncated seal is bad input, not a break
             raise ValueError(
                 f"--expect takes ID:SEAL as a witness post shows it (e.g. 42:sha256:ab12…), got {item[:40]!r}"
             )
@@ -267,6 +270,11 @@ def cli_export(since: str | None, until: str | None, fmt: str, out: TextIO) -> i
     db = _open_database(url)
     try:
         run_export(db, out, since=start, until=end, fmt=fmt)
+    except BrokenPipeError:  # `audit export | head`: the reader has what it wanted
+        import os
+        import sys
+
+        sys.stdout = open(os.devnull, "w")  # nothing more to flush at exit
     finally:
         db.dispose()
     return 0

@@ -45,6 +45,7 @@ from .models import (
     ReconcileBaseline,
     ScheduleMark,
 )
+from .reconcile_events import readded
 from .polaris import PolarisAuthError, PolarisClient, PolarisError, User
 
 log = logging.getLogger(__name__)
@@ -297,30 +298,14 @@ class Reconciler:
         return "removal retried: removed"
 
     def _readded(self, stale: list, users: dict[str, User]) -> set[tuple[str, str]]:
-        """The (email, group) of ``stale`` leases whose membership Polaris's own audit events show added again
-        after it was removed (a ``GROUP_MEMBER_ADDED`` later than the last ``GROUP_MEMBER_REMOVED`` of that user
-        and group, both in Polaris's time): an admin's deliberate change, never undone by reconcile. Where the
-        events cannot be read nothing is known to be added again, and the removal is retried."""
+        """(email, group) of ``stale`` leases added again in Polaris (:func:`bot.reconcile_events.readded`)."""
         if not stale:
             return set()
-        since = min(lease.created_at for _f, lease in stale) - dt.timedelta(days=1)
         try:
-            events = self.polaris.list_audit_events(since=since)
+            events = self.polaris.list_audit_events(since=min(x.created_at for _f, x in stale) - dt.timedelta(days=1))
         except PolarisError:
-            return set()
-        found = set()
-        for f, _lease in stale:
-            user = users.get(f.email)
-            if user is None:
-                continue
-            last: dict[str, str] = {}
-            for e in events:
-                if e.type in ("GROUP_MEMBER_ADDED", "GROUP_MEMBER_REMOVED") and e.concerns(user.id):
-                    if f.group_id in json.dumps(e.raw) and e.time > last.get(e.type, ""):
-                        last[e.type] = e.time  # ISO 8601 in Polaris's UTC: ordered as text
-            if "GROUP_MEMBER_REMOVED" in last and last.get("GROUP_MEMBER_ADDED", "") > last["GROUP_MEMBER_REMOVED"]:
-                found.add((f.email, f.group_id))
-        return found
+            return set()  # unreadable: nothing is known to be added again, and the removal is retried
+        return readded([(f.email, f.group_id) for f, _lease in stale], users, events)
 
     def _name_changers(
         self, findings: list[Finding], users: dict[str, User], notes: list[str], now: dt.datetime

@@ -14,6 +14,7 @@ commands from stdin too, so a test can script it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import sys
@@ -45,12 +46,13 @@ HELP = """Commands:
   as <name>                 act as alice, dan, bob (approver), carol (admin) or gus (guest)
   /polaris <subcommand>     a slash command as the current user, e.g. /polaris request Viewer dashboards;
                             @name mentions a person (/polaris whois @dan), as Slack's @-menu does
-  /polaris request           the request form, filled in here: a group by number or name, then a reason
+  /polaris request           the request form, filled in here: a group by number or name, for how long, then a reason
   approve [N] | deny [N]    press a button on approval card N (default: the newest) as the current user;
                             on a card already decided, the button of the copy you saw before it changed
   retry [N]                 press Retry on a failed card
   home                      open the bot's App Home tab as the current user
   wait <time>               move the bot's clock forward, e.g. wait 2h, wait 30m, wait 2d (expiry, leases)
+  options [N]               press Approve with options… on card N (a comment, a shorter time)
   extend | done             press Extend / I'm done on your DM before time-bound access ends
   deactivate <name>         deactivate a person's Slack account (the bot opens an offboarding card)
   cards                     show every approval card
@@ -367,13 +369,19 @@ class Console:
                 self.say(f"Nobody called {rest.strip()!r}; try: {', '.join(PEOPLE)}")
         elif word == "/polaris":
             self.slash(rest)
-        elif word in ("approve", "deny", "retry"):
+        elif word in ("approve", "deny", "retry", "options"):
             try:
                 index = int(rest) if rest.strip() else None
             except ValueError:
                 self.say("Give a card number, e.g. `approve 1`.")
                 return True
-            self.click({"approve": "approve_request", "deny": "deny_request", "retry": "retry_request"}[word], index)
+            actions = {
+                "approve": "approve_request",
+                "deny": "deny_request",
+                "retry": "retry_request",
+                "options": "approve_options",  # Approve with options…: a comment, a shorter time
+            }
+            self.click(actions[word], index)
         elif word == "deactivate":
             self.deactivate(rest)
         elif word in ("extend", "done"):
@@ -482,6 +490,7 @@ def run_demo(
         approvers=APPROVER_IDS,
         admins=ADMIN_IDS,
         worker_interval=0.5,
+        policy_file=os.environ.get("POLICY_FILE") or None,  # the approval policy to try (README: the demo)
         polaris_retry_seconds=5,
     )
     redact.install()

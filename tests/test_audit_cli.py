@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import io
 import json
+import os
 
 import pytest
 from sqlalchemy import text
@@ -14,6 +15,8 @@ from sqlalchemy import text
 import app
 from bot.audit import AuditLog
 from bot.audit_chain import EXPORT_COLUMNS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture
@@ -82,3 +85,39 @@ def test_an_unmigrated_database_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/none.sqlite3")
     assert app.main(["audit", "verify"]) == 2
     assert "run `python app.py migrate` first" in capsys.readouterr().err
+
+
+def test_export_piped_into_head_is_no_traceback(tmp_path):
+    """New-user trial: `audit export | head -5` ended in a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    from bot.db import Database
+
+    url = f"sqlite:///{tmp_path}/a.sqlite3"
+    db = Database(url)
+    db.migrate()
+    from bot.audit import AuditLog
+
+    log = AuditLog(db)
+    for i in range(3000):
+        log.record("U0ALICE", "command", detail=f"row {i}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "POLARIS_"))}
+    env["DATABASE_URL"] = url
+    cmd = f"{sys.executable} app.py audit export --format jsonl | head -2"
+    out = subprocess.run(cmd, shell=True, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert len(out.stdout.splitlines()) == 2
+    assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr
+
+
+def test_expect_with_a_truncated_seal_is_bad_input(tmp_path, capsys):
+    from bot import audit_jobs
+    from bot.db import Database
+
+    db = Database(f"sqlite:///{tmp_path}/b.sqlite3")
+    db.migrate()
+    import io
+
+    out = io.StringIO()
+    assert audit_jobs._verify(db, None, out, ["12:sha256:11464eb90d"]) == 2
+    assert "--expect takes ID:SEAL" in out.getvalue()

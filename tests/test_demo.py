@@ -165,3 +165,27 @@ def test_demo_deny_with_a_reason_and_the_thread_replies(tmp_path):
         "--- #polaris-approvals thread of card 1 ---\n:no_entry_sign: Denied by @bob — “not this quarter”" in out.stdout
     )
     assert "Traceback" not in out.stderr
+
+
+def test_approve_with_options_grants_less_at_the_console():
+    """New-user trial: the card's Approve with options… could not be pressed in the demo."""
+    text = run_demo("as alice\n/polaris request Viewer for 4h dashboards\nas bob\noptions\n3\nok by me\nquit\n")
+    assert "Granted for 1 hour (asked 4 hours)" in text and "ok by me" in text
+
+
+def test_the_demo_reads_policy_file(tmp_path):
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[groups.Viewer]\ndeny_reason_required = true\nremind_after = "1h"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "POLARIS_", "DATABASE_URL"))}
+    env["POLICY_FILE"] = str(policy)
+    out = subprocess.run(
+        [sys.executable, "app.py", "demo"],
+        cwd=ROOT,
+        input="as carol\n/polaris policy\nquit\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "reminds after 1 hour" in out.stdout and "policy.toml" in out.stdout

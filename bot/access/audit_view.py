@@ -52,7 +52,11 @@ class AuditView:
         pages = max(1, math.ceil(total / PAGE_SIZE))
         title = f"Audit: {subject}"
         if not rows:
-            note = "No access requests." if cmd.page == 1 else f"There are {pages} page{'s' * (pages > 1)}."
+            note = (
+                "No access requests."
+                if cmd.page == 1
+                else f"There {'are' if pages > 1 else 'is'} {pages} page{'s' * (pages > 1)}."
+            )
             return Reply(f"{title}: {note}", [views.header(title), views.section(note)])
         blocks = [views.header(title)]
         blocks += [views.section(_request_text(r, facts, holds)) for r in rows]
@@ -61,7 +65,9 @@ class AuditView:
             if cmd.page < pages
             else ""
         )
-        blocks.append(views.context(f"Page {cmd.page} of {pages} ({total} requests), newest first.{more}"))
+        blocks.append(
+            views.context(f"Page {cmd.page} of {pages} ({total} request{'s' * (total != 1)}), newest first.{more}")
+        )
         return Reply(f"{title}: {total} requests (page {cmd.page} of {pages})", blocks)
 
     def _page(self, where, page: int) -> tuple[int, list[AccessRequest], dict]:
@@ -128,7 +134,8 @@ def _request_text(req: AccessRequest, facts: dict, holds) -> str:
             "Approved by " + ", ".join(f"{views.mention(a.approver_id)} ({_when(a.created_at)})" for a in approvals)
         )
     if req.decided_by and req.state == "denied":
-        lines.append(f"Denied by {views.mention(req.decided_by)} on {_when(req.decided_at)}")
+        why = f": “{views.esc(req.decision_note)}”" if getattr(req, "decision_note", None) else ""
+        lines.append(f"Denied by {views.mention(req.decided_by)} on {_when(req.decided_at)}{why}")
     elif req.decided_by and not approvals:
         lines.append(f"Decided by {views.mention(req.decided_by)} on {_when(req.decided_at)}")
     call = facts["calls"].get(req.id)

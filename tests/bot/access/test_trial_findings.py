@@ -81,3 +81,13 @@ def test_a_disabled_polaris_account_gets_no_grant(service, db, sandbox, groups):
         assert "is disabled" in reply.text, (text, reply.text)
     with db.session() as s:
         assert list(s.scalars(select(AccessRequest))) == []
+
+
+def test_polaris_audit_shows_the_reason_of_a_denial(service, db, groups):
+    """Trial of issues 12 and 15: `/polaris audit` said "Denied by @bob on …" without the reason given."""
+    service.handle_command(REQUESTER, "request Viewer dashboards")
+    with db.session() as s:
+        (req,) = s.scalars(select(AccessRequest))
+    service.decisions.decide(req.id, APPROVER, approve=False, note="no need <!channel>")
+    answer = str(service.handle_command(ADMIN, "audit alice@example.com").blocks)
+    assert "Denied by" in answer and "no need" in answer and "<!channel>" not in answer
