@@ -53,6 +53,16 @@ class Database:
         finally:
             session.close()
 
+    @contextlib.contextmanager
+    def joining(self, session: Session | None) -> Iterator[Session]:
+        """The caller's ``session`` when one is given (its transaction commits or rolls back with the caller's),
+        else a new one as :meth:`session` makes."""
+        if session is not None:
+            yield session
+        else:
+            with self.session() as s:
+                yield s
+
     def ping(self) -> bool:
         """True when a ``SELECT 1`` succeeds."""
         try:

@@ -10,7 +10,6 @@ this caller won. A caller that writes an audit row in the same transaction passe
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 
 from sqlalchemy import and_, func, or_, select, update
@@ -35,27 +34,19 @@ class LeaseStore:
     def __init__(self, db: Database):
         self.db = db
 
-    @contextlib.contextmanager
-    def _session(self, session):
-        if session is not None:
-            yield session
-        else:
-            with self.db.session() as s:
-                yield s
-
     # ------------------------------------------------------------------------------- reads
     def get(self, lease_id: str, *, session=None) -> Lease | None:
-        with self._session(session) as s:
+        with self.db.joining(session) as s:
             return s.get(Lease, lease_id)
 
     def live_for(self, email: str, group_id: str, *, session=None) -> Lease | None:
         """The pending or active lease of ``email`` in ``group_id``, or ``None``."""
-        with self._session(session) as s:
+        with self.db.joining(session) as s:
             return s.scalar(select(Lease).where(Lease.active_key == Lease.make_active_key(email, group_id)))
 
     def of_request(self, request_id: str, *, session=None) -> Lease | None:
         """The lease a grant made or last extended (the newest), or ``None``."""
-        with self._session(session) as s:
+        with self.db.joining(session) as s:
             return s.scalar(
                 select(Lease)
                 .where(or_(Lease.request_id == request_id, Lease.extended_by == request_id))
@@ -70,7 +61,7 @@ class LeaseStore:
         lease = self.of_request(req.id, session=session)
         if lease is not None or req.applied_at is None or not req.group_id:
             return lease
-        with self._session(session) as s:
+        with self.db.joining(session) as s:
             return s.scalar(
                 select(Lease)
                 .where(
@@ -191,7 +182,7 @@ class LeaseStore:
             created_at=now,
             updated_at=now,
         )
-        with self._session(session) as s:
+        with self.db.joining(session) as s:
             s.add(lease)
             s.flush()
             s.expunge(lease)
@@ -246,7 +237,7 @@ class LeaseStore:
 
     def end(self, lease_id: str, *, reason: str, by: str, now: dt.datetime, session=None, expect=LIVE, **values) -> int:
         """A live lease is over (``reason``, ``by``): its key is freed. Returns the rows changed (0: not live)."""
-        with self._session(session) as s:
+        with self.db.joining(session) as s:
             return s.execute(
                 update(Lease)
                 .where(Lease.id == lease_id, Lease.state.in_(expect))

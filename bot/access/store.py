@@ -10,7 +10,6 @@ request once. A caller that must write an audit row in the same transaction pass
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from dataclasses import dataclass
 
@@ -56,14 +55,6 @@ class RequestStore:
     def __init__(self, db: Database):
         self.db = db
 
-    @contextlib.contextmanager
-    def _session(self, session):
-        if session is not None:
-            yield session
-        else:
-            with self.db.session() as s:
-                yield s
-
     # ------------------------------------------------------------------------------- reads
     def get(self, request_id: str) -> AccessRequest | None:
         with self.db.session() as s:
@@ -71,7 +62,7 @@ class RequestStore:
 
     def approver_ids(self, request_id: str, *, session=None) -> list[str]:
         """The approvers who approved ``request_id``, first first."""
-        with self._session(session) as s:
+        with self.db.joining(session) as s:
             return list(
                 s.scalars(select(Approval.approver_id).where(Approval.request_id == request_id).order_by(Approval.id))
             )
@@ -128,7 +119,7 @@ class RequestStore:
     ) -> list[AccessRequest]:
         """The open (pending or approved) requests of ``kinds`` (grants by default) of ``email`` in
         ``group_id``, but ``other_than``."""
-        with self._session(session) as s:
+        with self.db.joining(session) as s:
             return list(
                 s.scalars(
                     select(AccessRequest).where(
@@ -158,7 +149,7 @@ class RequestStore:
     def last_reset_answered(self, email: str, *, before: dt.datetime, other_than: str) -> dt.datetime | None:
         """When Polaris last answered a password-reset PUT of ``email`` (another request's, at or before
         ``before``), or ``None``: a reset's audit event older than that belongs to the earlier reset."""
-        with self._session(None) as s:
+        with self.db.joining(None) as s:
             return s.scalar(
                 select(func.max(AccessRequest.write_answered_at)).where(
                     AccessRequest.kind == RESET_PASSWORD,
@@ -347,7 +338,7 @@ class RequestStore:
             where.append(AccessRequest.expires_at > live_at)
         if expired_at is not None:
             where.append(AccessRequest.expires_at <= expired_at)
-        with self._session(session) as s:
+        with self.db.joining(session) as s:
             return s.execute(update(AccessRequest).where(*where).values(**values)).rowcount
 
     def insert(self, req: AccessRequest, *, session) -> None:
