@@ -14,6 +14,7 @@ from .. import privilege, views
 from ..commands import Target, UsageError, is_quoted, split_group_and_reason
 from ..models import AccessRequest
 from ..polaris import Group
+from ..slack import SlackIdentity
 from .approvers import Approvers
 from .context import Context
 from .lease_store import LeaseStore
@@ -37,6 +38,15 @@ class Queries:
         if not identity.email:
             raise UsageError("That person has no email on their Slack profile that I can read.")
         return identity.email.lower()
+
+    def active_requester(self, user_id: str) -> SlackIdentity:
+        """The Slack identity of someone asking for a change (``users.info``, 60 s cache): an active full member
+        with an email, else :class:`UsageError` with the refusal (guest, bot, deactivated, no email)."""
+        identity = self.ctx.slack.identity(user_id, max_age=60)
+        refusal = identity.refusal()
+        if refusal:
+            raise UsageError(refusal)
+        return identity
 
     def resolve_group(self, name: str) -> Group:
         """The group named ``name`` (case-insensitive, quotes ignored). On a miss the group list is read again

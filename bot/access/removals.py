@@ -71,11 +71,7 @@ class Removals:
 
     # ------------------------------------------------------------------------------- checks
     def _requester(self, user_id: str) -> SlackIdentity:
-        identity = self.ctx.slack.identity(user_id, max_age=60)
-        refusal = identity.refusal()
-        if refusal:
-            raise UsageError(refusal)
-        return identity
+        return self.queries.active_requester(user_id)
 
     def _member(self, email: str, group: Group, *, yours: bool) -> User:
         """The Polaris user ``email``, a member of ``group``; else :class:`UsageError` (nothing to take away)."""

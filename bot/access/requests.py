@@ -53,11 +53,7 @@ class Submission:
         self.leases = LeaseStore(ctx.db)
 
     def _requester(self, user_id: str) -> SlackIdentity:
-        identity = self.ctx.slack.identity(user_id, max_age=60)
-        refusal = identity.refusal()
-        if refusal:
-            raise UsageError(refusal)
-        return identity
+        return self.queries.active_requester(user_id)
 
     def _check_open_limit(self, user_id: str) -> None:
         n = self.store.count_open(user_id)
