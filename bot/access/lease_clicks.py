@@ -11,7 +11,7 @@ from sqlalchemy import update
 
 from .. import durations, views
 from ..commands import Target, UsageError
-from ..models import CANCELLED, LEASE_ACTIVE, Lease
+from ..models import LEASE_ACTIVE, Lease
 from .context import Context
 from .lease_ends import BUSY, ENDED
 from .leases import Leases
@@ -112,16 +112,12 @@ class LeaseClicks:
         withdrawn = []
         for req in store.open_grants_of(lease.email, lease.group_id):
             with self.ctx.db.session() as s:
-                changed = store.update(
-                    req.id,
-                    session=s,
-                    expect=req.state,
-                    state=CANCELLED,
-                    decided_by=actor_id,
-                    decided_at=now,
-                    updated_at=now,
-                    open_key=None,
+                changed = store.close(
+                    req,
+                    by=actor_id,
+                    now=now,
                     outcome="Withdrawn: the person ended this access with I'm done.",
+                    session=s,
                 )
                 if changed:
                     self.ctx.audit.record(

@@ -21,7 +21,7 @@ import contextlib
 import datetime as dt
 import json
 
-from ..models import BOT_REQUESTER, CANCELLED, INVITE, JOIN, LEAVE, OFFBOARD, REMOVE, AccessRequest
+from ..models import BOT_REQUESTER, INVITE, JOIN, LEAVE, OFFBOARD, REMOVE, AccessRequest
 from ..polaris import Group, PolarisNotFound, PolarisUnavailable, User
 from .authority import ORG_ADMIN
 from .context import Context
@@ -213,18 +213,7 @@ class RemovalSide:
                 req.target_email, req.target_slack_id, other_than=req.id, session=session
             )
         for other in others:
-            if self.store.update(
-                other.id,
-                session=session,
-                expect=other.state,
-                state=CANCELLED,
-                decided_by=BOT_REQUESTER,
-                decided_at=now,
-                updated_at=now,
-                open_key=None,
-                next_attempt_at=None,
-                outcome=f"Closed: {why}",
-            ):
+            if self.store.close(other, by=BOT_REQUESTER, now=now, outcome=f"Closed: {why}", session=session):
                 audit.record(
                     "bot",
                     "request.cancelled",

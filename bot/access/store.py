@@ -21,6 +21,7 @@ from ..models import (
     APPLIED,
     APPROVED,
     BOT_REQUESTER,
+    CANCELLED,
     DENIED,
     EXPIRED,
     FAILED,
@@ -340,6 +341,23 @@ class RequestStore:
             where.append(AccessRequest.expires_at <= expired_at)
         with self.db.joining(session) as s:
             return s.execute(update(AccessRequest).where(*where).values(**values)).rowcount
+
+    def close(self, req: AccessRequest, *, by: str, now: dt.datetime, outcome: str, session) -> int:
+        """Close an open request (compare-and-set from the state it was read in to ``cancelled``) because
+        something else decided it (an offboarding, a removal, I'm done): ``outcome`` says what. Returns the rows
+        changed (0: it moved on meanwhile)."""
+        return self.update(
+            req.id,
+            session=session,
+            expect=req.state,
+            state=CANCELLED,
+            decided_by=by,
+            decided_at=now,
+            updated_at=now,
+            open_key=None,
+            next_attempt_at=None,
+            outcome=outcome,
+        )
 
     def insert(self, req: AccessRequest, *, session) -> None:
         """A new request (``IntegrityError`` when its ``open_key`` is taken: the same one is already open)."""
