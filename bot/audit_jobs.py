@@ -261,6 +261,8 @@ def cli_export(since: str | None, until: str | None, fmt: str, out: TextIO) -> i
 
     try:
         start, end = parse_time(since, "--since"), parse_time(until, "--until")
+        if start is not None and end is not None and start >= end:
+            raise ValueError(f"--since ({since}) must be earlier than --until ({until}): no row can be in between")
     except ValueError as e:
         import sys
 

@@ -157,12 +157,15 @@ class Reconciler:
             s.execute(delete(ReconcileBaseline))
             s.add_all(rows)
             mark = s.get(ScheduleMark, BASELINE_MARK) or ScheduleMark(name=BASELINE_MARK)
+            replaced = f" It replaces the baseline of {mark.at:%Y-%m-%d %H:%M} UTC." if mark.at else ""
             mark.at, mark.detail = now, f"{len(users)} users"
             s.add(mark)
             memberships = len(rows) - len(users)
-            detail = f"{len(users)} users, {memberships} memberships accepted"
+            detail = f"{len(users)} users, {memberships} memberships accepted{' (replaced)' * bool(replaced)}"
             self.audit.record("bot", "reconcile.baseline", detail=detail, session=s)
-        return Report(now, now, len(users), memberships, [], ["Baseline taken: later runs report what changed."])
+        return Report(
+            now, now, len(users), memberships, [], [f"Baseline taken: later runs report what changed.{replaced}"]
+        )
 
     # ------------------------------------------------------------------------------ the run
     def run(self, actor: str = "bot") -> Report:

@@ -121,3 +121,10 @@ def test_expect_with_a_truncated_seal_is_bad_input(tmp_path, capsys):
     out = io.StringIO()
     assert audit_jobs._verify(db, None, out, ["12:sha256:11464eb90d"]) == 2
     assert "--expect takes ID:SEAL" in out.getvalue()
+
+
+def test_export_with_since_not_before_until_is_bad_input_not_an_empty_file(rows, capsys):
+    assert app.main(["audit", "export", "--since", "2026-02-01", "--until", "2026-01-01"]) == 2
+    captured = capsys.readouterr()
+    assert "--since (2026-02-01) must be earlier than --until (2026-01-01)" in captured.err
+    assert captured.out == ""  # not a header alone, read as "nothing happened"

@@ -69,6 +69,14 @@ def test_a_baseline_accepts_what_is_there_and_then_nothing_differs(reconciler, s
     assert [r.detail for r in audit_rows(db, "reconcile.baseline")] == ["3 users, 3 memberships accepted"]
 
 
+def test_a_second_baseline_says_which_one_it_replaces(reconciler, db):
+    first = reconciler.take_baseline()
+    assert first.notes == ["Baseline taken: later runs report what changed."]
+    second = reconciler.take_baseline()
+    assert f"It replaces the baseline of {first.at:%Y-%m-%d %H:%M} UTC." in second.notes[0]
+    assert audit_rows(db, "reconcile.baseline")[-1].detail.endswith("memberships accepted (replaced)")
+
+
 def test_what_the_bot_granted_is_no_drift_and_an_outside_grant_is_named_with_who(
     reconciler, service, sandbox, groups, db
 ):
