@@ -65,12 +65,13 @@ def run_sandbox(
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    py = python_command()
     lines = ["# Polaris sandbox and Slack stand-in are running on 127.0.0.1. In another shell:"]
     lines += [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
     lines += [
-        "# then: python app.py migrate && python app.py serve --host 127.0.0.1",
+        f"# then: {py} app.py migrate && {py} app.py serve --host 127.0.0.1",
         "# and send a signed slash command as alice (U0ALICE), e.g.:",
-        f"#   python -m standins.sandbox post http://127.0.0.1:{serve_port} U0ALICE 'groups'",
+        f"#   {py} -m standins.sandbox post http://127.0.0.1:{serve_port} U0ALICE 'groups'",
         "# (it reads SLACK_SIGNING_SECRET and SLACK_API_URL from the environment and prints the answer)",
         "# people: " + ", ".join(f"{n} {p[0]}" for n, p in PEOPLE.items()) + ". Ctrl-C stops.",
     ]
@@ -145,7 +146,26 @@ def _post_command(argv: list[str]) -> int:
     return 1
 
 
+def python_command() -> str:
+    """How to name this interpreter in a hint to paste: ``.venv/bin/python`` when it is the project's virtualenv
+    (``make sandbox`` runs there, and a bare ``python`` may lack the requirements), else ``python``."""
+    here = os.path.abspath(sys.executable)
+    inside = os.path.commonpath([here, os.getcwd()]) == os.getcwd()
+    return os.path.relpath(here) if inside and ".venv" in here.split(os.sep) else "python"
+
+
+def main(argv: list[str]) -> int:
+    """``python -m standins.sandbox [--help]`` runs the sandbox; ``... post URL USER TEXT`` sends a command."""
+    if argv[:1] == ["post"]:
+        return _post_command(argv[1:])
+    parser = argparse.ArgumentParser(
+        prog="python -m standins.sandbox",
+        description="The Polaris sandbox and the Slack stand-in on 127.0.0.1 (as `python app.py sandbox`). "
+        "`python -m standins.sandbox post URL USER TEXT` sends a signed slash command to serve.",
+    )
+    parser.parse_args(argv)
+    return run_sandbox()
+
+
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "post":
-        sys.exit(_post_command(sys.argv[2:]))
-    sys.exit(run_sandbox())
+    sys.exit(main(sys.argv[1:]))

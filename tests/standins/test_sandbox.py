@@ -75,3 +75,21 @@ def test_serve_runs_on_what_the_sandbox_prints(tmp_path):
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
     assert proc.returncode == 0
+
+
+def test_help_prints_usage_and_does_not_start_the_stand_ins():
+    done = subprocess.run(
+        [sys.executable, "-m", "standins.sandbox", "--help"], capture_output=True, text=True, timeout=20
+    )
+    assert done.returncode == 0 and "usage: python -m standins.sandbox" in done.stdout
+    assert "running on 127.0.0.1" not in done.stdout
+
+
+def test_the_hints_name_the_virtualenv_python_when_run_from_it(monkeypatch, tmp_path):
+    from standins import sandbox
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / ".venv" / "bin" / "python"))
+    assert sandbox.python_command() == os.path.join(".venv", "bin", "python")
+    monkeypatch.setattr(sys, "executable", "/usr/bin/python3")
+    assert sandbox.python_command() == "python"
