@@ -19,6 +19,7 @@ ORDER = [
     "authority",
     "verdicts",
     "approvers",
+    "gains",
     "admission",
     "mentions",
     "threads",
