@@ -26,6 +26,7 @@ ORDER = [
     "notifications",
     "queries",
     "audit_view",
+    "paging",
     "decisions",
     "cancels",
     "reminders",
