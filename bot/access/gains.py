@@ -68,10 +68,11 @@ class GainsReader:
         fresh = self.store.get(req.id)
         if fresh is None or not _live(fresh):  # applied meanwhile: what was read may include the group itself
             return self.kept(fresh) if fresh is not None else kept
-        if kept is None or kept != gains:
-            plan = _plan(fresh)
-            plan["gains"] = gains.to_json()
-            self.store.set(req.id, plan=json.dumps(plan))
+        if kept is not None and kept == gains:
+            return kept  # unchanged since it was first read: the card (and its "read at") stays as it is
+        plan = _plan(fresh)
+        plan["gains"] = gains.to_json()
+        self.store.set(req.id, plan=json.dumps(plan))
         return gains
 
     def _read(self, req: AccessRequest, group: Group) -> Gains:

@@ -148,3 +148,19 @@ def test_the_ack_does_not_wait_for_the_effective_permissions(bolt, slack, groups
     sandbox.add_fault(Fault(method="GET", path=r"/effectivepermissions$", delay=2.0, times=None))
     _ask(bolt, slack, db, "request Data Analyst dashboards")  # asserts the ack came in under 1.5 s
     assert "Already has 3 of these 12" in _text(_card(slack))
+
+
+def test_the_card_is_edited_only_when_what_they_have_changed(bolt, slack, groups, sandbox, db, core):
+    from tests.conftest import Clock
+
+    alice = sandbox.create_user("alice@example.com", "Alice", "Tester", groups=[groups["Viewer"]], actions=[])
+    req = _ask(bolt, slack, db, "request Data Analyst dashboards")
+    clock = Clock(core.service)
+    clock.advance(1800)  # a later minute: the same reading must not rewrite the card
+    core.service.refresh_card(req.id)
+    assert not _card(slack).get("updates")
+    queries = sandbox.create_group("Queries", [{"name": "AccessQueries", "resources": ["projects/*"]}])
+    core.polaris.add_members(queries["id"], [alice["id"]])
+    core.service.refresh_card(req.id)
+    assert _card(slack).get("updates")
+    assert "Already has 4 of these 12 through other groups" in _text(_card(slack))
