@@ -164,3 +164,12 @@ def test_the_card_is_edited_only_when_what_they_have_changed(bolt, slack, groups
     core.service.refresh_card(req.id)
     assert _card(slack).get("updates")
     assert "Already has 4 of these 12 through other groups" in _text(_card(slack))
+
+
+def test_an_invite_for_someone_with_an_account_compares_their_permissions(bolt, slack, groups, sandbox, db):
+    sandbox.create_user("dan@example.com", "Dan", "Tester", groups=[groups["Data Analyst"]], actions=[])
+    _ask(bolt, slack, db, "invite dan@example.com Viewer dashboards")
+    text = _text(_card(slack))
+    assert "nothing new — they already have all 3 permissions of *Viewer*" in text
+    assert "Already has 3 of these 3 through other groups" in text
+    assert "for `dan@example.com`" in text  # a membership for someone who has an account
