@@ -120,7 +120,7 @@ def whois_page(
         p_page, title=_range_title("Effective permissions", p0, len(p_page), len(lines), unit=" lines")
     )
     if pages > 1:
-        more = f" · next page: `{again} page {page + 1}`" if page < pages else ""
+        more = f" · next page: `{esc(again)} page {page + 1}`" if page < pages else ""
         blocks.append(
             context(f"Page {page} of {pages} · {len(groups)} groups, {len(lines)} permission lines in all{more}")
         )

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from tests.bot.test_views import assert_block_kit_limits
+from tests.bot.test_views import assert_block_kit_limits, mrkdwn_texts
 from tests.conftest import REQUESTER, signed_headers, slash_body, wait_for
 from tests.handlers.conftest import dispatch
 
@@ -116,3 +116,17 @@ def test_groups_lists_hundreds_in_pages(bolt, slack, busy_user):
     assert "Page 7 of 7" in text and "Viewer" in text and "next page" not in text
     assert "there is no page 8" in _all_text(_answer(bolt, slack, "groups page 8"))
     assert "takes nothing after it" in _all_text(_answer(bolt, slack, "groups all of them"))
+
+
+def test_page_hints_are_escaped():
+    from bot.polaris import Group, User
+    from bot.views import paging
+
+    evil = Group("g", "<!channel> & co")
+    members = [User(f"u{i}", f"m{i}@example.com", f"m{i}@example.com") for i in range(40)]
+    text, blocks = paging.member_page(evil, members, 100, 1)
+    rendered = text + "\n".join(mrkdwn_texts(blocks))  # the header is plain_text: shown as typed
+    assert "<!channel>" not in rendered and '"&lt;!channel&gt; &amp; co" page 2' in rendered
+    user = User("u", "a&b@example.com", "a&b@example.com", groups=tuple((f"g{i}", f"G{i}") for i in range(50)))
+    _, blocks = paging.whois_page(user, [], asked_for=user.email, page=1, again="/polaris whois a&b@example.com")
+    assert "`/polaris whois a&amp;b@example.com page 2`" in str(blocks)
