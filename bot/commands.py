@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -83,7 +83,7 @@ class Command:
     name: str
     target: Target = field(default_factory=Target)
     rest: str = ""
-    page: int = 1  # ``audit … page N``
+    page: int = 1  # ``audit``, ``whois``, ``groups``: ``… page N``
 
 
 def clean(text: str | None, limit: int | None = TEXT_MAX) -> str:
@@ -165,6 +165,31 @@ def _one_person(name: str, rest: str) -> Command:
     return Command(name, target=parse_target(rest))
 
 
+def _whois(name: str, rest: str) -> Command:
+    """``whois [email | @user] [page N]``."""
+    rest, page = split_page(rest, f"/polaris {name} page 2")
+    return replace(_one_person(name, rest), page=page)
+
+
+def _groups(name: str, rest: str) -> Command:
+    """``groups [page N]``."""
+    rest, page = split_page(rest, "/polaris groups page 2")
+    return replace(_no_arguments(name, rest), page=page)
+
+
+def split_page(rest: str, example: str) -> tuple[str, int]:
+    """``<words> page N`` -> (``<words>``, N); text without a trailing ``page …`` -> (text, 1). Raises
+    :class:`UsageError` naming ``example`` for a page that is no whole number from 1 to :data:`PAGE_MAX`."""
+    m = _PAGE.search(rest)
+    if not m:
+        return rest, 1
+    if not m.group(1).isdigit() or not 1 <= int(m.group(1)) <= PAGE_MAX:
+        raise UsageError(
+            f"`page` takes a whole number from 1 to {PAGE_MAX} (you wrote `{_quote(m.group(1))}`), e.g. `{example}`."
+        )
+    return rest[: m.start()].strip(), int(m.group(1))
+
+
 def _members(name: str, rest: str) -> Command:
     if not rest:
         raise UsageError("Which group? `/polaris members <group>`, e.g. `/polaris members Viewer`.")
@@ -241,12 +266,12 @@ def _audit(name: str, rest: str) -> Command:
 #: How each subcommand reads the words after its name.
 _ARGUMENTS = {
     "help": _no_arguments,
-    "groups": _no_arguments,
+    "groups": _groups,
     "permissions": _no_arguments,
     "status": _no_arguments,
     "pending": _no_arguments,
     "policy": _no_arguments,
-    "whois": _one_person,
+    "whois": _whois,
     "reset-password": _one_person,
     "members": _members,
     "request": _request,

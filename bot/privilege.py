@@ -9,9 +9,17 @@ a member of Organization Admin in Polaris, and is never auto-approved.
 Source: the permission catalogue of the public guide "Manage users and groups through API"
 (``identity-management-guide.txt``, "List all permissions", mirrored by ``standins.polaris_sandbox.PERMISSION_CATALOGUE``):
 the organization-level permissions are the ones listed without ``resources``. Of those, the ``Administer…``
-ones are here. ``ManageApiKeys`` is organization-level too but is not an administration permission (the
-predefined Data Manager group grants it); a permission Polaris adds later whose name starts with
-``Administer`` and that carries no ``resources`` counts as privileged as well, so a new one is not missed.
+ones are here. A permission Polaris adds later whose name starts with ``Administer`` and that carries no
+``resources`` counts as privileged as well, so a new one is not missed.
+
+``ManageApiKeys`` (decided, issue 11): **not privileged**. It is organization-level, so the approval card
+flags it as such (:mod:`bot.views.gains`), but it is not an administration permission: the guide's catalogue
+lists it apart from ``AdministerApiKeys`` (which governs the organization's API keys and is privileged), and
+the predefined Data Manager group, an everyday data role, grants it. Read as managing API keys for the work a
+person already may do, it gives no power over other users, groups, clients, projects or billing; making it
+privileged would put every Data Manager request behind two Organization Admins for no administration gained.
+An organization that sees it otherwise asks more approvals in its policy file
+(``[groups."Data Manager"] approvals = 2``).
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .polaris import Group
+    from .polaris import Group, Permission
 
 ORG_ADMIN = "Organization Admin"
 
@@ -46,11 +54,16 @@ def privileged_grants(group: "Group | None") -> list[str]:
         return []
     out: list[str] = []
     for p in group.permissions:
-        org_level = not p.resources
-        if p.name in ORG_ADMIN_PERMISSIONS or (org_level and p.name.startswith("Administer")):
-            if p.name not in out:
-                out.append(p.name)
+        if is_privileged_permission(p) and p.name not in out:
+            out.append(p.name)
     return out
+
+
+def is_privileged_permission(permission: "Permission") -> bool:
+    """True for an organization-level administration permission: one of :data:`ORG_ADMIN_PERMISSIONS`, or any
+    ``Administer…`` permission without ``resources``."""
+    org_level = not permission.resources
+    return permission.name in ORG_ADMIN_PERMISSIONS or (org_level and permission.name.startswith("Administer"))
 
 
 def is_privileged(group: "Group | None") -> bool:

@@ -12,6 +12,7 @@ from ..commands import Command, UsageError, check_reason, parse
 from ..durations import split_duration
 from .admission import Admission
 from .audit_view import AuditView
+from .paging import Paging
 from .queries import Queries
 from .removals import Removals
 from .reply import Reply
@@ -29,6 +30,7 @@ class Dispatch:
     ):
         self.admission, self.queries, self.requests, self.removals = admission, queries, requests, removals
         self.audit_view = audit_view or AuditView(queries.ctx, queries)
+        self.paging = Paging(queries.ctx, queries)
 
     def run(self, user_id: str, text: str | None, shown: str, channel_id: str | None) -> Reply:
         try:
@@ -49,9 +51,9 @@ class Dispatch:
         q, r, rm = self.queries, self.requests, self.removals
         routes: dict[str, Callable[[], Reply]] = {
             "help": lambda: Reply(*views.help_message()),
-            "whois": lambda: q.whois(user_id, cmd.target),
-            "groups": q.groups,
-            "members": lambda: q.members(cmd.rest),
+            "whois": lambda: self.paging.whois(user_id, cmd),
+            "groups": lambda: self.paging.groups(cmd),
+            "members": lambda: self.paging.members(cmd.rest),
             "permissions": q.permissions,
             "request": lambda: self._request(user_id, cmd),
             "invite": lambda: self._invite(user_id, cmd),

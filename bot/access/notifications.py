@@ -22,6 +22,7 @@ from ..models import APPLIED, APPROVED, BOT_REQUESTER, DENIED, EXPIRED, GRANTS, 
 from ..polaris import PolarisError
 from .approvers import Approvers
 from .context import Context
+from .gains import GainsReader
 from .lease_store import LeaseStore
 from .store import RequestStore
 from .threads import Threads
@@ -37,6 +38,7 @@ class Notifications:
         self.ctx, self.store, self.approvers = ctx, store, approvers
         self.leases = LeaseStore(ctx.db)
         self.threads = Threads(ctx, store)
+        self.gains = GainsReader(ctx, store)
 
     # ------------------------------------------------------------------------------- cards
     def _card(self, req: AccessRequest, note: str | None = None) -> tuple[str, list]:
@@ -57,6 +59,7 @@ class Notifications:
             manager_wanted=rule.wants_manager,
             lease_line=views.leases.card_line(lease, self.ctx.clock()),
             decision_blocks=views.approvals.card_blocks(req, rule.escalate_to if req.escalated_at else ()),
+            gains=self.gains.for_card(req, group),  # read from Polaris while the request is live
         )
 
     def post_card(self, request_id: str) -> bool:

@@ -1,5 +1,5 @@
-"""The read-only answers: ``whois``, ``groups``, ``members``, ``permissions``, ``status``, ``pending``,
-``policy`` and the App Home tab, and the lookups commands share (a Slack user's email, a group by its typed
+"""The read-only answers: ``permissions``, ``status``, ``pending``, ``policy`` and the App Home tab (``whois``,
+``groups`` and ``members``, paged, are :mod:`bot.access.paging`'s), and the lookups commands share (a Slack user's email, a group by its typed
 name, with a fresh read of the group list on a miss).
 
 Nothing here writes. Refusals are :class:`bot.commands.UsageError` (quoting what was typed, unescaped: escaped
@@ -94,34 +94,11 @@ class Queries:
         )
 
     # ------------------------------------------------------------------------------- commands
-    def whois(self, user_id: str, target: Target) -> Reply:
-        """``whois``: 2 Polaris calls (search, effective permissions)."""
-        email = self.email_for(user_id, target)
-        user = self.ctx.polaris.find_user_by_email(email)
-        if user is None:
-            return Reply(f"No Polaris user has the email `{views.esc(email)}`.")
-        permissions = self.ctx.polaris.effective_permissions(user.id)
-        return Reply(*views.whois(user, permissions, asked_for=email))
-
     def groups(self) -> Reply:
         return Reply(*views.group_list(self.ctx.catalog.all()))
 
     def permissions(self) -> Reply:
         return Reply(*views.permission_catalogue(self.ctx.polaris.list_permissions()))
-
-    def members(self, rest: str) -> Reply:
-        """``members <group>``: the first 50 members and the total. Words after the group name are refused
-        (quoted back), not dropped."""
-        group, extra = self.group_and_rest(rest)
-        if extra:
-            shown = extra if len(extra) <= 200 else extra[:199] + "…"
-            raise UsageError(
-                f"`/polaris members` takes one group name; I don't know what to do with "
-                f"`{shown.replace('`', chr(39))}` after *{group.name}*. Usage: `/polaris members <group>` "
-                '(quote a name of several words: `/polaris members "Data Analyst"`).'
-            )
-        page = self.ctx.polaris.list_members(group.id, top=50)
-        return Reply(*views.member_list(group, page.values, page.count))
 
     def status(self, user_id: str) -> Reply:
         """``status``: your open requests (and those failed in the last 30 days), then your time-bound access

@@ -30,7 +30,7 @@ import uuid
 from typing import Callable
 
 from ..audit import AuditLog
-from ..commands import Target, check_reason, clean
+from ..commands import Command, Target, check_reason, clean
 from ..config import Settings
 from ..db import Database
 from ..lanes import POLARIS, Lanes, lane_for_command
@@ -235,13 +235,13 @@ class AccessService:
 
     # =============================================================================== queries
     def cmd_whois(self, user_id: str, target: Target) -> Reply:
-        return self.queries.whois(user_id, target)
+        return self.dispatch.paging.whois(user_id, Command("whois", target=target))
 
     def resolve_group(self, name: str) -> Group:
         return self.queries.resolve_group(name)
 
     def cmd_members(self, rest: str) -> Reply:
-        return self.queries.members(rest)
+        return self.dispatch.paging.members(rest)
 
     def cmd_status(self, user_id: str) -> Reply:
         return self.queries.status(user_id)

@@ -1,5 +1,6 @@
 """Block Kit builders (one per message type) and mrkdwn escaping: ``blocks`` (shared pieces, :func:`esc`),
-``cards`` (the approval card, requester DMs), ``lookups`` (answers, help, the request form).
+``cards`` (the approval card, requester DMs), ``gains`` (the card's "what they gain"), ``lookups`` (answers, help,
+the request form), ``paging`` (the paged ``whois``, ``groups`` and ``members``).
 
 Every piece of text that came from a person or from Polaris passes through :func:`esc` exactly once, here,
 so ``<!channel>``, ``<@U…>`` and ``<https://x|label>`` typed by someone arrive as harmless text. Limits of

@@ -18,9 +18,11 @@ from ..models import (
     RESET_PASSWORD,
     AccessRequest,
 )
+from ..grants import Gains
 from ..polaris import Group
 
 from .approvals import decide_buttons
+from .gains import gain_blocks
 from .blocks import (
     MESSAGE_BLOCKS_MAX,
     RETRY_ACTION,
@@ -51,6 +53,7 @@ def approval_card(
     manager_wanted: bool = False,
     lease_line: str | None = None,
     decision_blocks: Sequence[dict] = (),
+    gains: Gains | None = None,
 ) -> tuple[str, list[dict]]:
     """The approval message for ``req`` in its current state: (fallback text, blocks).
 
@@ -59,7 +62,8 @@ def approval_card(
     request gets a ``Retry`` button. ``lease_line``: what became of the time-bound access the grant gave
     (:func:`bot.views.leases.card_line`: "Access until 21:47 UTC", "Access ended ..."). ``decision_blocks``:
     the escalation, the deny reason or approval comment, a shorter time granted
-    (:func:`bot.views.approvals.card_blocks`).
+    (:func:`bot.views.approvals.card_blocks`). ``gains``: what the group gives the person
+    (:class:`bot.grants.Gains`, :func:`bot.views.gains.gain_blocks`); without it, everything the group grants.
     """
     title = f"Access request: {kind_phrase(req)}"
     text = ask_phrase(req)
@@ -68,7 +72,7 @@ def approval_card(
         section(f"{text}."),
         _card_fields(req),
     ]
-    blocks += _card_grants(req, group)
+    blocks += _card_grants(req, group, gains)
     blocks += _card_plan(req)
     blocks += _card_approvals(req, approvals, manager_wanted)
     blocks += _card_state(req)
@@ -104,12 +108,15 @@ def _card_fields(req: AccessRequest) -> dict:
     return {"type": "section", "fields": [{"type": "mrkdwn", "text": clip(f, 2000)} for f in fields[:10]]}
 
 
-def _card_grants(req: AccessRequest, group: Group | None) -> list[dict]:
-    """What the group grants, and the privileged-group warning."""
+def _card_grants(req: AccessRequest, group: Group | None, gains: Gains | None = None) -> list[dict]:
+    """What the person gains (or, without ``gains``, what the group grants), and the privileged-group warning."""
     if group is None or req.kind == RESET_PASSWORD:
         return []
-    grants = permission_lines(group.permissions)
-    blocks = [section(f"*{esc(group.name)} grants:*\n" + bullet_list(grants, limit=15))]
+    if gains is not None:
+        blocks = gain_blocks(group, gains)
+    else:
+        grants = permission_lines(group.permissions)
+        blocks = [section(f"*{esc(group.name)} grants:*\n" + bullet_list(grants, limit=15))]
     if privilege.is_privileged(group):
         why = ", ".join(privilege.privileged_grants(group)) or privilege.ORG_ADMIN
         blocks.append(

@@ -137,8 +137,8 @@ HELP_TEXT = "\n".join(
         "• `/polaris cancel &lt;request id&gt;` — withdraw your pending request",
         "• `/polaris status` — your open requests and time-bound access · "
         "`/polaris pending` — requests awaiting your decision",
-        "• `/polaris whois [email | @user]` — a Polaris user, their groups and effective permissions",
-        "• `/polaris groups` · `/polaris members &lt;group&gt;` · `/polaris permissions`",
+        "• `/polaris whois [email | @user] [page N]` — a Polaris user, their groups and effective permissions",
+        "• `/polaris groups [page N]` · `/polaris members &lt;group&gt; [page N]` · `/polaris permissions`",
         "• `/polaris audit &lt;email | @user | group&gt; [page N]` — (admins) who asked, who decided, what Polaris "
         "holds today",
         'Group names match without regard to case, with or without quotes: `/polaris request "Data Analyst" dashboards`.',

@@ -1,0 +1,87 @@
+"""What the approver grants: the group's permissions the person does not already have through other groups,
+read when the approval card is built (:class:`GainsReader`, used by :mod:`bot.access.notifications`).
+
+While a grant (``request``, ``invite``) is pending, or approved but not yet being applied, each build of its
+card reads Polaris: the person's user (``req.polaris_user_id``, else a search by email; none: a new account,
+everything is a gain) and ``GET /v1/users/{id}/effectivepermissions``, compared with the group's permissions by
+:func:`bot.grants.compare`. What was read is kept with the request (``plan["gains"]``, beside anything else the
+plan holds) and is what the card shows once the request is decided or being applied, when the person's
+effective permissions include the group itself and tell nothing more. Cards are built on a work lane or the
+worker, never before an ack. A failing read never loses the card: it shows the last reading kept, or says it
+could not read what they already have.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+
+from .. import grants
+from ..grants import Gains
+from ..models import APPROVED, GRANTS, PENDING, AccessRequest
+from ..polaris import Group, PolarisError
+from .context import Context
+from .store import RequestStore
+
+log = logging.getLogger(__name__)
+
+
+def _plan(req: AccessRequest) -> dict:
+    try:
+        plan = json.loads(req.plan) if req.plan else {}
+    except ValueError:
+        return {}
+    return plan if isinstance(plan, dict) else {}
+
+
+def _live(req: AccessRequest) -> bool:
+    """True while Polaris still tells what the person has without the group: pending, or approved and no
+    apply attempt begun."""
+    return req.state == PENDING or (req.state == APPROVED and not req.attempts and not req.claimed_by)
+
+
+class GainsReader:
+    """Reads and keeps what a grant gives (see the module docstring). Polaris errors never escape."""
+
+    def __init__(self, ctx: Context, store: RequestStore):
+        self.ctx, self.store = ctx, store
+
+    def kept(self, req: AccessRequest) -> Gains | None:
+        """The reading kept with ``req`` (``None``: none yet)."""
+        return Gains.from_json(_plan(req).get("gains"))
+
+    def for_card(self, req: AccessRequest, group: Group | None) -> Gains | None:
+        """What ``req`` gives, for its card: ``None`` for a request that grants no group (or whose group
+        is gone); read from Polaris while live, else the reading kept. Polaris failing: the reading kept,
+        or a :class:`Gains` with ``unread`` set."""
+        if req.kind not in GRANTS or group is None:
+            return None
+        kept = self.kept(req)
+        if not _live(req):
+            return kept
+        try:
+            gains = self._read(req, group)
+        except PolarisError as e:
+            log.info("could not read effective permissions for request %s: %s", req.id, e.code)
+            return kept or grants.unread(group.permissions, e.code or "error")
+        fresh = self.store.get(req.id)
+        if fresh is None or not _live(fresh):  # applied meanwhile: what was read may include the group itself
+            return self.kept(fresh) if fresh is not None else kept
+        if kept is not None and kept == gains:
+            return kept  # unchanged since it was first read: the card (and its "read at") stays as it is
+        plan = _plan(fresh)
+        plan["gains"] = gains.to_json()
+        self.store.set(req.id, plan=json.dumps(plan))
+        return gains
+
+    def _read(self, req: AccessRequest, group: Group) -> Gains:
+        polaris = self.ctx.polaris
+        user_id = req.polaris_user_id
+        if not user_id:
+            user = polaris.find_user_by_email(req.target_email)
+            if user is None:
+                return replace(grants.compare(group.permissions, None), read_at=self.ctx.clock())
+            user_id = user.id
+        effective = polaris.effective_permissions(user_id)
+        return replace(grants.compare(group.permissions, effective), read_at=self.ctx.clock())
