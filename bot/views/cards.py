@@ -12,6 +12,7 @@ from ..models import (
     DENIED,
     EXPIRED,
     FAILED,
+    GROUP_CHANGES,
     OFFBOARD,
     PENDING,
     REMOVALS,
@@ -21,6 +22,7 @@ from ..models import (
 from ..polaris import Group
 
 from .approvals import decide_buttons
+from .groups import change_blocks
 from .blocks import (
     MESSAGE_BLOCKS_MAX,
     RETRY_ACTION,
@@ -106,7 +108,7 @@ def _card_fields(req: AccessRequest) -> dict:
 
 def _card_grants(req: AccessRequest, group: Group | None) -> list[dict]:
     """What the group grants, and the privileged-group warning."""
-    if group is None or req.kind == RESET_PASSWORD:
+    if group is None or req.kind == RESET_PASSWORD or req.kind in GROUP_CHANGES:
         return []
     grants = permission_lines(group.permissions)
     blocks = [section(f"*{esc(group.name)} grants:*\n" + bullet_list(grants, limit=15))]
@@ -134,6 +136,8 @@ def plan_of(req: AccessRequest) -> dict:
 def _card_plan(req: AccessRequest) -> list[dict]:
     """An offboarding's plan, shown before anyone approves: the groups removed, the account disabled, the
     active leases ended and the open requests closed (as Polaris and the bot had them when it was asked)."""
+    if req.kind in GROUP_CHANGES:
+        return change_blocks(req, plan_of(req))
     if req.kind != OFFBOARD:
         return []
     plan = plan_of(req)
