@@ -91,7 +91,7 @@ def _card_fields(req: AccessRequest) -> dict:
         fields = ["*Requester*\nthe bot (the Slack account was deactivated)"]
     else:
         fields = [f"*Requester*\n{who} (`{esc(req.requester_email or 'no email')}`)"]
-    if (req.target_email or "").lower() != (req.requester_email or "").lower():
+    if req.kind not in GROUP_CHANGES and (req.target_email or "").lower() != (req.requester_email or "").lower():
         target = (
             f"{mention(req.target_slack_id)} (`{esc(req.target_email)}`)"
             if req.target_slack_id

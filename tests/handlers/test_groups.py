@@ -105,6 +105,7 @@ def test_create_group_command_is_approved_by_another_admin_and_posted_once(bolt,
     assert req.target_email == "group:report readers" and req.approvals_required == 1
     card = _card(slack, req)
     assert "Creates the group* Report Readers" in card and "*analytics*: AccessReports, ViewTables" in card
+    assert "group:" not in card and "on someone else's behalf" not in card  # a group change is for nobody
     assert "You cannot decide your own request" in _click(bolt, core, slack, ADMIN, req)
     assert "Only approvers" in _click(bolt, core, slack, REQUESTER, req)  # not an admin
     assert _posts(sandbox) == []
