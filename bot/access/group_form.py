@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .. import views
 from ..commands import GROUP_MAX, UsageError, clean
-from ..polaris import normalize_group_name
+from ..polaris import Group, Permission, normalize_group_name
 from ..views.groups import (
     CHOSEN_PROJECTS,
     GROUP_NAME_BLOCK,
@@ -92,8 +92,12 @@ class GroupForm:
             if why:
                 return Reply(f":no_entry: {why}")
             projects = list(form.get("projects") or []) if form.get("scope") == CHOSEN_PROJECTS else None
-            permissions = self.changes.permissions(list(form.get("permissions") or []), projects)
+            names = list(form.get("permissions") or [])
+            permissions = self.changes.permissions(names, projects)
             if form.get("group_id"):
+                current = self.ctx.polaris.get_group(form["group_id"])
+                if _untouched(current, names, projects):  # only renamed: its permissions stay exactly as they are
+                    permissions = [Permission(p.name, p.resources) for p in current.permissions]
                 return self.changes.ask_edit(user_id, form["group_id"], form.get("name") or "", permissions)
             return self.changes.ask_create(user_id, form.get("name") or "", permissions)
 
@@ -104,3 +108,10 @@ class GroupForm:
         reply = self.submit(user_id, form)
         self.ctx.slack.dm(user_id, reply.text, reply.blocks)
         return reply
+
+
+def _untouched(group: Group, names: list[str], projects: list[str] | None) -> bool:
+    """Whether the form's permissions and scope are what it was filled in with for ``group``: then a
+    group whose permissions have different scopes (which the form cannot show) keeps them as they are."""
+    same_names = {n.lower() for n in names} == {p.name.lower() for p in group.permissions}
+    return same_names and sorted(projects or []) == sorted(chosen_projects(group))

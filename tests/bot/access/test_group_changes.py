@@ -9,7 +9,7 @@ import pytest
 
 from bot.commands import UsageError
 from bot.models import APPLIED, APPROVED, CREATE_GROUP, DELETE_GROUP, EDIT_GROUP
-from standins.polaris_sandbox import Fault
+from standins.polaris_sandbox import DEMO_PROJECT_IDS, Fault
 from tests.bot.access.helpers import audit_actions, only_request
 from tests.conftest import ADMIN, APPROVER, APPROVER2, Clock, make_settings
 
@@ -104,3 +104,20 @@ def test_a_delete_of_a_group_already_gone_is_done(service, db, sandbox, groups):
     done = service.get(req.id)
     assert done.state == APPLIED and "no longer exists" in done.outcome
     assert sandbox.writes("DELETE") == []
+
+
+def test_renaming_in_the_form_keeps_permissions_of_different_scopes_as_they_are(service, db, sandbox, groups):
+    """The form shows one scope; a group whose permissions differ in scope, only renamed, keeps them all."""
+    perms = [
+        {"name": "AccessReports", "resources": ["projects/*"]},
+        {"name": "ViewTables", "resources": [f"projects/{DEMO_PROJECT_IDS[0]}"]},
+    ]
+    gid = sandbox.create_group("Mixed", perms)["id"]
+    form = {"name": "Mixed Team", "permissions": ["AccessReports", "ViewTables"], "scope": "all", "projects": []}
+    reply = service.group_form.submit(ADMIN, {**form, "group_id": gid})
+    assert "went to the admins" in reply.text, reply.text
+    req = only_request(db)
+    service.decide(req.id, APPROVER, approve=True)
+    service.run_due()
+    after = sandbox.get_group(gid)
+    assert after["name"] == "Mixed Team" and after["permissions"] == perms
