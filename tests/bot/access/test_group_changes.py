@@ -121,3 +121,18 @@ def test_renaming_in_the_form_keeps_permissions_of_different_scopes_as_they_are(
     service.run_due()
     after = sandbox.get_group(gid)
     assert after["name"] == "Mixed Team" and after["permissions"] == perms
+
+
+def test_an_edit_that_would_grant_a_privileged_permission_needs_two_organization_admins(service, db, sandbox, groups):
+    gid = sandbox.create_group("Helpers", [{"name": "AccessReports", "resources": ["projects/*"]}])["id"]
+    changes = service.group_changes
+    changes.ask_edit(ADMIN, gid, "Helpers", changes.permissions(["AccessReports", "AdministerUsers"], None))
+    req = only_request(db)
+    assert req.approvals_required == 2
+    service.decide(req.id, APPROVER, approve=True)
+    service.run_due()
+    assert service.get(req.id).state != APPLIED  # one approval is not enough
+    service.decide(req.id, APPROVER2, approve=True)
+    service.run_due()
+    assert service.get(req.id).state == APPLIED
+    assert {"name": "AdministerUsers"} in sandbox.get_group(gid)["permissions"]
