@@ -38,9 +38,12 @@ SUBCOMMANDS = (
     "pending",
     "policy",
     "audit",
+    "create-group",
+    "edit-group",
+    "delete-group",
 )
 #: Commands whose text ends in a reason: kept whole, the reason measured (and refused when too long).
-WITH_REASON = ("request", "invite", "leave", "remove", "offboard")
+WITH_REASON = ("request", "invite", "leave", "remove", "offboard", "delete-group")
 ALIASES = {
     "reset": "reset-password",
     "resetpassword": "reset-password",
@@ -152,8 +155,7 @@ def parse(text: str | None) -> Command:
 
 def _no_arguments(name: str, rest: str) -> Command:
     if rest and name != "help":  # words after a command that takes none were dropped silently (new-user trial)
-        hint = " To see a group's members: `/polaris members <group>`." if name == "groups" else ""
-        raise UsageError(f"`/polaris {name}` takes nothing after it (you added `{_quote(rest)}`).{hint}")
+        raise UsageError(f"`/polaris {name}` takes nothing after it (you added `{_quote(rest)}`).")
     return Command(name)
 
 
@@ -172,9 +174,9 @@ def _whois(name: str, rest: str) -> Command:
 
 
 def _groups(name: str, rest: str) -> Command:
-    """``groups [page N]``."""
+    """``groups [page N]`` (the list, paged) or ``groups <group>`` (one group in detail: the words kept whole)."""
     rest, page = split_page(rest, "/polaris groups page 2")
-    return replace(_no_arguments(name, rest), page=page)
+    return Command(name, rest=rest, page=page)
 
 
 def split_page(rest: str, example: str) -> tuple[str, int]:
@@ -193,6 +195,18 @@ def split_page(rest: str, example: str) -> tuple[str, int]:
 def _members(name: str, rest: str) -> Command:
     if not rest:
         raise UsageError("Which group? `/polaris members <group>`, e.g. `/polaris members Viewer`.")
+    return Command(name, rest=rest)
+
+
+def _optional_group(name: str, rest: str) -> Command:
+    """``groups [<group>]``, ``create-group [...]``: the words kept whole (none: the list, or the form)."""
+    return Command(name, rest=rest)
+
+
+def _one_group(name: str, rest: str) -> Command:
+    """``edit-group <group>``, ``delete-group <group> [reason]``: a group is needed."""
+    if not rest:
+        raise UsageError(f'Which group? `/polaris {name} <group>`, e.g. `/polaris {name} "Report Readers"`.')
     return Command(name, rest=rest)
 
 
@@ -281,6 +295,9 @@ _ARGUMENTS = {
     "offboard": _offboard,
     "cancel": _cancel,
     "audit": _audit,
+    "create-group": _optional_group,
+    "edit-group": _one_group,
+    "delete-group": _one_group,
 }
 
 

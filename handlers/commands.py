@@ -28,6 +28,10 @@ def register(app: App, service) -> None:
         if clean(words).lower() == "request" and trigger_id:
             open_request_form(service, who, trigger_id, respond)  # trigger_id lives 3 seconds: open now
             return
+        head, _, name = clean(words).partition(" ")
+        if trigger_id and (clean(words).lower() == "create-group" or (head.lower() == "edit-group" and name)):
+            open_group_form(service, who, trigger_id, name.strip(), respond)
+            return
 
         def work() -> None:
             reply = service.handle_command(who, words, channel_id=text(command, "channel_id", limit=32))
@@ -61,4 +65,24 @@ def open_request_form(service, who: str, trigger_id: str, respond: Respond) -> N
     service.background(
         lambda: service.fill_request_form(who, view_id),
         on_busy=lambda: service.show_form_error(view_id, views.esc(BUSY)),
+    )
+
+
+GROUP_FORM_NOT_OPENED = (
+    ":warning: I could not open the group form (Slack did not take it in time). Nothing was changed. Try "
+    'again, or type `/polaris create-group "<name>" <permission> [<permission> ...] [in <project> ...]`.'
+)
+
+
+def open_group_form(service, who: str, trigger_id: str, name: str, respond: Respond) -> None:
+    """``/polaris create-group`` alone, or ``/polaris edit-group <name>``: open the loading modal at once (the
+    ``trigger_id`` lives 3 seconds), then fill it in on a work lane (admitted, admins only, the group read
+    from Polaris), or show the refusal there. When Slack does not open it, the person is told ephemerally."""
+    view_id = service.open_group_form(trigger_id)
+    if not view_id:
+        respond(text=views.esc(GROUP_FORM_NOT_OPENED), response_type="ephemeral")
+        return
+    service.background(
+        lambda: service.fill_group_form(who, view_id, name),
+        on_busy=lambda: respond(text=BUSY, response_type="ephemeral"),
     )

@@ -54,6 +54,48 @@ def register(app: App, service) -> None:
             ack(response_action="errors", errors={"group": BUSY.removeprefix(":hourglass: ")})
 
     register_decision_forms(app, service)
+    register_group_form(app, service)
+
+
+def _selected(values: dict, block: str, action: str) -> list[str]:
+    """The values of a multi_static_select's chosen options (at most 100, each at most 150 characters)."""
+    chosen = dig(values, block, action, "selected_options")
+    if not isinstance(chosen, list):
+        return []
+    return [str(o.get("value"))[:150] for o in chosen[:100] if isinstance(o, dict) and o.get("value")]
+
+
+def register_group_form(app: App, service) -> None:
+    """The group form's submission (``create-group``, ``edit-group``): fields to fix keep it open
+    (``response_action: errors``); the rest is handed to a work lane, answered by DM."""
+    g = views.groups
+
+    @app.view(g.GROUP_MODAL)
+    def submit_group(ack: Ack, body: dict, view: dict) -> None:
+        values = dig(view, "state", "values")
+        if not isinstance(values, dict) or g.GROUP_NAME_BLOCK not in values:  # the loading or refusal modal
+            ack()
+            return
+        name = dig(values, g.GROUP_NAME_BLOCK, g.GROUP_NAME_ACTION, "value")
+        form = {
+            "name": name if isinstance(name, str) else "",
+            "permissions": _selected(values, g.GROUP_PERMS_BLOCK, g.GROUP_PERMS_ACTION),
+            "scope": text(values, g.GROUP_SCOPE_BLOCK, g.GROUP_SCOPE_ACTION, "selected_option", "value", limit=10),
+            "projects": _selected(values, g.GROUP_PROJECTS_BLOCK, g.GROUP_PROJECTS_ACTION),
+            "group_id": text(view, "private_metadata", limit=64),
+        }
+        who = user_id(body, "user", "id")
+        if who is None:
+            ack()
+            return
+        errors = service.group_form_errors(form)
+        if errors:
+            ack(response_action="errors", errors=errors)
+            return
+        if service.background(lambda: service.submit_group_form_and_tell(who, form), lane=POLARIS):
+            ack()
+        else:
+            ack(response_action="errors", errors={g.GROUP_NAME_BLOCK: BUSY.removeprefix(":hourglass: ")})
 
 
 def register_decision_forms(app: App, service) -> None:

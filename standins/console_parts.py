@@ -107,11 +107,49 @@ def fill_form(view: dict, ask: Callable[[str], str | None], say: Callable[[str],
             name, value = chosen
             selected = {"text": {"type": "plain_text", "text": name}, "value": value}
             values[block_id] = {action_id: {"type": kind, "selected_option": selected}}
+        elif kind == "radio_buttons":
+            options = _options(element)
+            for i, (name, _value) in enumerate(options, 1):
+                say(f"  {i:>2}. {name}")
+            start = element.get("initial_option") or {}
+            answer = ask(f"{label} (a number or a name; empty: {_plain(start.get('text')) or 'none'}): ")
+            chosen = _choose(options, answer, say, ask) if answer and answer.strip() else None
+            value = chosen[1] if chosen else start.get("value")
+            values[block_id] = {action_id: {"type": kind, "selected_option": {"value": value} if value else None}}
+        elif kind == "multi_static_select":
+            values[block_id] = {action_id: {"type": kind, "selected_options": _choose_many(block, element, ask, say)}}
         elif kind == "plain_text_input":
             optional = " (optional)" if block.get("optional") else ""
-            typed = ask(f"{label}{optional}: ") or ""
+            start = element.get("initial_value") or ""
+            shown = f" (empty: {start})" if start else optional
+            typed = ask(f"{label}{shown}: ") or start
             values[block_id] = {action_id: {"type": kind, "value": typed or None}}
     return values
+
+
+def _choose_many(block: dict, element: dict, ask, say) -> list[dict]:
+    """A multi_static_select as a text field: numbers or names separated by commas; empty keeps the
+    ``initial_options``. Unknown entries are said and skipped."""
+    options = _options(element)
+    for i, (name, _value) in enumerate(options, 1):
+        say(f"  {i:>2}. {name}")
+    start = [str(o.get("value")) for o in element.get("initial_options") or []]
+    hint = ", ".join(start) or "none"
+    answer = ask(f"{_plain(block.get('label'))} (numbers or names, separated by commas; empty: {hint}): ") or ""
+    if not answer.strip():
+        return [{"value": v} for v in start]
+    chosen: list[dict] = []
+    for part in answer.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        found = options[int(part) - 1] if part.isdigit() and 1 <= int(part) <= len(options) else None
+        found = found or next((o for o in options if o[0].lower() == part.lower()), None)
+        if found is None:
+            say(f"  No option {part!r}; skipped.")
+        elif {"value": found[1]} not in chosen:
+            chosen.append({"value": found[1]})
+    return chosen
 
 
 def _choose(options, answer, say, ask, tries: int = 2):

@@ -189,3 +189,24 @@ def test_the_demo_reads_policy_file(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "reminds after 1 hour" in out.stdout and "policy.toml" in out.stdout
+
+
+def test_demo_runs_the_group_commands_with_the_form(tmp_path):
+    """Issue 11: the console fills the group form (a multi-select and radio buttons) and edits a group."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "POLARIS_", "DATABASE_URL"))}
+    script = (
+        "as carol\n/polaris create-group\nReport Readers\nAccessReports, ViewTables\n2\nanalytics\n"
+        "as bob\napprove\n/polaris groups Report Readers\n"
+        "as carol\n/polaris edit-group Report Readers\nReaders\n\n1\n\nas bob\napprove\n/polaris groups Readers\nquit\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "app.py", "demo"], cwd=ROOT, input=script, capture_output=True, text=True, timeout=120, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "Created the Polaris group Report Readers with 2 permissions." in text
+    detail = text.split("bob> /polaris groups Report Readers", 1)[1].split("bob> ", 1)[0]
+    assert "*analytics*: AccessReports, ViewTables" in detail
+    assert "*Name*: Report Readers → Readers" in text
+    after = text.split("bob> /polaris groups Readers", 1)[1]
+    assert "*all projects*: AccessReports, ViewTables" in after and "Traceback" not in out.stderr

@@ -8,20 +8,38 @@ decide what the person is told.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import replace
 
 from .. import privilege
 from ..audit import audit_context
-from ..models import OFFBOARD, REMOVALS, RESET_PASSWORD, AccessRequest
-from ..polaris import Group
+from ..models import (
+    ADMIN_DECIDED,
+    CREATE_GROUP,
+    EDIT_GROUP,
+    GROUP_CHANGES,
+    OFFBOARD,
+    REMOVALS,
+    RESET_PASSWORD,
+    AccessRequest,
+)
+from ..polaris import Group, Permission
 from ..policy import MANAGER, Rule
 from ..slack import SlackError
 from .authority import ORG_ADMIN, AuthorityFacts, decide_authority
 from .context import Context
 
 log = logging.getLogger(__name__)
+
+
+def _plan(req: AccessRequest) -> dict:
+    try:
+        plan = json.loads(req.plan or "{}")
+    except ValueError:
+        return {}
+    return plan if isinstance(plan, dict) else {}
 
 
 class Approvers:
@@ -36,6 +54,8 @@ class Approvers:
         """The rule of ``req``: its group's, the password-reset rule, or the offboarding rule (``[offboard]``)."""
         if req.kind == OFFBOARD:
             return self.ctx.policy.for_offboard()
+        if req.kind in GROUP_CHANGES:  # ADMINS decide (never the requester), one approval unless privileged
+            return Rule(ttl=self.ctx.policy.defaults.ttl, source="built-in: ADMINS decide group changes")
         return self.rule_for(req.group_name if req.kind != RESET_PASSWORD else None)
 
     def manager_of(self, user_id: str) -> str | None:
@@ -65,9 +85,28 @@ class Approvers:
         """The request's group as Polaris has it now (``GET /v1/groups/{id}``, never the cache: a permission
         added since the request changes who may approve it); ``None`` for a password reset.
         Raises :class:`PolarisNotFound` when the group was deleted, :class:`PolarisError` when Polaris fails."""
+        if req.kind in GROUP_CHANGES:
+            return self._changed_group(req)
         if req.kind == RESET_PASSWORD or not req.group_id:
             return None
         return self.ctx.polaris.get_group(req.group_id)
+
+    def _changed_group(self, req: AccessRequest) -> Group:
+        """For a group change, the group whose privilege decides who approves: a new group as planned; an
+        edited one as Polaris has it now with the planned permissions too (privileged before or after: Organization
+        Admins decide); a deleted one as Polaris has it now. Raises :class:`PolarisNotFound` when it is gone."""
+        plan = _plan(req)
+        planned = tuple(
+            Permission(str(p["name"]), tuple(p.get("resources") or ()))
+            for p in (plan.get("after") or plan.get("permissions") or [])
+            if isinstance(p, dict) and p.get("name")
+        )
+        if req.kind == CREATE_GROUP:
+            return Group(id="", name=req.group_name or "", permissions=planned)
+        group = self.ctx.polaris.get_group(req.group_id)
+        if req.kind == EDIT_GROUP:
+            return replace(group, permissions=group.permissions + planned)
+        return group
 
     def approvals_required(self, req: AccessRequest, group: Group | None) -> int:
         """How many approvals ``req`` needs now: never fewer than fixed at request time, and at least two
@@ -85,7 +124,7 @@ class Approvers:
         named = [a for a in rule.approvers if a != MANAGER]
         if not named and not ids:
             # Nobody named (or only a manager nobody knows): the environment's approvers decide.
-            ids = set(self.ctx.settings.admins if req.kind == OFFBOARD else self.ctx.settings.deciders)
+            ids = set(self.ctx.settings.admins if req.kind in ADMIN_DECIDED else self.ctx.settings.deciders)
         if req.escalated_at:  # escalated: the rule's escalate_to decide too, under the same checks
             ids |= self._members(rule.escalate_to, req, memo)
         ids.discard(req.requester_id)

@@ -15,13 +15,14 @@ from ..claims import Claims
 from ..config import Settings
 from ..db import Database
 from ..deliveries import DeliveryLedger
-from ..polaris import GroupCatalog, PolarisClient
+from ..polaris import GroupCatalog, PolarisClient, ProjectCatalog
 from ..policy import Policy
 from ..slack import SlackGateway
 
 
 class Context:
-    """The shared clients (``db``, ``polaris``, ``slack``, ``audit``, ``catalog``, ``claims``, ``deliveries``),
+    """The shared clients (``db``, ``polaris``, ``slack``, ``audit``, ``catalog``, ``projects`` (the project
+    names, :class:`bot.polaris.ProjectCatalog`), ``claims``, ``deliveries``),
     ``settings``, ``policy``, ``clock`` (returns aware UTC now) and ``wake`` (set by the worker: run a pass
     soon)."""
 
@@ -38,6 +39,7 @@ class Context:
     ):
         self.settings, self.db, self.polaris, self.slack, self.audit = settings, db, polaris, slack, audit
         self.catalog, self.policy, self.clock = catalog, policy, clock
+        self.projects = ProjectCatalog(polaris, ttl=settings.group_cache_ttl)
         self.claims = Claims(db)
         self.deliveries = DeliveryLedger(db, audit, lambda: self.clock())
         self.wake: Callable[[], None] = lambda: None

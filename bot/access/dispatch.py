@@ -13,6 +13,8 @@ from ..durations import split_duration
 from .admission import Admission
 from .audit_view import AuditView
 from .paging import Paging
+from .group_changes import CREATE_USAGE, GroupChanges
+from .group_info import GroupInfo
 from .queries import Queries
 from .removals import Removals
 from .reply import Reply
@@ -27,10 +29,15 @@ class Dispatch:
         requests: Submission,
         removals: Removals,
         audit_view: AuditView | None = None,
+        group_changes: GroupChanges | None = None,
     ):
         self.admission, self.queries, self.requests, self.removals = admission, queries, requests, removals
         self.audit_view = audit_view or AuditView(queries.ctx, queries)
         self.paging = Paging(queries.ctx, queries)
+        self.group_changes = group_changes or GroupChanges(
+            queries.ctx, requests.store, queries, queries.approvers, requests.notifications
+        )
+        self.group_info = GroupInfo(queries.ctx, queries, queries.approvers)
 
     def run(self, user_id: str, text: str | None, shown: str, channel_id: str | None) -> Reply:
         try:
@@ -52,7 +59,7 @@ class Dispatch:
         routes: dict[str, Callable[[], Reply]] = {
             "help": lambda: Reply(*views.help_message()),
             "whois": lambda: self.paging.whois(user_id, cmd),
-            "groups": lambda: self.paging.groups(cmd),
+            "groups": lambda: self.group_info.show(cmd.rest) if cmd.rest else self.paging.groups(cmd),
             "members": lambda: self.paging.members(cmd.rest),
             "permissions": q.permissions,
             "request": lambda: self._request(user_id, cmd),
@@ -66,6 +73,9 @@ class Dispatch:
             "pending": lambda: q.pending(user_id),
             "policy": lambda: q.policy(user_id),
             "audit": lambda: self.audit_view.show(user_id, cmd),
+            "create-group": lambda: self._create_group(user_id, cmd),
+            "edit-group": lambda: self._edit_group(user_id, cmd),
+            "delete-group": lambda: self.group_changes.delete_command(user_id, cmd.rest),
         }
         if cmd.name not in routes:
             raise UsageError("Try `/polaris help`.")
@@ -84,3 +94,17 @@ class Dispatch:
         group, rest = self.queries.group_and_rest(cmd.rest)
         duration, reason = split_duration(rest)
         return self.requests.request_invite(user_id, cmd.target, group.name, check_reason(reason), duration=duration)
+
+    def _create_group(self, user_id: str, cmd: Command) -> Reply:
+        if not cmd.rest:  # the form opens from the slash command's trigger_id (handlers); typed here: usage
+            self.group_changes.check_admin(user_id)
+            return Reply("To use the form, type `/polaris create-group` in Slack. " + CREATE_USAGE)
+        return self.group_changes.create_command(user_id, cmd.rest)
+
+    def _edit_group(self, user_id: str, cmd: Command) -> Reply:
+        self.group_changes.check_admin(user_id)
+        group = self.group_changes.editable(cmd.rest)
+        return Reply(
+            f"To change *{views.esc(group.name)}*, type `/polaris edit-group {views.esc(group.name)}` in Slack: "
+            "it opens the form, filled in."
+        )

@@ -19,13 +19,26 @@ import random
 
 from .. import privilege, views
 from ..audit import audit_context
-from ..models import APPLIED, APPROVED, FAILED, LEAVE, OFFBOARD, PENDING, REMOVALS, RESET_PASSWORD, AccessRequest
+from ..models import (
+    APPLIED,
+    APPROVED,
+    DELETE_GROUP,
+    FAILED,
+    GROUP_CHANGES,
+    LEAVE,
+    OFFBOARD,
+    PENDING,
+    REMOVALS,
+    RESET_PASSWORD,
+    AccessRequest,
+)
 from ..polaris import Group, PolarisError, PolarisNotFound, PolarisUnavailable
 from ..redact import redact
 from ..slack import SlackError
 from .approvers import Approvers
 from .authority import ORG_ADMIN, barred_reason
 from .context import Context
+from .group_side import GroupSide
 from .leases import Leases
 from .notifications import Notifications
 from .polaris_side import NotConfirmed, PolarisSide
@@ -52,6 +65,7 @@ class Execution:
         self.worker_name, self.leases = worker_name, leases
         self.side = PolarisSide(ctx, store)
         self.removals = RemovalSide(ctx, store, notifications)  # leave, remove, offboard (by kind)
+        self.groups = GroupSide(ctx, store)  # create_group, edit_group, delete_group
 
     def apply(self, request_id: str, *, quiet: bool = False) -> bool:
         """Apply one approved request in Polaris if this worker can claim it. True when it ended applied.
@@ -119,6 +133,8 @@ class Execution:
         (:mod:`bot.access.polaris_side`, a time-bound grant writing its pending lease just before the add)."""
         if req.kind in REMOVALS:
             return self.removals.run(req)
+        if req.kind in GROUP_CHANGES:
+            return self.groups.run(req)
         return self.side.run(req, before_add=lambda: self.leases.before_add(req))
 
     def _record_applied(self, req: AccessRequest, outcome: str, polaris_user_id: str | None) -> list[str] | None:
@@ -193,7 +209,7 @@ class Execution:
         try:
             group = self.approvers.request_group(req)
         except PolarisNotFound:
-            if req.kind in REMOVALS:  # the group is gone, and the membership with it: the removal is done
+            if req.kind in (*REMOVALS, DELETE_GROUP):  # the group is gone (and the membership with it): done
                 return True
             raise
         if not self.approvers.is_privileged(group):

@@ -25,7 +25,7 @@ import logging
 import re
 
 from .. import durations, views
-from ..models import OFFBOARD, PENDING, AccessRequest
+from ..models import ADMIN_DECIDED, PENDING, AccessRequest
 from ..policy import MANAGER, Rule
 from ..slack import SlackError
 from .approvers import Approvers
@@ -102,7 +102,7 @@ class Reminders:
             ids.add(req.manager_id)
         if not [a for a in rule.approvers if a != MANAGER] and not ids:
             # Nobody named: those who may decide it (an offboarding: ADMINS only, never every approver).
-            ids = set(self.ctx.settings.admins if req.kind == OFFBOARD else self.ctx.settings.deciders)
+            ids = set(self.ctx.settings.admins if req.kind in ADMIN_DECIDED else self.ctx.settings.deciders)
         if req.escalated_at:
             ids |= {a for a in rule.escalate_to if _USER.match(a)}
         ids -= set(self.store.approver_ids(req.id)) | {req.requester_id, req.target_slack_id}

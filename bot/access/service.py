@@ -18,7 +18,8 @@ closes the person's other open requests the same way.
 The units, each depending only on those above it: ``context``, ``reply``, ``errors``, ``store``,
 ``lease_store``, ``authority`` (pure), ``verdicts`` (pure), ``approvers``, ``admission``, ``mentions``,
 ``threads``, ``notifications``, ``queries``, ``audit_view``, ``decisions``, ``reminders``, ``polaris_side``, ``removal_side``,
-``execution``, ``requests``, ``removals``, ``schedule``, ``form``, ``decision_forms``, ``dispatch``.
+``execution`` (with ``group_side``), ``requests``, ``removals``, ``group_info``, ``group_changes``, ``schedule``,
+``form``, ``group_form``, ``decision_forms``, ``dispatch``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ from .dispatch import Dispatch
 from .errors import guarded
 from .execution import Execution
 from .form import RequestForm
+from .group_changes import GroupChanges
+from .group_form import GroupForm
 from .lease_clicks import LeaseClicks
 from .leases import Leases
 from .mentions import Mentions
@@ -130,7 +133,11 @@ class AccessService:
         self.lease_clicks = LeaseClicks(ctx, self.leases, self.requests)
         self.removals = Removals(ctx, self.store, self.queries, self.approvers, self.notifications, self.execution)
         self.audit_view = AuditView(ctx, self.queries)
-        self.dispatch = Dispatch(self.admission, self.queries, self.requests, self.removals, self.audit_view)
+        self.group_changes = GroupChanges(ctx, self.store, self.queries, self.approvers, self.notifications)
+        self.group_form = GroupForm(ctx, self.admission, self.group_changes)
+        self.dispatch = Dispatch(
+            self.admission, self.queries, self.requests, self.removals, self.audit_view, self.group_changes
+        )
         # Work handed off by listeners after ack(): bounded lanes apart from Bolt's listener threads (which
         # run the acks), one for work that waits on Polaris and one for work that does not, so a slow Polaris
         # never holds up `help` (bot/lanes.py). Few threads on purpose: they share the GIL with the acks.
@@ -210,6 +217,22 @@ class AccessService:
         reply = self.submit_form(user_id, group_id, reason, duration)
         self.slack.dm(user_id, reply.text, reply.blocks)
         return reply
+
+    def open_group_form(self, trigger_id: str) -> str | None:
+        """The group form's loading modal (:meth:`bot.access.group_form.GroupForm.open`)."""
+        return self.group_form.open(trigger_id)
+
+    def fill_group_form(self, user_id: str, view_id: str, name: str = "") -> None:
+        """The group form filled in, or its refusal (:meth:`bot.access.group_form.GroupForm.fill`)."""
+        self.group_form.fill(user_id, view_id, name)
+
+    def group_form_errors(self, form: dict) -> dict[str, str]:
+        """The group form's fields to fix, before the ack (:meth:`bot.access.group_form.GroupForm.errors`)."""
+        return self.group_form.errors(form)
+
+    def submit_group_form_and_tell(self, user_id: str, form: dict) -> Reply:
+        """The group form's submission, answered by DM (:meth:`bot.access.group_form.GroupForm.submit`)."""
+        return self.group_form.submit_and_tell(user_id, form)
 
     def refuse_malformed_button(self, user_id: str, action: str) -> str:
         """A button whose value is no request ID: audited (``decision.refused``); the answer for the clicker."""

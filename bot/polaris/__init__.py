@@ -10,8 +10,8 @@
 Every name is re-exported here: ``from bot.polaris import X`` is how the rest of the bot imports them.
 """
 
-from .catalog import MISS_REFRESH_SECONDS, GroupCatalog, normalize_group_name
-from .client import PAGE_SIZE, READ_ONLY_USER_FIELDS, PolarisClient
+from .catalog import MISS_REFRESH_SECONDS, GroupCatalog, ProjectCatalog, normalize_group_name
+from .client import PAGE_SIZE, READ_ONLY_GROUP_FIELDS, READ_ONLY_USER_FIELDS, PolarisClient
 from .transport import CallHook, PolarisTransport
 from .errors import (
     TRANSIENT_STATUSES,
@@ -31,6 +31,8 @@ __all__ = [
     "PolarisTransport",
     "Group",
     "GroupCatalog",
+    "ProjectCatalog",
+    "READ_ONLY_GROUP_FIELDS",
     "MISS_REFRESH_SECONDS",
     "PAGE_SIZE",
     "Page",

@@ -105,3 +105,53 @@ def normalize_group_name(name: str) -> str:
             text = text[1:-1].strip()
             break
     return " ".join(text.split()).lower()
+
+
+class ProjectCatalog:
+    """The organization's projects by ID (``GET /v1/projects``, a bare array of ``Project``, each with
+    ``metadata.uid`` and ``metadata.name``), cached for ``ttl`` seconds like :class:`GroupCatalog`, so a
+    permission's ``resources`` (``projects/<id>``) can be shown by name. Thread-safe; raises
+    :class:`bot.polaris.PolarisError` when Polaris fails."""
+
+    def __init__(self, client: PolarisClient, ttl: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.client, self.ttl, self.clock = client, ttl, clock
+        self._lock = threading.Lock()
+        self._names: dict[str, str] | None = None
+        self._at = 0.0
+
+    def names(self) -> dict[str, str]:
+        """``{project ID: name}`` (the name falls back to the ID), from the cache when fresh."""
+        with self._lock:
+            if self._names is not None and self.clock() - self._at < self.ttl:
+                return self._names
+        names: dict[str, str] = {}
+        for project in self.client.list_projects():
+            meta = project.get("metadata") if isinstance(project, dict) else None
+            if isinstance(meta, dict) and meta.get("uid"):
+                names[str(meta["uid"])] = str(meta.get("name") or meta["uid"])
+        with self._lock:
+            self._names, self._at = names, self.clock()
+        return names
+
+    def label(self, resource: str) -> str:
+        """A resource as people read it: ``projects/*`` -> "all projects", ``projects/<id>`` -> the project's
+        name (the ID when Polaris lists no such project); anything else as it is."""
+        if resource == "projects/*":
+            return "all projects"
+        if resource.startswith("projects/"):
+            uid = resource.split("/", 1)[1]
+            return self.names().get(uid, uid)
+        return resource
+
+    def by_name(self, name: str) -> str | None:
+        """The ID of the project named ``name`` (ignoring case) or with that ID, else ``None``."""
+        wanted = name.strip().lower()
+        for uid, label in self.names().items():
+            if wanted in (uid.lower(), label.lower()):
+                return uid
+        return None
+
+    def invalidate(self) -> None:
+        """Drop the cache: the next lookup reads the projects again."""
+        with self._lock:
+            self._names = None

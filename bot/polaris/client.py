@@ -41,6 +41,8 @@ log = logging.getLogger("bot.polaris")  # the name it always had (log configurat
 
 #: Properties Polaris generates; they are never sent back on PUT (the OpenAPI schema marks them readOnly).
 READ_ONLY_USER_FIELDS = frozenset({"id", "emailVerified", "identities", "createdOn"})
+#: The same for a group (``GroupRepresentation``).
+READ_ONLY_GROUP_FIELDS = frozenset({"id", "readOnly", "userCount"})
 PAGE_SIZE = 100
 
 
@@ -235,15 +237,63 @@ class PolarisClient(PolarisTransport):
         """``GET /v1/groups/{id}``. Raises :class:`PolarisNotFound`."""
         return Group.parse(self._json("GET", f"/v1/groups/{group_id}"))
 
+    @staticmethod
+    def permission_body(permissions) -> list[dict]:
+        """``[Permission]`` -> the ``permissions`` array of a group body: ``{name}`` for organization-level
+        ones, ``{name, resources}`` for project-scoped ones (guide, "Create a group")."""
+        return [{"name": p.name, **({"resources": list(p.resources)} if p.resources else {})} for p in permissions]
+
     def create_group(self, name: str, permissions: list[Permission]) -> Group:
-        """``POST /v1/groups`` (201). Raises :class:`PolarisConflict` when the name is taken."""
-        body = {
-            "name": name,
-            "permissions": [
-                {"name": p.name, **({"resources": list(p.resources)} if p.resources else {})} for p in permissions
-            ],
-        }
-        return Group.parse(self._json("POST", "/v1/groups", body=body, ok=(201,), retry=False))
+        """``POST /v1/groups`` (201). Sent once (not idempotent). Raises :class:`PolarisConflict` when the name
+        is taken, :class:`PolarisBadRequest` for an invalid permission, :class:`PolarisWriteUnknown` when it
+        was sent and the answer was lost (look the group up by name, after :attr:`read_timeout` and a
+        margin, before creating it again)."""
+        body = {"name": name, "permissions": self.permission_body(permissions)}
+        try:
+            return Group.parse(self._json("POST", "/v1/groups", body=body, ok=(201,), retry=False))
+        except PolarisUnavailable as e:
+            if e.status == 429:  # refused before it was processed
+                raise
+            raise PolarisWriteUnknown.of(e) from None
+
+    @staticmethod
+    def group_put_body(group: dict) -> dict:
+        """The PUT body that recreates ``group`` (a ``GroupRepresentation`` dict): every property but the
+        read-only ones (``id``, ``readOnly``, ``userCount``), permissions as ``{name, resources}``."""
+        body = {k: copy.deepcopy(v) for k, v in group.items() if k not in READ_ONLY_GROUP_FIELDS}
+        body["permissions"] = [
+            {k: v for k, v in p.items() if k in ("name", "resources")} for p in group.get("permissions") or ()
+        ]
+        return body
+
+    def update_group(
+        self, group_id: str, change: Callable[[dict], None], done: Callable[[Group], bool] | None = None
+    ) -> Group:
+        """GET the group, let ``change(body)`` edit the whole PUT body in place, PUT it back (Polaris's PUT
+        replaces the group: an omitted ``permissions`` becomes ``[]``). Nothing the group had is dropped:
+        ``body`` starts as :meth:`group_put_body` of the current group. Like :meth:`update_user`, the PUT is
+        never resent as it was: a transient failure starts over with a fresh GET, and when ``done(group)``
+        says the change already took effect nothing more is sent. Raises :class:`PolarisNotFound` (gone),
+        :class:`PolarisBadRequest` (a predefined, ``readOnly`` group, or an invalid permission),
+        :class:`PolarisConflict` (the new name is taken), :class:`PolarisUnavailable` after the retries."""
+        state = {"put_sent": False}
+
+        def cycle() -> Group:
+            current = self._json("GET", f"/v1/groups/{group_id}") or {}
+            if state["put_sent"] and done is not None and done(Group.parse(current)):
+                return Group.parse(current)
+            body = self.group_put_body(current)
+            change(body)
+            state["put_sent"] = True
+            return Group.parse(self._json("PUT", f"/v1/groups/{group_id}", body=body, retry=False))
+
+        retrying = Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, PolarisUnavailable)),
+            stop=stop_after_attempt(self.max_attempts) | stop_before_delay(self.retry_seconds),
+            wait=self._wait,
+            reraise=True,
+        )
+        return retrying(cycle)
 
     def delete_group(self, group_id: str) -> None:
         """``DELETE /v1/groups/{id}`` (200). Predefined groups are read-only (400)."""
@@ -268,7 +318,8 @@ class PolarisClient(PolarisTransport):
         self.request("DELETE", f"/v1/groups/{group_id}/members", body=[{"id": u} for u in user_ids])
 
     def list_projects(self) -> list[dict]:
-        """``GET /v1/projects`` -> the bare JSON array of projects."""
+        """``GET /v1/projects`` -> the bare JSON array of projects (each ``{"metadata": {"uid", "name"}, ...}``
+        in the OpenAPI ``Project`` schema)."""
         return list(self._json("GET", "/v1/projects") or [])
 
     def list_audit_events(

@@ -44,6 +44,7 @@ from .cards import (
 from .leases import LEASE_DONE_ACTION, LEASE_EXTEND_ACTION
 from . import leases
 from . import approvals
+from . import groups
 from .lookups import (
     whois,
     group_list,
@@ -61,6 +62,7 @@ __all__ = [
     "APPROVE_OPTIONS_ACTION",
     "DENY_MODAL",
     "approvals",
+    "groups",
     "CANCEL_ACTION",
     "LEASE_DONE_ACTION",
     "LEASE_EXTEND_ACTION",

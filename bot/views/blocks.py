@@ -14,6 +14,7 @@ from ..models import (
     EXPIRED,
     FAILED,
     GRANTS,
+    GROUP_CHANGES,
     INVITE,
     JOIN,
     LEAVE,
@@ -132,6 +133,10 @@ def outcome_text(req: AccessRequest) -> str:
 def kind_phrase(req: AccessRequest) -> str:
     """What the request is for, in words (escaped); a time-bound grant says for how long ("for 2 hours")."""
     group = f"*{esc(req.group_name)}*" if req.group_name else ""
+    if req.kind in GROUP_CHANGES:
+        from .groups import change_phrase  # groups builds on these pieces
+
+        return change_phrase(req)
     if req.kind in GRANTS and req.duration_seconds:
         group = f"{group} for {durations.describe(req.duration_seconds)}"
     if req.kind == JOIN:
@@ -162,6 +167,9 @@ def ask_phrase(req: AccessRequest) -> str:
         return f"{who} asks to offboard {email}"
     if req.kind == LEAVE:
         return f"{who} leaves *{esc(req.group_name or req.group_id)}*"
+    if req.kind in GROUP_CHANGES:
+        verb = {"create_group": "create", "edit_group": "change", "delete_group": "delete"}[req.kind]
+        return f"{who} asks to {verb} the group *{esc(req.group_name)}*"
     return f"{who} asks for {kind_phrase(req)}"
 
 

@@ -12,6 +12,7 @@ from ..models import (
     DENIED,
     EXPIRED,
     FAILED,
+    GROUP_CHANGES,
     OFFBOARD,
     PENDING,
     REMOVALS,
@@ -23,6 +24,7 @@ from ..polaris import Group
 
 from .approvals import decide_buttons
 from .gains import gain_blocks
+from .groups import change_blocks
 from .blocks import (
     MESSAGE_BLOCKS_MAX,
     RETRY_ACTION,
@@ -93,7 +95,7 @@ def _card_fields(req: AccessRequest) -> dict:
         fields = ["*Requester*\nthe bot (the Slack account was deactivated)"]
     else:
         fields = [f"*Requester*\n{who} (`{esc(req.requester_email or 'no email')}`)"]
-    if (req.target_email or "").lower() != (req.requester_email or "").lower():
+    if req.kind not in GROUP_CHANGES and (req.target_email or "").lower() != (req.requester_email or "").lower():
         target = (
             f"{mention(req.target_slack_id)} (`{esc(req.target_email)}`)"
             if req.target_slack_id
@@ -110,7 +112,7 @@ def _card_fields(req: AccessRequest) -> dict:
 
 def _card_grants(req: AccessRequest, group: Group | None, gains: Gains | None = None) -> list[dict]:
     """What the person gains (or, without ``gains``, what the group grants), and the privileged-group warning."""
-    if group is None or req.kind == RESET_PASSWORD:
+    if group is None or req.kind == RESET_PASSWORD or req.kind in GROUP_CHANGES:
         return []
     if gains is not None:
         blocks = gain_blocks(group, gains)
@@ -141,6 +143,8 @@ def plan_of(req: AccessRequest) -> dict:
 def _card_plan(req: AccessRequest) -> list[dict]:
     """An offboarding's plan, shown before anyone approves: the groups removed, the account disabled, the
     active leases ended and the open requests closed (as Polaris and the bot had them when it was asked)."""
+    if req.kind in GROUP_CHANGES:
+        return change_blocks(req, plan_of(req))
     if req.kind != OFFBOARD:
         return []
     plan = plan_of(req)

@@ -138,7 +138,11 @@ HELP_TEXT = "\n".join(
         "• `/polaris status` — your open requests and time-bound access · "
         "`/polaris pending` — requests awaiting your decision",
         "• `/polaris whois [email | @user] [page N]` — a Polaris user, their groups and effective permissions",
-        "• `/polaris groups [page N]` · `/polaris members &lt;group&gt; [page N]` · `/polaris permissions`",
+        "• `/polaris groups [page N]` · `/polaris groups &lt;group&gt;` (one group in detail) · "
+        "`/polaris members &lt;group&gt; [page N]` · `/polaris permissions`",
+        '• `/polaris create-group` (a form) or `create-group "&lt;name&gt;" &lt;permission&gt; ... [in &lt;project&gt; ...]` · '
+        "`/polaris edit-group &lt;group&gt;` · `/polaris delete-group &lt;group&gt; [reason]` — admins: "
+        "once another admin approves",
         "• `/polaris audit &lt;email | @user | group&gt; [page N]` — (admins) who asked, who decided, what Polaris "
         "holds today",
         'Group names match without regard to case, with or without quotes: `/polaris request "Data Analyst" dashboards`.',

@@ -31,7 +31,7 @@ from bot.commands import (
     split_group_and_reason,
 )
 
-NO_ARG = ("help", "groups", "permissions", "status", "pending", "policy")
+NO_ARG = ("help", "permissions", "status", "pending", "policy")
 
 
 # ------------------------------------------------------------------------------------------- clean
@@ -79,6 +79,19 @@ class TestParseSubcommands:
             parse(f"{name} something `else`")
         assert f"`/polaris {name}` takes nothing after it" in str(e.value) and "something 'else'" in str(e.value)
 
+    def test_group_commands(self):
+        """Issue 11: `groups Viewer` ignored its argument; create-, edit- and delete-group were unknown."""
+        assert parse("groups Viewer") == Command("groups", rest="Viewer")
+        assert parse("create-group") == Command("create-group")
+        assert parse('create-group "R R" AccessReports in demo') == Command(
+            "create-group", rest='"R R" AccessReports in demo'
+        )
+        assert parse("edit-group Alerts") == Command("edit-group", rest="Alerts")
+        assert parse("delete-group Temp old") == Command("delete-group", rest="Temp old")
+        for name in ("edit-group", "delete-group"):
+            with pytest.raises(UsageError, match="Which group"):
+                parse(name)
+
     @pytest.mark.parametrize("alias,name", sorted(ALIASES.items()))
     def test_every_alias(self, alias, name):
         assert name in SUBCOMMANDS
@@ -87,6 +100,9 @@ class TestParseSubcommands:
         elif name in ("whois", "reset-password"):
             assert parse(alias) == Command(name)
             assert parse(f"{alias} <@U123ABC>") == Command(name, target=Target(user_id="U123ABC"))
+        elif name == "groups":  # issue 11: `groups <name>` is one group in detail
+            assert parse(alias) == Command("groups")
+            assert parse(f"{alias} Data Analyst") == Command("groups", rest="Data Analyst")
         elif name == "request":
             assert parse(f"{alias} Data Analyst need dashboards") == Command(
                 "request", rest="Data Analyst need dashboards"
@@ -113,6 +129,9 @@ class TestParseSubcommands:
             "offboard": "offboard a@b.com",
             "cancel": "cancel 1a2b3c4d",
             "audit": "audit Viewer",
+            "create-group": "create-group",
+            "edit-group": "edit-group Alerts",
+            "delete-group": "delete-group Alerts",
         }
         assert set(samples) == set(SUBCOMMANDS)
         for name, text in samples.items():
@@ -464,7 +483,7 @@ def _check_parse(text):
     assert not any(unicodedata.category(ch).startswith("C") for ch in cmd.rest)
     if cmd.target.user_id is not None:
         assert cmd.target.email is None
-    if cmd.name in ("help", "groups", "permissions", "status", "pending", "policy"):
+    if cmd.name in ("help", "permissions", "status", "pending", "policy"):  # `groups <name>`: issue 11
         assert cmd.target.is_self and cmd.rest == ""
 
 

@@ -115,7 +115,8 @@ def test_groups_lists_hundreds_in_pages(bolt, slack, busy_user):
     text = _all_text(last)
     assert "Page 7 of 7" in text and "Viewer" in text and "next page" not in text
     assert "there is no page 8" in _all_text(_answer(bolt, slack, "groups page 8"))
-    assert "takes nothing after it" in _all_text(_answer(bolt, slack, "groups all of them"))
+    # words after `groups` name one group (shown in detail): not a group, so the nearest names are offered
+    assert "There is no Polaris group called `all of them`" in _all_text(_answer(bolt, slack, "groups all of them"))
 
 
 def test_page_hints_are_escaped():

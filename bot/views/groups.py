@@ -1,0 +1,243 @@
+"""Block Kit for groups themselves (issue 11): ``/polaris groups <name>`` (one group in detail), what a group
+change request changes (the approval card's part for ``create_group``, ``edit_group``, ``delete_group``) and
+the group form (``create-group`` / ``edit-group``).
+
+Permissions are shown by resource, with project names (``labels``: resource -> words, from ``GET
+/v1/projects`` via :class:`bot.polaris.ProjectCatalog`), organization-level ones first. Block Kit limits
+hold: a ``multi_static_select`` has at most 100 options (option groups of at most 100 each, at most 100
+groups), text fields are clipped.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterable, Mapping, Sequence
+
+from .. import privilege
+from ..models import CREATE_GROUP, DELETE_GROUP, EDIT_GROUP, AccessRequest
+from ..polaris import Group, Permission
+from .blocks import bullet_list, clip, context, esc, header, section
+
+GROUP_MODAL = "group_modal"
+GROUP_NAME_BLOCK, GROUP_NAME_ACTION = "group_name", "group_name_input"
+GROUP_PERMS_BLOCK, GROUP_PERMS_ACTION = "group_permissions", "group_permissions_select"
+GROUP_SCOPE_BLOCK, GROUP_SCOPE_ACTION = "group_scope", "group_scope_select"
+GROUP_PROJECTS_BLOCK, GROUP_PROJECTS_ACTION = "group_projects", "group_projects_select"
+OPTIONS_MAX = 100  # Block Kit: options of a select, and option groups of one
+ALL_PROJECTS = "all"
+CHOSEN_PROJECTS = "chosen"
+
+
+def as_dicts(permissions: Iterable[Permission]) -> list[dict]:
+    """``[Permission]`` -> ``[{"name", "resources"?}]`` (the JSON a plan stores and Polaris takes)."""
+    return [{"name": p.name, **({"resources": list(p.resources)} if p.resources else {})} for p in permissions]
+
+
+def as_permissions(items: Iterable[dict]) -> list[Permission]:
+    """The inverse of :func:`as_dicts` (entries that are not objects with a name are skipped)."""
+    return [
+        Permission(str(d["name"]), tuple(str(r) for r in d.get("resources") or ()))
+        for d in items or ()
+        if isinstance(d, dict) and d.get("name")
+    ]
+
+
+def scoped_lines(permissions: Iterable[Permission], labels: Mapping[str, str]) -> list[str]:
+    """One escaped line per resource: "Organization: A, B", "all projects: C", "analytics: D" (a project's
+    name from ``labels``, else its resource string)."""
+    by_scope: dict[str, set[str]] = defaultdict(set)
+    for p in permissions:
+        for scope in p.resources or ("organization",):
+            by_scope[scope].add(p.name)
+    out = []
+    for scope in sorted(by_scope, key=lambda s: (s != "organization", s != "projects/*", labels.get(s, s))):
+        label = "Organization" if scope == "organization" else labels.get(scope, scope)
+        out.append(f"*{esc(label)}*: {esc(', '.join(sorted(by_scope[scope])))}")
+    return out
+
+
+def _privileged_note(group: Group) -> dict | None:
+    if not privilege.is_privileged(group):
+        return None
+    why = ", ".join(privilege.privileged_grants(group)) or privilege.ORG_ADMIN
+    return context(
+        f":rotating_light: Privileged ({esc(why)}): needs {privilege.PRIVILEGED_APPROVALS} approvals by "
+        f"{privilege.ORG_ADMIN} members in Polaris."
+    )
+
+
+def group_detail(
+    group: Group, *, labels: Mapping[str, str], members: int | None, approvers: str
+) -> tuple[str, list[dict]]:
+    """``/polaris groups <name>``: read-only or not, member count, who approves it (``approvers``: already
+    escaped words), and its permissions by resource with project names."""
+    count = "?" if members is None else f"{members}"
+    kind = "predefined (read-only in Polaris)" if group.read_only else "custom (can be edited or deleted)"
+    fields = [
+        f"*Kind*\n{kind}",
+        f"*Members*\n{count}",
+        f"*Permissions*\n{len(group.permissions)}",
+        f"*Who approves a request for it*\n{clip(approvers, 1900)}",
+    ]
+    blocks: list[dict] = [
+        header(clip(f"Group {group.name}", 150)),
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
+        section("*Permissions by resource*\n" + bullet_list(scoped_lines(group.permissions, labels), limit=30)),
+    ]
+    note = _privileged_note(group)
+    if note:
+        blocks.append(note)
+    blocks.append(context(f"Group ID `{esc(group.id)}` · `/polaris members {esc(group.name)}` lists its members"))
+    return f"Polaris group {esc(group.name)}: {count} members, {len(group.permissions)} permissions", blocks
+
+
+def change_phrase(req: AccessRequest) -> str:
+    """What a group change request is for, in words (escaped)."""
+    name = f"*{esc(req.group_name)}*"
+    if req.kind == CREATE_GROUP:
+        return f"the new group {name}"
+    if req.kind == EDIT_GROUP:
+        return f"changes to the group {name}"
+    return f"the deletion of the group {name}"
+
+
+def change_blocks(req: AccessRequest, plan: Mapping) -> list[dict]:
+    """The approval card's account of exactly what a group change does (``plan``, written when asked)."""
+    labels = plan.get("labels") or {}
+    if req.kind == CREATE_GROUP:
+        perms = as_permissions(plan.get("permissions"))
+        lines = [f"*Creates the group* {esc(plan.get('name'))} with these permissions:"]
+        lines.append(bullet_list(scoped_lines(perms, labels), limit=20))
+        blocks = [section("\n".join(lines))]
+        note = _privileged_note(Group(id="", name=str(plan.get("name")), permissions=tuple(perms)))
+        return blocks + ([note] if note else [])
+    if req.kind == EDIT_GROUP:
+        before, after = as_permissions(plan.get("before")), as_permissions(plan.get("after"))
+        lines = ["*Changes the group* (everything else it has is kept):"]
+        if plan.get("new_name"):
+            lines.append(f"*Name*: {esc(plan.get('name'))} → {esc(plan.get('new_name'))}")
+        if plan.get("permissions_changed"):
+            lines.append("*Permissions before*\n" + bullet_list(scoped_lines(before, labels), limit=15))
+            lines.append("*Permissions after*\n" + bullet_list(scoped_lines(after, labels), limit=15))
+            added = [p for p in after if p not in before]
+            gone = [p for p in before if p not in after]
+            lines.append(f"*Added*: {'; '.join(scoped_lines(added, labels)) or 'nothing'}")
+            lines.append(f"*Removed*: {'; '.join(scoped_lines(gone, labels)) or 'nothing'}")
+        blocks = [section(clip("\n".join(lines), 3000))]
+        note = _privileged_note(Group(id="", name=req.group_name or "", permissions=tuple(before + after)))
+        return blocks + ([note] if note else [])
+    if req.kind == DELETE_GROUP:
+        members = plan.get("members")
+        perms = as_permissions(plan.get("permissions"))
+        who = "?" if members is None else f"{members} member{'' if members == 1 else 's'}"
+        lines = [
+            f"*Deletes the group* {esc(plan.get('name'))}: {who} lose it and what it grants:",
+            bullet_list(scoped_lines(perms, labels), limit=15),
+        ]
+        blocks = [section("\n".join(lines))]
+        note = _privileged_note(Group(id="", name=req.group_name or "", permissions=tuple(perms)))
+        return blocks + ([note] if note else [])
+    return []
+
+
+def _option(text: str, value: str) -> dict:
+    return {"text": {"type": "plain_text", "text": clip(text, 75)}, "value": value[:150]}
+
+
+def group_modal(
+    permissions: Sequence[Permission],
+    projects: Mapping[str, str],
+    *,
+    group: Group | None = None,
+    chosen: Sequence[str] = (),
+) -> dict:
+    """The group form: a name, the permissions (``multi_static_select`` in two option groups, organization
+    level and project-scoped, each at most :data:`OPTIONS_MAX`), the scope of the project-scoped ones (all
+    projects or the chosen ones) and the projects (``projects``: ID -> name). ``group``: the group being
+    edited (its ID is the ``private_metadata``; the fields start filled in), else a new group."""
+    org = [p for p in permissions if not p.resources][:OPTIONS_MAX]
+    scoped = [p for p in permissions if p.resources][:OPTIONS_MAX]
+    have = {p.name for p in group.permissions} if group else set()
+    groups = [
+        {"label": {"type": "plain_text", "text": label}, "options": [_option(p.name, p.name) for p in items]}
+        for label, items in (("Organization", org), ("Projects", scoped))
+        if items
+    ]
+    perms_el: dict = {"type": "multi_static_select", "action_id": GROUP_PERMS_ACTION, "option_groups": groups}
+    initial = [_option(p.name, p.name) for p in [*org, *scoped] if p.name in have]
+    if initial:
+        perms_el["initial_options"] = initial
+    name_el: dict = {"type": "plain_text_input", "action_id": GROUP_NAME_ACTION, "max_length": 100}
+    if group:
+        name_el["initial_value"] = group.name
+    scope_all = _option("All projects", ALL_PROJECTS)
+    scope_el = {
+        "type": "radio_buttons",
+        "action_id": GROUP_SCOPE_ACTION,
+        "options": [scope_all, _option("The projects chosen below", CHOSEN_PROJECTS)],
+        "initial_option": _option("The projects chosen below", CHOSEN_PROJECTS) if chosen else scope_all,
+    }
+    blocks: list[dict] = [
+        {"type": "input", "block_id": GROUP_NAME_BLOCK, "label": _plain("Group name"), "element": name_el},
+        {"type": "input", "block_id": GROUP_PERMS_BLOCK, "label": _plain("Permissions"), "element": perms_el},
+        {"type": "input", "block_id": GROUP_SCOPE_BLOCK, "label": _plain("Project scope"), "element": scope_el},
+    ]
+    project_options = [_option(name, uid) for uid, name in sorted(projects.items(), key=lambda x: x[1].lower())]
+    if project_options:
+        proj_el: dict = {
+            "type": "multi_static_select",
+            "action_id": GROUP_PROJECTS_ACTION,
+            "options": project_options[:OPTIONS_MAX],
+        }
+        start = [o for o in project_options[:OPTIONS_MAX] if o["value"] in set(chosen)]
+        if start:
+            proj_el["initial_options"] = start
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": GROUP_PROJECTS_BLOCK,
+                "optional": True,
+                "label": _plain("Projects (when scoped to chosen ones)"),
+                "element": proj_el,
+            }
+        )
+    title = "Edit group" if group else "New group"
+    return {
+        "type": "modal",
+        "callback_id": GROUP_MODAL,
+        "private_metadata": group.id if group else "",
+        "title": _plain(title),
+        "submit": _plain("Ask for approval"),
+        "close": _plain("Cancel"),
+        "blocks": blocks,
+    }
+
+
+def _plain(text: str) -> dict:
+    return {"type": "plain_text", "text": clip(text, 24)}
+
+
+def group_modal_message(escaped: str, *, title: str = "Polaris group") -> dict:
+    """The group form while it loads, or when it cannot be used (``escaped``: mrkdwn, already escaped)."""
+    return {
+        "type": "modal",
+        "callback_id": GROUP_MODAL,
+        "title": _plain(title),
+        "close": _plain("Close"),
+        "blocks": [section(escaped)],
+    }
+
+
+def chosen_projects(group: Group | None) -> list[str]:
+    """The project IDs a group's project-scoped permissions are limited to (``[]``: all projects, or none)."""
+    if group is None:
+        return []
+    ids: list[str] = []
+    for p in group.permissions:
+        for r in p.resources:
+            if r == "projects/*":
+                return []
+            uid = r.split("/", 1)[1] if r.startswith("projects/") else r
+            if uid not in ids:
+                ids.append(uid)
+    return ids
