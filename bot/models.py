@@ -344,3 +344,26 @@ class ReconcileBaseline(Base):
     taken_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_reconcile_baseline_kind_email", "kind", "email"),)
+
+
+class CommandWindow(Base):
+    """One person's command rate-limit window (revision 0009): ``count`` commands since ``started_at`` (aware
+    UTC). Moved by one upsert per command (:meth:`bot.access.admission.Admission.admit`), so the limit costs
+    one indexed row, not a ``COUNT`` over ``audit_log``, and holds across processes."""
+
+    __tablename__ = "command_windows"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class DmChannel(Base):
+    """A person's Slack IM channel, as ``conversations.open`` answered (revision 0009), shared by every process
+    so the channel is looked up once per person, not once per message (:class:`bot.slack.DmChannels`)."""
+
+    __tablename__ = "dm_channels"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(32))
+    opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
