@@ -18,8 +18,9 @@ import logging
 from .. import deliveries as ledger
 from .. import views
 from ..deliveries import CARD, DM, RELAY, THREAD, content_hash
-from ..models import APPLIED, APPROVED, BOT_REQUESTER, DENIED, EXPIRED, GRANTS, LEAVE, PENDING, AccessRequest
+from ..models import APPLIED, APPROVED, BOT_REQUESTER, DENIED, EXPIRED, GRANTS, LEAVE, PENDING, AccessRequest, Delivery
 from ..polaris import PolarisError
+from sqlalchemy import inspect, select
 from .approvers import Approvers
 from .context import Context
 from .lease_store import LeaseStore
@@ -27,6 +28,7 @@ from .store import RequestStore
 from .threads import Threads
 
 log = logging.getLogger(__name__)
+_COLUMNS = tuple(a.key for a in inspect(AccessRequest).column_attrs)  # what "the request's row" compares
 
 #: Ledger keys of the nudges to approvers (reminders, the escalation): superseded once a request is decided.
 NUDGE_KEYS = ("remind:", "escalated")
@@ -89,8 +91,8 @@ class Notifications:
                         self.ctx.deliveries.want(req.id, CARD, recipient, "card", content=content_hash(text, blocks))
                 return False
             current = False
+            req = self.store.get(request_id)
             for _ in range(3):  # again when the request changed while we were sending
-                req = self.store.get(request_id)
                 if req is None:
                     return False
                 sent = False
@@ -101,7 +103,23 @@ class Notifications:
                         current = status == ledger.DELIVERED
                 if not sent:
                     break
+                req, still = self._unchanged_since(req)
+                if still:
+                    break
             return current
+
+    def _unchanged_since(self, shown: AccessRequest) -> tuple[AccessRequest | None, bool]:
+        """After a card was sent: (the request now, True when its row is as ``shown`` and no card of it is owed
+        again, i.e. nobody asked for other content meanwhile). One transaction instead of rendering again."""
+        with self.ctx.db.session() as s:
+            now = self.store.get(shown.id, session=s)
+            owed = s.scalar(
+                select(Delivery.id).where(
+                    Delivery.request_id == shown.id, Delivery.kind == CARD, Delivery.status == ledger.PENDING
+                )
+            )
+        same = now is not None and all(getattr(now, k) == getattr(shown, k) for k in _COLUMNS)
+        return now, same and owed is None
 
     def _card_targets(self, req: AccessRequest) -> list[tuple[str, bool]]:
         """(recipient, is the manager's copy): the approval channel, and the manager when there is one; none for
@@ -338,11 +356,12 @@ class Notifications:
     def _dm_settled(self, row, delivered: bool, error: str | None) -> None:
         """A DM is delivered or given up: record the state the requester's notification settled, and tell
         ``ADMINS`` (once per request) when the requester cannot be reached."""
-        req = self.store.get(row.request_id)
-        if req is None or row.kind != DM or row.recipient != req.requester_id:
-            return
-        if row.state:
-            self.store.update(req.id, expect=row.state, notified_state=row.state)
+        with self.ctx.db.session() as s:  # read and marked in one transaction
+            req = self.store.get(row.request_id, session=s)
+            if req is None or row.kind != DM or row.recipient != req.requester_id:
+                return
+            if row.state:
+                self.store.update(req.id, session=s, expect=row.state, notified_state=row.state)
         if not delivered:
             self._tell_admins(
                 req,
