@@ -82,13 +82,15 @@ class Decisions:
         try:
             note, duration = self._check_note(req, approve, note, duration)
             group, required, stale = self._check(req, actor_id, approve)
-            message, partial, lost = self._record(req, actor_id, approve, now, group, required, stale, note, duration)
+            message, partial, lost, decided = self._record(
+                req, actor_id, approve, now, group, required, stale, note, duration
+            )
         except _Refused as r:
             return self.refuse(actor_id, req.id, r.why, r.detail)
-        if lost:
+        if lost or decided is None:
             return message
         self.notifications.refresh_card(req.id)
-        req = self.store.get(req.id)
+        req = decided  # as this transaction left it (a later change, e.g. the apply, tells the requester itself)
         if req.state != PENDING:
             self.notifications.notify_requester(req)
         elif partial:
@@ -159,10 +161,10 @@ class Decisions:
         stale: list[str],
         note: str = "",
         duration: int | None = None,
-    ) -> tuple[str | None, str | None, bool]:
+    ) -> tuple[str | None, str | None, bool, AccessRequest | None]:
         """Write the decision in one transaction: (message for the clicker, DM for the requester of a partial
         approval, whether another decision won: then the message says who and the refusal is audited in this
-        transaction). Raises :class:`_Refused` when the actor approved already."""
+        transaction; the request as decided, read in that transaction). Raises :class:`_Refused` when the actor approved already."""
         verb = "approve" if approve else "deny"
         store, audit = self.store, self.ctx.audit
         message: str | None = None
@@ -171,7 +173,7 @@ class Decisions:
             # Take the row (a write lock on both databases) and check it is still pending and not expired.
             if not store.update(req.id, session=s, expect=PENDING, live_at=now, updated_at=now):
                 why = self.already(store.get(req.id, session=s))  # nothing changed: refused in this transaction
-                return self.refuse(actor_id, req.id, why, f"{verb} lost the race", session=s), None, True
+                return self.refuse(actor_id, req.id, why, f"{verb} lost the race", session=s), None, True, None
             if not approve:
                 store.update(
                     req.id,
@@ -191,7 +193,7 @@ class Decisions:
                     session=s,
                     detail=note or None,
                 )
-                return None, None, False
+                return None, None, False, store.get(req.id, session=s)
             if store.has_approved(req.id, actor_id, session=s):
                 s.rollback()
                 raise _Refused(
@@ -250,7 +252,8 @@ class Decisions:
                     f"{views.mention(actor_id)} approved your request for {views.kind_phrase(req)} "
                     f"({count} of {required} approvals; request `{req.id[:8]}`)."
                 )
-        return message, partial, False
+            decided = store.get(req.id, session=s)
+        return message, partial, False, decided
 
     @staticmethod
     def already(req: AccessRequest | None) -> str:
