@@ -12,6 +12,7 @@ import datetime as dt
 import uuid
 
 from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -31,6 +32,8 @@ PENDING, APPROVED, APPLIED, FAILED, DENIED, EXPIRED = "pending", "approved", "ap
 CANCELLED = "cancelled"  # withdrawn by the requester, or closed by an offboarding, before it was decided
 STATES = (PENDING, APPROVED, APPLIED, FAILED, DENIED, EXPIRED, CANCELLED)
 OPEN_STATES = (PENDING, APPROVED)
+#: A request whose requester was not told its state yet (the partial index ``ix_access_requests_untold``).
+UNTOLD = "notified_state IS NULL OR notified_state <> state"
 
 #: The requester of a request the bot itself opened (an offboarding card after a Slack deactivation).
 BOT_REQUESTER = "bot"
@@ -140,6 +143,13 @@ class AccessRequest(Base):
         Index("ix_access_requests_card_stale", "card_stale"),
         Index("ix_access_requests_state_remind", "state", "remind_at"),
         Index("ix_access_requests_state_escalate", "state", "escalate_at"),
+        # The worker's "requester never told" check reads only untold rows (revision 0009): a partial index
+        Index(
+            "ix_access_requests_untold",
+            "updated_at",
+            postgresql_where=text(UNTOLD),
+            sqlite_where=text(UNTOLD),
+        ),
         UniqueConstraint("open_key", name="uq_access_requests_open_key"),
     )
 

@@ -3,6 +3,8 @@
 - ``command_windows``: per Slack user, ``count`` commands since ``started_at``; one upsert per command replaces a
   ``COUNT`` over ``audit_log``.
 - ``dm_channels``: per Slack user, the IM channel ``conversations.open`` gave, so it is asked once per person.
+- ``ix_access_requests_untold``: a partial index on ``updated_at`` of the requests whose requester was not told
+  their state, so the worker's idle pass reads those only (it read every request decided that day).
 
 Revision ID: 0009
 Revises: 0008
@@ -16,6 +18,7 @@ revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None
+UNTOLD = "notified_state IS NULL OR notified_state <> state"  # as bot.models.UNTOLD was at this revision
 
 
 def upgrade() -> None:
@@ -31,8 +34,16 @@ def upgrade() -> None:
         sa.Column("channel_id", sa.String(32), nullable=False),
         sa.Column("opened_at", sa.DateTime, nullable=False),
     )
+    op.create_index(
+        "ix_access_requests_untold",
+        "access_requests",
+        ["updated_at"],
+        postgresql_where=sa.text(UNTOLD),
+        sqlite_where=sa.text(UNTOLD),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_access_requests_untold", table_name="access_requests")
     op.drop_table("dm_channels")
     op.drop_table("command_windows")
