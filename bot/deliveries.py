@@ -219,9 +219,9 @@ class DeliveryLedger:
             )
         )
 
-    def find(self, request_id: str, kind: str, recipient: str, key: str) -> Delivery | None:
-        """The row for (``request_id``, ``kind``, ``recipient``, ``key``), or ``None``."""
-        with self.db.session() as s:
+    def find(self, request_id: str, kind: str, recipient: str, key: str, *, session=None) -> Delivery | None:
+        """The row for (``request_id``, ``kind``, ``recipient``, ``key``), or ``None`` (in ``session`` if given)."""
+        with self.db.joining(session) as s:
             return self._find(s, request_id, kind, recipient, key)
 
     def reopen(self, row: Delivery | None) -> None:

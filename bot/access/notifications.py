@@ -41,16 +41,17 @@ class Notifications:
         self.threads = Threads(ctx, store)
 
     # ------------------------------------------------------------------------------- cards
-    def _card(self, req: AccessRequest, note: str | None = None) -> tuple[str, list]:
-        group = None
-        if req.group_id:
-            try:
-                group = self.ctx.catalog.by_id(req.group_id)
-            except PolarisError:
-                group = None
-        approvals = self.store.approver_ids(req.id)
+    def _group_of(self, req: AccessRequest):
+        try:
+            return self.ctx.catalog.by_id(req.group_id) if req.group_id else None
+        except PolarisError:
+            return None
+
+    def _card(self, req: AccessRequest, note: str | None = None, *, session=None, group=False) -> tuple[str, list]:
+        group = self._group_of(req) if group is False else group
+        approvals = self.store.approver_ids(req.id, session=session)
         rule = self.approvers.rule_of(req)
-        lease = self.leases.for_grant(req) if req.kind in GRANTS and req.state == APPLIED else None
+        lease = self.leases.for_grant(req, session=session) if req.kind in GRANTS and req.state == APPLIED else None
         return views.approval_card(
             req,
             group=group,
@@ -132,14 +133,16 @@ class Notifications:
         return targets
 
     def _card_for(self, req: AccessRequest, recipient: str, note: str | None = None) -> tuple[str, list]:
-        replaced = self.ctx.deliveries.find(req.id, CARD, recipient, "repost")
-        if replaced is not None:
-            extra = (
-                f":information_source: This card replaces an earlier one I could no longer update "
-                f"(Slack: `{views.esc(replaced.last_error or 'error')}`)."
-            )
-            note = f"{note}\n{extra}" if note else extra
-        return self._card(req, note)
+        group = self._group_of(req)  # (the catalog may ask Polaris: before the transaction)
+        with self.ctx.db.session() as s:  # what the card shows, read in one transaction
+            replaced = self.ctx.deliveries.find(req.id, CARD, recipient, "repost", session=s)
+            if replaced is not None:
+                extra = (
+                    f":information_source: This card replaces an earlier one I could no longer update "
+                    f"(Slack: `{views.esc(replaced.last_error or 'error')}`)."
+                )
+                note = f"{note}\n{extra}" if note else extra
+            return self._card(req, note, session=s, group=group)
 
     def _sync_card(self, req: AccessRequest, recipient: str, manager: bool, note: str | None) -> tuple[str, bool]:
         """One card (or the manager's copy) of ``req``: (ledger status, whether a Slack call was made)."""
