@@ -295,7 +295,7 @@ class Notifications:
         self.ctx.deliveries.supersede(req.id, NUDGE_KEYS)
         if approvers is None and req.state == APPROVED and req.decided_by != views.POLICY_ACTOR:
             approvers = self.store.approver_ids(req.id)
-        self.threads.reply(req.id, f"state:{key}", views.approvals.thread_outcome(req, approvers or []))
+        self.threads.reply(req.id, f"state:{key}", views.approvals.thread_outcome(req, approvers or []), req=req)
 
     def dm(
         self,
