@@ -13,7 +13,7 @@ from tests.bot.access.helpers import only_request
 from tests.conftest import APPROVER, APPROVER2, OTHER, REQUESTER
 
 
-MAX_APPROVAL_TRANSACTIONS = 91
+MAX_APPROVAL_TRANSACTIONS = 64  # SQLite 56, PostgreSQL 64 (its claims are transactions of their own)
 
 
 @dataclasses.dataclass
@@ -73,6 +73,7 @@ def test_an_approval_costs_what_it_does(service, db, slack, sandbox, groups):
     # Issue 13's target is 6 transactions and 5 Slack calls; measured before this work: 91 transactions,
     # 147 statements, 14 audit INSERTs, 11 Slack calls (3 conversations.open). These bounds hold what is reached.
     assert c.transactions <= MAX_APPROVAL_TRANSACTIONS, c.statements
+    assert len(c.statements) <= 105, c.statements
     assert c.audit_inserts() <= 4, c.statements
     assert len(c.slack) <= 10, c.slack
     assert c.slack.count("conversations.open") <= 1, c.slack  # the requester's DM channel, once
