@@ -41,6 +41,8 @@ class SlackError(Exception):
         super().__init__(f"Slack {method} failed: {error}")
 
 
+#: Slack errors of a post to a cached IM channel that mean the channel must be opened again.
+_CHANNEL_GONE = ("channel_not_found", "is_archived")
 #: Seconds a Slack call made before the ack may take (Slack wants the ack within 3 s).
 ACK_CALL_TIMEOUT = 2
 
@@ -311,7 +313,7 @@ class SlackGateway:
                 )
                 return channel
             except SlackError as e:
-                if fresh or self.channels is None or e.error not in ("channel_not_found", "is_archived"):
+                if fresh or self.channels is None or e.error not in _CHANNEL_GONE:
                     raise
                 self.channels.forget(user_id)
                 fresh = True
@@ -326,6 +328,13 @@ class SlackGateway:
         except SlackError as e:
             self._note("notify.card_dm", user_id, "error", request_id, e.error)
             raise
+        try:
+            return channel, self.post(channel, text, blocks, request_id=request_id, action="notify.card_dm")
+        except SlackError as e:
+            if self.channels is None or e.error not in _CHANNEL_GONE:
+                raise
+        self.channels.forget(user_id)  # a cached channel Slack no longer knows: opened again, once
+        channel = self.dm_channel(user_id, fresh=True)
         return channel, self.post(channel, text, blocks, request_id=request_id, action="notify.card_dm")
 
     def ephemeral(

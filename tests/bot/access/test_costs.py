@@ -171,3 +171,11 @@ def test_batched_audit_rows_from_many_threads_form_one_chain_that_verifies(db):
     verdict = verify(db, Sealer("k" * 32))
     assert verdict.ok and verdict.rows == 48, verdict
     assert sum("INSERT INTO audit_log" in s for s in statements) == 16  # one per batch, one per session
+
+
+def test_a_manager_card_to_a_dm_channel_slack_no_longer_knows_is_posted_in_a_new_one(core, db, slack):
+    core.slack.send_dm(REQUESTER, "one")
+    slack.fail_next("chat.postMessage", status=200, error="channel_not_found")
+    channel, ts = core.slack.dm_card(REQUESTER, "a card", [])
+    assert [m for m, _ in slack.calls].count("conversations.open") == 2
+    assert slack.find_message(channel, ts) is not None
