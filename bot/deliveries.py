@@ -224,6 +224,12 @@ class DeliveryLedger:
         with self.db.joining(session) as s:
             return self._find(s, request_id, kind, recipient, key)
 
+    def owes(self, request_id: str, kind: str, *, session=None) -> bool:
+        """True when a pending row of ``kind`` (e.g. ``card``) is owed for ``request_id`` (in ``session``)."""
+        with self.db.joining(session) as s:
+            where = (Delivery.request_id == request_id, Delivery.kind == kind, Delivery.status == PENDING)
+            return s.scalar(select(Delivery.id).where(*where).limit(1)) is not None
+
     def reopen(self, row: Delivery | None) -> None:
         """Make a settled row owed again from scratch (attempts 0, due now, no content yet): a card that
         must be posted afresh."""

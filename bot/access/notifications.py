@@ -18,9 +18,9 @@ import logging
 from .. import deliveries as ledger
 from .. import views
 from ..deliveries import CARD, DM, RELAY, THREAD, content_hash
-from ..models import APPLIED, APPROVED, BOT_REQUESTER, DENIED, EXPIRED, GRANTS, LEAVE, PENDING, AccessRequest, Delivery
+from ..models import APPLIED, APPROVED, BOT_REQUESTER, DENIED, EXPIRED, GRANTS, LEAVE, PENDING, AccessRequest
 from ..polaris import PolarisError
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect
 from .approvers import Approvers
 from .context import Context
 from .lease_store import LeaseStore
@@ -28,7 +28,8 @@ from .store import RequestStore
 from .threads import Threads
 
 log = logging.getLogger(__name__)
-_COLUMNS = tuple(a.key for a in inspect(AccessRequest).column_attrs)  # what "the request's row" compares
+_SENT = {"approval_channel", "approval_ts", "post_attempts", "manager_dm_channel", "manager_dm_ts"}  # not shown
+_COLUMNS = tuple(a.key for a in inspect(AccessRequest).column_attrs if a.key not in _SENT)  # what a card shows
 
 #: Ledger keys of the nudges to approvers (reminders, the escalation): superseded once a request is decided.
 NUDGE_KEYS = ("remind:", "escalated")
@@ -114,13 +115,9 @@ class Notifications:
         again, i.e. nobody asked for other content meanwhile). One transaction instead of rendering again."""
         with self.ctx.db.session() as s:
             now = self.store.get(shown.id, session=s)
-            owed = s.scalar(
-                select(Delivery.id).where(
-                    Delivery.request_id == shown.id, Delivery.kind == CARD, Delivery.status == ledger.PENDING
-                )
-            )
+            owed = self.ctx.deliveries.owes(shown.id, CARD, session=s)
         same = now is not None and all(getattr(now, k) == getattr(shown, k) for k in _COLUMNS)
-        return now, same and owed is None
+        return now, same and not owed
 
     def _card_targets(self, req: AccessRequest) -> list[tuple[str, bool]]:
         """(recipient, is the manager's copy): the approval channel, and the manager when there is one; none for

@@ -69,8 +69,8 @@ class RequestStore:
                 s.scalars(select(Approval.approver_id).where(Approval.request_id == request_id).order_by(Approval.id))
             )
 
-    def count_open(self, requester_id: str) -> int:
-        with self.db.session() as s:
+    def count_open(self, requester_id: str, *, session=None) -> int:
+        with self.db.joining(session) as s:
             return (
                 s.scalar(
                     select(func.count())
