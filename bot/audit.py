@@ -16,7 +16,7 @@ from typing import Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .audit_chain import Sealer, attach
+from .audit_chain import Sealer, append, attach
 from .db import Database
 from .models import AuditEvent, utcnow
 from .redact import redact
@@ -26,6 +26,7 @@ DETAIL_MAX = 500
 _context: contextvars.ContextVar[tuple[str, str | None]] = contextvars.ContextVar(
     "audit_context", default=("bot", None)
 )
+_batch: contextvars.ContextVar[list | None] = contextvars.ContextVar("audit_batch", default=None)
 
 
 @contextlib.contextmanager
@@ -94,11 +95,39 @@ class AuditLog:
         if session is not None:
             attach(session, self.sealer, row)  # sealed and inserted when the caller's transaction commits
             return
+        batch = _batch.get()
+        if batch is not None:
+            batch.append(row)  # written with the others when the batch() block ends
+            return
+        self._write([row])
+
+    def _write(self, rows: list[AuditEvent]) -> None:
+        """Seal and insert ``rows`` in one transaction of their own (Core, no ORM session); logs, never raises."""
         try:
-            with self.db.session() as own:
-                attach(own, self.sealer, row)
+            with self.db.engine.begin() as conn:
+                append(conn, self.sealer, rows)
         except Exception:
-            log.exception("could not write audit row %s for %s", action, request_id)
+            what = ", ".join(sorted({r.action for r in rows}))
+            log.exception("could not write audit row %s for %s (%d rows)", what, rows[0].request_id, len(rows))
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Within the block (one flow on one thread: a click, a command, one worker step), rows recorded without
+        a session (Polaris calls, Slack notifications) are held and written together, in one transaction, when
+        the block ends, however it ends; rows with a session still go with that session. Nested blocks write
+        with the outermost. A process that dies inside the block loses the held rows (as it would lose a row
+        whose call it had not yet audited)."""
+        if _batch.get() is not None:
+            yield
+            return
+        rows: list[AuditEvent] = []
+        token = _batch.set(rows)
+        try:
+            yield
+        finally:
+            _batch.reset(token)
+            if rows:
+                self._write(rows)
 
     def polaris_hook(
         self, method: str, path: str, status: int | None, duration_ms: float, error_code: str | None

@@ -155,19 +155,40 @@ def _seal_on_commit(session: Session) -> None:
         return
     sealer: Sealer = session.info.pop(_SEALER)
     session.flush()  # every other change first: the chain lock is taken last and held for the inserts only
-    conn = session.connection()
+    append(session.connection(), sealer, rows)
+
+
+_COLUMNS = (*FIELDS, "prev_hash", "row_hash")
+_MAX_ID = text("SELECT max(id) FROM audit_log")
+_NEXT_IDS = text("SELECT nextval(pg_get_serial_sequence('audit_log', 'id')) FROM generate_series(1, :n)")
+
+
+def _draw_ids(conn, n: int) -> list[int]:
+    """``n`` new ``audit_log`` ids, ascending, while the head is locked: PostgreSQL's sequence; SQLite's next
+    rowids (the write lock is held, so nobody else inserts)."""
+    if conn.dialect.name == "sqlite":
+        top = conn.execute(_MAX_ID).scalar() or 0
+        return list(range(top + 1, top + 1 + n))
+    return sorted(conn.execute(_NEXT_IDS, {"n": n}).scalars())
+
+
+def append(conn, sealer: Sealer, rows: list) -> None:
+    """Seal ``rows`` (:class:`AuditEvent` objects, not in any session) onto the chain and insert them through
+    SQLAlchemy Core, in one ``INSERT`` on ``conn``'s transaction (whose commit releases the
+    head lock taken here). Each row's ``id``, ``prev_hash`` and ``row_hash`` are set on it."""
     _, prev = _lock_head(conn)
-    for attempt in range(2):
-        last = prev
-        for row in rows:
-            row.prev_hash = last
-            row.row_hash = last = sealer.seal(last, row_values(row))
-            session.add(row)
-        session.flush()
-        ids = [row.id for row in rows]
-        if ids == sorted(ids) or attempt:
-            break
-        rows.sort(key=lambda r: r.id)  # a multi-row INSERT drew its ids in another order: seal in id order
+    last = prev
+    for row in rows:
+        row.prev_hash = last
+        row.row_hash = last = sealer.seal(last, row_values(row))
+    table = AuditEvent.__table__
+    params = [{name: getattr(row, name) for name in _COLUMNS} for row in rows]
+    if len(rows) == 1:
+        rows[0].id = conn.execute(table.insert().returning(table.c.id), params[0]).scalar_one()
+    else:  # ids drawn first, in order, under the head lock: one multi-row INSERT with them
+        for row, values, rid in zip(rows, params, _draw_ids(conn, len(rows)), strict=True):
+            row.id = values["id"] = rid
+        conn.execute(table.insert(), params)
     conn.execute(_MOVE, {"i": rows[-1].id, "h": last, "u": _now().replace(tzinfo=None)})
 
 

@@ -153,11 +153,10 @@ class DeliveryLedger:
         another hash goes back to pending with a fresh attempt count (a failed one stays failed).
         ``supersede``: older pending rows of the same kind to the same recipient are superseded by this one."""
         now = self.clock()
-        with self.db.session() as s:
-            row = self._find(s, request_id, kind, recipient, key)
-        if row is None:
-            try:
-                with self.db.session() as s:
+        try:
+            with self.db.session() as s:  # one transaction: found, made, or moved to the new content
+                row = self._find(s, request_id, kind, recipient, key)
+                if row is None:
                     if supersede:
                         s.execute(
                             update(Delivery)
@@ -169,45 +168,45 @@ class DeliveryLedger:
                             )
                             .values(status=SUPERSEDED, updated_at=now)
                         )
-                    s.add(
-                        Delivery(
-                            request_id=request_id,
-                            kind=kind,
-                            recipient=recipient[:64],
-                            key=key[:64],
-                            state=state,
-                            text=text,
-                            blocks=json.dumps(blocks) if blocks else None,
-                            content_hash=content,
-                            status=PENDING,
-                            attempts=0,
-                            next_attempt_at=None,
-                            created_at=now,
-                            updated_at=now,
-                        )
-                    )
-            except IntegrityError:  # another process made it at the same moment
-                pass
-            with self.db.session() as s:
-                return self._find(s, request_id, kind, recipient, key)
-        if content is not None and row.content_hash != content and row.status in (PENDING, DELIVERED):
-            with self.db.session() as s:
-                s.execute(
-                    update(Delivery)
-                    .where(
-                        Delivery.id == row.id, Delivery.status == row.status, Delivery.content_hash == row.content_hash
-                    )
-                    .values(
+                    row = Delivery(
+                        request_id=request_id,
+                        kind=kind,
+                        recipient=recipient[:64],
+                        key=key[:64],
+                        state=state,
+                        text=text,
+                        blocks=json.dumps(blocks) if blocks else None,
                         content_hash=content,
                         status=PENDING,
                         attempts=0,
                         next_attempt_at=None,
-                        last_error=None,
+                        created_at=now,
                         updated_at=now,
                     )
-                )
-                row = s.get(Delivery, row.id)
-        return row
+                    s.add(row)
+                    s.flush()
+                elif content is not None and row.content_hash != content and row.status in (PENDING, DELIVERED):
+                    s.execute(
+                        update(Delivery)
+                        .where(
+                            Delivery.id == row.id,
+                            Delivery.status == row.status,
+                            Delivery.content_hash == row.content_hash,
+                        )
+                        .values(
+                            content_hash=content,
+                            status=PENDING,
+                            attempts=0,
+                            next_attempt_at=None,
+                            last_error=None,
+                            updated_at=now,
+                        )
+                    )
+                    row = s.get(Delivery, row.id, populate_existing=True)
+            return row
+        except IntegrityError:  # another process made it at the same moment: theirs
+            with self.db.session() as s:
+                return self._find(s, request_id, kind, recipient, key)
 
     @staticmethod
     def _find(s, request_id: str, kind: str, recipient: str, key: str) -> Delivery | None:
@@ -220,10 +219,16 @@ class DeliveryLedger:
             )
         )
 
-    def find(self, request_id: str, kind: str, recipient: str, key: str) -> Delivery | None:
-        """The row for (``request_id``, ``kind``, ``recipient``, ``key``), or ``None``."""
-        with self.db.session() as s:
+    def find(self, request_id: str, kind: str, recipient: str, key: str, *, session=None) -> Delivery | None:
+        """The row for (``request_id``, ``kind``, ``recipient``, ``key``), or ``None`` (in ``session`` if given)."""
+        with self.db.joining(session) as s:
             return self._find(s, request_id, kind, recipient, key)
+
+    def owes(self, request_id: str, kind: str, *, session=None) -> bool:
+        """True when a pending row of ``kind`` (e.g. ``card``) is owed for ``request_id`` (in ``session``)."""
+        with self.db.joining(session) as s:
+            where = (Delivery.request_id == request_id, Delivery.kind == kind, Delivery.status == PENDING)
+            return s.scalar(select(Delivery.id).where(*where).limit(1)) is not None
 
     def reopen(self, row: Delivery | None) -> None:
         """Make a settled row owed again from scratch (attempts 0, due now, no content yet): a card that

@@ -12,6 +12,7 @@ import datetime as dt
 import uuid
 
 from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -36,6 +37,8 @@ PENDING, APPROVED, APPLIED, FAILED, DENIED, EXPIRED = "pending", "approved", "ap
 CANCELLED = "cancelled"  # withdrawn by the requester, or closed by an offboarding, before it was decided
 STATES = (PENDING, APPROVED, APPLIED, FAILED, DENIED, EXPIRED, CANCELLED)
 OPEN_STATES = (PENDING, APPROVED)
+#: A request whose requester was not told its state yet (the partial index ``ix_access_requests_untold``).
+UNTOLD = "notified_state IS NULL OR notified_state <> state"
 
 #: The requester of a request the bot itself opened (an offboarding card after a Slack deactivation).
 BOT_REQUESTER = "bot"
@@ -145,6 +148,13 @@ class AccessRequest(Base):
         Index("ix_access_requests_card_stale", "card_stale"),
         Index("ix_access_requests_state_remind", "state", "remind_at"),
         Index("ix_access_requests_state_escalate", "state", "escalate_at"),
+        # The worker's "requester never told" check reads only untold rows (revision 0009): a partial index
+        Index(
+            "ix_access_requests_untold",
+            "updated_at",
+            postgresql_where=text(UNTOLD),
+            sqlite_where=text(UNTOLD),
+        ),
         UniqueConstraint("open_key", name="uq_access_requests_open_key"),
     )
 
@@ -352,3 +362,26 @@ class ReconcileBaseline(Base):
     taken_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_reconcile_baseline_kind_email", "kind", "email"),)
+
+
+class CommandWindow(Base):
+    """One person's command rate-limit window (revision 0009): ``count`` commands since ``started_at`` (aware
+    UTC). Moved by one upsert per command (:meth:`bot.access.admission.Admission.admit`), so the limit costs
+    one indexed row, not a ``COUNT`` over ``audit_log``, and holds across processes."""
+
+    __tablename__ = "command_windows"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class DmChannel(Base):
+    """A person's Slack IM channel, as ``conversations.open`` answered (revision 0009), shared by every process
+    so the channel is looked up once per person, not once per message (:class:`bot.slack.DmChannels`)."""
+
+    __tablename__ = "dm_channels"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(32))
+    opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

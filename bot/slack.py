@@ -41,6 +41,8 @@ class SlackError(Exception):
         super().__init__(f"Slack {method} failed: {error}")
 
 
+#: Slack errors of a post to a cached IM channel that mean the channel must be opened again.
+_CHANNEL_GONE = ("channel_not_found", "is_archived")
 #: Seconds a Slack call made before the ack may take (Slack wants the ack within 3 s).
 ACK_CALL_TIMEOUT = 2
 
@@ -134,6 +136,7 @@ class SlackGateway:
         retries: int = 2,
         timeout: int = 10,
         client: WebClient | None = None,
+        channels=None,
     ):
         kwargs = {"token": token, "timeout": timeout}
         if base_url:
@@ -153,6 +156,7 @@ class SlackGateway:
             token=self.client.token, base_url=self.client.base_url, timeout=ACK_CALL_TIMEOUT, retry_handlers=[]
         )
         self.audit = audit
+        self.channels = channels  # a bot.dm_channels.DmChannels, or None: conversations.open before each DM
         self.timeout = timeout
         self._identities: dict[str, tuple[float, SlackIdentity]] = {}
         self._identity_lock = threading.Lock()
@@ -273,15 +277,7 @@ class SlackGateway:
         """Direct message (``conversations.open`` + ``chat.postMessage``); returns the IM channel ID. Audited
         (``notify.dm``). Raises :class:`SlackError` with Slack's error (e.g. ``user_disabled``)."""
         try:
-            channel = (self._call("conversations.open", users=user_id).get("channel") or {}).get("id")
-            self._call(
-                "chat.postMessage",
-                channel=channel,
-                text=text,
-                blocks=blocks or None,
-                unfurl_links=False,
-                unfurl_media=False,
-            )
+            channel = self._post_dm(user_id, text, blocks)
         except SlackError as e:
             log.warning("DM to %s failed: %s", user_id, e.error)
             self._note("notify.dm", user_id, "error", request_id, e.error)
@@ -289,16 +285,56 @@ class SlackGateway:
         self._note("notify.dm", user_id, "ok", request_id)
         return str(channel)
 
+    def dm_channel(self, user_id: str, *, fresh: bool = False) -> str:
+        """The IM channel with ``user_id``: from the cache (:class:`bot.dm_channels.DmChannels`) unless ``fresh``,
+        else ``conversations.open`` (then kept). Raises :class:`SlackError`."""
+        known = None if fresh or self.channels is None else self.channels.get(user_id)
+        if known:
+            return known
+        channel = (self._call("conversations.open", users=user_id).get("channel") or {}).get("id")
+        if channel and self.channels is not None:
+            self.channels.put(user_id, str(channel))
+        return str(channel)
+
+    def _post_dm(self, user_id: str, text: str, blocks: list | None) -> str:
+        """``chat.postMessage`` to ``user_id``'s IM channel; a cached channel Slack no longer knows is opened
+        again once. Returns the channel ID. Raises :class:`SlackError`."""
+        fresh = False
+        while True:
+            channel = self.dm_channel(user_id, fresh=fresh)
+            try:
+                self._call(
+                    "chat.postMessage",
+                    channel=channel,
+                    text=text,
+                    blocks=blocks or None,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+                return channel
+            except SlackError as e:
+                if fresh or self.channels is None or e.error not in _CHANNEL_GONE:
+                    raise
+                self.channels.forget(user_id)
+                fresh = True
+
     def dm_card(
         self, user_id: str, text: str, blocks: list | None = None, *, request_id: str | None = None
     ) -> tuple[str, str]:
         """Send a message with buttons by DM; returns its (channel, ts) for later ``chat.update``.
         Audited. Raises :class:`SlackError`."""
         try:
-            channel = (self._call("conversations.open", users=user_id).get("channel") or {}).get("id")
+            channel = self.dm_channel(user_id)
         except SlackError as e:
             self._note("notify.card_dm", user_id, "error", request_id, e.error)
             raise
+        try:
+            return channel, self.post(channel, text, blocks, request_id=request_id, action="notify.card_dm")
+        except SlackError as e:
+            if self.channels is None or e.error not in _CHANNEL_GONE:
+                raise
+        self.channels.forget(user_id)  # a cached channel Slack no longer knows: opened again, once
+        channel = self.dm_channel(user_id, fresh=True)
         return channel, self.post(channel, text, blocks, request_id=request_id, action="notify.card_dm")
 
     def ephemeral(

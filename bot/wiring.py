@@ -25,6 +25,7 @@ from bot.config import ConfigError, Settings
 from bot.db import Database
 from bot.policy import PolicyError, load_policy
 from bot.polaris import GroupCatalog, PolarisAuthError, PolarisClient, PolarisError
+from bot.dm_channels import DmChannels
 from bot.slack import SlackGateway
 from bot.worker import Worker
 from bot.access import AccessService
@@ -56,7 +57,9 @@ def build_core(settings: Settings, *, db: Database | None = None) -> Core:
         retry_seconds=settings.polaris_retry_seconds,
         on_call=metrics.polaris_hook(audit.polaris_hook),
     )
-    slack = SlackGateway(settings.slack_bot_token, base_url=settings.slack_api_url, audit=audit)
+    slack = SlackGateway(
+        settings.slack_bot_token, base_url=settings.slack_api_url, audit=audit, channels=DmChannels(db)
+    )
     catalog = GroupCatalog(polaris, ttl=settings.group_cache_ttl)
     try:
         policy = load_policy(settings.policy_file, ttl=settings.request_ttl, manager_field=settings.manager_field)

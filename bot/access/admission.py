@@ -9,13 +9,33 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import func, select
+from sqlalchemy import case
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from ..models import AuditEvent, SlackEvent
+from ..models import CommandWindow, SlackEvent
 from ..slack import SlackError
 from .context import Context
 from .errors import SLACK_UNANSWERED
+
+
+WINDOW = dt.timedelta(seconds=60)
+
+
+def _window_upsert(session, user_id: str, now: dt.datetime):
+    """``INSERT … ON CONFLICT DO UPDATE … RETURNING count`` of ``user_id``'s window at ``now``: a window older
+    than :data:`WINDOW` starts again at 1, else its count goes up by one."""
+    table = CommandWindow.__table__
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table).values(user_id=user_id, started_at=now, count=1)
+    stale = table.c.started_at <= now - WINDOW
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.user_id],
+        set_={
+            "count": case((stale, 1), else_=table.c.count + 1),
+            "started_at": case((stale, now), else_=table.c.started_at),
+        },
+    ).returning(table.c.count)
 
 
 class Admission:
@@ -52,19 +72,17 @@ class Admission:
         return None
 
     def over_command_limit(self, user_id: str, *, session=None) -> bool:
-        """True when ``user_id`` sent ``MAX_COMMANDS_PER_MINUTE`` commands in the last 60 s (audit rows)."""
-        since = self.ctx.clock() - dt.timedelta(seconds=60)
-        query = (
-            select(func.count())
-            .select_from(AuditEvent)
-            .where(AuditEvent.actor == user_id, AuditEvent.action == "command", AuditEvent.at >= since)
-        )
-        if session is not None:
-            count = session.scalar(query)
-        else:
+        """Count one command by ``user_id`` and say whether it is over ``MAX_COMMANDS_PER_MINUTE``: True when
+        the person already sent that many in the window that started with their first command of the last 60 s.
+        One upsert of their ``command_windows`` row (revision 0009), atomic on SQLite and PostgreSQL, so every
+        process counts in the same window; ``session``: the transaction to count in (the ``command`` audit
+        row's)."""
+        if session is None:
             with self.ctx.db.session() as s:
-                count = s.scalar(query)
-        return (count or 0) >= self.ctx.settings.max_commands_per_minute
+                return self.over_command_limit(user_id, session=s)
+        now = self.ctx.clock()
+        count = session.execute(_window_upsert(session, user_id, now)).scalar_one()
+        return count > self.ctx.settings.max_commands_per_minute
 
     def form_refusal(self, user_id: str) -> str | None:
         """Before the request form opens (``/polaris request`` with no arguments): admitted like a command

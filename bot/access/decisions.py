@@ -42,9 +42,26 @@ class Decisions:
     def __init__(self, ctx: Context, store: RequestStore, approvers: Approvers, notifications: Notifications):
         self.ctx, self.store, self.approvers, self.notifications = ctx, store, approvers, notifications
 
-    def refuse(self, actor: str, request_id: str | None, why: str, detail: str) -> str:
-        self.ctx.audit.record(actor, "decision.refused", request_id=request_id, outcome="refused", detail=detail)
+    def refuse(self, actor: str, request_id: str | None, why: str, detail: str, *, session=None) -> str:
+        """Audit a refused click (``decision.refused``; in ``session``'s transaction when given, the one that
+        refused) and return ``why``, the sentence for the clicker."""
+        self.ctx.audit.record(
+            actor, "decision.refused", request_id=request_id, outcome="refused", detail=detail, session=session
+        )
         return why
+
+    def _stale_click(self, request_id: str, actor_id: str, verb: str) -> tuple[AccessRequest | None, str | None]:
+        """Read the request once: (it, ``None``), or (it or ``None``, the refusal) for an unknown request or one
+        decided already, its ``decision.refused`` row written in the transaction that read it."""
+        with self.ctx.db.session() as s:
+            req = self.store.get(request_id, session=s)
+            if req is None:
+                why = "That request no longer exists."
+                return None, self.refuse(actor_id, None, why, f"unknown request {request_id[:40]}", session=s)
+            if req.state != PENDING:
+                detail = f"{verb} on {req.state} request"
+                return req, self.refuse(actor_id, req.id, self.already(req), detail, session=s)
+        return req, None
 
     def decide(
         self, request_id: str, actor_id: str, approve: bool, *, note: str = "", duration: int | None = None
@@ -55,11 +72,9 @@ class Decisions:
         (:func:`bot.access.verdicts.check_grant`). Returns a message for the clicker (shown ephemerally) or
         ``None`` when the card update says it all. Never raises for bad clicks."""
         verb = "approve" if approve else "deny"
-        req = self.store.get(request_id)
-        if req is None:
-            return self.refuse(actor_id, None, "That request no longer exists.", f"unknown request {request_id[:40]}")
-        if req.state != PENDING:
-            return self.refuse(actor_id, req.id, self.already(req), f"{verb} on {req.state} request")
+        req, why = self._stale_click(request_id, actor_id, verb)
+        if why is not None:
+            return why
         now = self.ctx.clock()
         if req.expires_at <= now:
             self.expire(req.id)
@@ -67,11 +82,15 @@ class Decisions:
         try:
             note, duration = self._check_note(req, approve, note, duration)
             group, required, stale = self._check(req, actor_id, approve)
-            message, partial = self._record(req, actor_id, approve, now, group, required, stale, note, duration)
+            message, partial, lost, decided = self._record(
+                req, actor_id, approve, now, group, required, stale, note, duration
+            )
         except _Refused as r:
             return self.refuse(actor_id, req.id, r.why, r.detail)
+        if lost or decided is None:
+            return message
         self.notifications.refresh_card(req.id)
-        req = self.store.get(req.id)
+        req = decided  # as this transaction left it (a later change, e.g. the apply, tells the requester itself)
         if req.state != PENDING:
             self.notifications.notify_requester(req)
         elif partial:
@@ -142,9 +161,10 @@ class Decisions:
         stale: list[str],
         note: str = "",
         duration: int | None = None,
-    ) -> tuple[str | None, str | None]:
+    ) -> tuple[str | None, str | None, bool, AccessRequest | None]:
         """Write the decision in one transaction: (message for the clicker, DM for the requester of a partial
-        approval). Raises :class:`_Refused` when another decision won or the actor approved already."""
+        approval, whether another decision won: then the message says who and the refusal is audited in this
+        transaction; the request as decided, read in that transaction). Raises :class:`_Refused` when the actor approved already."""
         verb = "approve" if approve else "deny"
         store, audit = self.store, self.ctx.audit
         message: str | None = None
@@ -152,8 +172,8 @@ class Decisions:
         with self.ctx.db.session() as s:
             # Take the row (a write lock on both databases) and check it is still pending and not expired.
             if not store.update(req.id, session=s, expect=PENDING, live_at=now, updated_at=now):
-                s.rollback()
-                raise _Refused(self.already(store.get(req.id)), f"{verb} lost the race")
+                why = self.already(store.get(req.id, session=s))  # nothing changed: refused in this transaction
+                return self.refuse(actor_id, req.id, why, f"{verb} lost the race", session=s), None, True, None
             if not approve:
                 store.update(
                     req.id,
@@ -173,7 +193,7 @@ class Decisions:
                     session=s,
                     detail=note or None,
                 )
-                return None, None
+                return None, None, False, store.get(req.id, session=s)
             if store.has_approved(req.id, actor_id, session=s):
                 s.rollback()
                 raise _Refused(
@@ -232,7 +252,8 @@ class Decisions:
                     f"{views.mention(actor_id)} approved your request for {views.kind_phrase(req)} "
                     f"({count} of {required} approvals; request `{req.id[:8]}`)."
                 )
-        return message, partial
+            decided = store.get(req.id, session=s)
+        return message, partial, False, decided
 
     @staticmethod
     def already(req: AccessRequest | None) -> str:

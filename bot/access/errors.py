@@ -14,6 +14,8 @@ the request form's modal, whose text is shown in the form.
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import uuid
 from typing import Callable
@@ -45,7 +47,8 @@ def guarded(audit: AuditLog, user_id: str, shown: str, work: Callable[[], Reply]
     counted in ``commands_total`` (:func:`bot.metrics.count_command`) under its outcome."""
     name = "request-form" if shown == "request form" else shown
     try:
-        with audit_context(user_id):
+        batch = getattr(audit, "batch", contextlib.nullcontext)  # its Polaris call and Slack rows together, at the end
+        with audit_context(user_id), batch():
             reply = work()
         metrics.count_command(name, "refused" if reply.text.startswith(":no_entry:") else "ok")
         return reply

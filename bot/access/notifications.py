@@ -20,6 +20,7 @@ from .. import views
 from ..deliveries import CARD, DM, RELAY, THREAD, content_hash
 from ..models import APPLIED, APPROVED, BOT_REQUESTER, DENIED, EXPIRED, GRANTS, LEAVE, PENDING, AccessRequest
 from ..polaris import PolarisError
+from sqlalchemy import inspect
 from .approvers import Approvers
 from .context import Context
 from .gains import GainsReader
@@ -28,6 +29,8 @@ from .store import RequestStore
 from .threads import Threads
 
 log = logging.getLogger(__name__)
+_SENT = {"approval_channel", "approval_ts", "post_attempts", "manager_dm_channel", "manager_dm_ts"}  # not shown
+_COLUMNS = tuple(a.key for a in inspect(AccessRequest).column_attrs if a.key not in _SENT)  # what a card shows
 
 #: Ledger keys of the nudges to approvers (reminders, the escalation): superseded once a request is decided.
 NUDGE_KEYS = ("remind:", "escalated")
@@ -41,16 +44,17 @@ class Notifications:
         self.gains = GainsReader(ctx, store)
 
     # ------------------------------------------------------------------------------- cards
-    def _card(self, req: AccessRequest, note: str | None = None) -> tuple[str, list]:
-        group = None
-        if req.group_id:
-            try:
-                group = self.ctx.catalog.by_id(req.group_id)
-            except PolarisError:
-                group = None
-        approvals = self.store.approver_ids(req.id)
+    def _group_of(self, req: AccessRequest):
+        try:
+            return self.ctx.catalog.by_id(req.group_id) if req.group_id else None
+        except PolarisError:
+            return None
+
+    def _card(self, req: AccessRequest, note: str | None = None, *, session=None, group=False) -> tuple[str, list]:
+        group = self._group_of(req) if group is False else group
+        approvals = self.store.approver_ids(req.id, session=session)
         rule = self.approvers.rule_of(req)
-        lease = self.leases.for_grant(req) if req.kind in GRANTS and req.state == APPLIED else None
+        lease = self.leases.for_grant(req, session=session) if req.kind in GRANTS and req.state == APPLIED else None
         return views.approval_card(
             req,
             group=group,
@@ -92,8 +96,8 @@ class Notifications:
                         self.ctx.deliveries.want(req.id, CARD, recipient, "card", content=content_hash(text, blocks))
                 return False
             current = False
+            req = self.store.get(request_id)
             for _ in range(3):  # again when the request changed while we were sending
-                req = self.store.get(request_id)
                 if req is None:
                     return False
                 sent = False
@@ -104,7 +108,19 @@ class Notifications:
                         current = status == ledger.DELIVERED
                 if not sent:
                     break
+                req, still = self._unchanged_since(req)
+                if still:
+                    break
             return current
+
+    def _unchanged_since(self, shown: AccessRequest) -> tuple[AccessRequest | None, bool]:
+        """After a card was sent: (the request now, True when its row is as ``shown`` and no card of it is owed
+        again, i.e. nobody asked for other content meanwhile). One transaction instead of rendering again."""
+        with self.ctx.db.session() as s:
+            now = self.store.get(shown.id, session=s)
+            owed = self.ctx.deliveries.owes(shown.id, CARD, session=s)
+        same = now is not None and all(getattr(now, k) == getattr(shown, k) for k in _COLUMNS)
+        return now, same and not owed
 
     def _card_targets(self, req: AccessRequest) -> list[tuple[str, bool]]:
         """(recipient, is the manager's copy): the approval channel, and the manager when there is one; none for
@@ -117,14 +133,16 @@ class Notifications:
         return targets
 
     def _card_for(self, req: AccessRequest, recipient: str, note: str | None = None) -> tuple[str, list]:
-        replaced = self.ctx.deliveries.find(req.id, CARD, recipient, "repost")
-        if replaced is not None:
-            extra = (
-                f":information_source: This card replaces an earlier one I could no longer update "
-                f"(Slack: `{views.esc(replaced.last_error or 'error')}`)."
-            )
-            note = f"{note}\n{extra}" if note else extra
-        return self._card(req, note)
+        group = self._group_of(req)  # (the catalog may ask Polaris: before the transaction)
+        with self.ctx.db.session() as s:  # what the card shows, read in one transaction
+            replaced = self.ctx.deliveries.find(req.id, CARD, recipient, "repost", session=s)
+            if replaced is not None:
+                extra = (
+                    f":information_source: This card replaces an earlier one I could no longer update "
+                    f"(Slack: `{views.esc(replaced.last_error or 'error')}`)."
+                )
+                note = f"{note}\n{extra}" if note else extra
+            return self._card(req, note, session=s, group=group)
 
     def _sync_card(self, req: AccessRequest, recipient: str, manager: bool, note: str | None) -> tuple[str, bool]:
         """One card (or the manager's copy) of ``req``: (ledger status, whether a Slack call was made)."""
@@ -277,7 +295,7 @@ class Notifications:
         self.ctx.deliveries.supersede(req.id, NUDGE_KEYS)
         if approvers is None and req.state == APPROVED and req.decided_by != views.POLICY_ACTOR:
             approvers = self.store.approver_ids(req.id)
-        self.threads.reply(req.id, f"state:{key}", views.approvals.thread_outcome(req, approvers or []))
+        self.threads.reply(req.id, f"state:{key}", views.approvals.thread_outcome(req, approvers or []), req=req)
 
     def dm(
         self,
@@ -341,11 +359,12 @@ class Notifications:
     def _dm_settled(self, row, delivered: bool, error: str | None) -> None:
         """A DM is delivered or given up: record the state the requester's notification settled, and tell
         ``ADMINS`` (once per request) when the requester cannot be reached."""
-        req = self.store.get(row.request_id)
-        if req is None or row.kind != DM or row.recipient != req.requester_id:
-            return
-        if row.state:
-            self.store.update(req.id, expect=row.state, notified_state=row.state)
+        with self.ctx.db.session() as s:  # read and marked in one transaction
+            req = self.store.get(row.request_id, session=s)
+            if req is None or row.kind != DM or row.recipient != req.requester_id:
+                return
+            if row.state:
+                self.store.update(req.id, session=s, expect=row.state, notified_state=row.state)
         if not delivered:
             self._tell_admins(
                 req,

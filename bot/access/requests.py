@@ -55,8 +55,8 @@ class Submission:
     def _requester(self, user_id: str) -> SlackIdentity:
         return self.queries.active_requester(user_id)
 
-    def _check_open_limit(self, user_id: str) -> None:
-        n = self.store.count_open(user_id)
+    def _check_open_limit(self, user_id: str, *, session=None) -> None:
+        n = self.store.count_open(user_id, session=session)
         if n >= self.ctx.settings.max_open_requests:
             raise UsageError(f"You already have {n} open requests; wait for a decision or see `/polaris status`.")
 
@@ -282,9 +282,9 @@ class Submission:
         with ctx.claims.hold(f"requester:{requester.id}", wait=10.0) as got:
             if not got:
                 raise UsageError("Another of your requests is being saved right now; try again in a moment.")
-            self._check_open_limit(requester.id)
             try:
-                with ctx.db.session() as s:
+                with ctx.db.session() as s:  # counted and inserted in one transaction
+                    self._check_open_limit(requester.id, session=s)
                     self.store.insert(req, session=s)
                     ctx.audit.record(
                         requester.id,

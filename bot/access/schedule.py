@@ -87,10 +87,10 @@ class Schedule:
         except Exception:
             log.exception("pruning slack_events failed")
 
-    @staticmethod
-    def _safely(fn, *args):
+    def _safely(self, fn, *args):
         try:
-            return fn(*args)
+            with self.ctx.audit.batch():  # the step's Polaris call and Slack rows in one transaction at its end
+                return fn(*args)
         except Exception:
             log.exception("worker step %s failed for %s", getattr(fn, "__name__", fn), args)
             return None

@@ -347,7 +347,8 @@ class AccessService:
     ) -> str | None:
         """A decision (:meth:`bot.access.decisions.Decisions.decide`): ``note`` a deny reason or approval
         comment, ``duration`` a shorter time granted (seconds)."""
-        return self.decisions.decide(request_id, actor_id, approve, note=note, duration=duration)
+        with self.audit.batch():  # the click's Polaris call and Slack rows in one transaction at its end
+            return self.decisions.decide(request_id, actor_id, approve, note=note, duration=duration)
 
     def open_decision_form(
         self, trigger_id: str, request_id: str, actor_id: str, *, approve: bool

@@ -57,9 +57,10 @@ class RequestStore:
         self.db = db
 
     # ------------------------------------------------------------------------------- reads
-    def get(self, request_id: str) -> AccessRequest | None:
-        with self.db.session() as s:
-            return s.get(AccessRequest, request_id)
+    def get(self, request_id: str, *, session=None) -> AccessRequest | None:
+        """The request, read fresh (in ``session``'s transaction when given), or ``None``."""
+        with self.db.joining(session) as s:
+            return s.get(AccessRequest, request_id, populate_existing=session is not None)
 
     def approver_ids(self, request_id: str, *, session=None) -> list[str]:
         """The approvers who approved ``request_id``, first first."""
@@ -68,8 +69,8 @@ class RequestStore:
                 s.scalars(select(Approval.approver_id).where(Approval.request_id == request_id).order_by(Approval.id))
             )
 
-    def count_open(self, requester_id: str) -> int:
-        with self.db.session() as s:
+    def count_open(self, requester_id: str, *, session=None) -> int:
+        with self.db.joining(session) as s:
             return (
                 s.scalar(
                     select(func.count())

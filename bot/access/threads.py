@@ -12,6 +12,7 @@ from __future__ import annotations
 from .. import deliveries as ledger
 from ..deliveries import CARD, THREAD
 from ..slack import SlackError
+from ..models import AccessRequest
 from .context import Context
 from .store import RequestStore
 
@@ -25,10 +26,12 @@ class Threads:
     def __init__(self, ctx: Context, store: RequestStore):
         self.ctx, self.store = ctx, store
 
-    def reply(self, request_id: str, key: str, text: str) -> bool:
+    def reply(self, request_id: str, key: str, text: str, *, req: AccessRequest | None = None) -> bool:
         """Owe the reply ``text`` (mrkdwn, escaped by the caller) in the card's thread, once per ``key``, and
-        try it now. True when it is in the thread (now or before)."""
-        req = self.store.get(request_id)
+        try it now. True when it is in the thread (now or before). ``req``: the request as the caller just read
+        it, to know its card is posted (else it is read); the reply itself goes to the thread as it is then."""
+        if req is None or req.id != request_id or not req.approval_ts:
+            req = self.store.get(request_id)
         if req is None:
             return False
         channel = req.approval_channel or self.ctx.settings.approval_channel
@@ -43,7 +46,7 @@ class Threads:
             return row.status == ledger.DELIVERED
 
         def send():
-            req = self.store.get(row.request_id)
+            req = self.store.get(row.request_id)  # read as it is sent: a card posted afresh has a new thread
             if req is None or not req.approval_ts:
                 raise SlackError("chat.postMessage", NO_CARD_YET)
             return self.ctx.slack.post(

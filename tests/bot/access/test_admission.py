@@ -52,3 +52,30 @@ def test_bad_commands_and_form_submissions_count_against_the_rate_limit(sandbox,
         assert only_request_count(db) == 0
     finally:
         service.drain()
+
+
+def test_the_rate_limit_window_is_shared_by_processes_and_starts_again_after_a_minute(sandbox, slack, db, groups):
+    """Issue 13: the limit is one upserted row per person (command_windows), not a COUNT over audit_log."""
+    import datetime as dt
+
+    from bot import wiring
+    from bot.db import Database
+
+    settings = make_settings(sandbox, slack, db.url, max_commands_per_minute=3)
+    one = wiring.build_core(settings, db=db).service
+    other_db = Database(db.url)  # another process: its own engine on the same database
+    two = wiring.build_core(settings, db=other_db).service
+    now = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc)
+    one.clock = two.clock = lambda: now
+    try:
+        for service in (one, two, one):
+            assert "Polaris access bot" in service.handle_command(OTHER, "help").text
+        assert "wait a moment" in two.handle_command(OTHER, "help").text
+        assert "Polaris access bot" in one.handle_command(REQUESTER, "help").text  # per person
+        later = now + dt.timedelta(seconds=61)
+        one.clock = two.clock = lambda: later
+        assert "Polaris access bot" in two.handle_command(OTHER, "help").text
+    finally:
+        one.drain()
+        two.drain()
+        other_db.dispose()

@@ -435,6 +435,8 @@ def test_held_for_approvals_dm_goes_through_the_delivery_ledger(service, db, san
     assert service.decide(req.id, APPROVER2, approve=True) is None
     sandbox.add_group_permissions(groups["Data Analyst"], [{"name": "AdministerUsers"}])
     slack.fail_for("conversations.open", "user_disabled", users=REQUESTER)
+    # The IM channel is cached (bot.dm_channels) from the first DM: Slack refuses the post to it as well.
+    slack.fail_for("chat.postMessage", "user_disabled", channel=slack.dm_channel(REQUESTER))
     service.run_due()
     assert service.get(req.id).state == PENDING  # held: back with the approvers
     assert ("bot", "notify.fallback", "ok") in audit_actions(db, req.id)
