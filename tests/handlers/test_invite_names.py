@@ -52,3 +52,17 @@ def test_an_invitee_who_has_an_account_keeps_their_names_and_the_card_says_none(
     assert dispatch(bolt, body, signed_headers(body)).status == 200
     req = wait_for(lambda: [r for r in _requests(db) if r.approval_ts])[0]
     assert "*Names*" not in str(slack.find_message(CHANNEL, req.approval_ts)["blocks"])
+
+
+def test_an_invite_naming_several_people_is_refused_naming_the_group_and_nothing_is_asked(
+    bolt, core, db, sandbox, slack
+):
+    """``invite a@x b@y Viewer`` read ``b@y`` as the group ("no group"); now the people are read as people and
+    the invite, one person per request, is refused with the count and the group, before any card."""
+    body = slash_body(slack, REQUESTER, "invite dana.reyes@example.com <@U0OSCAR> Viewer onboarding")
+    assert dispatch(bolt, body, signed_headers(body)).status == 200
+    answer = wait_for(lambda: slack.responses)[0]
+    assert answer["response_type"] == "ephemeral"
+    assert "You named 2 people for *Viewer*" in answer["text"] and "nothing was asked" in answer["text"]
+    core.service.drain()
+    assert _requests(db) == [] and slack.messages_in(CHANNEL) == [] and sandbox.writes() == []
