@@ -80,13 +80,14 @@ class Target:
 @dataclass(frozen=True)
 class Command:
     """A parsed command: ``name`` (one of :data:`SUBCOMMANDS`), ``target`` for whois/reset-password/invite/audit,
-    ``page`` for audit, ``rest`` (the unparsed ``<group> [reason]`` text for request/invite/members, resolved against the group
+    ``page`` for audit, ``others`` (invite's further people), ``rest`` (the unparsed ``<group> [reason]`` text for request/invite/members, resolved against the group
     list by :func:`split_group_and_reason`)."""
 
     name: str
     target: Target = field(default_factory=Target)
     rest: str = ""
     page: int = 1  # ``audit``, ``whois``, ``groups``: ``… page N``
+    others: tuple[Target, ...] = ()  # ``invite``: the people after the first (``target``), in the order typed
 
 
 def clean(text: str | None, limit: int | None = TEXT_MAX) -> str:
@@ -214,12 +215,26 @@ def _request(name: str, rest: str) -> Command:
     return Command(name, rest=rest)  # empty: the handler opens the request form
 
 
+def _looks_like_person(word: str) -> bool:
+    """A word of ``invite`` that names a person (a mention, a ``mailto:`` or anything with ``@``), not a group."""
+    return word.startswith("<@") or word.startswith("<mailto:") or "@" in word
+
+
 def _invite(name: str, rest: str) -> Command:
-    """``invite <email> <group> [reason]``."""
-    email, _, after = rest.partition(" ")
-    if not email or not after.strip():
+    """``invite <email | @user> [<email | @user> ...] <group> [reason]``: the group is the first word that is
+    not an email or mention after the first word (always a person); the first person is ``target``, any others are ``others`` (in the order typed,
+    repeats dropped)."""
+    words = rest.split(" ")
+    if not rest or len(words) < 2:
         raise UsageError("Usage: `/polaris invite <email> <group> [reason]`.")
-    return Command(name, target=parse_target(email), rest=after.strip())
+    people = [parse_target(words.pop(0))]  # the first word is always a person (a bad email is named)
+    while words and _looks_like_person(words[0]):
+        people.append(parse_target(words.pop(0)))
+    after = " ".join(words).strip()
+    if not after:
+        raise UsageError("Usage: `/polaris invite <email> <group> [reason]`.")
+    unique = list(dict.fromkeys(people))
+    return Command(name, target=unique[0], rest=after, others=tuple(unique[1:]))
 
 
 def _leave(name: str, rest: str) -> Command:

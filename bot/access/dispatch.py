@@ -92,6 +92,11 @@ class Dispatch:
 
     def _invite(self, user_id: str, cmd: Command) -> Reply:
         group, rest = self.queries.group_and_rest(cmd.rest)
+        if cmd.others:  # several people: read as people (never as the group), but one request is one person
+            raise UsageError(
+                f"You named {len(cmd.others) + 1} people for *{group.name}*; an invite asks for one person at a "
+                f"time, so nothing was asked. Send one `/polaris invite <email | @user> {group.name}` per person."
+            )
         duration, reason = split_duration(rest)
         return self.requests.request_invite(user_id, cmd.target, group.name, check_reason(reason), duration=duration)
 

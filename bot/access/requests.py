@@ -298,6 +298,9 @@ class Submission:
                 raise UsageError("There is already an open request for that; see `/polaris status`.") from None
         posted = self.notifications.post_card(req.id)
         what = views.kind_phrase(req)
+        names = views.account_names(req)
+        if names:  # a new account: which names it gets (from Slack), or that they are unknown
+            what = f"{what} (names: {names})"
         channel = ctx.settings.approval_channel
         if auto:
             self.decisions.auto_approve(req.id)

@@ -34,6 +34,7 @@ from .blocks import (
     names,
     outcome_text,
     kind_phrase,
+    account_names,
     ask_phrase,
     permission_lines,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "SECTION_MAX",
     "STATE_EMOJI",
     "STATE_LABEL",
+    "account_names",
     "approval_card",
     "ask_phrase",
     "bullet_list",

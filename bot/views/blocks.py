@@ -154,6 +154,19 @@ def kind_phrase(req: AccessRequest) -> str:
     return f"a password reset for `{esc(req.target_email)}`"
 
 
+def account_names(req: AccessRequest) -> str | None:
+    """For an invite that creates a Polaris account (``INVITE`` with no ``polaris_user_id``): the names the
+    account gets, escaped ("Ana Silva, from their Slack profile"), or a sentence saying they are unknown (the
+    email belongs to no workspace member, so ``users.lookupByEmail`` gave no profile). ``None`` for any other
+    request (an existing account keeps its names)."""
+    if req.kind != INVITE or req.polaris_user_id:
+        return None
+    full = " ".join(n for n in (req.target_first_name, req.target_last_name) if n)
+    if full:
+        return f"{esc(full)}, from their Slack profile"
+    return "unknown: the email belongs to no member of this workspace, so the account gets no first or last name"
+
+
 def ask_phrase(req: AccessRequest) -> str:
     """The card's first line: who asks for what (escaped), e.g. "<@U1> asks to remove `x` from *G*"."""
     who = mention(req.requester_id)

@@ -37,6 +37,7 @@ from .blocks import (
     esc,
     header,
     kind_phrase,
+    account_names,
     mention,
     names,
     outcome_text,
@@ -106,6 +107,9 @@ def _card_fields(req: AccessRequest) -> dict:
             fields.append("*Note*\n:warning: Requested on someone else's behalf")
     if req.group_name:
         fields.append(f"*Group*\n{esc(req.group_name)}")
+    names = account_names(req)
+    if names:
+        fields.append(f"*Names*\n{names}")
     fields.append(f"*Reason*\n{esc(req.reason) if req.reason else '_none given_'}")
     return {"type": "section", "fields": [{"type": "mrkdwn", "text": clip(f, 2000)} for f in fields[:10]]}
 

@@ -599,3 +599,26 @@ def test_audit_takes_a_person_or_a_group_and_a_page(text, expected):
 def test_audit_without_a_subject_or_with_a_bad_page_is_a_sentence(text):
     with pytest.raises(UsageError):
         parse(text)
+
+
+class TestInviteSeveralPeople:
+    """Issue 11: ``invite a@x b@y Viewer`` read ``b@y`` as the group; the group is the first word that is not
+    an email or mention."""
+
+    def test_every_email_and_mention_before_the_group_is_a_person(self):
+        cmd = parse("invite a@x.org <@U0BOB|bob> <mailto:C@x.org|C@x.org> Data Analyst for 2h onboarding")
+        assert cmd.target == Target(email="a@x.org")
+        assert cmd.others == (Target(user_id="U0BOB"), Target(email="c@x.org"))
+        assert cmd.rest == "Data Analyst for 2h onboarding"
+
+    def test_a_person_named_twice_counts_once(self):
+        cmd = parse("invite a@x.org A@x.org Viewer")
+        assert cmd == Command("invite", target=Target(email="a@x.org"), rest="Viewer")
+
+    def test_people_and_no_group_is_a_usage_error(self):
+        with pytest.raises(UsageError, match="Usage: `/polaris invite"):
+            parse("invite a@x.org b@x.org")
+
+    def test_a_bad_email_among_several_is_named(self):
+        with pytest.raises(UsageError, match="not a valid email"):
+            parse("invite a@x.org b@@x Viewer")

@@ -13,6 +13,7 @@ ACCESS = ROOT / "bot" / "access"
 ORDER = [
     "reply",
     "context",
+    "user_changes",
     "errors",
     "store",
     "lease_store",
