@@ -653,6 +653,7 @@ def create_pending(services: Services, db_url: str, users: Iterable[int], group:
 # =========================================================================================== results
 ORDER = [
     ("findings", "Findings and proposed fixes (written by hand from the runs below)"),
+    ("sandbox_latency", "Stand-in latency, before and after TCP_NODELAY (bench/sandbox_latency.py)"),
     ("ack_latency", "Ack latency (bench/ack_latency.py)"),
     ("throughput", "Throughput (bench/throughput.py)"),
     ("call_economy", "Polaris call economy (bench/call_economy.py)"),
