@@ -1,6 +1,7 @@
 """polaris-access-bot entry point.
 
     python app.py serve     # HTTP mode: POST /slack/events, GET /healthz, under gunicorn (Bolt's WSGI adapter)
+    python app.py worker    # the worker loop alone (apply, revoke, retries, reminders, reconcile), no HTTP
     python app.py socket    # Socket Mode (SLACK_APP_TOKEN), for a workspace without a public URL
     python app.py demo      # the whole job locally: SQLite, the Polaris sandbox and a Slack console
     python app.py migrate   # alembic upgrade head
@@ -90,6 +91,27 @@ def cmd_serve(args) -> int:
         log.warning("SQLite serves one process: running 1 gunicorn worker (use PostgreSQL to run more)")
     _start_line(settings, f"serving on {args.host}:{settings.port} ({workers} worker{'s' * (workers > 1)})")
     Server().run()
+    return 0
+
+
+def cmd_worker(_args) -> int:
+    """The background worker (:class:`bot.worker.Worker`: applies approved requests, ends leases, retries,
+    reminders, the audit jobs) as a process of its own, for a deployment that runs ``serve`` with
+    ``SERVE_WORKER=false``. Same settings and start-up checks as ``serve``; SIGTERM or SIGINT lets the step in
+    flight finish, then exits 0."""
+    settings = load_settings()
+    core = wiring.build_core(settings)
+    wiring.start_checks(core)
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    worker = wiring.build_worker(core).start()
+    _start_line(settings, f"worker running (a pass every {settings.worker_interval:g} s)")
+    while not stopping.wait(1.0):
+        pass
+    worker.stop()
+    core.db.dispose()
+    log.info("worker stopped")
     return 0
 
 
@@ -195,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         default="0.0.0.0",
         help="address to listen on (default 0.0.0.0, every interface; 127.0.0.1 for this machine only)",
     )
+    sub.add_parser("worker", help="the worker loop as its own process (run serve with SERVE_WORKER=false)")
     sub.add_parser("socket", help="Socket Mode")
     demo = sub.add_parser("demo", help="local demo: SQLite, Polaris sandbox, Slack console")
     demo.add_argument("--database-url", default=None, help="default: a fresh SQLite file in a temporary folder")
@@ -215,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines (plugins, each revision) are noise
     handlers = {
         "serve": cmd_serve,
+        "worker": cmd_worker,
         "socket": cmd_socket,
         "demo": cmd_demo,
         "migrate": cmd_migrate,

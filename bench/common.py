@@ -94,9 +94,14 @@ def _services_main(conn, load_users: int, bulk: tuple[int, int] | None) -> None:
     arrivals: list[float] = []  # time.monotonic() (system-wide clock) of each response_url post
     original = slack.handle_response_url
 
+    keyed: list[tuple[str, float, bool]] = []  # (response_url key, time.monotonic(), a "busy, try again" answer)
+    from handlers.commands import BUSY
+
     def timed(key, payload):
         reply = original(key, payload)
-        arrivals.append(time.monotonic())
+        now = time.monotonic()
+        arrivals.append(now)
+        keyed.append((key, now, isinstance(payload, dict) and payload.get("text") == BUSY))
         return reply
 
     slack.handle_response_url = timed  # type: ignore[method-assign]
@@ -131,6 +136,8 @@ def _services_main(conn, load_users: int, bulk: tuple[int, int] | None) -> None:
                             "polaris_writes": len(sandbox.writes()),
                         }
                     )
+            elif cmd == "keyed_since":
+                conn.send(list(keyed[arg:]))
             elif cmd == "arrivals_since":
                 conn.send(list(arrivals[arg:]))
             elif cmd == "polaris_calls":
@@ -184,6 +191,10 @@ class Services:
 
     def arrivals_since(self, n: int) -> list[float]:
         return self._ask("arrivals_since", n)
+
+    def keyed_since(self, n: int) -> list[tuple[str, float, bool]]:
+        """response_url posts from the ``n``-th on: (key, ``time.monotonic()``, whether it was the busy answer)."""
+        return self._ask("keyed_since", n)
 
     def polaris_calls(self, since: int = 0) -> list[tuple]:
         return self._ask("polaris_calls", since)
@@ -653,8 +664,10 @@ def create_pending(services: Services, db_url: str, users: Iterable[int], group:
 # =========================================================================================== results
 ORDER = [
     ("findings", "Findings and proposed fixes (written by hand from the runs below)"),
+    ("sandbox_latency", "Stand-in latency, before and after TCP_NODELAY (bench/sandbox_latency.py)"),
     ("ack_latency", "Ack latency (bench/ack_latency.py)"),
     ("throughput", "Throughput (bench/throughput.py)"),
+    ("targets", "Issue 13 targets, side by side in one run (bench/targets.py)"),
     ("call_economy", "Polaris call economy (bench/call_economy.py)"),
     ("audit_scale", "Audit log at scale (bench/audit_scale.py)"),
     ("memory", "Memory (bench/memory.py)"),

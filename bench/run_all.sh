@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the five benchmarks one after the other (about 7 minutes on 2 cores); each updates its own section of
+# Run the benchmarks one after the other (about 10 minutes on 2 cores); each updates its own section of
 # bench/RESULTS.md. Add --diagnosis to also run bench/ack_variants.py (3 more minutes).
 # Traffic goes to 127.0.0.1 only. PostgreSQL: $BENCH_DATABASE_URL or postgresql://root@127.0.0.1:5432/test
 # (SQLite with one worker when it does not answer).
@@ -10,6 +10,8 @@ PY="${PYTHON:-.venv/bin/python}"
 
 run() { echo "== $*"; local t0=$SECONDS; "$PY" "$@"; echo "== $1 done in $((SECONDS - t0)) s"; echo; }
 
+run bench/sandbox_latency.py
+run bench/targets.py
 run bench/ack_latency.py
 run bench/throughput.py
 run bench/call_economy.py

@@ -73,6 +73,7 @@ class Settings:
     audit_key: str | None = field(default=None, repr=False)
     audit_channel: str | None = None
     reconcile_interval: float = 3600.0
+    serve_worker: bool = True
 
     @property
     def deciders(self) -> frozenset[str]:
@@ -230,6 +231,17 @@ def _policy_problems(policy_file: str | None) -> list[str]:
     return []
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw[:30]!r}")
+
+
 def load_settings(
     env: Mapping[str, str] | None = None, *, require_slack_app_token: bool = False, require_polaris: bool = True
 ) -> Settings:
@@ -306,6 +318,7 @@ def load_settings(
         "reconcile_interval": check(_number, env, "RECONCILE_INTERVAL", 3600.0, minimum=60, maximum=7 * 86400),
     }
     key = check(audit_key, env)
+    serve_worker = check(_flag, env, "SERVE_WORKER", True)
     audit_channel = check(_audit_channel, env)
     manager_field = (env.get("MANAGER_PROFILE_FIELD") or "").strip() or None
     if manager_field and not PROFILE_FIELD_ID.match(manager_field):
@@ -342,5 +355,6 @@ def load_settings(
         manager_field=manager_field,
         audit_key=key,
         audit_channel=audit_channel,
+        serve_worker=serve_worker,
         **{k: int(v) if k in ints else v for k, v in numbers.items()},
     )

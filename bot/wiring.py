@@ -295,13 +295,14 @@ WORKERS: list[Worker] = []  # the background worker of this (gunicorn worker) pr
 
 
 def build_serving_app(settings: Settings, *, polaris_state: str | None = None):
-    """Called in each gunicorn worker process: wire the core, start its background worker, return WSGI.
-    ``polaris_state``: what the ``serve`` process's probe found, the first ``/healthz`` answer."""
+    """Called in each gunicorn worker process: wire the core, start its background worker (unless
+    ``SERVE_WORKER`` is false: ``python app.py worker`` runs it then), return WSGI. ``polaris_state``: what the
+    ``serve`` process's probe found, the first ``/healthz`` answer."""
     redact.install()
     redact.protect("gunicorn.error")
     core = build_core(settings)
-    worker = build_worker(core).start()
-    WORKERS.append(worker)
+    if settings.serve_worker:
+        WORKERS.append(build_worker(core).start())
     metrics.worker_started()
     return make_wsgi(
         core, build_bolt_app(core, verify_token=True, report_unreachable=False), polaris_state=polaris_state

@@ -56,6 +56,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
+from standins.polaris_sandbox import nodelay
+
 TEAM_ID = "T0STANDIN"
 TEAM_NAME = "Stand-in Workspace"
 TEAM_URL = "https://standin.slack.com/"
@@ -805,6 +807,7 @@ def _make_handler(standin: SlackStandIn) -> type[BaseHTTPRequestHandler]:  # noq
 
         def setup(self) -> None:
             super().setup()
+            nodelay(self.connection)
             with self.server.connections_lock:  # type: ignore[attr-defined]
                 self.server.open_connections.add(self.connection)  # type: ignore[attr-defined]
 
