@@ -19,6 +19,7 @@ from sqlalchemy.types import TypeDecorator
 # Access request kinds
 JOIN = "join"  # requester joins a group (account created with the group if they have none)
 INVITE = "invite"  # an account (or membership) for someone else
+INVITE_MANY = "invite_many"  # several people into one group, one decision (plan: the people, bot/views/bulk.py)
 RESET_PASSWORD = "reset_password"
 LEAVE = "leave"  # the requester leaves a group (no approval: less access needs none)
 REMOVE = "remove"  # someone is removed from a group (decided by the group's approvers)
@@ -28,7 +29,7 @@ EDIT_GROUP = "edit_group"  # a group's name or permissions changed (GET, then PU
 DELETE_GROUP = "delete_group"  # a group deleted (its members lose it)
 GROUP_CHANGES = (CREATE_GROUP, EDIT_GROUP, DELETE_GROUP)  # kinds that change a group itself (plan: the change)
 ADMIN_DECIDED = (OFFBOARD, *GROUP_CHANGES)  # kinds ADMINS decide when the policy names nobody
-KINDS = (JOIN, INVITE, RESET_PASSWORD, LEAVE, REMOVE, OFFBOARD, *GROUP_CHANGES)
+KINDS = (JOIN, INVITE, INVITE_MANY, RESET_PASSWORD, LEAVE, REMOVE, OFFBOARD, *GROUP_CHANGES)
 GRANTS = (JOIN, INVITE)  # kinds that give a membership (and may be time-bound)
 REMOVALS = (LEAVE, REMOVE, OFFBOARD)  # kinds that take access away
 

@@ -231,7 +231,11 @@ class Submission:
         reason: str,
         polaris_user_id: str | None = None,
         duration: int | None = None,
+        plan: str | None = None,
+        open_key: str | None = None,
     ) -> Reply:
+        """Save the request (``plan``, ``open_key``: a bulk invite's, :mod:`bot.access.bulk_invites`), post its
+        card and answer. Raises :class:`UsageError` (the reason rule, the open-request limit, a duplicate)."""
         ctx = self.ctx
         if target_slack_id and target_slack_id != requester.id:
             # The person it is for is checked like the requester (an invitee by email alone has no account).
@@ -268,7 +272,8 @@ class Submission:
             duration_seconds=duration,
             approvals_required=approvals,
             manager_id=manager,
-            open_key=AccessRequest.make_open_key(email, group.id if group else None),
+            open_key=open_key or AccessRequest.make_open_key(email, group.id if group else None),
+            plan=plan,
             created_at=now,
             updated_at=now,
             expires_at=now + dt.timedelta(seconds=rule.ttl),
