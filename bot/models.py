@@ -163,12 +163,14 @@ class AccessRequest(Base):
     def make_open_key(email: str, group_id: str | None, kind: str | None = None) -> str:
         """The key that makes at most one open request per person and group (or password reset): grants share
         one key per person and group; a removal (leave, remove) has its own per person and group, an
-        offboarding one per person; a group change one per group name (``email`` is then ``group:<name>``, the
+        offboarding one per person, a bulk invite one per group and set of people; a group change one per group name (``email`` is then ``group:<name>``, the
         request's ``target_email``), whatever the change."""
         if kind in GROUP_CHANGES:
             return f"group|{email.lower()}"
         if kind == OFFBOARD:
             return f"offboard|{email.lower()}"
+        if kind == INVITE_MANY:  # ``email``: the sorted people (bot/views/bulk.py target_label), one per set
+            return f"bulk|{group_id}|{email.lower()}"
         if kind == LEAVE:  # its own: someone else's pending removal never stops you leaving
             return f"leave|{email.lower()}|{group_id}"
         if kind == REMOVE:

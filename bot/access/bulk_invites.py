@@ -61,7 +61,6 @@ class BulkInvites:
             group=group,
             reason=check_reason(reason),
             plan=bulk.plan_json(found),
-            open_key=bulk.open_key(group.id, emails),
         )
         if members:
             listed = ", ".join(f"`{views.esc(e)}`" for e in members)

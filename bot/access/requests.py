@@ -232,9 +232,8 @@ class Submission:
         polaris_user_id: str | None = None,
         duration: int | None = None,
         plan: str | None = None,
-        open_key: str | None = None,
     ) -> Reply:
-        """Save the request (``plan``, ``open_key``: a bulk invite's, :mod:`bot.access.bulk_invites`), post its
+        """Save the request (``plan``: a bulk invite's people, :mod:`bot.access.bulk_invites`), post its
         card and answer. Raises :class:`UsageError` (the reason rule, the open-request limit, a duplicate)."""
         ctx = self.ctx
         if target_slack_id and target_slack_id != requester.id:
@@ -272,7 +271,7 @@ class Submission:
             duration_seconds=duration,
             approvals_required=approvals,
             manager_id=manager,
-            open_key=open_key or AccessRequest.make_open_key(email, group.id if group else None),
+            open_key=AccessRequest.make_open_key(email, group.id if group else None, kind),
             plan=plan,
             created_at=now,
             updated_at=now,

@@ -70,16 +70,16 @@ def plan_json(people: list[dict]) -> str:
     return json.dumps({"people": people}, sort_keys=True)
 
 
-def open_key(group_id: str, emails: list[str]) -> str:
-    """One open bulk invite per group and set of people (whatever their order): ``bulk|<group>|<sha256>``."""
-    digest = hashlib.sha256("\n".join(sorted(e.lower() for e in emails)).encode()).hexdigest()
-    return f"bulk|{group_id}|{digest}"
-
-
 def target_label(emails: list[str]) -> str:
-    """The request's ``target_email`` (what the audit's ``target`` shows): ``3 people: a@x, b@y, …`` within 320."""
-    text = f"{len(emails)} people: " + ", ".join(emails)
-    return text if len(text) <= 320 else text[:319] + "…"
+    """The request's ``target_email`` (the audit's ``target``; with the group, its open key): the people sorted,
+    ``3 people: a@x, b@y, c@z``; over 320 characters, cut and ended with a digest of the whole set, so one set
+    of people has one label and two sets never share one."""
+    people = sorted({e.lower() for e in emails})
+    text = f"{len(people)} people: " + ", ".join(people)
+    if len(text) <= 320:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return text[:300] + f"… #{digest}"
 
 
 def phrase(req: AccessRequest) -> str:

@@ -226,3 +226,28 @@ def test_a_crash_during_a_create_waits_out_its_time_budget_and_looks_first(bolt,
     assert done.state == APPLIED, done.outcome
     assert len(sandbox.writes("POST", r"^/v1/users$")) == 2  # the first person once, the second once
     assert all(p["state"] in ("created", "added") for p in _people(core, req.id).values())
+
+
+def test_a_failed_bulk_invite_is_retried_under_its_own_open_key_and_sends_nothing_twice(
+    bolt, core, db, sandbox, slack, three
+):
+    """Polaris refuses the members POST (403): the request fails, the people's states kept; Retry reopens it
+    under the same key (the same people and group cannot be asked again meanwhile) and finishes the rest."""
+    req, _ = _asked(bolt, slack, db, three)
+    key = req.open_key
+    assert key.startswith("bulk|") and "dana.reyes@example.com, pat@example.com, stranger@example.org" in key
+    _click(bolt, slack, APPROVER, req.id)
+    wait_for(lambda: core.service.get(req.id).state == APPROVED)
+    sandbox.add_fault(Fault(method="POST", path=MEMBERS_POST, status=403, times=1))
+    core.service.run_due()
+    assert core.service.get(req.id).state == "failed" and core.service.get(req.id).open_key is None
+    retry = click_body(slack, APPROVER, "retry_request", req.id)
+    assert dispatch(bolt, retry, signed_headers(retry)).status == 200
+    wait_for(lambda: any("Retrying" in (r.get("text") or "") for r in slack.responses))
+    assert core.service.get(req.id).state != "failed" and core.service.get(req.id).open_key == key
+    again = _command(bolt, slack, REQUESTER, "invite stranger@example.org pat@example.com <@U0DANA> Viewer")
+    assert "already an open request" in again
+    core.service.run_due()
+    done = core.service.get(req.id)
+    assert done.state == APPLIED, done.outcome
+    assert len(sandbox.writes("POST", r"^/v1/users$")) == 2 and len(sandbox.writes("POST", MEMBERS_POST)) == 1
