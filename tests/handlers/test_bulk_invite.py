@@ -251,3 +251,14 @@ def test_a_failed_bulk_invite_is_retried_under_its_own_open_key_and_sends_nothin
     done = core.service.get(req.id)
     assert done.state == APPLIED, done.outcome
     assert len(sandbox.writes("POST", r"^/v1/users$")) == 2 and len(sandbox.writes("POST", MEMBERS_POST)) == 1
+
+
+def test_an_approver_among_the_people_cannot_approve_it(bolt, core, db, sandbox, slack, groups):
+    """Like a one-person invite ("a request that is for you"): an approver invited with others decides nothing."""
+    req, _ = _asked(bolt, slack, db, f"invite <@{APPROVER2}> kim@example.com Viewer onboarding")
+    _click(bolt, slack, APPROVER2, req.id)
+    wait_for(lambda: any("for you" in (r.get("text") or "") for r in slack.responses))
+    core.service.drain()
+    assert core.service.get(req.id).state == PENDING and core.service.store.approver_ids(req.id) == []
+    _click(bolt, slack, APPROVER, req.id)
+    wait_for(lambda: core.service.get(req.id).state == APPROVED)
