@@ -48,6 +48,14 @@ class BulkSide:
                 self._create(req, people, p)
         return bulk.outcome(people), None
 
+    def announce(self, req: AccessRequest, notifications) -> None:
+        """Once ``req`` is applied: each person with a Slack account (not the requester) who has the membership
+        is told, through ``notifications`` (:class:`bot.access.notifications.Notifications`, the delivery
+        ledger: once each, retried)."""
+        for p in bulk.people_of(req):
+            if p.get("slack_id") and p["slack_id"] != req.requester_id and p.get("state") in bulk.DONE:
+                notifications.dm(req.id, p["slack_id"], "applied", bulk.invitee_note(req, p))
+
     def _save(self, req: AccessRequest, people: list[dict], **values) -> None:
         """Commit the people's states (and ``values``: the write bracket) before or after a write."""
         self.store.set(req.id, plan=bulk.plan_json(people), **values)

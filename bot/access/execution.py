@@ -181,6 +181,8 @@ class Execution:
         else:
             self.notifications.notify_requester(done)
         self.removals.announce(req, closed)
+        if req.kind == INVITE_MANY:  # each person given the membership is told, as a one-person invite's
+            self.bulk.announce(done, self.notifications)
         if req.kind != RESET_PASSWORD:  # the cards of the grants whose leases it ended (or made permanent)
             self.leases.ends.announce_owed(req.target_email)
 

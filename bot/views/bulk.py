@@ -115,3 +115,12 @@ def outcome(people: list[dict]) -> str:
         parts.append(f"{p['email']}: {_WORDS.get(p.get('state'), p.get('state'))}{why}")
     done = sum(1 for p in people if p.get("state") in DONE)
     return f"{done} of {len(people)} have the membership. " + "; ".join(parts) + "."
+
+
+def invitee_note(req: AccessRequest, p: dict) -> str:
+    """The DM to one person a bulk invite gave the membership (mrkdwn, escaped), as a one-person invite's."""
+    what = "a Polaris account was created for you in" if p.get("state") == CREATED else "you are now a member of"
+    return (
+        f"For your information: {mention(req.requester_id)} invited you to Polaris, approved by "
+        f"{mention(req.decided_by)}: {what} *{esc(req.group_name)}* (`{esc(p['email'])}`, request `{req.id[:8]}`)."
+    )

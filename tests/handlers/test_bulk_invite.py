@@ -89,6 +89,8 @@ def test_several_people_are_one_request_one_card_one_decision_applied_once(bolt,
     assert "account created" in card and "*added*" in card
     told = "\n".join(dms(slack, REQUESTER))
     assert "3 of 3 have the membership" in told and "pat@example.com: added" in told
+    (note,) = dms(slack, "U0DANA")  # the person with a Slack account is told, once
+    assert "a Polaris account was created for you in *Viewer*" in note and f"<@{REQUESTER}> invited you" in note
 
 
 def test_the_requester_cannot_approve_and_a_privileged_group_needs_two_org_admins(bolt, core, db, sandbox, slack):
@@ -162,6 +164,7 @@ def test_a_person_deactivated_before_the_apply_is_dropped_with_the_reason_on_the
     assert dana["state"] == "dropped" and "deactivated" in dana["why"]
     assert "dropped" in _card(slack, done) and "deactivated" in _card(slack, done)
     assert "2 of 3 have the membership" in "\n".join(dms(slack, REQUESTER))
+    assert dms(slack, "U0DANA") == []  # dropped: told nothing of a membership
 
 
 def test_a_crash_after_the_members_post_sends_it_once(bolt, core, db, sandbox, slack, three):
