@@ -19,6 +19,7 @@ from sqlalchemy.types import TypeDecorator
 # Access request kinds
 JOIN = "join"  # requester joins a group (account created with the group if they have none)
 INVITE = "invite"  # an account (or membership) for someone else
+INVITE_MANY = "invite_many"  # several people into one group, one decision (plan: the people, bot/views/bulk.py)
 RESET_PASSWORD = "reset_password"
 LEAVE = "leave"  # the requester leaves a group (no approval: less access needs none)
 REMOVE = "remove"  # someone is removed from a group (decided by the group's approvers)
@@ -28,7 +29,7 @@ EDIT_GROUP = "edit_group"  # a group's name or permissions changed (GET, then PU
 DELETE_GROUP = "delete_group"  # a group deleted (its members lose it)
 GROUP_CHANGES = (CREATE_GROUP, EDIT_GROUP, DELETE_GROUP)  # kinds that change a group itself (plan: the change)
 ADMIN_DECIDED = (OFFBOARD, *GROUP_CHANGES)  # kinds ADMINS decide when the policy names nobody
-KINDS = (JOIN, INVITE, RESET_PASSWORD, LEAVE, REMOVE, OFFBOARD, *GROUP_CHANGES)
+KINDS = (JOIN, INVITE, INVITE_MANY, RESET_PASSWORD, LEAVE, REMOVE, OFFBOARD, *GROUP_CHANGES)
 GRANTS = (JOIN, INVITE)  # kinds that give a membership (and may be time-bound)
 REMOVALS = (LEAVE, REMOVE, OFFBOARD)  # kinds that take access away
 
@@ -162,12 +163,14 @@ class AccessRequest(Base):
     def make_open_key(email: str, group_id: str | None, kind: str | None = None) -> str:
         """The key that makes at most one open request per person and group (or password reset): grants share
         one key per person and group; a removal (leave, remove) has its own per person and group, an
-        offboarding one per person; a group change one per group name (``email`` is then ``group:<name>``, the
+        offboarding one per person, a bulk invite one per group and set of people; a group change one per group name (``email`` is then ``group:<name>``, the
         request's ``target_email``), whatever the change."""
         if kind in GROUP_CHANGES:
             return f"group|{email.lower()}"
         if kind == OFFBOARD:
             return f"offboard|{email.lower()}"
+        if kind == INVITE_MANY:  # ``email``: the sorted people (bot/views/bulk.py target_label), one per set
+            return f"bulk|{group_id}|{email.lower()}"
         if kind == LEAVE:  # its own: someone else's pending removal never stops you leaving
             return f"leave|{email.lower()}|{group_id}"
         if kind == REMOVE:

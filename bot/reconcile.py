@@ -34,6 +34,7 @@ from .models import (
     APPLIED,
     GRANTS,
     INVITE,
+    INVITE_MANY,
     JOIN,
     LEASE_ENDED,
     LEASE_PENDING,
@@ -47,6 +48,7 @@ from .models import (
 )
 from .reconcile_events import readded
 from .polaris import PolarisAuthError, PolarisClient, PolarisError, User
+from .views import bulk
 
 log = logging.getLogger(__name__)
 
@@ -360,6 +362,8 @@ def _request_effects(req: AccessRequest) -> list[tuple[tuple[str, str], bool]]:
         if req.duration_seconds:  # a time-bound grant: its lease says what holds
             return []
         return [((email, req.group_id), True)]
+    if req.kind == INVITE_MANY and req.group_id:  # a bulk invite: each person who got the membership
+        return [((p["email"], req.group_id), True) for p in bulk.people_of(req) if p.get("state") in bulk.DONE]
     if req.kind in (LEAVE, REMOVE) and req.group_id:
         return [((email, req.group_id), False)]
     if req.kind == OFFBOARD:

@@ -20,6 +20,7 @@ from ..models import (
     CREATE_GROUP,
     EDIT_GROUP,
     GROUP_CHANGES,
+    INVITE_MANY,
     OFFBOARD,
     REMOVALS,
     RESET_PASSWORD,
@@ -28,6 +29,7 @@ from ..models import (
 from ..polaris import Group, Permission
 from ..policy import MANAGER, Rule
 from ..slack import SlackError
+from ..views import bulk
 from .authority import ORG_ADMIN, AuthorityFacts, decide_authority
 from .context import Context
 
@@ -152,6 +154,8 @@ class Approvers:
         read when the rule needs it: Slack identities with ``max_age`` 0 (read now), the group from Polaris
         (``group``: as just read, else read here), Organization Admin membership from Polaris. Raises
         :class:`PolarisError` or :class:`SlackError` when a check cannot be made."""
+        if req.kind == INVITE_MANY and any(p.get("slack_id") == actor_id for p in bulk.people_of(req)):
+            return "You cannot decide a request that is for you."  # one of the people a bulk invite is for
         slack = self.ctx.slack
         reads = {
             "approver_ids": lambda f: frozenset(self.approver_ids(req)),

@@ -12,6 +12,7 @@ from ..commands import Command, UsageError, check_reason, parse
 from ..durations import split_duration
 from .admission import Admission
 from .audit_view import AuditView
+from .bulk_invites import BulkInvites
 from .paging import Paging
 from .group_changes import CREATE_USAGE, GroupChanges
 from .group_info import GroupInfo
@@ -38,6 +39,7 @@ class Dispatch:
             queries.ctx, requests.store, queries, queries.approvers, requests.notifications
         )
         self.group_info = GroupInfo(queries.ctx, queries, queries.approvers)
+        self.bulk = BulkInvites(queries, requests)
 
     def run(self, user_id: str, text: str | None, shown: str, channel_id: str | None) -> Reply:
         try:
@@ -92,11 +94,8 @@ class Dispatch:
 
     def _invite(self, user_id: str, cmd: Command) -> Reply:
         group, rest = self.queries.group_and_rest(cmd.rest)
-        if cmd.others:  # several people: read as people (never as the group), but one request is one person
-            raise UsageError(
-                f"You named {len(cmd.others) + 1} people for *{group.name}*; an invite asks for one person at a "
-                f"time, so nothing was asked. Send one `/polaris invite <email | @user> {group.name}` per person."
-            )
+        if cmd.others:  # several people: one bulk invite (bot/access/bulk_invites.py)
+            return self.bulk.invite(user_id, [cmd.target, *cmd.others], group, rest)
         duration, reason = split_duration(rest)
         return self.requests.request_invite(user_id, cmd.target, group.name, check_reason(reason), duration=duration)
 

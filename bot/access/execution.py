@@ -25,6 +25,7 @@ from ..models import (
     DELETE_GROUP,
     FAILED,
     GROUP_CHANGES,
+    INVITE_MANY,
     LEAVE,
     OFFBOARD,
     PENDING,
@@ -37,6 +38,7 @@ from ..redact import redact
 from ..slack import SlackError
 from .approvers import Approvers
 from .authority import ORG_ADMIN, barred_reason
+from .bulk_side import BulkSide
 from .context import Context
 from .group_side import GroupSide
 from .leases import Leases
@@ -66,6 +68,7 @@ class Execution:
         self.side = PolarisSide(ctx, store)
         self.removals = RemovalSide(ctx, store, notifications)  # leave, remove, offboard (by kind)
         self.groups = GroupSide(ctx, store)  # create_group, edit_group, delete_group
+        self.bulk = BulkSide(ctx, store)  # invite_many
 
     def apply(self, request_id: str, *, quiet: bool = False) -> bool:
         """Apply one approved request in Polaris if this worker can claim it. True when it ended applied.
@@ -135,6 +138,8 @@ class Execution:
             return self.removals.run(req)
         if req.kind in GROUP_CHANGES:
             return self.groups.run(req)
+        if req.kind == INVITE_MANY:
+            return self.bulk.run(req)
         return self.side.run(req, before_add=lambda: self.leases.before_add(req))
 
     def _record_applied(self, req: AccessRequest, outcome: str, polaris_user_id: str | None) -> list[str] | None:
@@ -176,6 +181,8 @@ class Execution:
         else:
             self.notifications.notify_requester(done)
         self.removals.announce(req, closed)
+        if req.kind == INVITE_MANY:  # each person given the membership is told, as a one-person invite's
+            self.bulk.announce(done, self.notifications)
         if req.kind != RESET_PASSWORD:  # the cards of the grants whose leases it ended (or made permanent)
             self.leases.ends.announce_owed(req.target_email)
 

@@ -231,7 +231,10 @@ class Submission:
         reason: str,
         polaris_user_id: str | None = None,
         duration: int | None = None,
+        plan: str | None = None,
     ) -> Reply:
+        """Save the request (``plan``: a bulk invite's people, :mod:`bot.access.bulk_invites`), post its
+        card and answer. Raises :class:`UsageError` (the reason rule, the open-request limit, a duplicate)."""
         ctx = self.ctx
         if target_slack_id and target_slack_id != requester.id:
             # The person it is for is checked like the requester (an invitee by email alone has no account).
@@ -268,7 +271,8 @@ class Submission:
             duration_seconds=duration,
             approvals_required=approvals,
             manager_id=manager,
-            open_key=AccessRequest.make_open_key(email, group.id if group else None),
+            open_key=AccessRequest.make_open_key(email, group.id if group else None, kind),
+            plan=plan,
             created_at=now,
             updated_at=now,
             expires_at=now + dt.timedelta(seconds=rule.ttl),

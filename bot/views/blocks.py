@@ -16,6 +16,7 @@ from ..models import (
     GRANTS,
     GROUP_CHANGES,
     INVITE,
+    INVITE_MANY,
     JOIN,
     LEAVE,
     OFFBOARD,
@@ -137,6 +138,10 @@ def kind_phrase(req: AccessRequest) -> str:
         from .groups import change_phrase  # groups builds on these pieces
 
         return change_phrase(req)
+    if req.kind == INVITE_MANY:
+        from .bulk import phrase  # bulk builds on these pieces
+
+        return phrase(req)
     if req.kind in GRANTS and req.duration_seconds:
         group = f"{group} for {durations.describe(req.duration_seconds)}"
     if req.kind == JOIN:

@@ -13,6 +13,7 @@ from ..models import (
     EXPIRED,
     FAILED,
     GROUP_CHANGES,
+    INVITE_MANY,
     OFFBOARD,
     PENDING,
     REMOVALS,
@@ -25,6 +26,7 @@ from ..polaris import Group
 from .approvals import decide_buttons
 from .gains import gain_blocks
 from .groups import change_blocks
+from .bulk import people_blocks
 from .blocks import (
     MESSAGE_BLOCKS_MAX,
     RETRY_ACTION,
@@ -96,7 +98,10 @@ def _card_fields(req: AccessRequest) -> dict:
         fields = ["*Requester*\nthe bot (the Slack account was deactivated)"]
     else:
         fields = [f"*Requester*\n{who} (`{esc(req.requester_email or 'no email')}`)"]
-    if req.kind not in GROUP_CHANGES and (req.target_email or "").lower() != (req.requester_email or "").lower():
+    if (
+        req.kind not in (*GROUP_CHANGES, INVITE_MANY)
+        and (req.target_email or "").lower() != (req.requester_email or "").lower()
+    ):
         target = (
             f"{mention(req.target_slack_id)} (`{esc(req.target_email)}`)"
             if req.target_slack_id
@@ -149,6 +154,8 @@ def _card_plan(req: AccessRequest) -> list[dict]:
     active leases ended and the open requests closed (as Polaris and the bot had them when it was asked)."""
     if req.kind in GROUP_CHANGES:
         return change_blocks(req, plan_of(req))
+    if req.kind == INVITE_MANY:
+        return people_blocks(req, show_state=req.state != PENDING)
     if req.kind != OFFBOARD:
         return []
     plan = plan_of(req)

@@ -128,7 +128,8 @@ HELP_TEXT = "\n".join(
         "*Polaris access bot* — ask for Polaris access here; approvers decide in Slack; everything is audited.",
         "• `/polaris request &lt;group&gt; [for &lt;duration&gt;] [reason]` — join a Polaris group, for good or for a time "
         "(`for 4h`, `for 2 days`); creates your account if you have none. With no arguments it opens a form.",
-        "• `/polaris invite &lt;email&gt; &lt;group&gt; [for &lt;duration&gt;] [reason]` — a Polaris account for someone else",
+        "• `/polaris invite &lt;email&gt; &lt;group&gt; [for &lt;duration&gt;] [reason]` — a Polaris account for someone else; "
+        "several people (`invite a@x @b Viewer`, up to 25, for good) are one request and one decision",
         "• `/polaris reset-password [email | @user]` — a password reset (yours by default)",
         "• `/polaris leave &lt;group&gt;` — leave a group at once (no approval) · "
         "`/polaris remove &lt;email | @user&gt; &lt;group&gt; [reason]` — ask for someone's removal from a group",

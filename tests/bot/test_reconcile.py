@@ -277,3 +277,16 @@ def test_the_worker_runs_its_periodic_jobs_after_each_pass_and_survives_one_fail
     assert ran.wait(5)
     worker.stop()
     assert calls[:2] == ["failing", "job"]
+
+
+def test_what_a_bulk_invite_granted_is_no_drift(reconciler, service, sandbox, groups, db):
+    """A bulk invite (kind invite_many) adds several people at once: each membership (and new account) it made is
+    the bot's, not an outside grant; someone dropped at apply is not believed to be a member."""
+    sandbox.create_user("pat@example.com", "Pat", "Lee", groups=[], actions=[])
+    reconciler.take_baseline()
+    service.handle_command(REQUESTER, "invite pat@example.com kim@example.com Viewer onboarding")
+    req = only_request(db)
+    service.decide(req.id, APPROVER, approve=True)
+    service.run_due()
+    assert service.get(req.id).state == "applied"
+    assert kinds(reconciler.run()) == []

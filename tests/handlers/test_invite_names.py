@@ -4,6 +4,8 @@ signed slash commands and Approve clicks on the real Bolt app."""
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import select
 
 from bot.models import APPLIED, AccessRequest
@@ -54,15 +56,19 @@ def test_an_invitee_who_has_an_account_keeps_their_names_and_the_card_says_none(
     assert "*Names*" not in str(slack.find_message(CHANNEL, req.approval_ts)["blocks"])
 
 
-def test_an_invite_naming_several_people_is_refused_naming_the_group_and_nothing_is_asked(
-    bolt, core, db, sandbox, slack
-):
-    """``invite a@x b@y Viewer`` read ``b@y`` as the group ("no group"); now the people are read as people and
-    the invite, one person per request, is refused with the count and the group, before any card."""
+def test_an_invite_naming_several_people_reads_each_as_a_person_in_one_bulk_invite(bolt, core, db, sandbox, slack):
+    """``invite a@x b@y Viewer`` read ``b@y`` as the group ("no group"); the people are read as people, and (bulk
+    invites, tests/handlers/test_bulk_invite.py) the invite is one request for both, with its own names each."""
+    slack.add_user("U0DANA", "dana", "dana.reyes@example.com", first_name="Dana", last_name="Reyes")
     body = slash_body(slack, REQUESTER, "invite dana.reyes@example.com <@U0OSCAR> Viewer onboarding")
     assert dispatch(bolt, body, signed_headers(body)).status == 200
     answer = wait_for(lambda: slack.responses)[0]
     assert answer["response_type"] == "ephemeral"
-    assert "You named 2 people for *Viewer*" in answer["text"] and "nothing was asked" in answer["text"]
-    core.service.drain()
-    assert _requests(db) == [] and slack.messages_in(CHANNEL) == [] and sandbox.writes() == []
+    assert "access to *Viewer* for 2 people went to the approvers" in answer["text"]
+    (req,) = _requests(db)
+    assert req.kind == "invite_many" and req.group_name == "Viewer" and req.reason == "onboarding"
+    people = json.loads(req.plan)["people"]
+    assert [(p["email"], p["first"]) for p in people] == [
+        ("dana.reyes@example.com", "Dana"),
+        ("oscar@example.com", "Oscar"),
+    ]
