@@ -92,10 +92,14 @@ class AuditLog:
             polaris_status=polaris_status,
             duration_ms=None if duration_ms is None else round(duration_ms, 2),
         )
+        batch = _batch.get()
         if session is not None:
+            if batch:  # rows held before this one are written first: the chain's order stays the events' order
+                held = batch[:]
+                batch.clear()
+                self._write(held)
             attach(session, self.sealer, row)  # sealed and inserted when the caller's transaction commits
             return
-        batch = _batch.get()
         if batch is not None:
             batch.append(row)  # written with the others when the batch() block ends
             return

@@ -106,3 +106,19 @@ def test_polaris_hook_records_the_call_for_the_current_context(audit):
     assert (mine.actor, mine.action, mine.outcome, mine.polaris_status) == ("U0BOB", "polaris.call", "ok", 200)
     (other,) = audit.for_actor("bot")
     assert (other.outcome, other.detail, other.polaris_method) == ("error", "ServiceUnavailable", "POST")
+
+
+def test_a_row_written_with_a_session_inside_a_batch_comes_after_the_rows_held_before_it(audit, db):
+    # The trial's finding: `audit export` (oldest first, by id) listed apply.done before the Polaris calls that
+    # preceded it, because those were held in the batch and written when it ended.
+    with audit.batch():
+        audit.record("bot", "polaris.call", detail="first")
+        with db.session() as s:
+            audit.record("bot", "apply.done", detail="second", session=s)
+        audit.record("bot", "notify", detail="third")
+    got = rows(db)
+    assert [r.detail for r in got] == ["first", "second", "third"]
+    assert [r.at for r in got] == sorted(r.at for r in got)
+    from bot.audit_chain import Sealer, verify
+
+    assert verify(db, Sealer()).ok
