@@ -27,8 +27,9 @@ CREATE_GROUP = "create_group"  # a new Polaris group (admins ask, another admin 
 EDIT_GROUP = "edit_group"  # a group's name or permissions changed (GET, then PUT of the whole group)
 DELETE_GROUP = "delete_group"  # a group deleted (its members lose it)
 GROUP_CHANGES = (CREATE_GROUP, EDIT_GROUP, DELETE_GROUP)  # kinds that change a group itself (plan: the change)
-ADMIN_DECIDED = (OFFBOARD, *GROUP_CHANGES)  # kinds ADMINS decide when the policy names nobody
-KINDS = (JOIN, INVITE, RESET_PASSWORD, LEAVE, REMOVE, OFFBOARD, *GROUP_CHANGES)
+UPDATE_USER = "update_user"  # a user's names or enabled flag changed (GET, then PUT of the whole user)
+ADMIN_DECIDED = (OFFBOARD, *GROUP_CHANGES, UPDATE_USER)  # kinds ADMINS decide when the policy names nobody
+KINDS = (JOIN, INVITE, RESET_PASSWORD, LEAVE, REMOVE, OFFBOARD, *GROUP_CHANGES, UPDATE_USER)
 GRANTS = (JOIN, INVITE)  # kinds that give a membership (and may be time-bound)
 REMOVALS = (LEAVE, REMOVE, OFFBOARD)  # kinds that take access away
 
@@ -163,7 +164,9 @@ class AccessRequest(Base):
         """The key that makes at most one open request per person and group (or password reset): grants share
         one key per person and group; a removal (leave, remove) has its own per person and group, an
         offboarding one per person; a group change one per group name (``email`` is then ``group:<name>``, the
-        request's ``target_email``), whatever the change."""
+        request's ``target_email``), whatever the change; a user update one per person."""
+        if kind == UPDATE_USER:
+            return f"update_user|{email.lower()}"
         if kind in GROUP_CHANGES:
             return f"group|{email.lower()}"
         if kind == OFFBOARD:

@@ -17,6 +17,7 @@ from ..models import (
     PENDING,
     REMOVALS,
     RESET_PASSWORD,
+    UPDATE_USER,
     AccessRequest,
 )
 from ..grants import Gains
@@ -25,6 +26,7 @@ from ..polaris import Group
 from .approvals import decide_buttons
 from .gains import gain_blocks
 from .groups import change_blocks
+from .users import update_blocks
 from .blocks import (
     MESSAGE_BLOCKS_MAX,
     RETRY_ACTION,
@@ -149,6 +151,8 @@ def _card_plan(req: AccessRequest) -> list[dict]:
     active leases ended and the open requests closed (as Polaris and the bot had them when it was asked)."""
     if req.kind in GROUP_CHANGES:
         return change_blocks(req, plan_of(req))
+    if req.kind == UPDATE_USER:
+        return update_blocks(plan_of(req))
     if req.kind != OFFBOARD:
         return []
     plan = plan_of(req)
