@@ -9,6 +9,7 @@ Times are stored as naive UTC and read back as aware UTC (:class:`UTCDateTime`).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 
 from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
@@ -158,6 +159,14 @@ class AccessRequest(Base):
         ),
         UniqueConstraint("open_key", name="uq_access_requests_open_key"),
     )
+
+    def account_enabled_after(self) -> bool | None:
+        """Whether the Polaris account is enabled once this is applied (a grant: yes; an offboarding: no; a user
+        update: as its ``plan``, which the bot wrote as JSON, says); ``None``: it leaves the account as it is."""
+        if self.kind in (*GRANTS, OFFBOARD):
+            return self.kind != OFFBOARD
+        plan = json.loads(self.plan or "{}") if self.kind == UPDATE_USER else {}
+        return plan.get("enabled") if isinstance(plan, dict) and isinstance(plan.get("enabled"), bool) else None
 
     @staticmethod
     def make_open_key(email: str, group_id: str | None, kind: str | None = None) -> str:

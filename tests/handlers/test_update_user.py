@@ -6,6 +6,7 @@ Organization Admin refused when asked and again when applied. On SQLite and Post
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import urllib.parse
 
@@ -13,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from bot import wiring
-from bot.models import APPLIED, APPROVED, FAILED, PENDING, UPDATE_USER, AccessRequest
+from bot.models import APPLIED, APPROVED, EXPIRED, FAILED, PENDING, UPDATE_USER, AccessRequest
 from tests.bot.access.helpers import audit_actions, dms
 from tests.conftest import (
     ADMIN,
@@ -227,3 +228,24 @@ def test_disabling_an_organization_admin_needs_two_and_is_refused_again_at_apply
     assert "last enabled Organization Admin" in failed.outcome
     assert sandbox.find_user("erin@example.com")["enabled"] is True and sandbox.writes() == []
     assert ("bot", "apply.refused", "refused") in audit_actions(db, req.id)
+    # bob is enabled again: Retry (another admin's click) applies it, with GET then PUT of the whole user
+    sandbox._users[sandbox.find_user("bob@example.com")["id"]]["enabled"] = True
+    assert dispatch(bolt, click_body(slack, APPROVER, "retry_request", req.id)).status == 200
+    core.service.drain()
+    core.service.run_due()
+    wait_for(lambda: _state(db, req) == APPLIED, timeout=15)
+    erin = sandbox.find_user("erin@example.com")
+    assert erin["enabled"] is False and [g["name"] for g in erin["groups"]] == ["Organization Admin"]
+    assert (APPROVER, "decision.retry", "ok") in audit_actions(db, req.id)
+
+
+def test_an_update_nobody_decides_expires(bolt, core, slack, sandbox, db, groups):
+    _oscar(sandbox, groups, "Viewer")
+    _submit(bolt, _opened(bolt, core, slack, ADMIN, "update-user oscar@example.com"), ADMIN, "Os", "Old", True)
+    core.service.drain()
+    req = wait_for(lambda: [r for r in _requests(db) if r.approval_ts])[-1]
+    later = core.service.clock() + dt.timedelta(seconds=core.service.settings.request_ttl + 1)
+    core.service.clock = lambda: later
+    core.service.run_due()
+    assert _state(db, req) == EXPIRED and "Expired" in _card(slack, req)
+    assert "expired" in _click(bolt, core, slack, APPROVER, req) and sandbox.writes() == []
