@@ -104,8 +104,9 @@ def _card_fields(req: AccessRequest) -> dict:
             if req.target_slack_id
             else f"`{esc(req.target_email)}`"
         )
-        fields.append(f"*{'Whose access' if req.kind in REMOVALS else 'For'}*\n{target}")
-        if req.kind not in REMOVALS:
+        label = "Whose access" if req.kind in REMOVALS else "Whose account" if req.kind == UPDATE_USER else "For"
+        fields.append(f"*{label}*\n{target}")
+        if req.kind not in (*REMOVALS, UPDATE_USER):
             fields.append("*Note*\n:warning: Requested on someone else's behalf")
     if req.group_name:
         fields.append(f"*Group*\n{esc(req.group_name)}")

@@ -166,6 +166,7 @@ def test_a_change_is_decided_by_another_admin_and_applied_with_get_then_put(bolt
     assert any("went to the admins" in t for t in dms(slack, ADMIN))
     card = _card(slack, req)
     assert "Last name: Old → New" in card and "First name" not in card and "everything else kept" in card
+    assert "*Whose account*" in card and "oscar@example.com" in card and "behalf" not in card
     assert "You cannot decide your own request" in _click(bolt, core, slack, ADMIN, req)
     assert "You cannot decide a request that is for you" in _click(bolt, core, slack, OTHER, req)
     assert "Only approvers" in _click(bolt, core, slack, REQUESTER, req)
