@@ -143,6 +143,14 @@ def test_unknown_user_or_not_an_admin_is_a_sentence_and_no_form(bolt, core, slac
     assert _requests(db) == [] and sandbox.writes() == []
 
 
+def test_a_form_slack_did_not_open_is_a_sentence(bolt, core, slack, sandbox, db, groups):
+    _oscar(sandbox, groups, "Viewer")
+    slack.fail_next("views.open", status=200, error="expired_trigger_id")
+    answer = _say(bolt, core, slack, ADMIN, "update-user oscar@example.com")
+    assert "could not open the form" in answer and "Nothing was changed" in answer
+    assert _requests(db) == [] and sandbox.writes() == []
+
+
 def test_bad_names_and_no_change_are_errors_in_the_form(bolt, core, slack, sandbox, db, groups):
     _oscar(sandbox, groups, "Viewer")
     view = _opened(bolt, core, slack, ADMIN, "update-user oscar@example.com")
