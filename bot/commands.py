@@ -41,6 +41,7 @@ SUBCOMMANDS = (
     "create-group",
     "edit-group",
     "delete-group",
+    "update-user",
 )
 #: Commands whose text ends in a reason: kept whole, the reason measured (and refused when too long).
 WITH_REASON = ("request", "invite", "leave", "remove", "offboard", "delete-group")
@@ -211,6 +212,13 @@ def _one_group(name: str, rest: str) -> Command:
     return Command(name, rest=rest)
 
 
+def _update_user(name: str, rest: str) -> Command:
+    """``update-user <email | @user>``: one person is needed."""
+    if not rest:
+        raise UsageError("Whose account? `/polaris update-user <email | @user>` opens a form with their names.")
+    return _one_person(name, rest)
+
+
 def _request(name: str, rest: str) -> Command:
     return Command(name, rest=rest)  # empty: the handler opens the request form
 
@@ -313,6 +321,7 @@ _ARGUMENTS = {
     "create-group": _optional_group,
     "edit-group": _one_group,
     "delete-group": _one_group,
+    "update-user": _update_user,
 }
 
 

@@ -9,6 +9,7 @@ Times are stored as naive UTC and read back as aware UTC (:class:`UTCDateTime`).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 
 from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
@@ -28,8 +29,9 @@ CREATE_GROUP = "create_group"  # a new Polaris group (admins ask, another admin 
 EDIT_GROUP = "edit_group"  # a group's name or permissions changed (GET, then PUT of the whole group)
 DELETE_GROUP = "delete_group"  # a group deleted (its members lose it)
 GROUP_CHANGES = (CREATE_GROUP, EDIT_GROUP, DELETE_GROUP)  # kinds that change a group itself (plan: the change)
-ADMIN_DECIDED = (OFFBOARD, *GROUP_CHANGES)  # kinds ADMINS decide when the policy names nobody
-KINDS = (JOIN, INVITE, INVITE_MANY, RESET_PASSWORD, LEAVE, REMOVE, OFFBOARD, *GROUP_CHANGES)
+UPDATE_USER = "update_user"  # a user's names or enabled flag changed (GET, then PUT of the whole user)
+ADMIN_DECIDED = (OFFBOARD, *GROUP_CHANGES, UPDATE_USER)  # kinds ADMINS decide when the policy names nobody
+KINDS = (JOIN, INVITE, INVITE_MANY, RESET_PASSWORD, LEAVE, REMOVE, OFFBOARD, *GROUP_CHANGES, UPDATE_USER)
 GRANTS = (JOIN, INVITE)  # kinds that give a membership (and may be time-bound)
 REMOVALS = (LEAVE, REMOVE, OFFBOARD)  # kinds that take access away
 
@@ -159,16 +161,24 @@ class AccessRequest(Base):
         UniqueConstraint("open_key", name="uq_access_requests_open_key"),
     )
 
+    def account_enabled_after(self) -> bool | None:
+        """Whether the Polaris account is enabled once this is applied (a grant: yes; an offboarding: no; a user
+        update: as its ``plan``, which the bot wrote as JSON, says); ``None``: it leaves the account as it is."""
+        if self.kind in (*GRANTS, OFFBOARD):
+            return self.kind != OFFBOARD
+        plan = json.loads(self.plan or "{}") if self.kind == UPDATE_USER else {}
+        return plan.get("enabled") if isinstance(plan, dict) and isinstance(plan.get("enabled"), bool) else None
+
     @staticmethod
     def make_open_key(email: str, group_id: str | None, kind: str | None = None) -> str:
         """The key that makes at most one open request per person and group (or password reset): grants share
         one key per person and group; a removal (leave, remove) has its own per person and group, an
-        offboarding one per person, a bulk invite one per group and set of people; a group change one per group name (``email`` is then ``group:<name>``, the
-        request's ``target_email``), whatever the change."""
-        if kind in GROUP_CHANGES:
-            return f"group|{email.lower()}"
-        if kind == OFFBOARD:
-            return f"offboard|{email.lower()}"
+        offboarding one per person, a bulk invite one per group and set of people; a group change one per group
+        name (``email`` is then ``group:<name>``, the request's ``target_email``), whatever the change; a user
+        update one per person."""
+        prefix = {UPDATE_USER: "update_user", OFFBOARD: "offboard", **dict.fromkeys(GROUP_CHANGES, "group")}
+        if kind in prefix:
+            return f"{prefix[kind]}|{email.lower()}"
         if kind == INVITE_MANY:  # ``email``: the sorted people (bot/views/bulk.py target_label), one per set
             return f"bulk|{group_id}|{email.lower()}"
         if kind == LEAVE:  # its own: someone else's pending removal never stops you leaving

@@ -32,7 +32,6 @@ from .claims import Claims
 from .db import Database
 from .models import (
     APPLIED,
-    GRANTS,
     INVITE,
     INVITE_MANY,
     JOIN,
@@ -219,12 +218,9 @@ class Reconciler:
             for req in s.scalars(select(AccessRequest).where(AccessRequest.state == APPLIED)):
                 for key, member in _request_effects(req):
                     note(members, key, _Belief(req.applied_at or req.updated_at, member, "bot"))
-                if req.kind in GRANTS or req.kind == OFFBOARD:
-                    note(
-                        accounts,
-                        req.target_email.lower(),
-                        _Belief(req.applied_at or req.updated_at, req.kind != OFFBOARD, "bot"),
-                    )
+                enabled = req.account_enabled_after()  # a grant, an offboarding or a user update
+                if enabled is not None:
+                    note(accounts, req.target_email.lower(), _Belief(req.applied_at or req.updated_at, enabled, "bot"))
             for lease in s.scalars(select(Lease)):
                 belief = _lease_belief(lease)
                 if belief is not None:

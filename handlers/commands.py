@@ -32,6 +32,9 @@ def register(app: App, service) -> None:
         if trigger_id and (clean(words).lower() == "create-group" or (head.lower() == "edit-group" and name)):
             open_group_form(service, who, trigger_id, name.strip(), respond)
             return
+        if trigger_id and head.lower() == "update-user" and name:
+            open_user_form(service, who, words, trigger_id, respond)
+            return
 
         def work() -> None:
             reply = service.handle_command(who, words, channel_id=text(command, "channel_id", limit=32))
@@ -86,3 +89,16 @@ def open_group_form(service, who: str, trigger_id: str, name: str, respond: Resp
         lambda: service.fill_group_form(who, view_id, name),
         on_busy=lambda: respond(text=BUSY, response_type="ephemeral"),
     )
+
+
+def open_user_form(service, who: str, words: str, trigger_id: str, respond: Respond) -> None:
+    """``/polaris update-user <email | @user>``: on a work lane, admit the person (admins only), read the user
+    from Polaris and open the form filled in (``views.open`` with the ``trigger_id``, which lives 3 seconds);
+    an unknown user, a refusal or a form Slack did not open is a sentence, ephemeral, and no form."""
+
+    def work() -> None:
+        reply = service.open_user_form(who, words, trigger_id)
+        if reply.text:
+            respond(text=reply.text, blocks=reply.blocks, response_type="ephemeral")
+
+    service.background(work, on_busy=lambda: respond(text=BUSY, response_type="ephemeral"))

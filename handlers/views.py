@@ -4,6 +4,8 @@ handed to a work lane."""
 
 from __future__ import annotations
 
+import json
+
 from slack_bolt import Ack, App
 
 from bot import views
@@ -55,6 +57,7 @@ def register(app: App, service) -> None:
 
     register_decision_forms(app, service)
     register_group_form(app, service)
+    register_user_form(app, service)
 
 
 def _selected(values: dict, block: str, action: str) -> list[str]:
@@ -96,6 +99,43 @@ def register_group_form(app: App, service) -> None:
             ack()
         else:
             ack(response_action="errors", errors={g.GROUP_NAME_BLOCK: BUSY.removeprefix(":hourglass: ")})
+
+
+def register_user_form(app: App, service) -> None:
+    """The user form's submission (``update-user``): bad names or no change keep it open
+    (``response_action: errors``); the rest is handed to a work lane, answered by DM."""
+    u = views.users
+
+    @app.view(u.USER_MODAL)
+    def submit_user(ack: Ack, body: dict, view: dict) -> None:
+        values = dig(view, "state", "values")
+        who = user_id(body, "user", "id")
+        if not isinstance(values, dict) or who is None:
+            ack()
+            return
+        first, last = (
+            dig(values, u.FIRST_BLOCK, u.FIRST_ACTION, "value"),
+            dig(values, u.LAST_BLOCK, u.LAST_ACTION, "value"),
+        )
+        try:
+            meta = json.loads(text(view, "private_metadata", limit=3000) or "{}")
+        except ValueError:
+            meta = {}
+        form = {
+            "first": first if isinstance(first, str) else "",
+            "last": last if isinstance(last, str) else "",
+            "enabled": text(values, u.ENABLED_BLOCK, u.ENABLED_ACTION, "selected_option", "value", limit=20)
+            == u.ENABLED,
+            "meta": meta if isinstance(meta, dict) else {},
+        }
+        errors = service.user_form_errors(form)
+        if errors:
+            ack(response_action="errors", errors=errors)
+            return
+        if service.background(lambda: service.submit_user_form_and_tell(who, form), lane=POLARIS):
+            ack()
+        else:
+            ack(response_action="errors", errors={u.FIRST_BLOCK: BUSY.removeprefix(":hourglass: ")})
 
 
 def register_decision_forms(app: App, service) -> None:

@@ -210,3 +210,22 @@ def test_demo_runs_the_group_commands_with_the_form(tmp_path):
     assert "*Name*: Report Readers → Readers" in text
     after = text.split("bob> /polaris groups Readers", 1)[1]
     assert "*all projects*: AccessReports, ViewTables" in after and "Traceback" not in out.stderr
+
+
+def test_demo_update_user_form_is_filled_in_approved_and_applied():
+    """Issue 11: the console fills the user form (text inputs filled in, radio buttons) and bob applies it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "POLARIS_", "DATABASE_URL"))}
+    script = (
+        "as carol\n/polaris update-user nobody@example.com\n/polaris update-user dan@example.com\n\nAnderson\n2\n"
+        "as bob\napprove\n/polaris whois dan@example.com\nquit\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "app.py", "demo"], cwd=ROOT, input=script, capture_output=True, text=True, timeout=120, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "No Polaris user has the email `nobody@example.com`" in text
+    assert "First name (empty: Dan)" in text and "• Last name: Okafor → Anderson\n• Enabled: yes → no" in text
+    whois = text.split("bob> /polaris whois dan@example.com", 1)[1]
+    assert "*Dan Anderson* (`dan@example.com`) — *disabled*" in whois and "• Viewer" in whois
+    assert "Traceback" not in out.stderr

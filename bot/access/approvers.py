@@ -24,6 +24,7 @@ from ..models import (
     OFFBOARD,
     REMOVALS,
     RESET_PASSWORD,
+    UPDATE_USER,
     AccessRequest,
 )
 from ..polaris import Group, Permission
@@ -44,6 +45,13 @@ def _plan(req: AccessRequest) -> dict:
     return plan if isinstance(plan, dict) else {}
 
 
+def disables(req: AccessRequest) -> bool:
+    """Whether ``req`` is a user update that disables the account: it takes access away, so it is decided like
+    an offboarding (Organization Admin members when the person has a privileged group; a deactivated person's
+    account may still be disabled)."""
+    return req.kind == UPDATE_USER and _plan(req).get("enabled") is False
+
+
 class Approvers:
     def __init__(self, ctx: Context):
         self.ctx = ctx
@@ -58,6 +66,8 @@ class Approvers:
             return self.ctx.policy.for_offboard()
         if req.kind in GROUP_CHANGES:  # ADMINS decide (never the requester), one approval unless privileged
             return Rule(ttl=self.ctx.policy.defaults.ttl, source="built-in: ADMINS decide group changes")
+        if req.kind == UPDATE_USER:  # like an offboarding's default: ADMINS decide, never the requester nor the person
+            return Rule(ttl=self.ctx.policy.defaults.ttl, source="built-in: ADMINS decide user updates")
         return self.rule_for(req.group_name if req.kind != RESET_PASSWORD else None)
 
     def manager_of(self, user_id: str) -> str | None:
@@ -89,7 +99,7 @@ class Approvers:
         Raises :class:`PolarisNotFound` when the group was deleted, :class:`PolarisError` when Polaris fails."""
         if req.kind in GROUP_CHANGES:
             return self._changed_group(req)
-        if req.kind == RESET_PASSWORD or not req.group_id:
+        if req.kind in (RESET_PASSWORD, UPDATE_USER) or not req.group_id:
             return None
         return self.ctx.polaris.get_group(req.group_id)
 
@@ -164,7 +174,7 @@ class Approvers:
             "target": lambda f: slack.identity(req.target_slack_id),
             "privileged": lambda f: (
                 self._offboards_privileged(req)
-                if req.kind == OFFBOARD
+                if req.kind == OFFBOARD or disables(req)
                 else self.is_privileged(group if group is not None else self.request_group(req))
             ),
             "actor_org_admin": lambda f: self._org_admin(actor_id, f.actor.email, req.id),
@@ -174,7 +184,7 @@ class Approvers:
             requester_id=req.requester_id,
             target_slack_id=req.target_slack_id,
             approving=approving,
-            removal=req.kind in REMOVALS,
+            removal=req.kind in REMOVALS or disables(req),
             offboarding=req.kind == OFFBOARD,
             group_name=req.group_name,
         )

@@ -8,6 +8,9 @@ run time (a test moves the clock, a reloaded policy) and every unit sees the cha
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
+import uuid
 from typing import Callable
 
 from ..audit import AuditLog
@@ -43,3 +46,13 @@ class Context:
         self.claims = Claims(db)
         self.deliveries = DeliveryLedger(db, audit, lambda: self.clock())
         self.wake: Callable[[], None] = lambda: None
+
+
+def worker_name() -> str:
+    """This process's name in claims and ``claimed_by``: ``host:pid:random``."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def shared(name: str, doc: str) -> property:
+    """An attribute kept on the shared :class:`Context`, so every unit sees a replacement at once."""
+    return property(lambda self: getattr(self.ctx, name), lambda self, value: setattr(self.ctx, name, value), doc=doc)

@@ -19,6 +19,8 @@ from .group_info import GroupInfo
 from .queries import Queries
 from .removals import Removals
 from .reply import Reply
+from .user_side import UserSide
+from .user_updates import UserUpdates
 from .requests import Submission
 
 
@@ -40,6 +42,15 @@ class Dispatch:
         )
         self.group_info = GroupInfo(queries.ctx, queries, queries.approvers)
         self.bulk = BulkInvites(queries, requests)
+        self.user_updates = UserUpdates(
+            queries.ctx,
+            requests.store,
+            queries,
+            queries.approvers,
+            requests.notifications,
+            admission,
+            UserSide(queries.ctx, removals.side),
+        )
 
     def run(self, user_id: str, text: str | None, shown: str, channel_id: str | None) -> Reply:
         try:
@@ -78,6 +89,7 @@ class Dispatch:
             "create-group": lambda: self._create_group(user_id, cmd),
             "edit-group": lambda: self._edit_group(user_id, cmd),
             "delete-group": lambda: self.group_changes.delete_command(user_id, cmd.rest),
+            "update-user": lambda: self.user_updates.command(user_id, cmd),
         }
         if cmd.name not in routes:
             raise UsageError("Try `/polaris help`.")

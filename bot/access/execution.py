@@ -31,6 +31,7 @@ from ..models import (
     PENDING,
     REMOVALS,
     RESET_PASSWORD,
+    UPDATE_USER,
     AccessRequest,
 )
 from ..polaris import Group, PolarisError, PolarisNotFound, PolarisUnavailable
@@ -46,6 +47,7 @@ from .notifications import Notifications
 from .polaris_side import NotConfirmed, PolarisSide
 from .removal_side import Refused, RemovalSide
 from .store import RequestStore
+from .user_side import UserSide
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ class Execution:
         self.removals = RemovalSide(ctx, store, notifications)  # leave, remove, offboard (by kind)
         self.groups = GroupSide(ctx, store)  # create_group, edit_group, delete_group
         self.bulk = BulkSide(ctx, store)  # invite_many
+        self.users = UserSide(ctx, self.removals)  # update_user
 
     def apply(self, request_id: str, *, quiet: bool = False) -> bool:
         """Apply one approved request in Polaris if this worker can claim it. True when it ended applied.
@@ -140,6 +143,8 @@ class Execution:
             return self.groups.run(req)
         if req.kind == INVITE_MANY:
             return self.bulk.run(req)
+        if req.kind == UPDATE_USER:
+            return self.users.run(req)
         return self.side.run(req, before_add=lambda: self.leases.before_add(req))
 
     def _record_applied(self, req: AccessRequest, outcome: str, polaris_user_id: str | None) -> list[str] | None:
@@ -203,7 +208,7 @@ class Execution:
         if req.kind in (LEAVE, OFFBOARD):
             return True
         people = [] if req.kind in REMOVALS else [(req.requester_id, "The requester's")]
-        if req.target_slack_id and req.target_slack_id != req.requester_id and req.kind not in REMOVALS:
+        if req.target_slack_id and req.target_slack_id != req.requester_id and req.kind not in (*REMOVALS, UPDATE_USER):
             people.append((req.target_slack_id, "The Slack account of the person it is for"))
         for slack_id, whose in people:
             why = barred_reason(self.ctx.slack.identity(slack_id), whose)  # max_age 0: read now

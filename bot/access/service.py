@@ -19,15 +19,12 @@ The units, each depending only on those above it: ``context``, ``reply``, ``erro
 ``lease_store``, ``authority`` (pure), ``verdicts`` (pure), ``approvers``, ``admission``, ``mentions``,
 ``threads``, ``notifications``, ``queries``, ``audit_view``, ``decisions``, ``reminders``, ``polaris_side``, ``removal_side``,
 ``execution`` (with ``group_side``), ``requests``, ``removals``, ``group_info``, ``group_changes``, ``schedule``,
-``form``, ``group_form``, ``decision_forms``, ``dispatch``.
+``form``, ``group_form``, ``user_updates`` (with ``user_side``), ``decision_forms``, ``dispatch``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import socket
-import uuid
 from typing import Callable
 
 from ..audit import AuditLog
@@ -42,7 +39,7 @@ from ..slack import SlackGateway
 from .admission import Admission
 from .approvers import Approvers
 from .audit_view import AuditView
-from .context import Context
+from .context import Context, shared as _shared, worker_name as _worker_name
 from .decision_forms import DecisionForms
 from .decisions import Decisions
 from .dispatch import Dispatch
@@ -64,15 +61,6 @@ from .schedule import Schedule
 from .store import RequestStore
 
 MALFORMED_BUTTON = "That button is not a valid access request."
-
-
-def _worker_name() -> str:
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-def _shared(name: str, doc: str) -> property:
-    """An attribute kept on the shared :class:`Context`, so every unit sees a replacement at once."""
-    return property(lambda self: getattr(self.ctx, name), lambda self, value: setattr(self.ctx, name, value), doc=doc)
 
 
 class AccessService:
@@ -233,6 +221,18 @@ class AccessService:
     def submit_group_form_and_tell(self, user_id: str, form: dict) -> Reply:
         """The group form's submission, answered by DM (:meth:`bot.access.group_form.GroupForm.submit`)."""
         return self.group_form.submit_and_tell(user_id, form)
+
+    def open_user_form(self, user_id: str, text: str, trigger_id: str) -> Reply:
+        """``/polaris update-user`` from Slack: the user form, or a sentence (:mod:`bot.access.user_updates`)."""
+        return self.dispatch.user_updates.open_form(user_id, text, trigger_id)
+
+    def user_form_errors(self, form: dict) -> dict[str, str]:
+        """The user form's fields to fix, before the ack (no I/O)."""
+        return self.dispatch.user_updates.errors(form)
+
+    def submit_user_form_and_tell(self, user_id: str, form: dict) -> Reply:
+        """The user form's submission: an ``update_user`` request, answered by DM."""
+        return self.dispatch.user_updates.submit_and_tell(user_id, form)
 
     def refuse_malformed_button(self, user_id: str, action: str) -> str:
         """A button whose value is no request ID: audited (``decision.refused``); the answer for the clicker."""

@@ -8,7 +8,8 @@ the ``change`` of :meth:`bot.polaris.PolarisClient.update_user` (GET, change, PU
 :meth:`UserChange.apply` touches only ``firstName``, ``lastName`` and ``enabled``; everything else Polaris
 returned is sent back as it was, following the Identity API's ``PUT /v1/users/{id}``, which replaces the user).
 
-Not yet reachable from Slack: the command, modal and request kind that use it are still to be built.
+Used by :mod:`bot.access.user_updates` (``/polaris update-user``, its form) and :mod:`bot.access.user_side`
+(the apply).
 """
 
 from __future__ import annotations

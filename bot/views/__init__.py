@@ -46,6 +46,7 @@ from .leases import LEASE_DONE_ACTION, LEASE_EXTEND_ACTION
 from . import leases
 from . import approvals
 from . import groups
+from . import users
 from .lookups import (
     whois,
     group_list,
@@ -64,6 +65,7 @@ __all__ = [
     "DENY_MODAL",
     "approvals",
     "groups",
+    "users",
     "CANCEL_ACTION",
     "LEASE_DONE_ACTION",
     "LEASE_EXTEND_ACTION",

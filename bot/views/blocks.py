@@ -22,6 +22,7 @@ from ..models import (
     OFFBOARD,
     PENDING,
     REMOVE,
+    UPDATE_USER,
     AccessRequest,
 )
 from ..polaris import Permission
@@ -142,6 +143,10 @@ def kind_phrase(req: AccessRequest) -> str:
         from .bulk import phrase  # bulk builds on these pieces
 
         return phrase(req)
+    if req.kind == UPDATE_USER:
+        from .users import update_phrase  # users builds on these pieces
+
+        return update_phrase(req)
     if req.kind in GRANTS and req.duration_seconds:
         group = f"{group} for {durations.describe(req.duration_seconds)}"
     if req.kind == JOIN:
@@ -188,6 +193,8 @@ def ask_phrase(req: AccessRequest) -> str:
     if req.kind in GROUP_CHANGES:
         verb = {"create_group": "create", "edit_group": "change", "delete_group": "delete"}[req.kind]
         return f"{who} asks to {verb} the group *{esc(req.group_name)}*"
+    if req.kind == UPDATE_USER:
+        return f"{who} asks to change the Polaris user `{esc(req.target_email)}`"
     return f"{who} asks for {kind_phrase(req)}"
 
 

@@ -18,6 +18,7 @@ from ..models import (
     PENDING,
     REMOVALS,
     RESET_PASSWORD,
+    UPDATE_USER,
     AccessRequest,
 )
 from ..grants import Gains
@@ -27,6 +28,7 @@ from .approvals import decide_buttons
 from .gains import gain_blocks
 from .groups import change_blocks
 from .bulk import people_blocks
+from .users import update_blocks
 from .blocks import (
     MESSAGE_BLOCKS_MAX,
     RETRY_ACTION,
@@ -107,8 +109,9 @@ def _card_fields(req: AccessRequest) -> dict:
             if req.target_slack_id
             else f"`{esc(req.target_email)}`"
         )
-        fields.append(f"*{'Whose access' if req.kind in REMOVALS else 'For'}*\n{target}")
-        if req.kind not in REMOVALS:
+        label = "Whose access" if req.kind in REMOVALS else "Whose account" if req.kind == UPDATE_USER else "For"
+        fields.append(f"*{label}*\n{target}")
+        if req.kind not in (*REMOVALS, UPDATE_USER):
             fields.append("*Note*\n:warning: Requested on someone else's behalf")
     if req.group_name:
         fields.append(f"*Group*\n{esc(req.group_name)}")
@@ -156,6 +159,8 @@ def _card_plan(req: AccessRequest) -> list[dict]:
         return change_blocks(req, plan_of(req))
     if req.kind == INVITE_MANY:
         return people_blocks(req, show_state=req.state != PENDING)
+    if req.kind == UPDATE_USER:
+        return update_blocks(plan_of(req))
     if req.kind != OFFBOARD:
         return []
     plan = plan_of(req)

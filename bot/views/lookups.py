@@ -144,6 +144,8 @@ HELP_TEXT = "\n".join(
         '• `/polaris create-group` (a form) or `create-group "&lt;name&gt;" &lt;permission&gt; ... [in &lt;project&gt; ...]` · '
         "`/polaris edit-group &lt;group&gt;` · `/polaris delete-group &lt;group&gt; [reason]` — admins: "
         "once another admin approves",
+        "• `/polaris update-user &lt;email | @user&gt;` — admins: a form with the user's first name, last name "
+        "and enabled; applied once another admin approves",
         "• `/polaris audit &lt;email | @user | group&gt; [page N]` — (admins) who asked, who decided, what Polaris "
         "holds today",
         'Group names match without regard to case, with or without quotes: `/polaris request "Data Analyst" dashboards`.',

@@ -132,10 +132,19 @@ class TestParseSubcommands:
             "create-group": "create-group",
             "edit-group": "edit-group Alerts",
             "delete-group": "delete-group Alerts",
+            "update-user": "update-user a@b.com",
         }
         assert set(samples) == set(SUBCOMMANDS)
         for name, text in samples.items():
             assert parse(text).name == name
+
+    def test_update_user_needs_one_person(self):
+        assert parse("update-user <@U12345|ann>") == Command("update-user", target=Target(user_id="U12345"))
+        assert parse("update-user Ann@Example.com").target == Target(email="ann@example.com")
+        with pytest.raises(UsageError, match="Whose account"):
+            parse("update-user")
+        with pytest.raises(UsageError, match="one email or @mention"):
+            parse("update-user a@b.com c@d.com")
 
     def test_unknown_subcommand(self):
         with pytest.raises(UsageError) as e:

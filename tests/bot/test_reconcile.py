@@ -20,7 +20,7 @@ from bot.models import AuditEvent, ScheduleMark
 from bot.polaris import PolarisClient
 from standins.polaris_sandbox import SANDBOX_API_KEY
 from tests.bot.access.helpers import only_request
-from tests.conftest import APPROVER, CHANNEL, REQUESTER, SIGNING_SECRET
+from tests.conftest import ADMIN, APPROVER, CHANNEL, REQUESTER, SIGNING_SECRET, make_settings
 
 AUDIT_CHANNEL = "C0AUDIT"
 MALLORY = {"actorType": "user", "actorId": "u-mallory", "actorName": "mallory@example.com"}
@@ -126,6 +126,35 @@ def test_an_account_disabled_outside_the_bot_is_reported(reconciler, service, sa
     report = reconciler.run()
     assert kinds(report) == [("account_disabled", "alice@example.com", None)]
     assert "USER_DISABLED" in report.findings[0].by
+
+
+def test_an_account_the_bot_disabled_or_enabled_with_update_user_is_no_drift(
+    reconciler, service, sandbox, slack, groups, db
+):
+    from bot.access.user_changes import UserChange
+
+    service.settings = make_settings(sandbox, slack, db.url, admins=frozenset({ADMIN, APPROVER}))
+    granted(service, db)
+    reconciler.take_baseline()
+    alice = sandbox.find_user("alice@example.com")
+    updates = service.dispatch.user_updates
+    for enabled in (False, True):
+        updates.ask(ADMIN, alice["id"], REQUESTER, UserChange("Alice", "Tester", enabled))
+        req = next(r for r in _all(db) if r.kind == "update_user" and r.state == "pending")
+        service.decide(req.id, APPROVER, approve=True)
+        service.run_due()
+        assert service.get(req.id).state == "applied" and sandbox.find_user("alice@example.com")["enabled"] is enabled
+        assert kinds(reconciler.run()) == []  # the bot's own change, no drift
+    with outside(sandbox) as console:
+        console.update_user(alice["id"], lambda body: body.update(enabled=False))
+    assert kinds(reconciler.run()) == [("account_disabled", "alice@example.com", None)]
+
+
+def _all(db):
+    from bot.models import AccessRequest
+
+    with db.session() as s:
+        return list(s.scalars(select(AccessRequest)))
 
 
 def _lease(db, request_id: str, clock_now, reason: str, *, timebound: bool = True):

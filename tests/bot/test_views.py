@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -510,6 +512,33 @@ class TestLimits:
         assert text
         assert_block_kit_limits(blocks)
         assert "/polaris request" in blocks[0]["text"]["text"]
+        assert "/polaris update-user" in json.dumps(blocks)
+
+
+class TestUserModal:
+    def test_filled_in_and_within_block_kit_limits(self):
+        user = User(id="u-1", username="a@b.co", email="a@b.co", first_name="F" * 500, last_name="", enabled=False)
+        view = views.users.user_modal(user, "U123")
+        assert view["callback_id"] == "user_modal" and len(view["title"]["text"]) <= 24
+        assert_block_kit_limits(view["blocks"])
+        first, last, enabled = view["blocks"][1:]
+        assert first["element"]["initial_value"] == "F" * 200 and first["element"]["max_length"] == 200
+        assert "initial_value" not in last["element"]  # no empty initial value (Slack refuses it)
+        assert enabled["element"]["initial_option"]["value"] == "disabled"
+        meta = json.loads(view["private_metadata"])
+        assert meta == {
+            "id": "u-1",
+            "email": "a@b.co",
+            "slack": "U123",
+            "first": "F" * 500,
+            "last": "",
+            "enabled": False,
+        }
+
+    def test_names_too_long_for_the_metadata_are_left_out_of_it(self):
+        user = User(id="u-1", username="a@b.co", email="a@b.co", first_name="F" * 2000, last_name="L" * 2000)
+        meta = views.users.user_modal(user, None)["private_metadata"]
+        assert len(meta) <= 3000 and json.loads(meta) == {"id": "u-1", "email": "a@b.co", "slack": ""}
 
 
 # ------------------------------------------------------------------------------------------- modal
