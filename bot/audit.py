@@ -13,7 +13,7 @@ import contextvars
 import logging
 from typing import Iterator
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from .audit_chain import Sealer, append, attach
@@ -49,6 +49,33 @@ def _clean(text: str | None, limit: int = DETAIL_MAX) -> str | None:
         return None
     text = redact(str(text))
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_FROM_BATCH = "audit_rows_from_batch"
+
+
+def _go_with(session: Session, batch: list, sealer) -> None:
+    """Queue the rows held in ``batch`` on ``session`` (sealed and inserted when it commits, before the rows the
+    caller adds). They stay in the batch until that commit succeeds: a rollback leaves them to be written when
+    the batch ends, so none is lost (and no new connection is opened while the session may hold SQLite's write
+    lock)."""
+    queued = session.info.get(_FROM_BATCH, (batch, []))[1]
+    moved = [r for r in batch if not any(r is q for q in queued)]
+    for r in moved:
+        attach(session, sealer, r)
+    session.info[_FROM_BATCH] = (batch, queued + moved)
+
+
+@event.listens_for(Session, "after_commit")
+def _written_with_session(session: Session) -> None:
+    batch, rows = session.info.pop(_FROM_BATCH, (None, []))
+    if batch is not None:
+        batch[:] = [r for r in batch if not any(r is w for w in rows)]
+
+
+@event.listens_for(Session, "after_rollback")
+def _left_in_batch(session: Session) -> None:
+    session.info.pop(_FROM_BATCH, None)  # still in the batch: written when it ends
 
 
 class AuditLog:
@@ -94,10 +121,8 @@ class AuditLog:
         )
         batch = _batch.get()
         if session is not None:
-            if batch:  # rows held before this one are written first: the chain's order stays the events' order
-                held = batch[:]
-                batch.clear()
-                self._write(held)
+            if batch:  # rows held before this one go first, with it: the chain's order stays the events' order
+                _go_with(session, batch, self.sealer)
             attach(session, self.sealer, row)  # sealed and inserted when the caller's transaction commits
             return
         if batch is not None:

@@ -122,3 +122,14 @@ def test_a_row_written_with_a_session_inside_a_batch_comes_after_the_rows_held_b
     from bot.audit_chain import Sealer, verify
 
     assert verify(db, Sealer()).ok
+
+
+def test_rows_held_in_a_batch_survive_a_session_that_rolls_back(audit, db):
+    with audit.batch():
+        audit.record("bot", "polaris.call", detail="first")
+        with pytest.raises(RuntimeError):
+            with db.session() as s:
+                audit.record("bot", "apply.done", detail="rolled back", session=s)
+                raise RuntimeError("the caller's transaction fails")
+        audit.record("bot", "notify", detail="third")
+    assert [r.detail for r in rows(db)] == ["first", "third"]  # the Polaris call is not lost with the session
