@@ -5,8 +5,8 @@ group has now and which it will have (or the rename to be decided under the grou
 
 from __future__ import annotations
 
-from bot.models import APPLIED, EDIT_GROUP
-from tests.conftest import ADMIN, APPROVER, wait_for
+from bot.models import EDIT_GROUP
+from tests.conftest import ADMIN
 from tests.handlers.conftest import dispatch
 from tests.handlers.test_decision_forms import put_policy
 from tests.handlers.test_groups import (  # noqa: F401 - the core fixture
