@@ -112,17 +112,29 @@ class GroupSide:
         return f"Changed the Polaris group {group.name}: {', '.join(parts)}; everything else it had is kept."
 
     def _delete(self, req: AccessRequest, plan: dict) -> str:
+        """``DELETE /v1/groups/{id}``, bracketed like the create (``write_started_at``): a 404 after this
+        request's DELETE was sent (its answer lost, then resent) is this request's deletion and says so. The
+        member count is read again now and written to the plan, so the card says how many lost it."""
+        name = req.group_name
         try:
             current = self.ctx.polaris.get_group(req.group_id)
         except PolarisNotFound:
-            return f"The Polaris group {req.group_name} no longer exists; nothing to delete."
+            if req.write_started_at is not None:  # this request's DELETE landed; its answer was lost
+                return f"Deleted the Polaris group {name}; its {plan.get('members', '?')} member(s) lost it."
+            return f"The Polaris group {name} no longer exists; nothing to delete."
         if current.read_only:
             raise Refused(f"{current.name} is a predefined Polaris group (read-only); nothing was deleted.")
-        members = current.user_count if current.user_count is not None else plan.get("members")
+        members = current.user_count
+        if members is None:
+            members = self.ctx.polaris.list_members(current.id, top=1).count
+        if members is not None and members != plan.get("members"):
+            self.store.set(req.id, plan=json.dumps({**plan, "members": members}))
+        self.store.set(req.id, write_started_at=self.ctx.clock(), write_answered_at=None)
         try:
             self.ctx.polaris.delete_group(current.id)
         except PolarisNotFound:
-            return f"The Polaris group {current.name} no longer exists; nothing to delete."
+            pass  # read just above: the DELETE landed and its answer was lost (the resend found it gone)
+        self.store.set(req.id, write_answered_at=self.ctx.clock())
         return f"Deleted the Polaris group {current.name}; its {members} member(s) lost it."
 
 
