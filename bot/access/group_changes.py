@@ -184,6 +184,12 @@ class GroupChanges:
         renamed = new_name if new_name != group.name else None
         if renamed:
             self.check_name_free(new_name, other_than=group.id)
+            pending = self.store.open_duplicate(CREATE_GROUP, target_of(new_name), None)
+            if pending is not None:
+                raise UsageError(
+                    f"A request to create a group called *{views.esc(new_name)}* is open (request "
+                    f"`{pending.id[:8]}`); choose another name, or wait until it is decided."
+                )
         before = as_dicts(Permission(p.name, p.resources) for p in group.permissions)
         after = as_dicts(permissions)
         changed = sorted(map(json.dumps, before)) != sorted(map(json.dumps, after))

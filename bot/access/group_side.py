@@ -58,9 +58,14 @@ class GroupSide:
         done = f"Created the Polaris group {name} with {len(perms)} permission{'' if len(perms) == 1 else 's'}."
         found = self._named(name)
         if found is not None:
-            if req.write_started_at is not None:  # this request's POST landed; its answer was lost
+            if req.write_started_at is not None and _same_grants(found, perms):  # our POST landed, answer lost
                 self.store.set(req.id, write_answered_at=self.ctx.clock(), group_id=found.id)
                 return done
+            if req.write_started_at is not None:  # a group renamed into this name meanwhile is not ours
+                raise Refused(
+                    f"A Polaris group called {found.name} exists, but with other permissions than asked: it is not "
+                    "the one this request would have made (renamed or made meanwhile); nothing was created."
+                )
             raise Refused(f"A Polaris group called {found.name} exists already (made meanwhile); nothing was created.")
         self.store.set(req.id, write_started_at=self.ctx.clock(), write_answered_at=None)
         try:
@@ -136,6 +141,15 @@ class GroupSide:
             pass  # read just above: the DELETE landed and its answer was lost (the resend found it gone)
         self.store.set(req.id, write_answered_at=self.ctx.clock())
         return f"Deleted the Polaris group {current.name}; its {members} member(s) lost it."
+
+
+def _same_grants(group: Group, perms) -> bool:
+    """Whether ``group`` grants exactly ``perms`` (a group this request's create made), order ignored."""
+
+    def keys(items) -> list[tuple[str, tuple[str, ...]]]:
+        return sorted((p.name, tuple(sorted(p.resources))) for p in items)
+
+    return keys(group.permissions) == keys(perms)
 
 
 def _entry(p: dict) -> dict:
