@@ -20,9 +20,12 @@ Predefined (``readOnly``) groups are refused (:class:`Refused`), as when asked. 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
-from ..models import CREATE_GROUP, EDIT_GROUP, AccessRequest
+from sqlalchemy import select
+
+from ..models import BOT_REQUESTER, CREATE_GROUP, DELETE_GROUP, EDIT_GROUP, OPEN_STATES, AccessRequest
 from ..polaris import Group, PolarisConflict, PolarisNotFound, PolarisUnavailable, normalize_group_name
 from ..views.groups import as_dicts, as_permissions
 from .context import Context
@@ -48,6 +51,42 @@ class GroupSide:
             outcome = self._delete(req, plan)
         self.ctx.catalog.invalidate()
         return outcome, None
+
+    def open_of_group(self, req: AccessRequest, *, session=None) -> list[AccessRequest]:
+        """The open (pending or approved) requests, of any kind, for the group ``req`` changed, but ``req``."""
+        if not req.group_id:
+            return []
+        with self.ctx.db.joining(session) as s:
+            return list(
+                s.scalars(
+                    select(AccessRequest).where(
+                        AccessRequest.id != req.id,
+                        AccessRequest.group_id == req.group_id,
+                        AccessRequest.state.in_(OPEN_STATES),
+                    )
+                )
+            )
+
+    def settle(self, req: AccessRequest, *, session, now: dt.datetime) -> list[str]:
+        """In the transaction that marks a group change applied: a deleted group's open requests are closed
+        (:meth:`RequestStore.close`, audited ``request.cancelled``), as an offboarding closes the person's.
+        Returns the IDs closed (their cards and requesters are told after the commit)."""
+        if req.kind != DELETE_GROUP:
+            return []
+        why = f"the group {req.group_name} was deleted (request {req.id[:8]})"
+        closed = []
+        for other in self.open_of_group(req, session=session):
+            if self.store.close(other, by=BOT_REQUESTER, now=now, outcome=f"Closed: {why}", session=session):
+                self.ctx.audit.record(
+                    "bot",
+                    "request.cancelled",
+                    request_id=other.id,
+                    target=other.target_email,
+                    session=session,
+                    detail=f"closed: {why}",
+                )
+                closed.append(other.id)
+        return closed
 
     def _named(self, name: str) -> Group | None:
         wanted = normalize_group_name(name)
