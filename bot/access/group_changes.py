@@ -203,6 +203,10 @@ class GroupChanges:
             "after": after,
             "labels": self._labels([*group.permissions, *permissions]),
         }
+        if renamed:  # the policy is keyed by name: a rename may move the group under another rule
+            now_rule, then_rule = self.approvers.rule_for(group.name), self.approvers.rule_for(new_name)
+            if now_rule != then_rule:
+                plan["policy"] = {"before": now_rule.describe(), "after": then_rule.describe()}
         probe = Group(id=group.id, name=group.name, permissions=group.permissions + tuple(permissions))
         req = self._new(EDIT_GROUP, user_id, group.name, group.id, plan, probe, reason="")
         return self._save_and_post(req, user_id, f"edit group {group.name}")
