@@ -15,8 +15,9 @@ import math
 from sqlalchemy import func, or_, select
 
 from .. import views
-from ..commands import Command
+from ..commands import Command, UsageError
 from ..models import GRANTS, AccessRequest, Approval, AuditEvent, Lease
+from ..polaris import normalize_group_name
 from .context import Context
 from .queries import Queries
 from .reply import Reply
@@ -38,9 +39,17 @@ class AuditView:
             self.ctx.audit.record(user_id, "audit.view", outcome="refused", detail="not an admin")
             return Reply(f":no_entry: {NOT_ADMIN}")
         if cmd.rest:
-            group = self.queries.resolve_group(cmd.rest)
-            subject, where = f"group {group.name}", AccessRequest.group_id == group.id
-            holds = self._group_holds(group.id)
+            try:
+                group = self.queries.resolve_group(cmd.rest)
+            except UsageError:
+                gone = self._gone_group(cmd.rest)  # deleted (through the bot or not): its trail stays readable
+                if gone is None:
+                    raise
+                subject, where = gone
+                holds = _gone_holds
+            else:
+                subject, where = f"group {group.name}", AccessRequest.group_id == group.id
+                holds = self._group_holds(group.id)
         else:
             email = self.queries.email_for(user_id, cmd.target)
             subject = email
@@ -69,6 +78,20 @@ class AuditView:
             views.context(f"Page {cmd.page} of {pages} ({total} request{'s' * (total != 1)}), newest first.{more}")
         )
         return Reply(f"{title}: {total} requests (page {cmd.page} of {pages})", blocks)
+
+    def _gone_group(self, name: str):
+        """(subject, filter) for the trail of a group Polaris no longer has, found by the name the requests
+        about it kept (``group_name``, or a group change's ``group:<name>`` target); ``None`` when none did."""
+        wanted = normalize_group_name(name)
+        by_name = or_(func.lower(AccessRequest.group_name) == wanted, AccessRequest.target_email == f"group:{wanted}")
+        with self.ctx.db.session() as s:
+            rows = list(s.execute(select(AccessRequest.group_id, AccessRequest.group_name).where(by_name)))
+        if not rows:
+            return None
+        ids = {gid for gid, _ in rows if gid}
+        shown = next((n for _, n in rows if n), name)
+        where = or_(by_name, AccessRequest.group_id.in_(ids)) if ids else by_name
+        return f"group {shown} (no longer in Polaris)", where
 
     def _page(self, where, page: int) -> tuple[int, list[AccessRequest], dict]:
         with self.ctx.db.session() as s:
@@ -114,6 +137,11 @@ class AuditView:
             if not page.values or skip >= page.count:
                 break
         return lambda req: (req.target_email.lower() in emails) if req.kind in GRANTS else None
+
+
+def _gone_holds(req: AccessRequest) -> bool | None:
+    """``holds`` for a group Polaris no longer has: no membership of it holds."""
+    return False if req.kind in GRANTS else None
 
 
 def _when(at) -> str:

@@ -23,6 +23,7 @@ from ..models import (
     APPLIED,
     APPROVED,
     DELETE_GROUP,
+    EDIT_GROUP,
     FAILED,
     GROUP_CHANGES,
     INVITE_MANY,
@@ -172,6 +173,8 @@ class Execution:
                 s.rollback()
                 return None
             ctx.audit.record("bot", "apply.done", request_id=req.id, target=req.target_email, detail=outcome, session=s)
+            if req.kind in GROUP_CHANGES:  # a deleted group's open requests are closed
+                return self.groups.settle(req, session=s, now=ctx.clock())
             return self.removals.settle(req, session=s, now=ctx.clock()) if req.kind in REMOVALS else []
 
     def _after_applied(self, req: AccessRequest, closed: list[str], quiet: bool) -> None:
@@ -186,6 +189,9 @@ class Execution:
         else:
             self.notifications.notify_requester(done)
         self.removals.announce(req, closed)
+        if req.kind == EDIT_GROUP:  # the open requests for the group: their cards show what it grants now
+            for other in self.groups.open_of_group(req):
+                self.notifications.refresh_card(other.id)
         if req.kind == INVITE_MANY:  # each person given the membership is told, as a one-person invite's
             self.bulk.announce(done, self.notifications)
         if req.kind != RESET_PASSWORD:  # the cards of the grants whose leases it ended (or made permanent)

@@ -28,7 +28,7 @@ import uuid
 from sqlalchemy.exc import IntegrityError
 
 from .. import privilege, views
-from ..commands import GROUP_MAX, UsageError, check_reason, clean
+from ..commands import GROUP_MAX, UsageError, check_reason, clean, is_quoted
 from ..models import CREATE_GROUP, DELETE_GROUP, EDIT_GROUP, GROUP_CHANGES, PENDING, AccessRequest
 from ..polaris import Group, Permission, normalize_group_name
 from ..views.groups import ALL_PROJECTS, as_dicts
@@ -184,6 +184,12 @@ class GroupChanges:
         renamed = new_name if new_name != group.name else None
         if renamed:
             self.check_name_free(new_name, other_than=group.id)
+            pending = self.store.open_duplicate(CREATE_GROUP, target_of(new_name), None)
+            if pending is not None:
+                raise UsageError(
+                    f"A request to create a group called *{views.esc(new_name)}* is open (request "
+                    f"`{pending.id[:8]}`); choose another name, or wait until it is decided."
+                )
         before = as_dicts(Permission(p.name, p.resources) for p in group.permissions)
         after = as_dicts(permissions)
         changed = sorted(map(json.dumps, before)) != sorted(map(json.dumps, after))
@@ -197,6 +203,10 @@ class GroupChanges:
             "after": after,
             "labels": self._labels([*group.permissions, *permissions]),
         }
+        if renamed:  # the policy is keyed by name: a rename may move the group under another rule
+            now_rule, then_rule = self.approvers.rule_for(group.name), self.approvers.rule_for(new_name)
+            if now_rule != then_rule:
+                plan["policy"] = {"before": now_rule.describe(), "after": then_rule.describe()}
         probe = Group(id=group.id, name=group.name, permissions=group.permissions + tuple(permissions))
         req = self._new(EDIT_GROUP, user_id, group.name, group.id, plan, probe, reason="")
         return self._save_and_post(req, user_id, f"edit group {group.name}")
@@ -206,6 +216,8 @@ class GroupChanges:
         """``delete-group <name> [reason]``: the card says how many members lose it."""
         self.check_admin(user_id)
         found, reason = self.queries.group_and_rest(rest)
+        if reason and not is_quoted(rest):
+            self._check_not_a_typo(found, rest)
         reason = check_reason(clean(reason, limit=None))
         group = self.editable(found.name)
         members = group.user_count
@@ -215,6 +227,23 @@ class GroupChanges:
         plan = {"name": group.name, "members": members, "permissions": as_dicts(perms), "labels": self._labels(perms)}
         req = self._new(DELETE_GROUP, user_id, group.name, group.id, plan, group, reason=reason)
         return self._save_and_post(req, user_id, f"delete group {group.name} ({members} members)")
+
+    def _check_not_a_typo(self, found: Group, rest: str) -> None:
+        """A destructive command takes a group named exactly: when the unquoted words beyond ``found``'s name
+        read like another group's name (``delete-group data analysts`` with groups "Data" and "Data Analyst"),
+        refuse, naming the nearest names and how to quote. Raises :class:`UsageError`."""
+        words, taken = rest.split(), len(found.name.split())
+        others = {g.name.lower(): g.name for g in self.ctx.catalog.all() if g.id != found.id}
+        near: list[str] = []
+        for end in range(taken + 1, len(words) + 1):
+            typed = normalize_group_name(" ".join(words[:end]))
+            near += [others[n] for n in difflib.get_close_matches(typed, list(others), n=3, cutoff=0.8)]
+        if near:
+            names = " or ".join(f"*{views.esc(n)}*" for n in dict.fromkeys(near))
+            raise UsageError(
+                f"Did you mean {names}? Nothing was asked: to delete *{views.esc(found.name)}*, quote its name "
+                f'(`/polaris delete-group "{views.esc(found.name)}" <reason>`).'
+            )
 
     # ------------------------------------------------------------------------------- saving
     def _labels(self, permissions) -> dict[str, str]:
@@ -254,7 +283,19 @@ class GroupChanges:
         return req
 
     def _save_and_post(self, req: AccessRequest, actor: str, detail: str) -> Reply:
-        """Insert ``req`` with its ``request.created`` audit row, post its card, answer the requester."""
+        """Insert ``req`` with its ``request.created`` audit row, post its card, answer the requester. Refused
+        (:class:`UsageError`) when the requester has MAX_OPEN_REQUESTS open requests already, or when fewer
+        people than it needs may decide it (ADMINS but the requester)."""
+        n = self.store.count_open(actor)
+        if n >= self.ctx.settings.max_open_requests:
+            raise UsageError(f"You already have {n} open requests; wait for a decision or see `/polaris status`.")
+        deciders = self.approvers.approver_ids(req)
+        if len(deciders) < req.approvals_required:
+            need = "two other admins" if req.approvals_required > 1 else "another admin"
+            raise UsageError(
+                f"Nobody could approve this: a group change is decided by {need} (ADMINS, never the requester), "
+                f"and {'only ' + str(len(deciders)) if deciders else 'no one else'} is configured. Nothing was asked."
+            )
         for kind in GROUP_CHANGES:
             dup = self.store.open_duplicate(kind, req.target_email, req.group_id if kind != CREATE_GROUP else None)
             if dup is not None:

@@ -20,9 +20,12 @@ Predefined (``readOnly``) groups are refused (:class:`Refused`), as when asked. 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
-from ..models import CREATE_GROUP, EDIT_GROUP, AccessRequest
+from sqlalchemy import select
+
+from ..models import BOT_REQUESTER, CREATE_GROUP, DELETE_GROUP, EDIT_GROUP, OPEN_STATES, AccessRequest
 from ..polaris import Group, PolarisConflict, PolarisNotFound, PolarisUnavailable, normalize_group_name
 from ..views.groups import as_dicts, as_permissions
 from .context import Context
@@ -49,6 +52,42 @@ class GroupSide:
         self.ctx.catalog.invalidate()
         return outcome, None
 
+    def open_of_group(self, req: AccessRequest, *, session=None) -> list[AccessRequest]:
+        """The open (pending or approved) requests, of any kind, for the group ``req`` changed, but ``req``."""
+        if not req.group_id:
+            return []
+        with self.ctx.db.joining(session) as s:
+            return list(
+                s.scalars(
+                    select(AccessRequest).where(
+                        AccessRequest.id != req.id,
+                        AccessRequest.group_id == req.group_id,
+                        AccessRequest.state.in_(OPEN_STATES),
+                    )
+                )
+            )
+
+    def settle(self, req: AccessRequest, *, session, now: dt.datetime) -> list[str]:
+        """In the transaction that marks a group change applied: a deleted group's open requests are closed
+        (:meth:`RequestStore.close`, audited ``request.cancelled``), as an offboarding closes the person's.
+        Returns the IDs closed (their cards and requesters are told after the commit)."""
+        if req.kind != DELETE_GROUP:
+            return []
+        why = f"the group {req.group_name} was deleted (request {req.id[:8]})"
+        closed = []
+        for other in self.open_of_group(req, session=session):
+            if self.store.close(other, by=BOT_REQUESTER, now=now, outcome=f"Closed: {why}", session=session):
+                self.ctx.audit.record(
+                    "bot",
+                    "request.cancelled",
+                    request_id=other.id,
+                    target=other.target_email,
+                    session=session,
+                    detail=f"closed: {why}",
+                )
+                closed.append(other.id)
+        return closed
+
     def _named(self, name: str) -> Group | None:
         wanted = normalize_group_name(name)
         return next((g for g in self.ctx.polaris.list_groups() if g.name.lower() == wanted), None)
@@ -58,9 +97,14 @@ class GroupSide:
         done = f"Created the Polaris group {name} with {len(perms)} permission{'' if len(perms) == 1 else 's'}."
         found = self._named(name)
         if found is not None:
-            if req.write_started_at is not None:  # this request's POST landed; its answer was lost
+            if req.write_started_at is not None and _same_grants(found, perms):  # our POST landed, answer lost
                 self.store.set(req.id, write_answered_at=self.ctx.clock(), group_id=found.id)
                 return done
+            if req.write_started_at is not None:  # a group renamed into this name meanwhile is not ours
+                raise Refused(
+                    f"A Polaris group called {found.name} exists, but with other permissions than asked: it is not "
+                    "the one this request would have made (renamed or made meanwhile); nothing was created."
+                )
             raise Refused(f"A Polaris group called {found.name} exists already (made meanwhile); nothing was created.")
         self.store.set(req.id, write_started_at=self.ctx.clock(), write_answered_at=None)
         try:
@@ -112,18 +156,39 @@ class GroupSide:
         return f"Changed the Polaris group {group.name}: {', '.join(parts)}; everything else it had is kept."
 
     def _delete(self, req: AccessRequest, plan: dict) -> str:
+        """``DELETE /v1/groups/{id}``, bracketed like the create (``write_started_at``): a 404 after this
+        request's DELETE was sent (its answer lost, then resent) is this request's deletion and says so. The
+        member count is read again now and written to the plan, so the card says how many lost it."""
+        name = req.group_name
         try:
             current = self.ctx.polaris.get_group(req.group_id)
         except PolarisNotFound:
-            return f"The Polaris group {req.group_name} no longer exists; nothing to delete."
+            if req.write_started_at is not None:  # this request's DELETE landed; its answer was lost
+                return f"Deleted the Polaris group {name}; its {plan.get('members', '?')} member(s) lost it."
+            return f"The Polaris group {name} no longer exists; nothing to delete."
         if current.read_only:
             raise Refused(f"{current.name} is a predefined Polaris group (read-only); nothing was deleted.")
-        members = current.user_count if current.user_count is not None else plan.get("members")
+        members = current.user_count
+        if members is None:
+            members = self.ctx.polaris.list_members(current.id, top=1).count
+        if members is not None and members != plan.get("members"):
+            self.store.set(req.id, plan=json.dumps({**plan, "members": members}))
+        self.store.set(req.id, write_started_at=self.ctx.clock(), write_answered_at=None)
         try:
             self.ctx.polaris.delete_group(current.id)
         except PolarisNotFound:
-            return f"The Polaris group {current.name} no longer exists; nothing to delete."
+            pass  # read just above: the DELETE landed and its answer was lost (the resend found it gone)
+        self.store.set(req.id, write_answered_at=self.ctx.clock())
         return f"Deleted the Polaris group {current.name}; its {members} member(s) lost it."
+
+
+def _same_grants(group: Group, perms) -> bool:
+    """Whether ``group`` grants exactly ``perms`` (a group this request's create made), order ignored."""
+
+    def keys(items) -> list[tuple[str, tuple[str, ...]]]:
+        return sorted((p.name, tuple(sorted(p.resources))) for p in items)
+
+    return keys(group.permissions) == keys(perms)
 
 
 def _entry(p: dict) -> dict:

@@ -8,6 +8,7 @@ import time
 from typing import Callable
 
 from .client import PolarisClient
+from .errors import PolarisError
 from .models import Group
 
 MISS_REFRESH_SECONDS = 5.0  # a missed group name refreshes the list at most this often
@@ -135,12 +136,16 @@ class ProjectCatalog:
 
     def label(self, resource: str) -> str:
         """A resource as people read it: ``projects/*`` -> "all projects", ``projects/<id>`` -> the project's
-        name (the ID when Polaris lists no such project); anything else as it is."""
+        name (the ID when Polaris lists no such project, or when ``GET /v1/projects`` cannot be read: the names
+        only label resources, so a refused or failed read never blocks what shows them); anything else as it is."""
         if resource == "projects/*":
             return "all projects"
         if resource.startswith("projects/"):
             uid = resource.split("/", 1)[1]
-            return self.names().get(uid, uid)
+            try:
+                return self.names().get(uid, uid)
+            except PolarisError:
+                return uid
         return resource
 
     def by_name(self, name: str) -> str | None:

@@ -102,7 +102,8 @@ def change_phrase(req: AccessRequest) -> str:
 
 
 def change_blocks(req: AccessRequest, plan: Mapping) -> list[dict]:
-    """The approval card's account of exactly what a group change does (``plan``, written when asked)."""
+    """The approval card's account of exactly what a group change does (``plan``, written when asked; a
+    rename's ``policy``: the rule the group is under now and the one it will be under, when they differ)."""
     labels = plan.get("labels") or {}
     if req.kind == CREATE_GROUP:
         perms = as_permissions(plan.get("permissions"))
@@ -116,6 +117,12 @@ def change_blocks(req: AccessRequest, plan: Mapping) -> list[dict]:
         lines = ["*Changes the group* (everything else it has is kept):"]
         if plan.get("new_name"):
             lines.append(f"*Name*: {esc(plan.get('name'))} → {esc(plan.get('new_name'))}")
+        rules = plan.get("policy")
+        if isinstance(rules, dict):  # written when asked: the policy is keyed by group name
+            lines.append(
+                ":warning: *The rename moves the group under another policy rule.* Requests for it are decided "
+                f"now under: {clip(str(rules.get('before')), 700)}\nAfter the rename: {clip(str(rules.get('after')), 700)}"
+            )
         if plan.get("permissions_changed"):
             lines.append("*Permissions before*\n" + bullet_list(scoped_lines(before, labels), limit=15))
             lines.append("*Permissions after*\n" + bullet_list(scoped_lines(after, labels), limit=15))
