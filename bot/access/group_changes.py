@@ -31,7 +31,7 @@ from .. import privilege, views
 from ..commands import GROUP_MAX, UsageError, check_reason, clean
 from ..models import CREATE_GROUP, DELETE_GROUP, EDIT_GROUP, GROUP_CHANGES, PENDING, AccessRequest
 from ..polaris import Group, Permission, normalize_group_name
-from ..views.groups import ALL_PROJECTS, as_dicts
+from ..views.groups import ALL_PROJECTS, as_dicts, grants
 from .approvers import Approvers
 from .context import Context
 from .notifications import Notifications
@@ -186,7 +186,7 @@ class GroupChanges:
             self.check_name_free(new_name, other_than=group.id)
         before = as_dicts(Permission(p.name, p.resources) for p in group.permissions)
         after = as_dicts(permissions)
-        changed = sorted(map(json.dumps, before)) != sorted(map(json.dumps, after))
+        changed = grants(group.permissions) != grants(permissions)  # resources compared as sets
         if not renamed and not changed:
             raise UsageError(f"That is what *{views.esc(group.name)}* has already; nothing to change.")
         plan = {

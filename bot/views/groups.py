@@ -42,6 +42,23 @@ def as_permissions(items: Iterable[dict]) -> list[Permission]:
     ]
 
 
+def grants(permissions: Iterable[Permission]) -> set[tuple[str, str]]:
+    """What permissions grant, as a set of ``(name, resource)`` pairs (``""``: an organization-level one), so
+    that two lists granting the same are equal whatever the order of their entries or of their ``resources``."""
+    return {(p.name, r) for p in permissions for r in (p.resources or ("",))}
+
+
+def from_grants(pairs: Iterable[tuple[str, str]]) -> list[Permission]:
+    """The inverse of :func:`grants`: one :class:`Permission` per name (its resources sorted), by name."""
+    by_name: dict[str, list[str]] = defaultdict(list)
+    for name, resource in sorted(pairs):
+        if resource:
+            by_name[name].append(resource)
+        else:
+            by_name.setdefault(name, [])
+    return [Permission(name, tuple(resources)) for name, resources in sorted(by_name.items())]
+
+
 def scoped_lines(permissions: Iterable[Permission], labels: Mapping[str, str]) -> list[str]:
     """One escaped line per resource: "Organization: A, B", "all projects: C", "analytics: D" (a project's
     name from ``labels``, else its resource string)."""
@@ -119,8 +136,8 @@ def change_blocks(req: AccessRequest, plan: Mapping) -> list[dict]:
         if plan.get("permissions_changed"):
             lines.append("*Permissions before*\n" + bullet_list(scoped_lines(before, labels), limit=15))
             lines.append("*Permissions after*\n" + bullet_list(scoped_lines(after, labels), limit=15))
-            added = [p for p in after if p not in before]
-            gone = [p for p in before if p not in after]
+            added = from_grants(grants(after) - grants(before))
+            gone = from_grants(grants(before) - grants(after))
             lines.append(f"*Added*: {'; '.join(scoped_lines(added, labels)) or 'nothing'}")
             lines.append(f"*Removed*: {'; '.join(scoped_lines(gone, labels)) or 'nothing'}")
         blocks = [section(clip("\n".join(lines), 3000))]
