@@ -78,7 +78,7 @@ class GroupChanges:
         """No group (read from Polaris now) is called ``name`` (ignoring case), but ``other_than`` (an ID)."""
         wanted = normalize_group_name(name)
         for group in self.ctx.polaris.list_groups():
-            if group.name.lower() == wanted and group.id != other_than:
+            if normalize_group_name(group.name) == wanted and group.id != other_than:
                 raise UsageError(f"There is already a Polaris group called *{views.esc(group.name)}*.")
 
     @staticmethod
@@ -153,7 +153,7 @@ class GroupChanges:
         if len(words) < 2:
             raise UsageError(CREATE_USAGE)
         lowered = [w.lower() for w in words]
-        cut = lowered.index("in") if "in" in lowered[1:] else len(words)
+        cut = next((i for i in range(1, len(words)) if lowered[i] == "in"), len(words))  # words[0] is the name
         projects = words[cut + 1 :] if cut < len(words) else None
         if projects == []:
             raise UsageError("Which projects? Name them after `in`. " + CREATE_USAGE)

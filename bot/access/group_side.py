@@ -51,7 +51,7 @@ class GroupSide:
 
     def _named(self, name: str) -> Group | None:
         wanted = normalize_group_name(name)
-        return next((g for g in self.ctx.polaris.list_groups() if g.name.lower() == wanted), None)
+        return next((g for g in self.ctx.polaris.list_groups() if normalize_group_name(g.name) == wanted), None)
 
     def _create(self, req: AccessRequest, plan: dict) -> str:
         name, perms = str(plan.get("name") or req.group_name), as_permissions(plan.get("permissions"))

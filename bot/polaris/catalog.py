@@ -84,13 +84,13 @@ class GroupCatalog:
     def by_name(self, name: str) -> Group | None:
         """The group named ``name`` ignoring case and surrounding quotes/space, or ``None``."""
         wanted = normalize_group_name(name)
-        return next((g for g in self.all() if g.name.lower() == wanted), None)
+        return next((g for g in self.all() if normalize_group_name(g.name) == wanted), None)
 
     def nearest(self, name: str, n: int = 3) -> list[str]:
         """Up to ``n`` group names closest to ``name`` (difflib), for "did you mean" answers."""
         import difflib
 
-        names = {g.name.lower(): g.name for g in self.all()}
+        names = {normalize_group_name(g.name): g.name for g in self.all()}
         wanted = normalize_group_name(name)
         close = difflib.get_close_matches(wanted, list(names), n=n, cutoff=0.4)
         contains = [k for k in names if wanted and (wanted in k or k in wanted) and k not in close]
