@@ -195,9 +195,9 @@ def group_modal(
         "initial_option": _option("The projects chosen below", CHOSEN_PROJECTS) if chosen else scope_all,
     }
     blocks: list[dict] = [
-        {"type": "input", "block_id": GROUP_NAME_BLOCK, "label": _plain("Group name"), "element": name_el},
-        {"type": "input", "block_id": GROUP_PERMS_BLOCK, "label": _plain("Permissions"), "element": perms_el},
-        {"type": "input", "block_id": GROUP_SCOPE_BLOCK, "label": _plain("Project scope"), "element": scope_el},
+        {"type": "input", "block_id": GROUP_NAME_BLOCK, "label": _label("Group name"), "element": name_el},
+        {"type": "input", "block_id": GROUP_PERMS_BLOCK, "label": _label("Permissions"), "element": perms_el},
+        {"type": "input", "block_id": GROUP_SCOPE_BLOCK, "label": _label("Project scope"), "element": scope_el},
     ]
     project_options = [_option(name, uid) for uid, name in sorted(projects.items(), key=lambda x: x[1].lower())]
     if project_options:
@@ -214,7 +214,7 @@ def group_modal(
                 "type": "input",
                 "block_id": GROUP_PROJECTS_BLOCK,
                 "optional": True,
-                "label": _plain("Projects (when scoped to chosen ones)"),
+                "label": _label("Projects (when scoped to chosen ones)"),
                 "element": proj_el,
             }
         )
@@ -231,7 +231,13 @@ def group_modal(
 
 
 def _plain(text: str) -> dict:
+    """A modal's title, submit or close text (Block Kit: at most 24 characters)."""
     return {"type": "plain_text", "text": clip(text, 24)}
+
+
+def _label(text: str) -> dict:
+    """An input block's label (Block Kit: at most 2000 characters)."""
+    return {"type": "plain_text", "text": clip(text, 2000)}
 
 
 def group_modal_message(escaped: str, *, title: str = "Polaris group") -> dict:
