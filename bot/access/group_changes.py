@@ -102,11 +102,16 @@ class GroupChanges:
             )
         return group
 
-    def permissions(self, names: list[str], projects: list[str] | None) -> list[Permission]:
-        """The permissions called ``names`` (from ``GET /v1/permissions``, any case), project-scoped ones on
-        every project (``projects`` ``None``) or on the given project IDs. Raises :class:`UsageError` for
-        an unknown name (with the nearest ones) or projects given with no project-scoped permission."""
-        catalogue = {p.name.lower(): p for p in self.ctx.polaris.list_permissions()}
+    def permissions(
+        self, names: list[str], projects: list[str] | None, listed: list[Permission] | None = None
+    ) -> list[Permission]:
+        """The permissions called ``names`` (from ``listed``, else ``GET /v1/permissions`` now; any case),
+        project-scoped ones on every project (``projects`` ``None``) or on the given project IDs. Raises
+        :class:`UsageError` for an unknown name (with the nearest ones) or projects given with no
+        project-scoped permission."""
+        if listed is None:
+            listed = self.ctx.polaris.list_permissions()
+        catalogue = {p.name.lower(): p for p in listed}
         chosen: list[Permission] = []
         for raw in names:
             known = catalogue.get(raw.strip().lower())

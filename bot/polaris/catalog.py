@@ -8,7 +8,7 @@ import time
 from typing import Callable
 
 from .client import PolarisClient
-from .models import Group
+from .models import Group, Permission
 
 MISS_REFRESH_SECONDS = 5.0  # a missed group name refreshes the list at most this often
 
@@ -133,6 +133,13 @@ class ProjectCatalog:
             self._names, self._at = names, self.clock()
         return names
 
+    def cached(self) -> dict[str, str] | None:
+        """:meth:`names` when the cache is fresh, else ``None`` (never a Polaris call: for checks before an
+        ``ack``)."""
+        with self._lock:
+            fresh = self._names is not None and self.clock() - self._at < self.ttl
+            return self._names if fresh else None
+
     def label(self, resource: str) -> str:
         """A resource as people read it: ``projects/*`` -> "all projects", ``projects/<id>`` -> the project's
         name (the ID when Polaris lists no such project); anything else as it is."""
@@ -155,3 +162,28 @@ class ProjectCatalog:
         """Drop the cache: the next lookup reads the projects again."""
         with self._lock:
             self._names = None
+
+
+class PermissionCatalog:
+    """The organization's permissions (``GET /v1/permissions``), cached for ``ttl`` seconds: the group form
+    reads them when it opens, and its ``view_submission`` is checked against :meth:`cached` before the ack,
+    without a Polaris call. Thread-safe; :meth:`all` raises :class:`bot.polaris.PolarisError`."""
+
+    def __init__(self, client: PolarisClient, ttl: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.client, self.ttl, self.clock = client, ttl, clock
+        self._lock = threading.Lock()
+        self._permissions: list[Permission] | None = None
+        self._at = 0.0
+
+    def all(self) -> list[Permission]:
+        """Every permission, read from Polaris now (and cached)."""
+        permissions = self.client.list_permissions()
+        with self._lock:
+            self._permissions, self._at = permissions, self.clock()
+        return permissions
+
+    def cached(self) -> list[Permission] | None:
+        """The permissions last read, when fresh, else ``None`` (never a Polaris call)."""
+        with self._lock:
+            fresh = self._permissions is not None and self.clock() - self._at < self.ttl
+            return self._permissions if fresh else None

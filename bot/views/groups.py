@@ -157,6 +157,22 @@ def change_blocks(req: AccessRequest, plan: Mapping) -> list[dict]:
     return []
 
 
+def offered(permissions: Sequence[Permission]) -> tuple[list[Permission], list[Permission]]:
+    """The permissions the group form offers: (organization-level, project-scoped), at most
+    :data:`OPTIONS_MAX` of each, in the order ``GET /v1/permissions`` lists them."""
+    org = [p for p in permissions if not p.resources][:OPTIONS_MAX]
+    return org, [p for p in permissions if p.resources][:OPTIONS_MAX]
+
+
+def _project_options(projects: Mapping[str, str], chosen: Sequence[str]) -> list[dict]:
+    """The projects field's options (at most :data:`OPTIONS_MAX`, by name): the ``chosen`` ones always (an
+    ID Polaris does not list is shown as it is), then the others."""
+    first = [(projects.get(uid, uid), uid) for uid in dict.fromkeys(chosen)][:OPTIONS_MAX]
+    rest = sorted(((name, uid) for uid, name in projects.items() if uid not in set(chosen)), key=lambda x: x[0].lower())
+    shown = sorted(first + rest[: OPTIONS_MAX - len(first)], key=lambda x: x[0].lower())
+    return [_option(name, uid) for name, uid in shown]
+
+
 def _option(text: str, value: str) -> dict:
     return {"text": {"type": "plain_text", "text": clip(text, 75)}, "value": value[:150]}
 
@@ -172,8 +188,7 @@ def group_modal(
     level and project-scoped, each at most :data:`OPTIONS_MAX`), the scope of the project-scoped ones (all
     projects or the chosen ones) and the projects (``projects``: ID -> name). ``group``: the group being
     edited (its ID is the ``private_metadata``; the fields start filled in), else a new group."""
-    org = [p for p in permissions if not p.resources][:OPTIONS_MAX]
-    scoped = [p for p in permissions if p.resources][:OPTIONS_MAX]
+    org, scoped = offered(permissions)
     have = {p.name for p in group.permissions} if group else set()
     groups = [
         {"label": {"type": "plain_text", "text": label}, "options": [_option(p.name, p.name) for p in items]}
@@ -199,14 +214,10 @@ def group_modal(
         {"type": "input", "block_id": GROUP_PERMS_BLOCK, "label": _label("Permissions"), "element": perms_el},
         {"type": "input", "block_id": GROUP_SCOPE_BLOCK, "label": _label("Project scope"), "element": scope_el},
     ]
-    project_options = [_option(name, uid) for uid, name in sorted(projects.items(), key=lambda x: x[1].lower())]
+    project_options = _project_options(projects, chosen)
     if project_options:
-        proj_el: dict = {
-            "type": "multi_static_select",
-            "action_id": GROUP_PROJECTS_ACTION,
-            "options": project_options[:OPTIONS_MAX],
-        }
-        start = [o for o in project_options[:OPTIONS_MAX] if o["value"] in set(chosen)]
+        proj_el: dict = {"type": "multi_static_select", "action_id": GROUP_PROJECTS_ACTION, "options": project_options}
+        start = [o for o in project_options if o["value"] in set(chosen)]
         if start:
             proj_el["initial_options"] = start
         blocks.append(
