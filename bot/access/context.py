@@ -18,16 +18,16 @@ from ..claims import Claims
 from ..config import Settings
 from ..db import Database
 from ..deliveries import DeliveryLedger
-from ..polaris import GroupCatalog, PolarisClient, ProjectCatalog
+from ..polaris import GroupCatalog, PermissionCatalog, PolarisClient, ProjectCatalog
 from ..policy import Policy
 from ..slack import SlackGateway
 
 
 class Context:
     """The shared clients (``db``, ``polaris``, ``slack``, ``audit``, ``catalog``, ``projects`` (the project
-    names, :class:`bot.polaris.ProjectCatalog`), ``claims``, ``deliveries``),
-    ``settings``, ``policy``, ``clock`` (returns aware UTC now) and ``wake`` (set by the worker: run a pass
-    soon)."""
+    names, :class:`bot.polaris.ProjectCatalog`), ``permissions`` (:class:`bot.polaris.PermissionCatalog`),
+    ``claims``, ``deliveries``), ``settings``, ``policy``, ``clock`` (returns aware UTC now) and ``wake`` (set
+    by the worker: run a pass soon)."""
 
     def __init__(
         self,
@@ -43,6 +43,7 @@ class Context:
         self.settings, self.db, self.polaris, self.slack, self.audit = settings, db, polaris, slack, audit
         self.catalog, self.policy, self.clock = catalog, policy, clock
         self.projects = ProjectCatalog(polaris, ttl=settings.group_cache_ttl)
+        self.permissions = PermissionCatalog(polaris, ttl=settings.group_cache_ttl)
         self.claims = Claims(db)
         self.deliveries = DeliveryLedger(db, audit, lambda: self.clock())
         self.wake: Callable[[], None] = lambda: None

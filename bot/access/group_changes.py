@@ -31,7 +31,7 @@ from .. import privilege, views
 from ..commands import GROUP_MAX, UsageError, check_reason, clean, is_quoted
 from ..models import CREATE_GROUP, DELETE_GROUP, EDIT_GROUP, GROUP_CHANGES, PENDING, AccessRequest
 from ..polaris import Group, Permission, normalize_group_name
-from ..views.groups import ALL_PROJECTS, as_dicts
+from ..views.groups import ALL_PROJECTS, as_dicts, grants
 from .approvers import Approvers
 from .context import Context
 from .notifications import Notifications
@@ -78,7 +78,7 @@ class GroupChanges:
         """No group (read from Polaris now) is called ``name`` (ignoring case), but ``other_than`` (an ID)."""
         wanted = normalize_group_name(name)
         for group in self.ctx.polaris.list_groups():
-            if group.name.lower() == wanted and group.id != other_than:
+            if normalize_group_name(group.name) == wanted and group.id != other_than:
                 raise UsageError(f"There is already a Polaris group called *{views.esc(group.name)}*.")
 
     @staticmethod
@@ -102,11 +102,16 @@ class GroupChanges:
             )
         return group
 
-    def permissions(self, names: list[str], projects: list[str] | None) -> list[Permission]:
-        """The permissions called ``names`` (from ``GET /v1/permissions``, any case), project-scoped ones on
-        every project (``projects`` ``None``) or on the given project IDs. Raises :class:`UsageError` for
-        an unknown name (with the nearest ones) or projects given with no project-scoped permission."""
-        catalogue = {p.name.lower(): p for p in self.ctx.polaris.list_permissions()}
+    def permissions(
+        self, names: list[str], projects: list[str] | None, listed: list[Permission] | None = None
+    ) -> list[Permission]:
+        """The permissions called ``names`` (from ``listed``, else ``GET /v1/permissions`` now; any case),
+        project-scoped ones on every project (``projects`` ``None``) or on the given project IDs. Raises
+        :class:`UsageError` for an unknown name (with the nearest ones) or projects given with no
+        project-scoped permission."""
+        if listed is None:
+            listed = self.ctx.polaris.list_permissions()
+        catalogue = {p.name.lower(): p for p in listed}
         chosen: list[Permission] = []
         for raw in names:
             known = catalogue.get(raw.strip().lower())
@@ -153,7 +158,7 @@ class GroupChanges:
         if len(words) < 2:
             raise UsageError(CREATE_USAGE)
         lowered = [w.lower() for w in words]
-        cut = lowered.index("in") if "in" in lowered[1:] else len(words)
+        cut = next((i for i in range(1, len(words)) if lowered[i] == "in"), len(words))  # words[0] is the name
         projects = words[cut + 1 :] if cut < len(words) else None
         if projects == []:
             raise UsageError("Which projects? Name them after `in`. " + CREATE_USAGE)
@@ -192,7 +197,7 @@ class GroupChanges:
                 )
         before = as_dicts(Permission(p.name, p.resources) for p in group.permissions)
         after = as_dicts(permissions)
-        changed = sorted(map(json.dumps, before)) != sorted(map(json.dumps, after))
+        changed = grants(group.permissions) != grants(permissions)  # resources compared as sets
         if not renamed and not changed:
             raise UsageError(f"That is what *{views.esc(group.name)}* has already; nothing to change.")
         plan = {

@@ -10,7 +10,7 @@
   lost is never resent blindly; the apply waits out the write's time budget and looks by name again. A group
   of that name found after this request's POST was sent is this request's; found before, it was made by
   someone else: :class:`Refused` (checked when asked and again here).
-- an edit applies the change to the group as Polaris has it now: the permissions added and removed (as
+- an edit applies the change to the group as Polaris has it now: the grants added and removed (as
   planned) on the current list, the name when a new one was asked; a group already so is done.
 - a delete of a group already gone is done.
 
@@ -27,7 +27,7 @@ from sqlalchemy import select
 
 from ..models import BOT_REQUESTER, CREATE_GROUP, DELETE_GROUP, EDIT_GROUP, OPEN_STATES, AccessRequest
 from ..polaris import Group, PolarisConflict, PolarisNotFound, PolarisUnavailable, normalize_group_name
-from ..views.groups import as_dicts, as_permissions
+from ..views.groups import as_permissions, grants
 from .context import Context
 from .removal_side import Refused
 from .store import RequestStore
@@ -90,7 +90,7 @@ class GroupSide:
 
     def _named(self, name: str) -> Group | None:
         wanted = normalize_group_name(name)
-        return next((g for g in self.ctx.polaris.list_groups() if g.name.lower() == wanted), None)
+        return next((g for g in self.ctx.polaris.list_groups() if normalize_group_name(g.name) == wanted), None)
 
     def _create(self, req: AccessRequest, plan: dict) -> str:
         name, perms = str(plan.get("name") or req.group_name), as_permissions(plan.get("permissions"))
@@ -131,28 +131,26 @@ class GroupSide:
         clash = self._named(new_name) if new_name else None
         if clash is not None and clash.id != current.id:
             raise Refused(f"A Polaris group called {new_name} exists already; nothing was changed.")
-        before = {json.dumps(d, sort_keys=True) for d in plan.get("before") or []}
-        after = {json.dumps(d, sort_keys=True) for d in plan.get("after") or []}
-        added, removed = after - before, before - after
+        before, after = grants(as_permissions(plan.get("before"))), grants(as_permissions(plan.get("after")))
+        added, removed = after - before, before - after  # (name, resource) pairs: only what was asked
         changed = bool(plan.get("permissions_changed"))
 
         def change(body: dict) -> None:
             if new_name:
                 body["name"] = new_name
             if changed:
-                kept = [p for p in body["permissions"] if json.dumps(_entry(p), sort_keys=True) not in removed]
-                have = {json.dumps(_entry(p), sort_keys=True) for p in kept}
-                body["permissions"] = kept + [json.loads(a) for a in sorted(added) if a not in have]
+                body["permissions"] = _changed(body.get("permissions") or [], added, removed)
 
         def is_done(group: Group) -> bool:
-            have = {json.dumps(d, sort_keys=True) for d in as_dicts(group.permissions)}
+            have = grants(group.permissions)
             named = not new_name or group.name == new_name
             return named and (not changed or (added <= have and not (removed & have)))
 
         group = self.ctx.polaris.update_group(current.id, change, done=is_done)
         parts = [f"renamed {current.name} to {group.name}"] if new_name else []
         if changed:
-            parts.append(f"{len(added)} permission(s) added and {len(removed)} removed")
+            gained, lost = {n for n, _ in added}, {n for n, _ in removed}
+            parts.append(f"{len(gained)} permission(s) added and {len(lost)} removed")
         return f"Changed the Polaris group {group.name}: {', '.join(parts)}; everything else it had is kept."
 
     def _delete(self, req: AccessRequest, plan: dict) -> str:
@@ -191,9 +189,34 @@ def _same_grants(group: Group, perms) -> bool:
     return keys(group.permissions) == keys(perms)
 
 
-def _entry(p: dict) -> dict:
-    """A permission entry as the plan keeps it (``name`` and ``resources`` when it has some)."""
-    return {"name": p.get("name"), **({"resources": list(p["resources"])} if p.get("resources") else {})}
+def _changed(entries: list, added: set[tuple[str, str]], removed: set[tuple[str, str]]) -> list:
+    """A group's ``permissions`` as Polaris has them now (``entries``: JSON objects), with the ``removed``
+    ``(name, resource)`` pairs taken out and the ``added`` ones put in (merged into the entry of that name,
+    else a new entry); everything else, and any field Polaris sends that the bot does not know, is kept.
+    A project-scoped entry left with no resource is dropped (it would grant nothing)."""
+    out: list = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            out.append(entry)
+            continue
+        name, resources = entry.get("name"), list(entry.get("resources") or [])
+        if not resources:
+            if (name, "") not in removed:
+                out.append(entry)
+            continue
+        kept = [r for r in resources if (name, r) not in removed]
+        if kept:
+            out.append({**entry, "resources": kept})
+    have = grants(as_permissions(e for e in out if isinstance(e, dict)))
+    for name, resource in sorted(added - have):
+        same = next((e for e in out if isinstance(e, dict) and e.get("name") == name), None)
+        if not resource:
+            out.append({"name": name})
+        elif same is not None and same.get("resources"):
+            same["resources"] = [*same["resources"], resource]
+        else:
+            out.append({"name": name, "resources": [resource]})
+    return out
 
 
 def _plan(req: AccessRequest) -> dict:

@@ -10,7 +10,7 @@
 Every name is re-exported here: ``from bot.polaris import X`` is how the rest of the bot imports them.
 """
 
-from .catalog import MISS_REFRESH_SECONDS, GroupCatalog, ProjectCatalog, normalize_group_name
+from .catalog import MISS_REFRESH_SECONDS, GroupCatalog, PermissionCatalog, ProjectCatalog, normalize_group_name
 from .client import PAGE_SIZE, READ_ONLY_GROUP_FIELDS, READ_ONLY_USER_FIELDS, PolarisClient
 from .transport import CallHook, PolarisTransport
 from .errors import (
@@ -31,6 +31,7 @@ __all__ = [
     "PolarisTransport",
     "Group",
     "GroupCatalog",
+    "PermissionCatalog",
     "ProjectCatalog",
     "READ_ONLY_GROUP_FIELDS",
     "MISS_REFRESH_SECONDS",

@@ -9,7 +9,7 @@ from typing import Callable
 
 from .client import PolarisClient
 from .errors import PolarisError
-from .models import Group
+from .models import Group, Permission
 
 MISS_REFRESH_SECONDS = 5.0  # a missed group name refreshes the list at most this often
 
@@ -85,13 +85,13 @@ class GroupCatalog:
     def by_name(self, name: str) -> Group | None:
         """The group named ``name`` ignoring case and surrounding quotes/space, or ``None``."""
         wanted = normalize_group_name(name)
-        return next((g for g in self.all() if g.name.lower() == wanted), None)
+        return next((g for g in self.all() if normalize_group_name(g.name) == wanted), None)
 
     def nearest(self, name: str, n: int = 3) -> list[str]:
         """Up to ``n`` group names closest to ``name`` (difflib), for "did you mean" answers."""
         import difflib
 
-        names = {g.name.lower(): g.name for g in self.all()}
+        names = {normalize_group_name(g.name): g.name for g in self.all()}
         wanted = normalize_group_name(name)
         close = difflib.get_close_matches(wanted, list(names), n=n, cutoff=0.4)
         contains = [k for k in names if wanted and (wanted in k or k in wanted) and k not in close]
@@ -134,6 +134,13 @@ class ProjectCatalog:
             self._names, self._at = names, self.clock()
         return names
 
+    def cached(self) -> dict[str, str] | None:
+        """:meth:`names` when the cache is fresh, else ``None`` (never a Polaris call: for checks before an
+        ``ack``)."""
+        with self._lock:
+            fresh = self._names is not None and self.clock() - self._at < self.ttl
+            return self._names if fresh else None
+
     def label(self, resource: str) -> str:
         """A resource as people read it: ``projects/*`` -> "all projects", ``projects/<id>`` -> the project's
         name (the ID when Polaris lists no such project, or when ``GET /v1/projects`` cannot be read: the names
@@ -160,3 +167,28 @@ class ProjectCatalog:
         """Drop the cache: the next lookup reads the projects again."""
         with self._lock:
             self._names = None
+
+
+class PermissionCatalog:
+    """The organization's permissions (``GET /v1/permissions``), cached for ``ttl`` seconds: the group form
+    reads them when it opens, and its ``view_submission`` is checked against :meth:`cached` before the ack,
+    without a Polaris call. Thread-safe; :meth:`all` raises :class:`bot.polaris.PolarisError`."""
+
+    def __init__(self, client: PolarisClient, ttl: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.client, self.ttl, self.clock = client, ttl, clock
+        self._lock = threading.Lock()
+        self._permissions: list[Permission] | None = None
+        self._at = 0.0
+
+    def all(self) -> list[Permission]:
+        """Every permission, read from Polaris now (and cached)."""
+        permissions = self.client.list_permissions()
+        with self._lock:
+            self._permissions, self._at = permissions, self.clock()
+        return permissions
+
+    def cached(self) -> list[Permission] | None:
+        """The permissions last read, when fresh, else ``None`` (never a Polaris call)."""
+        with self._lock:
+            fresh = self._permissions is not None and self.clock() - self._at < self.ttl
+            return self._permissions if fresh else None

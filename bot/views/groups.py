@@ -42,6 +42,23 @@ def as_permissions(items: Iterable[dict]) -> list[Permission]:
     ]
 
 
+def grants(permissions: Iterable[Permission]) -> set[tuple[str, str]]:
+    """What permissions grant, as a set of ``(name, resource)`` pairs (``""``: an organization-level one), so
+    that two lists granting the same are equal whatever the order of their entries or of their ``resources``."""
+    return {(p.name, r) for p in permissions for r in (p.resources or ("",))}
+
+
+def from_grants(pairs: Iterable[tuple[str, str]]) -> list[Permission]:
+    """The inverse of :func:`grants`: one :class:`Permission` per name (its resources sorted), by name."""
+    by_name: dict[str, list[str]] = defaultdict(list)
+    for name, resource in sorted(pairs):
+        if resource:
+            by_name[name].append(resource)
+        else:
+            by_name.setdefault(name, [])
+    return [Permission(name, tuple(resources)) for name, resources in sorted(by_name.items())]
+
+
 def scoped_lines(permissions: Iterable[Permission], labels: Mapping[str, str]) -> list[str]:
     """One escaped line per resource: "Organization: A, B", "all projects: C", "analytics: D" (a project's
     name from ``labels``, else its resource string)."""
@@ -126,8 +143,8 @@ def change_blocks(req: AccessRequest, plan: Mapping) -> list[dict]:
         if plan.get("permissions_changed"):
             lines.append("*Permissions before*\n" + bullet_list(scoped_lines(before, labels), limit=15))
             lines.append("*Permissions after*\n" + bullet_list(scoped_lines(after, labels), limit=15))
-            added = [p for p in after if p not in before]
-            gone = [p for p in before if p not in after]
+            added = from_grants(grants(after) - grants(before))
+            gone = from_grants(grants(before) - grants(after))
             lines.append(f"*Added*: {'; '.join(scoped_lines(added, labels)) or 'nothing'}")
             lines.append(f"*Removed*: {'; '.join(scoped_lines(gone, labels)) or 'nothing'}")
         blocks = [section(clip("\n".join(lines), 3000))]
@@ -147,6 +164,22 @@ def change_blocks(req: AccessRequest, plan: Mapping) -> list[dict]:
     return []
 
 
+def offered(permissions: Sequence[Permission]) -> tuple[list[Permission], list[Permission]]:
+    """The permissions the group form offers: (organization-level, project-scoped), at most
+    :data:`OPTIONS_MAX` of each, in the order ``GET /v1/permissions`` lists them."""
+    org = [p for p in permissions if not p.resources][:OPTIONS_MAX]
+    return org, [p for p in permissions if p.resources][:OPTIONS_MAX]
+
+
+def _project_options(projects: Mapping[str, str], chosen: Sequence[str]) -> list[dict]:
+    """The projects field's options (at most :data:`OPTIONS_MAX`, by name): the ``chosen`` ones always (an
+    ID Polaris does not list is shown as it is), then the others."""
+    first = [(projects.get(uid, uid), uid) for uid in dict.fromkeys(chosen)][:OPTIONS_MAX]
+    rest = sorted(((name, uid) for uid, name in projects.items() if uid not in set(chosen)), key=lambda x: x[0].lower())
+    shown = sorted(first + rest[: OPTIONS_MAX - len(first)], key=lambda x: x[0].lower())
+    return [_option(name, uid) for name, uid in shown]
+
+
 def _option(text: str, value: str) -> dict:
     return {"text": {"type": "plain_text", "text": clip(text, 75)}, "value": value[:150]}
 
@@ -162,8 +195,7 @@ def group_modal(
     level and project-scoped, each at most :data:`OPTIONS_MAX`), the scope of the project-scoped ones (all
     projects or the chosen ones) and the projects (``projects``: ID -> name). ``group``: the group being
     edited (its ID is the ``private_metadata``; the fields start filled in), else a new group."""
-    org = [p for p in permissions if not p.resources][:OPTIONS_MAX]
-    scoped = [p for p in permissions if p.resources][:OPTIONS_MAX]
+    org, scoped = offered(permissions)
     have = {p.name for p in group.permissions} if group else set()
     groups = [
         {"label": {"type": "plain_text", "text": label}, "options": [_option(p.name, p.name) for p in items]}
@@ -185,18 +217,14 @@ def group_modal(
         "initial_option": _option("The projects chosen below", CHOSEN_PROJECTS) if chosen else scope_all,
     }
     blocks: list[dict] = [
-        {"type": "input", "block_id": GROUP_NAME_BLOCK, "label": _plain("Group name"), "element": name_el},
-        {"type": "input", "block_id": GROUP_PERMS_BLOCK, "label": _plain("Permissions"), "element": perms_el},
-        {"type": "input", "block_id": GROUP_SCOPE_BLOCK, "label": _plain("Project scope"), "element": scope_el},
+        {"type": "input", "block_id": GROUP_NAME_BLOCK, "label": _label("Group name"), "element": name_el},
+        {"type": "input", "block_id": GROUP_PERMS_BLOCK, "label": _label("Permissions"), "element": perms_el},
+        {"type": "input", "block_id": GROUP_SCOPE_BLOCK, "label": _label("Project scope"), "element": scope_el},
     ]
-    project_options = [_option(name, uid) for uid, name in sorted(projects.items(), key=lambda x: x[1].lower())]
+    project_options = _project_options(projects, chosen)
     if project_options:
-        proj_el: dict = {
-            "type": "multi_static_select",
-            "action_id": GROUP_PROJECTS_ACTION,
-            "options": project_options[:OPTIONS_MAX],
-        }
-        start = [o for o in project_options[:OPTIONS_MAX] if o["value"] in set(chosen)]
+        proj_el: dict = {"type": "multi_static_select", "action_id": GROUP_PROJECTS_ACTION, "options": project_options}
+        start = [o for o in project_options if o["value"] in set(chosen)]
         if start:
             proj_el["initial_options"] = start
         blocks.append(
@@ -204,7 +232,7 @@ def group_modal(
                 "type": "input",
                 "block_id": GROUP_PROJECTS_BLOCK,
                 "optional": True,
-                "label": _plain("Projects (when scoped to chosen ones)"),
+                "label": _label("Projects (when scoped to chosen ones)"),
                 "element": proj_el,
             }
         )
@@ -221,7 +249,13 @@ def group_modal(
 
 
 def _plain(text: str) -> dict:
+    """A modal's title, submit or close text (Block Kit: at most 24 characters)."""
     return {"type": "plain_text", "text": clip(text, 24)}
+
+
+def _label(text: str) -> dict:
+    """An input block's label (Block Kit: at most 2000 characters)."""
+    return {"type": "plain_text", "text": clip(text, 2000)}
 
 
 def group_modal_message(escaped: str, *, title: str = "Polaris group") -> dict:

@@ -252,7 +252,8 @@ def test_edit_group_form_filled_in_and_applied_with_get_then_put(bolt, core, sla
     req = _card_of(db, EDIT_GROUP)
     card = _card(slack, req)
     assert "Alerts and reports → Alerts" in card and "Permissions before" in card and "Permissions after" in card
-    assert "*Added*: *analytics*: AccessAlerts, AdministerReports" in card
+    assert "*Added*: *analytics*: AccessAlerts" in card  # AdministerReports on analytics is kept, not added
+    assert "*Removed*: *demo*: AdministerReports" in card
     _click(bolt, core, slack, APPROVER, req)
     wait_for(lambda: _state(db, req) == APPLIED, timeout=15)
     after = sandbox.get_group(alerts["id"])
