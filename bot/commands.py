@@ -178,7 +178,7 @@ def _groups(name: str, rest: str) -> Command:
     """``groups [page N]`` (the list, paged) or ``groups <group>`` (one group in detail: the words kept whole,
     also when they end in ``page <not a number>``: ``groups Page Views`` names a group)."""
     m = _PAGE.search(rest)
-    if m and not page_number_ok(m.group(1)):
+    if m and not (m.group(1).isascii() and m.group(1).isdigit()):
         return Command(name, rest=rest)  # the route refuses the page once no group has this name
     rest, page = split_page(rest, "/polaris groups page 2")
     return Command(name, rest=rest, page=page)

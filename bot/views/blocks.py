@@ -2,7 +2,7 @@
 sections, headers, lists, and the words for what a request is for."""
 
 from collections import defaultdict
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from .. import durations
 from ..models import (
@@ -191,8 +191,10 @@ def ask_phrase(req: AccessRequest) -> str:
     return f"{who} asks for {kind_phrase(req)}"
 
 
-def permission_lines(permissions: Iterable[Permission]) -> list[str]:
-    """One escaped line per permission, grouped by resource scope (organization-level first)."""
+def permission_lines(permissions: Iterable[Permission], labels: Mapping[str, str] | None = None) -> list[str]:
+    """One escaped line per permission, grouped by resource scope (organization-level first). ``labels``:
+    resource -> the words shown for it (a project's name); a resource without one is shown as its string."""
+    labels = labels or {}
     by_scope: dict[str, list[str]] = defaultdict(list)
     for p in permissions:
         scopes = p.resources or ("organization",)
@@ -202,6 +204,8 @@ def permission_lines(permissions: Iterable[Permission]) -> list[str]:
     for scope in sorted(by_scope, key=lambda s: (s != "organization", s)):
         names = sorted(set(by_scope[scope]))
         label = "Organization" if scope == "organization" else f"`{esc(scope)}`"
+        if scope in labels:
+            label = f"*{esc(labels[scope])}*"
         for start in range(0, len(names), 12):  # long scopes become several lines, so a cut list still shows names
             out.append(f"{label}: {esc(', '.join(names[start : start + 12]))}")
     return out

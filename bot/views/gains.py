@@ -9,6 +9,8 @@ context line.
 
 from __future__ import annotations
 
+from typing import Mapping
+
 from .. import privilege
 from ..grants import Gains
 from ..polaris import Group, Permission
@@ -22,15 +24,16 @@ def _plural(n: int, word: str = "permission") -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def gain_lines(gained: tuple[Permission, ...]) -> list[str]:
+def gain_lines(gained: tuple[Permission, ...], labels: Mapping[str, str] | None = None) -> list[str]:
     """One escaped line per organization-level permission gained (flagged, privileged ones marked), then the
-    project-scoped ones by resource (:func:`bot.views.blocks.permission_lines`)."""
+    project-scoped ones by resource (:func:`bot.views.blocks.permission_lines`; ``labels``: resource -> a
+    project's name)."""
     org = list(dict.fromkeys(p.name for p in gained if not p.resources))
     lines = []
     for name in org:
         flag = " :rotating_light: privileged" if privilege.is_privileged_permission(Permission(name)) else ""
         lines.append(f":office: *{esc(name)}* — organization level{flag}")
-    return lines + permission_lines([p for p in gained if p.resources])
+    return lines + permission_lines([p for p in gained if p.resources], labels)
 
 
 def summary(gains: Gains) -> str:
@@ -62,5 +65,5 @@ def gain_blocks(group: Group, gains: Gains) -> list[dict]:
     head = f"*What {name} {verb}* ({_plural(len(gains.gained))} new):"
     if gains.unread:
         head = f"*{name} grants:*"
-    body = bullet_list(gain_lines(gains.gained), limit=GAIN_LINES_MAX)
+    body = bullet_list(gain_lines(gains.gained, gains.labels), limit=GAIN_LINES_MAX)
     return [section(f"{head}\n{body}"), context(summary(gains))]
