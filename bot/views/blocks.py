@@ -1,6 +1,7 @@
 """Block Kit pieces shared by every message: limits, action IDs, state labels, mrkdwn escaping (:func:`esc`),
 sections, headers, lists, and the words for what a request is for."""
 
+import json
 from collections import defaultdict
 from typing import Iterable, Mapping, Sequence
 
@@ -146,7 +147,7 @@ def kind_phrase(req: AccessRequest) -> str:
         group = f"{group} for {durations.describe(req.duration_seconds)}"
     if req.kind == JOIN:
         return f"membership in {group}"
-    if req.kind == INVITE and req.polaris_user_id:  # the invitee had an account when asked: a membership
+    if req.kind == INVITE and not creates_account(req):  # the invitee had an account when asked: a membership
         return f"membership in {group} for `{esc(req.target_email)}`"
     if req.kind == INVITE:
         return f"a Polaris account for `{esc(req.target_email)}` in {group}"
@@ -159,16 +160,33 @@ def kind_phrase(req: AccessRequest) -> str:
     return f"a password reset for `{esc(req.target_email)}`"
 
 
+def creates_account(req: AccessRequest) -> bool:
+    """True for an invite that creates a Polaris account: an ``INVITE`` whose invitee had none when asked
+    (no ``polaris_user_id`` yet, or ``"new_account": true`` in its JSON ``plan``, written at request time and
+    still true once the apply has set ``polaris_user_id``)."""
+    if req.kind != INVITE:
+        return False
+    if not req.polaris_user_id:
+        return True
+    try:
+        plan = json.loads(req.plan) if req.plan else {}
+    except ValueError:
+        return False
+    return isinstance(plan, dict) and plan.get("new_account") is True
+
+
 def account_names(req: AccessRequest) -> str | None:
-    """For an invite that creates a Polaris account (``INVITE`` with no ``polaris_user_id``): the names the
-    account gets, escaped ("Ana Silva, from their Slack profile"), or a sentence saying they are unknown (the
-    email belongs to no workspace member, so ``users.lookupByEmail`` gave no profile). ``None`` for any other
-    request (an existing account keeps its names)."""
-    if req.kind != INVITE or req.polaris_user_id:
+    """For an invite that creates a Polaris account (:func:`creates_account`): the names the account gets,
+    escaped ("Ana Silva, from their Slack profile"), or a sentence saying why there are none (the invitee's
+    Slack profile has no names; or the email belongs to no workspace member, so ``users.lookupByEmail`` gave no
+    profile). ``None`` for any other request (an existing account keeps its names)."""
+    if not creates_account(req):
         return None
     full = " ".join(n for n in (req.target_first_name, req.target_last_name) if n)
     if full:
         return f"{esc(full)}, from their Slack profile"
+    if req.target_slack_id:
+        return "none: their Slack profile has no first or last name, so the account gets none"
     return "unknown: the email belongs to no member of this workspace, so the account gets no first or last name"
 
 
