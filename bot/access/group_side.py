@@ -24,6 +24,7 @@ import json
 
 from ..models import CREATE_GROUP, EDIT_GROUP, AccessRequest
 from ..polaris import Group, PolarisConflict, PolarisNotFound, PolarisUnavailable, normalize_group_name
+from ..views.blocks import counted
 from ..views.groups import as_dicts, as_permissions
 from .context import Context
 from .removal_side import Refused
@@ -108,7 +109,7 @@ class GroupSide:
         group = self.ctx.polaris.update_group(current.id, change, done=is_done)
         parts = [f"renamed {current.name} to {group.name}"] if new_name else []
         if changed:
-            parts.append(f"{len(added)} permission(s) added and {len(removed)} removed")
+            parts.append(f"{counted(len(added), 'permission')} added and {len(removed)} removed")
         return f"Changed the Polaris group {group.name}: {', '.join(parts)}; everything else it had is kept."
 
     def _delete(self, req: AccessRequest, plan: dict) -> str:
@@ -123,7 +124,8 @@ class GroupSide:
             self.ctx.polaris.delete_group(current.id)
         except PolarisNotFound:
             return f"The Polaris group {current.name} no longer exists; nothing to delete."
-        return f"Deleted the Polaris group {current.name}; its {members} member(s) lost it."
+        whose = f"its {counted(members, 'member')}" if isinstance(members, int) else "its members"
+        return f"Deleted the Polaris group {current.name}; {whose} lost it."
 
 
 def _entry(p: dict) -> dict:

@@ -62,6 +62,11 @@ STATE_EMOJI = {
 }
 
 
+def counted(n: int, word: str) -> str:
+    """``n`` and ``word``, plural unless ``n`` is 1: ``counted(1, "member")`` -> "1 member", ``3`` -> "3 members"."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def esc(text: object) -> str:
     """Escape ``&``, ``<`` and ``>`` (and nothing else) for mrkdwn, per Slack's "Escaping text" rules."""
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -40,16 +40,14 @@ def summary(gains: Gains) -> str:
     """The one line saying what they already have ("Already has 5 of these 7 through other groups."), or why
     everything is listed (a new account; Polaris could not be read)."""
     total = gains.total
+    every = f"all {_plural(total)} of the group are" if total != 1 else "the group's one permission is"
     if gains.unread:
-        return (
-            f":warning: Could not read what they already have (Polaris: `{esc(gains.unread)}`): all "
-            f"{_plural(total)} of the group are listed."
-        )
+        return f":warning: Could not read what they already have (Polaris: `{esc(gains.unread)}`): {every} listed."
     if gains.new_account:
-        return f"A new Polaris account: all {_plural(total)} of the group are new to them."
+        return f"A new Polaris account: {every} new to them."
     when = f" (read from Polaris {gains.read_at:%Y-%m-%d %H:%M} UTC)" if gains.read_at else ""
     if not gains.already:
-        return f"Has none of these {total} yet{when}."
+        return f"Has none of these {total} yet{when}." if total != 1 else f"Does not have it yet{when}."
     return f"Already has {gains.already} of these {total} through other groups{when}."
 
 
@@ -59,7 +57,8 @@ def gain_blocks(group: Group, gains: Gains) -> list[dict]:
     if gains.total == 0:
         return [section(f"*{name}* grants no permissions.")]
     if not gains.gained:
-        head = f"*What they gain*: nothing new — they already have all {_plural(gains.total)} of *{name}*."
+        have = f"all {_plural(gains.total)}" if gains.total != 1 else "the one permission"
+        head = f"*What they gain*: nothing new — they already have {have} of *{name}*."
         return [section(head), context(summary(gains))]
     verb = "grants" if gains.unread else "gives them"
     head = f"*What {name} {verb}* ({_plural(len(gains.gained))} new):"

@@ -93,7 +93,7 @@ def test_project_scoped_holdings_narrow_what_is_gained(bolt, slack, groups, sand
     _ask(bolt, slack, db, 'request "Both projects" the second project')
     text = _text(_card(slack))
     assert "*analytics*: ViewTables" in text and f"projects/{one}" not in text  # DEMO_PROJECT_IDS[1] is analytics
-    assert "Has none of these 1 yet" in text
+    assert "Does not have it yet" in text  # was "Has none of these 1 yet"
     assert both["id"]
 
 
