@@ -48,6 +48,8 @@ def summary(gains: Gains) -> str:
     when = f" (read from Polaris {gains.read_at:%Y-%m-%d %H:%M} UTC)" if gains.read_at else ""
     if not gains.already:
         return f"Has none of these {total} yet{when}." if total != 1 else f"Does not have it yet{when}."
+    if gains.already >= total:
+        return f"Already has {'it' if total == 1 else f'all {total}'} through other groups{when}."
     return f"Already has {gains.already} of these {total} through other groups{when}."
 
 

@@ -171,7 +171,7 @@ def test_an_invite_for_someone_with_an_account_compares_their_permissions(bolt, 
     _ask(bolt, slack, db, "invite dan@example.com Viewer dashboards")
     text = _text(_card(slack))
     assert "nothing new — they already have all 3 permissions of *Viewer*" in text
-    assert "Already has 3 of these 3 through other groups" in text
+    assert "Already has all 3 through other groups" in text  # was "3 of these 3"
     assert "for `dan@example.com`" in text  # a membership for someone who has an account
 
 
