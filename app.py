@@ -90,6 +90,11 @@ def cmd_serve(args) -> int:
     if one_process:
         log.warning("SQLite serves one process: running 1 gunicorn worker (use PostgreSQL to run more)")
     _start_line(settings, f"serving on {args.host}:{settings.port} ({workers} worker{'s' * (workers > 1)})")
+    if not settings.serve_worker:
+        log.warning(
+            "SERVE_WORKER=false: this process applies nothing; approved requests wait (and time-bound access is "
+            "not ended) until a `python app.py worker` process runs"
+        )
     Server().run()
     return 0
 

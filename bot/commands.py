@@ -176,7 +176,11 @@ def _whois(name: str, rest: str) -> Command:
 
 
 def _groups(name: str, rest: str) -> Command:
-    """``groups [page N]`` (the list, paged) or ``groups <group>`` (one group in detail: the words kept whole)."""
+    """``groups [page N]`` (the list, paged) or ``groups <group>`` (one group in detail: the words kept whole,
+    also when they end in ``page <not a number>``: ``groups Page Views`` names a group)."""
+    m = _PAGE.search(rest)
+    if m and not (m.group(1).isascii() and m.group(1).isdigit()):
+        return Command(name, rest=rest)  # the route refuses the page once no group has this name
     rest, page = split_page(rest, "/polaris groups page 2")
     return Command(name, rest=rest, page=page)
 
@@ -187,7 +191,7 @@ def split_page(rest: str, example: str) -> tuple[str, int]:
     m = _PAGE.search(rest)
     if not m:
         return rest, 1
-    if not m.group(1).isdigit() or not 1 <= int(m.group(1)) <= PAGE_MAX:
+    if not page_number_ok(m.group(1)):
         raise UsageError(
             f"`page` takes a whole number from 1 to {PAGE_MAX} (you wrote `{_quote(m.group(1))}`), e.g. `{example}`."
         )
@@ -285,13 +289,19 @@ _PAGE = re.compile(r"(?:^|\s)page\s+(\S+)$", re.IGNORECASE)
 PAGE_MAX = 1000
 
 
+def page_number_ok(word: str) -> bool:
+    """``word`` is a page number: ASCII digits only (``str.isdigit`` alone admits ``²``, which ``int``
+    refuses), from 1 to :data:`PAGE_MAX`."""
+    return 0 < len(word) <= 4 and word.isascii() and word.isdigit() and 1 <= int(word) <= PAGE_MAX
+
+
 def _audit(name: str, rest: str) -> Command:
     """``audit <email | @user | group> [page N]``: a person (``target``) or a group (``rest``)."""
     page = 1
     m = _PAGE.search(rest)
     if m:
-        if not m.group(1).isdigit() or not 1 <= int(m.group(1)) <= PAGE_MAX:
-            raise UsageError(f"`page` takes a number from 1 to {PAGE_MAX}, e.g. `/polaris audit Viewer page 2`.")
+        if not page_number_ok(m.group(1)):
+            raise UsageError(f"`page` takes a whole number from 1 to {PAGE_MAX}, e.g. `/polaris audit Viewer page 2`.")
         page, rest = int(m.group(1)), rest[: m.start()].strip()
     if not rest:
         raise UsageError("Usage: `/polaris audit <email | @user | group> [page N]`.")

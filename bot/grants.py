@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from .polaris import Permission
 
@@ -27,7 +27,9 @@ class Gains:
     those not held), in the group's order; ``already``: how many of the group's ``total`` permissions they
     hold whole through other groups; ``new_account``: no Polaris user yet (everything is gained);
     ``unread``: why their effective permissions could not be read (then ``gained`` is the whole group and
-    nothing is known of what they hold); ``read_at``: when it was read (aware UTC), ``None`` when not read."""
+    nothing is known of what they hold); ``read_at``: when it was read (aware UTC), ``None`` when not read;
+    ``labels``: resource -> the words shown for it (a project's name, from ``GET /v1/projects``), for the card
+    only (not kept, not compared; a resource without one is shown as its string)."""
 
     gained: tuple[Permission, ...] = ()
     already: int = 0
@@ -35,6 +37,7 @@ class Gains:
     new_account: bool = False
     unread: str | None = None
     read_at: dt.datetime | None = field(default=None, compare=False)
+    labels: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def to_json(self) -> dict:
         """The JSON-able form kept with the request (:meth:`from_json` reads it back)."""

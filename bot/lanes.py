@@ -37,11 +37,15 @@ def lane_for_command(text: str | None, *, groups_cached: bool) -> str:
     """The lane of the ``/polaris`` command ``text``: :data:`LOCAL` or :data:`POLARIS`.
 
     ``groups_cached``: the group list is cached and fresh (so ``policy`` needs no Polaris call). Text that
-    cannot be parsed is answered with a usage message, locally. Never raises."""
+    cannot be parsed is answered with a usage message, locally. Never raises: text the parser trips on is
+    sent to :data:`POLARIS`, where the guarded command answers it (the listener has acked already)."""
     try:
         name = parse(text).name
     except UsageError:
         return LOCAL
+    except Exception:  # noqa: BLE001 - a listener must never die after the ack
+        log.exception("could not pick a lane for a /polaris command")
+        return POLARIS
     if name in LOCAL_COMMANDS or (name in GROUP_LIST_COMMANDS and groups_cached):
         return LOCAL
     return POLARIS

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import requests
+
 from bot.models import APPLIED, APPROVED
 from tests.conftest import APPROVER, REQUESTER, click_body, slash_body, wait_for
 from tests.test_serve import ROOT, Serve, requests_in
@@ -46,6 +48,8 @@ class WorkerProcess:
 def test_serve_without_its_worker_and_the_worker_process_applies(serve_env, servers, db, sandbox, slack):
     server = Serve({**serve_env, "SERVE_WORKER": "false"}, workers=1)
     servers.append(server)
+    assert "approved requests wait" in server.output() and "python app.py worker" in server.output()
+    assert requests.get(server.url + "/healthz", timeout=5).status_code == 200  # no worker is not unhealthy
     assert server.post(slash_body(slack, REQUESTER, "request Viewer dashboards")).status_code == 200
     req = wait_for(lambda: [r for r in requests_in(db) if r.approval_ts])[0]
     assert server.post(click_body(slack, APPROVER, "approve_request", req.id)).status_code == 200

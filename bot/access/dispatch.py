@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .. import views
-from ..commands import Command, UsageError, check_reason, parse
+from ..commands import Command, UsageError, check_reason, parse, split_page
 from ..durations import split_duration
 from .admission import Admission
 from .audit_view import AuditView
@@ -72,7 +72,7 @@ class Dispatch:
         routes: dict[str, Callable[[], Reply]] = {
             "help": lambda: Reply(*views.help_message()),
             "whois": lambda: self.paging.whois(user_id, cmd),
-            "groups": lambda: self.group_info.show(cmd.rest) if cmd.rest else self.paging.groups(cmd),
+            "groups": lambda: self._group(cmd.rest) if cmd.rest else self.paging.groups(cmd),
             "members": lambda: self.paging.members(cmd.rest),
             "permissions": q.permissions,
             "request": lambda: self._request(user_id, cmd),
@@ -94,6 +94,15 @@ class Dispatch:
         if cmd.name not in routes:
             raise UsageError("Try `/polaris help`.")
         return routes[cmd.name]()
+
+    def _group(self, name: str) -> Reply:
+        """``groups <name>``; a name no group has that ends in ``page <not a number>`` (``groups page ²``) gets
+        the page sentence instead of "no such group"."""
+        try:
+            return self.group_info.show(name)
+        except UsageError:
+            split_page(name, "/polaris groups page 2")  # raises the page sentence for `page ²`
+            raise
 
     def _request(self, user_id: str, cmd: Command) -> Reply:
         if not cmd.rest:

@@ -54,7 +54,21 @@ class GainsReader:
     def for_card(self, req: AccessRequest, group: Group | None) -> Gains | None:
         """What ``req`` gives, for its card: ``None`` for a request that grants no group (or whose group
         is gone); read from Polaris while live, else the reading kept. Polaris failing: the reading kept,
-        or a :class:`Gains` with ``unread`` set."""
+        or a :class:`Gains` with ``unread`` set. Projects are named (``labels``) as ``groups <name>`` names
+        them (:class:`bot.polaris.ProjectCatalog`, cached); when the names cannot be read, by their ID
+        (``projects/<id>``)."""
+        gains = self._gains(req, group)
+        if gains is None:
+            return None
+        resources = {r for p in gains.gained for r in p.resources}
+        try:
+            labels = {r: self.ctx.projects.label(r) for r in resources}
+        except PolarisError as e:
+            log.info("could not read the project names for request %s: %s", req.id, e.code)
+            labels = {}  # each shown as its resource string, `projects/<id>`
+        return replace(gains, labels=labels)
+
+    def _gains(self, req: AccessRequest, group: Group | None) -> Gains | None:
         if req.kind not in GRANTS or group is None:
             return None
         kept = self.kept(req)

@@ -27,6 +27,7 @@ from sqlalchemy import select
 
 from ..models import BOT_REQUESTER, CREATE_GROUP, DELETE_GROUP, EDIT_GROUP, OPEN_STATES, AccessRequest
 from ..polaris import Group, PolarisConflict, PolarisNotFound, PolarisUnavailable, normalize_group_name
+from ..views.blocks import counted
 from ..views.groups import as_permissions, grants
 from .context import Context
 from .removal_side import Refused
@@ -150,7 +151,7 @@ class GroupSide:
         parts = [f"renamed {current.name} to {group.name}"] if new_name else []
         if changed:
             gained, lost = {n for n, _ in added}, {n for n, _ in removed}
-            parts.append(f"{len(gained)} permission(s) added and {len(lost)} removed")
+            parts.append(f"{counted(len(gained), 'permission')} added and {len(lost)} removed")
         return f"Changed the Polaris group {group.name}: {', '.join(parts)}; everything else it had is kept."
 
     def _delete(self, req: AccessRequest, plan: dict) -> str:
@@ -177,7 +178,8 @@ class GroupSide:
         except PolarisNotFound:
             pass  # read just above: the DELETE landed and its answer was lost (the resend found it gone)
         self.store.set(req.id, write_answered_at=self.ctx.clock())
-        return f"Deleted the Polaris group {current.name}; its {members} member(s) lost it."
+        whose = f"its {counted(members, 'member')}" if isinstance(members, int) else "its members"
+        return f"Deleted the Polaris group {current.name}; {whose} lost it."
 
 
 def _same_grants(group: Group, perms) -> bool:

@@ -11,6 +11,7 @@ at once (:meth:`bot.access.decisions.Decisions.auto_approve`). Refusals are :cla
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 
 from sqlalchemy.exc import IntegrityError
@@ -177,6 +178,7 @@ class Submission:
             group=group,
             reason=reason,
             polaris_user_id=existing.id if existing else None,
+            plan=None if existing else json.dumps({"new_account": True}),  # the card says so once applied too
         )
 
     def request_reset(self, user_id: str, target: Target) -> Reply:
@@ -233,8 +235,8 @@ class Submission:
         duration: int | None = None,
         plan: str | None = None,
     ) -> Reply:
-        """Save the request (``plan``: a bulk invite's people, :mod:`bot.access.bulk_invites`), post its
-        card and answer. Raises :class:`UsageError` (the reason rule, the open-request limit, a duplicate)."""
+        """Save the request (``plan``: a bulk invite's people, :mod:`bot.access.bulk_invites`; an invite that
+        creates an account: ``{"new_account": true}``), post its card and answer. Raises :class:`UsageError` (the reason rule, the open-request limit, a duplicate)."""
         ctx = self.ctx
         if target_slack_id and target_slack_id != requester.id:
             # The person it is for is checked like the requester (an invitee by email alone has no account).

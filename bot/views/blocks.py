@@ -1,8 +1,9 @@
 """Block Kit pieces shared by every message: limits, action IDs, state labels, mrkdwn escaping (:func:`esc`),
 sections, headers, lists, and the words for what a request is for."""
 
+import json
 from collections import defaultdict
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from .. import durations
 from ..models import (
@@ -60,6 +61,11 @@ STATE_EMOJI = {
     EXPIRED: ":alarm_clock:",
     CANCELLED: ":heavy_multiplication_x:",
 }
+
+
+def counted(n: int, word: str) -> str:
+    """``n`` and ``word``, plural unless ``n`` is 1: ``counted(1, "member")`` -> "1 member", ``3`` -> "3 members"."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def esc(text: object) -> str:
@@ -151,7 +157,7 @@ def kind_phrase(req: AccessRequest) -> str:
         group = f"{group} for {durations.describe(req.duration_seconds)}"
     if req.kind == JOIN:
         return f"membership in {group}"
-    if req.kind == INVITE and req.polaris_user_id:  # the invitee had an account when asked: a membership
+    if req.kind == INVITE and not creates_account(req):  # the invitee had an account when asked: a membership
         return f"membership in {group} for `{esc(req.target_email)}`"
     if req.kind == INVITE:
         return f"a Polaris account for `{esc(req.target_email)}` in {group}"
@@ -164,16 +170,33 @@ def kind_phrase(req: AccessRequest) -> str:
     return f"a password reset for `{esc(req.target_email)}`"
 
 
+def creates_account(req: AccessRequest) -> bool:
+    """True for an invite that creates a Polaris account: an ``INVITE`` whose invitee had none when asked
+    (no ``polaris_user_id`` yet, or ``"new_account": true`` in its JSON ``plan``, written at request time and
+    still true once the apply has set ``polaris_user_id``)."""
+    if req.kind != INVITE:
+        return False
+    if not req.polaris_user_id:
+        return True
+    try:
+        plan = json.loads(req.plan) if req.plan else {}
+    except ValueError:
+        return False
+    return isinstance(plan, dict) and plan.get("new_account") is True
+
+
 def account_names(req: AccessRequest) -> str | None:
-    """For an invite that creates a Polaris account (``INVITE`` with no ``polaris_user_id``): the names the
-    account gets, escaped ("Ana Silva, from their Slack profile"), or a sentence saying they are unknown (the
-    email belongs to no workspace member, so ``users.lookupByEmail`` gave no profile). ``None`` for any other
-    request (an existing account keeps its names)."""
-    if req.kind != INVITE or req.polaris_user_id:
+    """For an invite that creates a Polaris account (:func:`creates_account`): the names the account gets,
+    escaped ("Ana Silva, from their Slack profile"), or a sentence saying why there are none (the invitee's
+    Slack profile has no names; or the email belongs to no workspace member, so ``users.lookupByEmail`` gave no
+    profile). ``None`` for any other request (an existing account keeps its names)."""
+    if not creates_account(req):
         return None
     full = " ".join(n for n in (req.target_first_name, req.target_last_name) if n)
     if full:
         return f"{esc(full)}, from their Slack profile"
+    if req.target_slack_id:
+        return "none: their Slack profile has no first or last name, so the account gets none"
     return "unknown: the email belongs to no member of this workspace, so the account gets no first or last name"
 
 
@@ -198,8 +221,10 @@ def ask_phrase(req: AccessRequest) -> str:
     return f"{who} asks for {kind_phrase(req)}"
 
 
-def permission_lines(permissions: Iterable[Permission]) -> list[str]:
-    """One escaped line per permission, grouped by resource scope (organization-level first)."""
+def permission_lines(permissions: Iterable[Permission], labels: Mapping[str, str] | None = None) -> list[str]:
+    """One escaped line per permission, grouped by resource scope (organization-level first). ``labels``:
+    resource -> the words shown for it (a project's name); a resource without one is shown as its string."""
+    labels = labels or {}
     by_scope: dict[str, list[str]] = defaultdict(list)
     for p in permissions:
         scopes = p.resources or ("organization",)
@@ -209,6 +234,8 @@ def permission_lines(permissions: Iterable[Permission]) -> list[str]:
     for scope in sorted(by_scope, key=lambda s: (s != "organization", s)):
         names = sorted(set(by_scope[scope]))
         label = "Organization" if scope == "organization" else f"`{esc(scope)}`"
+        if scope in labels:
+            label = f"*{esc(labels[scope])}*"
         for start in range(0, len(names), 12):  # long scopes become several lines, so a cut list still shows names
             out.append(f"{label}: {esc(', '.join(names[start : start + 12]))}")
     return out

@@ -16,7 +16,7 @@ from typing import Iterable, Mapping, Sequence
 from .. import privilege
 from ..models import CREATE_GROUP, DELETE_GROUP, EDIT_GROUP, AccessRequest
 from ..polaris import Group, Permission
-from .blocks import bullet_list, clip, context, esc, header, section
+from .blocks import bullet_list, clip, context, counted, esc, header, section
 
 GROUP_MODAL = "group_modal"
 GROUP_NAME_BLOCK, GROUP_NAME_ACTION = "group_name", "group_name_input"
@@ -153,9 +153,11 @@ def change_blocks(req: AccessRequest, plan: Mapping) -> list[dict]:
     if req.kind == DELETE_GROUP:
         members = plan.get("members")
         perms = as_permissions(plan.get("permissions"))
-        who = "?" if members is None else f"{members} member{'' if members == 1 else 's'}"
+        who = "its members (how many unknown) lose" if members is None else f"{counted(members, 'member')} lose"
+        if members == 1:
+            who = "1 member loses"
         lines = [
-            f"*Deletes the group* {esc(plan.get('name'))}: {who} lose it and what it grants:",
+            f"*Deletes the group* {esc(plan.get('name'))}: {who} it and what it grants:",
             bullet_list(scoped_lines(perms, labels), limit=15),
         ]
         blocks = [section("\n".join(lines))]

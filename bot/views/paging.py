@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..polaris import Group, Permission, User
-from .blocks import HEADER_MAX, SECTION_MAX, clip, context, esc, header, permission_lines, section
+from .blocks import HEADER_MAX, SECTION_MAX, clip, context, counted, esc, header, permission_lines, section
 
 MEMBERS_PAGE = 40  # members a page (one Polaris call: top=40, skip=(N-1)*40)
 GROUPS_PAGE = 50  # groups a page of /polaris groups
@@ -58,13 +58,21 @@ def member_page(group: Group, members: Sequence[User], total: int, page: int) ->
     noun = "member" if total == 1 else "members"
     first = (page - 1) * MEMBERS_PAGE + 1
     lines = [f"{esc(m.display_name)} (`{esc(m.username)}`)" for m in members]
-    shown = f"{first}–{first + len(members) - 1}" if members else "none"
     blocks = [header(clip(f"Members of {group.name}", HEADER_MAX))]
-    blocks += packed_sections(lines, title=f"*{esc(group.name)}*: {noun} {shown} of {total}")
+    blocks += packed_sections(lines, title=f"*{esc(group.name)}*: {_shown(first, len(members), total, 'member')}")
     blocks.append(
         context(page_line(page, pages, total, noun, f"/polaris members {esc(quoted(group.name))} page {page + 1}"))
     )
     return f"{total} {noun} of {esc(group.name)} (page {page} of {pages})", blocks
+
+
+def _shown(first: int, count: int, total: int, noun: str) -> str:
+    """Which of ``total`` a page shows: "3 members" (all of them), "members 41–80 of 250", "member 81 of 81"."""
+    if first == 1 and count == total:
+        return counted(total, noun)
+    if count == 1:
+        return f"{noun} {first} of {total}"
+    return f"{noun}s {first}–{first + count - 1} of {total}" if count else f"no {noun}s on this page of {total}"
 
 
 def group_line(g: Group) -> str:
@@ -115,10 +123,12 @@ def whois_page(
             + (f"\nPending actions: {esc(', '.join(user.actions))}" if user.actions else "")
         ),
     ]
-    blocks += packed_sections(g_page, title=_range_title("Groups", g0, len(g_page), len(groups)))
-    blocks += packed_sections(
-        p_page, title=_range_title("Effective permissions", p0, len(p_page), len(lines), unit=" lines")
-    )
+    for what, start, shown, total, unit in (
+        ("Groups", g0, g_page, len(groups), ""),
+        ("Effective permissions", p0, p_page, len(lines), " lines"),
+    ):
+        title = _range_title(what, start, len(shown), total, unit=unit)
+        blocks += packed_sections(shown, title=title) if shown or not total else [section(title)]
     if pages > 1:
         more = f" · next page: `{esc(again)} page {page + 1}`" if page < pages else ""
         blocks.append(
@@ -129,8 +139,12 @@ def whois_page(
 
 
 def _range_title(what: str, start: int, count: int, total: int, unit: str = "") -> str:
+    """A whois list's title: "*Groups*" (all shown), "*Groups* (41–80 of 95)", "*Groups* (81 of 81)", or
+    "*Effective permissions*: all 4 lines are on earlier pages" (none left for this page: no "_none_" follows)."""
     if total <= count and start == 0:
         return f"*{what}*"
     if not count:
-        return f"*{what}* (all {total}{unit} on earlier pages)"
+        return f"*{what}*: all {total}{unit} are on earlier pages" if total != 1 else f"*{what}*: on page 1"
+    if count == 1:
+        return f"*{what}* ({start + 1} of {total}{unit})"
     return f"*{what}* ({start + 1}–{start + count} of {total}{unit})"

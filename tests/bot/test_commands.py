@@ -631,3 +631,22 @@ class TestInviteSeveralPeople:
     def test_a_bad_email_among_several_is_named(self):
         with pytest.raises(UsageError, match="not a valid email"):
             parse("invite a@x.org b@@x Viewer")
+
+
+def test_a_command_the_parser_trips_on_still_gets_a_lane(monkeypatch):
+    """The lane is picked in the listener after the ack: a parser bug must not kill the listener (the guarded
+    command on the Polaris lane answers the person)."""
+    from bot import lanes
+
+    def trips(text):
+        raise ValueError("invalid literal for int()")
+
+    monkeypatch.setattr(lanes, "parse", trips)
+    assert lanes.lane_for_command("groups page 2", groups_cached=True) == lanes.POLARIS
+
+
+def test_superscript_page_numbers_are_usage_errors():
+    """``str.isdigit`` admits ``²``; the page parsers answer with the page sentence instead of crashing."""
+    for words in ("whois page ³", "audit Viewer page ²"):  # `groups page ²`: refused by the route
+        with pytest.raises(UsageError, match="whole number"):
+            parse(words)

@@ -601,3 +601,15 @@ class TestRequesterUpdate:
     def test_pending_posted_or_not(self):
         assert "waiting for approval" in requester_update(make_request(approval_ts="123.456"))
         assert "could not post" in requester_update(make_request(approval_ts=None))
+
+
+def test_a_delete_card_counts_its_members_in_proper_english():
+    """ "1 member loses it" (was "1 member lose it"); an unknown count is said in words (was "? lose it")."""
+    from bot.models import DELETE_GROUP
+    from bot.views.groups import change_blocks
+
+    req = make_request(kind=DELETE_GROUP, group_name="Doomed")
+    perms = [{"name": "ViewTables", "resources": ["projects/*"]}]
+    for members, words in ((1, "1 member loses it"), (2, "2 members lose it"), (None, "how many unknown) lose it")):
+        text = "\n".join(all_texts(change_blocks(req, {"name": "Doomed", "members": members, "permissions": perms})))
+        assert words in text, text

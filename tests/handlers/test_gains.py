@@ -92,8 +92,8 @@ def test_project_scoped_holdings_narrow_what_is_gained(bolt, slack, groups, sand
     sandbox.create_user("alice@example.com", "Alice", "Tester", groups=[mine["id"]], actions=[])
     _ask(bolt, slack, db, 'request "Both projects" the second project')
     text = _text(_card(slack))
-    assert f"`projects/{two}`: ViewTables" in text and f"`projects/{one}`" not in text
-    assert "Has none of these 1 yet" in text
+    assert "*analytics*: ViewTables" in text and f"projects/{one}" not in text  # DEMO_PROJECT_IDS[1] is analytics
+    assert "Does not have it yet" in text  # was "Has none of these 1 yet"
     assert both["id"]
 
 
@@ -171,5 +171,16 @@ def test_an_invite_for_someone_with_an_account_compares_their_permissions(bolt, 
     _ask(bolt, slack, db, "invite dan@example.com Viewer dashboards")
     text = _text(_card(slack))
     assert "nothing new — they already have all 3 permissions of *Viewer*" in text
-    assert "Already has 3 of these 3 through other groups" in text
+    assert "Already has all 3 through other groups" in text  # was "3 of these 3"
     assert "for `dan@example.com`" in text  # a membership for someone who has an account
+
+
+def test_gains_show_the_project_id_when_the_project_names_cannot_be_read(bolt, slack, groups, sandbox, db):
+    """``GET /v1/projects`` failing: the card still comes, the project shown by its resource (its ID)."""
+    one, two = DEMO_PROJECT_IDS
+    sandbox.create_group("Scoped two", [{"name": "AccessReports", "resources": [f"projects/{two}"]}])
+    sandbox.create_user("alice@example.com", "Alice", "Tester", groups=[groups["Viewer"]], actions=[])
+    sandbox.add_fault(Fault(method="GET", path=r"^/v1/projects$", status=500, times=None))
+    _ask(bolt, slack, db, 'request "Scoped two" reports')
+    gained = _text(_card(slack)).split("gives them")[1]
+    assert f"`projects/{two}`: AccessReports" in gained, gained

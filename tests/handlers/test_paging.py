@@ -75,6 +75,20 @@ def test_members_of_a_small_group_is_one_page(bolt, slack, groups, sandbox):
     text = _all_text(_answer(bolt, slack, "members Viewer"))
     assert "Page 1 of 1 · 1 member in all" in text and "next page" not in text
     assert "dan@example.com" in text
+    assert "*Viewer*: 1 member" in text and "1–1" not in text  # was "member 1–1 of 1"
+
+
+def test_whois_page_two_says_where_the_permissions_are(bolt, slack, groups, sandbox):
+    """41 groups (page 2 holds the last), 4 permission lines (all on page 1): page 2 says so, without a
+    "_none_" under a title that says there are 4, and the one group there is "41 of 41", not "41–41"."""
+    ids = [
+        sandbox.create_group(f"Crew {i:02d}", [{"name": "ViewTables", "resources": [f"projects/p{i % 4}"]}])["id"]
+        for i in range(41)
+    ]
+    sandbox.create_user("crew@example.com", "Crew", "Person", groups=ids, actions=[])
+    text = _all_text(_answer(bolt, slack, "whois crew@example.com page 2"))
+    assert "*Effective permissions*: all 4 lines are on earlier pages" in text and "_none_" not in text, text
+    assert "*Groups* (41 of 41)" in text and "Crew 40" in text, text
 
 
 @pytest.fixture
@@ -99,7 +113,7 @@ def test_whois_of_a_user_in_300_groups_is_paged(bolt, slack, busy_user):
     last = _answer(bolt, slack, "whois busy@example.com page 10")
     assert_block_kit_limits(last["blocks"])
     text = _all_text(last)
-    assert "*Groups* (all 300 on earlier pages)" in text
+    assert "*Groups*: all 300 are on earlier pages" in text
     assert "*Effective permissions* (271–300 of 300 lines)" in text and "next page" not in text
     past = _all_text(_answer(bolt, slack, "whois busy@example.com page 11"))
     assert "fits on 10 pages: there is no page 11" in past

@@ -53,7 +53,7 @@ def test_outcome_counts_one_added_none_removed(bolt, core, slack, sandbox, db): 
     _click(bolt, core, slack, APPROVER, req)
     wait_for(lambda: _state(db, req) == APPLIED, timeout=15)
     outcome = next(r for r in _requests(db) if r.id == req.id).outcome
-    assert "1 permission(s) added and 0 removed" in outcome, outcome
+    assert "1 permission added and 0 removed" in outcome, outcome  # was "1 permission(s)": a proper plural now
 
 
 def test_a_removal_made_in_polaris_meanwhile_is_not_undone(bolt, core, slack, sandbox, db):  # noqa: F811
