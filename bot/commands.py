@@ -297,12 +297,7 @@ def page_number_ok(word: str) -> bool:
 
 def _audit(name: str, rest: str) -> Command:
     """``audit <email | @user | group> [page N]``: a person (``target``) or a group (``rest``)."""
-    page = 1
-    m = _PAGE.search(rest)
-    if m:
-        if not page_number_ok(m.group(1)):
-            raise UsageError(f"`page` takes a whole number from 1 to {PAGE_MAX}, e.g. `/polaris audit Viewer page 2`.")
-        page, rest = int(m.group(1)), rest[: m.start()].strip()
+    rest, page = split_page(rest, "/polaris audit Viewer page 2")
     if not rest:
         raise UsageError("Usage: `/polaris audit <email | @user | group> [page N]`.")
     if _MENTION.match(rest) or _MAILTO.match(rest) or ("@" in rest and " " not in rest):

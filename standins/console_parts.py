@@ -133,9 +133,13 @@ def _choose_many(block: dict, element: dict, ask, say) -> list[dict]:
     options = _options(element)
     for i, (name, _value) in enumerate(options, 1):
         say(f"  {i:>2}. {name}")
-    start = [str(o.get("value")) for o in element.get("initial_options") or []]
-    hint = ", ".join(start) or "none"
-    answer = ask(f"{_plain(block.get('label'))} (numbers or names, separated by commas; empty: {hint}): ") or ""
+    initial = element.get("initial_options") or []
+    start = [str(o.get("value")) for o in initial]
+    hint = ", ".join(_plain((o.get("text") or {}).get("text")) or str(o.get("value")) for o in initial) or "none"
+    answer = ask(f"{_plain(block.get('label'))} (numbers or names, separated by commas; - for none; empty: {hint}): ")
+    answer = answer or ""
+    if answer.strip() == "-":  # as clearing every chosen option in Slack
+        return []
     if not answer.strip():
         return [{"value": v} for v in start]
     chosen: list[dict] = []

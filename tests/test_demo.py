@@ -197,7 +197,7 @@ def test_demo_runs_the_group_commands_with_the_form(tmp_path):
     script = (
         "as carol\n/polaris create-group\nReport Readers\nAccessReports, ViewTables\n2\nanalytics\n"
         "as bob\napprove\n/polaris groups Report Readers\n"
-        "as carol\n/polaris edit-group Report Readers\nReaders\n\n1\n\nas bob\napprove\n/polaris groups Readers\nquit\n"
+        "as carol\n/polaris edit-group Report Readers\nReaders\n\n1\n-\nas bob\napprove\n/polaris groups Readers\nquit\n"
     )
     out = subprocess.run(
         [sys.executable, "app.py", "demo"], cwd=ROOT, input=script, capture_output=True, text=True, timeout=120, env=env

@@ -183,4 +183,4 @@ def test_gains_show_the_project_id_when_the_project_names_cannot_be_read(bolt, s
     sandbox.add_fault(Fault(method="GET", path=r"^/v1/projects$", status=500, times=None))
     _ask(bolt, slack, db, 'request "Scoped two" reports')
     gained = _text(_card(slack)).split("gives them")[1]
-    assert f"`projects/{two}`: AccessReports" in gained, gained
+    assert f"*{two}*: AccessReports" in gained, gained  # the project ID, as the shared label shows it
