@@ -169,6 +169,10 @@ class UserUpdates:
         if why:
             raise UsageError(why)
         email = (user.email or user.username).lower()
+        # The person's Slack account is the one with the Polaris user's email, read now: never the form's
+        # private_metadata, which a forged submission could point at someone else (or at nobody, so that the
+        # person could approve a change to their own account).
+        slack_id = self.ctx.slack.user_id_for_email(email)
         dup = self.store.open_duplicate(UPDATE_USER, email, None)
         if dup is not None:
             raise UsageError(f"There is already an open request for {views.kind_phrase(dup)} (request `{dup.id[:8]}`).")

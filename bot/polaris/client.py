@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import logging
+import urllib.parse
 from typing import Any, Callable, Iterator
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_before_delay
@@ -44,6 +45,12 @@ READ_ONLY_USER_FIELDS = frozenset({"id", "emailVerified", "identities", "created
 #: The same for a group (``GroupRepresentation``).
 READ_ONLY_GROUP_FIELDS = frozenset({"id", "readOnly", "userCount"})
 PAGE_SIZE = 100
+
+
+def _seg(identifier: str) -> str:
+    """An ID as one path segment (percent-encoded): an ID from a form or a payload can never reach another path
+    (``../users/…``)."""
+    return urllib.parse.quote(str(identifier), safe="")
 
 
 class PolarisClient(PolarisTransport):
@@ -99,7 +106,7 @@ class PolarisClient(PolarisTransport):
 
     def get_user(self, user_id: str) -> User:
         """``GET /v1/users/{id}``. Raises :class:`PolarisNotFound` for an unknown ID."""
-        return User.parse(self._json("GET", f"/v1/users/{user_id}"))
+        return User.parse(self._json("GET", f"/v1/users/{_seg(user_id)}"))
 
     def create_user(
         self,
@@ -144,7 +151,7 @@ class PolarisClient(PolarisTransport):
     def replace_user(self, user_id: str, body: dict) -> User:
         """``PUT /v1/users/{id}`` with ``body`` as is, sent once (a resent PUT could undo a newer change).
         Prefer :meth:`update_user`, which keeps properties."""
-        return User.parse(self._json("PUT", f"/v1/users/{user_id}", body=body, retry=False))
+        return User.parse(self._json("PUT", f"/v1/users/{_seg(user_id)}", body=body, retry=False))
 
     def update_user(
         self, user_id: str, change: Callable[[dict], None], done: Callable[[User], bool] | None = None
@@ -161,7 +168,7 @@ class PolarisClient(PolarisTransport):
         state = {"put_sent": False}
 
         def cycle() -> User:
-            current = self._json("GET", f"/v1/users/{user_id}")
+            current = self._json("GET", f"/v1/users/{_seg(user_id)}")
             if state["put_sent"] and done is not None and done(User.parse(current)):
                 return User.parse(current)
             body = self.put_body(current)
@@ -170,7 +177,7 @@ class PolarisClient(PolarisTransport):
             if "email" in current:
                 body["email"] = current["email"]
             state["put_sent"] = True
-            return User.parse(self._json("PUT", f"/v1/users/{user_id}", body=body, retry=False))
+            return User.parse(self._json("PUT", f"/v1/users/{_seg(user_id)}", body=body, retry=False))
 
         retrying = Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, PolarisUnavailable)),
@@ -192,7 +199,7 @@ class PolarisClient(PolarisTransport):
         :class:`PolarisWriteUnknown` is raised (it may still land: let :attr:`read_timeout` and a margin pass,
         then look, e.g. in :meth:`list_audit_events`). A 429 answer to the PUT means it was not processed
         (:class:`PolarisUnavailable`). Raises :class:`PolarisNotFound` when the user is gone."""
-        current = self._json("GET", f"/v1/users/{user_id}")
+        current = self._json("GET", f"/v1/users/{_seg(user_id)}")
         had = "UPDATE_PASSWORD" in (current.get("actions") or [])
         body = self.put_body(current)
         actions = list(body.get("actions") or [])
@@ -205,7 +212,7 @@ class PolarisClient(PolarisTransport):
         if before_put is not None:
             before_put(User.parse(current))
         try:
-            return User.parse(self._json("PUT", f"/v1/users/{user_id}", body=body, retry=False))
+            return User.parse(self._json("PUT", f"/v1/users/{_seg(user_id)}", body=body, retry=False))
         except PolarisUnavailable as e:
             if e.status == 429:
                 raise
@@ -221,11 +228,11 @@ class PolarisClient(PolarisTransport):
 
     def delete_user(self, user_id: str) -> None:
         """``DELETE /v1/users/{id}`` (200)."""
-        self.request("DELETE", f"/v1/users/{user_id}")
+        self.request("DELETE", f"/v1/users/{_seg(user_id)}")
 
     def effective_permissions(self, user_id: str) -> list[Permission]:
         """``GET /v1/users/{id}/effectivepermissions`` -> the union of the user's groups' permissions."""
-        data = self._json("GET", f"/v1/users/{user_id}/effectivepermissions") or {}
+        data = self._json("GET", f"/v1/users/{_seg(user_id)}/effectivepermissions") or {}
         return [Permission.parse(p) for p in data.get("values", [])]
 
     # ------------------------------------------------------------------------------------ groups
@@ -235,7 +242,7 @@ class PolarisClient(PolarisTransport):
 
     def get_group(self, group_id: str) -> Group:
         """``GET /v1/groups/{id}``. Raises :class:`PolarisNotFound`."""
-        return Group.parse(self._json("GET", f"/v1/groups/{group_id}"))
+        return Group.parse(self._json("GET", f"/v1/groups/{_seg(group_id)}"))
 
     @staticmethod
     def permission_body(permissions) -> list[dict]:
@@ -279,13 +286,13 @@ class PolarisClient(PolarisTransport):
         state = {"put_sent": False}
 
         def cycle() -> Group:
-            current = self._json("GET", f"/v1/groups/{group_id}") or {}
+            current = self._json("GET", f"/v1/groups/{_seg(group_id)}") or {}
             if state["put_sent"] and done is not None and done(Group.parse(current)):
                 return Group.parse(current)
             body = self.group_put_body(current)
             change(body)
             state["put_sent"] = True
-            return Group.parse(self._json("PUT", f"/v1/groups/{group_id}", body=body, retry=False))
+            return Group.parse(self._json("PUT", f"/v1/groups/{_seg(group_id)}", body=body, retry=False))
 
         retrying = Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, PolarisUnavailable)),
@@ -297,25 +304,25 @@ class PolarisClient(PolarisTransport):
 
     def delete_group(self, group_id: str) -> None:
         """``DELETE /v1/groups/{id}`` (200). Predefined groups are read-only (400)."""
-        self.request("DELETE", f"/v1/groups/{group_id}")
+        self.request("DELETE", f"/v1/groups/{_seg(group_id)}")
 
     def list_members(self, group_id: str, *, top: int = PAGE_SIZE, skip: int = 0, search: str | None = None) -> Page:
         """``GET /v1/groups/{id}/members`` -> a :class:`Page` of :class:`User` (id, username, email, names)."""
         params: dict[str, Any] = {"top": max(1, min(top, PAGE_SIZE)), "skip": max(0, skip)}
         if search:
             params["search"] = search
-        data = self._json("GET", f"/v1/groups/{group_id}/members", params=params) or {}
+        data = self._json("GET", f"/v1/groups/{_seg(group_id)}/members", params=params) or {}
         values = [User.parse(u) for u in data.get("values", [])]
         return Page(values, int(data.get("count", len(values))))
 
     def add_members(self, group_id: str, user_ids: list[str]) -> None:
         """``POST /v1/groups/{id}/members`` with ``[{"id": ...}]`` (200, empty body). Adding an existing
         member changes nothing, so this call is retried like an idempotent one."""
-        self.request("POST", f"/v1/groups/{group_id}/members", body=[{"id": u} for u in user_ids], retry=True)
+        self.request("POST", f"/v1/groups/{_seg(group_id)}/members", body=[{"id": u} for u in user_ids], retry=True)
 
     def remove_members(self, group_id: str, user_ids: list[str]) -> None:
         """``DELETE /v1/groups/{id}/members`` with a body ``[{"id": ...}]`` (200, empty body)."""
-        self.request("DELETE", f"/v1/groups/{group_id}/members", body=[{"id": u} for u in user_ids])
+        self.request("DELETE", f"/v1/groups/{_seg(group_id)}/members", body=[{"id": u} for u in user_ids])
 
     def list_projects(self) -> list[dict]:
         """``GET /v1/projects`` -> the bare JSON array of projects (each ``{"metadata": {"uid", "name"}, ...}``

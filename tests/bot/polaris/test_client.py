@@ -1699,3 +1699,14 @@ def test_list_audit_events_filters_and_needs_access_audit_logs(sandbox, client):
     sandbox.audit_access = False
     with pytest.raises(PolarisAuthError):
         client.list_audit_events(type="USER_PASSWORD_RESET", user=SAM)
+
+
+def test_an_id_from_a_form_is_one_path_segment_never_another_path(sandbox, client, rsps):
+    # The attack review: an ID forged into a form's private_metadata (`../users/<id>`) made the bot GET another
+    # Polaris path. Every ID is percent-encoded as one segment, so Polaris sees no such user.
+    from bot.polaris import PolarisNotFound
+
+    group = sandbox.group_by_name("Viewer")
+    with pytest.raises(PolarisNotFound):
+        client.get_user(f"../groups/{group['id']}")
+    assert sent(rsps.calls[-1])[1] == f"/v1/users/..%2Fgroups%2F{group['id']}"
