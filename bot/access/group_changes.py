@@ -32,6 +32,7 @@ from ..commands import GROUP_MAX, UsageError, check_reason, clean, is_quoted
 from ..models import CREATE_GROUP, DELETE_GROUP, EDIT_GROUP, GROUP_CHANGES, PENDING, AccessRequest
 from ..polaris import Group, Permission, normalize_group_name
 from ..views.groups import ALL_PROJECTS, as_dicts, grants
+from .asking import card_reply
 from .approvers import Approvers
 from .context import Context
 from .notifications import Notifications
@@ -315,14 +316,7 @@ class GroupChanges:
                 )
         except IntegrityError:
             raise UsageError("There is already an open request for that group; see `/polaris pending`.") from None
-        what, ref = views.kind_phrase(req), f"(request `{req.id[:8]}`)"
-        if self.notifications.post_card(req.id):
-            return Reply(
-                f":inbox_tray: Your request for {what} went to the admins in <#{self.ctx.settings.approval_channel}>. "
-                f"I'll message you when it is decided {ref}."
-            )
-        self.notifications.tell_unposted(req.id)
-        return Reply(f":warning: Your request for {what} is saved {ref}, but I could not post it to the admins yet.")
+        return card_reply(self.notifications, req, deciders="admins")
 
 
 def all_projects(scope: str) -> bool:

@@ -252,14 +252,12 @@ class Notifications:
         """The card could not be posted at once: tell the requester it is saved and will be posted (unless
         the post failed for good, which the fallback already told them)."""
         req = self.store.get(request_id)
-        row = (
-            self.ctx.deliveries.find(
-                request_id, CARD, req.approval_channel or self.ctx.settings.approval_channel, "card"
-            )
-            if req is not None
-            else None
+        if req is None:
+            return
+        row = self.ctx.deliveries.find(
+            request_id, CARD, req.approval_channel or self.ctx.settings.approval_channel, "card"
         )
-        if req is not None and not req.approval_ts and (row is None or row.status == ledger.PENDING):
+        if not req.approval_ts and (row is None or row.status == ledger.PENDING):
             self.dm(req.id, req.requester_id, "unposted", views.requester_update(req))
 
     # ------------------------------------------------------------------------------- DMs

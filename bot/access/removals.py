@@ -41,6 +41,7 @@ from ..models import (
 )
 from ..polaris import Group, PolarisError, User
 from ..slack import SlackError, SlackIdentity
+from .asking import card_reply
 from .approvers import Approvers
 from .cancels import Cancels
 from .context import Context
@@ -331,14 +332,7 @@ class Removals:
 
     def _posted(self, req: AccessRequest) -> Reply:
         """Post the card of a saved removal or offboarding and answer the requester."""
-        what, ref = views.kind_phrase(req), f"(request `{req.id[:8]}`)"
-        if self.notifications.post_card(req.id):
-            return Reply(
-                f":inbox_tray: Your request for {what} went to the approvers in "
-                f"<#{self.ctx.settings.approval_channel}>. I'll message you when it is decided {ref}."
-            )
-        self.notifications.tell_unposted(req.id)
-        return Reply(f":warning: Your request for {what} is saved {ref}, but I could not post it to the approvers yet.")
+        return card_reply(self.notifications, req)
 
     # ------------------------------------------------------------------------------- cancel
     def cancel(self, user_id: str, ref: str) -> Reply:

@@ -29,6 +29,7 @@ from .. import privilege, views
 from ..commands import Command, UsageError, clean, parse
 from ..models import PENDING, UPDATE_USER, AccessRequest
 from ..polaris import PolarisNotFound, User
+from .asking import card_reply
 from .admission import Admission
 from .approvers import Approvers
 from .context import Context
@@ -185,14 +186,7 @@ class UserUpdates:
                 )
         except IntegrityError:
             raise UsageError("There is already an open request for that person; see `/polaris pending`.") from None
-        what, ref = views.kind_phrase(req), f"(request `{req.id[:8]}`)"
-        if self.notifications.post_card(req.id):
-            return Reply(
-                f":inbox_tray: Your request for {what} went to the admins in <#{self.ctx.settings.approval_channel}>. "
-                f"I'll message you when it is decided {ref}."
-            )
-        self.notifications.tell_unposted(req.id)
-        return Reply(f":warning: Your request for {what} is saved {ref}, but I could not post it to the admins yet.")
+        return card_reply(self.notifications, req, deciders="admins")
 
     def _new(self, identity, email, slack_id, user: User, change: UserChange, lines: list[str]) -> AccessRequest:
         now = self.ctx.clock()

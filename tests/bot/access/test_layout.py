@@ -25,6 +25,7 @@ ORDER = [
     "mentions",
     "threads",
     "notifications",
+    "asking",
     "queries",
     "audit_view",
     "paging",
