@@ -227,7 +227,7 @@ def _request(name: str, rest: str) -> Command:
     return Command(name, rest=rest)  # empty: the handler opens the request form
 
 
-def _looks_like_person(word: str) -> bool:
+def looks_like_person(word: str) -> bool:
     """A word of ``invite`` that names a person (a mention, a ``mailto:`` or anything with ``@``), not a group."""
     return word.startswith("<@") or word.startswith("<mailto:") or "@" in word
 
@@ -240,7 +240,7 @@ def _invite(name: str, rest: str) -> Command:
     if not rest or len(words) < 2:
         raise UsageError("Usage: `/polaris invite <email> <group> [reason]`.")
     people = [parse_target(words.pop(0))]  # the first word is always a person (a bad email is named)
-    while words and _looks_like_person(words[0]):
+    while words and looks_like_person(words[0]):
         people.append(parse_target(words.pop(0)))
     after = " ".join(words).strip()
     if not after:

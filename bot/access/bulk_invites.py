@@ -11,9 +11,11 @@ person at a time). Refusals are :class:`bot.commands.UsageError`.
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from .. import durations, views
-from ..commands import Target, UsageError, check_reason
-from ..models import INVITE_MANY
+from ..commands import Target, UsageError, check_reason, looks_like_person
+from ..models import INVITE, INVITE_MANY, OPEN_STATES, AccessRequest
 from ..polaris import Group
 from ..views import bulk
 from .authority import barred_reason
@@ -27,12 +29,36 @@ ONE_AT_A_TIME = (
 )
 
 
+def stray_word(rest: str) -> UsageError | None:
+    """For the words after an invite's people (``rest``) that name no group: when a later word names a person
+    (``a@x not-an-email b@y Viewer``), the refusal naming the words before it, which are neither an email nor
+    an @mention; else ``None`` (the group is simply unknown)."""
+    words = rest.split()
+    for i, word in enumerate(words):
+        if i and looks_like_person(word):
+            bad = " ".join(words[:i]).replace("`", "'")
+            return UsageError(
+                f"`{bad}` is neither an email nor an @mention, so nothing was asked: name each person by email "
+                "or @mention, then the group."
+            )
+    return None
+
+
 class BulkInvites:
     """The ``invite`` of several people; ``submission`` saves the request (its claims, limits and card)."""
 
     def __init__(self, queries: Queries, submission: Submission):
         self.queries, self.submission = queries, submission
         self.ctx = submission.ctx
+
+    def distinct(self, user_id: str, people: list[Target]) -> list[Target]:
+        """``people`` (in the order typed) with anyone named twice (an @mention and their email) kept once, by
+        the email each resolves to (:meth:`Queries.email_for`). Raises :class:`UsageError` for an unknown
+        Slack user."""
+        seen: dict[str, Target] = {}
+        for target in people:
+            seen.setdefault(self.queries.email_for(user_id, target), target)
+        return list(seen.values())
 
     def invite(self, user_id: str, people: list[Target], group: Group, rest: str) -> Reply:
         """``people`` (two or more, in the order typed) invited to ``group``; ``rest`` the words after the group
@@ -111,10 +137,34 @@ class BulkInvites:
             if existing is not None and group.id in existing.group_ids:
                 members.append(email)
                 continue
+            dup = self._open_for(email, group)
+            if dup is not None:
+                refused.append(f"`{views.esc(email)}`: there is already an open request for that (request `{dup}`).")
+                continue
             found.append(bulk.person(email, slack_id, first, last, existing.id if existing else None))
         if refused:
             raise UsageError(
-                "Nothing was asked: requests cannot be made for deactivated, guest or bot accounts, nor for "
-                "disabled Polaris accounts.\n" + "\n".join(f"• {r}" for r in refused)
+                "Nothing was asked: requests cannot be made for deactivated, guest or bot accounts, for disabled "
+                "Polaris accounts, nor for someone with an open request for the group.\n"
+                + "\n".join(f"• {r}" for r in refused)
             )
         return found, members
+
+    def _open_for(self, email: str, group: Group) -> str | None:
+        """The short ID of an open request that would give ``email`` the membership of ``group``: a join or
+        one-person invite (:meth:`RequestStore.open_duplicate`) or another open bulk invite naming them."""
+        dup = self.submission.store.open_duplicate(INVITE, email, group.id)
+        if dup is not None:
+            return dup.id[:8]
+        with self.ctx.db.session() as s:
+            others = s.scalars(
+                select(AccessRequest).where(
+                    AccessRequest.kind == INVITE_MANY,
+                    AccessRequest.state.in_(OPEN_STATES),
+                    AccessRequest.group_id == group.id,
+                )
+            )
+            for other in others:
+                if any(p["email"] == email.lower() for p in bulk.people_of(other)):
+                    return other.id[:8]
+        return None

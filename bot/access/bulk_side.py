@@ -32,10 +32,14 @@ class BulkSide:
 
     def run(self, req: AccessRequest) -> tuple[str, None]:
         """Apply ``req``; returns (the outcome, one clause per person; ``None``: no single Polaris user).
-        Raises :class:`PolarisUnavailable` (retried later, the people's states kept) when a person is being
+        Raises :class:`PolarisError` (not transient; the request fails, a Retry tries those people again) when
+        Polaris refused anyone, the outcome its message; :class:`PolarisUnavailable` (retried later, the people's states kept) when a person is being
         changed by another apply or Polaris fails transiently, and any :class:`PolarisError` that is not about
         one person (the API key, the group gone)."""
         people = bulk.people_of(req)
+        for p in people:  # a Retry of a failed invite tries again those Polaris refused
+            if p["state"] == bulk.FAILED_P:
+                p.update(state=bulk.ASKED, why="")
         with contextlib.ExitStack() as claims:
             for p in people:  # two applies never change one user at once (as Execution.apply does for one)
                 if p["state"] not in bulk.SETTLED and not claims.enter_context(
@@ -46,6 +50,8 @@ class BulkSide:
             self._add(req, people, to_add)
             for p in to_create:
                 self._create(req, people, p)
+        if any(p["state"] == bulk.FAILED_P for p in people):  # failed (retryable), as a refused one-person invite
+            raise PolarisError(None, "BulkInviteFailed", bulk.outcome(people))
         return bulk.outcome(people), None
 
     def announce(self, req: AccessRequest, notifications) -> None:

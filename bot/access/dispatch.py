@@ -12,7 +12,7 @@ from ..commands import Command, UsageError, check_reason, parse, split_page
 from ..durations import split_duration
 from .admission import Admission
 from .audit_view import AuditView
-from .bulk_invites import BulkInvites
+from .bulk_invites import BulkInvites, stray_word
 from .paging import Paging
 from .group_changes import CREATE_USAGE, GroupChanges
 from .group_info import GroupInfo
@@ -114,11 +114,18 @@ class Dispatch:
         return self.requests.request_join(user_id, group.name, check_reason(reason), duration=duration)
 
     def _invite(self, user_id: str, cmd: Command) -> Reply:
-        group, rest = self.queries.group_and_rest(cmd.rest)
-        if cmd.others:  # several people: one bulk invite (bot/access/bulk_invites.py)
-            return self.bulk.invite(user_id, [cmd.target, *cmd.others], group, rest)
+        try:
+            group, rest = self.queries.group_and_rest(cmd.rest)
+        except UsageError as e:  # `a@x not-an-email b@y Viewer`: the word that is no person, not "no such group"
+            stray = stray_word(cmd.rest)
+            if stray is None:
+                raise
+            raise stray from e
+        people = self.bulk.distinct(user_id, [cmd.target, *cmd.others]) if cmd.others else [cmd.target]
+        if len(people) > 1:  # several people: one bulk invite (bot/access/bulk_invites.py)
+            return self.bulk.invite(user_id, people, group, rest)
         duration, reason = split_duration(rest)
-        return self.requests.request_invite(user_id, cmd.target, group.name, check_reason(reason), duration=duration)
+        return self.requests.request_invite(user_id, people[0], group.name, check_reason(reason), duration=duration)
 
     def _create_group(self, user_id: str, cmd: Command) -> Reply:
         if not cmd.rest:  # the form opens from the slash command's trigger_id (handlers); typed here: usage

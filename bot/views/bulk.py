@@ -13,7 +13,7 @@ import hashlib
 import json
 
 from ..models import AccessRequest
-from .blocks import bullet_list, esc, mention, section
+from .blocks import SECTION_MAX, clip, esc, mention, section
 
 #: At most this many people in one bulk invite: one card line each within Block Kit's text limits.
 MAX_PEOPLE = 25
@@ -91,20 +91,28 @@ def phrase(req: AccessRequest) -> str:
 def _line(p: dict, *, show_state: bool) -> str:
     who = f"{mention(p['slack_id'])} (`{esc(p['email'])}`)" if p.get("slack_id") else f"`{esc(p['email'])}`"
     if not p.get("user_id") and p.get("state") in (ASKED, CREATING, CREATED):
-        full = " ".join(n for n in (p.get("first"), p.get("last")) if n)
+        full = clip(" ".join(n for n in (p.get("first"), p.get("last")) if n), 100)
         who += f" — new account ({esc(full) + ', from Slack' if full else 'names unknown'})"
     if not show_state:
         return who
     state = p.get("state", ASKED)
-    why = f": {esc(p['why'])}" if p.get("why") else ""
+    why = f": {esc(clip(p['why'], 300))}" if p.get("why") else ""
     return f"{who} — *{_WORDS.get(state, esc(state))}*{why}"
 
 
 def people_blocks(req: AccessRequest, *, show_state: bool) -> list[dict]:
-    """The card's list of people (one line each; each person's state once the request is decided)."""
+    """The card's list of people: every person, one line each (with their state once the request is decided),
+    in as many sections as their lines need, each within Block Kit's 3,000 characters (a long reason or name
+    is cut, never a person left out: the approver sees everyone they grant)."""
     people = people_of(req)
-    lines = [_line(p, show_state=show_state) for p in people]
-    return [section(f"*People ({len(people)})*\n" + bullet_list(lines, limit=MAX_PEOPLE))]
+    texts = [f"*People ({len(people)})*"]
+    for p in people:
+        line = "• " + _line(p, show_state=show_state)
+        if len(texts[-1]) + 1 + len(line) > SECTION_MAX - 100:
+            texts.append(line)
+        else:
+            texts[-1] += "\n" + line
+    return [section(text) for text in texts]
 
 
 def outcome(people: list[dict]) -> str:

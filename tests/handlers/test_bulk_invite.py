@@ -265,3 +265,29 @@ def test_an_approver_among_the_people_cannot_approve_it(bolt, core, db, sandbox,
     assert core.service.get(req.id).state == PENDING and core.service.store.approver_ids(req.id) == []
     _click(bolt, slack, APPROVER, req.id)
     wait_for(lambda: core.service.get(req.id).state == APPROVED)
+
+
+def test_a_bulk_invite_polaris_refused_fails_with_retry_and_the_retry_adds_those_people(
+    bolt, core, db, sandbox, slack, groups
+):
+    """The one members POST is refused with a 400: the request fails (not applied), the card offers Retry, and
+    the Retry sends those people again (they were not settled as failed for good) and applies it."""
+    for email in ("pat@example.com", "kim@example.com"):
+        sandbox.create_user(email, "P", "L", groups=[], actions=[])
+    req, _ = _asked(bolt, slack, db, "invite pat@example.com kim@example.com Viewer onboarding")
+    _click(bolt, slack, APPROVER, req.id)
+    wait_for(lambda: core.service.get(req.id).state == APPROVED)
+    sandbox.add_fault(Fault(method="POST", path=MEMBERS_POST, status=400, times=1))
+    core.service.run_due()
+    failed = core.service.get(req.id)
+    assert failed.state == "failed" and "0 of 2 have the membership" in failed.outcome, failed.outcome
+    assert "retry_request" in _card(slack, req)
+    retry = click_body(slack, APPROVER, "retry_request", req.id)
+    assert dispatch(bolt, retry, signed_headers(retry)).status == 200
+    wait_for(lambda: core.service.get(req.id).state == APPROVED)
+    core.service.run_due()
+    done = core.service.get(req.id)
+    assert done.state == APPLIED and "2 of 2 have the membership" in done.outcome, done.outcome
+    assert len(sandbox.writes("POST", MEMBERS_POST)) == 1  # the Retry's (the refused one changed nothing)
+    for email in ("pat@example.com", "kim@example.com"):
+        assert groups["Viewer"] in [g["id"] for g in sandbox.find_user(email)["groups"]], email
