@@ -32,7 +32,6 @@ import logging
 import urllib.parse
 from typing import Any, Callable, Iterator
 
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_before_delay
 
 from .errors import PolarisError, PolarisUnavailable, PolarisWriteUnknown
 from .models import Group, Page, Permission, PolarisAuditEvent, User
@@ -179,13 +178,7 @@ class PolarisClient(PolarisTransport):
             state["put_sent"] = True
             return User.parse(self._json("PUT", f"/v1/users/{_seg(user_id)}", body=body, retry=False))
 
-        retrying = Retrying(
-            retry=retry_if_exception(lambda e: isinstance(e, PolarisUnavailable)),
-            stop=stop_after_attempt(self.max_attempts) | stop_before_delay(self.retry_seconds),
-            wait=self._wait,
-            reraise=True,
-        )
-        return retrying(cycle)
+        return self.retrying()(cycle)
 
     def request_password_reset(self, user_id: str, *, before_put: Callable[[User], None] | None = None) -> User:
         """Adds ``UPDATE_PASSWORD`` to the user's actions (guide, "Reset password"), keeping everything else;
@@ -294,13 +287,7 @@ class PolarisClient(PolarisTransport):
             state["put_sent"] = True
             return Group.parse(self._json("PUT", f"/v1/groups/{_seg(group_id)}", body=body, retry=False))
 
-        retrying = Retrying(
-            retry=retry_if_exception(lambda e: isinstance(e, PolarisUnavailable)),
-            stop=stop_after_attempt(self.max_attempts) | stop_before_delay(self.retry_seconds),
-            wait=self._wait,
-            reraise=True,
-        )
-        return retrying(cycle)
+        return self.retrying()(cycle)
 
     def delete_group(self, group_id: str) -> None:
         """``DELETE /v1/groups/{id}`` (200). Predefined groups are read-only (400)."""

@@ -138,13 +138,18 @@ class PolarisTransport:
             retry = method in ("GET", "PUT", "DELETE")
         if not retry:
             return self.transport(method, path, params, body, ok)
-        retrying = Retrying(
+        return self.retrying()(self.transport, method, path, params, body, ok)
+
+    def retrying(self) -> Retrying:
+        """The retry policy of every retried call (tenacity): on :class:`PolarisUnavailable` only, at most
+        ``max_attempts`` attempts within ``retry_seconds``, waiting the jittered exponential backoff or the
+        answer's ``Retry-After``, whichever is longer; the last error is raised as it is."""
+        return Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, PolarisUnavailable)),
             stop=stop_after_attempt(self.max_attempts) | stop_before_delay(self.retry_seconds),
             wait=self._wait,
             reraise=True,
         )
-        return retrying(self.transport, method, path, params, body, ok)
 
     def _json(self, method: str, path: str, *, expect_body: bool = True, **kw) -> Any:
         response = self.request(method, path, **kw)
