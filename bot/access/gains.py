@@ -1,9 +1,9 @@
 """What the approver grants: the group's permissions the person does not already have through other groups,
 read when the approval card is built (:class:`GainsReader`, used by :mod:`bot.access.notifications`).
 
-While a grant (``request``, ``invite``) is pending, or approved but not yet being applied, each build of its
-card reads Polaris: the person's user (``req.polaris_user_id``, else a search by email; none: a new account,
-everything is a gain) and ``GET /v1/users/{id}/effectivepermissions``, compared with the group's permissions by
+While a grant (``request``, ``invite``) is pending, or approved but not yet being applied, each sync of its
+cards reads Polaris once (:meth:`GainsReader.one_reading`): the person's user (``req.polaris_user_id``, else a
+search by email; none: a new account, everything is a gain) and ``GET /v1/users/{id}/effectivepermissions``, compared with the group's permissions by
 :func:`bot.grants.compare`. What was read is kept with the request (``plan["gains"]``, beside anything else the
 plan holds) and is what the card shows once the request is decided or being applied, when the person's
 effective permissions include the group itself and tell nothing more. Cards are built on a work lane or the
@@ -13,8 +13,11 @@ could not read what they already have.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import threading
+from collections.abc import Iterator
 from dataclasses import replace
 
 from .. import grants
@@ -46,6 +49,22 @@ class GainsReader:
 
     def __init__(self, ctx: Context, store: RequestStore):
         self.ctx, self.store = ctx, store
+        self._local = threading.local()  # .readings: {(request ID, group ID): Gains} inside one_reading
+
+    @contextlib.contextmanager
+    def one_reading(self) -> Iterator[None]:
+        """Within the block, on this thread, Polaris is read at most once per request and group: one sync of a
+        request's cards renders them again after a post (the row changed) and once per copy (the manager's),
+        and each showed the same reading for a second pair of Polaris calls. Nested blocks share the outer's
+        readings; a failed read is not kept (the next render tries again)."""
+        outer = getattr(self._local, "readings", None)
+        if outer is None:
+            self._local.readings = {}
+        try:
+            yield
+        finally:
+            if outer is None:
+                self._local.readings = None
 
     def kept(self, req: AccessRequest) -> Gains | None:
         """The reading kept with ``req`` (``None``: none yet)."""
@@ -74,11 +93,16 @@ class GainsReader:
         kept = self.kept(req)
         if not _live(req):
             return kept
+        readings = getattr(self._local, "readings", None)
         try:
-            gains = self._read(req, group)
+            gains = readings.get((req.id, group.id)) if readings is not None else None
+            if gains is None:
+                gains = self._read(req, group)
         except PolarisError as e:
             log.info("could not read effective permissions for request %s: %s", req.id, e.code)
             return kept or grants.unread(group.permissions, e.code or "error")
+        if readings is not None:
+            readings[(req.id, group.id)] = gains
         fresh = self.store.get(req.id)
         if fresh is None or not _live(fresh):  # applied meanwhile: what was read may include the group itself
             return self.kept(fresh) if fresh is not None else kept

@@ -87,7 +87,7 @@ class Notifications:
         claim, so one process at a time posts or edits a request's cards; a caller that cannot get it records
         what the card should show and the holder or the worker shows it. True when the channel card is
         current."""
-        with self.ctx.claims.hold(f"card:{request_id}", wait=wait) as got:
+        with self.gains.one_reading(), self.ctx.claims.hold(f"card:{request_id}", wait=wait) as got:
             if not got:
                 req = self.store.get(request_id)
                 if req is not None:

@@ -182,3 +182,18 @@ def test_a_manager_card_to_a_dm_channel_slack_no_longer_knows_is_posted_in_a_new
     channel, ts = core.slack.dm_card(REQUESTER, "a card", [])
     assert [m for m, _ in slack.calls].count("conversations.open") == 2
     assert slack.find_message(channel, ts) is not None
+
+
+def test_a_card_reads_what_the_person_has_once_per_sync(service, db, slack, sandbox, groups):
+    """The card is rendered again after it is posted (the request row changed) and for the manager's copy; each
+    render read the person's effective permissions again for the same answer (call_economy: 2 reads of
+    ``effectivepermissions`` and 2 searches per request command). One sync of the cards now reads once."""
+    sandbox.create_user("alice@example.com", "Alice", "Tester", groups=[groups["Viewer"]])
+    with counting(db, slack, sandbox) as c:
+        service.handle_command(REQUESTER, "request Data Analyst")
+        service.drain()
+    _report("request by someone with an account", c)
+    assert only_request(db).approval_ts
+    assert [p for p in c.polaris if p.endswith("/effectivepermissions")] == [
+        f"GET /v1/users/{sandbox.find_user('alice@example.com')['id']}/effectivepermissions"
+    ], c.polaris
