@@ -11,11 +11,10 @@ person at a time). Refusals are :class:`bot.commands.UsageError`.
 
 from __future__ import annotations
 
-from sqlalchemy import select
 
 from .. import durations, views
 from ..commands import Target, UsageError, check_reason, looks_like_person
-from ..models import INVITE, INVITE_MANY, OPEN_STATES, AccessRequest
+from ..models import INVITE, INVITE_MANY
 from ..polaris import Group
 from ..views import bulk
 from .authority import barred_reason
@@ -152,19 +151,6 @@ class BulkInvites:
 
     def _open_for(self, email: str, group: Group) -> str | None:
         """The short ID of an open request that would give ``email`` the membership of ``group``: a join or
-        one-person invite (:meth:`RequestStore.open_duplicate`) or another open bulk invite naming them."""
-        dup = self.submission.store.open_duplicate(INVITE, email, group.id)
-        if dup is not None:
-            return dup.id[:8]
-        with self.ctx.db.session() as s:
-            others = s.scalars(
-                select(AccessRequest).where(
-                    AccessRequest.kind == INVITE_MANY,
-                    AccessRequest.state.in_(OPEN_STATES),
-                    AccessRequest.group_id == group.id,
-                )
-            )
-            for other in others:
-                if any(p["email"] == email.lower() for p in bulk.people_of(other)):
-                    return other.id[:8]
-        return None
+        one-person invite, or another open bulk invite naming them (:meth:`Submission.open_grant_of`)."""
+        dup = self.submission.open_grant_of(INVITE, email, group.id)
+        return dup.id[:8] if dup is not None else None

@@ -14,13 +14,15 @@ import datetime as dt
 import json
 import uuid
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from .. import durations, privilege, views
 from ..commands import Target, UsageError, check_reason, clean
-from ..models import INVITE, JOIN, PENDING, RESET_PASSWORD, AccessRequest
+from ..models import INVITE, INVITE_MANY, JOIN, OPEN_STATES, PENDING, RESET_PASSWORD, AccessRequest
 from ..polaris import Group
 from ..slack import SlackIdentity
+from ..views.bulk import people_of
 from .approvers import Approvers
 from .authority import barred_reason
 from .context import Context
@@ -89,10 +91,27 @@ class Submission:
         """``email`` holds ``group`` on a lease (a new grant would extend it, or make it permanent)."""
         return self.leases.live_for(email, group.id) is not None
 
+    def open_grant_of(self, kind: str, email: str, group_id: str | None) -> AccessRequest | None:
+        """An open request that would already do what a new ``kind`` request for ``email`` and ``group_id`` asks:
+        :meth:`RequestStore.open_duplicate`, or, for a grant (join, invite), an open bulk invite to the group
+        whose plan names ``email`` (a bulk invite's ``target_email`` is only its label). ``None`` when none."""
+        dup = self.store.open_duplicate(kind, email, group_id)
+        if dup is not None or kind not in (JOIN, INVITE) or not group_id:
+            return dup
+        with self.ctx.db.session() as s:
+            bulks = s.scalars(
+                select(AccessRequest).where(
+                    AccessRequest.kind == INVITE_MANY,
+                    AccessRequest.state.in_(OPEN_STATES),
+                    AccessRequest.group_id == group_id,
+                )
+            )
+            return next((b for b in bulks if any(p["email"] == email.lower() for p in people_of(b))), None)
+
     def _check_duplicate(self, kind: str, email: str, group_id: str | None) -> None:
         if not self.check_duplicates:
             return
-        dup = self.store.open_duplicate(kind, email, group_id)
+        dup = self.open_grant_of(kind, email, group_id)
         if dup is not None:
             raise UsageError(
                 f"There is already an open request for that (request `{dup.id[:8]}`, "

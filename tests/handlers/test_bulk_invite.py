@@ -291,3 +291,19 @@ def test_a_bulk_invite_polaris_refused_fails_with_retry_and_the_retry_adds_those
     assert len(sandbox.writes("POST", MEMBERS_POST)) == 1  # the Retry's (the refused one changed nothing)
     for email in ("pat@example.com", "kim@example.com"):
         assert groups["Viewer"] in [g["id"] for g in sandbox.find_user(email)["groups"]], email
+
+
+def test_a_one_person_invite_or_a_join_is_refused_while_an_open_bulk_invite_names_them(
+    bolt, core, db, sandbox, slack, three
+):
+    """The reverse of the bulk invite's own check: once a bulk invite for Viewer names pat and dana, a one-person
+    invite of pat, or dana asking to join herself, would be a second grant of the same membership (found in the
+    review: only the bulk invite looked for the other)."""
+    req, _ = _asked(bolt, slack, db, three)
+    again = _command(bolt, slack, REQUESTER, "invite pat@example.com Viewer to be sure")
+    assert "already an open request" in again and req.id[:8] in again, again
+    own = _command(bolt, slack, "U0DANA", "request Viewer dashboards")
+    assert "already an open request" in own and req.id[:8] in own, own
+    assert [r.kind for r in _requests(db)] == [INVITE_MANY]
+    # someone the bulk invite does not name is not held up by it
+    assert "went to the approvers" in _command(bolt, slack, REQUESTER, "invite other.person@example.com Viewer")
