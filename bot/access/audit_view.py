@@ -10,13 +10,14 @@ but the audit row of a refusal (the command itself is audited by admission). Wit
 
 from __future__ import annotations
 
+import json
 import math
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 
 from .. import views
 from ..commands import Command, UsageError
-from ..models import GRANTS, AccessRequest, Approval, AuditEvent, Lease
+from ..models import GRANTS, INVITE_MANY, AccessRequest, Approval, AuditEvent, Lease
 from ..polaris import normalize_group_name
 from .context import Context
 from .queries import Queries
@@ -32,7 +33,8 @@ class AuditView:
         self.ctx, self.queries = ctx, queries
 
     def show(self, user_id: str, cmd: Command) -> Reply:
-        """The page ``cmd.page`` of the trail of ``cmd.target`` (a person) or ``cmd.rest`` (a group). Raises
+        """The page ``cmd.page`` of the trail of ``cmd.target`` (a person: what they asked, what was asked for them,
+        the bulk invites naming them) or ``cmd.rest`` (a group). Raises
         :class:`bot.commands.UsageError` for an unknown group or person; Polaris errors propagate (to
         :func:`bot.access.errors.guarded`)."""
         if user_id not in self.ctx.settings.admins:
@@ -53,8 +55,14 @@ class AuditView:
         else:
             email = self.queries.email_for(user_id, cmd.target)
             subject = email
+            named = and_(  # a bulk invite's target is a label; its plan names each person (bot/views/bulk.py)
+                AccessRequest.kind == INVITE_MANY,
+                AccessRequest.plan.contains(f'"email": {json.dumps(email)}', autoescape=True),
+            )
             where = or_(
-                func.lower(AccessRequest.target_email) == email, func.lower(AccessRequest.requester_email) == email
+                func.lower(AccessRequest.target_email) == email,
+                func.lower(AccessRequest.requester_email) == email,
+                named,
             )
             holds = self._person_holds(email)
         total, rows, facts = self._page(where, cmd.page)
@@ -125,7 +133,7 @@ class AuditView:
         """``holds(req)`` -> True/False (the membership is in Polaris now) or None (not a membership)."""
         user = self.ctx.polaris.find_user_by_email(email)
         groups = user.group_ids if user is not None else set()
-        return lambda req: (req.group_id in groups) if req.kind in GRANTS and req.group_id else None
+        return lambda req: (req.group_id in groups) if req.kind in (*GRANTS, INVITE_MANY) and req.group_id else None
 
     def _group_holds(self, group_id: str):
         emails: set[str] = set()
@@ -152,7 +160,7 @@ def _request_text(req: AccessRequest, facts: dict, holds) -> str:
     """One request as mrkdwn (everything people or Polaris wrote escaped)."""
     state = views.STATE_LABEL.get(req.state, req.state)
     lines = [
-        f"*{views.esc(req.kind)}*: {views.kind_phrase(req)}; *{views.esc(state)}*",
+        f"*{views.esc(req.kind)}*: {views.kind_phrase(req)}; *{views.esc(state)}* (request `{req.id[:8]}`)",
         f"Asked by {views.mention(req.requester_id)} on {_when(req.created_at)}"
         + (f": _{views.esc(views.clip(req.reason, 300))}_" if req.reason else " (no reason given)"),
     ]

@@ -125,3 +125,19 @@ def test_an_unknown_group_and_bad_input_get_a_sentence(service, db, groups):
     assert "Nonexistent" in service.handle_command(ADMIN, "audit Nonexistent").text
     with pytest.raises(UsageError, match="page"):
         parse("audit Viewer page x")
+
+
+def test_a_persons_trail_includes_the_bulk_invites_that_named_them(service, db, sandbox, groups):
+    """A bulk invite's ``target_email`` is a label ("2 people: …"), so ``audit <email>`` of someone it named found
+    nothing (review finding); the person's plan entry is what names them."""
+    sandbox.create_user("pat@example.com", "Pat", "Lee", groups=[], actions=[])
+    reply = service.handle_command(REQUESTER, "invite pat@example.com dana@example.org Viewer onboarding")
+    assert "went to the approvers" in reply.text, reply.text
+    req = only_request(db)
+    service.decide(req.id, APPROVER, approve=True)
+    service.run_due()
+    body = text_of(service.handle_command(ADMIN, "audit pat@example.com"))
+    assert "Audit: pat@example.com" in body and req.id[:8] in body, body
+    assert f"Asked by <@{REQUESTER}>" in body and "_onboarding_" in body
+    assert "Holds in Polaris today: yes" in body
+    assert "No access requests" in service.handle_command(ADMIN, "audit pa@example.com").text  # no prefix match
