@@ -55,9 +55,10 @@ class BulkSide:
         return bulk.outcome(people), None
 
     def announce(self, req: AccessRequest, notifications) -> None:
-        """Once ``req`` is applied: each person with a Slack account (not the requester) who has the membership
-        is told, through ``notifications`` (:class:`bot.access.notifications.Notifications`, the delivery
-        ledger: once each, retried)."""
+        """Once ``req`` is applied, or has failed after giving some people the membership: each person with a
+        Slack account (not the requester) who has it is told, through ``notifications``
+        (:class:`bot.access.notifications.Notifications`, the delivery ledger: once each, retried; a Retry
+        that applies it later tells only those not told before)."""
         for p in bulk.people_of(req):
             if p.get("slack_id") and p["slack_id"] != req.requester_id and p.get("state") in bulk.DONE:
                 notifications.dm(req.id, p["slack_id"], "applied", bulk.invitee_note(req, p))

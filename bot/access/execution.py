@@ -381,5 +381,8 @@ class Execution:
                 session=s,
             )
         self.notifications.refresh_card(req.id)
-        self.notifications.notify_requester(self.store.get(req.id))
+        failed = self.store.get(req.id)
+        self.notifications.notify_requester(failed)
+        if req.kind == INVITE_MANY:  # those it did give the membership before Polaris refused another are told
+            self.bulk.announce(failed, self.notifications)
         return False

@@ -307,3 +307,32 @@ def test_a_one_person_invite_or_a_join_is_refused_while_an_open_bulk_invite_name
     assert [r.kind for r in _requests(db)] == [INVITE_MANY]
     # someone the bulk invite does not name is not held up by it
     assert "went to the approvers" in _command(bolt, slack, REQUESTER, "invite other.person@example.com Viewer")
+
+
+def test_a_bulk_invite_that_fails_part_way_tells_those_it_did_add_once(bolt, core, db, sandbox, slack, groups):
+    """kim (a workspace member with an account) is added by the members POST; dana's account is refused by
+    Polaris, so the request fails. kim has the membership and is told at once (before, only an applied bulk
+    invite told anyone: kim heard nothing unless a Retry succeeded); the Retry that creates dana does not tell
+    kim again."""
+    slack.add_user("U0KIM", "kim", "kim@example.com", first_name="Kim", last_name="Park")
+    slack.add_user("U0DANA", "dana", "dana.reyes@example.com", first_name="Dana", last_name="Reyes")
+    sandbox.create_user("kim@example.com", "Kim", "Park", groups=[], actions=[])
+    req, _ = _asked(bolt, slack, db, "invite <@U0KIM> <@U0DANA> Viewer onboarding")
+    _click(bolt, slack, APPROVER, req.id)
+    wait_for(lambda: core.service.get(req.id).state == APPROVED)
+    sandbox.add_fault(Fault(method="POST", path=r"^/v1/users$", status=400, times=1))
+    core.service.run_due()
+    core.service.drain()
+    failed = core.service.get(req.id)
+    assert failed.state == "failed" and "1 of 2 have the membership" in failed.outcome, failed.outcome
+    told = [t for t in dms(slack, "U0KIM") if "you are now a member of *Viewer*" in t]
+    assert len(told) == 1, dms(slack, "U0KIM")
+    assert not dms(slack, "U0DANA")
+    retry = click_body(slack, APPROVER, "retry_request", req.id)
+    assert dispatch(bolt, retry, signed_headers(retry)).status == 200
+    wait_for(lambda: core.service.get(req.id).state == APPROVED)
+    core.service.run_due()
+    core.service.drain()
+    assert core.service.get(req.id).state == APPLIED
+    assert len([t for t in dms(slack, "U0KIM") if "Viewer" in t]) == 1, dms(slack, "U0KIM")
+    assert [t for t in dms(slack, "U0DANA") if "a Polaris account was created for you in *Viewer*" in t]
