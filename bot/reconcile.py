@@ -32,22 +32,16 @@ from .claims import Claims
 from .db import Database
 from .models import (
     APPLIED,
-    INVITE,
-    INVITE_MANY,
-    JOIN,
     LEASE_ENDED,
     LEASE_PENDING,
-    LEAVE,
-    OFFBOARD,
-    REMOVE,
     AccessRequest,
     Lease,
     ReconcileBaseline,
     ScheduleMark,
 )
+from .reconcile_effects import account_effects, membership_effects
 from .reconcile_events import readded
 from .polaris import PolarisAuthError, PolarisClient, PolarisError, User
-from .views import bulk
 
 log = logging.getLogger(__name__)
 
@@ -216,11 +210,10 @@ class Reconciler:
                 elif row.kind == "account" and row.enabled is not None:
                     note(accounts, row.email.lower(), _Belief(row.taken_at, row.enabled, "baseline"))
             for req in s.scalars(select(AccessRequest).where(AccessRequest.state == APPLIED)):
-                for key, member in _request_effects(req):
+                for key, member in membership_effects(req):
                     note(members, key, _Belief(req.applied_at or req.updated_at, member, "bot"))
-                enabled = req.account_enabled_after()  # a grant, an offboarding or a user update
-                if enabled is not None:
-                    note(accounts, req.target_email.lower(), _Belief(req.applied_at or req.updated_at, enabled, "bot"))
+                for email, enabled in account_effects(req):  # a grant, a bulk invite, an offboarding, a user update
+                    note(accounts, email, _Belief(req.applied_at or req.updated_at, enabled, "bot"))
             for lease in s.scalars(select(Lease)):
                 belief = _lease_belief(lease)
                 if belief is not None:
@@ -349,37 +342,6 @@ def _after_baseline(members: dict, accounts: dict, baseline_at: dt.datetime) -> 
     for key, belief in list(accounts.items()):
         if belief.at < baseline_at and belief.source != "baseline":
             del accounts[key]
-
-
-def _request_effects(req: AccessRequest) -> list[tuple[tuple[str, str], bool]]:
-    """The memberships an applied request made (True) or took away (False)."""
-    email = req.target_email.lower()
-    if req.kind in (JOIN, INVITE) and req.group_id:
-        if req.duration_seconds:  # a time-bound grant: its lease says what holds
-            return []
-        return [((email, req.group_id), True)]
-    if req.kind == INVITE_MANY and req.group_id:  # a bulk invite: each person who got the membership
-        return [((p["email"], req.group_id), True) for p in bulk.people_of(req) if p.get("state") in bulk.DONE]
-    if req.kind in (LEAVE, REMOVE) and req.group_id:
-        return [((email, req.group_id), False)]
-    if req.kind == OFFBOARD:
-        return [((email, gid), False) for gid in _plan_groups(req.plan)]
-    return []
-
-
-def _plan_groups(plan: str | None) -> list[str]:
-    """Group IDs named in a removal plan (JSON: ``{"groups": [id | {"id": …}, …]}``; anything else: none)."""
-    try:
-        data = json.loads(plan or "null")
-    except ValueError:
-        return []
-    groups = data.get("groups") if isinstance(data, dict) else None
-    out = []
-    for g in groups or ():
-        gid = g.get("id") if isinstance(g, dict) else g
-        if isinstance(gid, str) and gid:
-            out.append(gid)
-    return out
 
 
 def _lease_belief(lease: Lease) -> _Belief | None:

@@ -319,3 +319,24 @@ def test_what_a_bulk_invite_granted_is_no_drift(reconciler, service, sandbox, gr
     service.run_due()
     assert service.get(req.id).state == "applied"
     assert kinds(reconciler.run()) == []
+
+
+def test_accounts_a_bulk_invite_created_are_the_bots_and_disabling_one_outside_is_reported(
+    reconciler, service, sandbox, groups, db
+):
+    """A bulk invite's target is a label ("2 people: …"), so the accounts it created were in no account list:
+    reconcile could not tell one disabled outside the bot (review finding). Each person it gave the membership
+    is now an account the bot believes enabled."""
+    reconciler.take_baseline()
+    reply = service.handle_command(REQUESTER, "invite dana@example.org sam@example.org Viewer onboarding")
+    assert "went to the approvers" in reply.text, reply.text
+    req = only_request(db)
+    service.decide(req.id, APPROVER, approve=True)
+    service.run_due()
+    assert service.get(req.id).state == "applied"
+    assert kinds(reconciler.run()) == []  # both accounts and memberships are the bot's
+    dana = sandbox.find_user("dana@example.org")
+    with outside(sandbox) as console:
+        console.update_user(dana["id"], lambda body: body.update(enabled=False))
+    report = reconciler.run()
+    assert kinds(report) == [("account_disabled", "dana@example.org", None)]
