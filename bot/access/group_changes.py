@@ -114,7 +114,7 @@ class GroupChanges:
             listed = self.ctx.polaris.list_permissions()
         catalogue = {p.name.lower(): p for p in listed}
         chosen: list[Permission] = []
-        for raw in names:
+        for raw in (part for name in names for part in name.split(",") if part.strip()):  # "A, B" is A and B
             known = catalogue.get(raw.strip().lower())
             if known is None:
                 near = difflib.get_close_matches(raw.lower(), list(catalogue), n=3, cutoff=0.5)
@@ -130,10 +130,10 @@ class GroupChanges:
             else:
                 scope = ("projects/*",) if projects is None else tuple(f"projects/{p}" for p in projects)
                 chosen.append(Permission(known.name, scope))
-        if projects and not any(p.resources for p in chosen):
-            raise UsageError("Projects apply to project-scoped permissions only; none of these is one.")
         if not chosen:
             raise UsageError("Choose at least one permission: a group without any grants nothing.")
+        if projects and not any(p.resources for p in chosen):
+            raise UsageError("Projects apply to project-scoped permissions only; none of these is one.")
         return chosen
 
     def project_ids(self, typed: list[str]) -> list[str]:
@@ -163,8 +163,21 @@ class GroupChanges:
         projects = words[cut + 1 :] if cut < len(words) else None
         if projects == []:
             raise UsageError("Which projects? Name them after `in`. " + CREATE_USAGE)
+        if cut == 1:
+            raise UsageError("Name at least one permission after the group's name. " + CREATE_USAGE)
         ids = self.project_ids(projects) if projects else None
-        return self.ask_create(user_id, words[0], self.permissions(words[1:cut], ids))
+        listed = self.ctx.polaris.list_permissions()
+        try:
+            permissions = self.permissions(words[1:cut], ids, listed)
+        except UsageError as e:
+            first = words[1].strip(",")
+            if cut > 2 and first.lower() not in {p.name.lower() for p in listed}:  # `create-group Sales Readers …`
+                raise UsageError(
+                    f"{e} If `{first.replace('`', chr(39))[:80]}` is part of the group's name, put the name in "
+                    f'quotes: `/polaris create-group "{views.esc(words[0][:80])} {views.esc(first[:80])}" …`.'
+                ) from None
+            raise
+        return self.ask_create(user_id, words[0], permissions)
 
     def ask_create(self, user_id: str, name: str, permissions: list[Permission]) -> Reply:
         """A request to create the group ``name`` with ``permissions`` (checked: the name is free now)."""

@@ -10,7 +10,7 @@ import pytest
 from bot.commands import UsageError
 from bot.models import APPLIED, APPROVED, CREATE_GROUP, DELETE_GROUP, EDIT_GROUP
 from standins.polaris_sandbox import DEMO_PROJECT_IDS, Fault
-from tests.bot.access.helpers import audit_actions, only_request
+from tests.bot.access.helpers import audit_actions, only_request, only_request_count
 from tests.conftest import ADMIN, APPROVER, APPROVER2, Clock, make_settings
 
 
@@ -136,3 +136,24 @@ def test_an_edit_that_would_grant_a_privileged_permission_needs_two_organization
     service.run_due()
     assert service.get(req.id).state == APPLIED
     assert {"name": "AdministerUsers"} in sandbox.get_group(gid)["permissions"]
+
+
+@pytest.mark.parametrize(
+    "typed, says",
+    [
+        # found in the new-user trial: each gave a message about something else
+        ('create-group "Team X" in demo', "Name at least one permission after the group's name"),
+        ("create-group Sales Readers ViewTables", 'put the name in quotes: `/polaris create-group "Sales Readers" …`'),
+        ("create-group Sales ViewTabels", "Did you mean `ViewTables`"),  # a typo still gets the nearest names
+    ],
+)
+def test_typed_create_group_mistakes_say_what_is_wrong(service, db, groups, typed, says):
+    reply = service.handle_command(ADMIN, typed)
+    assert says in reply.text, reply.text
+    assert only_request_count(db) == 0
+
+
+def test_typed_create_group_takes_permissions_separated_by_commas(service, db, groups):
+    reply = service.handle_command(ADMIN, 'create-group "Team X" ViewTables, AccessQueries')
+    assert "went to the admins" in reply.text, reply.text
+    assert "ViewTables" in only_request(db).plan and "AccessQueries" in only_request(db).plan
