@@ -223,7 +223,9 @@ def ask_phrase(req: AccessRequest) -> str:
 
 def permission_lines(permissions: Iterable[Permission], labels: Mapping[str, str] | None = None) -> list[str]:
     """One escaped line per permission, grouped by resource scope (organization-level first). ``labels``:
-    resource -> the words shown for it (a project's name); a resource without one is shown as its string."""
+    resource -> the words shown for it (a project's name); a resource without one is shown as its string, but
+    ``projects/*``, which is *all projects*. A scope of more than 12 permissions takes several lines, the later
+    ones marked "(continued)"."""
     labels = labels or {}
     by_scope: dict[str, list[str]] = defaultdict(list)
     for p in permissions:
@@ -234,8 +236,9 @@ def permission_lines(permissions: Iterable[Permission], labels: Mapping[str, str
     for scope in sorted(by_scope, key=lambda s: (s != "organization", s)):
         names = sorted(set(by_scope[scope]))
         label = "Organization" if scope == "organization" else f"`{esc(scope)}`"
-        if scope in labels:
-            label = f"*{esc(labels[scope])}*"
+        if scope in labels or scope == "projects/*":
+            label = f"*{esc(labels.get(scope, 'all projects'))}*"
         for start in range(0, len(names), 12):  # long scopes become several lines, so a cut list still shows names
-            out.append(f"{label}: {esc(', '.join(names[start : start + 12]))}")
+            more = " (continued)" if start else ""
+            out.append(f"{label}{more}: {esc(', '.join(names[start : start + 12]))}")
     return out

@@ -379,6 +379,17 @@ class TestApprovalCardStates:
         assert "Organization: ViewDashboards" in rendered
         assert "`projects/p1`: ManageTables" in rendered
 
+    def test_grants_on_every_project_say_all_projects_and_a_long_list_says_it_continues(self):
+        """A bulk invite's card (no gains) showed `projects/*` and, for Organization Admin, the same label on
+        three lines (new-user trial)."""
+        names = [f"Perm{i:02d}" for i in range(30)]
+        group = Group("g-1", "Big", permissions=tuple(Permission(n, resources=("projects/*",)) for n in names))
+        _, blocks = approval_card(make_request(), group=group)
+        rendered = "\n".join(all_texts(blocks))
+        assert "projects/*" not in rendered
+        assert "*all projects*: Perm00" in rendered
+        assert rendered.count("*all projects* (continued): ") == 2
+
     def test_reset_password_has_no_grants(self):
         group = Group("g-1", "Data Analyst", permissions=(Permission("ViewDashboards"),))
         _, blocks = approval_card(make_request(kind=RESET_PASSWORD, group_name=None), group=group)
