@@ -235,7 +235,7 @@ def looks_like_person(word: str) -> bool:
 def _invite(name: str, rest: str) -> Command:
     """``invite <email | @user> [<email | @user> ...] <group> [reason]``: the group is the first word that is
     not an email or mention after the first word (always a person); the first person is ``target``, any others are ``others`` (in the order typed,
-    repeats dropped)."""
+    repeats kept: the invite drops them by email and says who was named twice)."""
     words = rest.split(" ")
     if not rest or len(words) < 2:
         raise UsageError("Usage: `/polaris invite <email> <group> [reason]`.")
@@ -245,8 +245,7 @@ def _invite(name: str, rest: str) -> Command:
     after = " ".join(words).strip()
     if not after:
         raise UsageError("Usage: `/polaris invite <email> <group> [reason]`.")
-    unique = list(dict.fromkeys(people))
-    return Command(name, target=unique[0], rest=after, others=tuple(unique[1:]))
+    return Command(name, target=people[0], rest=after, others=tuple(people[1:]))
 
 
 def _leave(name: str, rest: str) -> Command:

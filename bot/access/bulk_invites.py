@@ -50,14 +50,34 @@ class BulkInvites:
         self.queries, self.submission = queries, submission
         self.ctx = submission.ctx
 
-    def distinct(self, user_id: str, people: list[Target]) -> list[Target]:
-        """``people`` (in the order typed) with anyone named twice (an @mention and their email) kept once, by
-        the email each resolves to (:meth:`Queries.email_for`). Raises :class:`UsageError` for an unknown
-        Slack user."""
+    def distinct(self, user_id: str, people: list[Target]) -> tuple[list[Target], list[str]]:
+        """(``people`` in the order typed with anyone named twice, an @mention and their email or one email in
+        two spellings, kept once, by the email each resolves to (:meth:`Queries.email_for`); the emails named
+        more than once, for the answer to say so). Raises :class:`UsageError` for an unknown Slack user."""
         seen: dict[str, Target] = {}
+        twice: list[str] = []
         for target in people:
-            seen.setdefault(self.queries.email_for(user_id, target), target)
-        return list(seen.values())
+            email = self.queries.email_for(user_id, target)
+            if email in seen and email not in twice:
+                twice.append(email)
+            seen.setdefault(email, target)
+        return list(seen.values()), twice
+
+    def stray_before_group(self, rest: str) -> UsageError | None:
+        """For the words after an invite's people that name no group: when all but the first word name a group
+        (``a@x not-an-email Viewer``), the refusal naming that first word, neither an email nor an @mention;
+        else ``None``."""
+        words = rest.split()
+        if len(words) < 2 or looks_like_person(words[0]):
+            return None
+        try:
+            self.queries.group_and_rest(" ".join(words[1:]))
+        except UsageError:
+            return None
+        return UsageError(
+            f"`{words[0].replace('`', chr(39))[:80]}` is neither an email nor an @mention, so nothing was asked: "
+            "name each person by email or @mention, then the group."
+        )
 
     def invite(self, user_id: str, people: list[Target], group: Group, rest: str) -> Reply:
         """``people`` (two or more, in the order typed) invited to ``group``; ``rest`` the words after the group

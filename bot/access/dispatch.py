@@ -5,6 +5,7 @@ to :func:`bot.access.errors.guarded`, which the facade wraps around this.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 from .. import views
@@ -117,15 +118,22 @@ class Dispatch:
         try:
             group, rest = self.queries.group_and_rest(cmd.rest)
         except UsageError as e:  # `a@x not-an-email b@y Viewer`: the word that is no person, not "no such group"
-            stray = stray_word(cmd.rest)
+            stray = stray_word(cmd.rest) or self.bulk.stray_before_group(cmd.rest)
             if stray is None:
                 raise
             raise stray from e
-        people = self.bulk.distinct(user_id, [cmd.target, *cmd.others]) if cmd.others else [cmd.target]
+        people, twice = self.bulk.distinct(user_id, [cmd.target, *cmd.others]) if cmd.others else ([cmd.target], [])
         if len(people) > 1:  # several people: one bulk invite (bot/access/bulk_invites.py)
-            return self.bulk.invite(user_id, people, group, rest)
-        duration, reason = split_duration(rest)
-        return self.requests.request_invite(user_id, people[0], group.name, check_reason(reason), duration=duration)
+            reply = self.bulk.invite(user_id, people, group, rest)
+        else:
+            duration, reason = split_duration(rest)
+            reply = self.requests.request_invite(
+                user_id, people[0], group.name, check_reason(reason), duration=duration
+            )
+        if twice:
+            named = ", ".join(f"`{views.esc(e)}`" for e in twice)
+            reply = dataclasses.replace(reply, text=f"{reply.text} Named more than once, asked for once: {named}.")
+        return reply
 
     def _create_group(self, user_id: str, cmd: Command) -> Reply:
         if not cmd.rest:  # the form opens from the slash command's trigger_id (handlers); typed here: usage

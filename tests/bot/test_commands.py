@@ -620,9 +620,12 @@ class TestInviteSeveralPeople:
         assert cmd.others == (Target(user_id="U0BOB"), Target(email="c@x.org"))
         assert cmd.rest == "Data Analyst for 2h onboarding"
 
-    def test_a_person_named_twice_counts_once(self):
+    def test_a_person_named_twice_is_kept_for_the_invite_to_count(self):
+        # kept by the parser: the invite counts them once by email and says who was named twice
         cmd = parse("invite a@x.org A@x.org Viewer")
-        assert cmd == Command("invite", target=Target(email="a@x.org"), rest="Viewer")
+        assert cmd == Command(
+            "invite", target=Target(email="a@x.org"), rest="Viewer", others=(Target(email="a@x.org"),)
+        )
 
     def test_people_and_no_group_is_a_usage_error(self):
         with pytest.raises(UsageError, match="Usage: `/polaris invite"):

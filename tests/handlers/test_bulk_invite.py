@@ -336,3 +336,21 @@ def test_a_bulk_invite_that_fails_part_way_tells_those_it_did_add_once(bolt, cor
     assert core.service.get(req.id).state == APPLIED
     assert len([t for t in dms(slack, "U0KIM") if "Viewer" in t]) == 1, dms(slack, "U0KIM")
     assert [t for t in dms(slack, "U0DANA") if "a Polaris account was created for you in *Viewer*" in t]
+
+
+def test_someone_named_twice_is_asked_for_once_and_the_answer_says_so(bolt, core, db, sandbox, slack, groups):
+    """New-user trial: ``invite e1 e2 e1 Viewer`` gave a card for 2 people and ``e3 E3`` a one-person invite, with no
+    word about the repeat."""
+    req, reply = _asked(bolt, slack, db, "invite e1@x.com e2@x.com e1@x.com Viewer team")
+    assert "Named more than once, asked for once: `e1@x.com`." in reply, reply
+    assert list(_people(core, req.id)) == ["e1@x.com", "e2@x.com"]
+    one = _command(bolt, slack, REQUESTER, "invite e3@x.com E3@X.com Viewer team")
+    assert "went to the approvers" in one and "Named more than once, asked for once: `e3@x.com`." in one, one
+
+
+def test_a_word_that_is_no_person_before_the_group_is_named(bolt, core, db, sandbox, slack, groups):
+    """New-user trial: ``invite e4@x.com bad-email Viewer team`` said there is no group `bad-email Viewer team`."""
+    answer = _command(bolt, slack, REQUESTER, "invite e4@x.com bad-email Viewer team")
+    assert "`bad-email` is neither an email nor an @mention, so nothing was asked" in answer, answer
+    assert "There is no Polaris group called" in _command(bolt, slack, REQUESTER, "invite e4@x.com Viewr team")
+    assert _requests(db) == []
