@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from .. import privilege
 from ..audit import audit_context
+from ..commands import UsageError
 from ..models import (
     ADMIN_DECIDED,
     CREATE_GROUP,
@@ -141,6 +142,24 @@ class Approvers:
             ids |= self._members(rule.escalate_to, req, memo)
         ids.discard(req.requester_id)
         return ids
+
+    def check_decidable(self, req: AccessRequest) -> None:
+        """Refuse (:class:`UsageError`, nothing saved) a new request fewer people could ever decide than it needs
+        (``approvals_required``): who may decide it (:meth:`approver_ids`, with the rule's ``escalate_to``, who
+        decide once it escalates) but the requester and anyone it is for (its person, a bulk invite's people),
+        who never decide it. Whether each is an Organization Admin member (a privileged group) is checked at the
+        click; this counts who could be. :class:`SlackError` propagates (a Slack user group not read)."""
+        memo: dict[str, list[str]] = {}
+        ids = self.approver_ids(req, memo) | self._members(self.rule_of(req).escalate_to, req, memo)
+        ids -= {req.requester_id, req.target_slack_id, *(p.get("slack_id") for p in bulk.people_of(req))}
+        if len(ids) >= req.approvals_required:
+            return
+        who = f"only {len(ids)} other person" if ids else "nobody else"
+        raise UsageError(
+            f"Nobody could approve this: it needs {req.approvals_required} approval"
+            f"{'s' * (req.approvals_required > 1)}, and {who} may decide it (never the requester, nor the person it "
+            "is for). Nothing was asked; an admin can add approvers (APPROVERS, ADMINS or the policy file)."
+        )
 
     def _members(self, entries, req: AccessRequest, memo: dict[str, list[str]]) -> set[str]:
         """The user IDs ``entries`` name: users, the members of user groups (read now), the manager."""

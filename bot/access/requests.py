@@ -302,6 +302,8 @@ class Submission:
             card_stale=False,
             attempts=0,
         )
+        if not auto:
+            self.approvers.check_decidable(req)  # nobody could approve it: refused now, not pending until it expires
         # The open-request limit is counted and the row inserted under one claim per requester, so requests
         # sent at the same moment (any process) cannot slip past the limit together.
         with ctx.claims.hold(f"requester:{requester.id}", wait=10.0) as got:

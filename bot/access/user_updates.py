@@ -178,6 +178,7 @@ class UserUpdates:
         if dup is not None:
             raise UsageError(f"There is already an open request for {views.kind_phrase(dup)} (request `{dup.id[:8]}`).")
         req = self._new(identity, email, slack_id, user, change, lines)
+        self.approvers.check_decidable(req)  # the person it is for and the requester never decide it
         try:
             with self.ctx.db.session() as s:
                 self.store.insert(req, session=s)
