@@ -168,9 +168,10 @@ def change_blocks(req: AccessRequest, plan: Mapping) -> list[dict]:
 
 def offered(permissions: Sequence[Permission]) -> tuple[list[Permission], list[Permission]]:
     """The permissions the group form offers: (organization-level, project-scoped), at most
-    :data:`OPTIONS_MAX` of each, in the order ``GET /v1/permissions`` lists them."""
-    org = [p for p in permissions if not p.resources][:OPTIONS_MAX]
-    return org, [p for p in permissions if p.resources][:OPTIONS_MAX]
+    :data:`OPTIONS_MAX` of each, by name as ``/polaris permissions`` lists them (``GET /v1/permissions`` has its
+    own order)."""
+    ordered = sorted(permissions, key=lambda p: p.name.lower())
+    return [p for p in ordered if not p.resources][:OPTIONS_MAX], [p for p in ordered if p.resources][:OPTIONS_MAX]
 
 
 def _project_options(projects: Mapping[str, str], chosen: Sequence[str]) -> list[dict]:

@@ -214,6 +214,9 @@ def test_create_group_form_errors_in_the_form_then_a_card(bolt, core, slack, san
     assert "AdministerUsers" in shown and "analytics" in shown and view["callback_id"] == "group_modal"
     select = view["blocks"][1]["element"]
     assert all(len(g["options"]) <= 100 for g in select["option_groups"])
+    for group in select["option_groups"]:  # by name, as `/polaris permissions` lists them (new-user trial)
+        names = [o["value"] for o in group["options"]]
+        assert names == sorted(names, key=str.lower), names
     response = dispatch(bolt, _submission(view, ADMIN, "  ", [], "chosen"))
     errors = json.loads(response.body)["errors"]
     assert set(errors) == {"group_name", "group_permissions", "group_projects"}
