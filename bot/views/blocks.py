@@ -242,3 +242,12 @@ def permission_lines(permissions: Iterable[Permission], labels: Mapping[str, str
             more = " (continued)" if start else ""
             out.append(f"{label}{more}: {esc(', '.join(names[start : start + 12]))}")
     return out
+
+
+def user_label(user, *, bold: bool = False) -> str:
+    """A Polaris user as lookups show them (escaped): ``Alice Tester (`alice@x.com`)``, the name in bold when
+    ``bold``; a user with no names is their username alone (not ``a@x.com (`a@x.com`)``)."""
+    named = " ".join(p for p in (user.first_name, user.last_name) if p)
+    if not named:
+        return f"`{esc(user.username)}`"
+    return f"{f'*{esc(named)}*' if bold else esc(named)} (`{esc(user.username)}`)"

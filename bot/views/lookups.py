@@ -6,6 +6,7 @@ from ..models import PENDING, AccessRequest
 from ..polaris import Group, Permission, User
 
 from .blocks import (
+    user_label,
     CANCEL_ACTION,
     HEADER_MAX,
     REQUEST_MODAL,
@@ -31,7 +32,7 @@ def whois(user: User, permissions: Sequence[Permission], *, asked_for: str) -> t
     blocks = [
         header(clip(f"Polaris user {user.username}", HEADER_MAX)),
         section(
-            f"*{esc(user.display_name)}* (`{esc(user.username)}`) — {status}"
+            f"{user_label(user, bold=True)} — {status}"
             + (f"\nPending actions: {esc(', '.join(user.actions))}" if user.actions else "")
         ),
         section("*Groups*\n" + bullet_list(groups)),
@@ -53,7 +54,7 @@ def group_list(groups: Sequence[Group]) -> tuple[str, list[dict]]:
 
 def member_list(group: Group, members: Sequence[User], total: int) -> tuple[str, list[dict]]:
     """``/polaris members <group>``: the first page of members and the total."""
-    lines = [f"{esc(m.display_name)} (`{esc(m.username)}`)" for m in members]
+    lines = [user_label(m) for m in members]
     noun = "member" if total == 1 else "members"
     return (
         f"{total} {noun} of {esc(group.name)}",

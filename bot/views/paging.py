@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..polaris import Group, Permission, User
-from .blocks import HEADER_MAX, SECTION_MAX, clip, context, counted, esc, header, permission_lines, section
+from .blocks import HEADER_MAX, SECTION_MAX, clip, context, counted, esc, header, permission_lines, section, user_label
 
 MEMBERS_PAGE = 40  # members a page (one Polaris call: top=40, skip=(N-1)*40)
 GROUPS_PAGE = 50  # groups a page of /polaris groups
@@ -57,7 +57,7 @@ def member_page(group: Group, members: Sequence[User], total: int, page: int) ->
     pages = pages_for(total, MEMBERS_PAGE)
     noun = "member" if total == 1 else "members"
     first = (page - 1) * MEMBERS_PAGE + 1
-    lines = [f"{esc(m.display_name)} (`{esc(m.username)}`)" for m in members]
+    lines = [user_label(m) for m in members]
     blocks = [header(clip(f"Members of {group.name}", HEADER_MAX))]
     blocks += packed_sections(lines, title=f"*{esc(group.name)}*: {_shown(first, len(members), total, 'member')}")
     blocks.append(
@@ -119,7 +119,7 @@ def whois_page(
     blocks = [
         header(clip(f"Polaris user {user.username}", HEADER_MAX)),
         section(
-            f"*{esc(user.display_name)}* (`{esc(user.username)}`) — {status}"
+            f"{user_label(user, bold=True)} — {status}"
             + (f"\nPending actions: {esc(', '.join(user.actions))}" if user.actions else "")
         ),
     ]

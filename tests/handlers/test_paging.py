@@ -78,6 +78,17 @@ def test_members_of_a_small_group_is_one_page(bolt, slack, groups, sandbox):
     assert "*Viewer*: 1 member" in text and "1–1" not in text  # was "member 1–1 of 1"
 
 
+def test_a_member_or_user_with_no_names_is_their_username_once(bolt, slack, groups, sandbox):
+    """New-user trial: an account with no names showed as "a@x.com (`a@x.com`)"."""
+    sandbox.create_user("nameless@example.com", "", "", groups=[groups["Viewer"]], actions=[])
+    sandbox.create_user("dan@example.com", "Dan", "Tester", groups=[groups["Viewer"]], actions=[])
+    text = _all_text(_answer(bolt, slack, "members Viewer"))
+    assert "`nameless@example.com`" in text and "nameless@example.com (" not in text, text
+    assert "Dan Tester (`dan@example.com`)" in text
+    who = _all_text(_answer(bolt, slack, "whois nameless@example.com"))
+    assert "`nameless@example.com` — enabled" in who and "*nameless@example.com* (" not in who, who
+
+
 def test_whois_page_two_says_where_the_permissions_are(bolt, slack, groups, sandbox):
     """41 groups (page 2 holds the last), 4 permission lines (all on page 1): page 2 says so, without a
     "_none_" under a title that says there are 4, and the one group there is "41 of 41", not "41–41"."""
