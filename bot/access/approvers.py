@@ -148,10 +148,16 @@ class Approvers:
         (``approvals_required``): who may decide it (:meth:`approver_ids`, with the rule's ``escalate_to``, who
         decide once it escalates) but the requester and anyone it is for (its person, a bulk invite's people),
         who never decide it. Whether each is an Organization Admin member (a privileged group) is checked at the
-        click; this counts who could be. :class:`SlackError` propagates (a Slack user group not read)."""
+        click; this counts who could be. A Slack user group Slack does not read now refuses nothing (the click
+        checks); ``escalate_to`` is read only when the approvers alone are too few."""
         memo: dict[str, list[str]] = {}
-        ids = self.approver_ids(req, memo) | self._members(self.rule_of(req).escalate_to, req, memo)
-        ids -= {req.requester_id, req.target_slack_id, *(p.get("slack_id") for p in bulk.people_of(req))}
+        never = {req.requester_id, req.target_slack_id, *(p.get("slack_id") for p in bulk.people_of(req))}
+        try:
+            ids = self.approver_ids(req, memo) - never
+            if len(ids) < req.approvals_required:  # escalate_to read only when it could make the difference
+                ids |= self._members(self.rule_of(req).escalate_to, req, memo) - never
+        except SlackError:  # a Slack user group not read now: no refusal on a guess (the click checks)
+            return
         if len(ids) >= req.approvals_required:
             return
         who = f"only {len(ids)} other person" if ids else "nobody else"

@@ -11,6 +11,8 @@ person at a time). Refusals are :class:`bot.commands.UsageError`.
 
 from __future__ import annotations
 
+import difflib
+
 
 from .. import durations, views
 from ..commands import Target, UsageError, check_reason, looks_like_person
@@ -69,6 +71,9 @@ class BulkInvites:
         else ``None``."""
         words = rest.split()
         if len(words) < 2 or looks_like_person(words[0]):
+            return None
+        names = [g.name.lower() for g in self.ctx.catalog.all()]
+        if difflib.get_close_matches(words[0].lower(), names, n=1, cutoff=0.75):  # `Viewers …`: a mistyped group
             return None
         try:
             self.queries.group_and_rest(" ".join(words[1:]))

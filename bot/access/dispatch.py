@@ -132,7 +132,7 @@ class Dispatch:
             )
         if twice:
             named = ", ".join(f"`{views.esc(e)}`" for e in twice)
-            reply = dataclasses.replace(reply, text=f"{reply.text} Named more than once, asked for once: {named}.")
+            reply = dataclasses.replace(reply, text=f"{reply.text} Named more than once, counted once: {named}.")
         return reply
 
     def _create_group(self, user_id: str, cmd: Command) -> Reply:

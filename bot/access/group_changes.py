@@ -170,8 +170,10 @@ class GroupChanges:
         try:
             permissions = self.permissions(words[1:cut], ids, listed)
         except UsageError as e:
-            first = words[1].strip(",")
-            if cut > 2 and first.lower() not in {p.name.lower() for p in listed}:  # `create-group Sales Readers …`
+            first = words[1]
+            if (
+                cut > 2 and "," not in first and first.lower() not in {p.name.lower() for p in listed}
+            ):  # `Sales Readers`
                 raise UsageError(
                     f"{e} If `{first.replace('`', chr(39))[:80]}` is part of the group's name, put the name in "
                     f'quotes: `/polaris create-group "{views.esc(words[0][:80])} {views.esc(first[:80])}" …`.'

@@ -342,10 +342,10 @@ def test_someone_named_twice_is_asked_for_once_and_the_answer_says_so(bolt, core
     """New-user trial: ``invite e1 e2 e1 Viewer`` gave a card for 2 people and ``e3 E3`` a one-person invite, with no
     word about the repeat."""
     req, reply = _asked(bolt, slack, db, "invite e1@x.com e2@x.com e1@x.com Viewer team")
-    assert "Named more than once, asked for once: `e1@x.com`." in reply, reply
+    assert "Named more than once, counted once: `e1@x.com`." in reply, reply
     assert list(_people(core, req.id)) == ["e1@x.com", "e2@x.com"]
     one = _command(bolt, slack, REQUESTER, "invite e3@x.com E3@X.com Viewer team")
-    assert "went to the approvers" in one and "Named more than once, asked for once: `e3@x.com`." in one, one
+    assert "went to the approvers" in one and "Named more than once, counted once: `e3@x.com`." in one, one
 
 
 def test_a_word_that_is_no_person_before_the_group_is_named(bolt, core, db, sandbox, slack, groups):
