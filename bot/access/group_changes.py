@@ -94,14 +94,25 @@ class GroupChanges:
 
     def editable(self, name: str) -> Group:
         """The group called ``name``, read from Polaris now, when it may be changed: a predefined
-        (``readOnly``) group is refused at once. Raises :class:`UsageError`."""
+        (``readOnly``) group, or one with a change already open (an edit, a delete), is refused at once, before
+        any form is filled in. Raises :class:`UsageError`."""
         group = self.ctx.polaris.get_group(self.queries.resolve_group(name).id)
         if group.read_only:
             raise UsageError(
                 f"*{views.esc(group.name)}* is a predefined Polaris group (read-only): it cannot be changed or "
                 "deleted. Create a custom group instead (`/polaris create-group`)."
             )
+        self._check_none_open(target_of(group.name), group.id)
         return group
+
+    def _check_none_open(self, target: str, group_id: str | None) -> None:
+        """Raise :class:`UsageError` naming an open group change of ``target`` (``group:<name>``) or ``group_id``."""
+        for kind in GROUP_CHANGES:
+            dup = self.store.open_duplicate(kind, target, group_id if kind != CREATE_GROUP else None)
+            if dup is not None:
+                raise UsageError(
+                    f"There is already an open request for {views.kind_phrase(dup)} (request `{dup.id[:8]}`)."
+                )
 
     def permissions(
         self, names: list[str], projects: list[str] | None, listed: list[Permission] | None = None
@@ -317,12 +328,7 @@ class GroupChanges:
                 f"Nobody could approve this: a group change is decided by {need} (ADMINS, never the requester), "
                 f"and {'only ' + str(len(deciders)) if deciders else 'no one else'} is configured. Nothing was asked."
             )
-        for kind in GROUP_CHANGES:
-            dup = self.store.open_duplicate(kind, req.target_email, req.group_id if kind != CREATE_GROUP else None)
-            if dup is not None:
-                raise UsageError(
-                    f"There is already an open request for {views.kind_phrase(dup)} (request `{dup.id[:8]}`)."
-                )
+        self._check_none_open(req.target_email, req.group_id)
         try:
             with self.ctx.db.session() as s:
                 self.store.insert(req, session=s)

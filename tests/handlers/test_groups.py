@@ -264,3 +264,16 @@ def test_edit_group_form_filled_in_and_applied_with_get_then_put(bolt, core, sla
     assert sorted(p["name"] for p in after["permissions"]) == ["AccessAlerts", "AdministerReports"]
     assert all(p["resources"] == [f"projects/{ANALYTICS}"] for p in after["permissions"])
     assert [c.method for c in sandbox.calls if c.path == f"/v1/groups/{alerts['id']}"][-2:] == ["GET", "PUT"]
+
+
+def test_a_group_with_a_change_open_is_refused_when_the_edit_form_opens(bolt, core, slack, sandbox, db, groups):
+    """New-user trial: with a delete of the group pending, the edit form opened anyway and the refusal came by
+    DM once the form was filled in and closed. Now it is said in the form, and by typed edit-group and
+    delete-group at once."""
+    sandbox.create_group("Temp Team", [{"name": "ViewTables", "resources": ["projects/*"]}])
+    assert "went to the admins" in _say(bolt, core, slack, ADMIN, "delete-group Temp Team project over")
+    view = _opened_form(bolt, core, slack, ADMIN, "edit-group Temp Team")
+    shown = json.dumps(view["blocks"])
+    assert "There is already an open request for" in shown and "group_permissions" not in shown, shown
+    assert "There is already an open request for" in _say(bolt, core, slack, ADMIN, "delete-group Temp Team again")
+    assert len(_requests(db, DELETE_GROUP)) == 1
