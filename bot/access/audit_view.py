@@ -10,7 +10,6 @@ but the audit row of a refusal (the command itself is audited by admission). Wit
 
 from __future__ import annotations
 
-import json
 import math
 
 from sqlalchemy import and_, func, or_, select
@@ -19,6 +18,7 @@ from .. import views
 from ..commands import Command, UsageError
 from ..models import GRANTS, INVITE_MANY, AccessRequest, Approval, AuditEvent, Lease
 from ..polaris import normalize_group_name
+from ..views import bulk
 from .context import Context
 from .queries import Queries
 from .reply import Reply
@@ -57,7 +57,7 @@ class AuditView:
             subject = email
             named = and_(  # a bulk invite's target is a label; its plan names each person (bot/views/bulk.py)
                 AccessRequest.kind == INVITE_MANY,
-                AccessRequest.plan.contains(f'"email": {json.dumps(email)}', autoescape=True),
+                AccessRequest.plan.contains(bulk.plan_names(email), autoescape=True),
             )
             where = or_(
                 func.lower(AccessRequest.target_email) == email,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import difflib
 
-
 from .. import durations, views
 from ..commands import Target, UsageError, check_reason, looks_like_person
 from ..models import INVITE, INVITE_MANY

@@ -32,7 +32,6 @@ import logging
 import urllib.parse
 from typing import Any, Callable, Iterator
 
-
 from .errors import PolarisError, PolarisUnavailable, PolarisWriteUnknown
 from .models import Group, Page, Permission, PolarisAuditEvent, User
 from .transport import PolarisTransport

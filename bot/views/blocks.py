@@ -247,7 +247,7 @@ def permission_lines(permissions: Iterable[Permission], labels: Mapping[str, str
 def user_label(user, *, bold: bool = False) -> str:
     """A Polaris user as lookups show them (escaped): ``Alice Tester (`alice@x.com`)``, the name in bold when
     ``bold``; a user with no names is their username alone (not ``a@x.com (`a@x.com`)``)."""
-    named = " ".join(p for p in (user.first_name, user.last_name) if p)
-    if not named:
+    named = user.display_name  # the names, else the username (bot/polaris/models.py)
+    if named == user.username:
         return f"`{esc(user.username)}`"
     return f"{f'*{esc(named)}*' if bold else esc(named)} (`{esc(user.username)}`)"

@@ -70,6 +70,12 @@ def plan_json(people: list[dict]) -> str:
     return json.dumps({"people": people}, sort_keys=True)
 
 
+def plan_names(email: str) -> str:
+    """The text :func:`plan_json` writes for a person's ``email`` (lower case), to find the plans naming them with
+    a ``LIKE`` (``/polaris audit <email>``)."""
+    return f'"email": {json.dumps(email.lower())}'
+
+
 def target_label(emails: list[str]) -> str:
     """The request's ``target_email`` (the audit's ``target``; with the group, its open key): the people sorted,
     ``3 people: a@x, b@y, c@z``; over 320 characters, cut and ended with a digest of the whole set, so one set
