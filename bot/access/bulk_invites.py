@@ -94,7 +94,7 @@ class BulkInvites:
             )
         asked, reason = durations.split_duration(rest)
         if asked is not None or self._policy_duration(group) is not None:
-            raise UsageError(ONE_AT_A_TIME.format(group=views.esc(group.name)))
+            raise UsageError(ONE_AT_A_TIME.format(group=group.name))
         found, members = self._people(user_id, people, group)
         if not found:
             listed = ", ".join(f"`{views.esc(e)}`" for e in members)
@@ -129,7 +129,7 @@ class BulkInvites:
                 group=group.name,
             )
         except UsageError:
-            raise UsageError(ONE_AT_A_TIME.format(group=views.esc(group.name))) from None
+            raise UsageError(ONE_AT_A_TIME.format(group=group.name)) from None
 
     def _people(self, user_id: str, people: list[Target], group: Group) -> tuple[list[dict], list[str]]:
         """Each person read and checked: (the plan's people to invite, the emails already in ``group``).

@@ -80,7 +80,7 @@ class GroupChanges:
         wanted = normalize_group_name(name)
         for group in self.ctx.polaris.list_groups():
             if normalize_group_name(group.name) == wanted and group.id != other_than:
-                raise UsageError(f"There is already a Polaris group called *{views.esc(group.name)}*.")
+                raise UsageError(f"There is already a Polaris group called *{group.name}*.")
 
     @staticmethod
     def check_name(raw: str) -> str:
@@ -99,7 +99,7 @@ class GroupChanges:
         group = self.ctx.polaris.get_group(self.queries.resolve_group(name).id)
         if group.read_only:
             raise UsageError(
-                f"*{views.esc(group.name)}* is a predefined Polaris group (read-only): it cannot be changed or "
+                f"*{group.name}* is a predefined Polaris group (read-only): it cannot be changed or "
                 "deleted. Create a custom group instead (`/polaris create-group`)."
             )
         self._check_none_open(target_of(group.name), group.id)
@@ -187,7 +187,7 @@ class GroupChanges:
             ):  # `Sales Readers`
                 raise UsageError(
                     f"{e} If `{first.replace('`', chr(39))[:80]}` is part of the group's name, put the name in "
-                    f'quotes: `/polaris create-group "{views.esc(words[0][:80])} {views.esc(first[:80])}" …`.'
+                    f'quotes: `/polaris create-group "{words[0][:80]} {first[:80]}" …`.'
                 ) from None
             raise
         return self.ask_create(user_id, words[0], permissions)
@@ -209,9 +209,7 @@ class GroupChanges:
         self.check_admin(user_id)
         group = self.ctx.polaris.get_group(group_id)
         if group.read_only:
-            raise UsageError(
-                f"*{views.esc(group.name)}* is a predefined Polaris group (read-only): it cannot be changed."
-            )
+            raise UsageError(f"*{group.name}* is a predefined Polaris group (read-only): it cannot be changed.")
         new_name = self.check_name(new_name)
         renamed = new_name if new_name != group.name else None
         if renamed:
@@ -219,14 +217,14 @@ class GroupChanges:
             pending = self.store.open_duplicate(CREATE_GROUP, target_of(new_name), None)
             if pending is not None:
                 raise UsageError(
-                    f"A request to create a group called *{views.esc(new_name)}* is open (request "
+                    f"A request to create a group called *{new_name}* is open (request "
                     f"`{pending.id[:8]}`); choose another name, or wait until it is decided."
                 )
         before = as_dicts(Permission(p.name, p.resources) for p in group.permissions)
         after = as_dicts(permissions)
         changed = grants(group.permissions) != grants(permissions)  # resources compared as sets
         if not renamed and not changed:
-            raise UsageError(f"That is what *{views.esc(group.name)}* has already; nothing to change.")
+            raise UsageError(f"That is what *{group.name}* has already; nothing to change.")
         plan = {
             "name": group.name,
             "new_name": renamed,
@@ -271,10 +269,10 @@ class GroupChanges:
             typed = normalize_group_name(" ".join(words[:end]))
             near += [others[n] for n in difflib.get_close_matches(typed, list(others), n=3, cutoff=0.8)]
         if near:
-            names = " or ".join(f"*{views.esc(n)}*" for n in dict.fromkeys(near))
+            names = " or ".join(f"*{n}*" for n in dict.fromkeys(near))  # escaped once, by guarded
             raise UsageError(
-                f"Did you mean {names}? Nothing was asked: to delete *{views.esc(found.name)}*, quote its name "
-                f'(`/polaris delete-group "{views.esc(found.name)}" <reason>`).'
+                f"Did you mean {names}? Nothing was asked: to delete *{found.name}*, quote its name "
+                f'(`/polaris delete-group "{found.name}" <reason>`).'
             )
 
     # ------------------------------------------------------------------------------- saving
