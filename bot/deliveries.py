@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .audit import AuditLog
 from .db import Database
@@ -47,39 +48,13 @@ DELIVERY_LEASE = 120.0  # seconds an attempt holds its row; a crashed sender's r
 #: Slack errors that no retry can cure (Slack Web API method docs: conversations.open, chat.postMessage,
 #: chat.update). The person cannot get a DM, the bot cannot reach the channel, or the message is gone.
 RECIPIENT_ERRORS = frozenset(
-    {
-        "user_disabled",
-        "account_inactive",
-        "cannot_dm_bot",
-        "user_not_found",
-        "users_not_found",
-        "user_not_visible",
-        "cannot_dm_user",
-    }
+    "user_disabled account_inactive cannot_dm_bot user_not_found users_not_found user_not_visible cannot_dm_user".split()
 )
 PERMANENT_ERRORS = RECIPIENT_ERRORS | frozenset(
-    {
-        "channel_not_found",
-        "not_in_channel",
-        "is_archived",
-        "channel_is_archived",
-        "message_not_found",
-        "cant_update_message",
-        "edit_window_closed",
-        "restricted_action",
-        "restricted_action_read_only_channel",
-        "restricted_action_non_threadable_channel",
-        "ekm_access_denied",
-        "team_access_not_granted",
-        "invalid_blocks",
-        "invalid_blocks_format",
-        "msg_too_long",
-        "no_text",
-        "too_many_attachments",
-        "missing_scope",
-        "not_allowed_token_type",
-        "users_list_not_supplied",
-    }
+    """channel_not_found not_in_channel is_archived channel_is_archived message_not_found cant_update_message
+    edit_window_closed restricted_action restricted_action_read_only_channel restricted_action_non_threadable_channel
+    ekm_access_denied team_access_not_granted invalid_blocks invalid_blocks_format msg_too_long no_text
+    too_many_attachments missing_scope not_allowed_token_type users_list_not_supplied""".split()
 )
 
 
@@ -104,6 +79,7 @@ class Attempt:
     error: str | None = None
     result: object = None
     row: Delivery | None = None
+    after: object = None  # what the caller's ``then`` returned
 
     @property
     def delivered(self) -> bool:
@@ -144,79 +120,83 @@ class DeliveryLedger:
         state: str | None = None,
         content: str | None = None,
         supersede: bool = False,
+        session=None,
     ) -> Delivery:
-        """The row owed for (``request_id``, ``kind``, ``recipient``, ``key``), created pending if new.
+        """The row owed for (``request_id``, ``kind``, ``recipient``, ``key``), created pending if new (in
+        ``session``'s transaction when given, so the caller can take it in the same one: :meth:`take`).
 
         ``text``: a DM's text (sent as is on every attempt), ``blocks`` its Block Kit blocks (buttons), kept as
         JSON; ``state``: the request state a requester DM
         tells; ``content``: for a card, the hash of what it should show now: a delivered or pending row with
         another hash goes back to pending with a fresh attempt count (a failed one stays failed).
-        ``supersede``: older pending rows of the same kind to the same recipient are superseded by this one."""
+        ``supersede``: older pending rows of the same kind to the same recipient are superseded by this one.
+        Two processes owing the same row at once make one (``INSERT ... ON CONFLICT DO NOTHING``)."""
         now = self.clock()
-        try:
-            with self.db.session() as s:  # one transaction: found, made, or moved to the new content
-                row = self._find(s, request_id, kind, recipient, key)
-                if row is None:
-                    if supersede:
-                        s.execute(
-                            update(Delivery)
-                            .where(
-                                Delivery.request_id == request_id,
-                                Delivery.kind == kind,
-                                Delivery.recipient == recipient,
-                                Delivery.status == PENDING,
-                            )
-                            .values(status=SUPERSEDED, updated_at=now)
+        with self.db.joining(session) as s:  # one transaction: found, made, or moved to the new content
+            row = self._find(s, request_id, kind, recipient, key)
+            if row is None:
+                if supersede:
+                    s.execute(
+                        update(Delivery)
+                        .where(
+                            Delivery.request_id == request_id,
+                            Delivery.kind == kind,
+                            Delivery.recipient == recipient,
+                            Delivery.status == PENDING,
                         )
-                    row = Delivery(
-                        request_id=request_id,
-                        kind=kind,
-                        recipient=recipient[:64],
-                        key=key[:64],
-                        state=state,
-                        text=text,
-                        blocks=json.dumps(blocks) if blocks else None,
+                        .values(status=SUPERSEDED, updated_at=now)
+                        .execution_options(synchronize_session=False)
+                    )
+                insert = sqlite_insert if s.get_bind().dialect.name == "sqlite" else pg_insert
+                values = dict(
+                    request_id=request_id,
+                    kind=kind,
+                    recipient=recipient[:64],
+                    key=key[:64],
+                    state=state,
+                    text=text,
+                    blocks=json.dumps(blocks) if blocks else None,
+                    content_hash=content,
+                    status=PENDING,
+                    attempts=0,
+                    next_attempt_at=None,
+                    created_at=now,
+                    updated_at=now,
+                )
+                s.execute(insert(Delivery).values(**values).on_conflict_do_nothing())
+                return self._find(s, request_id, kind, recipient, key)  # ours, or another process's
+            if content is not None and row.content_hash != content and row.status in (PENDING, DELIVERED):
+                s.execute(
+                    update(Delivery)
+                    .where(
+                        Delivery.id == row.id,
+                        Delivery.status == row.status,
+                        Delivery.content_hash == row.content_hash,
+                    )
+                    .values(
                         content_hash=content,
                         status=PENDING,
                         attempts=0,
                         next_attempt_at=None,
-                        created_at=now,
+                        last_error=None,
                         updated_at=now,
                     )
-                    s.add(row)
-                    s.flush()
-                elif content is not None and row.content_hash != content and row.status in (PENDING, DELIVERED):
-                    s.execute(
-                        update(Delivery)
-                        .where(
-                            Delivery.id == row.id,
-                            Delivery.status == row.status,
-                            Delivery.content_hash == row.content_hash,
-                        )
-                        .values(
-                            content_hash=content,
-                            status=PENDING,
-                            attempts=0,
-                            next_attempt_at=None,
-                            last_error=None,
-                            updated_at=now,
-                        )
-                    )
-                    row = s.get(Delivery, row.id, populate_existing=True)
+                    .execution_options(synchronize_session=False)
+                )
+                row = s.get(Delivery, row.id, populate_existing=True)
             return row
-        except IntegrityError:  # another process made it at the same moment: theirs
-            with self.db.session() as s:
-                return self._find(s, request_id, kind, recipient, key)
 
     @staticmethod
     def _find(s, request_id: str, kind: str, recipient: str, key: str) -> Delivery | None:
         return s.scalar(
-            select(Delivery).where(
+            select(Delivery)
+            .where(
                 Delivery.request_id == request_id,
                 Delivery.kind == kind,
                 Delivery.recipient == recipient[:64],
                 Delivery.key == key[:64],
             )
+            .execution_options(populate_existing=True)
         )
 
     def find(self, request_id: str, kind: str, recipient: str, key: str, *, session=None) -> Delivery | None:
@@ -258,10 +238,10 @@ class DeliveryLedger:
                 )
             )
 
-    def unreachable(self, request_id: str, recipient: str) -> str | None:
+    def unreachable(self, request_id: str, recipient: str, *, session=None) -> str | None:
         """The error of an earlier DM of this request that found ``recipient`` unable to get any DM
-        (:data:`RECIPIENT_ERRORS`), or ``None``."""
-        with self.db.session() as s:
+        (:data:`RECIPIENT_ERRORS`), or ``None`` (in ``session`` if given)."""
+        with self.db.joining(session) as s:
             errors = s.scalars(
                 select(Delivery.last_error).where(
                     Delivery.request_id == request_id,
@@ -272,10 +252,10 @@ class DeliveryLedger:
             )
             return next((e for e in errors if e in RECIPIENT_ERRORS), None)
 
-    def supersede(self, request_id: str, key_prefixes: tuple[str, ...]) -> int:
+    def supersede(self, request_id: str, key_prefixes: tuple[str, ...], *, session=None) -> int:
         """Supersede the pending rows of a request whose key starts with one of ``key_prefixes`` (reminders
-        not yet sent when the request is decided: none goes out after). Returns how many."""
-        with self.db.session() as s:
+        not yet sent when the request is decided: none goes out after). Returns how many (in ``session``)."""
+        with self.db.joining(session) as s:
             return s.execute(
                 update(Delivery)
                 .where(
@@ -284,39 +264,62 @@ class DeliveryLedger:
                     or_(*(Delivery.key.startswith(p, autoescape=True) for p in key_prefixes)),
                 )
                 .values(status=SUPERSEDED, updated_at=self.clock())
+                .execution_options(synchronize_session=False)
             ).rowcount
 
-    def settle(self, row: Delivery, status: str, error: str | None = None) -> bool:
-        """Mark a pending row ``delivered``/``failed``/``superseded`` without sending (compare-and-set)."""
-        with self.db.session() as s:
+    def settle(self, row: Delivery, status: str, error: str | None = None, *, session=None) -> bool:
+        """Mark a pending row ``delivered``/``failed``/``superseded`` without sending (compare-and-set; in
+        ``session`` if given)."""
+        with self.db.joining(session) as s:
             return bool(
                 s.execute(
                     update(Delivery)
                     .where(Delivery.id == row.id, Delivery.status == PENDING)
                     .values(status=status, last_error=error, updated_at=self.clock())
+                    .execution_options(synchronize_session=False)
                 ).rowcount
             )
 
     # ------------------------------------------------------------------------------- attempts
-    def run(self, row: Delivery, send: Callable[[], object], *, what: str = "") -> Attempt:
-        """One attempt at ``row``: take it (compare-and-set), call ``send`` (which raises
-        :class:`bot.slack.SlackError` on failure) and record the outcome, audited with ``what`` (a short
-        description such as ``DM to U123``). Only the process that took the row sends."""
+    def take(self, row: Delivery, *, session=None) -> bool:
+        """Take a pending, due ``row`` for one attempt (compare-and-set on its ``attempts``; the lease is
+        ``next_attempt_at``), in ``session`` if given. True when this caller may send it: then pass
+        ``taken=True`` to :meth:`run`. ``row`` keeps the attempt count it was read with."""
         now = self.clock()
-        with self.db.session() as s:
-            took = s.execute(
-                update(Delivery)
-                .where(
-                    Delivery.id == row.id,
-                    Delivery.status == PENDING,
-                    Delivery.attempts == row.attempts,
-                    or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
-                )
-                .values(
-                    attempts=row.attempts + 1, next_attempt_at=now + dt.timedelta(seconds=self.lease), updated_at=now
-                )
-            ).rowcount
-        if not took:
+        with self.db.joining(session) as s:
+            return bool(
+                s.execute(
+                    update(Delivery)
+                    .where(
+                        Delivery.id == row.id,
+                        Delivery.status == PENDING,
+                        Delivery.attempts == row.attempts,
+                        or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+                    )
+                    .values(
+                        attempts=row.attempts + 1,
+                        next_attempt_at=now + dt.timedelta(seconds=self.lease),
+                        updated_at=now,
+                    )
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+            )
+
+    def run(
+        self,
+        row: Delivery,
+        send: Callable[[], object],
+        *,
+        what: str = "",
+        taken: bool = False,
+        then: Callable[[object, str], object] | None = None,
+    ) -> Attempt:
+        """One attempt at ``row``: take it (compare-and-set, unless the caller did: ``taken``), call ``send``
+        (which raises :class:`bot.slack.SlackError` on failure) and record the outcome, audited with ``what``
+        (a short description such as ``DM to U123``). Only the process that took the row sends. ``then(session,
+        outcome)`` runs in the transaction that records the outcome (``delivered``, ``retry``, ``gave_up``);
+        what it returns is :attr:`Attempt.after`."""
+        if not taken and not self.take(row):
             return Attempt("skipped", row=row)
         attempts = row.attempts + 1
         mine = (Delivery.id == row.id, Delivery.attempts == attempts, Delivery.status == PENDING)
@@ -326,21 +329,9 @@ class DeliveryLedger:
             later = self.clock()
             if is_permanent(e.error) or attempts >= self.max_attempts:
                 why = "permanent error" if is_permanent(e.error) else f"attempt limit ({self.max_attempts})"
-                with self.db.session() as s:
-                    s.execute(
-                        update(Delivery)
-                        .where(*mine)
-                        .values(status=FAILED, last_error=e.error[:80], next_attempt_at=None, updated_at=later)
-                    )
-                    self.audit.record(
-                        "bot",
-                        "notify.gave_up",
-                        request_id=row.request_id,
-                        target=row.recipient,
-                        outcome="error",
-                        session=s,
-                        detail=f"{what or row.kind}: {e.error} after {attempts} attempt(s); {why}",
-                    )
+                values = dict(status=FAILED, last_error=e.error[:80], next_attempt_at=None, updated_at=later)
+                detail = f"{what or row.kind}: {e.error} after {attempts} attempt(s); {why}"
+                after = self._record(row, mine, values, then, "gave_up", ("notify.gave_up", detail))
                 log.warning(
                     "gave up on %s for request %s: %s after %d attempt(s)",
                     what or row.kind,
@@ -348,32 +339,46 @@ class DeliveryLedger:
                     e.error,
                     attempts,
                 )
-                return Attempt("gave_up", e.error, row=row)
+                return Attempt("gave_up", e.error, row=row, after=after)
             delay = min(self.cap, self.base * 2 ** (attempts - 1)) * self.jitter()
             delay = max(delay, min(getattr(e, "retry_after", None) or 0.0, self.cap))
-            with self.db.session() as s:
-                s.execute(
-                    update(Delivery)
-                    .where(*mine)
-                    .values(
-                        last_error=e.error[:80], next_attempt_at=later + dt.timedelta(seconds=delay), updated_at=later
-                    )
-                )
+            values = dict(
+                last_error=e.error[:80], next_attempt_at=later + dt.timedelta(seconds=delay), updated_at=later
+            )
+            detail = f"{what or row.kind}: {e.error}; attempt {attempts} of {self.max_attempts}, next in {delay:.0f}s"
+            after = self._record(row, mine, values, then, "retry", ("notify.retry_later", detail))
+            return Attempt("retry", e.error, row=row, after=after)
+        values = dict(status=DELIVERED, last_error=None, next_attempt_at=None, updated_at=self.clock())
+        after = self._record(row, mine, values, then, "delivered", None)
+        return Attempt("delivered", result=result, row=row, after=after)
+
+    def _record(self, row: Delivery, mine: tuple, values: dict, then, outcome: str, audited) -> object:
+        """Record an attempt's outcome (``values`` where the row is still this attempt's; ``audited``: an
+        (action, detail) audit row, or ``None``) with the caller's ``then`` in the same transaction. A ``then``
+        that fails is logged and the outcome recorded without it: a message sent is never owed again."""
+
+        def mark(s) -> None:
+            s.execute(update(Delivery).where(*mine).values(**values).execution_options(synchronize_session=False))
+            if audited:
+                action, detail = audited
                 self.audit.record(
                     "bot",
-                    "notify.retry_later",
+                    action,
                     request_id=row.request_id,
                     target=row.recipient,
                     outcome="error",
                     session=s,
-                    detail=f"{what or row.kind}: {e.error}; attempt {attempts} of {self.max_attempts}, "
-                    f"next in {delay:.0f}s",
+                    detail=detail,
                 )
-            return Attempt("retry", e.error, row=row)
-        with self.db.session() as s:
-            s.execute(
-                update(Delivery)
-                .where(*mine)
-                .values(status=DELIVERED, last_error=None, next_attempt_at=None, updated_at=self.clock())
-            )
-        return Attempt("delivered", result=result, row=row)
+
+        try:
+            with self.db.session() as s:
+                mark(s)
+                return then(s, outcome) if then else None
+        except Exception:
+            if then is None:
+                raise
+            log.exception("after delivery %s (%s): the follow-up failed; recording the outcome alone", row.id, outcome)
+            with self.db.session() as s:
+                mark(s)
+            return None

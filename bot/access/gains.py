@@ -70,13 +70,13 @@ class GainsReader:
         """The reading kept with ``req`` (``None``: none yet)."""
         return Gains.from_json(_plan(req).get("gains"))
 
-    def for_card(self, req: AccessRequest, group: Group | None) -> Gains | None:
+    def for_card(self, req: AccessRequest, group: Group | None, *, session=None) -> Gains | None:
         """What ``req`` gives, for its card: ``None`` for a request that grants no group (or whose group
         is gone); read from Polaris while live, else the reading kept. Polaris failing: the reading kept,
         or a :class:`Gains` with ``unread`` set. Projects are named (``labels``) as ``groups <name>`` names
         them (:class:`bot.polaris.ProjectCatalog`, cached); when the names cannot be read, by their ID
-        (``projects/<id>``)."""
-        gains = self._gains(req, group)
+        (``projects/<id>``). The request is read again, and the reading kept, in ``session`` when given."""
+        gains = self._gains(req, group, session)
         if gains is None:
             return None
         resources = {r for p in gains.gained for r in p.resources}
@@ -87,7 +87,7 @@ class GainsReader:
             labels = {}  # each shown as its resource string, `projects/<id>`
         return replace(gains, labels=labels)
 
-    def _gains(self, req: AccessRequest, group: Group | None) -> Gains | None:
+    def _gains(self, req: AccessRequest, group: Group | None, session=None) -> Gains | None:
         if req.kind not in GRANTS or group is None:
             return None
         kept = self.kept(req)
@@ -103,14 +103,14 @@ class GainsReader:
             return kept or grants.unread(group.permissions, e.code or "error")
         if readings is not None:
             readings[(req.id, group.id)] = gains
-        fresh = self.store.get(req.id)
+        fresh = self.store.get(req.id, session=session)
         if fresh is None or not _live(fresh):  # applied meanwhile: what was read may include the group itself
             return self.kept(fresh) if fresh is not None else kept
         if kept is not None and kept == gains:
             return kept  # unchanged since it was first read: the card (and its "read at") stays as it is
         plan = _plan(fresh)
         plan["gains"] = gains.to_json()
-        self.store.set(req.id, plan=json.dumps(plan))
+        self.store.update(req.id, session=session, plan=json.dumps(plan))
         return gains
 
     def _read(self, req: AccessRequest, group: Group) -> Gains:

@@ -12,17 +12,17 @@ tries again.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from .. import deliveries as ledger
 from .. import views
-from ..deliveries import CARD, DM, RELAY, THREAD, content_hash
+from ..deliveries import CARD, THREAD, content_hash
 from ..models import APPLIED, APPROVED, BOT_REQUESTER, DENIED, EXPIRED, GRANTS, LEAVE, PENDING, AccessRequest
 from ..polaris import PolarisError
 from sqlalchemy import inspect
 from .approvers import Approvers
 from .context import Context
+from .direct_messages import DirectMessages
 from .gains import GainsReader
 from .lease_store import LeaseStore
 from .store import RequestStore
@@ -41,6 +41,7 @@ class Notifications:
         self.ctx, self.store, self.approvers = ctx, store, approvers
         self.leases = LeaseStore(ctx.db)
         self.threads = Threads(ctx, store)
+        self.dms = DirectMessages(ctx, store)
         self.gains = GainsReader(ctx, store)
 
     # ------------------------------------------------------------------------------- cards
@@ -63,7 +64,7 @@ class Notifications:
             manager_wanted=rule.wants_manager,
             lease_line=views.leases.card_line(lease, self.ctx.clock()),
             decision_blocks=views.approvals.card_blocks(req, rule.escalate_to if req.escalated_at else ()),
-            gains=self.gains.for_card(req, group),  # read from Polaris while the request is live
+            gains=self.gains.for_card(req, group, session=session),  # read from Polaris while the request is live
         )
 
     def post_card(self, request_id: str) -> bool:
@@ -100,23 +101,23 @@ class Notifications:
             for _ in range(3):  # again when the request changed while we were sending
                 if req is None:
                     return False
-                sent = False
-                for recipient, manager in self._card_targets(req):
-                    status, did_send = self._sync_card(req, recipient, manager, note)
+                sent, targets = False, self._card_targets(req)
+                for i, (recipient, manager) in enumerate(targets):
+                    status, did_send, after = self._sync_card(req, recipient, manager, note, last=i == len(targets) - 1)
                     sent = sent or did_send
                     if not manager:
                         current = status == ledger.DELIVERED
                 if not sent:
                     break
-                req, still = self._unchanged_since(req)
+                req, still = after or self._unchanged_since(req)
                 if still:
                     break
             return current
 
-    def _unchanged_since(self, shown: AccessRequest) -> tuple[AccessRequest | None, bool]:
+    def _unchanged_since(self, shown: AccessRequest, session=None) -> tuple[AccessRequest | None, bool]:
         """After a card was sent: (the request now, True when its row is as ``shown`` and no card of it is owed
-        again, i.e. nobody asked for other content meanwhile). One transaction instead of rendering again."""
-        with self.ctx.db.session() as s:
+        again, i.e. nobody asked for other content meanwhile). One transaction (``session``'s when given)."""
+        with self.ctx.db.joining(session) as s:
             now = self.store.get(shown.id, session=s)
             owed = self.ctx.deliveries.owes(shown.id, CARD, session=s)
         same = now is not None and all(getattr(now, k) == getattr(shown, k) for k in _COLUMNS)
@@ -132,9 +133,11 @@ class Notifications:
             targets.append((req.manager_id, True))
         return targets
 
-    def _card_for(self, req: AccessRequest, recipient: str, note: str | None = None) -> tuple[str, list]:
-        group = self._group_of(req)  # (the catalog may ask Polaris: before the transaction)
-        with self.ctx.db.session() as s:  # what the card shows, read in one transaction
+    def _card_for(
+        self, req: AccessRequest, recipient: str, note: str | None = None, *, session=None, group=False
+    ) -> tuple[str, list]:
+        group = self._group_of(req) if group is False else group  # (the catalog may ask Polaris: before)
+        with self.ctx.db.joining(session) as s:  # what the card shows, read in one transaction
             replaced = self.ctx.deliveries.find(req.id, CARD, recipient, "repost", session=s)
             if replaced is not None:
                 extra = (
@@ -144,21 +147,28 @@ class Notifications:
                 note = f"{note}\n{extra}" if note else extra
             return self._card(req, note, session=s, group=group)
 
-    def _sync_card(self, req: AccessRequest, recipient: str, manager: bool, note: str | None) -> tuple[str, bool]:
-        """One card (or the manager's copy) of ``req``: (ledger status, whether a Slack call was made)."""
+    def _sync_card(
+        self, req: AccessRequest, recipient: str, manager: bool, note: str | None, *, last: bool = False
+    ) -> tuple[str, bool, tuple | None]:
+        """One card (or the manager's copy) of ``req``: (ledger status, whether a Slack call was made, and for
+        the ``last`` card, when it was delivered, :meth:`_unchanged_since` read with the outcome, else None)."""
         deliveries, slack = self.ctx.deliveries, self.ctx.slack
-        text, blocks = self._card_for(req, recipient, note)
-        row = deliveries.want(req.id, CARD, recipient, "card", content=content_hash(text, blocks))
-        if row.status != ledger.PENDING:
-            return row.status, False
         ts = req.manager_dm_ts if manager else req.approval_ts
-        if (
-            ts is None
-            and (req.state == EXPIRED or (manager and req.state != PENDING))
-            and deliveries.find(req.id, CARD, recipient, "repost") is None
-        ):
-            deliveries.settle(row, ledger.SUPERSEDED)  # never shown, and nothing left to decide
-            return ledger.SUPERSEDED, False
+        group = self._group_of(req)  # (the catalog may ask Polaris: before the transaction)
+        with self.ctx.db.session() as s:  # rendered, owed and taken in one transaction
+            text, blocks = self._card_for(req, recipient, note, session=s, group=group)
+            row = deliveries.want(req.id, CARD, recipient, "card", content=content_hash(text, blocks), session=s)
+            if row.status != ledger.PENDING:
+                return row.status, False, None
+            if (
+                ts is None
+                and (req.state == EXPIRED or (manager and req.state != PENDING))
+                and deliveries.find(req.id, CARD, recipient, "repost", session=s) is None
+            ):
+                deliveries.settle(row, ledger.SUPERSEDED, session=s)  # never shown, and nothing left to decide
+                return ledger.SUPERSEDED, False, None
+            if not deliveries.take(row, session=s):
+                return row.status, False, None
         what = f"{'manager copy' if manager else 'approval card'} {'update' if ts else 'post'} to {recipient}"
 
         def send():
@@ -172,9 +182,10 @@ class Notifications:
                 posted = slack.post(recipient, text, blocks, request_id=req.id, action="notify.card")
                 self.store.record_card_post(req.id, recipient, posted)
 
-        attempt = deliveries.run(row, send, what=what)
-        if attempt.outcome == "skipped":
-            return row.status, False
+        def unchanged(s, outcome: str):
+            return self._unchanged_since(req, session=s) if last and outcome == "delivered" else None
+
+        attempt = deliveries.run(row, send, what=what, taken=True, then=unchanged)
         if not ts and not manager and not attempt.delivered:
             log.warning("approval card for %s not posted: %s", req.id, attempt.error)
             self.store.count_post_attempt(req.id)
@@ -183,9 +194,10 @@ class Notifications:
             self.dm(req.id, req.requester_id, "card_posted", views.requester_update(self.store.get(req.id)))
         if attempt.outcome == "gave_up":
             self._card_gave_up(req, recipient, manager, bool(ts), attempt.error or "error")
-        return (
+        status = (
             ledger.DELIVERED if attempt.delivered else ledger.FAILED if attempt.outcome == "gave_up" else ledger.PENDING
-        ), True
+        )
+        return status, True, attempt.after
 
     def _card_gave_up(self, req: AccessRequest, recipient: str, manager: bool, was_posted: bool, error: str) -> None:
         """The fallbacks when a card cannot be delivered: an update that is impossible posts a fresh card once
@@ -213,7 +225,7 @@ class Notifications:
         what = views.kind_phrase(req)
         if req.state != PENDING:
             # Decided already: the requester hears of the decision by its own DM; only the card is lost.
-            self._tell_admins(
+            self.dms.tell_admins(
                 req,
                 f"card:{recipient}",
                 exclude=None,
@@ -235,7 +247,7 @@ class Notifications:
             f"not be posted in <#{recipient}> (Slack: `{views.esc(error)}`). The admins have been told "
             f"(request `{req.id[:8]}`).",
         )
-        self._tell_admins(
+        self.dms.tell_admins(
             req,
             f"card:{recipient}",
             exclude=None,
@@ -290,10 +302,10 @@ class Notifications:
         reply in the card's thread, once per state (``key``)."""
         if req.state == PENDING:
             return
-        self.ctx.deliveries.supersede(req.id, NUDGE_KEYS)
         if approvers is None and req.state == APPROVED and req.decided_by != views.POLICY_ACTOR:
             approvers = self.store.approver_ids(req.id)
-        self.threads.reply(req.id, f"state:{key}", views.approvals.thread_outcome(req, approvers or []), req=req)
+        text = views.approvals.thread_outcome(req, approvers or [])
+        self.threads.reply(req.id, f"state:{key}", text, drop=NUDGE_KEYS)
 
     def dm(
         self,
@@ -305,16 +317,9 @@ class Notifications:
         state: str | None = None,
         blocks: list | None = None,
     ) -> bool:
-        """Owe ``recipient`` the DM ``text`` (with ``blocks``, e.g. buttons) about a request, once per ``key``,
-        and try it now (an older DM to them about the request still pending is superseded). ``state``: the
-        request state it tells the requester. True when delivered (now or before). Nothing is owed to
-        :data:`BOT_REQUESTER` (a request the bot opened has nobody to tell; the admins see its card)."""
-        if recipient == BOT_REQUESTER:
-            return True
-        row = self.ctx.deliveries.want(
-            request_id, DM, recipient, key, text=text, blocks=blocks, state=state, supersede=True
-        )
-        return self._send_dm_row(row)
+        """Owe ``recipient`` a DM about a request, once per ``key``, and try it now
+        (:meth:`bot.access.direct_messages.DirectMessages.dm`). True when delivered (now or before)."""
+        return self.dms.dm(request_id, recipient, key, text, state=state, blocks=blocks)
 
     def deliver_due(self, row) -> None:
         """The worker's attempt at one due ledger row: a card is brought up to date, a DM sent again."""
@@ -323,76 +328,8 @@ class Notifications:
         elif row.kind == THREAD:
             self.threads.send_row(row)
         else:
-            self._send_dm_row(row)
-
-    def _send_dm_row(self, row) -> bool:
-        """One attempt at a DM (or admin notice) row of the ledger, if it is pending and due; settles it."""
-        deliveries = self.ctx.deliveries
-        if row.status != ledger.PENDING:
-            return row.status == ledger.DELIVERED
-        blocked = deliveries.unreachable(row.request_id, row.recipient)
-        if blocked:  # this request already found them unable to get any DM: do not ask Slack again
-            deliveries.settle(row, ledger.FAILED, blocked)
-            self.ctx.audit.record(
-                "bot",
-                "notify.gave_up",
-                request_id=row.request_id,
-                target=row.recipient,
-                outcome="error",
-                detail=f"{row.kind} to {row.recipient}: not sent, {blocked} earlier",
-            )
-            self._dm_settled(row, False, blocked)
-            return False
-        attempt = deliveries.run(
-            row,
-            lambda: self.ctx.slack.send_dm(
-                row.recipient, row.text or "", json.loads(row.blocks) if row.blocks else None, request_id=row.request_id
-            ),
-            what=f"{'notice' if row.kind == RELAY else 'DM'} to {row.recipient}",
-        )
-        if attempt.outcome in ("delivered", "gave_up"):
-            self._dm_settled(row, attempt.delivered, attempt.error)
-        return attempt.delivered
-
-    def _dm_settled(self, row, delivered: bool, error: str | None) -> None:
-        """A DM is delivered or given up: record the state the requester's notification settled, and tell
-        ``ADMINS`` (once per request) when the requester cannot be reached."""
-        with self.ctx.db.session() as s:  # read and marked in one transaction
-            req = self.store.get(row.request_id, session=s)
-            if req is None or row.kind != DM or row.recipient != req.requester_id:
-                return
-            if row.state:
-                self.store.update(req.id, session=s, expect=row.state, notified_state=row.state)
-        if not delivered:
-            self._tell_admins(
-                req,
-                f"dm:{row.recipient}",
-                exclude=row.recipient,
-                text=(
-                    f":warning: I could not send {views.mention(row.recipient)} a DM about request "
-                    f"`{req.id[:8]}` (Slack: `{views.esc(error or 'error')}`). It said: {row.text}"
-                ),
-                why=f"requester DM not delivered ({error})",
-            )
+            self.dms.send_row(row)
 
     def tell_admins(self, req: AccessRequest, key: str, *, text: str, why: str) -> None:
         """A notice (mrkdwn ``text``) to every ``ADMINS`` member about ``req``, once per ``key``; audited."""
-        self._tell_admins(req, key, text=text, exclude=None, why=why)
-
-    def _tell_admins(self, req: AccessRequest, key: str, *, text: str, exclude: str | None, why: str) -> None:
-        """Fallback: a notice to every ``ADMINS`` member (but ``exclude``), once per request and ``key``;
-        audited as ``notify.fallback``."""
-        deliveries = self.ctx.deliveries
-        admins = sorted(a for a in self.ctx.settings.admins if a != exclude)
-        fresh = [a for a in admins if deliveries.find(req.id, RELAY, a, key) is None]
-        if admins and not fresh:
-            return  # told before
-        self.ctx.audit.record(
-            "bot",
-            "notify.fallback",
-            request_id=req.id,
-            outcome="ok" if admins else "error",
-            detail=f"{why}; " + (f"telling ADMINS {', '.join(admins)}" if admins else "no other admin to tell"),
-        )
-        for admin in fresh:
-            self._send_dm_row(deliveries.want(req.id, RELAY, admin, key, text=text))
+        self.dms.tell_admins(req, key, text=text, why=why)

@@ -26,27 +26,42 @@ class Threads:
     def __init__(self, ctx: Context, store: RequestStore):
         self.ctx, self.store = ctx, store
 
-    def reply(self, request_id: str, key: str, text: str, *, req: AccessRequest | None = None) -> bool:
+    def reply(self, request_id: str, key: str, text: str, *, drop: tuple[str, ...] = ()) -> bool:
         """Owe the reply ``text`` (mrkdwn, escaped by the caller) in the card's thread, once per ``key``, and
-        try it now. True when it is in the thread (now or before). ``req``: the request as the caller just read
-        it, to know its card is posted (else it is read); the reply itself goes to the thread as it is then."""
-        if req is None or req.id != request_id or not req.approval_ts:
-            req = self.store.get(request_id)
-        if req is None:
-            return False
-        channel = req.approval_channel or self.ctx.settings.approval_channel
-        if not req.approval_ts and self.ctx.deliveries.find(req.id, CARD, channel, "card") is None:
-            return False  # no card was ever owed (a leave needs none): no thread to reply in
-        row = self.ctx.deliveries.want(req.id, THREAD, channel, key, text=text)
-        return self.send_row(row)
+        try it now. True when it is in the thread (now or before). ``drop``: key prefixes of the request's
+        pending ledger rows superseded first (the nudges to approvers once it is decided). Owed, taken and the
+        card's thread read in one transaction; the reply goes to the thread as it is then."""
+        deliveries = self.ctx.deliveries
+        with self.ctx.db.session() as s:
+            if drop:
+                deliveries.supersede(request_id, drop, session=s)
+            req = self.store.get(request_id, session=s)
+            if req is None:
+                return False
+            channel = req.approval_channel or self.ctx.settings.approval_channel
+            if not req.approval_ts and deliveries.find(req.id, CARD, channel, "card", session=s) is None:
+                return False  # no card was ever owed (a leave needs none): no thread to reply in
+            row = deliveries.want(req.id, THREAD, channel, key, text=text, session=s)
+            if row.status != ledger.PENDING:
+                return row.status == ledger.DELIVERED
+            if not deliveries.take(row, session=s):
+                return False
+        return self._send(row, req)
 
     def send_row(self, row) -> bool:
         """One attempt at a pending, due thread reply of the ledger (the worker's retries come here too)."""
         if row.status != ledger.PENDING:
             return row.status == ledger.DELIVERED
+        with self.ctx.db.session() as s:  # taken, and the thread read as it is now (a card posted afresh: a new one)
+            if not self.ctx.deliveries.take(row, session=s):
+                return False
+            req = self.store.get(row.request_id, session=s)
+        return self._send(row, req)
+
+    def _send(self, row, req: AccessRequest | None) -> bool:
+        """Send a thread reply ``row`` this caller took, to the thread of ``req`` as read when it was taken."""
 
         def send():
-            req = self.store.get(row.request_id)  # read as it is sent: a card posted afresh has a new thread
             if req is None or not req.approval_ts:
                 raise SlackError("chat.postMessage", NO_CARD_YET)
             return self.ctx.slack.post(
@@ -57,4 +72,4 @@ class Threads:
                 thread_ts=req.approval_ts,
             )
 
-        return self.ctx.deliveries.run(row, send, what=f"thread reply to {row.recipient}").delivered
+        return self.ctx.deliveries.run(row, send, what=f"thread reply to {row.recipient}", taken=True).delivered

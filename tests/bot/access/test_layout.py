@@ -24,6 +24,7 @@ ORDER = [
     "admission",
     "mentions",
     "threads",
+    "direct_messages",
     "notifications",
     "asking",
     "queries",
