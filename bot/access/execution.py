@@ -93,15 +93,10 @@ class Execution:
                 return False
             if not claims.enter_context(ctx.claims.hold(f"user:{target.target_email.lower()}")):
                 return False
-            req = store.get(request_id)  # fresh, under the claim
-            now = ctx.clock()
-            if req is None or req.state != APPROVED or (req.next_attempt_at and req.next_attempt_at > now):
+            req, settled = self._take(request_id)
+            if req is None:
                 return False
-            settled = self.side.write_settled_at(req)
-            if settled is not None and settled > now:
-                # An earlier attempt (maybe a process that died) sent a write and never heard whether it
-                # landed; it may still land. Nothing is sent, nor looked for, before its time budget is over.
-                store.set(req.id, next_attempt_at=settled, claimed_by=None)
+            if settled is not None:
                 ctx.audit.record(
                     "bot",
                     "apply.wait_for_write",
@@ -109,7 +104,6 @@ class Execution:
                     detail=f"an earlier write's answer was lost; looking in Polaris at {settled:%H:%M:%S} UTC",
                 )
                 return False
-            store.set(req.id, claimed_by=self.worker_name, attempts=req.attempts + 1, updated_at=now)
             ctx.audit.record(
                 "bot", "apply.start", request_id=req.id, target=req.target_email, detail=f"attempt {req.attempts + 1}"
             )
@@ -129,11 +123,29 @@ class Execution:
             except Exception as e:  # a bug: record it, do not lose the request
                 log.exception("apply of %s crashed", req.id)
                 return self._apply_failed(req, PolarisError(None, "InternalError", type(e).__name__))
-            closed = self._record_applied(req, outcome, polaris_user_id)
-            if closed is None:
+            recorded = self._record_applied(req, outcome, polaris_user_id)
+            if recorded is None:
                 return False
-        self._after_applied(req, closed, quiet)
+        self._after_applied(req, *recorded, quiet)
         return True
+
+    def _take(self, request_id: str) -> tuple[AccessRequest | None, dt.datetime | None]:
+        """Under the request's claim, in one transaction: the request read fresh and, when it is due, taken for
+        an attempt (``claimed_by``, ``attempts`` + 1): (request as read before, None); (request, when the write
+        in doubt settles): an earlier write's answer was lost and it waits till then; (None, None): not due."""
+        with self.ctx.db.session() as s:
+            req, now, store = self.store.get(request_id, session=s), self.ctx.clock(), self.store
+            if req is None or req.state != APPROVED or (req.next_attempt_at and req.next_attempt_at > now):
+                return None, None
+            s.expunge(req)  # the caller keeps the request as read (its attempt count before this one)
+            settled = self.side.write_settled_at(req)
+            if settled is not None and settled > now:
+                # An earlier attempt (maybe a process that died) sent a write and never heard whether it landed;
+                # it may still land. Nothing is sent, nor looked for, before its time budget is over.
+                store.update(req.id, session=s, next_attempt_at=settled, claimed_by=None)
+                return req, settled
+            store.update(req.id, session=s, claimed_by=self.worker_name, attempts=req.attempts + 1, updated_at=now)
+            return req, None
 
     def _run_side(self, req: AccessRequest) -> tuple[str, str]:
         """The Polaris calls of ``req``: a removal's (:mod:`bot.access.removal_side`), or a grant's or reset's
@@ -148,10 +160,11 @@ class Execution:
             return self.users.run(req)
         return self.side.run(req, before_add=lambda: self.leases.before_add(req))
 
-    def _record_applied(self, req: AccessRequest, outcome: str, polaris_user_id: str | None) -> list[str] | None:
+    def _record_applied(self, req: AccessRequest, outcome: str, polaris_user_id: str | None) -> tuple | None:
         """Mark ``req`` applied in one transaction with its lease (:meth:`Leases.settle`) or its removal's
         bookkeeping (:meth:`RemovalSide.settle`: leases ended, an offboarding's other requests closed), audited.
-        Returns the requests closed, or ``None`` when the request was no longer approved (nothing written)."""
+        Returns (the requests closed, the request as applied, the leases whose end is owed an announcement),
+        all read in that transaction, or ``None`` when the request was no longer approved (nothing written)."""
         ctx, store = self.ctx, self.store
         with ctx.db.session() as s:
             applied_at = ctx.clock()
@@ -173,29 +186,27 @@ class Execution:
                 s.rollback()
                 return None
             ctx.audit.record("bot", "apply.done", request_id=req.id, target=req.target_email, detail=outcome, session=s)
-            if req.kind in GROUP_CHANGES:  # a deleted group's open requests are closed
-                return self.groups.settle(req, session=s, now=ctx.clock())
-            return self.removals.settle(req, session=s, now=ctx.clock()) if req.kind in REMOVALS else []
+            # A deleted group's open requests are closed; so are an offboarding's.
+            settle = self.groups.settle if req.kind in GROUP_CHANGES else self.removals.settle
+            closed = settle(req, session=s, now=ctx.clock()) if req.kind in GROUP_CHANGES + REMOVALS else []
+            owed = [] if req.kind == RESET_PASSWORD else self.leases.leases.owed_announcements_of(req.target_email, s)
+            return closed, store.get(req.id, session=s), owed
 
-    def _after_applied(self, req: AccessRequest, closed: list[str], quiet: bool) -> None:
+    def _after_applied(self, req: AccessRequest, closed: list[str], done: AccessRequest, owed: list, quiet) -> None:
         """Once ``req`` is applied: the group list read again, the card updated, the requester told (unless
         ``quiet``), and the cards and requesters of the requests an offboarding ``closed``."""
         if req.kind != RESET_PASSWORD:
             self.ctx.catalog.invalidate()  # a membership changed: `groups` member counts are read again
         self.notifications.refresh_card(req.id)
-        done = self.store.get(req.id)
-        if quiet:
-            self.notifications.mark_told(done)
-        else:
-            self.notifications.notify_requester(done)
+        (self.notifications.mark_told if quiet else self.notifications.notify_requester)(done)
         self.removals.announce(req, closed)
         if req.kind == EDIT_GROUP:  # the open requests for the group: their cards show what it grants now
             for other in self.groups.open_of_group(req):
                 self.notifications.refresh_card(other.id)
         if req.kind == INVITE_MANY:  # each person given the membership is told, as a one-person invite's
             self.bulk.announce(done, self.notifications)
-        if req.kind != RESET_PASSWORD:  # the cards of the grants whose leases it ended (or made permanent)
-            self.leases.ends.announce_owed(req.target_email)
+        for lease_id in owed:  # the cards of the grants whose leases it ended (or made permanent)
+            self.leases.ends.announce(lease_id)
 
     def _fit_to_apply(self, req: AccessRequest) -> bool:
         """The checks made just before a request is applied, on what Slack and Polaris say now (no cache).

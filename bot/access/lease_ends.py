@@ -11,7 +11,7 @@ permission) is retried at the backoff's cap and reported to ``ADMINS`` once. Aud
 
 The announcement (the cards of every grant the lease carried, the person's DM) is owed in the same transaction
 as the end (``next_attempt_at`` set on the ended lease) and settled once made, so a crash in between is made good
-by the next worker pass (:meth:`LeaseEnds.announce_due`).
+by the next worker pass (:meth:`bot.access.leases.Leases.run_due`, after :data:`ANNOUNCE_GRACE`).
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ REMOVAL_BACKOFF_MAX = 900.0
 #: workers off it on SQLite (where claims are per process). On PostgreSQL the ``user:<email>`` advisory lock does
 #: that, and is released at once when its process dies.
 REMOVAL_HOLD_MARGIN = 10.0
+#: An end's announcement owed for longer than this was interrupted (a crash): the worker sends it.
+ANNOUNCE_GRACE = dt.timedelta(seconds=30)
 #: Ends whose person is not DMed: a grant never applied, a user or group deleted in Polaris meanwhile; and those
 #: told otherwise (they left the group themselves; an offboarding).
 QUIET = ("not_applied", "user_gone", "group_gone", "made_permanent", "left", "offboarded")
@@ -217,16 +219,6 @@ class LeaseEnds:
             text = views.leases.ended(lease, was_member=lease.last_error != ABSENT, about=about)
             self.notifications.dm(lease.request_id, who, f"lease_end:{lease.id}", text)
         self.leases.announced(lease.id)
-
-    def announce_due(self, now: dt.datetime, limit: int) -> None:
-        """Announcements owed for ends a crash interrupted (older than a grace of 30 s)."""
-        for lease_id in self.leases.due_announcements(now - dt.timedelta(seconds=30), limit):
-            self.announce(lease_id)
-
-    def announce_owed(self, email: str) -> None:
-        """The announcements owed for ``email``'s leases that a removal, leave or offboarding just ended."""
-        for lease_id in self.leases.owed_announcements_of(email):
-            self.announce(lease_id)
 
     def holder(self, lease: Lease) -> str | None:
         """Whom a lease's DMs go to: the person it is for, else the requester of the grant."""

@@ -85,10 +85,10 @@ class LeaseStore:
                 s.scalars(select(Lease).where(Lease.state == LEASE_ACTIVE, who).order_by(Lease.ends_at).limit(limit))
             )
 
-    def due_ends(self, now: dt.datetime, limit: int) -> list[str]:
+    def due_ends(self, now: dt.datetime, limit: int, *, session=None) -> list[str]:
         """Active leases whose end has come and whose removal is not backing off (index ``ix_leases_state_ends``:
         costs what is due, not what exists)."""
-        with self.db.session() as s:
+        with self.db.joining(session) as s:
             return list(
                 s.scalars(
                     select(Lease.id)
@@ -102,9 +102,9 @@ class LeaseStore:
                 )
             )
 
-    def due_warnings(self, now: dt.datetime, limit: int) -> list[str]:
+    def due_warnings(self, now: dt.datetime, limit: int, *, session=None) -> list[str]:
         """Active leases whose warning time has come and whose person was not warned yet."""
-        with self.db.session() as s:
+        with self.db.joining(session) as s:
             return list(
                 s.scalars(
                     select(Lease.id)
@@ -119,9 +119,9 @@ class LeaseStore:
                 )
             )
 
-    def stale_pending(self, now: dt.datetime, limit: int) -> list[str]:
+    def stale_pending(self, now: dt.datetime, limit: int, *, session=None) -> list[str]:
         """Pending leases whose grant is no longer being applied (failed, or gone): to be closed."""
-        with self.db.session() as s:
+        with self.db.joining(session) as s:
             return list(
                 s.scalars(
                     select(Lease.id)
@@ -277,10 +277,10 @@ class LeaseStore:
                 .values(warned_at=now, updated_at=now)
             ).rowcount
 
-    def due_announcements(self, before: dt.datetime, limit: int) -> list[str]:
+    def due_announcements(self, before: dt.datetime, limit: int, *, session=None) -> list[str]:
         """Ended leases whose announcement (cards, DM) was owed before ``before`` and never settled: a crash
         came between the end and the telling (index ``ix_leases_state_next``)."""
-        with self.db.session() as s:
+        with self.db.joining(session) as s:
             return list(
                 s.scalars(
                     select(Lease.id)
@@ -291,9 +291,9 @@ class LeaseStore:
                 )
             )
 
-    def owed_announcements_of(self, email: str) -> list[str]:
-        """The ended leases of ``email`` whose announcement is still owed."""
-        with self.db.session() as s:
+    def owed_announcements_of(self, email: str, session=None) -> list[str]:
+        """The ended leases of ``email`` whose announcement is still owed (read in ``session`` when given)."""
+        with self.db.joining(session) as s:
             return list(
                 s.scalars(
                     select(Lease.id).where(

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from .. import durations, views
 from ..models import GRANTS, LEASE_ACTIVE, LEASE_PENDING, AccessRequest, Lease
 from .context import Context
-from .lease_ends import ENDED, LeaseEnds
+from .lease_ends import ANNOUNCE_GRACE, ENDED, LeaseEnds
 from .lease_store import LeaseStore
 from .notifications import Notifications
 from .store import RequestStore
@@ -169,16 +169,21 @@ class Leases:
     def run_due(self, now: dt.datetime, limit: int, stop=None) -> int:
         """The worker's lease work: removals that are due, warnings that are due, pending leases whose grant
         failed. Returns how many leases ended."""
-        ended = 0
-        for lid in self.leases.due_ends(now, limit):
+        ended, leases = 0, self.leases
+        with leases.db.session() as s:  # what is due, read in one transaction (each query indexed and LIMITed)
+            ends, warnings = leases.due_ends(now, limit, session=s), leases.due_warnings(now, limit, session=s)
+            stale = leases.stale_pending(now, limit, session=s)
+            owed = leases.due_announcements(now - ANNOUNCE_GRACE, limit, session=s)
+        for lid in ends:
             if stop is not None and stop.is_set():
                 break
             ended += bool(self._safely(self.revoke, lid))
-        for lid in self.leases.due_warnings(now, limit):
+        for lid in warnings:
             self._safely(self.warn, lid)
-        for lid in self.leases.stale_pending(now, limit):
+        for lid in stale:
             ended += bool(self._safely(lambda x: self.revoke(x, reason="not_applied"), lid))
-        self._safely(self.ends.announce_due, now, limit)
+        for lid in owed:  # announcements owed for ends a crash interrupted
+            self._safely(self.ends.announce, lid)
         return ended
 
     @staticmethod

@@ -54,10 +54,10 @@ class Reminders:
 
     def run_due(self, now: dt.datetime, limit: int, stop=None) -> int:
         """Send the reminders and escalations due at ``now`` (at most ``limit`` of each). Returns how many."""
-        done = 0
-        for rid in self.store.due_escalations(now, limit):
+        done, (escalations, reminders) = 0, self.store.due_nudges(now, limit)
+        for rid in escalations:
             done += bool(self._safely(self.escalate, rid))
-        for rid in self.store.due_reminders(now, limit):
+        for rid in reminders:
             if stop is not None and stop.is_set():
                 break
             done += bool(self._safely(self.remind, rid))

@@ -251,16 +251,16 @@ class RequestStore:
             )
         return DueWork(overdue, unposted, untold, due)
 
-    def due_reminders(self, now: dt.datetime, limit: int) -> list[str]:
-        """Pending, unexpired requests whose next reminder is due (index ``ix_access_requests_state_remind``)."""
-        return self._due(AccessRequest.remind_at, now, limit)
-
-    def due_escalations(self, now: dt.datetime, limit: int) -> list[str]:
-        """Pending, unexpired requests whose escalation is due (index ``ix_access_requests_state_escalate``)."""
-        return self._due(AccessRequest.escalate_at, now, limit)
-
-    def _due(self, column, now: dt.datetime, limit: int) -> list[str]:
+    def due_nudges(self, now: dt.datetime, limit: int) -> tuple[list[str], list[str]]:
+        """(escalations, reminders): the pending, unexpired requests whose escalation, and whose next reminder,
+        is due (indexes ``ix_access_requests_state_escalate``, ``..._state_remind``), read in one transaction."""
         with self.db.session() as s:
+            return self._due(AccessRequest.escalate_at, now, limit, s), self._due(
+                AccessRequest.remind_at, now, limit, s
+            )
+
+    def _due(self, column, now: dt.datetime, limit: int, session=None) -> list[str]:
+        with self.db.joining(session) as s:
             return list(
                 s.scalars(
                     select(AccessRequest.id)
