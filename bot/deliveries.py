@@ -120,6 +120,7 @@ class DeliveryLedger:
         state: str | None = None,
         content: str | None = None,
         supersede: bool = False,
+        not_before: dt.datetime | None = None,
         session=None,
     ) -> Delivery:
         """The row owed for (``request_id``, ``kind``, ``recipient``, ``key``), created pending if new (in
@@ -130,6 +131,8 @@ class DeliveryLedger:
         tells; ``content``: for a card, the hash of what it should show now: a delivered or pending row with
         another hash goes back to pending with a fresh attempt count (a failed one stays failed).
         ``supersede``: older pending rows of the same kind to the same recipient are superseded by this one.
+        ``not_before``: a new row's first attempt is not due before then (a notice held back: see
+        :data:`bot.access.notifications.APPROVED_HOLD`).
         Two processes owing the same row at once make one (``INSERT ... ON CONFLICT DO NOTHING``)."""
         now = self.clock()
         with self.db.joining(session) as s:  # one transaction: found, made, or moved to the new content
@@ -159,7 +162,7 @@ class DeliveryLedger:
                     content_hash=content,
                     status=PENDING,
                     attempts=0,
-                    next_attempt_at=None,
+                    next_attempt_at=not_before,
                     created_at=now,
                     updated_at=now,
                 )
@@ -252,15 +255,17 @@ class DeliveryLedger:
             )
             return next((e for e in errors if e in RECIPIENT_ERRORS), None)
 
-    def supersede(self, request_id: str, key_prefixes: tuple[str, ...], *, session=None) -> int:
+    def supersede(self, request_id: str, key_prefixes: tuple[str, ...], *, keep: str = "", session=None) -> int:
         """Supersede the pending rows of a request whose key starts with one of ``key_prefixes`` (reminders
-        not yet sent when the request is decided: none goes out after). Returns how many (in ``session``)."""
+        not yet sent when the request is decided: none goes out after), but the row keyed ``keep``. Returns how
+        many (in ``session``)."""
         with self.db.joining(session) as s:
             return s.execute(
                 update(Delivery)
                 .where(
                     Delivery.request_id == request_id,
                     Delivery.status == PENDING,
+                    Delivery.key != keep,
                     or_(*(Delivery.key.startswith(p, autoescape=True) for p in key_prefixes)),
                 )
                 .values(status=SUPERSEDED, updated_at=self.clock())

@@ -6,6 +6,7 @@ an error no retry cures, and then ``ADMINS`` are told instead. Nothing here rais
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from .. import deliveries as ledger
@@ -31,19 +32,32 @@ class DirectMessages:
         *,
         state: str | None = None,
         blocks: list | None = None,
+        hold: float = 0.0,
     ) -> bool:
         """Owe ``recipient`` the DM ``text`` (with ``blocks``, e.g. buttons) about a request, once per ``key``,
         and try it now (an older DM to them about the request still pending is superseded). ``state``: the
         request state it tells the requester. True when delivered (now or before). Nothing is owed to
-        :data:`BOT_REQUESTER` (a request the bot opened has nobody to tell; the admins see its card)."""
+        :data:`BOT_REQUESTER` (a request the bot opened has nobody to tell; the admins see its card). ``hold``:
+        seconds before it is first tried (by the worker), so that a newer DM superseding it meanwhile is the
+        only one sent."""
         if recipient == BOT_REQUESTER:
             return True
+        not_before = self.ctx.clock() + dt.timedelta(seconds=hold) if hold else None
         with self.ctx.db.session() as s:  # owed and taken in one transaction
             row = self.ctx.deliveries.want(
-                request_id, DM, recipient, key, text=text, blocks=blocks, state=state, supersede=True, session=s
+                request_id,
+                DM,
+                recipient,
+                key,
+                text=text,
+                blocks=blocks,
+                state=state,
+                supersede=True,
+                not_before=not_before,
+                session=s,
             )
-            taken = self._take_dm(row, s)
-        return self.send_row(row, taken=taken)
+            taken = False if hold else self._take_dm(row, s)
+        return row.status == ledger.DELIVERED if hold else self.send_row(row, taken=taken)
 
     def _take_dm(self, row, s) -> bool | str:
         """In ``s``: take a pending DM (or admin notice) row for an attempt. True when taken; the error when

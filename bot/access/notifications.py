@@ -16,8 +16,8 @@ import logging
 
 from .. import deliveries as ledger
 from .. import views
-from ..deliveries import CARD, THREAD, content_hash
-from ..models import APPLIED, APPROVED, BOT_REQUESTER, DENIED, EXPIRED, GRANTS, LEAVE, PENDING, AccessRequest
+from ..deliveries import CARD, DM, THREAD, content_hash
+from ..models import APPLIED, APPROVED, BOT_REQUESTER, DENIED, EXPIRED, FAILED, GRANTS, LEAVE, PENDING, AccessRequest
 from ..polaris import PolarisError
 from sqlalchemy import inspect
 from .approvers import Approvers
@@ -34,6 +34,10 @@ _COLUMNS = tuple(a.key for a in inspect(AccessRequest).column_attrs if a.key not
 
 #: Ledger keys of the nudges to approvers (reminders, the escalation): superseded once a request is decided.
 NUDGE_KEYS = ("remind:", "escalated")
+#: Seconds the "approved, applying" DM and thread reply wait before they are sent. The apply that follows an
+#: approval usually ends sooner, and then only its outcome is sent, naming the approvers and their comment:
+#: one message instead of two (issue 13). A slow or failing apply still gets the approval told after this.
+APPROVED_HOLD = 10.0
 
 
 class Notifications:
@@ -281,12 +285,12 @@ class Notifications:
             self.mark_told(req)
             return True
         key = req.state if not req.retries else f"{req.state}#{req.retries}"
-        approvers: list[str] = []
-        if req.state == APPROVED and req.decided_by != views.POLICY_ACTOR:
-            approvers = self.store.approver_ids(req.id)
+        approvers, (dm_told, thread_told) = self._approval_told(req)
         text = views.requester_update(req, approvers) + views.approvals.requester_note(req)
-        ok = self.dm(req.id, req.requester_id, key, text, state=req.state)
-        self._in_thread(req, key, approvers)
+        text += "" if dm_told else views.approvals.approved_note(req, approvers)
+        hold = APPROVED_HOLD if req.state == APPROVED else 0.0
+        ok = self.dm(req.id, req.requester_id, key, text, state=req.state, hold=hold)
+        self._in_thread(req, key, approvers, told=thread_told)
         if req.target_slack_id and req.target_slack_id != req.requester_id and req.state in (APPLIED, DENIED):
             self.dm(req.id, req.target_slack_id, key, f"For your information: {text}")
         return ok
@@ -297,15 +301,36 @@ class Notifications:
         self.store.update(req.id, expect=req.state, notified_state=req.state)
         self._in_thread(req, req.state if not req.retries else f"{req.state}#{req.retries}")
 
-    def _in_thread(self, req: AccessRequest, key: str, approvers: list[str] | None = None) -> None:
+    def _approval_told(self, req: AccessRequest) -> tuple[list[str], tuple[bool, bool]]:
+        """(the people whose approval counted, for a request people approved; whether the requester's DM and the
+        thread reply of its approval were delivered, for an outcome after one: applied or failed; else True).
+        One transaction."""
+        people = req.state in (APPROVED, APPLIED, FAILED) and req.decided_by != views.POLICY_ACTOR
+        if req.state not in (APPLIED, FAILED):
+            return (self.store.approver_ids(req.id) if people else []), (True, True)
+        key = APPROVED if not req.retries else f"{APPROVED}#{req.retries}"
+        channel = req.approval_channel or self.ctx.settings.approval_channel
+        with self.ctx.db.session() as s:
+            approvers = self.store.approver_ids(req.id, session=s) if people else []
+            rows = (
+                self.ctx.deliveries.find(req.id, DM, req.requester_id, key, session=s),
+                self.ctx.deliveries.find(req.id, THREAD, channel, f"state:{key}", session=s),
+            )
+        return approvers, tuple(r is None or r.status == ledger.DELIVERED for r in rows)
+
+    def _in_thread(self, req: AccessRequest, key: str, approvers: list[str] | None = None, told: bool = True) -> None:
         """Once a request is no longer pending: the reminders not sent yet are dropped, and the outcome is a
-        reply in the card's thread, once per state (``key``)."""
+        reply in the card's thread, once per state (``key``), superseding an earlier outcome not sent yet (the
+        approval, held back: :data:`APPROVED_HOLD`; ``told`` False: the approval was not told, so this names
+        who approved)."""
         if req.state == PENDING:
             return
         if approvers is None and req.state == APPROVED and req.decided_by != views.POLICY_ACTOR:
             approvers = self.store.approver_ids(req.id)
         text = views.approvals.thread_outcome(req, approvers or [])
-        self.threads.reply(req.id, f"state:{key}", text, drop=NUDGE_KEYS)
+        text += "" if told else views.approvals.approved_note(req, approvers or [], thread=True)
+        hold = APPROVED_HOLD if req.state == APPROVED else 0.0
+        self.threads.reply(req.id, f"state:{key}", text, drop=(*NUDGE_KEYS, "state:"), hold=hold)
 
     def dm(
         self,
@@ -316,10 +341,11 @@ class Notifications:
         *,
         state: str | None = None,
         blocks: list | None = None,
+        hold: float = 0.0,
     ) -> bool:
-        """Owe ``recipient`` a DM about a request, once per ``key``, and try it now
-        (:meth:`bot.access.direct_messages.DirectMessages.dm`). True when delivered (now or before)."""
-        return self.dms.dm(request_id, recipient, key, text, state=state, blocks=blocks)
+        """Owe ``recipient`` a DM about a request, once per ``key``, and try it now (or after ``hold`` seconds:
+        :meth:`bot.access.direct_messages.DirectMessages.dm`). True when delivered (now or before)."""
+        return self.dms.dm(request_id, recipient, key, text, state=state, blocks=blocks, hold=hold)
 
     def deliver_due(self, row) -> None:
         """The worker's attempt at one due ledger row: a card is brought up to date, a DM sent again."""

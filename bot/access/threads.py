@@ -9,6 +9,8 @@ card is posted waits (retried) until there is a thread to put it in. Nothing her
 
 from __future__ import annotations
 
+import datetime as dt
+
 from .. import deliveries as ledger
 from ..deliveries import CARD, THREAD
 from ..slack import SlackError
@@ -26,25 +28,27 @@ class Threads:
     def __init__(self, ctx: Context, store: RequestStore):
         self.ctx, self.store = ctx, store
 
-    def reply(self, request_id: str, key: str, text: str, *, drop: tuple[str, ...] = ()) -> bool:
+    def reply(self, request_id: str, key: str, text: str, *, drop: tuple[str, ...] = (), hold: float = 0.0) -> bool:
         """Owe the reply ``text`` (mrkdwn, escaped by the caller) in the card's thread, once per ``key``, and
         try it now. True when it is in the thread (now or before). ``drop``: key prefixes of the request's
-        pending ledger rows superseded first (the nudges to approvers once it is decided). Owed, taken and the
+        pending ledger rows superseded first (the nudges to approvers once it is decided, an outcome not sent
+        yet), but this one; ``hold``: seconds before it is first tried (by the worker). Owed, taken and the
         card's thread read in one transaction; the reply goes to the thread as it is then."""
         deliveries = self.ctx.deliveries
+        not_before = self.ctx.clock() + dt.timedelta(seconds=hold) if hold else None
         with self.ctx.db.session() as s:
             if drop:
-                deliveries.supersede(request_id, drop, session=s)
+                deliveries.supersede(request_id, drop, keep=key, session=s)
             req = self.store.get(request_id, session=s)
             if req is None:
                 return False
             channel = req.approval_channel or self.ctx.settings.approval_channel
             if not req.approval_ts and deliveries.find(req.id, CARD, channel, "card", session=s) is None:
                 return False  # no card was ever owed (a leave needs none): no thread to reply in
-            row = deliveries.want(req.id, THREAD, channel, key, text=text, session=s)
+            row = deliveries.want(req.id, THREAD, channel, key, text=text, not_before=not_before, session=s)
             if row.status != ledger.PENDING:
                 return row.status == ledger.DELIVERED
-            if not deliveries.take(row, session=s):
+            if hold or not deliveries.take(row, session=s):
                 return False
         return self._send(row, req)
 

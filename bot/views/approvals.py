@@ -127,6 +127,16 @@ def _note(note: str | None) -> str:
     return f" — “{esc(clip(note, 600))}”" if note else ""
 
 
+def approved_note(req: AccessRequest, approvers: Sequence[str] = (), *, thread: bool = False) -> str:
+    """What an outcome message (applied, failed) adds when the approval's own message was never sent (held
+    back, then superseded: :data:`bot.access.notifications.APPROVED_HOLD`): who approved, and their comment.
+    ``thread``: for the card's thread (else the requester's DM)."""
+    who = names(approvers) if approvers else mention(req.decided_by)
+    if thread:
+        return f" Approved by {who}{_granted(req)}{_note(req.decision_note)}."
+    return f" Approved by {who}." + (f" Comment: {esc(req.decision_note)}" if req.decision_note else "")
+
+
 def thread_outcome(req: AccessRequest, approvers: Sequence[str] = ()) -> str:
     """The thread reply for the state ``req`` is in now (approved, applied, failed, denied, expired, ...)."""
     if req.state == APPROVED:

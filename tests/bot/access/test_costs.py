@@ -13,7 +13,10 @@ from tests.bot.access.helpers import only_request
 from tests.conftest import APPROVER, APPROVER2, OTHER, REQUESTER
 
 
-MAX_APPROVAL_TRANSACTIONS = 65  # SQLite 56, PostgreSQL 65 (its claims are transactions of their own; 64 before update-user and bulk invite merged)
+# SQLite 30, PostgreSQL 38 (its claims are transactions of their own). 56 and 65 before the delivery ledger owed and
+# took a message in one transaction, recorded its outcome with what follows it, and the worker read what is due in
+# fewer transactions.
+MAX_APPROVAL_TRANSACTIONS = 38
 # SQLite 102, PostgreSQL 106: the claims' pg_try_advisory_lock / pg_advisory_unlock are 6 statements SQLite has not,
 # and the audit chain's sequence read replaces SQLite's two statements with one.
 MAX_APPROVAL_STATEMENTS = 106
@@ -78,8 +81,10 @@ def test_an_approval_costs_what_it_does(service, db, slack, sandbox, groups):
     assert c.transactions <= MAX_APPROVAL_TRANSACTIONS, c.statements
     assert len(c.statements) <= MAX_APPROVAL_STATEMENTS, c.statements
     assert c.audit_inserts() <= 4, c.statements
-    assert len(c.slack) <= 10, c.slack
+    assert len(c.slack) <= 8, c.slack
     assert c.slack.count("conversations.open") <= 1, c.slack  # the requester's DM channel, once
+    # One DM and one thread reply: the approval's are held back and superseded by the outcome's (APPROVED_HOLD).
+    assert c.slack.count("chat.postMessage") <= 2, c.slack
     assert c.slack.count("chat.update") <= 2, c.slack  # the card, once per state change (approved, applied)
 
 

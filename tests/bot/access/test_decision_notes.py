@@ -79,8 +79,10 @@ def test_an_approval_carries_a_comment(service, db, slack, groups):
     assert any("Comment: OK for the Q3 review" in t for t in dms(slack, REQUESTER))
     assert details(db, req.id, "decision.approve") == ["comment: OK for the Q3 review"]
     replies = thread(slack, req)
-    assert replies[0].startswith(":white_check_mark: Approved by <@U0BOB> — “OK for the Q3 review”")
-    assert replies[1].startswith(":white_check_mark: Applied in Polaris.")
+    # Applied within the hold (issue 13): one reply, the outcome's, naming the approver and the comment.
+    assert replies[0].startswith(":white_check_mark: Applied in Polaris.")
+    assert "Approved by <@U0BOB> — “OK for the Q3 review”" in replies[0]
+    assert len(replies) == 1
 
 
 def test_a_shorter_duration_is_applied_and_the_lease_ends_on_time(service, db, sandbox, slack, groups):

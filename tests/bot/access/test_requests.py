@@ -48,7 +48,10 @@ def test_request_by_someone_without_account_creates_user_in_group_with_slack_nam
         and "Approved and applied" in str(message["blocks"])
         and APPROVER in str(message["blocks"])
     )
-    assert any("approved by" in t for t in dms(slack, REQUESTER)) and any("Done" in t for t in dms(slack, REQUESTER))
+    # One DM: the approval's was held back and the outcome's names the approver instead (issue 13).
+    done = [t for t in dms(slack, REQUESTER) if "Done" in t]
+    assert len(done) == 1 and f"Approved by <@{APPROVER}>" in done[0]
+    assert not any("was approved by" in t for t in dms(slack, REQUESTER))
     actions = [a for _, a, _ in audit_actions(db, req.id)]
     for expected in (
         "request.created",
