@@ -73,15 +73,15 @@ class Claims:
                     with _local_lock:
                         self._held.discard(request_id)
             return
-        with self.db.engine.connect() as conn:
+        # Autocommit: a session-level lock needs no transaction, so taking and dropping it are one round trip each
+        # (no BEGIN, no COMMIT; issue 13). The pool puts the connection's isolation level back when it is returned.
+        with self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             if self._schema is None:
                 self._schema = str(conn.execute(text("SELECT current_schema()")).scalar() or "public")
             key = _key(request_id, self._schema)
             got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
-            conn.commit()
             try:
                 yield got
             finally:
                 if got:
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                    conn.commit()
