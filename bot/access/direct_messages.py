@@ -42,22 +42,38 @@ class DirectMessages:
         only one sent."""
         if recipient == BOT_REQUESTER:
             return True
-        not_before = self.ctx.clock() + dt.timedelta(seconds=hold) if hold else None
         with self.ctx.db.session() as s:  # owed and taken in one transaction
-            row = self.ctx.deliveries.want(
-                request_id,
-                DM,
-                recipient,
-                key,
-                text=text,
-                blocks=blocks,
-                state=state,
-                supersede=True,
-                not_before=not_before,
-                session=s,
-            )
-            taken = False if hold else self._take_dm(row, s)
-        return row.status == ledger.DELIVERED if hold else self.send_row(row, taken=taken)
+            row, taken = self.owe(request_id, recipient, key, text, state=state, blocks=blocks, hold=hold, session=s)
+        return self.send_row(row, taken=taken)
+
+    def owe(
+        self,
+        request_id: str,
+        recipient: str,
+        key: str,
+        text: str,
+        *,
+        state: str | None = None,
+        blocks: list | None = None,
+        hold: float = 0.0,
+        session,
+    ) -> tuple:
+        """In ``session``: owe the DM as :meth:`dm` does, and take it unless ``hold``. Returns (the row, what
+        :meth:`_take_dm` answered, False when held); send it with :meth:`send_row` after the transaction."""
+        not_before = self.ctx.clock() + dt.timedelta(seconds=hold) if hold else None
+        row = self.ctx.deliveries.want(
+            request_id,
+            DM,
+            recipient,
+            key,
+            text=text,
+            blocks=blocks,
+            state=state,
+            supersede=True,
+            not_before=not_before,
+            session=session,
+        )
+        return row, False if hold else self._take_dm(row, session)
 
     def _take_dm(self, row, s) -> bool | str:
         """In ``s``: take a pending DM (or admin notice) row for an attempt. True when taken; the error when

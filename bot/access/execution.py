@@ -74,14 +74,14 @@ class Execution:
         self.bulk = BulkSide(ctx, store)  # invite_many
         self.users = UserSide(ctx, self.removals)  # update_user
 
-    def apply(self, request_id: str, *, quiet: bool = False) -> bool:
+    def apply(self, request_id: str, *, quiet: bool = False, email: str | None = None) -> bool:
         """Apply one approved request in Polaris if this worker can claim it. True when it ended applied.
         ``quiet``: the requester is answered by the caller (a leave, applied in the command's own work), so
-        no DM tells them it was applied.
+        no DM tells them it was applied. ``email``: the one it is for, when the caller read it (else read here).
 
         Idempotent: safe to run again after a crash at any point."""
         ctx, store = self.ctx, self.store
-        target = store.get(request_id)
+        target = email or getattr(store.get(request_id), "target_email", None)
         if target is None:
             return False
         # One claim per request, then one per Polaris user: two requests never change the same user at once
@@ -91,7 +91,7 @@ class Execution:
         with contextlib.ExitStack() as claims:
             if not claims.enter_context(ctx.claims.hold(request_id)):
                 return False
-            if not claims.enter_context(ctx.claims.hold(f"user:{target.target_email.lower()}")):
+            if not claims.enter_context(ctx.claims.hold(f"user:{target.lower()}")):
                 return False
             req, settled = self._take(request_id)
             if req is None:

@@ -285,12 +285,16 @@ class Notifications:
             self.mark_told(req)
             return True
         key = req.state if not req.retries else f"{req.state}#{req.retries}"
-        approvers, (dm_told, thread_told) = self._approval_told(req)
-        text = views.requester_update(req, approvers) + views.approvals.requester_note(req)
-        text += "" if dm_told else views.approvals.approved_note(req, approvers)
         hold = APPROVED_HOLD if req.state == APPROVED else 0.0
-        ok = self.dm(req.id, req.requester_id, key, text, state=req.state, hold=hold)
-        self._in_thread(req, key, approvers, told=thread_told)
+        with self.ctx.db.session() as s:  # the state's DM and thread reply, owed (and taken) in one transaction
+            approvers, (dm_told, thread_told) = self._approval_told(req, session=s)
+            text = views.requester_update(req, approvers) + views.approvals.requester_note(req)
+            text += "" if dm_told else views.approvals.approved_note(req, approvers)
+            dm = self.dms.owe(req.id, req.requester_id, key, text, state=req.state, hold=hold, session=s)
+            reply = self._owe_in_thread(req, key, approvers, told=thread_told, session=s)
+        ok = self.dms.send_row(dm[0], taken=dm[1])
+        if reply is not None:
+            self.threads.send_owed(*reply)
         if req.target_slack_id and req.target_slack_id != req.requester_id and req.state in (APPLIED, DENIED):
             self.dm(req.id, req.target_slack_id, key, f"For your information: {text}")
         return ok
@@ -301,16 +305,16 @@ class Notifications:
         self.store.update(req.id, expect=req.state, notified_state=req.state)
         self._in_thread(req, req.state if not req.retries else f"{req.state}#{req.retries}")
 
-    def _approval_told(self, req: AccessRequest) -> tuple[list[str], tuple[bool, bool]]:
+    def _approval_told(self, req: AccessRequest, *, session=None) -> tuple[list[str], tuple[bool, bool]]:
         """(the people whose approval counted, for a request people approved; whether the requester's DM and the
         thread reply of its approval were delivered, for an outcome after one: applied or failed; else True).
-        One transaction."""
+        One transaction (``session``'s when given)."""
         people = req.state in (APPROVED, APPLIED, FAILED) and req.decided_by != views.POLICY_ACTOR
         if req.state not in (APPLIED, FAILED):
-            return (self.store.approver_ids(req.id) if people else []), (True, True)
+            return (self.store.approver_ids(req.id, session=session) if people else []), (True, True)
         key = APPROVED if not req.retries else f"{APPROVED}#{req.retries}"
         channel = req.approval_channel or self.ctx.settings.approval_channel
-        with self.ctx.db.session() as s:
+        with self.ctx.db.joining(session) as s:
             approvers = self.store.approver_ids(req.id, session=s) if people else []
             rows = (
                 self.ctx.deliveries.find(req.id, DM, req.requester_id, key, session=s),
@@ -323,14 +327,22 @@ class Notifications:
         reply in the card's thread, once per state (``key``), superseding an earlier outcome not sent yet (the
         approval, held back: :data:`APPROVED_HOLD`; ``told`` False: the approval was not told, so this names
         who approved)."""
+        with self.ctx.db.session() as s:
+            reply = self._owe_in_thread(req, key, approvers, told=told, session=s)
+        if reply is not None:
+            self.threads.send_owed(*reply)
+
+    def _owe_in_thread(self, req: AccessRequest, key: str, approvers: list[str] | None, *, told: bool, session):
+        """In ``session``: what :meth:`_in_thread` owes (:meth:`bot.access.threads.Threads.owe`), or ``None``
+        for a pending request."""
         if req.state == PENDING:
-            return
+            return None
         if approvers is None and req.state == APPROVED and req.decided_by != views.POLICY_ACTOR:
-            approvers = self.store.approver_ids(req.id)
+            approvers = self.store.approver_ids(req.id, session=session)
         text = views.approvals.thread_outcome(req, approvers or [])
         text += "" if told else views.approvals.approved_note(req, approvers or [], thread=True)
         hold = APPROVED_HOLD if req.state == APPROVED else 0.0
-        self.threads.reply(req.id, f"state:{key}", text, drop=(*NUDGE_KEYS, "state:"), hold=hold)
+        return self.threads.owe(req.id, f"state:{key}", text, drop=(*NUDGE_KEYS, "state:"), hold=hold, session=session)
 
     def dm(
         self,

@@ -66,10 +66,10 @@ class Schedule:
             if req is not None and req.notified_state != req.state:
                 self._safely(self.notifications.notify_requester, req)
         applied = 0
-        for rid in work.due:
+        for rid, email in work.due:
             if stop is not None and stop.is_set():
                 break
-            if self._safely(self.execution.apply, rid):
+            if self._safely(self.execution.apply, rid, email=email):
                 applied += 1
         self._safely(self.leases.run_due, self.ctx.clock(), limit, stop)
         return applied
@@ -87,10 +87,10 @@ class Schedule:
         except Exception:
             log.exception("pruning slack_events failed")
 
-    def _safely(self, fn, *args):
+    def _safely(self, fn, *args, **kwargs):
         try:
             with self.ctx.audit.batch():  # the step's Polaris call and Slack rows in one transaction at its end
-                return fn(*args)
+                return fn(*args, **kwargs)
         except Exception:
             log.exception("worker step %s failed for %s", getattr(fn, "__name__", fn), args)
             return None

@@ -42,12 +42,13 @@ from ..models import (
 @dataclass
 class DueWork:
     """What one worker pass finds due (request IDs): ``overdue`` pending past their TTL, ``unposted`` cards
-    never tried, ``untold`` requesters never told the current state, ``due`` approved requests to apply."""
+    never tried, ``untold`` requesters never told the current state, ``due`` approved requests to apply, as
+    (request ID, the email it is for) pairs."""
 
     overdue: list[str]
     unposted: list[str]
     untold: list[str]
-    due: list[str]
+    due: list[tuple[str, str]]
 
 
 class RequestStore:
@@ -239,8 +240,8 @@ class RequestStore:
                 )
             )
             due = list(
-                s.scalars(
-                    select(AccessRequest.id)
+                s.execute(  # (id, target_email) rows
+                    select(AccessRequest.id, AccessRequest.target_email)
                     .where(
                         AccessRequest.state == APPROVED,
                         or_(AccessRequest.next_attempt_at.is_(None), AccessRequest.next_attempt_at <= now),

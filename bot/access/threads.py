@@ -34,23 +34,35 @@ class Threads:
         pending ledger rows superseded first (the nudges to approvers once it is decided, an outcome not sent
         yet), but this one; ``hold``: seconds before it is first tried (by the worker). Owed, taken and the
         card's thread read in one transaction; the reply goes to the thread as it is then."""
-        deliveries = self.ctx.deliveries
-        not_before = self.ctx.clock() + dt.timedelta(seconds=hold) if hold else None
         with self.ctx.db.session() as s:
-            if drop:
-                deliveries.supersede(request_id, drop, keep=key, session=s)
-            req = self.store.get(request_id, session=s)
-            if req is None:
-                return False
-            channel = req.approval_channel or self.ctx.settings.approval_channel
-            if not req.approval_ts and deliveries.find(req.id, CARD, channel, "card", session=s) is None:
-                return False  # no card was ever owed (a leave needs none): no thread to reply in
-            row = deliveries.want(req.id, THREAD, channel, key, text=text, not_before=not_before, session=s)
-            if row.status != ledger.PENDING:
-                return row.status == ledger.DELIVERED
-            if hold or not deliveries.take(row, session=s):
-                return False
-        return self._send(row, req)
+            owed = self.owe(request_id, key, text, drop=drop, hold=hold, session=s)
+        return self.send_owed(*owed)
+
+    def owe(self, request_id: str, key: str, text: str, *, drop: tuple[str, ...] = (), hold: float = 0.0, session):
+        """In ``session``: what :meth:`reply` does before sending. Returns (the row or ``None`` when there is no
+        thread to reply in, the request as read, True when taken); pass them to :meth:`send_owed` after the
+        transaction."""
+        deliveries, s = self.ctx.deliveries, session
+        not_before = self.ctx.clock() + dt.timedelta(seconds=hold) if hold else None
+        if drop:
+            deliveries.supersede(request_id, drop, keep=key, session=s)
+        req = self.store.get(request_id, session=s)
+        if req is None:
+            return None, None, False
+        channel = req.approval_channel or self.ctx.settings.approval_channel
+        if not req.approval_ts and deliveries.find(req.id, CARD, channel, "card", session=s) is None:
+            return None, req, False  # no card was ever owed (a leave needs none): no thread to reply in
+        row = deliveries.want(req.id, THREAD, channel, key, text=text, not_before=not_before, session=s)
+        taken = row.status == ledger.PENDING and not hold and deliveries.take(row, session=s)
+        return row, req, taken
+
+    def send_owed(self, row, req: AccessRequest | None, taken: bool) -> bool:
+        """Send a reply :meth:`owe` owed and took; True when it is in the thread (now or before)."""
+        if row is None:
+            return False
+        if row.status != ledger.PENDING:
+            return row.status == ledger.DELIVERED
+        return self._send(row, req) if taken else False
 
     def send_row(self, row) -> bool:
         """One attempt at a pending, due thread reply of the ledger (the worker's retries come here too)."""

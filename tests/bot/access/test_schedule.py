@@ -31,7 +31,9 @@ def test_a_failing_step_does_not_stop_the_pass(service, db, groups):
     for rid in ids:
         service.decide(rid, APPROVER, approve=True)
     real = service.execution.apply
-    service.execution.apply = lambda rid: (_ for _ in ()).throw(RuntimeError("boom")) if rid == ids[0] else real(rid)
+    service.execution.apply = lambda rid, **kw: (
+        (_ for _ in ()).throw(RuntimeError("boom")) if rid == ids[0] else real(rid, **kw)
+    )
     try:
         assert service.run_due() == 1  # the first apply crashed, the second still ran
     finally:

@@ -81,5 +81,5 @@ def test_due_work(db):
     approved = add(db, store, email="c@example.com")
     store.set(approved, state=APPROVED, decided_at=NOW)
     work = store.due_work(NOW + dt.timedelta(minutes=1), 20)
-    assert overdue in work.overdue and work.due == [approved]
+    assert overdue in work.overdue and [tuple(d) for d in work.due] == [(approved, "c@example.com")]
     assert overdue in work.unposted  # pending, never posted, older than 30 s, no card owed
