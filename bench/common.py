@@ -673,6 +673,7 @@ ORDER = [
     ("memory", "Memory (bench/memory.py)"),
     ("ack_variants", "Diagnosis: ack latency of candidate fixes (bench/ack_variants.py)"),
     ("audit_chain", "Audit chain: verify, export, ack with the chain (bench/audit_chain.py)"),
+    ("work_floor", "What the work behind a request costs, part by part (bench/work_floor.py)"),
 ]
 HEADER = (
     "# Benchmark results\n\nWritten by the scripts in `bench/` (see `bench/README.md`); each script "
