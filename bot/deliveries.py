@@ -26,7 +26,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, not_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -56,6 +56,12 @@ PERMANENT_ERRORS = RECIPIENT_ERRORS | frozenset(
     ekm_access_denied team_access_not_granted invalid_blocks invalid_blocks_format msg_too_long no_text
     too_many_attachments missing_scope not_allowed_token_type users_list_not_supplied""".split()
 )
+
+
+def in_flight():
+    """The condition of a pending row whose first attempt is under way (taken, no error yet): it is not
+    superseded, since Slack may be taking it now."""
+    return and_(Delivery.attempts > 0, Delivery.last_error.is_(None))
 
 
 def is_permanent(error: str | None) -> bool:
@@ -130,7 +136,8 @@ class DeliveryLedger:
         JSON; ``state``: the request state a requester DM
         tells; ``content``: for a card, the hash of what it should show now: a delivered or pending row with
         another hash goes back to pending with a fresh attempt count (a failed one stays failed).
-        ``supersede``: older pending rows of the same kind to the same recipient are superseded by this one.
+        ``supersede``: older pending rows of the same kind to the same recipient are superseded by this one
+        (but one being sent: :func:`in_flight`).
         ``not_before``: a new row's first attempt is not due before then (a notice held back: see
         :data:`bot.access.notifications.APPROVED_HOLD`).
         Two processes owing the same row at once make one (``INSERT ... ON CONFLICT DO NOTHING``)."""
@@ -146,6 +153,7 @@ class DeliveryLedger:
                             Delivery.kind == kind,
                             Delivery.recipient == recipient,
                             Delivery.status == PENDING,
+                            not_(in_flight()),
                         )
                         .values(status=SUPERSEDED, updated_at=now)
                         .execution_options(synchronize_session=False)
@@ -257,7 +265,8 @@ class DeliveryLedger:
 
     def supersede(self, request_id: str, key_prefixes: tuple[str, ...], *, keep: str = "", session=None) -> int:
         """Supersede the pending rows of a request whose key starts with one of ``key_prefixes`` (reminders
-        not yet sent when the request is decided: none goes out after), but the row keyed ``keep``. Returns how
+        not yet sent when the request is decided: none goes out after), but the row keyed ``keep`` and rows being
+        sent (:func:`in_flight`). Returns how
         many (in ``session``)."""
         with self.db.joining(session) as s:
             return s.execute(
@@ -266,6 +275,7 @@ class DeliveryLedger:
                     Delivery.request_id == request_id,
                     Delivery.status == PENDING,
                     Delivery.key != keep,
+                    not_(in_flight()),
                     or_(*(Delivery.key.startswith(p, autoescape=True) for p in key_prefixes)),
                 )
                 .values(status=SUPERSEDED, updated_at=self.clock())

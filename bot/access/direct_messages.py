@@ -117,27 +117,30 @@ class DirectMessages:
             then=lambda s, outcome: self._settle_state(row, s) if outcome != "retry" else None,
         )
         if attempt.outcome in ("delivered", "gave_up"):
-            self._dm_settled(row, attempt.delivered, attempt.error, req=attempt.after)
+            # ``after`` None: the follow-up failed and the outcome was recorded alone; settled again here.
+            self._dm_settled(
+                row, attempt.delivered, attempt.error, req=False if attempt.after is None else attempt.after
+            )
         return attempt.delivered
 
-    def _settle_state(self, row, s) -> AccessRequest | None:
+    def _settle_state(self, row, s) -> AccessRequest | bool:
         """In ``s``: a requester's DM is delivered or given up, so the state it tells is settled
-        (``notified_state``). The request, or ``None`` when the DM was not the requester's."""
+        (``notified_state``). The request, or True when the DM was not the requester's (nothing to settle)."""
         req = self.store.get(row.request_id, session=s)
         if req is None or row.kind != DM or row.recipient != req.requester_id:
-            return None
+            return True
         if row.state:
             self.store.update(req.id, session=s, expect=row.state, notified_state=row.state)
         return req
 
-    def _dm_settled(self, row, delivered: bool, error: str | None, *, req: AccessRequest | None | bool = False) -> None:
+    def _dm_settled(self, row, delivered: bool, error: str | None, *, req: AccessRequest | bool = False) -> None:
         """A DM is delivered or given up: the state the requester's notification settled is recorded (unless
-        ``req``: done already, :meth:`_settle_state`), and ``ADMINS`` are told (once per request) when the
-        requester cannot be reached."""
+        ``req``: done already, what :meth:`_settle_state` answered), and ``ADMINS`` are told (once per request)
+        when the requester cannot be reached."""
         if req is False:
             with self.ctx.db.session() as s:  # read and marked in one transaction
                 req = self._settle_state(row, s)
-        if req is None or delivered:
+        if req is True or delivered:
             return
         self.tell_admins(
             req,

@@ -303,6 +303,7 @@ class Execution:
             )
             if not changed:
                 return
+            ctx.deliveries.supersede(req.id, ("state:",), session=s)  # a held "approved" reply is no longer true
             for gone in revoked:
                 self.store.revoke_approval(req.id, gone, session=s)
                 ctx.audit.record(

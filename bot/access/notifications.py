@@ -38,6 +38,8 @@ NUDGE_KEYS = ("remind:", "escalated")
 #: approval usually ends sooner, and then only its outcome is sent, naming the approvers and their comment:
 #: one message instead of two (issue 13). A slow or failing apply still gets the approval told after this.
 APPROVED_HOLD = 10.0
+#: An outcome whose approval's message is being sent at that moment waits this long, so it arrives second.
+SENDING, SENDING_HOLD = "sending", 5.0
 
 
 class Notifications:
@@ -285,29 +287,32 @@ class Notifications:
             self.mark_told(req)
             return True
         key = req.state if not req.retries else f"{req.state}#{req.retries}"
-        hold = APPROVED_HOLD if req.state == APPROVED else 0.0
         with self.ctx.db.session() as s:  # the state's DM and thread reply, owed (and taken) in one transaction
             approvers, (dm_told, thread_told) = self._approval_told(req, session=s)
-            text = views.requester_update(req, approvers) + views.approvals.requester_note(req)
-            text += "" if dm_told else views.approvals.approved_note(req, approvers)
+            hold = _hold(req, dm_told)
+            text = views.requester_update(req, approvers, name_approvers=not dm_told)
+            text += views.approvals.requester_note(req, comment=not dm_told)
             dm = self.dms.owe(req.id, req.requester_id, key, text, state=req.state, hold=hold, session=s)
             reply = self._owe_in_thread(req, key, approvers, told=thread_told, session=s)
         ok = self.dms.send_row(dm[0], taken=dm[1])
         if reply is not None:
             self.threads.send_owed(*reply)
         if req.target_slack_id and req.target_slack_id != req.requester_id and req.state in (APPLIED, DENIED):
-            self.dm(req.id, req.target_slack_id, key, f"For your information: {text}")
+            fyi = views.requester_update(req) + views.approvals.requester_note(req)  # the same, however fast
+            self.dm(req.id, req.target_slack_id, key, f"For your information: {fyi}")
         return ok
 
     def mark_told(self, req: AccessRequest) -> None:
         """The requester needs no DM of the request's current state (they were answered in the command itself,
         or the bot is the requester): recorded as settled, so the worker does not send one."""
         self.store.update(req.id, expect=req.state, notified_state=req.state)
-        self._in_thread(req, req.state if not req.retries else f"{req.state}#{req.retries}")
+        approvers, (_, thread_told) = self._approval_told(req)
+        self._in_thread(req, req.state if not req.retries else f"{req.state}#{req.retries}", approvers, thread_told)
 
-    def _approval_told(self, req: AccessRequest, *, session=None) -> tuple[list[str], tuple[bool, bool]]:
+    def _approval_told(self, req: AccessRequest, *, session=None) -> tuple[list[str], tuple]:
         """(the people whose approval counted, for a request people approved; whether the requester's DM and the
-        thread reply of its approval were delivered, for an outcome after one: applied or failed; else True).
+        thread reply of its approval were told, for an outcome after one (applied or failed): True when
+        delivered (or for any other state), :data:`SENDING` while it is being sent, False when it never was).
         One transaction (``session``'s when given)."""
         people = req.state in (APPROVED, APPLIED, FAILED) and req.decided_by != views.POLICY_ACTOR
         if req.state not in (APPLIED, FAILED):
@@ -320,7 +325,13 @@ class Notifications:
                 self.ctx.deliveries.find(req.id, DM, req.requester_id, key, session=s),
                 self.ctx.deliveries.find(req.id, THREAD, channel, f"state:{key}", session=s),
             )
-        return approvers, tuple(r is None or r.status == ledger.DELIVERED for r in rows)
+
+        def told(r) -> bool | str:
+            if r is None or r.status == ledger.DELIVERED:
+                return True
+            return SENDING if r.status == ledger.PENDING and r.attempts and not r.last_error else False
+
+        return approvers, (told(rows[0]), told(rows[1]))
 
     def _in_thread(self, req: AccessRequest, key: str, approvers: list[str] | None = None, told: bool = True) -> None:
         """Once a request is no longer pending: the reminders not sent yet are dropped, and the outcome is a
@@ -339,9 +350,8 @@ class Notifications:
             return None
         if approvers is None and req.state == APPROVED and req.decided_by != views.POLICY_ACTOR:
             approvers = self.store.approver_ids(req.id, session=session)
-        text = views.approvals.thread_outcome(req, approvers or [])
-        text += "" if told else views.approvals.approved_note(req, approvers or [], thread=True)
-        hold = APPROVED_HOLD if req.state == APPROVED else 0.0
+        text = views.approvals.thread_outcome(req, approvers or [], name_approvers=not told)
+        hold = _hold(req, told)
         return self.threads.owe(req.id, f"state:{key}", text, drop=(*NUDGE_KEYS, "state:"), hold=hold, session=session)
 
     def dm(
@@ -371,3 +381,9 @@ class Notifications:
     def tell_admins(self, req: AccessRequest, key: str, *, text: str, why: str) -> None:
         """A notice (mrkdwn ``text``) to every ``ADMINS`` member about ``req``, once per ``key``; audited."""
         self.dms.tell_admins(req, key, text=text, why=why)
+
+
+def _hold(req: AccessRequest, told) -> float:
+    """Seconds a state's message waits before it is sent: an approval :data:`APPROVED_HOLD`; an outcome whose
+    approval's message is being sent :data:`SENDING_HOLD`; else none."""
+    return APPROVED_HOLD if req.state == APPROVED else SENDING_HOLD if told == SENDING else 0.0

@@ -107,8 +107,9 @@ def card_blocks(req: AccessRequest, escalated_to: Sequence[str] = ()) -> list[di
     return blocks
 
 
-def requester_note(req: AccessRequest) -> str:
-    """What the requester's DM adds about the decision: the deny reason, a shorter time, a comment."""
+def requester_note(req: AccessRequest, *, comment: bool = False) -> str:
+    """What the requester's DM adds about the decision: the deny reason, a shorter time, a comment (at
+    approval, or with an outcome when ``comment``: the approval's own DM was never sent)."""
     parts = []
     if req.state == DENIED and req.decision_note:
         parts.append(f"Reason: {esc(req.decision_note)}")
@@ -117,7 +118,7 @@ def requester_note(req: AccessRequest) -> str:
             f"The approvers granted {durations.describe(req.duration_seconds)} of the "
             f"{durations.describe(req.asked_duration_seconds)} you asked for."
         )
-    if req.state == APPROVED and req.decision_note:
+    if (req.state == APPROVED or (comment and req.state in (APPLIED, FAILED))) and req.decision_note:
         parts.append(f"Comment: {esc(req.decision_note)}")
     return "".join(f" {p}" for p in parts)
 
@@ -127,25 +128,21 @@ def _note(note: str | None) -> str:
     return f" — “{esc(clip(note, 600))}”" if note else ""
 
 
-def approved_note(req: AccessRequest, approvers: Sequence[str] = (), *, thread: bool = False) -> str:
-    """What an outcome message (applied, failed) adds when the approval's own message was never sent (held
-    back, then superseded: :data:`bot.access.notifications.APPROVED_HOLD`): who approved, and their comment.
-    ``thread``: for the card's thread (else the requester's DM)."""
+def thread_outcome(req: AccessRequest, approvers: Sequence[str] = (), *, name_approvers: bool = False) -> str:
+    """The thread reply for the state ``req`` is in now (approved, applied, failed, denied, expired, ...).
+    ``name_approvers``: an outcome (applied, failed) says who approved, with the comment, when the approval's
+    own reply was never sent (held back, then superseded: :data:`bot.access.notifications.APPROVED_HOLD`)."""
     who = names(approvers) if approvers else mention(req.decided_by)
-    if thread:
-        return f" Approved by {who}{_granted(req)}{_note(req.decision_note)}."
-    return f" Approved by {who}." + (f" Comment: {esc(req.decision_note)}" if req.decision_note else "")
-
-
-def thread_outcome(req: AccessRequest, approvers: Sequence[str] = ()) -> str:
-    """The thread reply for the state ``req`` is in now (approved, applied, failed, denied, expired, ...)."""
+    approved = f"Approved by {who}{_granted(req)}{_note(req.decision_note)}"
     if req.state == APPROVED:
-        who = names(approvers) if approvers else mention(req.decided_by)
-        return f":white_check_mark: Approved by {who}{_granted(req)}{_note(req.decision_note)}. Applying it in Polaris."
+        return f":white_check_mark: {approved}. Applying it in Polaris."
+    if req.state == APPLIED and name_approvers:
+        return f":white_check_mark: {approved}, and applied in Polaris. {outcome_text(req)}".strip()
     if req.state == APPLIED:
         return f":white_check_mark: Applied in Polaris. {outcome_text(req)}".strip()
     if req.state == FAILED:
-        return f":x: Polaris refused or failed: {outcome_text(req)}. An approver can press Retry on the card."
+        first = f"{approved}, but Polaris" if name_approvers else "Polaris"
+        return f":x: {first} refused or failed: {outcome_text(req)}. An approver can press Retry on the card."
     if req.state == DENIED:
         return f":no_entry_sign: Denied by {mention(req.decided_by)}{_note(req.decision_note)}."
     if req.state == EXPIRED:

@@ -251,9 +251,11 @@ def _card_buttons(req: AccessRequest) -> list[dict]:
     return []
 
 
-def requester_update(req: AccessRequest, approvers: Sequence[str] = ()) -> str:
+def requester_update(req: AccessRequest, approvers: Sequence[str] = (), *, name_approvers: bool = False) -> str:
     """The DM text the requester gets at a state change (mrkdwn, escaped). ``approvers``: everyone whose
-    approval counted (named when approved; the decider alone when empty)."""
+    approval counted (named when approved; the decider alone when empty). ``name_approvers``: an outcome
+    (applied, failed) names them too, when the approval's own DM was never sent (held back, then superseded:
+    :data:`bot.access.notifications.APPROVED_HOLD`)."""
     what = kind_phrase(req)
     ref = f"(request `{req.id[:8]}`)"
     if req.state == PENDING:
@@ -265,13 +267,15 @@ def requester_update(req: AccessRequest, approvers: Sequence[str] = ()) -> str:
     if req.state == APPROVED:
         who = names(approvers) if approvers else mention(req.decided_by)
         return f"Your request for {what} was approved by {who}; applying it in Polaris now {ref}."
+    who = (names(approvers) if approvers else mention(req.decided_by)) if name_approvers else ""
     if req.state == APPLIED:
-        return f":white_check_mark: Done: {what}. {outcome_text(req)} {ref}"
+        by = f" Approved by {who}." if who else ""
+        return f":white_check_mark: Done: {what}. {outcome_text(req)}{by} {ref}"
     if req.state == FAILED:
         attempt = f" (attempt {req.retries + 1})" if req.retries else ""  # None before the row is saved
         return (
-            f":x: Your request for {what} was approved but Polaris refused or failed{attempt}: "
-            f"{outcome_text(req)}. An approver can retry it {ref}."
+            f":x: Your request for {what} was approved{f' by {who}' if who else ''} but Polaris refused or "
+            f"failed{attempt}: {outcome_text(req)}. An approver can retry it {ref}."
         )
     if req.state == DENIED:
         return f"Your request for {what} was denied by {mention(req.decided_by)} {ref}."

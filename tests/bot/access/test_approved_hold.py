@@ -36,10 +36,12 @@ def test_an_apply_that_follows_sends_one_dm_and_one_reply_naming_the_approver(se
     assert req.state == APPLIED
     told = dms(slack, REQUESTER)[before:]
     assert len(told) == 1 and told[0].startswith(":white_check_mark: Done")
-    assert f"Approved by <@{APPROVER}>. Comment: fine for Q3" in told[0]
+    assert f"Approved by <@{APPROVER}>. (request `{req.id[:8]}`) Comment: fine for Q3" in told[0]
     replies = thread(slack, req)
-    assert len(replies) == 1 and replies[0].startswith(":white_check_mark: Applied in Polaris.")
-    assert f"Approved by <@{APPROVER}> — “fine for Q3”" in replies[0]
+    assert len(replies) == 1
+    assert replies[0].startswith(
+        f":white_check_mark: Approved by <@{APPROVER}> — “fine for Q3”, and applied in Polaris."
+    )
     rows = statuses(db, req.id)
     assert rows[("dm", "approved")] == rows[("thread", "state:approved")] == "superseded"
     assert rows[("dm", "applied")] == rows[("thread", "state:applied")] == "delivered"
@@ -80,3 +82,19 @@ def test_a_denial_is_told_at_once(service, db, slack, groups):
     assert req.state == DENIED
     assert len(dms(slack, REQUESTER)) == before + 1 and "was denied" in dms(slack, REQUESTER)[-1]
     assert len(thread(slack, req)) == 1
+
+
+def test_an_apply_that_fails_at_once_names_the_approver_in_its_failure(service, db, sandbox, slack, groups):
+    service.handle_command(REQUESTER, "request Viewer dashboards")
+    req = only_request(db)
+    before = len(dms(slack, REQUESTER))
+    sandbox.add_fault(Fault(method="POST", path=r"^/v1/users$", status=400, times=None))  # refused for good
+    service.decide(req.id, APPROVER, approve=True, note="fine")
+    service.run_due()
+    req = service.get(req.id)
+    assert req.state == "failed"
+    told = dms(slack, REQUESTER)[before:]
+    assert len(told) == 1 and f"was approved by <@{APPROVER}> but Polaris refused or failed" in told[0]
+    assert told[0].endswith("Comment: fine")
+    reply = thread(slack, req)
+    assert len(reply) == 1 and reply[0].startswith(f":x: Approved by <@{APPROVER}> — “fine”, but Polaris refused")

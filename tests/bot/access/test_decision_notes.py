@@ -80,8 +80,9 @@ def test_an_approval_carries_a_comment(service, db, slack, groups):
     assert details(db, req.id, "decision.approve") == ["comment: OK for the Q3 review"]
     replies = thread(slack, req)
     # Applied within the hold (issue 13): one reply, the outcome's, naming the approver and the comment.
-    assert replies[0].startswith(":white_check_mark: Applied in Polaris.")
-    assert "Approved by <@U0BOB> — “OK for the Q3 review”" in replies[0]
+    assert replies[0].startswith(
+        ":white_check_mark: Approved by <@U0BOB> — “OK for the Q3 review”, and applied in Polaris."
+    )
     assert len(replies) == 1
 
 
