@@ -1,12 +1,12 @@
 """What the approver grants: the group's permissions the person does not already have through other groups,
 read when the approval card is built (:class:`GainsReader`, used by :mod:`bot.access.notifications`).
 
-While a grant (``request``, ``invite``) is pending, or approved but not yet being applied, each sync of its
-cards reads Polaris once (:meth:`GainsReader.one_reading`): the person's user (``req.polaris_user_id``, else a
+While a grant (``request``, ``invite``) is pending, each sync of its cards reads Polaris once (:meth:`GainsReader.one_reading`): the person's user (``req.polaris_user_id``, else a
 search by email; none: a new account, everything is a gain) and ``GET /v1/users/{id}/effectivepermissions``, compared with the group's permissions by
 :func:`bot.grants.compare`. What was read is kept with the request (``plan["gains"]``, beside anything else the
-plan holds) and is what the card shows once the request is decided or being applied, when the person's
-effective permissions include the group itself and tell nothing more. Cards are built on a work lane or the
+plan holds) and is what the card shows once the request is decided: what the approvers saw when they decided
+(read again at the approval it would tell nothing new, and cost two Polaris calls per approval: issue 13; once
+applied, the person's effective permissions include the group itself and tell nothing more). Cards are built on a work lane or the
 worker, never before an ack. A failing read never loses the card: it shows the last reading kept, or says it
 could not read what they already have.
 """
@@ -22,7 +22,7 @@ from dataclasses import replace
 
 from .. import grants
 from ..grants import Gains
-from ..models import APPROVED, GRANTS, PENDING, AccessRequest
+from ..models import GRANTS, PENDING, AccessRequest
 from ..polaris import Group, PolarisError
 from .context import Context
 from .store import RequestStore
@@ -39,9 +39,8 @@ def _plan(req: AccessRequest) -> dict:
 
 
 def _live(req: AccessRequest) -> bool:
-    """True while Polaris still tells what the person has without the group: pending, or approved and no
-    apply attempt begun."""
-    return req.state == PENDING or (req.state == APPROVED and not req.attempts and not req.claimed_by)
+    """True while what the person has is read afresh for the card: pending (not decided yet)."""
+    return req.state == PENDING
 
 
 class GainsReader:
