@@ -12,6 +12,7 @@ run() { echo "== $*"; local t0=$SECONDS; "$PY" "$@"; echo "== $1 done in $((SECO
 
 run bench/sandbox_latency.py
 run bench/targets.py
+run bench/work_floor.py
 run bench/ack_latency.py
 run bench/throughput.py
 run bench/call_economy.py
