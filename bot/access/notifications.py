@@ -286,7 +286,7 @@ class Notifications:
         if req.requester_id == BOT_REQUESTER:  # the bot opened it (a Slack deactivation): nobody to DM
             self.mark_told(req)
             return True
-        key = req.state if not req.retries else f"{req.state}#{req.retries}"
+        key = _key(req)
         with self.ctx.db.session() as s:  # the state's DM and thread reply, owed (and taken) in one transaction
             approvers, (dm_told, thread_told) = self._approval_told(req, session=s)
             hold = _hold(req, dm_told)
@@ -305,9 +305,12 @@ class Notifications:
     def mark_told(self, req: AccessRequest) -> None:
         """The requester needs no DM of the request's current state (they were answered in the command itself,
         or the bot is the requester): recorded as settled, so the worker does not send one."""
-        self.store.update(req.id, expect=req.state, notified_state=req.state)
-        approvers, (_, thread_told) = self._approval_told(req)
-        self._in_thread(req, req.state if not req.retries else f"{req.state}#{req.retries}", approvers, thread_told)
+        with self.ctx.db.session() as s:  # settled, and the state's thread reply owed, in one transaction
+            self.store.update(req.id, session=s, expect=req.state, notified_state=req.state)
+            approvers, (_, thread_told) = self._approval_told(req, session=s)
+            reply = self._owe_in_thread(req, _key(req), approvers, told=thread_told, session=s)
+        if reply is not None:
+            self.threads.send_owed(*reply)
 
     def _approval_told(self, req: AccessRequest, *, session=None) -> tuple[list[str], tuple]:
         """(the people whose approval counted, for a request people approved; whether the requester's DM and the
@@ -317,7 +320,7 @@ class Notifications:
         people = req.state in (APPROVED, APPLIED, FAILED) and req.decided_by != views.POLICY_ACTOR
         if req.state not in (APPLIED, FAILED):
             return (self.store.approver_ids(req.id, session=session) if people else []), (True, True)
-        key = APPROVED if not req.retries else f"{APPROVED}#{req.retries}"
+        key = _key(req, APPROVED)
         channel = req.approval_channel or self.ctx.settings.approval_channel
         with self.ctx.db.joining(session) as s:
             approvers = self.store.approver_ids(req.id, session=s) if people else []
@@ -333,19 +336,12 @@ class Notifications:
 
         return approvers, (told(rows[0]), told(rows[1]))
 
-    def _in_thread(self, req: AccessRequest, key: str, approvers: list[str] | None = None, told: bool = True) -> None:
-        """Once a request is no longer pending: the reminders not sent yet are dropped, and the outcome is a
-        reply in the card's thread, once per state (``key``), superseding an earlier outcome not sent yet (the
-        approval, held back: :data:`APPROVED_HOLD`; ``told`` False: the approval was not told, so this names
-        who approved)."""
-        with self.ctx.db.session() as s:
-            reply = self._owe_in_thread(req, key, approvers, told=told, session=s)
-        if reply is not None:
-            self.threads.send_owed(*reply)
-
     def _owe_in_thread(self, req: AccessRequest, key: str, approvers: list[str] | None, *, told: bool, session):
-        """In ``session``: what :meth:`_in_thread` owes (:meth:`bot.access.threads.Threads.owe`), or ``None``
-        for a pending request."""
+        """In ``session``: once a request is no longer pending, the reminders not sent yet are dropped and the
+        outcome is owed as a reply in the card's thread, once per state (``key``), superseding an earlier outcome
+        not sent yet (the approval, held back: :data:`APPROVED_HOLD`; ``told`` False: the approval was not told,
+        so this names who approved). Returns :meth:`bot.access.threads.Threads.owe`'s answer, or ``None`` for a
+        pending request."""
         if req.state == PENDING:
             return None
         if approvers is None and req.state == APPROVED and req.decided_by != views.POLICY_ACTOR:
@@ -387,3 +383,10 @@ def _hold(req: AccessRequest, told) -> float:
     """Seconds a state's message waits before it is sent: an approval :data:`APPROVED_HOLD`; an outcome whose
     approval's message is being sent :data:`SENDING_HOLD`; else none."""
     return APPROVED_HOLD if req.state == APPROVED else SENDING_HOLD if told == SENDING else 0.0
+
+
+def _key(req: AccessRequest, state: str | None = None) -> str:
+    """The ledger key of the message that tells ``state`` (default: the request's own) for this attempt: the
+    state, with ``#<retries>`` after a Retry."""
+    state = state or req.state
+    return state if not req.retries else f"{state}#{req.retries}"
