@@ -130,6 +130,15 @@ class AuditLog:
             return
         self._write([row])
 
+    def carry(self, session: Session) -> None:
+        """The rows held in the current :meth:`batch` (none outside one) go with ``session``: sealed and inserted
+        when it commits, before the rows it adds itself, and so not written in a transaction of their own when
+        the batch ends. For the last transaction of a flow that writes anyway (issue 13: one transaction
+        fewer per flow, the chain's lock taken as often). A rollback leaves them in the batch."""
+        batch = _batch.get()
+        if batch:
+            _go_with(session, batch, self.sealer)
+
     def _write(self, rows: list[AuditEvent]) -> None:
         """Seal and insert ``rows`` in one transaction of their own (Core, no ORM session); logs, never raises."""
         try:

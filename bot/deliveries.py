@@ -328,12 +328,14 @@ class DeliveryLedger:
         what: str = "",
         taken: bool = False,
         then: Callable[[object, str], object] | None = None,
+        carry: bool = False,
     ) -> Attempt:
         """One attempt at ``row``: take it (compare-and-set, unless the caller did: ``taken``), call ``send``
         (which raises :class:`bot.slack.SlackError` on failure) and record the outcome, audited with ``what``
         (a short description such as ``DM to U123``). Only the process that took the row sends. ``then(session,
         outcome)`` runs in the transaction that records the outcome (``delivered``, ``retry``, ``gave_up``);
-        what it returns is :attr:`Attempt.after`."""
+        what it returns is :attr:`Attempt.after`. ``carry``: the flow's held audit rows go with that transaction
+        (:meth:`bot.audit.AuditLog.carry`; for the flow's last message)."""
         if not taken and not self.take(row):
             return Attempt("skipped", row=row)
         attempts = row.attempts + 1
@@ -346,14 +348,8 @@ class DeliveryLedger:
                 why = "permanent error" if is_permanent(e.error) else f"attempt limit ({self.max_attempts})"
                 values = dict(status=FAILED, last_error=e.error[:80], next_attempt_at=None, updated_at=later)
                 detail = f"{what or row.kind}: {e.error} after {attempts} attempt(s); {why}"
-                after = self._record(row, mine, values, then, "gave_up", ("notify.gave_up", detail))
-                log.warning(
-                    "gave up on %s for request %s: %s after %d attempt(s)",
-                    what or row.kind,
-                    row.request_id,
-                    e.error,
-                    attempts,
-                )
+                after = self._record(row, mine, values, then, "gave_up", ("notify.gave_up", detail), carry)
+                log.warning("gave up for request %s: %s", row.request_id, detail)
                 return Attempt("gave_up", e.error, row=row, after=after)
             delay = min(self.cap, self.base * 2 ** (attempts - 1)) * self.jitter()
             delay = max(delay, min(getattr(e, "retry_after", None) or 0.0, self.cap))
@@ -361,18 +357,22 @@ class DeliveryLedger:
                 last_error=e.error[:80], next_attempt_at=later + dt.timedelta(seconds=delay), updated_at=later
             )
             detail = f"{what or row.kind}: {e.error}; attempt {attempts} of {self.max_attempts}, next in {delay:.0f}s"
-            after = self._record(row, mine, values, then, "retry", ("notify.retry_later", detail))
+            after = self._record(row, mine, values, then, "retry", ("notify.retry_later", detail), carry)
             return Attempt("retry", e.error, row=row, after=after)
         values = dict(status=DELIVERED, last_error=None, next_attempt_at=None, updated_at=self.clock())
-        after = self._record(row, mine, values, then, "delivered", None)
+        after = self._record(row, mine, values, then, "delivered", None, carry)
         return Attempt("delivered", result=result, row=row, after=after)
 
-    def _record(self, row: Delivery, mine: tuple, values: dict, then, outcome: str, audited) -> object:
+    def _record(
+        self, row: Delivery, mine: tuple, values: dict, then, outcome: str, audited, carry: bool = False
+    ) -> object:
         """Record an attempt's outcome (``values`` where the row is still this attempt's; ``audited``: an
         (action, detail) audit row, or ``None``) with the caller's ``then`` in the same transaction. A ``then``
         that fails is logged and the outcome recorded without it: a message sent is never owed again."""
 
         def mark(s) -> None:
+            if carry:
+                self.audit.carry(s)
             s.execute(update(Delivery).where(*mine).values(**values).execution_options(synchronize_session=False))
             if audited:
                 action, detail = audited

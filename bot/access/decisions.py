@@ -89,7 +89,7 @@ class Decisions:
             return self.refuse(actor_id, req.id, r.why, r.detail)
         if lost or decided is None:
             return message
-        self.notifications.refresh_card(req.id)
+        self.notifications.refresh_card(req.id, current=decided)
         req = decided  # as this transaction left it (a later change, e.g. the apply, tells the requester itself)
         if req.state != PENDING:
             self.notifications.notify_requester(req)

@@ -84,9 +84,10 @@ class DirectMessages:
             self.ctx.deliveries.take(row, session=s)
         )
 
-    def send_row(self, row, *, taken: bool | str | None = None) -> bool:
+    def send_row(self, row, *, taken: bool | str | None = None, carry: bool = False) -> bool:
         """One attempt at a DM (or admin notice) row of the ledger, if it is pending and due; settles it.
-        ``taken``: what :meth:`_take_dm` answered in the caller's transaction (``None``: taken here)."""
+        ``taken``: what :meth:`_take_dm` answered in the caller's transaction (``None``: taken here); ``carry``:
+        the flow's held audit rows go with the outcome (:meth:`bot.deliveries.Deliveries.run`)."""
         deliveries = self.ctx.deliveries
         if row.status != ledger.PENDING:
             return row.status == ledger.DELIVERED
@@ -115,6 +116,7 @@ class DirectMessages:
             what=f"{'notice' if row.kind == RELAY else 'DM'} to {row.recipient}",
             taken=True,
             then=lambda s, outcome: self._settle_state(row, s) if outcome != "retry" else None,
+            carry=carry,
         )
         if attempt.outcome in ("delivered", "gave_up"):
             # ``after`` None: the follow-up failed and the outcome was recorded alone; settled again here.

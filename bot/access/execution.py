@@ -197,7 +197,7 @@ class Execution:
         ``quiet``), and the cards and requesters of the requests an offboarding ``closed``."""
         if req.kind != RESET_PASSWORD:
             self.ctx.catalog.invalidate()  # a membership changed: `groups` member counts are read again
-        self.notifications.refresh_card(req.id)
+        self.notifications.refresh_card(req.id, current=done)
         (self.notifications.mark_told if quiet else self.notifications.notify_requester)(done)
         self.removals.announce(req, closed)
         if req.kind == EDIT_GROUP:  # the open requests for the group: their cards show what it grants now

@@ -81,14 +81,17 @@ class Notifications:
         req = self.store.get(request_id)
         return bool(req and req.approval_ts)
 
-    def refresh_card(self, request_id: str, note: str | None = None) -> bool:
+    def refresh_card(self, request_id: str, note: str | None = None, *, current: AccessRequest | None = None) -> bool:
         """Rewrite the approval card (and the manager's copy) from the request's current state
         (``chat.update``), only when what it shows changed. A failure is left to the delivery ledger (retried
         with backoff; an impossible update posts a fresh card); the decision stands either way. True when the
-        channel card is current."""
-        return self.sync_cards(request_id, note)
+        channel card is current. ``current``: the request as the caller's transaction just left it (not read
+        again; a change since is caught as one made while sending)."""
+        return self.sync_cards(request_id, note, current=current)
 
-    def sync_cards(self, request_id: str, note: str | None = None, *, wait: float = 2.0) -> bool:
+    def sync_cards(
+        self, request_id: str, note: str | None = None, *, wait: float = 2.0, current: AccessRequest | None = None
+    ) -> bool:
         """Make the approval card and the manager's copy show the request as it is now: post what was never
         posted, ``chat.update`` only what changed (the ledger's ``content_hash``). Under the ``card:<id>``
         claim, so one process at a time posts or edits a request's cards; a caller that cannot get it records
@@ -102,8 +105,8 @@ class Notifications:
                         text, blocks = self._card_for(req, recipient, note)
                         self.ctx.deliveries.want(req.id, CARD, recipient, "card", content=content_hash(text, blocks))
                 return False
+            req = current if current is not None and current.id == request_id else self.store.get(request_id)
             current = False
-            req = self.store.get(request_id)
             for _ in range(3):  # again when the request changed while we were sending
                 if req is None:
                     return False
@@ -294,9 +297,11 @@ class Notifications:
             text += views.approvals.requester_note(req, comment=not dm_told)
             dm = self.dms.owe(req.id, req.requester_id, key, text, state=req.state, hold=hold, session=s)
             reply = self._owe_in_thread(req, key, approvers, told=thread_told, session=s)
-        ok = self.dms.send_row(dm[0], taken=dm[1])
+            if not dm[1] and not (reply and reply[2]):  # nothing sent after: the flow's audit rows go with this
+                self.ctx.audit.carry(s)
+        ok = self.dms.send_row(dm[0], taken=dm[1], carry=reply is None)
         if reply is not None:
-            self.threads.send_owed(*reply)
+            self.threads.send_owed(*reply, carry=True)
         if req.target_slack_id and req.target_slack_id != req.requester_id and req.state in (APPLIED, DENIED):
             fyi = views.requester_update(req) + views.approvals.requester_note(req)  # the same, however fast
             self.dm(req.id, req.target_slack_id, key, f"For your information: {fyi}")
@@ -309,8 +314,10 @@ class Notifications:
             self.store.update(req.id, session=s, expect=req.state, notified_state=req.state)
             approvers, (_, thread_told) = self._approval_told(req, session=s)
             reply = self._owe_in_thread(req, _key(req), approvers, told=thread_told, session=s)
+            if not (reply and reply[2]):
+                self.ctx.audit.carry(s)
         if reply is not None:
-            self.threads.send_owed(*reply)
+            self.threads.send_owed(*reply, carry=True)
 
     def _approval_told(self, req: AccessRequest, *, session=None) -> tuple[list[str], tuple]:
         """(the people whose approval counted, for a request people approved; whether the requester's DM and the

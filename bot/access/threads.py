@@ -56,13 +56,14 @@ class Threads:
         taken = row.status == ledger.PENDING and not hold and deliveries.take(row, session=s)
         return row, req, taken
 
-    def send_owed(self, row, req: AccessRequest | None, taken: bool) -> bool:
-        """Send a reply :meth:`owe` owed and took; True when it is in the thread (now or before)."""
+    def send_owed(self, row, req: AccessRequest | None, taken: bool, *, carry: bool = False) -> bool:
+        """Send a reply :meth:`owe` owed and took; True when it is in the thread (now or before). ``carry``: the
+        flow's held audit rows go with the outcome (:meth:`bot.deliveries.Deliveries.run`)."""
         if row is None:
             return False
         if row.status != ledger.PENDING:
             return row.status == ledger.DELIVERED
-        return self._send(row, req) if taken else False
+        return self._send(row, req, carry=carry) if taken else False
 
     def send_row(self, row) -> bool:
         """One attempt at a pending, due thread reply of the ledger (the worker's retries come here too)."""
@@ -74,7 +75,7 @@ class Threads:
             req = self.store.get(row.request_id, session=s)
         return self._send(row, req)
 
-    def _send(self, row, req: AccessRequest | None) -> bool:
+    def _send(self, row, req: AccessRequest | None, *, carry: bool = False) -> bool:
         """Send a thread reply ``row`` this caller took, to the thread of ``req`` as read when it was taken."""
 
         def send():
@@ -88,4 +89,5 @@ class Threads:
                 thread_ts=req.approval_ts,
             )
 
-        return self.ctx.deliveries.run(row, send, what=f"thread reply to {row.recipient}", taken=True).delivered
+        what = f"thread reply to {row.recipient}"
+        return self.ctx.deliveries.run(row, send, what=what, taken=True, carry=carry).delivered

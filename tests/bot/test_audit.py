@@ -133,3 +133,46 @@ def test_rows_held_in_a_batch_survive_a_session_that_rolls_back(audit, db):
                 raise RuntimeError("the caller's transaction fails")
         audit.record("bot", "notify", detail="third")
     assert [r.detail for r in rows(db)] == ["first", "third"]  # the Polaris call is not lost with the session
+
+
+def _transactions(db):
+    from sqlalchemy import event
+
+    begun = []
+    event.listen(db.engine, "begin", lambda conn: begun.append(1))
+    return begun
+
+
+def test_rows_carried_by_a_session_are_written_with_it_and_not_again(audit, db):
+    with db.session() as s:  # the chain head exists (its first row creates it)
+        audit.record("bot", "setup", session=s)
+    begun = _transactions(db)
+    with audit.batch():
+        audit.record("bot", "polaris.call", detail="first")
+        audit.record("bot", "notify.update", detail="second")
+        with db.session() as s:
+            audit.carry(s)
+            s.execute(__import__("sqlalchemy").text("SELECT 1"))
+    assert len(begun) == 1  # the carrying session's transaction only: none of the batch's own at its end
+    assert [r.detail for r in rows(db)][1:] == ["first", "second"]  # once each, in the events' order
+    from bot.audit_chain import Sealer, verify
+
+    assert verify(db, Sealer()).ok
+
+
+def test_rows_carried_by_a_session_that_rolls_back_are_written_when_the_batch_ends(audit, db):
+    with audit.batch():
+        audit.record("bot", "polaris.call", detail="first")
+        with pytest.raises(RuntimeError):
+            with db.session() as s:
+                audit.carry(s)
+                raise RuntimeError("the carrying transaction fails")
+        audit.record("bot", "notify", detail="second")
+    assert [r.detail for r in rows(db)] == ["first", "second"]
+
+
+def test_carry_outside_a_batch_carries_nothing(audit, db):
+    audit.record("bot", "alone")  # written at once, in a transaction of its own
+    with db.session() as s:
+        audit.carry(s)
+    assert [r.detail or r.action for r in rows(db)] == ["alone"]

@@ -13,13 +13,19 @@ from tests.bot.access.helpers import only_request
 from tests.conftest import APPROVER, APPROVER2, OTHER, REQUESTER
 
 
-# SQLite 25, PostgreSQL 25. 56 and 65 before: the delivery ledger owes and takes a state's DM and thread reply in one
-# transaction and records an outcome with what follows it; the worker reads what is due in fewer transactions; the
-# claims' advisory locks are taken on autocommit connections (two transactions per claim on PostgreSQL before).
-MAX_APPROVAL_TRANSACTIONS = 25
-# SQLite 101, PostgreSQL 105: the claims' pg_try_advisory_lock / pg_advisory_unlock are 6 statements SQLite has not,
-# and the audit chain's sequence read replaces SQLite's two statements with one.
-MAX_APPROVAL_STATEMENTS = 105
+# SQLite 21, PostgreSQL 21. 56 and 65, then 25, before: the delivery ledger owes and takes a state's DM and thread
+# reply in one transaction and records an outcome with what follows it; the worker reads what is due in fewer
+# transactions; the claims' advisory locks are taken on autocommit connections (two transactions per claim on
+# PostgreSQL before); a flow's held audit rows go with its last transaction (AuditLog.carry), and the cards are
+# synced from the request as the decision or the apply just wrote it (not read again).
+MAX_APPROVAL_TRANSACTIONS = 21
+# The click alone: the request read, the decision written, the card taken, its outcome, the messages owed (with the
+# flow's audit rows). 7 before.
+MAX_CLICK_TRANSACTIONS = 5
+# SQLite 97, PostgreSQL 101 (101 and 105 before the cards were synced from the request as just written): the claims'
+# pg_try_advisory_lock / pg_advisory_unlock are 6 statements SQLite has not, and the audit chain's sequence read
+# replaces SQLite's two statements with one.
+MAX_APPROVAL_STATEMENTS = 101
 
 
 @dataclasses.dataclass
@@ -88,6 +94,21 @@ def test_an_approval_costs_what_it_does(service, db, slack, sandbox, groups):
     # One DM and one thread reply: the approval's are held back and superseded by the outcome's (APPROVED_HOLD).
     assert c.slack.count("chat.postMessage") <= 2, c.slack
     assert c.slack.count("chat.update") <= 2, c.slack  # the card, once per state change (approved, applied)
+
+
+def test_a_click_costs_five_transactions_and_loses_no_audit_row(service, db, slack, sandbox, groups):
+    service.handle_command(REQUESTER, "request Viewer")
+    service.drain()
+    req = only_request(db)
+    with counting(db, slack, sandbox) as c:
+        assert service.decide(req.id, APPROVER, approve=True) is None
+    _report("click", c)
+    assert c.transactions <= MAX_CLICK_TRANSACTIONS, c.statements
+    actions = [e.action for e in service.audit.for_request(req.id)]
+    assert "decision.approve" in actions and "notify.update" in actions, actions  # the card's update is audited
+    from bot.audit_chain import Sealer, verify
+
+    assert verify(db, Sealer(service.ctx.settings.audit_key)).ok
 
 
 def test_a_click_on_a_decided_request_is_refused_in_the_transaction_that_read_it(service, db, slack, sandbox, groups):
