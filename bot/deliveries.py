@@ -139,7 +139,7 @@ class DeliveryLedger:
         ``supersede``: older pending rows of the same kind to the same recipient are superseded by this one
         (but one being sent: :func:`in_flight`).
         ``not_before``: a new row's first attempt is not due before then (a notice held back: see
-        :data:`bot.access.notifications.APPROVED_HOLD`).
+        :data:`bot.access.state_messages.APPROVED_HOLD`).
         Two processes owing the same row at once make one (``INSERT ... ON CONFLICT DO NOTHING``)."""
         now = self.clock()
         with self.db.joining(session) as s:  # one transaction: found, made, or moved to the new content

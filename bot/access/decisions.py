@@ -22,6 +22,7 @@ from .authority import ORG_ADMIN
 from .context import Context
 from .errors import AUTHORITY_UNCHECKABLE, EARLIER_APPROVALS_UNCHECKABLE, GROUP_GONE
 from .notifications import Notifications
+from .state_messages import Owed
 from .store import RequestStore
 from . import verdicts
 
@@ -82,17 +83,17 @@ class Decisions:
         try:
             note, duration = self._check_note(req, approve, note, duration)
             group, required, stale = self._check(req, actor_id, approve)
-            message, partial, lost, decided = self._record(
+            message, partial, lost, decided, owed = self._record(
                 req, actor_id, approve, now, group, required, stale, note, duration
             )
         except _Refused as r:
             return self.refuse(actor_id, req.id, r.why, r.detail)
         if lost or decided is None:
             return message
-        self.notifications.refresh_card(req.id, current=decided)
+        self.notifications.refresh_card(req.id, current=decided, carry=not (owed and owed.sends) and not partial)
         req = decided  # as this transaction left it (a later change, e.g. the apply, tells the requester itself)
         if req.state != PENDING:
-            self.notifications.notify_requester(req)
+            self.notifications.send_told(owed)  # owed in the decision's transaction
         elif partial:
             self.notifications.dm(req.id, req.requester_id, f"approval:{actor_id}", partial)
             count = len(self.store.approver_ids(req.id))
@@ -161,10 +162,12 @@ class Decisions:
         stale: list[str],
         note: str = "",
         duration: int | None = None,
-    ) -> tuple[str | None, str | None, bool, AccessRequest | None]:
+    ) -> tuple[str | None, str | None, bool, AccessRequest | None, Owed | None]:
         """Write the decision in one transaction: (message for the clicker, DM for the requester of a partial
         approval, whether another decision won: then the message says who and the refusal is audited in this
-        transaction; the request as decided, read in that transaction). Raises :class:`_Refused` when the actor approved already."""
+        transaction; the request as decided, read in that transaction; what a decided request owes its requester,
+        owed in it: :meth:`bot.access.notifications.Notifications.owe_told`). Raises :class:`_Refused` when the
+        actor approved already."""
         verb = "approve" if approve else "deny"
         store, audit = self.store, self.ctx.audit
         message: str | None = None
@@ -173,7 +176,7 @@ class Decisions:
             # Take the row (a write lock on both databases) and check it is still pending and not expired.
             if not store.update(req.id, session=s, expect=PENDING, live_at=now, updated_at=now):
                 why = self.already(store.get(req.id, session=s))  # nothing changed: refused in this transaction
-                return self.refuse(actor_id, req.id, why, f"{verb} lost the race", session=s), None, True, None
+                return self.refuse(actor_id, req.id, why, f"{verb} lost the race", session=s), None, True, None, None
             if not approve:
                 store.update(
                     req.id,
@@ -193,7 +196,7 @@ class Decisions:
                     session=s,
                     detail=note or None,
                 )
-                return None, None, False, store.get(req.id, session=s)
+                return None, None, False, *self._decided(req.id, s)
             if store.has_approved(req.id, actor_id, session=s):
                 s.rollback()
                 raise _Refused(
@@ -252,8 +255,12 @@ class Decisions:
                     f"{views.mention(actor_id)} approved your request for {views.kind_phrase(req)} "
                     f"({count} of {required} approvals; request `{req.id[:8]}`)."
                 )
-            decided = store.get(req.id, session=s)
-        return message, partial, False, decided
+            return message, partial, False, *self._decided(req.id, s)
+
+    def _decided(self, request_id: str, s) -> tuple[AccessRequest, Owed | None]:
+        """In ``s``: the request as the decision left it, and, once it is decided, its requester's messages owed."""
+        decided = self.store.get(request_id, session=s)
+        return decided, self.notifications.owe_told(decided, session=s) if decided.state != PENDING else None
 
     @staticmethod
     def already(req: AccessRequest | None) -> str:

@@ -123,10 +123,10 @@ class Execution:
             except Exception as e:  # a bug: record it, do not lose the request
                 log.exception("apply of %s crashed", req.id)
                 return self._apply_failed(req, PolarisError(None, "InternalError", type(e).__name__))
-            recorded = self._record_applied(req, outcome, polaris_user_id)
+            recorded = self._record_applied(req, outcome, polaris_user_id, quiet)
             if recorded is None:
                 return False
-        self._after_applied(req, *recorded, quiet)
+        self._after_applied(req, *recorded)
         return True
 
     def _take(self, request_id: str) -> tuple[AccessRequest | None, dt.datetime | None]:
@@ -160,11 +160,11 @@ class Execution:
             return self.users.run(req)
         return self.side.run(req, before_add=lambda: self.leases.before_add(req))
 
-    def _record_applied(self, req: AccessRequest, outcome: str, polaris_user_id: str | None) -> tuple | None:
+    def _record_applied(self, req: AccessRequest, outcome: str, polaris_user_id: str | None, quiet) -> tuple | None:
         """Mark ``req`` applied in one transaction with its lease (:meth:`Leases.settle`) or its removal's
-        bookkeeping (:meth:`RemovalSide.settle`: leases ended, an offboarding's other requests closed), audited.
-        Returns (the requests closed, the request as applied, the leases whose end is owed an announcement),
-        all read in that transaction, or ``None`` when the request was no longer approved (nothing written)."""
+        bookkeeping (:meth:`RemovalSide.settle`), audited, its requester's messages owed (``quiet``: the thread's).
+        Returns (the requests closed, the request as applied, the leases whose end is owed an announcement, what
+        was owed), read in that transaction, or ``None`` when the request was no longer approved (nothing written)."""
         ctx, store = self.ctx, self.store
         with ctx.db.session() as s:
             applied_at = ctx.clock()
@@ -190,15 +190,16 @@ class Execution:
             settle = self.groups.settle if req.kind in GROUP_CHANGES else self.removals.settle
             closed = settle(req, session=s, now=ctx.clock()) if req.kind in GROUP_CHANGES + REMOVALS else []
             owed = [] if req.kind == RESET_PASSWORD else self.leases.leases.owed_announcements_of(req.target_email, s)
-            return closed, store.get(req.id, session=s), owed
+            done = store.get(req.id, session=s)
+            return closed, done, owed, self.notifications.owe_told(done, quiet=quiet, session=s)
 
-    def _after_applied(self, req: AccessRequest, closed: list[str], done: AccessRequest, owed: list, quiet) -> None:
-        """Once ``req`` is applied: the group list read again, the card updated, the requester told (unless
-        ``quiet``), and the cards and requesters of the requests an offboarding ``closed``."""
+    def _after_applied(self, req: AccessRequest, closed: list[str], done: AccessRequest, owed: list, told) -> None:
+        """Once ``req`` is applied: the group list read again, the card updated, what the applying transaction
+        owed sent (``told``), and the cards and requesters of the requests an offboarding ``closed``."""
         if req.kind != RESET_PASSWORD:
             self.ctx.catalog.invalidate()  # a membership changed: `groups` member counts are read again
-        self.notifications.refresh_card(req.id, current=done)
-        (self.notifications.mark_told if quiet else self.notifications.notify_requester)(done)
+        self.notifications.refresh_card(req.id, current=done, carry=not told.sends)
+        self.notifications.send_told(told)
         self.removals.announce(req, closed)
         if req.kind == EDIT_GROUP:  # the open requests for the group: their cards show what it grants now
             for other in self.groups.open_of_group(req):
@@ -362,16 +363,13 @@ class Execution:
                 "apply.retry_later",
                 request_id=req.id,
                 outcome="error",
-                detail=f"{error.code} {error.status}; next in {delay:.0f}s",
+                detail=f"{error.label}; next in {delay:.0f}s",
             )
             self.notifications.refresh_card(req.id)
             return False
         if isinstance(error, PolarisError) and error.status in (401, 403):
-            log.error(
-                "Polaris refused the bot's API key (%s %s): check POLARIS_API_KEY and its AdministerUsers permission",
-                error.status,
-                error.code,
-            )
+            key = "check POLARIS_API_KEY and its AdministerUsers permission"
+            log.error("Polaris refused the bot's API key (%s %s): %s", error.status, error.code, key)
         with ctx.db.session() as s:
             self.store.update(
                 req.id,
@@ -389,7 +387,7 @@ class Execution:
                 request_id=req.id,
                 target=req.target_email,
                 outcome="error",
-                detail=f"{error.code} {error.status}: {error.message}",
+                detail=f"{error.label}: {error.message}",
                 session=s,
             )
         self.notifications.refresh_card(req.id)

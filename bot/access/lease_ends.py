@@ -181,7 +181,7 @@ class LeaseEnds:
             request_id=lease.request_id,
             target=lease.email,
             outcome="error",
-            detail=f"{error.code} {error.status}; removal attempt {attempts}, next in {delay:.0f}s",
+            detail=f"{error.label}; removal attempt {attempts}, next in {delay:.0f}s",
         )
         if not error.transient:
             if attempts == 1:

@@ -16,8 +16,8 @@ import logging
 
 from .. import deliveries as ledger
 from .. import views
-from ..deliveries import CARD, DM, THREAD, content_hash
-from ..models import APPLIED, APPROVED, BOT_REQUESTER, DENIED, EXPIRED, FAILED, GRANTS, LEAVE, PENDING, AccessRequest
+from ..deliveries import CARD, THREAD, content_hash
+from ..models import APPLIED, EXPIRED, GRANTS, LEAVE, PENDING, AccessRequest
 from ..polaris import PolarisError
 from sqlalchemy import inspect
 from .approvers import Approvers
@@ -26,20 +26,14 @@ from .direct_messages import DirectMessages
 from .gains import GainsReader
 from .lease_store import LeaseStore
 from .store import RequestStore
+from .state_messages import APPROVED_HOLD, NUDGE_KEYS, SENDING_HOLD, Owed, StateMessages
 from .threads import Threads
+
+__all__ = ["APPROVED_HOLD", "NUDGE_KEYS", "SENDING_HOLD", "Notifications"]  # the holds: state_messages
 
 log = logging.getLogger(__name__)
 _SENT = {"approval_channel", "approval_ts", "post_attempts", "manager_dm_channel", "manager_dm_ts"}  # not shown
 _COLUMNS = tuple(a.key for a in inspect(AccessRequest).column_attrs if a.key not in _SENT)  # what a card shows
-
-#: Ledger keys of the nudges to approvers (reminders, the escalation): superseded once a request is decided.
-NUDGE_KEYS = ("remind:", "escalated")
-#: Seconds the "approved, applying" DM and thread reply wait before they are sent. The apply that follows an
-#: approval usually ends sooner, and then only its outcome is sent, naming the approvers and their comment:
-#: one message instead of two (issue 13). A slow or failing apply still gets the approval told after this.
-APPROVED_HOLD = 10.0
-#: An outcome whose approval's message is being sent at that moment waits this long, so it arrives second.
-SENDING, SENDING_HOLD = "sending", 5.0
 
 
 class Notifications:
@@ -48,6 +42,7 @@ class Notifications:
         self.leases = LeaseStore(ctx.db)
         self.threads = Threads(ctx, store)
         self.dms = DirectMessages(ctx, store)
+        self.states = StateMessages(ctx, store, self.dms, self.threads)
         self.gains = GainsReader(ctx, store)
 
     # ------------------------------------------------------------------------------- cards
@@ -81,16 +76,25 @@ class Notifications:
         req = self.store.get(request_id)
         return bool(req and req.approval_ts)
 
-    def refresh_card(self, request_id: str, note: str | None = None, *, current: AccessRequest | None = None) -> bool:
+    def refresh_card(
+        self, request_id: str, note: str | None = None, *, current: AccessRequest | None = None, carry: bool = False
+    ) -> bool:
         """Rewrite the approval card (and the manager's copy) from the request's current state
         (``chat.update``), only when what it shows changed. A failure is left to the delivery ledger (retried
         with backoff; an impossible update posts a fresh card); the decision stands either way. True when the
         channel card is current. ``current``: the request as the caller's transaction just left it (not read
-        again; a change since is caught as one made while sending)."""
-        return self.sync_cards(request_id, note, current=current)
+        again; a change since is caught as one made while sending); ``carry``: nothing is sent after it in this
+        flow, so its held audit rows go with the card's outcome (:meth:`bot.audit.AuditLog.carry`)."""
+        return self.sync_cards(request_id, note, current=current, carry=carry)
 
     def sync_cards(
-        self, request_id: str, note: str | None = None, *, wait: float = 2.0, current: AccessRequest | None = None
+        self,
+        request_id: str,
+        note: str | None = None,
+        *,
+        wait: float = 2.0,
+        current: AccessRequest | None = None,
+        carry: bool = False,
     ) -> bool:
         """Make the approval card and the manager's copy show the request as it is now: post what was never
         posted, ``chat.update`` only what changed (the ledger's ``content_hash``). Under the ``card:<id>``
@@ -112,7 +116,8 @@ class Notifications:
                     return False
                 sent, targets = False, self._card_targets(req)
                 for i, (recipient, manager) in enumerate(targets):
-                    status, did_send, after = self._sync_card(req, recipient, manager, note, last=i == len(targets) - 1)
+                    last = i == len(targets) - 1
+                    status, did_send, after = self._sync_card(req, recipient, manager, note, last=last, carry=carry)
                     sent = sent or did_send
                     if not manager:
                         current = status == ledger.DELIVERED
@@ -157,7 +162,7 @@ class Notifications:
             return self._card(req, note, session=s, group=group)
 
     def _sync_card(
-        self, req: AccessRequest, recipient: str, manager: bool, note: str | None, *, last: bool = False
+        self, req: AccessRequest, recipient: str, manager: bool, note: str | None, *, last=False, carry=False
     ) -> tuple[str, bool, tuple | None]:
         """One card (or the manager's copy) of ``req``: (ledger status, whether a Slack call was made, and for
         the ``last`` card, when it was delivered, :meth:`_unchanged_since` read with the outcome, else None)."""
@@ -194,7 +199,7 @@ class Notifications:
         def unchanged(s, outcome: str):
             return self._unchanged_since(req, session=s) if last and outcome == "delivered" else None
 
-        attempt = deliveries.run(row, send, what=what, taken=True, then=unchanged)
+        attempt = deliveries.run(row, send, what=what, taken=True, then=unchanged, carry=carry and last)
         if not ts and not manager and not attempt.delivered:
             log.warning("approval card for %s not posted: %s", req.id, attempt.error)
             self.store.count_post_attempt(req.id)
@@ -284,78 +289,31 @@ class Notifications:
     # ------------------------------------------------------------------------------- DMs
     def notify_requester(self, req: AccessRequest) -> bool:
         """DM the requester the request's current state (and the person it is for, when it ends), once per
-        state (and per Retry), through the delivery ledger: a DM Slack did not take is retried with backoff,
-        one it refuses for good is not, and ``ADMINS`` are told instead. True when the requester got it."""
-        if req.requester_id == BOT_REQUESTER:  # the bot opened it (a Slack deactivation): nobody to DM
-            self.mark_told(req)
-            return True
-        key = _key(req)
+        state (and per Retry), with the state's thread reply, through the delivery ledger: a DM Slack did not
+        take is retried with backoff, one it refuses for good is not, and ``ADMINS`` are told instead. True when
+        the requester got it. A caller that changed the state in a transaction owes them in it instead
+        (:meth:`owe_told`, then :meth:`send_told`)."""
         with self.ctx.db.session() as s:  # the state's DM and thread reply, owed (and taken) in one transaction
-            approvers, (dm_told, thread_told) = self._approval_told(req, session=s)
-            hold = _hold(req, dm_told)
-            text = views.requester_update(req, approvers, name_approvers=not dm_told)
-            text += views.approvals.requester_note(req, comment=not dm_told)
-            dm = self.dms.owe(req.id, req.requester_id, key, text, state=req.state, hold=hold, session=s)
-            reply = self._owe_in_thread(req, key, approvers, told=thread_told, session=s)
-            if not dm[1] and not (reply and reply[2]):  # nothing sent after: the flow's audit rows go with this
-                self.ctx.audit.carry(s)
-        ok = self.dms.send_row(dm[0], taken=dm[1], carry=reply is None)
-        if reply is not None:
-            self.threads.send_owed(*reply, carry=True)
-        if req.target_slack_id and req.target_slack_id != req.requester_id and req.state in (APPLIED, DENIED):
-            fyi = views.requester_update(req) + views.approvals.requester_note(req)  # the same, however fast
-            self.dm(req.id, req.target_slack_id, key, f"For your information: {fyi}")
-        return ok
+            owed = self.states.owe(req, session=s)
+        return self.states.send(owed)
 
     def mark_told(self, req: AccessRequest) -> None:
         """The requester needs no DM of the request's current state (they were answered in the command itself,
-        or the bot is the requester): recorded as settled, so the worker does not send one."""
+        or the bot is the requester): recorded as settled, so the worker does not send one; the thread reply is
+        owed and sent."""
         with self.ctx.db.session() as s:  # settled, and the state's thread reply owed, in one transaction
-            self.store.update(req.id, session=s, expect=req.state, notified_state=req.state)
-            approvers, (_, thread_told) = self._approval_told(req, session=s)
-            reply = self._owe_in_thread(req, _key(req), approvers, told=thread_told, session=s)
-            if not (reply and reply[2]):
-                self.ctx.audit.carry(s)
-        if reply is not None:
-            self.threads.send_owed(*reply, carry=True)
+            owed = self.states.owe(req, quiet=True, session=s)
+        self.states.send(owed)
 
-    def _approval_told(self, req: AccessRequest, *, session=None) -> tuple[list[str], tuple]:
-        """(the people whose approval counted, for a request people approved; whether the requester's DM and the
-        thread reply of its approval were told, for an outcome after one (applied or failed): True when
-        delivered (or for any other state), :data:`SENDING` while it is being sent, False when it never was).
-        One transaction (``session``'s when given)."""
-        people = req.state in (APPROVED, APPLIED, FAILED) and req.decided_by != views.POLICY_ACTOR
-        if req.state not in (APPLIED, FAILED):
-            return (self.store.approver_ids(req.id, session=session) if people else []), (True, True)
-        key = _key(req, APPROVED)
-        channel = req.approval_channel or self.ctx.settings.approval_channel
-        with self.ctx.db.joining(session) as s:
-            approvers = self.store.approver_ids(req.id, session=s) if people else []
-            rows = (
-                self.ctx.deliveries.find(req.id, DM, req.requester_id, key, session=s),
-                self.ctx.deliveries.find(req.id, THREAD, channel, f"state:{key}", session=s),
-            )
+    def owe_told(self, req: AccessRequest, *, quiet: bool = False, session) -> Owed:
+        """In ``session`` (the transaction that changed ``req``'s state): owe what :meth:`notify_requester`
+        (``quiet``: :meth:`mark_told`) sends; pass the answer to :meth:`send_told` after it commits."""
+        return self.states.owe(req, quiet=quiet, session=session)
 
-        def told(r) -> bool | str:
-            if r is None or r.status == ledger.DELIVERED:
-                return True
-            return SENDING if r.status == ledger.PENDING and r.attempts and not r.last_error else False
-
-        return approvers, (told(rows[0]), told(rows[1]))
-
-    def _owe_in_thread(self, req: AccessRequest, key: str, approvers: list[str] | None, *, told: bool, session):
-        """In ``session``: once a request is no longer pending, the reminders not sent yet are dropped and the
-        outcome is owed as a reply in the card's thread, once per state (``key``), superseding an earlier outcome
-        not sent yet (the approval, held back: :data:`APPROVED_HOLD`; ``told`` False: the approval was not told,
-        so this names who approved). Returns :meth:`bot.access.threads.Threads.owe`'s answer, or ``None`` for a
-        pending request."""
-        if req.state == PENDING:
-            return None
-        if approvers is None and req.state == APPROVED and req.decided_by != views.POLICY_ACTOR:
-            approvers = self.store.approver_ids(req.id, session=session)
-        text = views.approvals.thread_outcome(req, approvers or [], name_approvers=not told)
-        hold = _hold(req, told)
-        return self.threads.owe(req.id, f"state:{key}", text, drop=(*NUDGE_KEYS, "state:"), hold=hold, session=session)
+    def send_told(self, owed: Owed | None) -> bool:
+        """After the transaction of :meth:`owe_told`: send what it owed (``None``: nothing). True when the
+        requester got their DM (or needs none)."""
+        return self.states.send(owed)
 
     def dm(
         self,
@@ -384,16 +342,3 @@ class Notifications:
     def tell_admins(self, req: AccessRequest, key: str, *, text: str, why: str) -> None:
         """A notice (mrkdwn ``text``) to every ``ADMINS`` member about ``req``, once per ``key``; audited."""
         self.dms.tell_admins(req, key, text=text, why=why)
-
-
-def _hold(req: AccessRequest, told) -> float:
-    """Seconds a state's message waits before it is sent: an approval :data:`APPROVED_HOLD`; an outcome whose
-    approval's message is being sent :data:`SENDING_HOLD`; else none."""
-    return APPROVED_HOLD if req.state == APPROVED else SENDING_HOLD if told == SENDING else 0.0
-
-
-def _key(req: AccessRequest, state: str | None = None) -> str:
-    """The ledger key of the message that tells ``state`` (default: the request's own) for this attempt: the
-    state, with ``#<retries>`` after a Retry."""
-    state = state or req.state
-    return state if not req.retries else f"{state}#{req.retries}"

@@ -14,7 +14,7 @@ the request is made (:func:`first_nudges`), so it survives restarts. Each step i
 columns (:meth:`bot.access.store.RequestStore.take_reminder`), so with several processes each reminder is taken
 once; the messages are delivery-ledger rows (keys ``remind:<n>``, ``escalated``), sent once and retried. Nothing
 is sent once the request is decided, cancelled or expired: the due queries want it pending and unexpired, and a
-decision supersedes what the ledger has not sent yet (:data:`bot.access.notifications.NUDGE_KEYS`). Audited:
+decision supersedes what the ledger has not sent yet (:data:`bot.access.state_messages.NUDGE_KEYS`). Audited:
 ``request.reminded``, ``request.escalated``.
 """
 

@@ -41,6 +41,11 @@ class PolarisError(Exception):
         self.method, self.path, self.retry_after = method, path, retry_after
         super().__init__(f"{method} {path} -> {status if status is not None else 'no response'} {code}: {message}")
 
+    @property
+    def label(self) -> str:
+        """``code`` and, when a response came, its status (``Conflict 409``; ``Timeout``): for audit details."""
+        return f"{self.code} {self.status}" if self.status is not None else str(self.code)
+
     def plain(self) -> str:
         """A sentence for a person (Slack message, audit outcome); no secrets, no traceback."""
         return _PLAIN.get(type(self), "Polaris answered with an error") + (f": {self.message}" if self.message else "")

@@ -131,7 +131,7 @@ def _note(note: str | None) -> str:
 def thread_outcome(req: AccessRequest, approvers: Sequence[str] = (), *, name_approvers: bool = False) -> str:
     """The thread reply for the state ``req`` is in now (approved, applied, failed, denied, expired, ...).
     ``name_approvers``: an outcome (applied, failed) says who approved, with the comment, when the approval's
-    own reply was never sent (held back, then superseded: :data:`bot.access.notifications.APPROVED_HOLD`)."""
+    own reply was never sent (held back, then superseded: :data:`bot.access.state_messages.APPROVED_HOLD`)."""
     who = names(approvers) if approvers else mention(req.decided_by)
     approved = f"Approved by {who}{_granted(req)}{_note(req.decision_note)}"
     if req.state == APPROVED:

@@ -255,7 +255,7 @@ def requester_update(req: AccessRequest, approvers: Sequence[str] = (), *, name_
     """The DM text the requester gets at a state change (mrkdwn, escaped). ``approvers``: everyone whose
     approval counted (named when approved; the decider alone when empty). ``name_approvers``: an outcome
     (applied, failed) names them too, when the approval's own DM was never sent (held back, then superseded:
-    :data:`bot.access.notifications.APPROVED_HOLD`)."""
+    :data:`bot.access.state_messages.APPROVED_HOLD`)."""
     what = kind_phrase(req)
     ref = f"(request `{req.id[:8]}`)"
     if req.state == PENDING:

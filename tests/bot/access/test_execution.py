@@ -120,6 +120,17 @@ def test_dropped_connections_are_retried(service, db, sandbox, groups):
     assert errors == ["ConnectionError", "ConnectionError"]
 
 
+def test_a_retry_after_no_answer_names_the_error_without_a_status(service, db, sandbox, groups):
+    # Found by a new-user trial: the audit detail read "Timeout None; next in 5s" (no answer has no status).
+    service.handle_command(REQUESTER, "request Viewer")
+    req = only_request(db)
+    service.decide(req.id, APPROVER, approve=True)
+    sandbox.add_fault(Fault(method="GET", path=r"^/v1/users$", drop=True, times=None))
+    service.run_due()
+    (later,) = [r.detail for r in service.audit.for_request(req.id) if r.action == "apply.retry_later"]
+    assert later.startswith("ConnectionError; next in ") and "None" not in later, later
+
+
 def test_reset_and_membership_for_the_same_user_never_interleave(service, db, sandbox, groups):
     sandbox.create_user("alice@example.com", "Alice", "Tester", groups=[groups["Viewer"]], actions=[])
     service.handle_command(REQUESTER, "reset-password")

@@ -25,6 +25,7 @@ ORDER = [
     "mentions",
     "threads",
     "direct_messages",
+    "state_messages",
     "notifications",
     "asking",
     "queries",

@@ -1,0 +1,81 @@
+"""Issue 13: what a state change owes the requester (their DM, the thread reply) is owed in the transaction that
+changes the state (bot/access/state_messages.py), so a process that dies right after a decision or an apply still
+leaves the messages owed in the ledger, and the worker sends each once."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from sqlalchemy import select
+
+from bot.deliveries import DELIVERY_LEASE
+from bot.models import APPLIED, DENIED, Delivery
+from tests.bot.access.helpers import dms, only_request
+from tests.conftest import APPROVER, REQUESTER, Clock
+
+
+def owed(db, request_id: str) -> dict[tuple[str, str], str]:
+    with db.session() as s:
+        return {(d.kind, d.key): d.status for d in s.scalars(select(Delivery).where(Delivery.request_id == request_id))}
+
+
+class Died(BaseException):
+    """The process stops here (not an Exception: nothing on the way catches it)."""
+
+
+@contextlib.contextmanager
+def dying_before_the_card(service):
+    """Within the block, the process dies between a state change's commit and its first Slack call."""
+    real = service.notifications.refresh_card
+
+    def die(*a, **kw):
+        raise Died()
+
+    service.notifications.refresh_card = die
+    try:
+        with pytest.raises(Died):
+            yield
+    finally:
+        service.notifications.refresh_card = real
+
+
+def test_a_denial_dies_after_its_commit_and_its_dm_and_reply_are_still_sent_once(service, db, slack, groups):
+    clock = Clock(service)
+    service.handle_command(REQUESTER, "request Viewer dashboards")
+    service.drain()
+    req = only_request(db)
+    before = len(dms(slack, REQUESTER))
+    with dying_before_the_card(service):
+        service.decide(req.id, APPROVER, approve=False, note="not this quarter")
+    assert service.get(req.id).state == DENIED
+    rows = owed(db, req.id)
+    assert rows[("dm", "denied")] == "pending" and rows[("thread", "state:denied")] == "pending", rows
+    clock.advance(DELIVERY_LEASE + 1)  # the dead process's attempt lease runs out
+    service.run_due()
+    service.run_due()
+    told = [t for t in dms(slack, REQUESTER)[before:] if "denied" in t.lower()]
+    assert len(told) == 1, dms(slack, REQUESTER)[before:]
+    assert owed(db, req.id)[("dm", "denied")] == "delivered"
+
+
+def test_an_apply_owes_its_outcome_in_the_transaction_that_marks_it_applied(service, db, slack, groups):
+    clock = Clock(service)
+    service.handle_command(REQUESTER, "request Viewer dashboards")
+    service.drain()
+    req = only_request(db)
+    before = len(dms(slack, REQUESTER))
+    service.decide(req.id, APPROVER, approve=True)
+    with dying_before_the_card(service):
+        service.execution.apply(req.id)
+    assert service.get(req.id).state == APPLIED
+    rows = owed(db, req.id)
+    assert rows[("dm", "applied")] == "pending" and rows[("thread", "state:applied")] == "pending", rows
+    service.run_due()  # the dead process's claims are gone with it; its attempt lease has not run out yet
+    assert owed(db, req.id)[("dm", "applied")] == "pending"
+    clock.advance(DELIVERY_LEASE + 1)
+    service.run_due()
+    service.run_due()
+    told = dms(slack, REQUESTER)[before:]
+    assert len(told) == 1 and told[0].startswith(":white_check_mark: Done"), told  # the outcome only, once
+    assert f"Approved by <@{APPROVER}>" in told[0]  # the held approval was superseded: the outcome names them
