@@ -92,8 +92,8 @@ def cmd_serve(args) -> int:
     _start_line(settings, f"serving on {args.host}:{settings.port} ({workers} worker{'s' * (workers > 1)})")
     if not settings.serve_worker:
         log.warning(
-            "SERVE_WORKER=false: this process applies nothing; approved requests wait (and time-bound access is "
-            "not ended) until a `python app.py worker` process runs"
+            "SERVE_WORKER=false: this process applies nothing; approved requests wait (time-bound access is not "
+            "ended, messages held or retried are not sent) until a `python app.py worker` process runs"
         )
     Server().run()
     return 0
@@ -112,6 +112,8 @@ def cmd_worker(_args) -> int:
         signal.signal(sig, lambda *_: stopping.set())
     worker = wiring.build_worker(core).start()
     _start_line(settings, f"worker running (a pass every {settings.worker_interval:g} s)")
+    if settings.database_url.startswith("sqlite"):
+        log.warning("SQLite: this worker and `serve` must share the one file on this machine (PostgreSQL for more)")
     while not stopping.wait(1.0):
         pass
     worker.stop()

@@ -181,7 +181,8 @@ def check_polaris(settings: Settings) -> str:
         ) from None
     except PolarisError as e:
         log.warning(
-            "Polaris at %s is unreachable at start (%s %s); serving anyway, /healthz says so until it answers",
+            "Polaris at %s is unreachable at start (%s %s); starting anyway, its calls are retried (serve's "
+            "/healthz says so until it answers)",
             origin(settings.polaris_api_url),
             e.status or "no response",
             e.code,

@@ -49,6 +49,7 @@ def test_serve_without_its_worker_and_the_worker_process_applies(serve_env, serv
     server = Serve({**serve_env, "SERVE_WORKER": "false"}, workers=1)
     servers.append(server)
     assert "approved requests wait" in server.output() and "python app.py worker" in server.output()
+    assert "messages held or retried are not sent" in server.output()  # the held approval DMs wait too
     assert requests.get(server.url + "/healthz", timeout=5).status_code == 200  # no worker is not unhealthy
     assert server.post(slash_body(slack, REQUESTER, "request Viewer dashboards")).status_code == 200
     req = wait_for(lambda: [r for r in requests_in(db) if r.approval_ts])[0]
@@ -67,6 +68,8 @@ def test_serve_without_its_worker_and_the_worker_process_applies(serve_env, serv
         out = worker.output()
         starts = [line for line in out.splitlines() if "worker running" in line]
         assert len(starts) == 1 and "Traceback" not in out
+        # one machine's file: said at start (it was not); PostgreSQL: nothing to say
+        assert ("SQLite: this worker and `serve` must share" in out) == serve_env["DATABASE_URL"].startswith("sqlite")
     finally:
         worker.kill()
     server.stop()
