@@ -13,8 +13,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, or_, select, update
 
+from .. import prepared
 from ..db import Database
 from ..deliveries import CARD, DM
 from ..models import (
@@ -51,6 +52,14 @@ class DueWork:
     due: list[tuple[str, str]]
 
 
+# Built once (bot/prepared.py); _CONDITIONS: RequestStore.update's expect, live_at and expired_at.
+_T = AccessRequest.__table__
+_ID = _T.c.id == bindparam("i")
+_GET = select(AccessRequest).where(_T.c.id == bindparam("i")).execution_options(populate_existing=True)
+_APPROVERS = select(Approval.approver_id).where(Approval.request_id == bindparam("r")).order_by(Approval.id)
+_CONDITIONS = (_T.c.state == bindparam("e"), _T.c.expires_at > bindparam("l"), _T.c.expires_at <= bindparam("x"))
+
+
 class RequestStore:
     """Data access for ``access_requests`` and ``approvals`` on ``db``. Thread-safe."""
 
@@ -61,14 +70,12 @@ class RequestStore:
     def get(self, request_id: str, *, session=None) -> AccessRequest | None:
         """The request, read fresh (in ``session``'s transaction when given), or ``None``."""
         with self.db.joining(session) as s:
-            return s.get(AccessRequest, request_id, populate_existing=session is not None)
+            return s.scalar(_GET, {"i": request_id})
 
     def approver_ids(self, request_id: str, *, session=None) -> list[str]:
         """The approvers who approved ``request_id``, first first."""
         with self.db.joining(session) as s:
-            return list(
-                s.scalars(select(Approval.approver_id).where(Approval.request_id == request_id).order_by(Approval.id))
-            )
+            return list(s.scalars(_APPROVERS, {"r": request_id}))
 
     def count_open(self, requester_id: str, *, session=None) -> int:
         with self.db.joining(session) as s:
@@ -318,8 +325,7 @@ class RequestStore:
     def set(self, request_id: str, **values) -> None:
         """Unconditional write of ``values`` on the request (no compare-and-set): the apply's bookkeeping
         columns; and the deliberate seam for tests that put a request in a state (``state=FAILED``)."""
-        with self.db.session() as s:
-            s.execute(update(AccessRequest).where(AccessRequest.id == request_id).values(**values))
+        self.update(request_id, **values)
 
     def update(
         self,
@@ -334,15 +340,13 @@ class RequestStore:
         """Compare-and-set: write ``values`` where the request is (when given) in state ``expect``, not expired at
         ``live_at`` (``expires_at > live_at``), expired at ``expired_at`` (``expires_at <= expired_at``).
         Returns the number of rows changed (0: another caller won, or the request is not as expected)."""
-        where = [AccessRequest.id == request_id]
-        if expect is not None:
-            where.append(AccessRequest.state == expect)
-        if live_at is not None:
-            where.append(AccessRequest.expires_at > live_at)
-        if expired_at is not None:
-            where.append(AccessRequest.expires_at <= expired_at)
+        shape = (expect is not None, live_at is not None, expired_at is not None)
+        where = [_ID, *(c for on, c in zip(shape, _CONDITIONS, strict=True) if on)]
+        key = ("requests.update", *shape, *prepared.shape(values))
+        stmt = prepared.once(key, lambda: prepared.setting(_T, where, values))
+        params = {"i": request_id, "e": expect, "l": live_at, "x": expired_at, **prepared.values(values)}
         with self.db.joining(session) as s:
-            return s.execute(update(AccessRequest).where(*where).values(**values)).rowcount
+            return s.execute(stmt, params).rowcount
 
     def close(self, req: AccessRequest, *, by: str, now: dt.datetime, outcome: str, session) -> int:
         """Close an open request (compare-and-set from the state it was read in to ``cancelled``) because
