@@ -9,7 +9,7 @@ unique, so a message is owed once however many processes try; ``status`` is ``pe
 
 :meth:`DeliveryLedger.run` makes one attempt: it takes the row by compare-and-set (``attempts`` unchanged,
 due, pending; ``next_attempt_at`` becomes a lease), sends, and records the outcome. A permanent Slack error
-(:data:`PERMANENT_ERRORS`, e.g. ``user_disabled``, ``not_in_channel``, ``message_not_found``) gives up at once;
+(:data:`bot.slack_errors.PERMANENT_ERRORS`, e.g. ``user_disabled``, ``not_in_channel``, ``message_not_found``) gives up at once;
 any other error is tried again after ``base * 2**(n-1)`` seconds (jittered, at most ``cap``, at least Slack's
 ``Retry-After``), up to :data:`DELIVERY_MAX_ATTEMPTS` attempts. Giving up is audited (``notify.gave_up``); the
 caller decides the fallback. The worker picks due rows with :meth:`DeliveryLedger.due` (index
@@ -26,14 +26,16 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
-from sqlalchemy import and_, not_, or_, select, update
+from sqlalchemy import and_, bindparam, not_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from . import prepared
 from .audit import AuditLog
 from .db import Database
 from .models import Delivery
 from .slack import SlackError
+from .slack_errors import RECIPIENT_ERRORS, is_permanent
 
 log = logging.getLogger(__name__)
 
@@ -45,28 +47,25 @@ DELIVERY_BACKOFF_CAP = 900.0  # at most 15 minutes between attempts
 DELIVERY_MAX_ATTEMPTS = 8  # about 45 minutes of trying in all
 DELIVERY_LEASE = 120.0  # seconds an attempt holds its row; a crashed sender's row is due again after
 
-#: Slack errors that no retry can cure (Slack Web API method docs: conversations.open, chat.postMessage,
-#: chat.update). The person cannot get a DM, the bot cannot reach the channel, or the message is gone.
-RECIPIENT_ERRORS = frozenset(
-    "user_disabled account_inactive cannot_dm_bot user_not_found users_not_found user_not_visible cannot_dm_user".split()
-)
-PERMANENT_ERRORS = RECIPIENT_ERRORS | frozenset(
-    """channel_not_found not_in_channel is_archived channel_is_archived message_not_found cant_update_message
-    edit_window_closed restricted_action restricted_action_read_only_channel restricted_action_non_threadable_channel
-    ekm_access_denied team_access_not_granted invalid_blocks invalid_blocks_format msg_too_long no_text
-    too_many_attachments missing_scope not_allowed_token_type users_list_not_supplied""".split()
-)
+# Built once (bot/prepared.py): a row by its key; an attempt taken; an attempt's outcome recorded.
+_D = Delivery.__table__
+_FIND = select(Delivery).where(
+    _D.c.request_id == bindparam("r"), _D.c.kind == bindparam("k"), _D.c.recipient == bindparam("to"),
+    _D.c.key == bindparam("ky"),
+).execution_options(populate_existing=True)  # fmt: skip
+_TAKE = update(_D).where(
+    _D.c.id == bindparam("i"), _D.c.status == PENDING, _D.c.attempts == bindparam("n"),
+    or_(_D.c.next_attempt_at.is_(None), _D.c.next_attempt_at <= bindparam("now")),
+).values(attempts=bindparam("n1"), next_attempt_at=bindparam("lease"), updated_at=bindparam("now"))  # fmt: skip
+_MINE = (_D.c.id == bindparam("i"), _D.c.attempts == bindparam("n"), _D.c.status == PENDING)
+_DELIVERED_AS = (_D.c.request_id == bindparam("r"), _D.c.kind == bindparam("k"), _D.c.key == bindparam("ky"),
+                 _D.c.status == DELIVERED)  # fmt: skip
 
 
 def in_flight():
     """The condition of a pending row whose first attempt is under way (taken, no error yet): it is not
     superseded, since Slack may be taking it now."""
     return and_(Delivery.attempts > 0, Delivery.last_error.is_(None))
-
-
-def is_permanent(error: str | None) -> bool:
-    """True for a Slack error code that retrying cannot cure (:data:`PERMANENT_ERRORS`)."""
-    return (error or "") in PERMANENT_ERRORS
 
 
 def content_hash(text: str, blocks: list | None) -> str:
@@ -133,11 +132,10 @@ class DeliveryLedger:
         ``session``'s transaction when given, so the caller can take it in the same one: :meth:`take`).
 
         ``text``: a DM's text (sent as is on every attempt), ``blocks`` its Block Kit blocks (buttons), kept as
-        JSON; ``state``: the request state a requester DM
-        tells; ``content``: for a card, the hash of what it should show now: a delivered or pending row with
-        another hash goes back to pending with a fresh attempt count (a failed one stays failed).
-        ``supersede``: older pending rows of the same kind to the same recipient are superseded by this one
-        (but one being sent: :func:`in_flight`).
+        JSON; ``state``: the request state a requester DM tells; ``content``: for a card, the hash of what it
+        should show now: a delivered or pending row with another hash goes back to pending with a fresh attempt
+        count (a failed one stays failed). ``supersede``: older pending rows of the same kind to the same
+        recipient are superseded by this one (but one being sent: :func:`in_flight`).
         ``not_before``: a new row's first attempt is not due before then (a notice held back: see
         :data:`bot.access.state_messages.APPROVED_HOLD`).
         Two processes owing the same row at once make one (``INSERT ... ON CONFLICT DO NOTHING``)."""
@@ -199,16 +197,7 @@ class DeliveryLedger:
 
     @staticmethod
     def _find(s, request_id: str, kind: str, recipient: str, key: str) -> Delivery | None:
-        return s.scalar(
-            select(Delivery)
-            .where(
-                Delivery.request_id == request_id,
-                Delivery.kind == kind,
-                Delivery.recipient == recipient[:64],
-                Delivery.key == key[:64],
-            )
-            .execution_options(populate_existing=True)
-        )
+        return s.scalar(_FIND, {"r": request_id, "k": kind, "to": recipient[:64], "ky": key[:64]})
 
     def find(self, request_id: str, kind: str, recipient: str, key: str, *, session=None) -> Delivery | None:
         """The row for (``request_id``, ``kind``, ``recipient``, ``key``), or ``None`` (in ``session`` if given)."""
@@ -220,6 +209,13 @@ class DeliveryLedger:
         with self.db.joining(session) as s:
             where = (Delivery.request_id == request_id, Delivery.kind == kind, Delivery.status == PENDING)
             return s.scalar(select(Delivery.id).where(*where).limit(1)) is not None
+
+    def owe_again(self, request_id: str, kind: str, key: str, *, within: float, session) -> None:
+        """In ``session``: the request's delivered rows of ``kind`` and ``key`` (its cards) are owed again, due
+        in ``within`` seconds unless the caller sends them first (new content makes them due at once: :meth:`want`)."""
+        new = {"status": PENDING, "next_attempt_at": self.clock() + dt.timedelta(seconds=within)}
+        stmt = prepared.once(("deliveries.owe_again",), lambda: prepared.setting(_D, _DELIVERED_AS, new))
+        session.execute(stmt, {"r": request_id, "k": kind, "ky": key, **prepared.values(new)})
 
     def reopen(self, row: Delivery | None) -> None:
         """Make a settled row owed again from scratch (attempts 0, due now, no content yet): a card that
@@ -266,8 +262,7 @@ class DeliveryLedger:
     def supersede(self, request_id: str, key_prefixes: tuple[str, ...], *, keep: str = "", session=None) -> int:
         """Supersede the pending rows of a request whose key starts with one of ``key_prefixes`` (reminders
         not yet sent when the request is decided: none goes out after), but the row keyed ``keep`` and rows being
-        sent (:func:`in_flight`). Returns how
-        many (in ``session``)."""
+        sent (:func:`in_flight`). Returns how many (in ``session``)."""
         with self.db.joining(session) as s:
             return s.execute(
                 update(Delivery)
@@ -285,40 +280,43 @@ class DeliveryLedger:
     def settle(self, row: Delivery, status: str, error: str | None = None, *, session=None) -> bool:
         """Mark a pending row ``delivered``/``failed``/``superseded`` without sending (compare-and-set; in
         ``session`` if given)."""
+        new = {"status": status, "last_error": error, "updated_at": self.clock()}
+        stmt = prepared.once(("deliveries.settle",), lambda: prepared.setting(_D, _MINE[::2], new))  # id, pending
         with self.db.joining(session) as s:
-            return bool(
-                s.execute(
-                    update(Delivery)
-                    .where(Delivery.id == row.id, Delivery.status == PENDING)
-                    .values(status=status, last_error=error, updated_at=self.clock())
-                    .execution_options(synchronize_session=False)
-                ).rowcount
-            )
+            return bool(s.execute(stmt, {"i": row.id, **prepared.values(new)}).rowcount)
 
     # ------------------------------------------------------------------------------- attempts
     def take(self, row: Delivery, *, session=None) -> bool:
         """Take a pending, due ``row`` for one attempt (compare-and-set on its ``attempts``; the lease is
         ``next_attempt_at``), in ``session`` if given. True when this caller may send it: then pass
-        ``taken=True`` to :meth:`run`. ``row`` keeps the attempt count it was read with."""
+        ``taken=True`` to :meth:`run`. ``row`` keeps the attempt count it was read with, and is told till when
+        it is this caller's (``taken_until``: see :meth:`run`)."""
         now = self.clock()
+        lease = now + dt.timedelta(seconds=self.lease)
         with self.db.joining(session) as s:
-            return bool(
-                s.execute(
-                    update(Delivery)
-                    .where(
-                        Delivery.id == row.id,
-                        Delivery.status == PENDING,
-                        Delivery.attempts == row.attempts,
-                        or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
-                    )
-                    .values(
-                        attempts=row.attempts + 1,
-                        next_attempt_at=now + dt.timedelta(seconds=self.lease),
-                        updated_at=now,
-                    )
-                    .execution_options(synchronize_session=False)
-                ).rowcount
-            )
+            params = {"i": row.id, "n": row.attempts, "n1": row.attempts + 1, "now": now, "lease": lease}
+            if not s.execute(_TAKE, params).rowcount:
+                return False
+        row.taken_until = lease  # not a column: the lease this caller holds
+        return True
+
+    def _still_taken(self, row: Delivery) -> bool:
+        """Before sending a row taken earlier (in the transaction that owed it, then other work): True when at
+        least half its lease is left, or it is extended now by compare-and-set on its attempt count; False when
+        the lease ran out and another process took it (that one sends)."""
+        until = getattr(row, "taken_until", None)
+        now = self.clock()
+        if until is None or now < until - dt.timedelta(seconds=self.lease / 2):
+            return True
+        params = {"i": row.id, "n": row.attempts + 1, "v_next_attempt_at": now + dt.timedelta(seconds=self.lease)}
+        with self.db.session() as s:
+            if not s.execute(
+                prepared.once(("deliveries.extend",), lambda: prepared.setting(_D, _MINE, {"next_attempt_at": 0})),
+                params,
+            ).rowcount:
+                return False
+        row.taken_until = params["v_next_attempt_at"]
+        return True
 
     def run(
         self,
@@ -336,10 +334,10 @@ class DeliveryLedger:
         outcome)`` runs in the transaction that records the outcome (``delivered``, ``retry``, ``gave_up``);
         what it returns is :attr:`Attempt.after`. ``carry``: the flow's held audit rows go with that transaction
         (:meth:`bot.audit.AuditLog.carry`; for the flow's last message)."""
-        if not taken and not self.take(row):
+        if not (self._still_taken(row) if taken else self.take(row)):
             return Attempt("skipped", row=row)
         attempts = row.attempts + 1
-        mine = (Delivery.id == row.id, Delivery.attempts == attempts, Delivery.status == PENDING)
+        mine = {"i": row.id, "n": attempts}  # the row, while it is this attempt's (_MINE)
         try:
             result = send()
         except SlackError as e:
@@ -364,7 +362,7 @@ class DeliveryLedger:
         return Attempt("delivered", result=result, row=row, after=after)
 
     def _record(
-        self, row: Delivery, mine: tuple, values: dict, then, outcome: str, audited, carry: bool = False
+        self, row: Delivery, mine: dict, values: dict, then, outcome: str, audited, carry: bool = False
     ) -> object:
         """Record an attempt's outcome (``values`` where the row is still this attempt's; ``audited``: an
         (action, detail) audit row, or ``None``) with the caller's ``then`` in the same transaction. A ``then``
@@ -373,7 +371,10 @@ class DeliveryLedger:
         def mark(s) -> None:
             if carry:
                 self.audit.carry(s)
-            s.execute(update(Delivery).where(*mine).values(**values).execution_options(synchronize_session=False))
+            s.execute(
+                prepared.once(("deliveries.mark", *values), lambda: prepared.setting(_D, _MINE, values)),
+                {**mine, **prepared.values(values)},
+            )
             if audited:
                 action, detail = audited
                 self.audit.record(

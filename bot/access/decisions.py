@@ -260,7 +260,7 @@ class Decisions:
     def _decided(self, request_id: str, s) -> tuple[AccessRequest, Owed | None]:
         """In ``s``: the request as the decision left it, and, once it is decided, its requester's messages owed."""
         decided = self.store.get(request_id, session=s)
-        return decided, self.notifications.owe_told(decided, session=s) if decided.state != PENDING else None
+        return decided, self.notifications.owe_told(decided, session=s)
 
     @staticmethod
     def already(req: AccessRequest | None) -> str:

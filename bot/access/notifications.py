@@ -29,7 +29,9 @@ from .store import RequestStore
 from .state_messages import APPROVED_HOLD, NUDGE_KEYS, SENDING_HOLD, Owed, StateMessages
 from .threads import Threads
 
-__all__ = ["APPROVED_HOLD", "NUDGE_KEYS", "SENDING_HOLD", "Notifications"]  # the holds: state_messages
+__all__ = ["APPROVED_HOLD", "CARD_GRACE", "NUDGE_KEYS", "SENDING_HOLD", "Notifications"]  # holds: state_messages
+#: Seconds after a state change before the worker updates a card its process did not (it died first).
+CARD_GRACE = 30.0
 
 log = logging.getLogger(__name__)
 _SENT = {"approval_channel", "approval_ts", "post_attempts", "manager_dm_channel", "manager_dm_ts"}  # not shown
@@ -117,7 +119,9 @@ class Notifications:
                 sent, targets = False, self._card_targets(req)
                 for i, (recipient, manager) in enumerate(targets):
                     last = i == len(targets) - 1
-                    status, did_send, after = self._sync_card(req, recipient, manager, note, last=last, carry=carry)
+                    status, did_send, after, req = self._sync_card(
+                        req, recipient, manager, note, last=last, carry=carry
+                    )
                     sent = sent or did_send
                     if not manager:
                         current = status == ledger.DELIVERED
@@ -163,26 +167,29 @@ class Notifications:
 
     def _sync_card(
         self, req: AccessRequest, recipient: str, manager: bool, note: str | None, *, last=False, carry=False
-    ) -> tuple[str, bool, tuple | None]:
-        """One card (or the manager's copy) of ``req``: (ledger status, whether a Slack call was made, and for
-        the ``last`` card, when it was delivered, :meth:`_unchanged_since` read with the outcome, else None)."""
+    ) -> tuple[str, bool, tuple | None, AccessRequest]:
+        """One card (or the manager's copy) of ``req``: (ledger status, whether a Slack call was made, for the
+        ``last`` card, when it was delivered, :meth:`_unchanged_since` read with the outcome, else None; the
+        request as shown). The card is drawn from the request read in the transaction that takes it (under the
+        claim), never from the caller's copy, which may be older than a change another click just showed."""
         deliveries, slack = self.ctx.deliveries, self.ctx.slack
-        ts = req.manager_dm_ts if manager else req.approval_ts
         group = self._group_of(req)  # (the catalog may ask Polaris: before the transaction)
-        with self.ctx.db.session() as s:  # rendered, owed and taken in one transaction
+        with self.ctx.db.session() as s:  # read, rendered, owed and taken in one transaction
+            req = self.store.get(req.id, session=s) or req
+            ts = req.manager_dm_ts if manager else req.approval_ts
             text, blocks = self._card_for(req, recipient, note, session=s, group=group)
             row = deliveries.want(req.id, CARD, recipient, "card", content=content_hash(text, blocks), session=s)
             if row.status != ledger.PENDING:
-                return row.status, False, None
+                return row.status, False, None, req
             if (
                 ts is None
                 and (req.state == EXPIRED or (manager and req.state != PENDING))
                 and deliveries.find(req.id, CARD, recipient, "repost", session=s) is None
             ):
                 deliveries.settle(row, ledger.SUPERSEDED, session=s)  # never shown, and nothing left to decide
-                return ledger.SUPERSEDED, False, None
+                return ledger.SUPERSEDED, False, None, req
             if not deliveries.take(row, session=s):
-                return row.status, False, None
+                return row.status, False, None, req
         what = f"{'manager copy' if manager else 'approval card'} {'update' if ts else 'post'} to {recipient}"
 
         def send():
@@ -211,7 +218,7 @@ class Notifications:
         status = (
             ledger.DELIVERED if attempt.delivered else ledger.FAILED if attempt.outcome == "gave_up" else ledger.PENDING
         )
-        return status, True, attempt.after
+        return status, True, attempt.after, req
 
     def _card_gave_up(self, req: AccessRequest, recipient: str, manager: bool, was_posted: bool, error: str) -> None:
         """The fallbacks when a card cannot be delivered: an update that is impossible posts a fresh card once
@@ -305,10 +312,18 @@ class Notifications:
             owed = self.states.owe(req, quiet=True, session=s)
         self.states.send(owed)
 
-    def owe_told(self, req: AccessRequest, *, quiet: bool = False, session) -> Owed:
-        """In ``session`` (the transaction that changed ``req``'s state): owe what :meth:`notify_requester`
-        (``quiet``: :meth:`mark_told`) sends; pass the answer to :meth:`send_told` after it commits."""
-        return self.states.owe(req, quiet=quiet, session=session)
+    def owe_told(self, req: AccessRequest, *, quiet: bool = False, session) -> Owed | None:
+        """In ``session`` (the transaction that changed ``req``'s state): the cards owed an update
+        (:meth:`owe_cards`), and, unless the request is still pending, what :meth:`notify_requester` (``quiet``:
+        :meth:`mark_told`) sends; pass the answer to :meth:`send_told` after it commits."""
+        self.owe_cards(req.id, session=session)
+        return None if req.state == PENDING else self.states.owe(req, quiet=quiet, session=session)
+
+    def owe_cards(self, request_id: str, *, session) -> None:
+        """In ``session`` (a state change's): the request's cards are owed an update. The caller syncs them at
+        once (:meth:`refresh_card`); a process that dies first leaves them due to the worker after
+        :data:`CARD_GRACE` seconds, so a card never keeps an earlier state."""
+        self.ctx.deliveries.owe_again(request_id, CARD, "card", within=CARD_GRACE, session=session)
 
     def send_told(self, owed: Owed | None) -> bool:
         """After the transaction of :meth:`owe_told`: send what it owed (``None``: nothing). True when the

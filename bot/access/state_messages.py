@@ -1,9 +1,11 @@
-"""What a request's state change owes the people who follow it: the requester's DM and the reply in the card's
-thread, once per state (and per Retry), through the delivery ledger (:mod:`bot.deliveries`).
+"""What a request's state change owes the people who follow it: the requester's DM, the reply in the card's
+thread and, when it ends, a DM to the person it is for, once per state (and per Retry), through the delivery
+ledger (:mod:`bot.deliveries`).
 
 They are owed in two halves: :meth:`StateMessages.owe` in a transaction (the caller's: the one that changed the
 state, so a decision or an apply and what it owes commit together, issue 13) and :meth:`StateMessages.send`
-after it commits. An approval's messages are held back (:data:`APPROVED_HOLD`) so that an apply ending sooner
+after it commits. A message taken in that transaction is sent only while its attempt lease holds (the ledger
+extends it first, or leaves the message to the process that took it since). An approval's messages are held back (:data:`APPROVED_HOLD`) so that an apply ending sooner
 sends only its outcome, naming the approvers and their comment; an outcome whose approval's message is being
 sent waits (:data:`SENDING_HOLD`) so that it arrives second. Nothing here raises for a Slack failure.
 """
@@ -35,18 +37,18 @@ SENDING, SENDING_HOLD = "sending", 5.0
 class Owed:
     """What :meth:`StateMessages.owe` owed, for :meth:`StateMessages.send`: the request as told; the DM's
     (row, what taking it answered), ``None`` when nobody is DMed (``quiet``, or the bot is the requester); the
-    thread reply's (row, request, taken), ``None`` for a pending request; ``fyi``: the person the request is for
-    is told too."""
+    thread reply's (row, request, taken), ``None`` for a pending request; ``fyi``: the DM to the person the
+    request is for, as ``dm``, ``None`` when they are not told."""
 
     req: AccessRequest
     dm: tuple | None
     reply: tuple | None
-    fyi: bool
+    fyi: tuple | None
 
     @property
     def sends(self) -> bool:
-        """Whether :meth:`StateMessages.send` will call Slack (something taken, or the FYI)."""
-        return bool(self.dm and self.dm[1]) or bool(self.reply and self.reply[2]) or self.fyi
+        """Whether :meth:`StateMessages.send` will call Slack (a message taken to be sent)."""
+        return any(bool(m and m[-1]) for m in (self.dm, self.reply, self.fyi))
 
 
 class StateMessages:
@@ -72,23 +74,27 @@ class StateMessages:
             hold = _hold(req, dm_told)
             dm = self.dms.owe(req.id, req.requester_id, key, text, state=req.state, hold=hold, session=s)
         reply = self._owe_in_thread(req, key, approvers, told=thread_told, session=s)
-        if not (dm and dm[1]) and not (reply and reply[2]):  # nothing sent after: the flow's audit rows go here
+        fyi = None
+        if not silent and req.target_slack_id not in (None, "", req.requester_id) and req.state in (APPLIED, DENIED):
+            text = "For your information: " + views.requester_update(req) + views.approvals.requester_note(req)
+            fyi = self.dms.owe(req.id, req.target_slack_id, key, text, session=s)  # the same, however fast
+        owed = Owed(req, dm, reply, fyi)
+        if not owed.sends:  # nothing sent after: the flow's audit rows go with this transaction
             self.ctx.audit.carry(s)
-        fyi = not silent and bool(req.target_slack_id) and req.target_slack_id != req.requester_id
-        return Owed(req, dm, reply, fyi and req.state in (APPLIED, DENIED))
+        return owed
 
     def send(self, owed: Owed | None) -> bool:
         """After the transaction that owed them: send what :meth:`owe` took, and DM the person the request is
         for its outcome. True when the requester got the DM (or needs none)."""
         if owed is None:
             return True
-        req = owed.req
-        ok = True if owed.dm is None else self.dms.send_row(owed.dm[0], taken=owed.dm[1], carry=owed.reply is None)
+        ok, fyi = True, bool(owed.fyi and owed.fyi[1])  # the flow's audit rows go with the last one sent
+        if owed.dm is not None:
+            ok = self.dms.send_row(owed.dm[0], taken=owed.dm[1], carry=owed.reply is None and not fyi)
         if owed.reply is not None:
-            self.threads.send_owed(*owed.reply, carry=True)
-        if owed.fyi:
-            fyi = views.requester_update(req) + views.approvals.requester_note(req)  # the same, however fast
-            self.dms.dm(req.id, req.target_slack_id, _key(req), f"For your information: {fyi}")
+            self.threads.send_owed(*owed.reply, carry=not fyi)
+        if owed.fyi is not None:
+            self.dms.send_row(owed.fyi[0], taken=owed.fyi[1], carry=True)
         return ok
 
     def _approval_told(self, req: AccessRequest, *, session) -> tuple[list[str], tuple]:
