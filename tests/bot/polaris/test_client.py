@@ -1710,3 +1710,24 @@ def test_an_id_from_a_form_is_one_path_segment_never_another_path(sandbox, clien
     with pytest.raises(PolarisNotFound):
         client.get_user(f"../groups/{group['id']}")
     assert sent(rsps.calls[-1])[1] == f"/v1/users/..%2Fgroups%2F{group['id']}"
+
+
+def test_the_environments_proxy_and_ca_settings_are_read_once_at_start(monkeypatch, tmp_path):
+    # Issue 13: requests read the proxy variables on every call (a quarter of a Polaris call's CPU). They are read
+    # once, when the client is made, for the one host it talks to; HTTPS_PROXY, NO_PROXY and the CA bundle are
+    # still honoured.
+    from bot.polaris.transport import PolarisTransport
+
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    made = PolarisTransport("https://acme.api.imply.io", "key")
+    assert made._session.proxies.get("https") == "http://proxy.internal:3128"
+    assert made._session.verify == str(bundle) and made._session.trust_env is False
+    monkeypatch.setenv("NO_PROXY", "acme.api.imply.io")
+    assert not PolarisTransport("https://acme.api.imply.io", "key")._session.proxies.get("https")
+    monkeypatch.delenv("HTTPS_PROXY")
+    assert made._session.proxies.get("https") == "http://proxy.internal:3128"  # read once: a later change is not seen
