@@ -27,10 +27,11 @@ MAX_CLICK_TRANSACTIONS = 4
 # (what is due: 4 a pass, shared by all the work it finds): the 4 of the click; the apply's take and the transaction
 # that marks it applied and owes its messages; the card's take and outcome; the DM's and the thread reply's outcomes.
 MAX_STEADY_APPROVAL_TRANSACTIONS = 10
-# SQLite 97, PostgreSQL 101 (101 and 105 before the cards were synced from the request as just written): the claims'
-# pg_try_advisory_lock / pg_advisory_unlock are 6 statements SQLite has not, and the audit chain's sequence read
-# replaces SQLite's two statements with one.
-MAX_APPROVAL_STATEMENTS = 101
+# SQLite 101, PostgreSQL 105 (as before this step: the card's own read of the request moved into the transaction
+# that takes it, and a state change marks its cards owed, 2 statements each): the claims' pg_try_advisory_lock /
+# pg_advisory_unlock are 6 statements SQLite has not, and the audit chain's sequence read replaces SQLite's two
+# statements with one.
+MAX_APPROVAL_STATEMENTS = 105
 
 
 @dataclasses.dataclass
