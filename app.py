@@ -88,7 +88,7 @@ def cmd_serve(args) -> int:
     core.db.dispose()
     metrics.prepare_multiprocess()  # before any worker: every worker's counters in one folder (GET /metrics)
     if one_process:
-        log.warning("SQLite serves one process: running 1 gunicorn worker (use PostgreSQL to run more)")
+        log.warning("SQLite serves one web process: running 1 gunicorn worker (use PostgreSQL to run more)")
     _start_line(settings, f"serving on {args.host}:{settings.port} ({workers} worker{'s' * (workers > 1)})")
     if not settings.serve_worker:
         log.warning(

@@ -22,6 +22,7 @@ from .execution import Execution
 from .leases import Leases
 from .notifications import Notifications
 from .reminders import Reminders
+from .state_messages import held_approval
 from .store import RequestStore
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,12 @@ class Schedule:
             self._safely(self.reminders.run_due, now, limit, stop)
         for rid in work.unposted:
             self._safely(self.notifications.post_card, rid)
+        applying = {rid for rid, _email in work.due}
         for row in self.ctx.deliveries.due(limit):
             if stop is not None and stop.is_set():
                 break
+            if row.request_id in applying and held_approval(row):  # the apply below tells its outcome instead
+                continue  # (or, when it does not end, the next pass tells the approval)
             self._safely(self.notifications.deliver_due, row)
         for rid in work.untold:
             req = self.store.get(rid)

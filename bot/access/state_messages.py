@@ -76,8 +76,8 @@ class StateMessages:
         reply = self._owe_in_thread(req, key, approvers, told=thread_told, session=s)
         fyi = None
         if not silent and req.target_slack_id not in (None, "", req.requester_id) and req.state in (APPLIED, DENIED):
-            text = "For your information: " + views.requester_update(req) + views.approvals.requester_note(req)
-            fyi = self.dms.owe(req.id, req.target_slack_id, key, text, session=s)  # the same, however fast
+            text = views.target_update(req, approvers)  # the same, however fast the apply was
+            fyi = self.dms.owe(req.id, req.target_slack_id, key, text, session=s)
         owed = Owed(req, dm, reply, fyi)
         if not owed.sends:  # nothing sent after: the flow's audit rows go with this transaction
             self.ctx.audit.carry(s)
@@ -130,6 +130,12 @@ class StateMessages:
         text = views.approvals.thread_outcome(req, approvers, name_approvers=not told)
         hold = _hold(req, told)
         return self.threads.owe(req.id, f"state:{key}", text, drop=(*NUDGE_KEYS, "state:"), hold=hold, session=session)
+
+
+def held_approval(row) -> bool:
+    """Whether a ledger row is an approval's held message (the requester's "approved, applying" DM or its
+    thread reply: :data:`APPROVED_HOLD`), which the outcome supersedes when the apply ends."""
+    return (row.kind == DM and row.state == APPROVED) or (row.kind == THREAD and row.key.startswith("state:approved"))
 
 
 def _hold(req: AccessRequest, told) -> float:

@@ -41,6 +41,7 @@ from .blocks import (
 from .cards import (
     approval_card,
     requester_update,
+    target_update,
 )
 from .leases import LEASE_DONE_ACTION, LEASE_EXTEND_ACTION
 from . import leases
@@ -102,5 +103,6 @@ __all__ = [
     "request_modal",
     "requester_update",
     "section",
+    "target_update",
     "whois",
 ]

@@ -285,3 +285,17 @@ def requester_update(req: AccessRequest, approvers: Sequence[str] = (), *, name_
         why = f": {outcome_text(req)}" if req.outcome else ""
         return f"Your request for {what} was cancelled by {mention(req.decided_by)}{why} {ref}."
     return f"Your request {ref} is now {req.state}."
+
+
+def target_update(req: AccessRequest, approvers: Sequence[str] = ()) -> str:
+    """The DM the person a request is for (an invite, a reset asked for them) gets when it ends, applied or
+    denied: who asked, who decided and what happened (mrkdwn, escaped), the same however fast the apply was.
+    ``approvers``: everyone whose approval counted (the decider alone when empty)."""
+    what, ref, asker = kind_phrase(req), f"(request `{req.id[:8]}`)", mention(req.requester_id)
+    if req.state == DENIED:
+        reason = f" Reason: {esc(req.decision_note)}" if req.decision_note else ""
+        return f"For your information: {asker} asked for {what}; {mention(req.decided_by)} denied it {ref}.{reason}"
+    who = names(approvers) if approvers else mention(req.decided_by)
+    return (
+        f"For your information: {asker} asked for {what}; {who} approved it, and it is done. {outcome_text(req)} {ref}"
+    )

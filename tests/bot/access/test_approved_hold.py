@@ -57,7 +57,9 @@ def test_an_apply_that_does_not_follow_still_tells_the_approval_after_the_hold(s
     service.run_due()
     assert service.get(req.id).state == APPROVED and len(dms(slack, REQUESTER)) == before
     clock.advance(APPROVED_HOLD + 1)
-    service.run_due()
+    service.run_due()  # the apply is due again in this pass: the held approval waits for it (it fails again)
+    assert len(dms(slack, REQUESTER)) == before
+    service.run_due()  # the next pass, with the apply backing off, tells the approval
     req = service.get(req.id)
     assert req.state == APPROVED
     told = dms(slack, REQUESTER)[before:]
@@ -98,3 +100,22 @@ def test_an_apply_that_fails_at_once_names_the_approver_in_its_failure(service, 
     assert told[0].endswith("Comment: fine")
     reply = thread(slack, req)
     assert len(reply) == 1 and reply[0].startswith(f":x: Approved by <@{APPROVER}> — “fine”, but Polaris refused")
+
+
+def test_a_worker_that_comes_late_sends_the_outcome_only(service, db, slack, groups):
+    # New-user trial: serve with SERVE_WORKER=false, the worker started after the hold: the held "approved" DM
+    # and "Done" arrived together (and two thread replies). The pass that applies the request tells only its
+    # outcome, naming the approver.
+    clock = Clock(service)
+    service.handle_command(REQUESTER, "request Viewer dashboards")
+    req = only_request(db)
+    before = len(dms(slack, REQUESTER))
+    service.decide(req.id, APPROVER, approve=True)
+    clock.advance(APPROVED_HOLD + 30)  # no worker ran meanwhile
+    service.run_due()
+    req = service.get(req.id)
+    assert req.state == APPLIED
+    told = dms(slack, REQUESTER)[before:]
+    assert len(told) == 1 and told[0].startswith(":white_check_mark: Done"), told
+    assert f"Approved by <@{APPROVER}>" in told[0], told
+    assert len(thread(slack, req)) == 1, thread(slack, req)

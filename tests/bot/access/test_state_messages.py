@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from bot.deliveries import DELIVERY_LEASE
 from bot.models import APPLIED, DENIED, Delivery
-from tests.bot.access.helpers import dms, only_request
+from tests.bot.access.helpers import dms, newest, only_request, requests_of
 from tests.conftest import APPROVER, REQUESTER, Clock
 
 
@@ -79,3 +79,27 @@ def test_an_apply_owes_its_outcome_in_the_transaction_that_marks_it_applied(serv
     told = dms(slack, REQUESTER)[before:]
     assert len(told) == 1 and told[0].startswith(":white_check_mark: Done"), told  # the outcome only, once
     assert f"Approved by <@{APPROVER}>" in told[0]  # the held approval was superseded: the outcome names them
+
+
+def test_the_person_an_invite_is_for_is_told_who_asked_and_who_decided(service, db, slack, groups):
+    # New-user trial: bob, invited by dan and denied, was told "Your request for membership ... was denied".
+    from tests.conftest import ADMIN
+
+    dan = "U0DAN"
+    slack.add_user(dan, "dan", "dan@example.com", first_name="Dan", last_name="Tester")
+    service.handle_command(ADMIN, "invite dan@example.com Viewer onboarding")
+    service.drain()
+    denied = only_request(db)
+    service.decide(denied.id, APPROVER, approve=False, note="no NDA yet")
+    (told,) = [t for t in dms(slack, dan) if t.startswith("For your information")]
+    assert "Your request" not in told and f"<@{ADMIN}> asked for" in told, told
+    assert f"<@{APPROVER}> denied it" in told and "Reason: no NDA yet" in told, told
+    before = {r.id for r in requests_of(db)}
+    service.handle_command(ADMIN, "invite dan@example.com Viewer onboarding, NDA signed")
+    service.drain()
+    again = newest(db, before)
+    service.decide(again.id, APPROVER, approve=True)
+    service.run_due()
+    done = [t for t in dms(slack, dan) if t.startswith("For your information")][1:]
+    assert len(done) == 1 and f"<@{ADMIN}> asked for" in done[0], done
+    assert f"<@{APPROVER}> approved it, and it is done." in done[0] and "Viewer" in done[0], done
