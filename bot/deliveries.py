@@ -58,13 +58,22 @@ _TAKE = update(_D).where(
     or_(_D.c.next_attempt_at.is_(None), _D.c.next_attempt_at <= bindparam("now")),
 ).values(attempts=bindparam("n1"), next_attempt_at=bindparam("lease"), updated_at=bindparam("now"))  # fmt: skip
 _MINE = (_D.c.id == bindparam("i"), _D.c.attempts == bindparam("n"), _D.c.status == PENDING)
-_DELIVERED_AS = (_D.c.request_id == bindparam("r"), _D.c.kind == bindparam("k"), _D.c.key == bindparam("ky"),
-                 _D.c.status == DELIVERED)  # fmt: skip
+_CARDS_SHOWN = (_D.c.request_id == bindparam("r"), _D.c.kind == CARD, _D.c.key == "card", _D.c.status == DELIVERED)
+#: Seconds after a request's state changed before the worker updates a card its process did not (it died first).
+CARD_GRACE = 30.0
+
+
+def owe_cards(session, request_id: str, now: dt.datetime) -> None:
+    """In ``session`` (one that changes the request's state): its cards shown so far are owed an update, due
+    after :data:`CARD_GRACE` seconds unless the caller shows them first (new content makes them due at once:
+    :meth:`DeliveryLedger.want`), so a card never keeps an earlier state when a process dies in between."""
+    new = {"status": PENDING, "next_attempt_at": now + dt.timedelta(seconds=CARD_GRACE)}
+    stmt = prepared.once(("deliveries.owe_cards",), lambda: prepared.setting(_D, _CARDS_SHOWN, new))
+    session.execute(stmt, {"r": request_id, **prepared.values(new)})
 
 
 def in_flight():
-    """The condition of a pending row whose first attempt is under way (taken, no error yet): it is not
-    superseded, since Slack may be taking it now."""
+    """A pending row whose first attempt is under way (taken, no error yet): not superseded (Slack may take it)."""
     return and_(Delivery.attempts > 0, Delivery.last_error.is_(None))
 
 
@@ -210,16 +219,8 @@ class DeliveryLedger:
             where = (Delivery.request_id == request_id, Delivery.kind == kind, Delivery.status == PENDING)
             return s.scalar(select(Delivery.id).where(*where).limit(1)) is not None
 
-    def owe_again(self, request_id: str, kind: str, key: str, *, within: float, session) -> None:
-        """In ``session``: the request's delivered rows of ``kind`` and ``key`` (its cards) are owed again, due
-        in ``within`` seconds unless the caller sends them first (new content makes them due at once: :meth:`want`)."""
-        new = {"status": PENDING, "next_attempt_at": self.clock() + dt.timedelta(seconds=within)}
-        stmt = prepared.once(("deliveries.owe_again",), lambda: prepared.setting(_D, _DELIVERED_AS, new))
-        session.execute(stmt, {"r": request_id, "k": kind, "ky": key, **prepared.values(new)})
-
     def reopen(self, row: Delivery | None) -> None:
-        """Make a settled row owed again from scratch (attempts 0, due now, no content yet): a card that
-        must be posted afresh."""
+        """Owe a settled row again from scratch (attempts 0, due now, no content): a card to post afresh."""
         if row is None:
             return
         with self.db.session() as s:
@@ -278,8 +279,7 @@ class DeliveryLedger:
             ).rowcount
 
     def settle(self, row: Delivery, status: str, error: str | None = None, *, session=None) -> bool:
-        """Mark a pending row ``delivered``/``failed``/``superseded`` without sending (compare-and-set; in
-        ``session`` if given)."""
+        """Mark a pending row ``delivered``/``failed``/``superseded``, unsent (compare-and-set; in ``session``)."""
         new = {"status": status, "last_error": error, "updated_at": self.clock()}
         stmt = prepared.once(("deliveries.settle",), lambda: prepared.setting(_D, _MINE[::2], new))  # id, pending
         with self.db.joining(session) as s:

@@ -32,7 +32,10 @@ def once(key: tuple, build: Callable[[], T]) -> T:
 def shape(new: dict) -> tuple:
     """What a :func:`setting` statement for the column values ``new`` is kept by: the column names, and for a
     value that is a SQL expression (``retries + 1``, written into the statement) its SQL too."""
-    return tuple((k, str(v)) if isinstance(v, ClauseElement) else k for k, v in new.items())
+    return tuple(
+        (k, str(v.compile(compile_kwargs={"literal_binds": True}))) if isinstance(v, ClauseElement) else k
+        for k, v in new.items()
+    )
 
 
 def setting(table: Table, where: Iterable, new: dict):

@@ -29,9 +29,7 @@ from .store import RequestStore
 from .state_messages import APPROVED_HOLD, NUDGE_KEYS, SENDING_HOLD, Owed, StateMessages
 from .threads import Threads
 
-__all__ = ["APPROVED_HOLD", "CARD_GRACE", "NUDGE_KEYS", "SENDING_HOLD", "Notifications"]  # holds: state_messages
-#: Seconds after a state change before the worker updates a card its process did not (it died first).
-CARD_GRACE = 30.0
+__all__ = ["APPROVED_HOLD", "NUDGE_KEYS", "SENDING_HOLD", "Notifications"]  # the holds: state_messages
 
 log = logging.getLogger(__name__)
 _SENT = {"approval_channel", "approval_ts", "post_attempts", "manager_dm_channel", "manager_dm_ts"}  # not shown
@@ -313,17 +311,14 @@ class Notifications:
         self.states.send(owed)
 
     def owe_told(self, req: AccessRequest, *, quiet: bool = False, session) -> Owed | None:
-        """In ``session`` (the transaction that changed ``req``'s state): the cards owed an update
-        (:meth:`owe_cards`), and, unless the request is still pending, what :meth:`notify_requester` (``quiet``:
-        :meth:`mark_told`) sends; pass the answer to :meth:`send_told` after it commits."""
-        self.owe_cards(req.id, session=session)
-        return None if req.state == PENDING else self.states.owe(req, quiet=quiet, session=session)
-
-    def owe_cards(self, request_id: str, *, session) -> None:
-        """In ``session`` (a state change's): the request's cards are owed an update. The caller syncs them at
-        once (:meth:`refresh_card`); a process that dies first leaves them due to the worker after
-        :data:`CARD_GRACE` seconds, so a card never keeps an earlier state."""
-        self.ctx.deliveries.owe_again(request_id, CARD, "card", within=CARD_GRACE, session=session)
+        """In ``session`` (the transaction that changed ``req``'s state; its cards are owed an update there:
+        :func:`bot.deliveries.owe_cards`): what :meth:`notify_requester` (``quiet``: :meth:`mark_told`) sends,
+        ``None`` for a request still pending (a partial approval: its cards owed here); pass the answer to
+        :meth:`send_told` after it commits."""
+        if req.state == PENDING:
+            ledger.owe_cards(session, req.id, self.ctx.clock())
+            return None
+        return self.states.owe(req, quiet=quiet, session=session)
 
     def send_told(self, owed: Owed | None) -> bool:
         """After the transaction of :meth:`owe_told`: send what it owed (``None``: nothing). True when the

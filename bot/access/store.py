@@ -17,7 +17,7 @@ from sqlalchemy import and_, bindparam, delete, exists, func, or_, select, updat
 
 from .. import prepared
 from ..db import Database
-from ..deliveries import CARD, DM
+from ..deliveries import CARD, DM, owe_cards
 from ..models import (
     APPLIED,
     APPROVED,
@@ -37,6 +37,7 @@ from ..models import (
     AccessRequest,
     Approval,
     Delivery,
+    utcnow,
 )
 
 
@@ -105,8 +106,7 @@ class RequestStore:
             )
 
     def by_prefix(self, prefix: str, *, limit: int = 2) -> list[AccessRequest]:
-        """Requests whose ID starts with ``prefix`` (lower-case hex and dashes: the full ID, or the 8 characters
-        the bot shows), at most ``limit``."""
+        """Requests whose ID starts with ``prefix`` (the full ID, or the 8 characters shown), at most ``limit``."""
         with self.db.session() as s:
             return list(s.scalars(select(AccessRequest).where(AccessRequest.id.startswith(prefix)).limit(limit)))
 
@@ -127,8 +127,7 @@ class RequestStore:
     def open_grants_of(
         self, email: str, group_id: str, *, kinds=(JOIN, INVITE), other_than: str = "", session=None
     ) -> list[AccessRequest]:
-        """The open (pending or approved) requests of ``kinds`` (grants by default) of ``email`` in
-        ``group_id``, but ``other_than``."""
+        """The open requests of ``kinds`` (grants by default) of ``email`` in ``group_id``, but ``other_than``."""
         with self.db.joining(session) as s:
             return list(
                 s.scalars(
@@ -346,12 +345,14 @@ class RequestStore:
         stmt = prepared.once(key, lambda: prepared.setting(_T, where, values))
         params = {"i": request_id, "e": expect, "l": live_at, "x": expired_at, **prepared.values(values)}
         with self.db.joining(session) as s:
-            return s.execute(stmt, params).rowcount
+            changed = s.execute(stmt, params).rowcount
+            if changed and "state" in values:  # what its cards show changed: owed an update, with the change
+                owe_cards(s, request_id, values.get("updated_at") or utcnow())
+            return changed
 
     def close(self, req: AccessRequest, *, by: str, now: dt.datetime, outcome: str, session) -> int:
-        """Close an open request (compare-and-set from the state it was read in to ``cancelled``) because
-        something else decided it (an offboarding, a removal, I'm done): ``outcome`` says what. Returns the rows
-        changed (0: it moved on meanwhile)."""
+        """Close an open request (compare-and-set from the state it was read in to ``cancelled``) because something
+        else decided it (an offboarding, a removal, I'm done): ``outcome`` says what. Returns the rows changed."""
         return self.update(
             req.id,
             session=session,
