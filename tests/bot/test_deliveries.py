@@ -43,7 +43,7 @@ def test_requester_refusing_dms_does_not_make_the_target_get_the_done_dm_every_p
     req = service.get(req.id)
     assert req.state == APPLIED
     assert [t for t in dms(slack, DAN) if "For your information" in t] == [dms(slack, DAN)[0]]
-    assert len(dms(slack, DAN)) == 1 and "Done" in dms(slack, DAN)[0]
+    assert len(dms(slack, DAN)) == 1 and "approved it, and it is done" in dms(slack, DAN)[0]
     assert len(calls(slack, "conversations.open", users=ADMIN)) == 1  # permanent: never tried again
     assert req.notified_state == APPLIED  # settled (given up), not left for the worker to resend
     carol = {r.key: (r.status, r.last_error) for r in rows(db, req.id) if r.recipient == ADMIN}
