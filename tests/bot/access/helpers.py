@@ -125,3 +125,19 @@ def grant(service, text: str, actor: str | None = None, approver: str | None = N
     assert service.decide(made.id, approver or APPROVER, approve=True) is None
     service.run_due()
     return service.get(made.id)
+
+
+class Died(BaseException):
+    """The process stops here (not an Exception: nothing on the way catches it)."""
+
+
+def die_before_the_card(service) -> None:
+    """The next card sync raises :class:`Died`: the process dies between a state change's commit and its first
+    Slack call (then the real ``refresh_card`` is back)."""
+    real = service.notifications.refresh_card
+
+    def die(*a, **kw):
+        service.notifications.refresh_card = real
+        raise Died()
+
+    service.notifications.refresh_card = die

@@ -8,7 +8,7 @@ pass would update after a process died (now the state change owes it: CARD_GRACE
 from __future__ import annotations
 
 from bot.models import APPLIED, APPROVED
-from tests.bot.access.helpers import card, dms, only_request
+from tests.bot.access.helpers import Died, die_before_the_card, card, dms, only_request
 from tests.conftest import APPROVER, APPROVER2, CHANNEL, REQUESTER, Clock
 
 
@@ -44,20 +44,6 @@ def test_two_approvers_at_once_the_first_does_not_put_the_pending_card_back(serv
     assert shown == [], shown
 
 
-class Died(BaseException):
-    """The process stops here (not an Exception: nothing on the way catches it)."""
-
-
-def _die_before_the_card(service):
-    real = service.notifications.refresh_card
-
-    def die(*a, **kw):
-        service.notifications.refresh_card = real
-        raise Died()
-
-    service.notifications.refresh_card = die
-
-
 DAN = "U0DAN"
 
 
@@ -71,7 +57,7 @@ def test_an_invite_whose_apply_dies_after_its_commit_still_tells_the_invitee(ser
     service.drain()
     req = only_request(db)
     service.decide(req.id, APPROVER, approve=True)
-    _die_before_the_card(service)
+    die_before_the_card(service)
     try:
         service.execution.apply(req.id)
     except Died:
@@ -94,7 +80,7 @@ def test_a_denied_invite_whose_click_dies_after_its_commit_still_tells_the_invit
     service.handle_command(ADMIN, "invite dan@example.com Viewer onboarding")
     service.drain()
     req = only_request(db)
-    _die_before_the_card(service)
+    die_before_the_card(service)
     try:
         service.decide(req.id, APPROVER, approve=False, note="no NDA yet")
     except Died:
@@ -208,7 +194,7 @@ def test_a_denial_that_dies_after_its_commit_still_gets_its_card_updated(service
     service.handle_command(REQUESTER, "request Viewer dashboards")
     service.drain()
     req = only_request(db)
-    _die_before_the_card(service)
+    die_before_the_card(service)
     try:
         service.decide(req.id, APPROVER, approve=False, note="no")
     except Died:

@@ -7,22 +7,8 @@ statement (its key hid the literal)."""
 from __future__ import annotations
 
 from bot.models import AccessRequest
-from tests.bot.access.helpers import buttons, card, only_request
+from tests.bot.access.helpers import Died, die_before_the_card, buttons, card, only_request
 from tests.conftest import APPROVER, REQUESTER, Clock
-
-
-class Died(BaseException):
-    """The process stops here (not an Exception: nothing on the way catches it)."""
-
-
-def _die_before_the_card(service):
-    real = service.notifications.refresh_card
-
-    def die(*a, **kw):
-        service.notifications.refresh_card = real
-        raise Died()
-
-    service.notifications.refresh_card = die
 
 
 def _later_passes(service, clock, n=3):
@@ -39,7 +25,7 @@ def test_a_cancel_that_dies_after_its_commit_still_gets_its_card_updated(service
     service.drain()
     req = only_request(db)
     assert buttons(card(slack, req))
-    _die_before_the_card(service)
+    die_before_the_card(service)
     try:
         service.cancel_request(req.id, REQUESTER)
     except Died:
@@ -57,7 +43,7 @@ def test_an_expiry_that_dies_after_its_commit_still_gets_its_card_updated(servic
     service.drain()
     req = only_request(db)
     clock.advance((req.expires_at - service.clock()).total_seconds() + 1)
-    _die_before_the_card(service)
+    die_before_the_card(service)
     try:
         service.expire(req.id)
     except Died:
@@ -92,7 +78,7 @@ def test_an_apply_that_fails_and_dies_after_its_commit_still_gets_its_card_updat
     req = only_request(db)
     sandbox.add_fault(Fault(method="POST", path=r"^/v1/users$", status=400, times=None))  # refused for good
     service.decide(req.id, APPROVER, approve=True)
-    _die_before_the_card(service)
+    die_before_the_card(service)
     try:
         service.execution.apply(req.id)
     except Died:

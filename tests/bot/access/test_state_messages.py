@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from bot.deliveries import DELIVERY_LEASE
 from bot.models import APPLIED, DENIED, Delivery
-from tests.bot.access.helpers import dms, newest, only_request, requests_of
+from tests.bot.access.helpers import Died, die_before_the_card, dms, newest, only_request, requests_of
 from tests.conftest import APPROVER, REQUESTER, Clock
 
 
@@ -20,24 +20,12 @@ def owed(db, request_id: str) -> dict[tuple[str, str], str]:
         return {(d.kind, d.key): d.status for d in s.scalars(select(Delivery).where(Delivery.request_id == request_id))}
 
 
-class Died(BaseException):
-    """The process stops here (not an Exception: nothing on the way catches it)."""
-
-
 @contextlib.contextmanager
 def dying_before_the_card(service):
     """Within the block, the process dies between a state change's commit and its first Slack call."""
-    real = service.notifications.refresh_card
-
-    def die(*a, **kw):
-        raise Died()
-
-    service.notifications.refresh_card = die
-    try:
-        with pytest.raises(Died):
-            yield
-    finally:
-        service.notifications.refresh_card = real
+    die_before_the_card(service)
+    with pytest.raises(Died):
+        yield
 
 
 def test_a_denial_dies_after_its_commit_and_its_dm_and_reply_are_still_sent_once(service, db, slack, groups):
