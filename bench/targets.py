@@ -173,6 +173,21 @@ def level(server, services, jobs, expect, conc, procs, product: bool, pg, pause:
 
 
 # ------------------------------------------------------------------------------------------ approval counts
+def approved_left(db_url: str) -> int:
+    """How many requests the load left approved and not applied yet (the background worker's backlog)."""
+    from sqlalchemy import func, select
+
+    from bot.db import Database
+    from bot.models import APPROVED, AccessRequest
+
+    db = Database(db_url)
+    try:
+        with db.session() as s:
+            return s.scalar(select(func.count()).select_from(AccessRequest).where(AccessRequest.state == APPROVED))
+    finally:
+        db.dispose()
+
+
 def approval_counts(db_kind: str, db_url: str, n: int = 5) -> dict:
     """Average counts per approval (click -> applied and requester told), in-process through the core."""
     from sqlalchemy import event, select
@@ -334,10 +349,11 @@ def main(argv=None) -> int:  # noqa: C901
             # time to answer, Polaris delayed
             quiet_until = time.monotonic() + 120  # let the background worker finish applying the approvals
             last, still = services.stats()["polaris_calls"], 0
-            while time.monotonic() < quiet_until and still < 3:
-                time.sleep(1)
+            while time.monotonic() < quiet_until and (still < 3 or approved_left(db_url)):
+                time.sleep(1)  # (a pass sending only Slack messages makes no Polaris call for seconds)
                 now_calls = services.stats()["polaris_calls"]
                 still, last = (still + 1 if now_calls == last else 0), now_calls
+            c.log(f"before time to answer: waited {120 - (quiet_until - time.monotonic()):.0f} s for the worker")
             services.add_fault(delay=args.polaris_ms / 1000.0, times=None)
             tta = {}
             for label, texts in (
