@@ -112,7 +112,7 @@ def cmd_worker(_args) -> int:
         signal.signal(sig, lambda *_: stopping.set())
     worker = wiring.build_worker(core).start()
     _start_line(settings, f"worker running (a pass every {settings.worker_interval:g} s)")
-    if settings.database_url.startswith("sqlite"):
+    if core.db.is_sqlite:
         log.warning("SQLite: this worker and `serve` must share the one file on this machine (PostgreSQL for more)")
     while not stopping.wait(1.0):
         pass

@@ -121,8 +121,7 @@ class AuditLog:
         )
         batch = _batch.get()
         if session is not None:
-            if batch:  # rows held before this one go first, with it: the chain's order stays the events' order
-                _go_with(session, batch, self.sealer)
+            self.carry(session)  # the rows held before this one go first: the chain keeps the events' order
             attach(session, self.sealer, row)  # sealed and inserted when the caller's transaction commits
             return
         if batch is not None:

@@ -57,7 +57,8 @@ _TAKE = update(_D).where(
     _D.c.id == bindparam("i"), _D.c.status == PENDING, _D.c.attempts == bindparam("n"),
     or_(_D.c.next_attempt_at.is_(None), _D.c.next_attempt_at <= bindparam("now")),
 ).values(attempts=bindparam("n1"), next_attempt_at=bindparam("lease"), updated_at=bindparam("now"))  # fmt: skip
-_MINE = (_D.c.id == bindparam("i"), _D.c.attempts == bindparam("n"), _D.c.status == PENDING)
+_PENDING_ROW = (_D.c.id == bindparam("i"), _D.c.status == PENDING)
+_MINE = (*_PENDING_ROW, _D.c.attempts == bindparam("n"))  # the row, while it is this attempt's
 _CARDS_SHOWN = (_D.c.request_id == bindparam("r"), _D.c.kind == CARD, _D.c.key == "card", _D.c.status == DELIVERED)
 #: Seconds after a request's state changed before the worker updates a card its process did not (it died first).
 CARD_GRACE = 30.0
@@ -281,7 +282,7 @@ class DeliveryLedger:
     def settle(self, row: Delivery, status: str, error: str | None = None, *, session=None) -> bool:
         """Mark a pending row ``delivered``/``failed``/``superseded``, unsent (compare-and-set; in ``session``)."""
         new = {"status": status, "last_error": error, "updated_at": self.clock()}
-        stmt = prepared.once(("deliveries.settle",), lambda: prepared.setting(_D, _MINE[::2], new))  # id, pending
+        stmt = prepared.once(("deliveries.settle",), lambda: prepared.setting(_D, _PENDING_ROW, new))
         with self.db.joining(session) as s:
             return bool(s.execute(stmt, {"i": row.id, **prepared.values(new)}).rowcount)
 
@@ -308,14 +309,12 @@ class DeliveryLedger:
         now = self.clock()
         if until is None or now < until - dt.timedelta(seconds=self.lease / 2):
             return True
-        params = {"i": row.id, "n": row.attempts + 1, "v_next_attempt_at": now + dt.timedelta(seconds=self.lease)}
+        new = {"next_attempt_at": now + dt.timedelta(seconds=self.lease)}
+        stmt = prepared.once(("deliveries.extend",), lambda: prepared.setting(_D, _MINE, new))
         with self.db.session() as s:
-            if not s.execute(
-                prepared.once(("deliveries.extend",), lambda: prepared.setting(_D, _MINE, {"next_attempt_at": 0})),
-                params,
-            ).rowcount:
+            if not s.execute(stmt, {"i": row.id, "n": row.attempts + 1, **prepared.values(new)}).rowcount:
                 return False
-        row.taken_until = params["v_next_attempt_at"]
+        row.taken_until = new["next_attempt_at"]
         return True
 
     def run(
@@ -337,7 +336,7 @@ class DeliveryLedger:
         if not (self._still_taken(row) if taken else self.take(row)):
             return Attempt("skipped", row=row)
         attempts = row.attempts + 1
-        mine = {"i": row.id, "n": attempts}  # the row, while it is this attempt's (_MINE)
+        mine = {"i": row.id, "n": attempts}  # _MINE's parameters
         try:
             result = send()
         except SlackError as e:

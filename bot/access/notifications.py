@@ -82,8 +82,9 @@ class Notifications:
         """Rewrite the approval card (and the manager's copy) from the request's current state
         (``chat.update``), only when what it shows changed. A failure is left to the delivery ledger (retried
         with backoff; an impossible update posts a fresh card); the decision stands either way. True when the
-        channel card is current. ``current``: the request as the caller's transaction just left it (not read
-        again; a change since is caught as one made while sending); ``carry``: nothing is sent after it in this
+        channel card is current. ``current``: the request as the caller's transaction just left it, which saves
+        reading it before the cards are taken (each card is still drawn from the request read in the transaction
+        that takes it); ``carry``: nothing is sent after it in this
         flow, so its held audit rows go with the card's outcome (:meth:`bot.audit.AuditLog.carry`)."""
         return self.sync_cards(request_id, note, current=current, carry=carry)
 
@@ -110,7 +111,7 @@ class Notifications:
                         self.ctx.deliveries.want(req.id, CARD, recipient, "card", content=content_hash(text, blocks))
                 return False
             req = current if current is not None and current.id == request_id else self.store.get(request_id)
-            current = False
+            channel_current = False
             for _ in range(3):  # again when the request changed while we were sending
                 if req is None:
                     return False
@@ -122,13 +123,13 @@ class Notifications:
                     )
                     sent = sent or did_send
                     if not manager:
-                        current = status == ledger.DELIVERED
+                        channel_current = status == ledger.DELIVERED
                 if not sent:
                     break
                 req, still = after or self._unchanged_since(req)
                 if still:
                     break
-            return current
+            return channel_current
 
     def _unchanged_since(self, shown: AccessRequest, session=None) -> tuple[AccessRequest | None, bool]:
         """After a card was sent: (the request now, True when its row is as ``shown`` and no card of it is owed
@@ -292,23 +293,21 @@ class Notifications:
             self.dm(req.id, req.requester_id, "unposted", views.requester_update(req))
 
     # ------------------------------------------------------------------------------- DMs
-    def notify_requester(self, req: AccessRequest) -> bool:
+    def notify_requester(self, req: AccessRequest, *, quiet: bool = False) -> bool:
         """DM the requester the request's current state (and the person it is for, when it ends), once per
         state (and per Retry), with the state's thread reply, through the delivery ledger: a DM Slack did not
         take is retried with backoff, one it refuses for good is not, and ``ADMINS`` are told instead. True when
-        the requester got it. A caller that changed the state in a transaction owes them in it instead
-        (:meth:`owe_told`, then :meth:`send_told`)."""
+        the requester got it. ``quiet``: :meth:`mark_told`. A caller that changed the state in a transaction
+        owes them in it instead (:meth:`owe_told`, then :meth:`send_told`)."""
         with self.ctx.db.session() as s:  # the state's DM and thread reply, owed (and taken) in one transaction
-            owed = self.states.owe(req, session=s)
+            owed = self.states.owe(req, quiet=quiet, session=s)
         return self.states.send(owed)
 
     def mark_told(self, req: AccessRequest) -> None:
         """The requester needs no DM of the request's current state (they were answered in the command itself,
         or the bot is the requester): recorded as settled, so the worker does not send one; the thread reply is
         owed and sent."""
-        with self.ctx.db.session() as s:  # settled, and the state's thread reply owed, in one transaction
-            owed = self.states.owe(req, quiet=True, session=s)
-        self.states.send(owed)
+        self.notify_requester(req, quiet=True)
 
     def owe_told(self, req: AccessRequest, *, quiet: bool = False, session) -> Owed | None:
         """In ``session`` (the transaction that changed ``req``'s state; its cards are owed an update there:

@@ -5,9 +5,10 @@ ledger (:mod:`bot.deliveries`).
 They are owed in two halves: :meth:`StateMessages.owe` in a transaction (the caller's: the one that changed the
 state, so a decision or an apply and what it owes commit together, issue 13) and :meth:`StateMessages.send`
 after it commits. A message taken in that transaction is sent only while its attempt lease holds (the ledger
-extends it first, or leaves the message to the process that took it since). An approval's messages are held back (:data:`APPROVED_HOLD`) so that an apply ending sooner
-sends only its outcome, naming the approvers and their comment; an outcome whose approval's message is being
-sent waits (:data:`SENDING_HOLD`) so that it arrives second. Nothing here raises for a Slack failure.
+extends it first, or leaves the message to the process that took it since). An approval's messages are held
+back (:data:`APPROVED_HOLD`) so that an apply ending sooner sends only its outcome, naming the approvers and
+their comment; an outcome whose approval's message is being sent waits (:data:`SENDING_HOLD`) so that it
+arrives second. Nothing here raises for a Slack failure.
 """
 
 from __future__ import annotations
@@ -48,7 +49,12 @@ class Owed:
     @property
     def sends(self) -> bool:
         """Whether :meth:`StateMessages.send` will call Slack (a message taken to be sent)."""
-        return any(bool(m and m[-1]) for m in (self.dm, self.reply, self.fyi))
+        return any(_sending(m) for m in (self.dm, self.reply, self.fyi))
+
+
+def _sending(owed: tuple | None) -> bool:
+    """Whether an owed (row, ..., taken) was taken to be sent (not held, not found unreachable: a string)."""
+    return owed is not None and owed[-1] is True
 
 
 class StateMessages:
@@ -88,7 +94,7 @@ class StateMessages:
         for its outcome. True when the requester got the DM (or needs none)."""
         if owed is None:
             return True
-        ok, fyi = True, bool(owed.fyi and owed.fyi[1])  # the flow's audit rows go with the last one sent
+        ok, fyi = True, _sending(owed.fyi)  # the flow's audit rows go with the last one sent
         if owed.dm is not None:
             ok = self.dms.send_row(owed.dm[0], taken=owed.dm[1], carry=owed.reply is None and not fyi)
         if owed.reply is not None:
@@ -135,7 +141,9 @@ class StateMessages:
 def held_approval(row) -> bool:
     """Whether a ledger row is an approval's held message (the requester's "approved, applying" DM or its
     thread reply: :data:`APPROVED_HOLD`), which the outcome supersedes when the apply ends."""
-    return (row.kind == DM and row.state == APPROVED) or (row.kind == THREAD and row.key.startswith("state:approved"))
+    return (row.kind == DM and row.state == APPROVED) or (
+        row.kind == THREAD and row.key.startswith(f"state:{APPROVED}")
+    )
 
 
 def _hold(req: AccessRequest, told) -> float:

@@ -56,7 +56,7 @@ class DueWork:
 # Built once (bot/prepared.py); _CONDITIONS: RequestStore.update's expect, live_at and expired_at.
 _T = AccessRequest.__table__
 _ID = _T.c.id == bindparam("i")
-_GET = select(AccessRequest).where(_T.c.id == bindparam("i")).execution_options(populate_existing=True)
+_GET = select(AccessRequest).where(_ID).execution_options(populate_existing=True)
 _APPROVERS = select(Approval.approver_id).where(Approval.request_id == bindparam("r")).order_by(Approval.id)
 _CONDITIONS = (_T.c.state == bindparam("e"), _T.c.expires_at > bindparam("l"), _T.c.expires_at <= bindparam("x"))
 
